@@ -1,0 +1,182 @@
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::canonical;
+
+/// The claim set of a writ, in its one accepted shape. Unknown fields are
+/// refused, and [`crate::verify`] additionally demands that the payload bytes
+/// are exactly the RFC 8785 form of this struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The authority's name.
+    pub iss: String,
+    /// The principal, as a Cedar entity UID (`Agent::"planner"`).
+    pub sub: String,
+    /// The enforcement point the writ is for (`exec@host-a`, `mcp:filesystem`).
+    pub aud: String,
+    pub iat: u64,
+    pub nbf: u64,
+    pub exp: u64,
+    /// 128-bit random nonce, 32 lowercase hex digits; spent once.
+    pub jti: String,
+    pub writ: WritBody,
+}
+
+/// writ's own claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritBody {
+    /// Cedar entity UID of the action (`Action::"exec"`).
+    pub action: String,
+    /// Cedar entity UID of the resource.
+    pub resource: String,
+    /// `sha256:` of the RFC 8785 form of the exact request.
+    pub request: String,
+    pub environment: EnvironmentBinding,
+    pub scope: Scope,
+    /// `sha256:` of the policy bundle that allowed it.
+    pub policy: String,
+    pub lineage: Lineage,
+    pub log: LogPointer,
+}
+
+/// The environment facts the writ is bound to, and their digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentBinding {
+    pub facts: Map<String, Value>,
+    pub digest: String,
+}
+
+impl EnvironmentBinding {
+    /// Bind a set of facts: the digest is the RFC 8785 `sha256:` of the facts.
+    pub fn bind(facts: Map<String, Value>) -> Result<EnvironmentBinding, String> {
+        let digest = canonical::digest_json(&facts)?;
+        Ok(EnvironmentBinding { facts, digest })
+    }
+}
+
+/// What the action may touch. Enforced by the gateway; a child's scope must
+/// lie inside its parent's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scope {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+    #[serde(default)]
+    pub net: bool,
+}
+
+/// Longest path a scope may name.
+pub const SCOPE_PATH_BYTES_MAX: usize = 4096;
+/// Most paths one scope list may hold.
+pub const SCOPE_PATHS_MAX: usize = 64;
+
+impl Scope {
+    /// Check every path is absolute and lexically normal (no `.`/`..`
+    /// components, no empty components, no trailing slash except `/`).
+    pub fn validate(&self) -> Result<(), String> {
+        for (list, name) in [(&self.read, "read"), (&self.write, "write")] {
+            if list.len() > SCOPE_PATHS_MAX {
+                return Err(format!(
+                    "scope.{name} holds {} paths; at most {SCOPE_PATHS_MAX} are allowed",
+                    list.len()
+                ));
+            }
+            for p in list {
+                if !is_normal_absolute(p) {
+                    return Err(format!(
+                        "scope.{name} path {p:?} is not a normal absolute path (no '.', '..', '//' or trailing '/')"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this scope asks for nothing beyond `parent`: every read path lies
+    /// under one of the parent's read or write paths, every write path under one
+    /// of the parent's write paths, and network only if the parent has it.
+    pub fn is_within(&self, parent: &Scope) -> bool {
+        let under_any = |p: &str, roots: &[&String]| roots.iter().any(|r| path_is_under(p, r));
+        let parent_readable: Vec<&String> = parent.read.iter().chain(parent.write.iter()).collect();
+        let parent_writable: Vec<&String> = parent.write.iter().collect();
+        self.read.iter().all(|p| under_any(p, &parent_readable))
+            && self.write.iter().all(|p| under_any(p, &parent_writable))
+            && (!self.net || parent.net)
+    }
+}
+
+fn is_normal_absolute(p: &str) -> bool {
+    if p == "/" {
+        return true;
+    }
+    p.len() <= SCOPE_PATH_BYTES_MAX
+        && p.starts_with('/')
+        && !p.ends_with('/')
+        && !p.contains('\0')
+        && p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Whether `path` is `root` or lies below it, component-wise (`/data2` is not
+/// under `/data`).
+pub fn path_is_under(path: &str, root: &str) -> bool {
+    if root == "/" {
+        return path.starts_with('/');
+    }
+    path == root || (path.starts_with(root) && path.as_bytes().get(root.len()) == Some(&b'/'))
+}
+
+/// Where a writ sits in its execution tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    /// The parent writ's `jti`, or `null` for a root.
+    pub parent: Option<String>,
+    /// The root writ's `jti` (its own for a root).
+    pub root: String,
+    /// 0 for a root.
+    pub depth: u32,
+}
+
+/// Which log entry recorded the decision behind this writ.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPointer {
+    pub origin: String,
+    pub index: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope(read: &[&str], write: &[&str], net: bool) -> Scope {
+        Scope {
+            read: read.iter().map(|s| s.to_string()).collect(),
+            write: write.iter().map(|s| s.to_string()).collect(),
+            net,
+        }
+    }
+
+    #[test]
+    fn scope_containment_is_component_wise() {
+        let parent = scope(&["/data"], &["/tmp/work"], false);
+        assert!(scope(&["/data/x", "/tmp/work/y"], &["/tmp/work"], false).is_within(&parent));
+        assert!(!scope(&["/data2"], &[], false).is_within(&parent));
+        assert!(!scope(&[], &["/data/x"], false).is_within(&parent), "read does not grant write");
+        assert!(!scope(&[], &[], true).is_within(&parent), "no network from a parent without it");
+        assert!(scope(&["/etc"], &[], false).is_within(&scope(&["/"], &[], false)));
+    }
+
+    #[test]
+    fn scope_paths_must_be_normal_and_absolute() {
+        assert!(scope(&["/a/b"], &["/"], false).validate().is_ok());
+        for bad in ["a/b", "/a/../b", "/a/./b", "/a//b", "/a/", ""] {
+            assert!(scope(&[bad], &[], false).validate().is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use writ_artifact::canonical;
+use writ_artifact::WritKey;
+
+/// Format tag inside the canonical form; part of what is hashed.
+pub const BUNDLE_FORMAT: &str = "writ.bundle.v1";
+/// Total bytes of policy, schema and entity text one bundle may hold.
+pub const BUNDLE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most policy files one bundle may hold.
+pub const BUNDLE_POLICY_FILES_MAX: usize = 1024;
+/// Domain separation for bundle signatures.
+const BUNDLE_SIGNING_CONTEXT: &str = "writ-bundle-v1:";
+
+/// A bundle as its author wrote it: `*.cedar` files by name, an optional
+/// `schema.cedarschema`, an optional `entities.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleSource {
+    pub policies: BTreeMap<String, String>,
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub entities: Option<Value>,
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("bundle is too large: {0}")]
+    TooLarge(String),
+    #[error("bundle has no policy files (*.cedar)")]
+    Empty,
+    #[error("policy file {file}: {diagnostics}")]
+    Parse { file: String, diagnostics: String },
+    #[error("schema.cedarschema: {0}")]
+    Schema(String),
+    #[error("policies do not validate against schema.cedarschema:\n{0}")]
+    Validation(String),
+    #[error("entities.json: {0}")]
+    Entities(String),
+    #[error("bundle signature: {0}")]
+    Signature(String),
+    #[error("cannot canonicalize bundle: {0}")]
+    Canonical(String),
+}
+
+impl BundleSource {
+    /// The canonical form: RFC 8785 JSON of `{format, policies, schema,
+    /// entities}`. Its SHA-256 is the bundle's identity.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, BundleError> {
+        let v = serde_json::json!({
+            "format": BUNDLE_FORMAT,
+            "policies": self.policies,
+            "schema": self.schema,
+            "entities": self.entities,
+        });
+        canonical::to_canonical_bytes(&v).map_err(BundleError::Canonical)
+    }
+
+    /// `sha256:` of the canonical form.
+    pub fn hash(&self) -> Result<String, BundleError> {
+        Ok(canonical::digest_bytes(&self.canonical_bytes()?))
+    }
+
+    fn check_limits(&self) -> Result<(), BundleError> {
+        if self.policies.is_empty() {
+            return Err(BundleError::Empty);
+        }
+        if self.policies.len() > BUNDLE_POLICY_FILES_MAX {
+            return Err(BundleError::TooLarge(format!(
+                "{} policy files; at most {BUNDLE_POLICY_FILES_MAX}",
+                self.policies.len()
+            )));
+        }
+        let entities_len = match &self.entities {
+            Some(v) => serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX),
+            None => 0,
+        };
+        let total = self.policies.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self.schema.as_ref().map_or(0, String::len)
+            + entities_len;
+        if total > BUNDLE_BYTES_MAX {
+            return Err(BundleError::TooLarge(format!(
+                "{total} bytes; at most {BUNDLE_BYTES_MAX}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sign the bundle's hash with a policy key.
+    pub fn sign(self, key: &WritKey) -> Result<SignedBundle, BundleError> {
+        let hash = self.hash()?;
+        let sig = key.sign(format!("{BUNDLE_SIGNING_CONTEXT}{hash}").as_bytes());
+        Ok(SignedBundle {
+            source: self,
+            hash,
+            kid: key.kid().to_owned(),
+            signature: STANDARD.encode(sig),
+        })
+    }
+}
+
+/// A bundle with its hash and the policy key's signature over it. The unit
+/// that is uploaded, stored forever by hash, and named by every decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBundle {
+    pub source: BundleSource,
+    pub hash: String,
+    pub kid: String,
+    pub signature: String,
+}
+
+impl SignedBundle {
+    /// Check the hash is the source's and the signature is by one of `keys`
+    /// (the trusted policy keys).
+    pub fn check(&self, keys: &writ_artifact::KeyRing) -> Result<(), BundleError> {
+        let hash = self.source.hash()?;
+        if hash != self.hash {
+            return Err(BundleError::Signature(format!(
+                "hash {} does not match the content ({hash})",
+                self.hash
+            )));
+        }
+        let key = keys.get(&self.kid).ok_or_else(|| {
+            BundleError::Signature(format!("policy key {:?} is not trusted", self.kid))
+        })?;
+        let sig: [u8; 64] = STANDARD
+            .decode(&self.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| BundleError::Signature("signature is not 64 bytes of base64".into()))?;
+        key.verify_strict(
+            format!("{BUNDLE_SIGNING_CONTEXT}{hash}").as_bytes(),
+            &writ_artifact::keys::Signature::from_bytes(&sig),
+        )
+        .map_err(|_| BundleError::Signature("signature does not verify".into()))
+    }
+}
+
+/// A compiled, validated bundle, ready to decide.
+pub struct Bundle {
+    pub(crate) hash: String,
+    pub(crate) policies: PolicySet,
+    pub(crate) schema: Option<Schema>,
+    pub(crate) entities: Entities,
+    source: BundleSource,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle").field("hash", &self.hash).finish_non_exhaustive()
+    }
+}
+
+impl Bundle {
+    /// Parse every policy file, validate against the schema when there is one
+    /// (strict mode), and parse the entities. Any failure refuses the whole
+    /// bundle with Cedar's diagnostics.
+    pub fn compile(source: BundleSource) -> Result<Bundle, BundleError> {
+        source.check_limits()?;
+        let hash = source.hash()?;
+        let mut policies = PolicySet::new();
+        for (file, text) in &source.policies {
+            let parsed: PolicySet = text.parse().map_err(|e: cedar_policy::ParseErrors| {
+                BundleError::Parse {
+                    file: file.clone(),
+                    diagnostics: render_parse_errors(&e),
+                }
+            })?;
+            if parsed.templates().next().is_some() {
+                return Err(BundleError::Parse {
+                    file: file.clone(),
+                    diagnostics: "policy templates are not supported in bundles".into(),
+                });
+            }
+            let mut list: Vec<_> = parsed.policies().collect();
+            // Keep the order the author wrote, so fallback ids are stable.
+            list.sort_by_key(|p| p.id().to_string()[6..].parse::<usize>().unwrap_or(0));
+            for (n, policy) in list.into_iter().enumerate() {
+                let id = policy
+                    .annotation("id")
+                    .map_or_else(|| format!("{file}#{n}"), str::to_owned);
+                policies
+                    .add(policy.new_id(PolicyId::new(&id)))
+                    .map_err(|e| BundleError::Parse {
+                        file: file.clone(),
+                        diagnostics: format!("policy id {id:?}: {e}"),
+                    })?;
+            }
+        }
+        let schema = match &source.schema {
+            None => None,
+            Some(text) => {
+                let (schema, _warnings) = Schema::from_cedarschema_str(text)
+                    .map_err(|e| BundleError::Schema(render_diagnostic(&e)))?;
+                let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+                if !result.validation_passed() {
+                    let mut msg = String::new();
+                    for e in result.validation_errors() {
+                        let _ = writeln!(msg, "  - policy {}: {}", e.policy_id(), render_diagnostic(e));
+                    }
+                    return Err(BundleError::Validation(msg));
+                }
+                Some(schema)
+            }
+        };
+        let entities = match &source.entities {
+            None => Entities::empty(),
+            Some(v) => Entities::from_json_value(v.clone(), schema.as_ref())
+                .map_err(|e| BundleError::Entities(render_diagnostic(&e)))?,
+        };
+        let entities = match &schema {
+            Some(s) => {
+                let actions = s
+                    .action_entities()
+                    .map_err(|e| BundleError::Schema(render_diagnostic(&e)))?;
+                entities
+                    .add_entities(actions, Some(s))
+                    .map_err(|e| BundleError::Entities(render_diagnostic(&e)))?
+            }
+            None => entities,
+        };
+        Ok(Bundle {
+            hash,
+            policies,
+            schema,
+            entities,
+            source,
+        })
+    }
+
+    /// `sha256:` of the canonical form.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    pub fn source(&self) -> &BundleSource {
+        &self.source
+    }
+
+    /// Policy ids in the bundle, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.policies.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn has_schema(&self) -> bool {
+        self.schema.is_some()
+    }
+}
+
+fn render_parse_errors(e: &cedar_policy::ParseErrors) -> String {
+    let mut s = String::new();
+    for (i, err) in e.iter().enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        s.push_str(&render_diagnostic(err));
+    }
+    s
+}
+
+/// Cedar's message plus its help text and labelled source spans.
+pub(crate) fn render_diagnostic<E: miette_like::Diag + ?Sized>(e: &E) -> String {
+    e.render()
+}
+
+pub(crate) mod miette_like {
+    /// Renders any Cedar error that implements `miette::Diagnostic`.
+    pub trait Diag {
+        fn render(&self) -> String;
+    }
+    impl<T: miette::Diagnostic + ?Sized> Diag for T {
+        fn render(&self) -> String {
+            let mut s = self.to_string();
+            if let Some(help) = self.help() {
+                s.push_str(&format!(" (help: {help})"));
+            }
+            if let Some(labels) = self.labels() {
+                let spans: Vec<String> = labels
+                    .map(|l| format!("at offset {}..{}", l.offset(), l.offset() + l.len()))
+                    .collect();
+                if !spans.is_empty() {
+                    s.push_str(&format!(" [{}]", spans.join(", ")));
+                }
+            }
+            s
+        }
+    }
+}
+

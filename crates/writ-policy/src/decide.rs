@@ -1,0 +1,203 @@
+use cedar_policy::{Authorizer, Context, EntityUid, Request};
+use serde_json::{Map, Value};
+use std::str::FromStr;
+
+use crate::bundle::{render_diagnostic, Bundle};
+
+/// One question for the policy: may `principal` do `action` on `resource`, in
+/// `context`? Entity UIDs are strings in Cedar syntax (`Action::"exec"`).
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionInput<'a> {
+    pub principal: &'a str,
+    pub action: &'a str,
+    pub resource: &'a str,
+    pub context: &'a Value,
+}
+
+/// Cedar's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allow: bool,
+    /// Ids of the policies that decided: the permits that matched on allow,
+    /// the forbids that matched on deny (empty on a default deny).
+    pub policies: Vec<String>,
+    /// Policies that erred while evaluating (they are skipped, as Cedar does).
+    pub errors: Vec<String>,
+}
+
+impl Decision {
+    /// A one-line explanation naming the deciding policy ids.
+    pub fn message(&self) -> String {
+        let mut m = match (self.allow, self.policies.is_empty()) {
+            (true, _) => format!("permitted by {}", self.policies.join(", ")),
+            (false, true) => "no policy permits this request".to_string(),
+            (false, false) => format!("forbidden by {}", self.policies.join(", ")),
+        };
+        if !self.errors.is_empty() {
+            m.push_str(&format!(" (policies that erred and were skipped: {})", self.errors.join("; ")));
+        }
+        m
+    }
+}
+
+/// The request could not be put to Cedar (bad entity UID, unknown type or
+/// action under the schema, context that does not fit). The authority denies
+/// these with `policy_denied` and this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+fn uid(what: &str, s: &str) -> Result<EntityUid, InputError> {
+    EntityUid::from_str(s).map_err(|e| {
+        InputError(format!(
+            "{what} {s:?} is not a Cedar entity UID such as Type::\"id\": {}",
+            render_diagnostic(&e)
+        ))
+    })
+}
+
+/// Cedar has no floats and no null: floats become their decimal string, nulls
+/// are dropped. Everything else keeps its JSON shape (arrays become sets).
+pub fn to_cedar_json(v: &Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_i64().is_none() => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(items.iter().filter(|v| !v.is_null()).map(to_cedar_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), to_cedar_json(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        other => other.clone(),
+    }
+}
+
+impl Bundle {
+    /// Decide. Deterministic: the same bundle and input always give the same
+    /// decision, which `writ log verify --replay` relies on.
+    pub fn decide(&self, input: DecisionInput<'_>) -> Result<Decision, InputError> {
+        let principal = uid("principal", input.principal)?;
+        let action = uid("action", input.action)?;
+        let resource = uid("resource", input.resource)?;
+        let ctx_json = to_cedar_json(input.context);
+        let context = Context::from_json_value(ctx_json, self.schema.as_ref().map(|s| (s, &action)))
+            .map_err(|e| InputError(format!("context does not fit the schema: {}", render_diagnostic(&e))))?;
+        let request = Request::new(principal, action, resource, context, self.schema.as_ref())
+            .map_err(|e| InputError(format!("request does not fit the schema: {}", render_diagnostic(&e))))?;
+        let response = Authorizer::new().is_authorized(&request, &self.policies, &self.entities);
+        let diag = response.diagnostics();
+        let mut policies: Vec<String> = diag.reason().map(ToString::to_string).collect();
+        policies.sort();
+        let errors: Vec<String> = diag.errors().map(|e| e.to_string()).collect();
+        Ok(Decision {
+            allow: response.decision() == cedar_policy::Decision::Allow,
+            policies,
+            errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BundleSource;
+    use serde_json::json;
+
+    fn bundle(policies: &[(&str, &str)], schema: Option<&str>) -> Result<Bundle, crate::BundleError> {
+        let mut s = BundleSource::default();
+        for (f, t) in policies {
+            s.policies.insert((*f).into(), (*t).into());
+        }
+        s.schema = schema.map(str::to_owned);
+        Bundle::compile(s)
+    }
+
+    fn ask(b: &Bundle, p: &str, a: &str, r: &str, ctx: Value) -> Result<Decision, InputError> {
+        b.decide(DecisionInput { principal: p, action: a, resource: r, context: &ctx })
+    }
+
+    #[test]
+    fn default_bundle_allows_harmless_exec_and_names_policies() {
+        let b = Bundle::compile(crate::default_bundle()).unwrap();
+        let ctx = json!({"scope": {"read": [], "write": [], "net": false}, "lineage": {"depth": 0}});
+        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", ctx.clone()).unwrap();
+        assert!(d.allow);
+        assert_eq!(d.policies, vec!["exec-harmless-commands"]);
+        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/rm\"", ctx.clone()).unwrap();
+        assert!(!d.allow);
+        assert_eq!(d.message(), "no policy permits this request");
+        let mut net = ctx.clone();
+        net["scope"]["net"] = json!(true);
+        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", net).unwrap();
+        assert!(!d.allow);
+        assert_eq!(d.message(), "forbidden by exec-no-network");
+        let mut deep = ctx;
+        deep["lineage"]["depth"] = json!(4);
+        let d = ask(&b, "Agent::\"x\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", deep).unwrap();
+        assert_eq!(d.policies, vec!["lineage-max-depth-3"]);
+    }
+
+    #[test]
+    fn ids_fall_back_to_file_and_position() {
+        let b = bundle(&[("a.cedar", "permit(principal,action,resource);\nforbid(principal,action,resource) when { context.x == 1 };")], None).unwrap();
+        assert_eq!(b.policy_ids(), vec!["a.cedar#0", "a.cedar#1"]);
+        let d = ask(&b, "U::\"u\"", "Action::\"a\"", "R::\"r\"", json!({"x": 1})).unwrap();
+        assert_eq!(d.policies, vec!["a.cedar#1"]);
+    }
+
+    #[test]
+    fn bad_policy_text_is_refused_with_cedar_diagnostics() {
+        let e = bundle(&[("bad.cedar", "permit(principal, action, resource) when { context.x == };")], None).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("policy file bad.cedar: "), "{msg}");
+        assert!(msg.contains("unexpected token"), "{msg}");
+    }
+
+    const SCHEMA: &str = r#"
+        entity User;
+        entity Command;
+        action "exec" appliesTo { principal: [User], resource: [Command], context: { force: Bool } };
+    "#;
+
+    #[test]
+    fn schema_validation_refuses_ill_typed_policies() {
+        let ok = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource) when { context.force };")], Some(SCHEMA));
+        assert!(ok.is_ok(), "{:?}", ok.err());
+        let e = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource) when { context.force == 3 };")], Some(SCHEMA)).unwrap_err();
+        assert!(matches!(e, crate::BundleError::Validation(_)), "{e}");
+        let e = bundle(&[("p.cedar", "permit(principal == Robot::\"r\", action, resource);")], Some(SCHEMA)).unwrap_err();
+        assert!(e.to_string().contains("Robot"), "{e}");
+        let e = bundle(&[("p.cedar", "permit(principal, action, resource);")], Some("entity User; action \"exec\" appliesTo { principal: [Nope], resource: [User] };")).unwrap_err();
+        assert!(matches!(e, crate::BundleError::Schema(_)), "{e}");
+    }
+
+    #[test]
+    fn unknown_types_and_actions_under_a_schema_are_input_errors() {
+        let b = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource);")], Some(SCHEMA)).unwrap();
+        assert!(ask(&b, "User::\"u\"", "Action::\"exec\"", "Command::\"/x\"", json!({"force": true})).unwrap().allow);
+        for (p, a, r) in [
+            ("Robot::\"u\"", "Action::\"exec\"", "Command::\"/x\""),
+            ("User::\"u\"", "Action::\"fly\"", "Command::\"/x\""),
+            ("User::\"u\"", "Action::\"exec\"", "Plane::\"/x\""),
+            ("not a uid", "Action::\"exec\"", "Command::\"/x\""),
+        ] {
+            assert!(ask(&b, p, a, r, json!({"force": true})).is_err(), "{p} {a} {r}");
+        }
+        assert!(ask(&b, "User::\"u\"", "Action::\"exec\"", "Command::\"/x\"", json!({"force": 1})).is_err());
+    }
+
+    #[test]
+    fn floats_and_nulls_are_made_cedar_safe() {
+        let b = bundle(&[("p.cedar", "permit(principal, action, resource) when { context.f == \"1.5\" && !(context has n) };")], None).unwrap();
+        assert!(ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", json!({"f": 1.5, "n": null})).unwrap().allow);
+    }
+
+    #[test]
+    fn hash_is_content_addressed() {
+        let a = crate::default_bundle();
+        let mut b = crate::default_bundle();
+        assert_eq!(a.hash().unwrap(), b.hash().unwrap());
+        b.policies.insert("x.cedar".into(), "permit(principal,action,resource);".into());
+        assert_ne!(a.hash().unwrap(), b.hash().unwrap());
+    }
+}

@@ -1,0 +1,31 @@
+//! Cedar policy bundles: canonical content addressing, signing, validation and
+//! deterministic evaluation.
+//!
+//! **API boundary:** this crate does no IO. Callers hand it the bundle's files
+//! as strings ([`BundleSource`]) and get back a compiled [`Bundle`] or Cedar's
+//! diagnostics. Evaluation is a pure function of the bundle and the input, which
+//! is what makes `writ log verify --replay` possible.
+#![forbid(unsafe_code)]
+
+mod bundle;
+mod decide;
+mod testfile;
+
+pub use bundle::{
+    Bundle, BundleError, BundleSource, SignedBundle, BUNDLE_BYTES_MAX, BUNDLE_FORMAT,
+    BUNDLE_POLICY_FILES_MAX,
+};
+pub use decide::{Decision, DecisionInput, InputError};
+pub use testfile::{run_cases, Case, CaseOutcome, TestFile};
+
+/// The bundle `writ init` installs: commented examples that govern
+/// `Action::"exec"` and `Action::"call_tool"`.
+pub fn default_bundle() -> BundleSource {
+    let mut source = BundleSource::default();
+    source
+        .policies
+        .insert("default.cedar".into(), DEFAULT_POLICY.into());
+    source
+}
+
+const DEFAULT_POLICY: &str = include_str!("default.cedar");
