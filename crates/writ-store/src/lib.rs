@@ -1,1 +1,40 @@
+//! Durable storage for the authority, behind the [`Store`] trait.
+//!
+//! The embedded store is SQLite in WAL mode with `synchronous=FULL`: a
+//! transaction is acknowledged only after its commit is on disk. Throughput
+//! comes from *group commit*: one writer thread takes every transaction that is
+//! waiting, applies each inside its own savepoint, and commits them all with a
+//! single fsync.
+//!
+//! **Invariant:** a [`Ticket`] resolves `Ok` only after the commit that holds
+//! its transaction returned; an error from the commit fails every transaction
+//! in the batch (none is acknowledged).
+//!
+//! **Invariant:** log indices are dense: entry `n` exists only if `0..n` do.
 #![forbid(unsafe_code)]
+
+mod sqlite;
+mod types;
+
+pub use sqlite::{SqliteStore, BATCH_TX_MAX, QUEUE_TX_MAX};
+pub use types::*;
+
+/// What the authority needs from durable storage.
+pub trait Store: Send + Sync + 'static {
+    /// Queue `tx` for the next group commit.
+    fn submit(&self, tx: Tx) -> Ticket;
+
+    fn log_size(&self) -> Result<u64, StoreError>;
+    /// Leaves `start..end` (end exclusive), in index order.
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredLeaf>, StoreError>;
+    fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError>;
+    fn writ(&self, jti: &str) -> Result<Option<WritRecord>, StoreError>;
+    /// Writs whose parent is `jti`.
+    fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError>;
+    fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    fn revocations(&self) -> Result<Vec<RevocationRecord>, StoreError>;
+    fn bundle(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Activations, oldest first; the last is the active bundle.
+    fn activations(&self) -> Result<Vec<ActivationRecord>, StoreError>;
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+}

@@ -1,0 +1,485 @@
+//! The embedded store: SQLite, WAL, synchronous commits, one writer thread
+//! doing group commit, and a small pool of read connections.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::types::*;
+use crate::Store;
+
+/// Most transactions one group commit takes.
+pub const BATCH_TX_MAX: usize = 2048;
+/// Most transactions waiting for the writer; past this, submitters are told the
+/// store is unavailable rather than queueing without bound.
+pub const QUEUE_TX_MAX: usize = 16 * 1024;
+/// Read connections kept open.
+const READERS_MAX: usize = 8;
+/// How long a connection waits for a lock before giving up.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writs (
+    jti TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    audience TEXT NOT NULL,
+    parent TEXT,
+    root TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    scope TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    iat INTEGER NOT NULL,
+    exp INTEGER NOT NULL,
+    log_index INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS writs_parent ON writs(parent);
+CREATE TABLE IF NOT EXISTS executions (
+    jti TEXT PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    exit_status INTEGER,
+    outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    target TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS principals (
+    uid TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    admin INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bundles (
+    hash TEXT PRIMARY KEY,
+    signed_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash TEXT NOT NULL REFERENCES bundles(hash),
+    time_ms INTEGER NOT NULL,
+    by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    kid TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    public_jwk TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    verify_until_ms INTEGER
+);
+"#;
+
+type Job = (Tx, oneshot::Sender<TxResult>);
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    queue: SyncSender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    _writer: Arc<WriterHandle>,
+}
+
+struct WriterHandle(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for WriterHandle {
+    fn drop(&mut self) {
+        // The queue's sender is dropped before this handle (field order), so the
+        // writer sees a closed channel, finishes its batch, and exits.
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn open_conn(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(unavailable)?;
+    // WAL with synchronous=FULL: every commit is fsynced before it returns.
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at `path` and start its writer.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = open_conn(path, true)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(unavailable)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Integrity(format!(
+                "store schema version {version} is newer than this writ ({SCHEMA_VERSION}); upgrade writ"
+            )));
+        }
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+        let next: u64 = conn
+            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        let count: u64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0)).map_err(unavailable)?;
+        if count != next {
+            return Err(StoreError::Integrity(format!(
+                "log has {count} entries but its highest index is {}; indices must be dense",
+                next.saturating_sub(1)
+            )));
+        }
+        let (tx, rx) = sync_channel::<Job>(QUEUE_TX_MAX);
+        let writer = std::thread::Builder::new()
+            .name("writ-store-writer".into())
+            .spawn(move || Writer { conn, next }.run(rx))
+            .map_err(unavailable)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            queue: tx,
+            readers: Mutex::new(Vec::new()),
+            _writer: Arc::new(WriterHandle(Some(writer))),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
+            Some(c) => c,
+            None => open_conn(&self.path, false)?,
+        };
+        let out = f(&conn).map_err(unavailable);
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READERS_MAX {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    /// Index the next appended leaf gets.
+    next: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(BATCH_TX_MAX);
+        loop {
+            match rx.recv_timeout(Duration::from_secs(3600)) {
+                Ok(job) => batch.push(job),
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while batch.len() < BATCH_TX_MAX {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Job>) {
+        let start_next = self.next;
+        let mut results: Vec<TxResult> = Vec::with_capacity(batch.len());
+        let outcome = (|| -> Result<(), StoreError> {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
+            for (tx, _) in batch.iter() {
+                self.conn.execute_batch("SAVEPOINT tx").map_err(unavailable)?;
+                let before = self.next;
+                match self.apply(tx) {
+                    Ok(indices) => {
+                        self.conn.execute_batch("RELEASE tx").map_err(unavailable)?;
+                        results.push(Ok(indices));
+                    }
+                    Err(e) => {
+                        self.conn.execute_batch("ROLLBACK TO tx; RELEASE tx").map_err(unavailable)?;
+                        self.next = before;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            self.conn.execute_batch("COMMIT").map_err(unavailable)
+        })();
+        if let Err(e) = outcome {
+            // Nothing of this batch is acknowledged: roll back and fail them all.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.next = start_next;
+            tracing::error!(error = %e, txs = batch.len(), "group commit failed; every transaction in it is refused");
+            results = batch.iter().map(|_| Err(e.clone())).collect();
+        }
+        for ((_, reply), result) in batch.drain(..).zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    fn apply(&mut self, tx: &Tx) -> TxResult {
+        let mut indices = Vec::new();
+        for op in &tx.ops {
+            match op {
+                Op::Append { leaf } => {
+                    let hash = writ_log::leaf_hash(leaf);
+                    self.conn
+                        .prepare_cached("INSERT INTO entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![self.next, leaf, &hash[..]]))
+                        .map_err(unavailable)?;
+                    indices.push(self.next);
+                    self.next += 1;
+                }
+                Op::RecordWrit(w) => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                w.jti, w.principal, w.action, w.resource, w.audience, w.parent, w.root, w.depth,
+                                w.scope, w.policy, w.iat, w.exp, w.log_index
+                            ])
+                        })
+                        .map_err(|e| conflict_or_unavailable(e, || format!("writ {} already recorded", w.jti)))?;
+                }
+                Op::Spend { jti, time_ms } => {
+                    self.conn
+                        .prepare_cached("INSERT INTO executions (jti, started_ms) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![jti, time_ms]))
+                        .map_err(|e| conflict_or_unavailable(e, || format!("writ {jti} was already spent")))?;
+                }
+                Op::Finish { jti, time_ms, exit_status, outcome } => {
+                    let n = self
+                        .conn
+                        .prepare_cached(
+                            "UPDATE executions SET finished_ms = ?2, exit_status = ?3, outcome = ?4
+                             WHERE jti = ?1 AND finished_ms IS NULL",
+                        )
+                        .and_then(|mut s| s.execute(params![jti, time_ms, exit_status, outcome]))
+                        .map_err(unavailable)?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "execution {jti} was never started or has already finished"
+                        )));
+                    }
+                }
+                Op::Revoke(r) => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO revocations (target, kind, time_ms, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )
+                        .and_then(|mut s| s.execute(params![r.target, r.kind, r.time_ms, r.by, r.reason]))
+                        .map_err(unavailable)?;
+                }
+                Op::PutPrincipal(p) => {
+                    self.conn
+                        .prepare_cached("INSERT INTO principals (uid, token_hash, admin, created_ms) VALUES (?1, ?2, ?3, ?4)")
+                        .and_then(|mut s| s.execute(params![p.uid, &p.token_hash[..], p.admin, p.created_ms]))
+                        .map_err(|e| conflict_or_unavailable(e, || format!("principal {} already exists", p.uid)))?;
+                }
+                Op::PutBundle { hash, signed_json } => {
+                    self.conn
+                        .prepare_cached("INSERT OR IGNORE INTO bundles (hash, signed_json) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![hash, signed_json]))
+                        .map_err(unavailable)?;
+                }
+                Op::Activate { hash, time_ms, by } => {
+                    self.conn
+                        .prepare_cached("INSERT INTO activations (hash, time_ms, by) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![hash, time_ms, by]))
+                        .map_err(|e| conflict_or_unavailable(e, || format!("bundle {hash} is not stored")))?;
+                }
+                Op::PutKey(k) => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO keys (kid, role, public_jwk, status, created_ms, verify_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                             ON CONFLICT(kid) DO UPDATE SET status = excluded.status, verify_until_ms = excluded.verify_until_ms",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![k.kid, k.role, k.public_jwk, k.status, k.created_ms, k.verify_until_ms])
+                        })
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(indices)
+    }
+}
+
+fn conflict_or_unavailable(e: rusqlite::Error, msg: impl FnOnce() -> String) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(msg())
+        }
+        other => unavailable(other),
+    }
+}
+
+fn hash32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
+    v.try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+}
+
+fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
+    Ok(WritRecord {
+        jti: r.get(0)?,
+        principal: r.get(1)?,
+        action: r.get(2)?,
+        resource: r.get(3)?,
+        audience: r.get(4)?,
+        parent: r.get(5)?,
+        root: r.get(6)?,
+        depth: r.get(7)?,
+        scope: r.get(8)?,
+        policy: r.get(9)?,
+        iat: r.get(10)?,
+        exp: r.get(11)?,
+        log_index: r.get(12)?,
+    })
+}
+
+const WRIT_COLUMNS: &str =
+    "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index";
+
+impl Store for SqliteStore {
+    fn submit(&self, tx: Tx) -> Ticket {
+        let (reply, rx) = oneshot::channel();
+        match self.queue.try_send((tx, reply)) {
+            Ok(()) => Ticket::pending(rx),
+            Err(TrySendError::Full(_)) => Ticket::ready(Err(StoreError::Unavailable(format!(
+                "more than {QUEUE_TX_MAX} transactions are waiting for the disk"
+            )))),
+            Err(TrySendError::Disconnected(_)) => {
+                Ticket::ready(Err(StoreError::Unavailable("the store's writer has stopped".into())))
+            }
+        }
+    }
+
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.read(|c| c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| r.get(0)))
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredLeaf>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT idx, leaf, leaf_hash FROM entries WHERE idx >= ?1 AND idx < ?2 ORDER BY idx")?;
+            let rows = s.query_map(params![start, end], |r| {
+                Ok(StoredLeaf { index: r.get(0)?, leaf: r.get(1)?, leaf_hash: hash32(r.get(2)?)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT uid, token_hash, admin, created_ms FROM principals ORDER BY uid")?;
+            let rows = s.query_map([], |r| {
+                Ok(PrincipalRecord { uid: r.get(0)?, token_hash: hash32(r.get(1)?)?, admin: r.get(2)?, created_ms: r.get(3)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn writ(&self, jti: &str) -> Result<Option<WritRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {WRIT_COLUMNS} FROM writs WHERE jti = ?1"))?
+                .query_row([jti], writ_row)
+                .optional()
+        })
+    }
+
+    fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(&format!("SELECT {WRIT_COLUMNS} FROM writs WHERE parent = ?1 ORDER BY log_index"))?;
+            let rows = s.query_map([jti], writ_row)?;
+            rows.collect()
+        })
+    }
+
+    fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT jti, started_ms, finished_ms, exit_status, outcome FROM executions WHERE jti = ?1")?
+                .query_row([jti], |r| {
+                    Ok(ExecutionRecord {
+                        jti: r.get(0)?,
+                        started_ms: r.get(1)?,
+                        finished_ms: r.get(2)?,
+                        exit_status: r.get(3)?,
+                        outcome: r.get(4)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn revocations(&self) -> Result<Vec<RevocationRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT target, kind, time_ms, by, reason FROM revocations ORDER BY time_ms, target")?;
+            let rows = s.query_map([], |r| {
+                Ok(RevocationRecord { target: r.get(0)?, kind: r.get(1)?, time_ms: r.get(2)?, by: r.get(3)?, reason: r.get(4)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn bundle(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT signed_json FROM bundles WHERE hash = ?1")?
+                .query_row([hash], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn activations(&self) -> Result<Vec<ActivationRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached("SELECT seq, hash, time_ms, by FROM activations ORDER BY seq")?;
+            let rows = s.query_map([], |r| Ok(ActivationRecord { seq: r.get(0)?, hash: r.get(1)?, time_ms: r.get(2)?, by: r.get(3)? }))?;
+            rows.collect()
+        })
+    }
+
+    fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT kid, role, public_jwk, status, created_ms, verify_until_ms FROM keys ORDER BY created_ms, kid",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok(KeyRecord {
+                    kid: r.get(0)?,
+                    role: r.get(1)?,
+                    public_jwk: r.get(2)?,
+                    status: r.get(3)?,
+                    created_ms: r.get(4)?,
+                    verify_until_ms: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

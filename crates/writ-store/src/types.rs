@@ -1,0 +1,177 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Why storage failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be read or written (disk full, read-only, locked,
+    /// writer gone). The authority fails closed on it: `authority_unavailable`.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The transaction conflicts with what is stored (nonce already spent,
+    /// principal exists); nothing of it was applied.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data failed its own checks.
+    #[error("store integrity: {0}")]
+    Integrity(String),
+}
+
+/// One change inside a transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Append a log leaf; its index is returned in order.
+    Append { leaf: Vec<u8> },
+    /// Remember an issued writ (for lineage, revocation and the console).
+    RecordWrit(WritRecord),
+    /// Spend a nonce: a conflict if it was spent before.
+    Spend { jti: String, time_ms: u64 },
+    /// Record the end of an execution.
+    Finish {
+        jti: String,
+        time_ms: u64,
+        exit_status: Option<i64>,
+        outcome: String,
+    },
+    Revoke(RevocationRecord),
+    /// Register a principal: a conflict if the UID exists.
+    PutPrincipal(PrincipalRecord),
+    /// Store a signed bundle by hash (kept forever; a no-op if present).
+    PutBundle { hash: String, signed_json: String },
+    /// Make a stored bundle the active one.
+    Activate { hash: String, time_ms: u64, by: String },
+    PutKey(KeyRecord),
+}
+
+/// Ops applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Tx {
+    pub ops: Vec<Op>,
+}
+
+impl Tx {
+    pub fn new(ops: Vec<Op>) -> Tx {
+        Tx { ops }
+    }
+}
+
+/// The result of a committed transaction: the log index of each `Append`, in order.
+pub type TxResult = Result<Vec<u64>, StoreError>;
+
+/// A transaction waiting for its group commit. Await it, or [`Ticket::wait`]
+/// from a thread that is not an async runtime's.
+pub struct Ticket(TicketInner);
+
+enum TicketInner {
+    Pending(tokio::sync::oneshot::Receiver<TxResult>),
+    Ready(Option<TxResult>),
+}
+
+impl Ticket {
+    pub fn pending(rx: tokio::sync::oneshot::Receiver<TxResult>) -> Ticket {
+        Ticket(TicketInner::Pending(rx))
+    }
+    pub fn ready(r: TxResult) -> Ticket {
+        Ticket(TicketInner::Ready(Some(r)))
+    }
+    /// Block until committed.
+    pub fn wait(self) -> TxResult {
+        match self.0 {
+            TicketInner::Pending(rx) => rx.blocking_recv().unwrap_or_else(|_| Err(writer_gone())),
+            TicketInner::Ready(r) => r.unwrap_or_else(|| Err(writer_gone())),
+        }
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the store's writer stopped before committing".into())
+}
+
+impl Future for Ticket {
+    type Output = TxResult;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TxResult> {
+        match &mut self.0 {
+            TicketInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(writer_gone()))),
+            TicketInner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| Err(writer_gone()))),
+        }
+    }
+}
+
+/// A stored leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLeaf {
+    pub index: u64,
+    pub leaf: Vec<u8>,
+    pub leaf_hash: [u8; 32],
+}
+
+/// An issued writ, as remembered by the authority.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WritRecord {
+    pub jti: String,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub audience: String,
+    pub parent: Option<String>,
+    pub root: String,
+    pub depth: u32,
+    /// JSON of the granted scope.
+    pub scope: String,
+    pub policy: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub log_index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecutionRecord {
+    pub jti: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub exit_status: Option<i64>,
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevocationRecord {
+    /// A writ's `jti` or a principal UID.
+    pub target: String,
+    /// `writ` or `principal`.
+    pub kind: String,
+    pub time_ms: u64,
+    pub by: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    pub uid: String,
+    /// SHA-256 of the bearer token; the token itself is never stored.
+    pub token_hash: [u8; 32],
+    pub admin: bool,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActivationRecord {
+    pub seq: u64,
+    pub hash: String,
+    pub time_ms: u64,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRecord {
+    pub kid: String,
+    /// `writ` (signs writs) or `policy` (signs bundles).
+    pub role: String,
+    /// The public key as a JWK (JSON).
+    pub public_jwk: String,
+    /// `active`, `verify_only` (retired from signing, still verifying writs it
+    /// issued until `verify_until_ms`), or `retired`.
+    pub status: String,
+    pub created_ms: u64,
+    pub verify_until_ms: Option<u64>,
+}
