@@ -1,1 +1,144 @@
+//! The `writ` command line. Two stages, as in ripgrep: clap parses what the
+//! user typed ([`Cli`]), then each command resolves it into library objects
+//! and calls the library crates. Nothing here decides anything.
 #![forbid(unsafe_code)]
+
+mod bench;
+mod client;
+mod cmd;
+mod datadir;
+mod demo;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use writ_artifact::ReasonCode;
+
+pub use datadir::DataDir;
+
+/// writ: nothing runs until it is authorized.
+///
+/// A Cedar policy decides, the decision is durably appended to a tamper-evident
+/// log, and only then is a signed writ (an Ed25519 JWS bound to the exact
+/// request) issued. Enforcement points verify it offline and fail closed.
+///
+/// Exit status: 0 on success or allow; 1 on an operating error; 2 on a usage
+/// error; 10-26 on a denial, one per reason code (see `writ help exit-codes`
+/// in README.md).
+#[derive(Parser, Debug)]
+#[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Data directory (store, keys, config).
+    #[arg(long, global = true, env = "WRIT_DIR", default_value = ".writ")]
+    pub dir: PathBuf,
+    /// Server URL for client commands.
+    #[arg(long, global = true, env = "WRIT_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Bearer token for client commands.
+    #[arg(long, global = true, env = "WRIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print a machine-readable JSON answer on standard output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a data dir: keys, store, the default policy bundle, the first admin.
+    Init(cmd::InitArgs),
+    /// Run the authority's HTTP server.
+    Serve(server::ServeArgs),
+    /// Play the scripted scenario on a throwaway server, then keep serving.
+    Demo(demo::DemoArgs),
+    /// Ask the authority for a writ.
+    Authorize(cmd::AuthorizeArgs),
+    /// Verify a writ, offline (data dir or JWKS) or against a server.
+    Verify(cmd::VerifyArgs),
+    /// Revoke a writ (and its whole subtree) or a principal.
+    Revoke(cmd::RevokeArgs),
+    /// Policy bundles: check, test, bundle, activate.
+    #[command(subcommand)]
+    Policy(cmd::PolicyCmd),
+    /// Principals: register one and print its token once.
+    #[command(subcommand)]
+    Principal(cmd::PrincipalCmd),
+    /// Signing keys: rotate.
+    #[command(subcommand)]
+    Key(cmd::KeyCmd),
+    /// Spend a writ's nonce or record its end (what gateways call).
+    #[command(subcommand)]
+    Execution(cmd::ExecutionCmd),
+    /// Print the lineage tree of an execution.
+    Lineage(cmd::LineageArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// How a command ended, when it did not fail.
+pub enum Exit {
+    Ok,
+    Denied(ReasonCode),
+    /// Ran, but found problems (e.g. policy test mismatches).
+    Failed,
+}
+
+/// Entry point of the `writ` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG").unwrap_or_else(|_| "writ=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(Exit::Ok) => ExitCode::SUCCESS,
+        Ok(Exit::Denied(r)) => ExitCode::from(r.exit_status()),
+        Ok(Exit::Failed) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let g = cli.global;
+    match cli.command {
+        Command::Init(a) => cmd::init(&g, a).await,
+        Command::Serve(a) => server::serve(&g, a).await,
+        Command::Demo(a) => demo::demo(&g, a).await,
+        Command::Authorize(a) => cmd::authorize(&g, a).await,
+        Command::Verify(a) => cmd::verify(&g, a).await,
+        Command::Revoke(a) => cmd::revoke(&g, a).await,
+        Command::Policy(c) => cmd::policy(&g, c).await,
+        Command::Principal(c) => cmd::principal(&g, c).await,
+        Command::Key(c) => cmd::key(&g, c).await,
+        Command::Execution(c) => cmd::execution(&g, c).await,
+        Command::Lineage(a) => cmd::lineage(&g, a).await,
+        Command::Bench(c) => bench::bench(&g, c).await,
+    }
+}
+
+/// Print a denial the way every command does: reason code first, on stderr.
+pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
+    eprintln!("denied: {reason}: {message}");
+}

@@ -136,8 +136,12 @@ impl SqliteStore {
                 "store schema version {version} is newer than this writ ({SCHEMA_VERSION}); upgrade writ"
             )));
         }
-        conn.execute_batch(SCHEMA).map_err(unavailable)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+        if version < SCHEMA_VERSION {
+            // Only a new or older store is written here, so opening a store that
+            // a server is using (for offline verification) takes no write lock.
+            conn.execute_batch(SCHEMA).map_err(unavailable)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+        }
         let next: u64 = conn
             .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| r.get(0))
             .map_err(unavailable)?;
@@ -261,7 +265,7 @@ impl Writer {
                         .and_then(|mut s| {
                             s.execute(params![
                                 w.jti, w.principal, w.action, w.resource, w.audience, w.parent, w.root, w.depth,
-                                w.scope, w.policy, w.iat, w.exp, w.log_index
+                                w.scope, w.policy, w.iat, w.exp, indices.last().copied().unwrap_or(w.log_index)
                             ])
                         })
                         .map_err(|e| conflict_or_unavailable(e, || format!("writ {} already recorded", w.jti)))?;

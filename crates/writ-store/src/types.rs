@@ -23,7 +23,9 @@ pub enum StoreError {
 pub enum Op {
     /// Append a log leaf; its index is returned in order.
     Append { leaf: Vec<u8> },
-    /// Remember an issued writ (for lineage, revocation and the console).
+    /// Remember an issued writ (for lineage, revocation and the console). Its
+    /// `log_index` is taken from the last `Append` before it in the same
+    /// transaction, when there is one.
     RecordWrit(WritRecord),
     /// Spend a nonce: a conflict if it was spent before.
     Spend { jti: String, time_ms: u64 },

@@ -1,0 +1,223 @@
+//! Request and response shapes of the authority (also the HTTP JSON bodies).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use writ_artifact::{Claims, ReasonCode, Scope};
+
+/// `POST /v1/authorize`. The principal is the authenticated caller, never a
+/// field of the body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// Cedar UID of the action, e.g. `Action::"exec"`.
+    pub action: String,
+    /// Cedar UID of the resource, e.g. `Command::"/usr/bin/ls"`.
+    pub resource: String,
+    /// Extra attributes for the Cedar context (must not use the reserved names
+    /// `request`, `environment`, `scope`, `audience`, `lineage`).
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// The exact request; the writ binds its RFC 8785 digest.
+    pub request: Value,
+    /// Environment facts to bind.
+    #[serde(default)]
+    pub environment: Map<String, Value>,
+    #[serde(default)]
+    pub scope: Scope,
+    /// The enforcement point the writ is for.
+    pub audience: String,
+    /// `jti` of the parent writ, for a child execution.
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+}
+
+/// Context attribute names writ fills itself.
+pub const RESERVED_CONTEXT: [&str; 5] = ["request", "environment", "scope", "audience", "lineage"];
+/// Longest entity UID, audience or jti accepted.
+pub const NAME_BYTES_MAX: usize = 1024;
+
+/// The authority's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum AuthorizeResponse {
+    Allow {
+        writ: String,
+        log_index: u64,
+        jti: String,
+        exp: u64,
+    },
+    Deny {
+        reason: ReasonCode,
+        message: String,
+        /// The entry recording the denial; absent when the denial could not be
+        /// logged (`authority_unavailable`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_index: Option<u64>,
+    },
+}
+
+impl AuthorizeResponse {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, AuthorizeResponse::Allow { .. })
+    }
+    pub fn reason(&self) -> Option<ReasonCode> {
+        match self {
+            AuthorizeResponse::Allow { .. } => None,
+            AuthorizeResponse::Deny { reason, .. } => Some(*reason),
+        }
+    }
+}
+
+/// Input that is not a question at all: refused with 400, nothing logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// `POST /v1/verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    #[serde(default)]
+    pub writ: String,
+    /// The request being executed; compared by digest.
+    #[serde(default)]
+    pub request: Option<Value>,
+    /// The re-measured environment facts; compared by digest.
+    #[serde(default)]
+    pub environment: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+}
+
+/// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    #[serde(default)]
+    pub writ: Option<String>,
+    #[serde(default)]
+    pub request: Option<Value>,
+    #[serde(default)]
+    pub environment: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// `POST /v1/executions/{jti}/finish`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    #[serde(default)]
+    pub exit_status: Option<i64>,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub stdout_digest: Option<String>,
+    #[serde(default)]
+    pub stderr_digest: Option<String>,
+    #[serde(default)]
+    pub terminated: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionResponse {
+    pub jti: String,
+    pub log_index: u64,
+}
+
+/// `POST /v1/revocations`: exactly one of `jti` and `principal`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub principal: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// Everything revoked: the writ and its descendants, or the principal.
+    pub revoked: Vec<String>,
+    pub log_index: u64,
+}
+
+/// `POST /v1/principals`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalRequest {
+    pub uid: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrincipalResponse {
+    pub uid: String,
+    pub admin: bool,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+    pub log_index: u64,
+}
+
+/// The failure of an administrative or execution call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A denial with its reason code (replayed, revoked, expired, ...).
+    #[error("{0}")]
+    Denied(writ_artifact::Denial),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<writ_store::StoreError> for CallError {
+    fn from(e: writ_store::StoreError) -> CallError {
+        match e {
+            writ_store::StoreError::Conflict(m) => CallError::Conflict(m),
+            other => CallError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A node of a lineage tree (`GET /v1/lineage/{jti}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineageNode {
+    pub jti: String,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub depth: u32,
+    pub status: String,
+    pub log_index: u64,
+    pub children: Vec<LineageNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineageResponse {
+    /// jtis from the root down to (excluding) the asked-for writ.
+    pub ancestors: Vec<String>,
+    pub tree: LineageNode,
+}

@@ -1,0 +1,997 @@
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use writ_artifact::{
+    canonical, Claims, Clock, Denial, Entropy, EnvironmentBinding, Jwk, Jwks, KeyRing, Lineage, LogPointer,
+    ReasonCode, Scope, VerifiedWrit, VerifyOptions, WritBody, WritKey, WRIT_LIFETIME_SECS_DEFAULT,
+    WRIT_LIFETIME_SECS_MAX,
+};
+use writ_log::{DecisionEntry, Entry, Outcome, RevocationKind};
+use writ_policy::{Bundle, DecisionInput, SignedBundle};
+use writ_store::{KeyRecord, Op, PrincipalRecord, RevocationRecord, Store, Tx, WritRecord};
+
+use crate::api::*;
+use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
+
+/// Settings of one authority.
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// `iss` of every writ.
+    pub issuer: String,
+    /// The log's origin line (C2SP checkpoint origin); also in every writ.
+    pub log_origin: String,
+    /// Clock skew tolerated when verifying.
+    pub skew_secs: u64,
+    /// Deepest lineage allowed (root = 0).
+    pub lineage_depth_max: u32,
+    /// Bundle hashes accepted besides the active one (e.g. during a roll-out).
+    pub extra_accepted_policies: BTreeSet<String>,
+}
+
+impl Default for AuthorityConfig {
+    fn default() -> Self {
+        AuthorityConfig {
+            issuer: "writ".into(),
+            log_origin: "writ.local/log".into(),
+            skew_secs: 5,
+            lineage_depth_max: 8,
+            extra_accepted_policies: BTreeSet::new(),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub uid: String,
+    pub admin: bool,
+}
+
+/// Something others may want to know at once (console, revocation stream).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Decision {
+        time_ms: u64,
+        principal: String,
+        action: String,
+        resource: String,
+        decision: String,
+        reason: Option<ReasonCode>,
+        message: String,
+        log_index: Option<u64>,
+        jti: Option<String>,
+    },
+    Revocation {
+        time_ms: u64,
+        target: String,
+        kind: String,
+        /// Every writ revoked by it (the target and its descendants).
+        jtis: Vec<String>,
+        log_index: u64,
+    },
+    PolicyActivated {
+        time_ms: u64,
+        hash: String,
+        log_index: u64,
+    },
+}
+
+/// What `writ init` gets back.
+#[derive(Debug)]
+pub struct BootstrapOutput {
+    pub admin_token: String,
+    pub policy_hash: String,
+}
+
+struct State {
+    bundle: Arc<Bundle>,
+    signer: Arc<WritKey>,
+    /// Writ keys that verify: the active one and those retired from signing
+    /// whose writs may still be live.
+    ring: KeyRing,
+    key_records: Vec<KeyRecord>,
+    policy_keys: KeyRing,
+    /// SHA-256 of token -> principal.
+    principals: HashMap<[u8; 32], Principal>,
+    revoked: Revoked,
+}
+
+/// The authority. Cheap to share behind an `Arc`.
+pub struct Authority {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    config: AuthorityConfig,
+    state: RwLock<Arc<State>>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    log_size: AtomicU64,
+}
+
+/// Events buffered for slow subscribers before they lag.
+const EVENTS_BUFFERED_MAX: usize = 4096;
+/// Bytes of a bearer token accepted.
+const TOKEN_BYTES_MAX: usize = 256;
+/// Descendants one revocation may reach.
+const REVOCATION_SUBTREE_MAX: usize = 100_000;
+
+fn unavailable(msg: impl std::fmt::Display) -> Denial {
+    Denial::new(ReasonCode::AuthorityUnavailable, msg.to_string())
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn writ_key_record(key: &WritKey, status: &str, now_ms: u64, until: Option<u64>) -> Result<KeyRecord, String> {
+    Ok(KeyRecord {
+        kid: key.kid().into(),
+        role: "writ".into(),
+        public_jwk: serde_json::to_string(&key.jwk()).map_err(|e| e.to_string())?,
+        status: status.into(),
+        created_ms: now_ms,
+        verify_until_ms: until,
+    })
+}
+
+impl Authority {
+    /// First start of a fresh store: record the keys, install and activate
+    /// `bundle`, register `admin_uid` as an administrator. Returns the admin
+    /// token, shown once.
+    pub async fn bootstrap(
+        store: Arc<dyn Store>,
+        clock: &dyn Clock,
+        entropy: &dyn Entropy,
+        writ_key: &WritKey,
+        policy_key: &WritKey,
+        bundle: SignedBundle,
+        admin_uid: &str,
+    ) -> Result<BootstrapOutput, CallError> {
+        if store.log_size()? != 0 {
+            return Err(CallError::Conflict("the store is already initialized".into()));
+        }
+        Bundle::compile(bundle.source.clone()).map_err(|e| CallError::BadRequest(e.to_string()))?;
+        let now = clock.now_unix_ms();
+        let token = new_token(entropy).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let policy_record = KeyRecord {
+            kid: policy_key.kid().into(),
+            role: "policy".into(),
+            public_jwk: serde_json::to_string(&policy_key.jwk()).map_err(|e| CallError::Unavailable(e.to_string()))?,
+            status: "active".into(),
+            created_ms: now,
+            verify_until_ms: None,
+        };
+        let by = "writ init".to_string();
+        let leaf = |e: Entry| e.to_leaf().map(|leaf| Op::Append { leaf }).map_err(CallError::Unavailable);
+        let ops = vec![
+            Op::PutKey(writ_key_record(writ_key, "active", now, None).map_err(CallError::Unavailable)?),
+            leaf(Entry::KeyChange { time_ms: now, by: by.clone(), kid: writ_key.kid().into(), role: "writ".into(), status: "active".into() })?,
+            Op::PutKey(policy_record),
+            leaf(Entry::KeyChange { time_ms: now, by: by.clone(), kid: policy_key.kid().into(), role: "policy".into(), status: "active".into() })?,
+            Op::PutBundle {
+                hash: bundle.hash.clone(),
+                signed_json: serde_json::to_string(&bundle).map_err(|e| CallError::Unavailable(e.to_string()))?,
+            },
+            Op::Activate { hash: bundle.hash.clone(), time_ms: now, by: by.clone() },
+            leaf(Entry::PolicyActivation { time_ms: now, by: by.clone(), hash: bundle.hash.clone(), kid: bundle.kid.clone() })?,
+            Op::PutPrincipal(PrincipalRecord { uid: admin_uid.into(), token_hash: token_hash(&token), admin: true, created_ms: now }),
+            leaf(Entry::PrincipalAdded { time_ms: now, by, uid: admin_uid.into(), admin: true })?,
+        ];
+        store.submit(Tx::new(ops)).await?;
+        Ok(BootstrapOutput { admin_token: token, policy_hash: bundle.hash })
+    }
+
+    /// Open an initialized store with `signer` as the writ key.
+    pub fn open(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+        signer: WritKey,
+        config: AuthorityConfig,
+    ) -> Result<Authority, String> {
+        let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer))?;
+        let log_size = store.log_size().map_err(|e| e.to_string())?;
+        let (events, _) = tokio::sync::broadcast::channel(EVENTS_BUFFERED_MAX);
+        Ok(Authority {
+            store,
+            clock,
+            entropy,
+            config,
+            state: RwLock::new(Arc::new(state)),
+            events,
+            log_size: AtomicU64::new(log_size),
+        })
+    }
+
+    fn state(&self) -> Arc<State> {
+        match self.state.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn swap_state(&self, f: impl FnOnce(&State) -> State) {
+        let mut guard = match self.state.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let next = f(&guard);
+        *guard = Arc::new(next);
+    }
+
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+    /// Entries in the log, as of the last commit this authority saw.
+    pub fn log_size(&self) -> u64 {
+        self.log_size.load(Ordering::Relaxed)
+    }
+    pub fn active_policy(&self) -> String {
+        self.state().bundle.hash().to_owned()
+    }
+    pub fn active_bundle(&self) -> Arc<Bundle> {
+        self.state().bundle.clone()
+    }
+    pub fn signer_kid(&self) -> String {
+        self.state().signer.kid().to_owned()
+    }
+    /// The JWKS served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Jwks {
+        self.state().ring.to_jwks()
+    }
+    pub fn key_records(&self) -> Vec<KeyRecord> {
+        self.state().key_records.clone()
+    }
+    pub fn revoked_targets(&self) -> (Vec<String>, Vec<String>) {
+        let s = self.state();
+        let mut w: Vec<String> = s.revoked.writs.iter().cloned().collect();
+        let mut p: Vec<String> = s.revoked.principals.iter().cloned().collect();
+        w.sort();
+        p.sort();
+        (w, p)
+    }
+
+    fn note_indices(&self, indices: &[u64]) {
+        if let Some(max) = indices.iter().max() {
+            self.log_size.fetch_max(max + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Authenticate a bearer token. The principal comes only from here.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, Denial> {
+        if token.is_empty() || token.len() > TOKEN_BYTES_MAX {
+            return Err(Denial::new(ReasonCode::Unauthenticated, "a bearer token is required"));
+        }
+        let h = token_hash(token);
+        let state = self.state();
+        // The map is keyed by SHA-256 of the token, so lookup timing says nothing
+        // about the token; the final comparison is constant-time anyway.
+        match state.principals.get_key_value(&h) {
+            Some((stored, p)) if bool::from(stored.ct_eq(&h)) => Ok(p.clone()),
+            _ => Err(Denial::new(ReasonCode::Unauthenticated, "the bearer token is not valid")),
+        }
+    }
+
+    /// Decide, log, then sign. Returns `Err` only for input that is not a
+    /// well-formed question (nothing is logged then).
+    pub async fn authorize(&self, who: &Principal, req: AuthorizeRequest) -> Result<AuthorizeResponse, BadRequest> {
+        validate_request(&req)?;
+        let state = self.state();
+        let now_ms = self.clock.now_unix_ms();
+        let now = now_ms / 1000;
+        let requested_lifetime = req.lifetime_secs;
+        let mut lifetime = requested_lifetime.unwrap_or(WRIT_LIFETIME_SECS_DEFAULT);
+        let request_digest = canonical::digest_json(&req.request).map_err(BadRequest)?;
+        let environment = EnvironmentBinding::bind(req.environment.clone()).map_err(BadRequest)?;
+
+        // The partial entry; every path below completes and logs it.
+        let mut entry = DecisionEntry {
+            time_ms: now_ms,
+            principal: who.uid.clone(),
+            action: req.action.clone(),
+            resource: req.resource.clone(),
+            context: Value::Null,
+            request: request_digest.clone(),
+            environment: environment.digest.clone(),
+            audience: req.audience.clone(),
+            scope: req.scope.clone(),
+            policy: state.bundle.hash().to_owned(),
+            decision: Outcome::Deny,
+            reason: None,
+            message: String::new(),
+            jti: None,
+            parent: req.parent.clone(),
+            exp: None,
+        };
+
+        // Lineage: a child must hang from a live, unrevoked, running parent and
+        // ask for no more than it holds.
+        let lineage = match self.check_parent(&state, &req, now, &mut lifetime, requested_lifetime.is_some()) {
+            Ok(l) => l,
+            Err(d) => return Ok(self.deny(entry, d).await),
+        };
+        let (depth, root_principal, parent_action) = match &lineage {
+            Some((rec, _)) => (rec.depth + 1, rec.root_principal.clone(), rec.action.clone()),
+            None => (0, who.uid.clone(), String::new()),
+        };
+        let mut context = req.context.clone();
+        context.insert("request".into(), req.request.clone());
+        context.insert("environment".into(), Value::Object(req.environment.clone()));
+        context.insert("scope".into(), json!({"read": req.scope.read, "write": req.scope.write, "net": req.scope.net}));
+        context.insert("audience".into(), Value::String(req.audience.clone()));
+        context.insert(
+            "lineage".into(),
+            json!({"depth": depth, "root_principal": root_principal, "parent_action": parent_action}),
+        );
+        entry.context = Value::Object(context);
+
+        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        if state.revoked.principals.contains(&who.uid) {
+            return Ok(self.deny(entry, Denial::new(ReasonCode::Revoked, format!("principal {} is revoked", who.uid))).await);
+        }
+        let decision = match state.bundle.decide(DecisionInput {
+            principal: &who.uid,
+            action: &req.action,
+            resource: &req.resource,
+            context: &entry.context,
+        }) {
+            Ok(d) => d,
+            Err(e) => return Ok(self.deny(entry, Denial::new(ReasonCode::PolicyDenied, e.0)).await),
+        };
+        if !decision.allow {
+            return Ok(self.deny(entry, Denial::new(ReasonCode::PolicyDenied, decision.message())).await);
+        }
+        drop(oracle);
+
+        let jti = match new_jti(self.entropy.as_ref()) {
+            Ok(j) => j,
+            Err(e) => return Ok(self.deny(entry, unavailable(e)).await),
+        };
+        let (parent, root) = match &lineage {
+            Some((rec, _)) => (Some(rec.jti.clone()), rec.root.clone()),
+            None => (None, jti.clone()),
+        };
+        let exp = now + lifetime;
+        entry.decision = Outcome::Allow;
+        entry.message = decision.message();
+        entry.jti = Some(jti.clone());
+        entry.exp = Some(exp);
+        let scope_json = serde_json::to_string(&req.scope).map_err(|e| BadRequest(e.to_string()))?;
+        let record = WritRecord {
+            jti: jti.clone(),
+            principal: who.uid.clone(),
+            action: req.action.clone(),
+            resource: req.resource.clone(),
+            audience: req.audience.clone(),
+            parent: parent.clone(),
+            root: root.clone(),
+            depth,
+            scope: scope_json,
+            policy: state.bundle.hash().to_owned(),
+            iat: now,
+            exp,
+            log_index: 0, // filled in by the store from this transaction's append
+        };
+        let event_base = (entry.principal.clone(), entry.action.clone(), entry.resource.clone(), entry.message.clone());
+        let leaf = match Entry::Decision(entry).to_leaf() {
+            Ok(l) => l,
+            Err(e) => return Ok(AuthorizeResponse::Deny { reason: ReasonCode::AuthorityUnavailable, message: e, log_index: None }),
+        };
+        // INVARIANT: the writ is signed only after this commit returned Ok.
+        let log_index = match self.store.submit(Tx::new(vec![Op::Append { leaf }, Op::RecordWrit(record)])).await {
+            Ok(indices) => {
+                self.note_indices(&indices);
+                match indices.first() {
+                    Some(i) => *i,
+                    None => return Ok(deny_unlogged(unavailable("store returned no log index"))),
+                }
+            }
+            Err(e) => return Ok(deny_unlogged(unavailable(e))),
+        };
+        let claims = Claims {
+            iss: self.config.issuer.clone(),
+            sub: who.uid.clone(),
+            aud: req.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: jti.clone(),
+            writ: WritBody {
+                action: req.action,
+                resource: req.resource,
+                request: request_digest,
+                environment,
+                scope: req.scope,
+                policy: state.bundle.hash().to_owned(),
+                lineage: Lineage { parent, root, depth },
+                log: LogPointer { origin: self.config.log_origin.clone(), index: log_index },
+            },
+        };
+        let writ = match writ_artifact::sign(&state.signer, &claims) {
+            Ok(w) => w,
+            // The decision is logged as allow but no writ leaves: nothing can run.
+            Err(e) => return Ok(deny_unlogged(unavailable(e))),
+        };
+        let _ = self.events.send(Event::Decision {
+            time_ms: now_ms,
+            principal: event_base.0,
+            action: event_base.1,
+            resource: event_base.2,
+            decision: "allow".into(),
+            reason: None,
+            message: event_base.3,
+            log_index: Some(log_index),
+            jti: Some(jti.clone()),
+        });
+        Ok(AuthorizeResponse::Allow { writ, log_index, jti, exp })
+    }
+
+    fn check_parent(
+        &self,
+        state: &State,
+        req: &AuthorizeRequest,
+        now: u64,
+        lifetime: &mut u64,
+        lifetime_explicit: bool,
+    ) -> Result<Option<(ParentInfo, ())>, Denial> {
+        let Some(parent) = &req.parent else { return Ok(None) };
+        let broken = |m: String| Denial::new(ReasonCode::LineageBroken, m);
+        let rec = self
+            .store
+            .writ(parent)
+            .map_err(unavailable)?
+            .ok_or_else(|| broken(format!("parent writ {parent} is unknown to this authority")))?;
+        if now >= rec.exp {
+            return Err(broken(format!("parent writ {parent} expired at {}", rec.exp)));
+        }
+        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        if let Some(why) = oracle.revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref())? {
+            return Err(broken(format!("parent is revoked: {why}")));
+        }
+        match self.store.execution(parent).map_err(unavailable)? {
+            Some(e) if e.finished_ms.is_none() => {}
+            Some(_) => return Err(broken(format!("parent execution {parent} has finished"))),
+            None => return Err(broken(format!("parent writ {parent} was never started"))),
+        }
+        let depth = rec.depth + 1;
+        if depth > self.config.lineage_depth_max.min(LINEAGE_DEPTH_MAX) {
+            return Err(Denial::new(
+                ReasonCode::ScopeEscalation,
+                format!("depth {depth} exceeds the maximum lineage depth {}", self.config.lineage_depth_max),
+            ));
+        }
+        let parent_scope: Scope = serde_json::from_str(&rec.scope).map_err(|e| unavailable(format!("stored scope: {e}")))?;
+        if !req.scope.is_within(&parent_scope) {
+            return Err(Denial::new(
+                ReasonCode::ScopeEscalation,
+                format!(
+                    "child scope {} is not inside parent scope {}",
+                    serde_json::to_string(&req.scope).unwrap_or_default(),
+                    rec.scope
+                ),
+            ));
+        }
+        let remaining = rec.exp - now;
+        if *lifetime > remaining {
+            if lifetime_explicit {
+                return Err(Denial::new(
+                    ReasonCode::ScopeEscalation,
+                    format!("child asks for {lifetime} s but its parent has {remaining} s left"),
+                ));
+            }
+            *lifetime = remaining;
+        }
+        let root_principal = match &rec.parent {
+            None => rec.principal.clone(),
+            Some(_) => self.store.writ(&rec.root).map_err(unavailable)?.map(|r| r.principal).unwrap_or_default(),
+        };
+        Ok(Some((
+            ParentInfo { jti: rec.jti, root: rec.root, depth: rec.depth, action: rec.action, root_principal },
+            (),
+        )))
+    }
+
+    /// Log a denial and answer it. If even the denial cannot be logged, the
+    /// answer is `authority_unavailable`.
+    async fn deny(&self, mut entry: DecisionEntry, d: Denial) -> AuthorizeResponse {
+        entry.decision = Outcome::Deny;
+        entry.reason = Some(d.reason);
+        entry.message = d.message.clone();
+        if entry.context.is_null() {
+            entry.context = Value::Object(Map::new());
+        }
+        let ev = (entry.time_ms, entry.principal.clone(), entry.action.clone(), entry.resource.clone());
+        let leaf = match Entry::Decision(entry).to_leaf() {
+            Ok(l) => l,
+            Err(e) => return deny_unlogged(unavailable(e)),
+        };
+        match self.store.submit(Tx::new(vec![Op::Append { leaf }])).await {
+            Ok(indices) => {
+                self.note_indices(&indices);
+                let log_index = indices.first().copied();
+                let _ = self.events.send(Event::Decision {
+                    time_ms: ev.0,
+                    principal: ev.1,
+                    action: ev.2,
+                    resource: ev.3,
+                    decision: "deny".into(),
+                    reason: Some(d.reason),
+                    message: d.message.clone(),
+                    log_index,
+                    jti: None,
+                });
+                AuthorizeResponse::Deny { reason: d.reason, message: d.message, log_index }
+            }
+            Err(e) => deny_unlogged(unavailable(format!("{e} (while logging a {} denial)", d.reason))),
+        }
+    }
+
+    /// Online verification (`POST /v1/verify`): signature, window, audience,
+    /// accepted policy, request, environment, revocation and spent nonce.
+    pub fn verify(&self, req: &VerifyRequest) -> Result<VerifiedWrit, Denial> {
+        let state = self.state();
+        let opts = self.verify_options(&state, req.request.as_ref(), req.environment.as_ref(), req.audience.clone(), true)?;
+        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        writ_artifact::verify(&req.writ, &state.ring, &opts, &oracle)
+    }
+
+    fn verify_options(
+        &self,
+        state: &State,
+        request: Option<&Value>,
+        environment: Option<&Map<String, Value>>,
+        audience: Option<String>,
+        check_spent: bool,
+    ) -> Result<VerifyOptions, Denial> {
+        let mut accepted = self.config.extra_accepted_policies.clone();
+        accepted.insert(state.bundle.hash().to_owned());
+        let malformed = |e: String| Denial::new(ReasonCode::MalformedArtifact, e);
+        Ok(VerifyOptions {
+            now_unix_secs: self.clock.now_unix_secs(),
+            skew_secs: self.config.skew_secs,
+            audience,
+            request_digest: request.map(canonical::digest_json).transpose().map_err(malformed)?,
+            environment_digest: environment.map(canonical::digest_json).transpose().map_err(malformed)?,
+            accepted_policies: Some(accepted),
+            check_spent,
+        })
+    }
+
+    /// Spend the nonce: the first start of a writ wins, every later one is
+    /// `replayed`. The caller must be the writ's principal or an admin.
+    pub async fn start(&self, who: &Principal, jti: &str, req: &StartRequest) -> Result<ExecutionResponse, CallError> {
+        let state = self.state();
+        let rec = self
+            .store
+            .writ(jti)?
+            .ok_or_else(|| CallError::Denied(Denial::new(ReasonCode::MissingArtifact, format!("no writ {jti} was issued"))))?;
+        if rec.principal != who.uid && !who.admin {
+            return Err(CallError::Forbidden(format!("writ {jti} belongs to {}, not {}", rec.principal, who.uid)));
+        }
+        if let Some(token) = &req.writ {
+            // Full re-check of what is about to run, when the gateway sends it.
+            let opts = self
+                .verify_options(&state, req.request.as_ref(), req.environment.as_ref(), req.audience.clone(), false)
+                .map_err(CallError::Denied)?;
+            let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+            let v = writ_artifact::verify(token, &state.ring, &opts, &oracle).map_err(CallError::Denied)?;
+            if v.jti() != jti {
+                return Err(CallError::Denied(Denial::new(ReasonCode::RequestMismatch, "the writ is for another jti")));
+            }
+        }
+        let now_ms = self.clock.now_unix_ms();
+        if now_ms / 1000 >= rec.exp + self.config.skew_secs {
+            return Err(CallError::Denied(Denial::new(ReasonCode::Expired, format!("writ {jti} expired at {}", rec.exp))));
+        }
+        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        if let Some(why) = oracle.revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref()).map_err(CallError::Denied)? {
+            return Err(CallError::Denied(Denial::new(ReasonCode::Revoked, why)));
+        }
+        let leaf = Entry::ExecutionStart { time_ms: now_ms, jti: jti.into(), principal: rec.principal.clone() }
+            .to_leaf()
+            .map_err(CallError::Unavailable)?;
+        match self.store.submit(Tx::new(vec![Op::Spend { jti: jti.into(), time_ms: now_ms }, Op::Append { leaf }])).await {
+            Ok(indices) => {
+                self.note_indices(&indices);
+                Ok(ExecutionResponse { jti: jti.into(), log_index: indices.first().copied().unwrap_or_default() })
+            }
+            Err(writ_store::StoreError::Conflict(m)) => Err(CallError::Denied(Denial::new(ReasonCode::Replayed, m))),
+            Err(e) => Err(CallError::Denied(unavailable(e))),
+        }
+    }
+
+    /// Record how an execution ended.
+    pub async fn finish(&self, who: &Principal, jti: &str, req: &FinishRequest) -> Result<ExecutionResponse, CallError> {
+        let rec = self.store.writ(jti)?.ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+        if rec.principal != who.uid && !who.admin {
+            return Err(CallError::Forbidden(format!("writ {jti} belongs to {}, not {}", rec.principal, who.uid)));
+        }
+        for d in [&req.stdout_digest, &req.stderr_digest].into_iter().flatten() {
+            if !canonical::is_digest(d) {
+                return Err(CallError::BadRequest(format!("{d:?} is not a sha256: digest")));
+            }
+        }
+        let now_ms = self.clock.now_unix_ms();
+        let outcome = req.terminated.clone().unwrap_or_else(|| "exited".into());
+        let leaf = Entry::ExecutionFinish {
+            time_ms: now_ms,
+            jti: jti.into(),
+            principal: rec.principal,
+            exit_status: req.exit_status,
+            duration_ms: req.duration_ms,
+            stdout_digest: req.stdout_digest.clone(),
+            stderr_digest: req.stderr_digest.clone(),
+            terminated: req.terminated.clone(),
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
+        let ops = vec![Op::Finish { jti: jti.into(), time_ms: now_ms, exit_status: req.exit_status, outcome }, Op::Append { leaf }];
+        let indices = self.store.submit(Tx::new(ops)).await?;
+        self.note_indices(&indices);
+        Ok(ExecutionResponse { jti: jti.into(), log_index: indices.first().copied().unwrap_or_default() })
+    }
+
+    /// Revoke a writ with its whole subtree, or a principal. Admin only.
+    pub async fn revoke(&self, who: &Principal, req: &RevokeRequest) -> Result<RevokeResponse, CallError> {
+        require_admin(who)?;
+        let now_ms = self.clock.now_unix_ms();
+        let reason = req.reason.clone().unwrap_or_else(|| "revoked by an administrator".into());
+        let (target, kind, jtis) = match (&req.jti, &req.principal) {
+            (Some(jti), None) => {
+                if self.store.writ(jti)?.is_none() {
+                    return Err(CallError::NotFound(format!("no writ {jti} was issued")));
+                }
+                (jti.clone(), RevocationKind::Writ, self.subtree(jti)?)
+            }
+            (None, Some(p)) => {
+                cedar_uid_check(p).map_err(CallError::BadRequest)?;
+                (p.clone(), RevocationKind::Principal, Vec::new())
+            }
+            _ => return Err(CallError::BadRequest("give exactly one of `jti` and `principal`".into())),
+        };
+        let kind_str = match kind {
+            RevocationKind::Writ => "writ",
+            RevocationKind::Principal => "principal",
+        };
+        let mut ops: Vec<Op> = Vec::new();
+        let revoked_targets: Vec<String> = if kind == RevocationKind::Writ { jtis.clone() } else { vec![target.clone()] };
+        for t in &revoked_targets {
+            ops.push(Op::Revoke(RevocationRecord {
+                target: t.clone(),
+                kind: kind_str.into(),
+                time_ms: now_ms,
+                by: who.uid.clone(),
+                reason: reason.clone(),
+            }));
+        }
+        let leaf = Entry::Revocation { time_ms: now_ms, by: who.uid.clone(), target: target.clone(), kind, reason }
+            .to_leaf()
+            .map_err(CallError::Unavailable)?;
+        ops.push(Op::Append { leaf });
+        let indices = self.store.submit(Tx::new(ops)).await?;
+        self.note_indices(&indices);
+        let log_index = indices.first().copied().unwrap_or_default();
+        self.swap_state(|s| {
+            let mut revoked = s.revoked.clone();
+            match kind {
+                RevocationKind::Writ => revoked.writs.extend(jtis.iter().cloned()),
+                RevocationKind::Principal => {
+                    revoked.principals.insert(target.clone());
+                }
+            }
+            s.with_revoked(revoked)
+        });
+        let _ = self.events.send(Event::Revocation {
+            time_ms: now_ms,
+            target: target.clone(),
+            kind: kind_str.into(),
+            jtis: jtis.clone(),
+            log_index,
+        });
+        Ok(RevokeResponse { revoked: revoked_targets, log_index })
+    }
+
+    /// `jti` and every descendant, breadth first.
+    fn subtree(&self, jti: &str) -> Result<Vec<String>, CallError> {
+        let mut out = vec![jti.to_owned()];
+        let mut i = 0;
+        while let Some(j) = out.get(i).cloned() {
+            i += 1;
+            for c in self.store.children(&j)? {
+                if out.len() >= REVOCATION_SUBTREE_MAX {
+                    return Err(CallError::BadRequest(format!("subtree of {jti} exceeds {REVOCATION_SUBTREE_MAX} writs")));
+                }
+                out.push(c.jti);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Register a principal and return its token, once. Admin only.
+    pub async fn add_principal(&self, who: &Principal, req: &PrincipalRequest) -> Result<PrincipalResponse, CallError> {
+        require_admin(who)?;
+        cedar_uid_check(&req.uid).map_err(CallError::BadRequest)?;
+        let token = new_token(self.entropy.as_ref()).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let now_ms = self.clock.now_unix_ms();
+        let hash = token_hash(&token);
+        let leaf = Entry::PrincipalAdded { time_ms: now_ms, by: who.uid.clone(), uid: req.uid.clone(), admin: req.admin }
+            .to_leaf()
+            .map_err(CallError::Unavailable)?;
+        let ops = vec![
+            Op::PutPrincipal(PrincipalRecord { uid: req.uid.clone(), token_hash: hash, admin: req.admin, created_ms: now_ms }),
+            Op::Append { leaf },
+        ];
+        let indices = self.store.submit(Tx::new(ops)).await?;
+        self.note_indices(&indices);
+        let p = Principal { uid: req.uid.clone(), admin: req.admin };
+        self.swap_state(|s| {
+            let mut principals = s.principals.clone();
+            principals.insert(hash, p);
+            s.with_principals(principals)
+        });
+        Ok(PrincipalResponse { uid: req.uid.clone(), admin: req.admin, token, log_index: indices.first().copied().unwrap_or_default() })
+    }
+
+    /// Check, store and activate a signed bundle. A bundle that fails is
+    /// refused with Cedar's diagnostics and the active one stays. Admin only.
+    pub async fn activate(&self, who: &Principal, signed: SignedBundle) -> Result<u64, CallError> {
+        require_admin(who)?;
+        let state = self.state();
+        signed.check(&state.policy_keys).map_err(|e| CallError::BadRequest(e.to_string()))?;
+        let bundle = Bundle::compile(signed.source.clone()).map_err(|e| CallError::BadRequest(e.to_string()))?;
+        let now_ms = self.clock.now_unix_ms();
+        let leaf = Entry::PolicyActivation { time_ms: now_ms, by: who.uid.clone(), hash: signed.hash.clone(), kid: signed.kid.clone() }
+            .to_leaf()
+            .map_err(CallError::Unavailable)?;
+        let ops = vec![
+            Op::PutBundle {
+                hash: signed.hash.clone(),
+                signed_json: serde_json::to_string(&signed).map_err(|e| CallError::Unavailable(e.to_string()))?,
+            },
+            Op::Activate { hash: signed.hash.clone(), time_ms: now_ms, by: who.uid.clone() },
+            Op::Append { leaf },
+        ];
+        let indices = self.store.submit(Tx::new(ops)).await?;
+        self.note_indices(&indices);
+        let log_index = indices.first().copied().unwrap_or_default();
+        let bundle = Arc::new(bundle);
+        self.swap_state(|s| s.with_bundle(bundle));
+        let _ = self.events.send(Event::PolicyActivated { time_ms: now_ms, hash: signed.hash, log_index });
+        Ok(log_index)
+    }
+
+    /// Make `next` the signing key. The old key stops signing at once but
+    /// keeps verifying until every writ it signed has expired. Admin only;
+    /// the caller has already stored `next`'s private key.
+    pub async fn rotate_key(&self, who: &Principal, next: WritKey) -> Result<u64, CallError> {
+        require_admin(who)?;
+        let state = self.state();
+        let now_ms = self.clock.now_unix_ms();
+        let until = now_ms + (WRIT_LIFETIME_SECS_MAX + self.config.skew_secs) * 1000;
+        let old = writ_key_record(&state.signer, "verify_only", now_ms, Some(until)).map_err(CallError::Unavailable)?;
+        let new = writ_key_record(&next, "active", now_ms, None).map_err(CallError::Unavailable)?;
+        let leaf = |kid: &str, status: &str| {
+            Entry::KeyChange { time_ms: now_ms, by: who.uid.clone(), kid: kid.into(), role: "writ".into(), status: status.into() }
+                .to_leaf()
+                .map(|leaf| Op::Append { leaf })
+                .map_err(CallError::Unavailable)
+        };
+        let ops = vec![Op::PutKey(new), leaf(next.kid(), "active")?, Op::PutKey(old), leaf(state.signer.kid(), "verify_only")?];
+        let indices = self.store.submit(Tx::new(ops)).await?;
+        self.note_indices(&indices);
+        let fresh = load_state(self.store.as_ref(), now_ms, Arc::new(next)).map_err(CallError::Unavailable)?;
+        self.swap_state(|_| fresh);
+        Ok(indices.first().copied().unwrap_or_default())
+    }
+
+    /// Ancestry and descendants of a writ.
+    pub fn lineage(&self, jti: &str) -> Result<LineageResponse, CallError> {
+        let rec = self.store.writ(jti)?.ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+        let mut ancestors = Vec::new();
+        let mut next = rec.parent.clone();
+        while let Some(p) = next {
+            if ancestors.len() > LINEAGE_DEPTH_MAX as usize {
+                break;
+            }
+            ancestors.push(p.clone());
+            next = self.store.writ(&p)?.and_then(|r| r.parent);
+        }
+        ancestors.reverse();
+        let tree = self.lineage_node(rec, 0)?;
+        Ok(LineageResponse { ancestors, tree })
+    }
+
+    fn lineage_node(&self, rec: WritRecord, level: u32) -> Result<LineageNode, CallError> {
+        let state = self.state();
+        let now = self.clock.now_unix_secs();
+        let exec = self.store.execution(&rec.jti)?;
+        let status = if state.revoked.writs.contains(&rec.jti) || state.revoked.principals.contains(&rec.principal) {
+            "revoked".to_string()
+        } else {
+            match exec {
+                Some(e) if e.finished_ms.is_none() => "running".into(),
+                Some(e) => e.outcome.unwrap_or_else(|| "finished".into()),
+                None if now >= rec.exp => "expired".into(),
+                None => "issued".into(),
+            }
+        };
+        let mut children = Vec::new();
+        if level < LINEAGE_DEPTH_MAX {
+            for c in self.store.children(&rec.jti)? {
+                children.push(self.lineage_node(c, level + 1)?);
+            }
+        }
+        Ok(LineageNode {
+            jti: rec.jti,
+            principal: rec.principal,
+            action: rec.action,
+            resource: rec.resource,
+            depth: rec.depth,
+            status,
+            log_index: rec.log_index,
+            children,
+        })
+    }
+}
+
+struct ParentInfo {
+    jti: String,
+    root: String,
+    depth: u32,
+    action: String,
+    root_principal: String,
+}
+
+impl State {
+    fn with_revoked(&self, revoked: Revoked) -> State {
+        State { revoked, ..self.clone_shallow() }
+    }
+    fn with_principals(&self, principals: HashMap<[u8; 32], Principal>) -> State {
+        State { principals, ..self.clone_shallow() }
+    }
+    fn with_bundle(&self, bundle: Arc<Bundle>) -> State {
+        State { bundle, ..self.clone_shallow() }
+    }
+    fn clone_shallow(&self) -> State {
+        State {
+            bundle: self.bundle.clone(),
+            signer: self.signer.clone(),
+            ring: self.ring.clone(),
+            key_records: self.key_records.clone(),
+            policy_keys: self.policy_keys.clone(),
+            principals: self.principals.clone(),
+            revoked: self.revoked.clone(),
+        }
+    }
+}
+
+fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<State, String> {
+    let activations = store.activations().map_err(|e| e.to_string())?;
+    let active = activations.last().ok_or("no policy bundle is active; run `writ init` first")?;
+    let json = store
+        .bundle(&active.hash)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("active bundle {} is missing from the store", active.hash))?;
+    let signed: SignedBundle = serde_json::from_str(&json).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
+    if signed.source.hash().map_err(|e| e.to_string())? != active.hash {
+        return Err(format!("integrity: stored bundle {} does not hash to its name", active.hash));
+    }
+    let bundle = Bundle::compile(signed.source).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
+    let key_records = store.keys().map_err(|e| e.to_string())?;
+    let mut ring = KeyRing::new();
+    let mut policy_keys = KeyRing::new();
+    let mut signer_known = false;
+    for k in &key_records {
+        let jwk: Jwk = serde_json::from_str(&k.public_jwk).map_err(|e| format!("stored key {}: {e}", k.kid))?;
+        let vk = jwk.verifying_key()?;
+        let live = match k.status.as_str() {
+            "active" => true,
+            "verify_only" => k.verify_until_ms.is_some_and(|u| now_ms < u),
+            _ => false,
+        };
+        match (k.role.as_str(), live) {
+            ("writ", true) => {
+                signer_known |= k.kid == signer.kid() && k.status == "active";
+                ring.insert(vk);
+            }
+            ("policy", true) => policy_keys.insert(vk),
+            _ => {}
+        }
+    }
+    if !signer_known {
+        return Err(format!("signing key {} is not an active writ key of this store", signer.kid()));
+    }
+    let principals = store
+        .principals()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| (p.token_hash, Principal { uid: p.uid, admin: p.admin }))
+        .collect();
+    let mut revoked = Revoked::default();
+    for r in store.revocations().map_err(|e| e.to_string())? {
+        if r.kind == "principal" {
+            revoked.principals.insert(r.target);
+        } else {
+            revoked.writs.insert(r.target);
+        }
+    }
+    Ok(State { bundle: Arc::new(bundle), signer, ring, key_records, policy_keys, principals, revoked })
+}
+
+fn deny_unlogged(d: Denial) -> AuthorizeResponse {
+    AuthorizeResponse::Deny { reason: d.reason, message: d.message, log_index: None }
+}
+
+fn require_admin(who: &Principal) -> Result<(), CallError> {
+    if who.admin {
+        Ok(())
+    } else {
+        Err(CallError::Forbidden(format!("{} is not an administrator", who.uid)))
+    }
+}
+
+fn new_jti(entropy: &dyn Entropy) -> Result<String, writ_artifact::EntropyError> {
+    let mut b = [0u8; 16];
+    entropy.fill(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A 256-bit random bearer token.
+fn new_token(entropy: &dyn Entropy) -> Result<String, writ_artifact::EntropyError> {
+    let mut b = [0u8; 32];
+    entropy.fill(&mut b)?;
+    Ok(format!("writ_{}", URL_SAFE_NO_PAD.encode(b)))
+}
+
+fn cedar_uid_check(s: &str) -> Result<(), String> {
+    // Type::"id" with a non-empty type path; Cedar parses it fully at decision time.
+    let ok = s.len() <= NAME_BYTES_MAX
+        && s.find("::\"").is_some_and(|i| i > 0 && s.ends_with('"') && s.len() > i + 3);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a Cedar entity UID such as User::\"alice\""))
+    }
+}
+
+fn validate_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
+    for (name, v) in [("action", &req.action), ("resource", &req.resource), ("audience", &req.audience)] {
+        if v.is_empty() || v.len() > NAME_BYTES_MAX {
+            return Err(BadRequest(format!("field `{name}` must be 1 to {NAME_BYTES_MAX} bytes")));
+        }
+    }
+    for key in RESERVED_CONTEXT {
+        if req.context.contains_key(key) {
+            return Err(BadRequest(format!("field `context.{key}` is reserved; writ fills it from the request")));
+        }
+    }
+    req.scope.validate().map_err(|e| BadRequest(format!("field `scope`: {e}")))?;
+    match req.lifetime_secs {
+        Some(0) => return Err(BadRequest("field `lifetime_secs` must be at least 1".into())),
+        Some(n) if n > WRIT_LIFETIME_SECS_MAX => {
+            return Err(BadRequest(format!("field `lifetime_secs` is {n}; at most {WRIT_LIFETIME_SECS_MAX}")))
+        }
+        _ => {}
+    }
+    if let Some(p) = &req.parent {
+        if p.len() != 32 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BadRequest("field `parent` must be a writ jti (32 hex digits)".into()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! A small HTTP client for the writ API.
+
+use anyhow::{anyhow, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// A response: status plus JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.body.clone()).with_context(|| format!("unexpected answer from server: {}", self.body))
+    }
+    /// The error message of a non-2xx reply.
+    pub fn message(&self) -> String {
+        self.body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| self.body.to_string())
+    }
+    pub fn reason(&self) -> Option<writ_artifact::ReasonCode> {
+        self.body.get("reason").and_then(Value::as_str).and_then(writ_artifact::ReasonCode::parse)
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> Client {
+        Client {
+            http: reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default(),
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(m, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
+        let resp = r.send().await.map_err(|e| {
+            anyhow!("cannot reach the writ server at {}: {e} (start it with `writ serve`, or set WRIT_SERVER)", self.base)
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Reply { status, body })
+    }
+
+    pub async fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Reply> {
+        self.send(self.req(reqwest::Method::POST, path).json(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.send(self.req(reqwest::Method::GET, path)).await
+    }
+
+    /// GET returning the raw body (text endpoints).
+    pub async fn get_text(&self, path: &str) -> Result<(u16, String)> {
+        let resp = self.req(reqwest::Method::GET, path).send().await
+            .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
+    }
+}

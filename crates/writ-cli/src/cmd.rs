@@ -1,0 +1,534 @@
+//! The client and local commands.
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Map, Value};
+use writ_artifact::{canonical, KeyRing, NoStatus, OsEntropy, ReasonCode, Scope, SystemClock, VerifyOptions, WritKey};
+use writ_authority::{Authority, AuthorizeRequest, AuthorizeResponse, VerifyRequest};
+use writ_policy::{Bundle, SignedBundle, TestFile};
+use writ_store::SqliteStore;
+
+use crate::client::Client;
+use crate::datadir::{read_bundle_dir, write_atomic, Config};
+use crate::{print_denial, DataDir, Exit, Global};
+
+fn client(g: &Global) -> Client {
+    Client::new(&g.server, g.token.clone())
+}
+
+fn need_token(g: &Global) -> Result<Client> {
+    if g.token.is_none() {
+        bail!("this command needs a token: set WRIT_TOKEN (printed by `writ init` or `writ principal add`) or pass --token");
+    }
+    Ok(client(g))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn parse_object(what: &str, s: &Option<String>) -> Result<Map<String, Value>> {
+    match s {
+        None => Ok(Map::new()),
+        Some(s) => match serde_json::from_str(s).with_context(|| format!("--{what} is not JSON"))? {
+            Value::Object(m) => Ok(m),
+            _ => bail!("--{what} must be a JSON object"),
+        },
+    }
+}
+
+// ---------------------------------------------------------------- init
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Cedar UID of the first administrator.
+    #[arg(long, default_value = "User::\"admin\"")]
+    pub admin: String,
+    /// Log origin (checkpoint first line); defaults to a name unique to this data dir.
+    #[arg(long)]
+    pub origin: Option<String>,
+}
+
+pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
+    let dir = DataDir::new(&g.dir);
+    if dir.is_initialized() || dir.db().exists() {
+        bail!("{} is already initialized; use another --dir or remove it", dir.root.display());
+    }
+    std::fs::create_dir_all(&dir.root).with_context(|| format!("creating {}", dir.root.display()))?;
+    let origin = match a.origin {
+        Some(o) => o,
+        None => {
+            let mut b = [0u8; 4];
+            writ_artifact::Entropy::fill(&OsEntropy, &mut b)?;
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
+            format!("{}/writ/{}", host.trim(), b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+        }
+    };
+    let writ_key = WritKey::generate(&OsEntropy)?;
+    let policy_key = WritKey::generate(&OsEntropy)?;
+    dir.save_writ_key(&writ_key)?;
+    dir.save_key("policy", &policy_key)?;
+    let source = writ_policy::default_bundle();
+    std::fs::create_dir_all(dir.policy_dir())?;
+    for (name, text) in &source.policies {
+        write_atomic(&dir.policy_dir().join(name), text.as_bytes(), 0o644)?;
+    }
+    let signed = source.sign(&policy_key)?;
+    let store = Arc::new(SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
+    let out = Authority::bootstrap(store, &SystemClock, &OsEntropy, &writ_key, &policy_key, signed, &a.admin)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    dir.write_config(&Config { issuer: "writ".into(), origin: origin.clone() })?;
+    if g.json {
+        print_json(&json!({
+            "dir": dir.root, "admin": a.admin, "admin_token": out.admin_token,
+            "policy": out.policy_hash, "writ_kid": writ_key.kid(), "policy_kid": policy_key.kid(), "origin": origin,
+        }))?;
+    } else {
+        println!("initialized {}", dir.root.display());
+        println!("  log origin   {origin}");
+        println!("  writ key     {} (keys/, mode 0600)", writ_key.kid());
+        println!("  policy key   {}", policy_key.kid());
+        println!("  policy       {} (edit {}/, then `writ policy activate`)", out.policy_hash, dir.policy_dir().display());
+        println!("  admin        {}", a.admin);
+        println!();
+        println!("The admin token is shown once; keep it:");
+        println!("export WRIT_TOKEN={}", out.admin_token);
+    }
+    Ok(Exit::Ok)
+}
+
+// ---------------------------------------------------------------- authorize
+
+#[derive(Args, Debug)]
+pub struct AuthorizeArgs {
+    /// Cedar UID of the action.
+    #[arg(long, default_value = "Action::\"exec\"")]
+    pub action: String,
+    /// Cedar UID of the resource, e.g. 'Command::"/usr/bin/ls"'.
+    #[arg(long)]
+    pub resource: String,
+    /// The exact request, as JSON (the writ binds its RFC 8785 digest).
+    #[arg(long, default_value = "{}")]
+    pub request: String,
+    /// Environment facts to bind, as a JSON object.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// Extra Cedar context attributes, as a JSON object.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// A path the action may read (repeatable).
+    #[arg(long)]
+    pub read: Vec<String>,
+    /// A path the action may write (repeatable).
+    #[arg(long)]
+    pub write: Vec<String>,
+    /// The action may use the network.
+    #[arg(long)]
+    pub net: bool,
+    /// Enforcement point the writ is for.
+    #[arg(long, default_value = "cli")]
+    pub audience: String,
+    /// Parent writ's jti (defaults to the jti of $WRIT_PARENT inside a governed process).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Lifetime in seconds (default 60, at most 3600).
+    #[arg(long)]
+    pub lifetime: Option<u64>,
+}
+
+/// The jti of the writ in `$WRIT_PARENT`, if any.
+pub fn parent_from_env() -> Option<String> {
+    let w = std::env::var("WRIT_PARENT").ok()?;
+    writ_artifact::decode_unverified(&w).ok().map(|(_, c)| c.jti)
+}
+
+pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
+    let request: Value = serde_json::from_str(&a.request).context("--request is not JSON")?;
+    let req = AuthorizeRequest {
+        action: a.action,
+        resource: a.resource,
+        context: parse_object("context", &a.context)?,
+        request,
+        environment: parse_object("env", &a.environment)?,
+        scope: Scope { read: a.read, write: a.write, net: a.net },
+        audience: a.audience,
+        parent: a.parent.or_else(parent_from_env),
+        lifetime_secs: a.lifetime,
+    };
+    let reply = need_token(g)?.post("/v1/authorize", &req).await?;
+    if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none() {
+        bail!("server refused the request ({}): {}", reply.status, reply.message());
+    }
+    let resp: AuthorizeResponse = reply.parse()?;
+    if g.json {
+        print_json(&resp)?;
+    }
+    match resp {
+        AuthorizeResponse::Allow { writ, log_index, jti, exp } => {
+            if !g.json {
+                println!("{writ}");
+                eprintln!("allow: jti {jti}, log entry {log_index}, expires {exp}");
+            }
+            Ok(Exit::Ok)
+        }
+        AuthorizeResponse::Deny { reason, message, .. } => {
+            print_denial(reason, &message);
+            Ok(Exit::Denied(reason))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- verify
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The writ (compact JWS); `-` or nothing reads standard input.
+    pub writ: Option<String>,
+    /// The request being executed, as JSON; must match the writ's binding.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// The re-measured environment, as a JSON object.
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    /// This enforcement point's audience.
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Ask the server (POST /v1/verify) instead of verifying locally.
+    #[arg(long)]
+    pub online: bool,
+    /// Verify offline against this JWKS file instead of the data dir (no
+    /// revocation or nonce state then).
+    #[arg(long)]
+    pub jwks: Option<PathBuf>,
+    /// With --jwks: a policy bundle hash to accept (repeatable).
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Clock skew tolerated, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub skew_secs: u64,
+}
+
+pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
+    let writ = match a.writ.as_deref() {
+        Some("-") | None => {
+            let mut s = String::new();
+            std::io::stdin().take(writ_artifact::WRIT_BYTES_MAX as u64 + 1).read_to_string(&mut s)?;
+            s.trim().to_owned()
+        }
+        Some(w) => w.trim().to_owned(),
+    };
+    let request = a.request.as_deref().map(serde_json::from_str::<Value>).transpose().context("--request is not JSON")?;
+    let environment = match &a.environment {
+        None => None,
+        Some(_) => Some(parse_object("env", &a.environment)?),
+    };
+    let req = VerifyRequest { writ, request, environment, audience: a.audience };
+    let result: Result<writ_artifact::Claims, (ReasonCode, String)> = if a.online {
+        let reply = client(g).post("/v1/verify", &req).await?;
+        let v: writ_authority::VerifyResponse = reply.parse()?;
+        match (v.valid, v.claims) {
+            (true, Some(c)) => Ok(c),
+            _ => Err((v.reason.unwrap_or(ReasonCode::MalformedArtifact), v.message.unwrap_or_default())),
+        }
+    } else if let Some(path) = &a.jwks {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let ring = KeyRing::from_jwks(&serde_json::from_str(&text).context("not a JWKS")?).map_err(anyhow::Error::msg)?;
+        let opts = VerifyOptions {
+            now_unix_secs: writ_artifact::Clock::now_unix_secs(&SystemClock),
+            skew_secs: a.skew_secs,
+            audience: req.audience.clone(),
+            request_digest: req.request.as_ref().map(canonical::digest_json).transpose().map_err(anyhow::Error::msg)?,
+            environment_digest: req.environment.as_ref().map(canonical::digest_json).transpose().map_err(anyhow::Error::msg)?,
+            accepted_policies: (!a.policies.is_empty()).then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
+            check_spent: false,
+        };
+        if a.policies.is_empty() && !g.json {
+            eprintln!("note: no --policy given; any policy bundle hash is accepted");
+        }
+        writ_artifact::verify(&req.writ, &ring, &opts, &NoStatus).map(|v| v.claims().clone()).map_err(|d| (d.reason, d.message))
+    } else {
+        let dir = DataDir::new(&g.dir);
+        let authority = crate::server::open_authority(&dir, a.skew_secs, 8)?;
+        authority.verify(&req).map(|v| v.claims().clone()).map_err(|d| (d.reason, d.message))
+    };
+    match result {
+        Ok(claims) => {
+            if g.json {
+                print_json(&json!({"valid": true, "claims": claims}))?;
+            } else {
+                println!("valid: {} may {} on {} (jti {}, log entry {})", claims.sub, claims.writ.action, claims.writ.resource, claims.jti, claims.writ.log.index);
+            }
+            Ok(Exit::Ok)
+        }
+        Err((reason, message)) => {
+            if g.json {
+                print_json(&json!({"valid": false, "reason": reason, "message": message}))?;
+            }
+            print_denial(reason, &message);
+            Ok(Exit::Denied(reason))
+        }
+    }
+}
+
+// ---------------------------------------------------------------- revoke
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["jti", "principal"])))]
+pub struct RevokeArgs {
+    /// Revoke this writ and every descendant.
+    #[arg(long)]
+    pub jti: Option<String>,
+    /// Revoke every writ of this principal, now and later.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Why (recorded in the log).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+pub async fn revoke(g: &Global, a: RevokeArgs) -> Result<Exit> {
+    let body = writ_authority::RevokeRequest { jti: a.jti, principal: a.principal, reason: a.reason };
+    let reply = need_token(g)?.post("/v1/revocations", &body).await?;
+    if !reply.ok() {
+        bail!("revocation refused ({}): {}", reply.status, reply.message());
+    }
+    let r: writ_authority::RevokeResponse = reply.parse()?;
+    if g.json {
+        print_json(&r)?;
+    } else {
+        println!("revoked {} (log entry {})", r.revoked.join(", "), r.log_index);
+    }
+    Ok(Exit::Ok)
+}
+
+// ---------------------------------------------------------------- policy
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Parse and validate a bundle directory; print its hash and policy ids.
+    Check { dir: PathBuf },
+    /// Run a JSON file of expected decisions against a bundle directory.
+    Test {
+        /// The test file: {"cases": [{"principal", "action", "resource", "context"?, "expect": "allow"|"deny", "policies"?}]}.
+        file: PathBuf,
+        /// The bundle directory (default: the data dir's policy/).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Sign a bundle directory with the policy key and write the signed bundle.
+    Bundle {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Bundle, sign and activate a directory (or upload a signed bundle file).
+    Activate { path: PathBuf },
+}
+
+fn compile_dir(dir: &std::path::Path) -> Result<Bundle> {
+    let source = read_bundle_dir(dir)?;
+    Bundle::compile(source).map_err(|e| anyhow::anyhow!("bundle {} refused: {e}", dir.display()))
+}
+
+pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
+    match c {
+        PolicyCmd::Check { dir } => {
+            let b = compile_dir(&dir)?;
+            if g.json {
+                print_json(&json!({"hash": b.hash(), "policies": b.policy_ids(), "schema": b.has_schema()}))?;
+            } else {
+                println!("ok: {} ({} policies{})", b.hash(), b.policy_ids().len(), if b.has_schema() { ", validated against schema" } else { "" });
+                for id in b.policy_ids() {
+                    println!("  {id}");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        PolicyCmd::Test { file, bundle } => {
+            let dir = bundle.unwrap_or_else(|| DataDir::new(&g.dir).policy_dir());
+            let b = compile_dir(&dir)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let tf: TestFile = serde_json::from_str(&text).with_context(|| format!("{} is not a policy test file", file.display()))?;
+            let outcomes = writ_policy::run_cases(&b, &tf);
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            if g.json {
+                print_json(&json!({"bundle": b.hash(), "passed": outcomes.len() - failed, "failed": failed, "cases": outcomes}))?;
+            } else {
+                for o in &outcomes {
+                    if o.passed {
+                        println!("ok       {}: {}", o.name, o.got);
+                    } else {
+                        println!("MISMATCH {}: expected {}, got {} ({})", o.name, o.expected, o.got, o.message);
+                    }
+                }
+                println!("{} passed, {} failed", outcomes.len() - failed, failed);
+            }
+            Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
+        }
+        PolicyCmd::Bundle { dir, out } => {
+            let b = compile_dir(&dir)?;
+            let key = DataDir::new(&g.dir).policy_key()?;
+            let signed = b.source().clone().sign(&key)?;
+            write_atomic(&out, serde_json::to_string_pretty(&signed)?.as_bytes(), 0o644)?;
+            if g.json {
+                print_json(&json!({"hash": signed.hash, "kid": signed.kid, "out": out}))?;
+            } else {
+                println!("signed bundle {} written to {}", signed.hash, out.display());
+            }
+            Ok(Exit::Ok)
+        }
+        PolicyCmd::Activate { path } => {
+            let signed: SignedBundle = if path.is_dir() {
+                let b = compile_dir(&path)?;
+                b.source().clone().sign(&DataDir::new(&g.dir).policy_key()?)?
+            } else {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{} is not a signed bundle", path.display()))?
+            };
+            let reply = need_token(g)?.post("/v1/policies", &signed).await?;
+            if !reply.ok() {
+                bail!("activation refused ({}); the active bundle stays: {}", reply.status, reply.message());
+            }
+            if g.json {
+                print_json(&reply.body)?;
+            } else {
+                println!("active: {} (log entry {})", signed.hash, reply.body["log_index"]);
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+// ---------------------------------------------------------------- principal, key
+
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCmd {
+    /// Register a principal (a Cedar UID such as 'Agent::"planner"') and print its token once.
+    Add {
+        uid: String,
+        /// Make it an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
+    let PrincipalCmd::Add { uid, admin } = c;
+    let reply = need_token(g)?.post("/v1/principals", &writ_authority::PrincipalRequest { uid, admin }).await?;
+    if !reply.ok() {
+        bail!("refused ({}): {}", reply.status, reply.message());
+    }
+    let r: writ_authority::PrincipalResponse = reply.parse()?;
+    if g.json {
+        print_json(&r)?;
+    } else {
+        println!("added {}{}; its token (shown once):", r.uid, if r.admin { " (admin)" } else { "" });
+        println!("{}", r.token);
+    }
+    Ok(Exit::Ok)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Make a new writ signing key; the old one keeps verifying the writs it signed until they expire.
+    Rotate,
+}
+
+pub async fn key(g: &Global, c: KeyCmd) -> Result<Exit> {
+    let KeyCmd::Rotate = c;
+    let reply = need_token(g)?.post("/v1/keys/rotate", &json!({})).await?;
+    if !reply.ok() {
+        bail!("rotation refused ({}): {}", reply.status, reply.message());
+    }
+    if g.json {
+        print_json(&reply.body)?;
+    } else {
+        println!("signing key is now {}", reply.body["kid"].as_str().unwrap_or("?"));
+    }
+    Ok(Exit::Ok)
+}
+
+// ---------------------------------------------------------------- execution, lineage
+
+#[derive(Subcommand, Debug)]
+pub enum ExecutionCmd {
+    /// Spend a writ's nonce (a second start is `replayed`).
+    Start {
+        jti: String,
+        /// The writ, to re-verify at start.
+        #[arg(long)]
+        writ: Option<String>,
+    },
+    /// Record how an execution ended.
+    Finish {
+        jti: String,
+        #[arg(long)]
+        exit_status: Option<i64>,
+        #[arg(long, default_value_t = 0)]
+        duration_ms: u64,
+    },
+}
+
+pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
+    let cl = need_token(g)?;
+    let reply = match &c {
+        ExecutionCmd::Start { jti, writ } => {
+            cl.post(&format!("/v1/executions/{jti}/start"), &writ_authority::StartRequest { writ: writ.clone(), ..Default::default() }).await?
+        }
+        ExecutionCmd::Finish { jti, exit_status, duration_ms } => {
+            let body = writ_authority::FinishRequest { exit_status: *exit_status, duration_ms: *duration_ms, ..Default::default() };
+            cl.post(&format!("/v1/executions/{jti}/finish"), &body).await?
+        }
+    };
+    if g.json {
+        print_json(&reply.body)?;
+    }
+    if reply.ok() {
+        if !g.json {
+            println!("ok (log entry {})", reply.body["log_index"]);
+        }
+        return Ok(Exit::Ok);
+    }
+    match reply.reason() {
+        Some(r) => {
+            print_denial(r, &reply.message());
+            Ok(Exit::Denied(r))
+        }
+        None => bail!("refused ({}): {}", reply.status, reply.message()),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LineageArgs {
+    pub jti: String,
+}
+
+pub async fn lineage(g: &Global, a: LineageArgs) -> Result<Exit> {
+    let reply = need_token(g)?.get(&format!("/v1/lineage/{}", a.jti)).await?;
+    if !reply.ok() {
+        bail!("{} ({})", reply.message(), reply.status);
+    }
+    if g.json {
+        print_json(&reply.body)?;
+        return Ok(Exit::Ok);
+    }
+    let r: writ_authority::LineageResponse = reply.parse()?;
+    for (i, a) in r.ancestors.iter().enumerate() {
+        println!("{}{a} (ancestor)", "  ".repeat(i));
+    }
+    fn walk(n: &writ_authority::LineageNode, indent: usize) {
+        println!("{}{} {} {} on {} [{}] log #{}", "  ".repeat(indent), n.jti, n.principal, n.action, n.resource, n.status, n.log_index);
+        for c in &n.children {
+            walk(c, indent + 1);
+        }
+    }
+    walk(&r.tree, r.ancestors.len());
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,147 @@
+//! The data directory (`./.writ` or `$WRIT_DIR`): store, keys, config, the
+//! editable policy bundle.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use writ_artifact::WritKey;
+
+/// Settings written by `writ init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// `iss` of every writ.
+    pub issuer: String,
+    /// Log origin (first line of every checkpoint).
+    pub origin: String,
+}
+
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+    pub fn db(&self) -> PathBuf {
+        self.root.join("writ.db")
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    pub fn policy_dir(&self) -> PathBuf {
+        self.root.join("policy")
+    }
+    fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    pub fn is_initialized(&self) -> bool {
+        self.config_path().exists()
+    }
+
+    pub fn require(&self) -> Result<()> {
+        if !self.is_initialized() {
+            bail!(
+                "{} is not a writ data dir; run `writ init` (or set WRIT_DIR / --dir)",
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        let text = fs::read_to_string(self.config_path())
+            .with_context(|| format!("reading {}", self.config_path().display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", self.config_path().display()))
+    }
+
+    pub fn write_config(&self, c: &Config) -> Result<()> {
+        write_atomic(&self.config_path(), serde_json::to_string_pretty(c)?.as_bytes(), 0o644)
+    }
+
+    /// Store a private key as PKCS#8 PEM, mode 0600.
+    pub fn save_key(&self, name: &str, key: &WritKey) -> Result<()> {
+        fs::create_dir_all(self.keys())?;
+        fs::set_permissions(self.keys(), fs::Permissions::from_mode(0o700))?;
+        let pem = key.to_pkcs8_pem().map_err(anyhow::Error::msg)?;
+        write_atomic(&self.keys().join(format!("{name}.pem")), pem.as_bytes(), 0o600)
+    }
+
+    pub fn load_key(&self, name: &str) -> Result<WritKey> {
+        let path = self.keys().join(format!("{name}.pem"));
+        let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            bail!("{} is readable by others (mode {:o}); chmod 600 it", path.display(), meta.permissions().mode() & 0o777);
+        }
+        let pem = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        WritKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Save a new writ signing key and make it the current one.
+    pub fn save_writ_key(&self, key: &WritKey) -> Result<()> {
+        self.save_key(&format!("writ-{}", key.kid()), key)?;
+        write_atomic(&self.keys().join("current"), key.kid().as_bytes(), 0o600)
+    }
+
+    pub fn current_writ_key(&self) -> Result<WritKey> {
+        let kid = fs::read_to_string(self.keys().join("current")).context("reading keys/current")?;
+        self.load_key(&format!("writ-{}", kid.trim()))
+    }
+
+    pub fn policy_key(&self) -> Result<WritKey> {
+        self.load_key("policy")
+    }
+}
+
+/// Write a file so that it is either absent, the old content, or the new
+/// content, never half-written: temp file, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("file")));
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Read a bundle directory: `*.cedar`, optional `schema.cedarschema`,
+/// optional `entities.json`.
+pub fn read_bundle_dir(dir: &Path) -> Result<writ_policy::BundleSource> {
+    let mut source = writ_policy::BundleSource::default();
+    let mut total = 0usize;
+    let entries = fs::read_dir(dir).with_context(|| format!("reading bundle directory {}", dir.display()))?;
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if !path.is_file() {
+            continue;
+        }
+        let len = e.metadata()?.len() as usize;
+        total += len;
+        if total > writ_policy::BUNDLE_BYTES_MAX {
+            bail!("bundle {} is larger than {} bytes", dir.display(), writ_policy::BUNDLE_BYTES_MAX);
+        }
+        if name.ends_with(".cedar") {
+            source.policies.insert(name, fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+        } else if name == "schema.cedarschema" {
+            source.schema = Some(fs::read_to_string(&path)?);
+        } else if name == "entities.json" {
+            let text = fs::read_to_string(&path)?;
+            source.entities = Some(serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?);
+        }
+    }
+    if source.policies.is_empty() {
+        bail!("{} holds no *.cedar policy files", dir.display());
+    }
+    Ok(source)
+}

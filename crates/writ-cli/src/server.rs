@@ -1,0 +1,105 @@
+//! `writ serve`, and starting a server in-process (demo, bench).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use writ_artifact::{OsEntropy, SystemClock};
+use writ_authority::{Authority, AuthorityConfig};
+use writ_server::ServerState;
+use writ_store::SqliteStore;
+
+use crate::{DataDir, Exit, Global};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+    /// Clock skew tolerated when verifying writs, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub skew_secs: u64,
+    /// Deepest lineage allowed (a root is depth 0).
+    #[arg(long, default_value_t = 8)]
+    pub lineage_depth_max: u32,
+}
+
+/// A running in-process server.
+pub struct Running {
+    pub authority: Arc<Authority>,
+    pub addr: SocketAddr,
+    pub shutdown: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Open the authority of `dir`.
+pub fn open_authority(dir: &DataDir, skew_secs: u64, lineage_depth_max: u32) -> Result<Arc<Authority>> {
+    dir.require()?;
+    let cfg = dir.config()?;
+    let store = SqliteStore::open(&dir.db()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = dir.current_writ_key()?;
+    let config = AuthorityConfig {
+        issuer: cfg.issuer,
+        log_origin: cfg.origin,
+        skew_secs,
+        lineage_depth_max,
+        ..AuthorityConfig::default()
+    };
+    let a = Authority::open(Arc::new(store), Arc::new(SystemClock), Arc::new(OsEntropy), key, config)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("opening the authority in {}", dir.root.display()))?;
+    Ok(Arc::new(a))
+}
+
+/// Bind `listen` and serve `dir` in a background task.
+pub async fn start(dir: &DataDir, listen: &str, skew_secs: u64, lineage_depth_max: u32) -> Result<Running> {
+    let authority = open_authority(dir, skew_secs, lineage_depth_max)?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let mut state = ServerState::new(authority.clone());
+    let keys_dir = DataDir::new(dir.root.clone());
+    state.key_saver = Some(Box::new(move |k| keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(writ_server::serve(Arc::new(state), listener, async move {
+        let _ = rx.await;
+    }));
+    Ok(Running { authority, addr, shutdown: tx, task })
+}
+
+pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
+    let dir = DataDir::new(&g.dir);
+    let running = start(&dir, &a.listen, a.skew_secs, a.lineage_depth_max).await?;
+    tracing::info!(
+        url = %running.url(),
+        policy = %running.authority.active_policy(),
+        log_size = running.authority.log_size(),
+        "writ serving"
+    );
+    eprintln!("writ serving on {} (data dir {}); Ctrl-C stops", running.url(), dir.root.display());
+    wait_for_signal().await;
+    let _ = running.shutdown.send(());
+    let _ = running.task.await;
+    Ok(Exit::Ok)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

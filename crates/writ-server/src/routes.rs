@@ -1,0 +1,485 @@
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::stream::Stream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt as _;
+use writ_artifact::{Denial, ReasonCode, WritKey};
+use writ_authority::*;
+use writ_policy::SignedBundle;
+
+use crate::metrics::Metrics;
+
+/// Largest request body accepted (bundles are the largest bodies).
+pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest body of a decision request.
+pub const DECISION_BODY_BYTES_MAX: usize = 256 * 1024;
+/// Most entries one `GET /v1/log/entries` returns.
+pub const ENTRIES_PAGE_MAX: u64 = 1000;
+
+/// Persists a freshly generated signing key before it is used.
+pub type KeySaver = dyn Fn(&WritKey) -> Result<(), String> + Send + Sync;
+
+/// What every handler shares.
+pub struct ServerState {
+    pub authority: Arc<Authority>,
+    pub metrics: Metrics,
+    /// Persists a new writ key on rotation; `None` disables rotation over HTTP.
+    pub key_saver: Option<Box<KeySaver>>,
+}
+
+impl ServerState {
+    pub fn new(authority: Arc<Authority>) -> ServerState {
+        ServerState { authority, metrics: Metrics::new(), key_saver: None }
+    }
+}
+
+type Shared = Arc<ServerState>;
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    pub message: String,
+}
+
+fn error(status: StatusCode, kind: &str, reason: Option<ReasonCode>, message: impl Into<String>) -> Response {
+    (status, axum::Json(ErrorBody { error: kind.into(), reason, message: message.into() })).into_response()
+}
+
+fn denial_status(r: ReasonCode) -> StatusCode {
+    match r {
+        ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ReasonCode::AuthorityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::FORBIDDEN,
+    }
+}
+
+impl From<CallErrorResponse> for Response {
+    fn from(e: CallErrorResponse) -> Response {
+        e.into_response()
+    }
+}
+
+struct CallErrorResponse(CallError);
+
+impl IntoResponse for CallErrorResponse {
+    fn into_response(self) -> Response {
+        match self.0 {
+            CallError::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", None, m),
+            CallError::Forbidden(m) => error(StatusCode::FORBIDDEN, "forbidden", None, m),
+            CallError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", None, m),
+            CallError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", None, m),
+            CallError::Denied(d) => error(denial_status(d.reason), "denied", Some(d.reason), d.message),
+            CallError::Unavailable(m) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(ReasonCode::AuthorityUnavailable), m)
+            }
+        }
+    }
+}
+
+/// JSON body extractor whose rejections are our error body: 413 over the
+/// limit, 400 naming the field for malformed JSON, 415 without JSON content type.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = Response;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> Response {
+    let status = rej.status();
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "bad_request",
+    };
+    let msg = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than this route accepts".to_string(),
+        _ => rej.body_text(),
+    };
+    error(if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status }, kind, None, msg)
+}
+
+/// The authenticated caller.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
+        let token = bearer(&parts.headers);
+        state
+            .authority
+            .authenticate(token.unwrap_or_default())
+            .map(Caller)
+            .map_err(|d| error(StatusCode::UNAUTHORIZED, "denied", Some(d.reason), d.message))
+    }
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+pub fn router(state: Shared) -> Router {
+    let decisions = Router::new()
+        .route("/v1/authorize", post(authorize))
+        .route("/access/v1/evaluation", post(authzen_evaluation))
+        .route("/v1/verify", post(verify))
+        .route("/v1/executions/{jti}/start", post(start))
+        .route("/v1/executions/{jti}/finish", post(finish))
+        .route("/v1/revocations", post(revoke).get(list_revocations))
+        .route("/v1/principals", post(add_principal))
+        .layer(DefaultBodyLimit::max(DECISION_BODY_BYTES_MAX));
+    Router::new()
+        .merge(decisions)
+        .route("/v1/revocations/stream", get(revocation_stream))
+        .route("/v1/policies", get(list_policies).post(upload_policy))
+        .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/lineage/{jti}", get(lineage))
+        .route("/v1/log/entries", get(log_entries))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi))
+        .route("/", get(index))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", None, "no such route; see /openapi.json") })
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn authorize(State(s): State<Shared>, headers: HeaderMap, body: Result<Json<AuthorizeRequest>, Response>) -> Response {
+    let t0 = Instant::now();
+    // Authenticate before looking at the body: an anonymous caller learns nothing.
+    let who = match s.authority.authenticate(bearer(&headers).unwrap_or_default()) {
+        Ok(p) => p,
+        Err(d) => {
+            s.metrics.record("deny", d.reason.as_str(), t0.elapsed().as_secs_f64());
+            return deny_response(&d, None);
+        }
+    };
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match s.authority.authorize(&who, req).await {
+        Ok(resp) => {
+            let reason = resp.reason().map_or("", ReasonCode::as_str);
+            s.metrics.record(if resp.is_allow() { "allow" } else { "deny" }, reason, t0.elapsed().as_secs_f64());
+            let status = match &resp {
+                AuthorizeResponse::Allow { .. } => StatusCode::OK,
+                AuthorizeResponse::Deny { reason, .. } => denial_status(*reason),
+            };
+            (status, axum::Json(resp)).into_response()
+        }
+        Err(BadRequest(m)) => error(StatusCode::BAD_REQUEST, "bad_request", None, m),
+    }
+}
+
+fn deny_response(d: &Denial, log_index: Option<u64>) -> Response {
+    let body = AuthorizeResponse::Deny { reason: d.reason, message: d.message.clone(), log_index };
+    (denial_status(d.reason), axum::Json(body)).into_response()
+}
+
+/// OpenID AuthZEN 1.0 access evaluation request.
+#[derive(Debug, Deserialize)]
+struct AuthzenRequest {
+    #[serde(default)]
+    subject: Option<AuthzenEntity>,
+    action: AuthzenAction,
+    resource: AuthzenEntity,
+    #[serde(default)]
+    context: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct AuthzenEntity {
+    #[serde(rename = "type")]
+    type_: String,
+    id: String,
+    #[serde(default)]
+    properties: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+struct AuthzenAction {
+    name: String,
+    #[serde(default)]
+    properties: serde_json::Map<String, Value>,
+}
+
+fn cedar_uid(type_: &str, id: &str) -> String {
+    format!("{type_}::{}", serde_json::to_string(id).unwrap_or_default())
+}
+
+async fn authzen_evaluation(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<AuthzenRequest>) -> Response {
+    let t0 = Instant::now();
+    let deny = |code: ReasonCode, message: String, log_index: Option<u64>| {
+        axum::Json(json!({"decision": false, "context": {"reason": code, "message": message, "log_index": log_index}}))
+            .into_response()
+    };
+    if let Some(sub) = &req.subject {
+        let uid = cedar_uid(&sub.type_, &sub.id);
+        if uid != who.uid {
+            return deny(
+                ReasonCode::Unauthenticated,
+                format!("subject {uid} is not the authenticated principal {}", who.uid),
+                None,
+            );
+        }
+    }
+    let request = json!({"action": req.action, "resource": req.resource, "context": req.context});
+    let mut context = req.context.clone();
+    for k in RESERVED_CONTEXT {
+        context.remove(k);
+    }
+    let areq = AuthorizeRequest {
+        action: cedar_uid("Action", &req.action.name),
+        resource: cedar_uid(&req.resource.type_, &req.resource.id),
+        context,
+        request,
+        environment: Default::default(),
+        scope: Default::default(),
+        audience: "authzen".into(),
+        parent: None,
+        lifetime_secs: None,
+    };
+    match s.authority.authorize(&who, areq).await {
+        Ok(AuthorizeResponse::Allow { writ, log_index, jti, .. }) => {
+            s.metrics.record("allow", "", t0.elapsed().as_secs_f64());
+            axum::Json(json!({"decision": true, "context": {"log_index": log_index, "jti": jti, "writ": writ}})).into_response()
+        }
+        Ok(AuthorizeResponse::Deny { reason, message, log_index }) => {
+            s.metrics.record("deny", reason.as_str(), t0.elapsed().as_secs_f64());
+            deny(reason, message, log_index)
+        }
+        Err(BadRequest(m)) => error(StatusCode::BAD_REQUEST, "bad_request", None, m),
+    }
+}
+
+async fn verify(State(s): State<Shared>, Json(req): Json<VerifyRequest>) -> Response {
+    let resp = match s.authority.verify(&req) {
+        Ok(v) => VerifyResponse { valid: true, reason: None, message: None, claims: Some(v.claims().clone()) },
+        Err(d) => VerifyResponse {
+            valid: false,
+            reason: Some(d.reason),
+            message: Some(d.message),
+            claims: writ_artifact::decode_unverified(&req.writ).ok().map(|(_, c)| c),
+        },
+    };
+    axum::Json(resp).into_response()
+}
+
+async fn start(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Path(jti): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    // The body is optional: an empty one starts by jti alone.
+    let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        StartRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", None, format!("invalid start body: {e}")),
+        }
+    };
+    match s.authority.start(&who, &jti, &req).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn finish(State(s): State<Shared>, Caller(who): Caller, Path(jti): Path<String>, Json(req): Json<FinishRequest>) -> Response {
+    match s.authority.finish(&who, &jti, &req).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn revoke(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<RevokeRequest>) -> Response {
+    match s.authority.revoke(&who, &req).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn list_revocations(State(s): State<Shared>, Caller(_): Caller) -> Response {
+    match s.authority.store().revocations() {
+        Ok(list) => axum::Json(json!({"revocations": list})).into_response(),
+        Err(e) => CallErrorResponse(e.into()).into_response(),
+    }
+}
+
+async fn revocation_stream(State(s): State<Shared>, Caller(_): Caller) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.authority.subscribe();
+    let stream = BroadcastStream::new(rx).filter_map(|ev| match ev {
+        Ok(ev @ Event::Revocation { .. }) => {
+            Some(Ok(SseEvent::default().event("revocation").data(serde_json::to_string(&ev).unwrap_or_default())))
+        }
+        Ok(_) => None,
+        // A lagging subscriber must resynchronize: tell it rather than skip silently.
+        Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn add_principal(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<PrincipalRequest>) -> Response {
+    match s.authority.add_principal(&who, &req).await {
+        Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn list_policies(State(s): State<Shared>, Caller(_): Caller) -> Response {
+    let store = s.authority.store();
+    let activations = match store.activations() {
+        Ok(a) => a,
+        Err(e) => return CallErrorResponse(e.into()).into_response(),
+    };
+    let bundle = s.authority.active_bundle();
+    axum::Json(json!({
+        "active": bundle.hash(),
+        "policy_ids": bundle.policy_ids(),
+        "source": bundle.source(),
+        "activations": activations,
+    }))
+    .into_response()
+}
+
+async fn upload_policy(State(s): State<Shared>, Caller(who): Caller, Json(bundle): Json<SignedBundle>) -> Response {
+    let hash = bundle.hash.clone();
+    match s.authority.activate(&who, bundle).await {
+        Ok(log_index) => axum::Json(json!({"active": hash, "log_index": log_index})).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn rotate_key(State(s): State<Shared>, Caller(who): Caller) -> Response {
+    if !who.admin {
+        return CallErrorResponse(CallError::Forbidden(format!("{} is not an administrator", who.uid))).into_response();
+    }
+    let Some(save) = &s.key_saver else {
+        return error(StatusCode::NOT_IMPLEMENTED, "unsupported", None, "this server cannot store new keys");
+    };
+    let key = match WritKey::generate(&writ_artifact::OsEntropy) {
+        Ok(k) => k,
+        Err(e) => return CallErrorResponse(CallError::Unavailable(e.to_string())).into_response(),
+    };
+    if let Err(e) = save(&key) {
+        return CallErrorResponse(CallError::Unavailable(e)).into_response();
+    }
+    let kid = key.kid().to_owned();
+    match s.authority.rotate_key(&who, key).await {
+        Ok(log_index) => axum::Json(json!({"kid": kid, "log_index": log_index})).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn lineage(State(s): State<Shared>, Caller(_): Caller, Path(jti): Path<String>) -> Response {
+    match s.authority.lineage(&jti) {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Range {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+async fn log_entries(State(s): State<Shared>, q: Result<Query<Range>, axum::extract::rejection::QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", None, "start and end must be non-negative integers");
+    };
+    let size = s.authority.log_size();
+    let start = q.start.unwrap_or(0);
+    let end = q.end.unwrap_or(size).min(size).min(start.saturating_add(ENTRIES_PAGE_MAX));
+    if start > end {
+        return error(StatusCode::BAD_REQUEST, "bad_request", None, format!("start {start} is past end {end}"));
+    }
+    match s.authority.store().entries(start, end) {
+        Ok(leaves) => {
+            use base64::Engine as _;
+            let out: Vec<Value> = leaves
+                .into_iter()
+                .map(|l| {
+                    let entry = writ_log::Entry::from_leaf(&l.leaf)
+                        .ok()
+                        .and_then(|e| serde_json::to_value(e).ok())
+                        .unwrap_or(Value::Null);
+                    json!({
+                        "index": l.index,
+                        "leaf": base64::engine::general_purpose::STANDARD.encode(&l.leaf),
+                        "leaf_hash": base64::engine::general_purpose::STANDARD.encode(l.leaf_hash),
+                        "entry": entry,
+                    })
+                })
+                .collect();
+            axum::Json(out).into_response()
+        }
+        Err(e) => CallErrorResponse(e.into()).into_response(),
+    }
+}
+
+async fn jwks(State(s): State<Shared>) -> Response {
+    ([(header::CACHE_CONTROL, "max-age=60")], axum::Json(s.authority.jwks())).into_response()
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(s.authority.log_size()),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(s): State<Shared>) -> Response {
+    match s.authority.store().log_size() {
+        Ok(n) => axum::Json(json!({"ready": true, "log_size": n, "policy": s.authority.active_policy()})).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false, "message": e.to_string()}))).into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The OpenAPI document; a test checks every route of [`router`] is in it.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn index(State(s): State<Shared>) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>writ</title>\
+         <h1>writ</h1><p>Active policy <code>{}</code>; {} log entries.</p>\
+         <ul><li><a href=/openapi.json>API (OpenAPI)</a><li><a href=/.well-known/jwks.json>JWKS</a>\
+         <li><a href=/metrics>metrics</a><li><a href=/readyz>readiness</a></ul>",
+        s.authority.active_policy(),
+        s.authority.log_size()
+    ))
+}
