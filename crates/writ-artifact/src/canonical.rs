@@ -1,5 +1,6 @@
 //! RFC 8785 (JSON Canonicalization Scheme) and the `sha256:` digests built on it.
 
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// Prefix of every digest writ prints or binds.
@@ -8,6 +9,69 @@ pub const DIGEST_PREFIX: &str = "sha256:";
 /// The RFC 8785 canonical bytes of a JSON value.
 pub fn to_canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     serde_jcs::to_vec(value).map_err(|e| format!("cannot canonicalize JSON: {e}"))
+}
+
+/// Whether serde_json's compact output of `v` is already its RFC 8785 form:
+/// no floats (their ECMAScript formatting differs), and every object's keys
+/// ASCII and already in order (so insertion order, which serde_json keeps
+/// here, equals the UTF-16 order RFC 8785 asks for).
+pub fn is_plain(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Array(items) => items.iter().all(is_plain),
+        Value::Object(map) => plain_map(map),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
+}
+
+/// [`is_plain`] for an object.
+pub fn plain_map(map: &Map<String, Value>) -> bool {
+    let mut prev: Option<&str> = None;
+    for (k, v) in map {
+        if !k.is_ascii() || prev.is_some_and(|p| p >= k.as_str()) || !is_plain(v) {
+            return false;
+        }
+        prev = Some(k);
+    }
+    true
+}
+
+/// The RFC 8785 bytes of a JSON value, taking the fast path when the value is
+/// [`is_plain`]. Same bytes as [`to_canonical_bytes`], which a test checks.
+pub fn value_to_canonical_bytes(v: &Value) -> Result<Vec<u8>, String> {
+    if is_plain(v) {
+        serde_json::to_vec(v).map_err(|e| format!("cannot serialize JSON: {e}"))
+    } else {
+        to_canonical_bytes(v)
+    }
+}
+
+/// Sort every object's keys (byte order, which is RFC 8785's UTF-16 order for
+/// ASCII keys), so that a value built in any order can take the fast path of
+/// [`value_to_canonical_bytes`].
+pub fn sort_keys_deep(v: &mut Value) {
+    match v {
+        Value::Array(items) => items.iter_mut().for_each(sort_keys_deep),
+        Value::Object(map) => {
+            map.sort_keys();
+            map.values_mut().for_each(sort_keys_deep);
+        }
+        _ => {}
+    }
+}
+
+/// `sha256:` of the RFC 8785 form of an object.
+pub fn digest_map(map: &Map<String, Value>) -> Result<String, String> {
+    if plain_map(map) {
+        serde_json::to_vec(map).map(|b| digest_bytes(&b)).map_err(|e| e.to_string())
+    } else {
+        digest_json(map)
+    }
+}
+
+/// `sha256:` of the RFC 8785 form of a value.
+pub fn digest_value(v: &Value) -> Result<String, String> {
+    Ok(digest_bytes(&value_to_canonical_bytes(v)?))
 }
 
 /// `sha256:<hex>` of arbitrary bytes.
@@ -45,6 +109,24 @@ mod tests {
         let v = json!({"b": [1.0, 1e21, -0.0, "\u{20ac}"], "a": {"z": null, "\u{0080}": true, "A": 2}});
         let s = String::from_utf8(to_canonical_bytes(&v).unwrap()).unwrap();
         assert_eq!(s, "{\"a\":{\"A\":2,\"z\":null,\"\u{0080}\":true},\"b\":[1,1e+21,0,\"\u{20ac}\"]}");
+    }
+
+    #[test]
+    fn the_fast_path_gives_the_same_bytes_as_full_jcs() {
+        for v in [
+            json!({"a": 1, "b": [true, null, "x\u{1}\"\\"], "c": {"d": -5, "e": "\u{e9}\u{20ac}"}}),
+            json!({"b": 1, "a": 2}),
+            json!({"f": 1.5, "g": 1e21}),
+            json!({"\u{e9}": 1, "z": 2}),
+            json!([1, {"y": 1, "x": 2}]),
+        ] {
+            assert_eq!(value_to_canonical_bytes(&v).unwrap(), to_canonical_bytes(&v).unwrap(), "{v}");
+            assert_eq!(digest_value(&v).unwrap(), digest_json(&v).unwrap());
+            if let Value::Object(m) = &v {
+                assert_eq!(digest_map(m).unwrap(), digest_json(m).unwrap());
+            }
+        }
+        assert!(!is_plain(&json!(1.5)));
     }
 
     #[test]

@@ -9,17 +9,20 @@ use crate::canonical;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claims {
-    /// The authority's name.
-    pub iss: String,
-    /// The principal, as a Cedar entity UID (`Agent::"planner"`).
-    pub sub: String,
+    // Fields are in RFC 8785 (lexicographic) order, so that the compact
+    // serde_json form of a claim set with plain facts is already canonical
+    // (see `claims_bytes`).
     /// The enforcement point the writ is for (`exec@host-a`, `mcp:filesystem`).
     pub aud: String,
-    pub iat: u64,
-    pub nbf: u64,
     pub exp: u64,
+    pub iat: u64,
+    /// The authority's name.
+    pub iss: String,
     /// 128-bit random nonce, 32 lowercase hex digits; spent once.
     pub jti: String,
+    pub nbf: u64,
+    /// The principal, as a Cedar entity UID (`Agent::"planner"`).
+    pub sub: String,
     pub writ: WritBody,
 }
 
@@ -27,32 +30,33 @@ pub struct Claims {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WritBody {
+    // Lexicographic order; see `Claims`.
     /// Cedar entity UID of the action (`Action::"exec"`).
     pub action: String,
-    /// Cedar entity UID of the resource.
-    pub resource: String,
-    /// `sha256:` of the RFC 8785 form of the exact request.
-    pub request: String,
     pub environment: EnvironmentBinding,
-    pub scope: Scope,
-    /// `sha256:` of the policy bundle that allowed it.
-    pub policy: String,
     pub lineage: Lineage,
     pub log: LogPointer,
+    /// `sha256:` of the policy bundle that allowed it.
+    pub policy: String,
+    /// `sha256:` of the RFC 8785 form of the exact request.
+    pub request: String,
+    /// Cedar entity UID of the resource.
+    pub resource: String,
+    pub scope: Scope,
 }
 
 /// The environment facts the writ is bound to, and their digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentBinding {
-    pub facts: Map<String, Value>,
     pub digest: String,
+    pub facts: Map<String, Value>,
 }
 
 impl EnvironmentBinding {
     /// Bind a set of facts: the digest is the RFC 8785 `sha256:` of the facts.
     pub fn bind(facts: Map<String, Value>) -> Result<EnvironmentBinding, String> {
-        let digest = canonical::digest_json(&facts)?;
+        let digest = canonical::digest_map(&facts)?;
         Ok(EnvironmentBinding { facts, digest })
     }
 }
@@ -63,11 +67,11 @@ impl EnvironmentBinding {
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     #[serde(default)]
+    pub net: bool,
+    #[serde(default)]
     pub read: Vec<String>,
     #[serde(default)]
     pub write: Vec<String>,
-    #[serde(default)]
-    pub net: bool,
 }
 
 /// Longest path a scope may name.
@@ -134,25 +138,76 @@ pub fn path_is_under(path: &str, root: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lineage {
+    /// 0 for a root.
+    pub depth: u32,
     /// The parent writ's `jti`, or `null` for a root.
     pub parent: Option<String>,
     /// The root writ's `jti` (its own for a root).
     pub root: String,
-    /// 0 for a root.
-    pub depth: u32,
 }
 
 /// Which log entry recorded the decision behind this writ.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogPointer {
-    pub origin: String,
     pub index: u64,
+    pub origin: String,
+}
+
+impl Claims {
+    /// The RFC 8785 bytes of the claim set. Fast path: with plain facts the
+    /// compact serde_json form is canonical, because every struct above lists
+    /// its fields in lexicographic order and every other value is a string,
+    /// integer, bool or null. A test checks both paths agree.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, String> {
+        if canonical::plain_map(&self.writ.environment.facts) && self.strings_plain() {
+            serde_json::to_vec(self).map_err(|e| e.to_string())
+        } else {
+            canonical::to_canonical_bytes(self)
+        }
+    }
+
+    fn strings_plain(&self) -> bool {
+        // serde_json and RFC 8785 escape strings identically; nothing to check.
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_fast_path_equals_full_jcs() {
+        let mut facts = serde_json::Map::new();
+        facts.insert("cwd".into(), Value::from("/tmp/\u{e9}\"q\""));
+        facts.insert("host".into(), Value::from("a"));
+        let mut c = Claims {
+            aud: "exec@a".into(),
+            exp: 70,
+            iat: 10,
+            iss: "writ".into(),
+            jti: "0123456789abcdef0123456789abcdef".into(),
+            nbf: 10,
+            sub: "Agent::\"p\"".into(),
+            writ: WritBody {
+                action: "Action::\"exec\"".into(),
+                environment: EnvironmentBinding::bind(facts).unwrap(),
+                lineage: Lineage { depth: 1, parent: Some("p".into()), root: "r".into() },
+                log: LogPointer { index: 3, origin: "o".into() },
+                policy: "sha256:x".into(),
+                request: "sha256:y".into(),
+                resource: "Command::\"/bin/true\"".into(),
+                scope: Scope { net: true, read: vec!["/a".into()], write: vec![] },
+            },
+        };
+        assert_eq!(c.canonical_bytes().unwrap(), canonical::to_canonical_bytes(&c).unwrap());
+        c.writ.environment = EnvironmentBinding::bind(
+            serde_json::json!({"z": 1.5, "a": [1e21]}).as_object().unwrap().clone(),
+        )
+        .unwrap();
+        assert_eq!(c.canonical_bytes().unwrap(), canonical::to_canonical_bytes(&c).unwrap());
+    }
 
     fn scope(read: &[&str], write: &[&str], net: bool) -> Scope {
         Scope {

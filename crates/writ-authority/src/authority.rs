@@ -296,7 +296,7 @@ impl Authority {
         let now = now_ms / 1000;
         let requested_lifetime = req.lifetime_secs;
         let mut lifetime = requested_lifetime.unwrap_or(WRIT_LIFETIME_SECS_DEFAULT);
-        let request_digest = canonical::digest_json(&req.request).map_err(BadRequest)?;
+        let request_digest = canonical::digest_value(&req.request).map_err(BadRequest)?;
         let environment = EnvironmentBinding::bind(req.environment.clone()).map_err(BadRequest)?;
 
         // The partial entry; every path below completes and logs it.

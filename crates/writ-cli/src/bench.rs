@@ -1,9 +1,23 @@
-//! `writ bench`.
+//! `writ bench authorize`: the bare ceiling, the governed in-process decision,
+//! HTTP decisions on loopback, and verification against a bare Ed25519 verify,
+//! all in one run so the ratios compare like with like.
 
-use anyhow::Result;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
 use clap::Subcommand;
+use serde_json::json;
+use writ_artifact::{
+    Claims, Clock, EnvironmentBinding, KeyRing, Lineage, LogPointer, NoStatus, OsEntropy, Scope, SystemClock,
+    VerifyOptions, WritBody, WritKey,
+};
+use writ_authority::{AuthorizeRequest, Authority, Principal};
+use writ_policy::{Bundle, DecisionInput};
 
-use crate::{Exit, Global};
+use crate::client::Client;
+use crate::{DataDir, Exit, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
@@ -19,9 +33,315 @@ pub struct AuthorizeBench {
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// Concurrent in-process callers of the governed decision.
+    #[arg(long, default_value_t = 64)]
+    pub tasks: usize,
+    /// Repetitions of each measurement; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }
 
-pub async fn bench(_g: &Global, c: BenchCmd) -> Result<Exit> {
-    let BenchCmd::Authorize(_a) = c;
-    anyhow::bail!("not built yet")
+fn request() -> AuthorizeRequest {
+    AuthorizeRequest {
+        action: "Action::\"exec\"".into(),
+        resource: "Command::\"/usr/bin/echo\"".into(),
+        context: Default::default(),
+        request: json!({"argv": ["/usr/bin/echo", "benchmark"]}),
+        environment: json!({"host": "bench", "cwd": "/tmp"}).as_object().cloned().unwrap_or_default(),
+        scope: Scope { read: vec!["/tmp".into()], write: vec![], net: false },
+        audience: "exec@bench".into(),
+        parent: None,
+        lifetime_secs: None,
+    }
+}
+
+fn claims_for(req: &AuthorizeRequest, policy: &str, now: u64, jti: &str) -> Result<Claims> {
+    Ok(Claims {
+        iss: "writ".into(),
+        sub: "Agent::\"bench\"".into(),
+        aud: req.audience.clone(),
+        iat: now,
+        nbf: now,
+        exp: now + 60,
+        jti: jti.into(),
+        writ: WritBody {
+            action: req.action.clone(),
+            resource: req.resource.clone(),
+            request: writ_artifact::canonical::digest_json(&req.request).map_err(anyhow::Error::msg)?,
+            environment: EnvironmentBinding::bind(req.environment.clone()).map_err(anyhow::Error::msg)?,
+            scope: req.scope.clone(),
+            policy: policy.into(),
+            lineage: Lineage { parent: None, root: jti.into(), depth: 0 },
+            log: LogPointer { origin: "bench".into(), index: 0 },
+        },
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Cedar decision + Ed25519 signature of the writ, on every core, no log.
+fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
+    let req = request();
+    let ctx = json!({
+        "request": req.request, "environment": req.environment, "audience": req.audience,
+        "scope": {"read": req.scope.read, "write": req.scope.write, "net": false},
+        "lineage": {"depth": 0, "root_principal": "Agent::\"bench\"", "parent_action": ""},
+    });
+    let claims = claims_for(&req, bundle.hash(), SystemClock.now_unix_secs(), "0123456789abcdef0123456789abcdef")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..threads())
+        .map(|_| {
+            let (bundle, key, stop, count, ctx, claims, req) =
+                (bundle.clone(), key.clone(), stop.clone(), count.clone(), ctx.clone(), claims.clone(), req.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let d = bundle.decide(DecisionInput {
+                        principal: "Agent::\"bench\"",
+                        action: &req.action,
+                        resource: &req.resource,
+                        context: &ctx,
+                    });
+                    if d.map(|d| d.allow).unwrap_or(false) {
+                        let _ = std::hint::black_box(writ_artifact::sign(&key, &claims));
+                    }
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The governed decision in-process: decide, durable log with group commit, sign.
+async fn governed(authority: &Arc<Authority>, tasks: usize, secs: u64) -> Result<f64> {
+    let who = Principal { uid: "Agent::\"bench\"".into(), admin: false };
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..tasks {
+        let (a, who, stop, count, failures) = (authority.clone(), who.clone(), stop.clone(), count.clone(), failures.clone());
+        hs.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match a.authorize(&who, request()).await {
+                    Ok(r) if r.is_allow() => count.fetch_add(1, Ordering::Relaxed),
+                    _ => failures.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        let _ = h.await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(failures.load(Ordering::Relaxed) == 0, "governed decisions failed");
+    Ok(count.load(Ordering::Relaxed) as f64 / elapsed)
+}
+
+struct HttpResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn http(url: &str, token: &str, clients: usize, secs: u64) -> Result<HttpResult> {
+    let client = Client::new(url, Some(token.into()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..clients {
+        let (c, stop) = (client.clone(), stop.clone());
+        hs.push(tokio::spawn(async move {
+            let mut h = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut errors = 0u64;
+            let req = request();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match c.post("/v1/authorize", &req).await {
+                    Ok(r) if r.status == 200 => {
+                        let _ = h.record(t.elapsed().as_micros() as u64);
+                    }
+                    _ => errors += 1,
+                }
+            }
+            Ok::<_, anyhow::Error>((h, errors))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut errors = 0;
+    for h in hs {
+        let (hist, e) = h.await??;
+        all.add(hist).map_err(|e| anyhow::anyhow!("{e}"))?;
+        errors += e;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(errors == 0, "{errors} HTTP decisions failed");
+    Ok(HttpResult {
+        rate: all.len() as f64 / elapsed,
+        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}
+
+/// Nanoseconds per operation of `f`, run for about `secs` on one thread.
+fn ns_per_op(secs: f64, mut f: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
+    let mut n = 0u64;
+    while t0.elapsed().as_secs_f64() < secs {
+        for _ in 0..100 {
+            f();
+        }
+        n += 100;
+    }
+    t0.elapsed().as_nanos() as f64 / n as f64
+}
+
+pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
+    let BenchCmd::Authorize(a) = c;
+    let tmp = std::env::temp_dir().join(format!("writ-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let dir = DataDir::new(&tmp);
+    let admin = crate::demo::init_quiet(&Global { dir: tmp.clone(), ..g.clone() }).await?;
+    let running = crate::server::start(&dir, "127.0.0.1:0", 5, 8).await?;
+    let url = running.url();
+    let reply = Client::new(&url, Some(admin)).post("/v1/principals", &json!({"uid": "Agent::\"bench\""})).await?;
+    let token = reply.body["token"].as_str().context("no bench token")?.to_owned();
+    let authority = running.authority.clone();
+    let bundle = authority.active_bundle();
+    let key = Arc::new(WritKey::generate(&OsEntropy)?);
+    let secs = a.seconds;
+    eprintln!(
+        "writ bench authorize: {} cores, {} s per measurement, median of {} runs",
+        threads(),
+        secs,
+        a.runs
+    );
+
+    let (mut ceil, mut gov, mut https) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=a.runs {
+        let (b, k) = (bundle.clone(), key.clone());
+        let c = tokio::task::spawn_blocking(move || ceiling(&b, &k, secs)).await??;
+        let gv = governed(&authority, a.tasks, secs).await?;
+        let h = http(&url, &token, a.clients, secs).await?;
+        eprintln!(
+            "  run {run}: ceiling {c:.0}/s, governed {gv:.0}/s, http {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
+            h.rate, h.p50_ms, h.p99_ms
+        );
+        ceil.push(c);
+        gov.push(gv);
+        https.push(h);
+    }
+
+    // Verification: full offline writ verification vs a bare Ed25519 verify of
+    // the same signing input.
+    let req = request();
+    let now = SystemClock.now_unix_secs();
+    let claims = claims_for(&req, bundle.hash(), now, "0123456789abcdef0123456789abcdef")?;
+    let token_str = writ_artifact::sign(&key, &claims).map_err(anyhow::Error::msg)?;
+    let mut ring = KeyRing::new();
+    ring.insert(key.verifying_key());
+    let opts = VerifyOptions {
+        now_unix_secs: now,
+        skew_secs: 5,
+        audience: Some(req.audience.clone()),
+        request_digest: Some(claims.writ.request.clone()),
+        environment_digest: Some(claims.writ.environment.digest.clone()),
+        accepted_policies: Some([bundle.hash().to_owned()].into()),
+        check_spent: false,
+    };
+    anyhow::ensure!(writ_artifact::verify(&token_str, &ring, &opts, &NoStatus).is_ok(), "bench writ does not verify");
+    let (input, sig) = token_str.rsplit_once('.').context("bench writ")?;
+    let sig = writ_artifact::keys::Signature::from_bytes(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("signature length"))?,
+    );
+    let vk = key.verifying_key();
+    let (mut bare, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..a.runs {
+        bare.push(ns_per_op(1.0, || {
+            let _ = std::hint::black_box(vk.verify_strict(std::hint::black_box(input.as_bytes()), &sig));
+        }));
+        full.push(ns_per_op(1.0, || {
+            let _ = std::hint::black_box(writ_artifact::verify(std::hint::black_box(&token_str), &ring, &opts, &NoStatus));
+        }));
+    }
+
+    // Where the ceiling goes: one Cedar decision and one signature, one thread.
+    let ctx = json!({
+        "request": req.request, "environment": req.environment, "audience": req.audience,
+        "scope": {"read": req.scope.read, "write": req.scope.write, "net": false},
+        "lineage": {"depth": 0, "root_principal": "Agent::\"bench\"", "parent_action": ""},
+    });
+    let decide_ns = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(bundle.decide(DecisionInput {
+            principal: "Agent::\"bench\"",
+            action: &req.action,
+            resource: &req.resource,
+            context: &ctx,
+        }));
+    });
+    let sign_ns = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(writ_artifact::sign(&key, &claims));
+    });
+
+    let c = median(ceil);
+    let gv = median(gov);
+    let hr = median(https.iter().map(|h| h.rate).collect());
+    let p50 = median(https.iter().map(|h| h.p50_ms).collect());
+    let p99 = median(https.iter().map(|h| h.p99_ms).collect());
+    let (vb, vf) = (median(bare), median(full));
+    let report = json!({
+        "cores": threads(),
+        "seconds_per_measurement": secs,
+        "runs": a.runs,
+        "ceiling_per_sec": c.round(),
+        "governed_per_sec": gv.round(),
+        "governed_over_ceiling": (gv / c * 1000.0).round() / 1000.0,
+        "http_clients": a.clients,
+        "http_allow_per_sec": hr.round(),
+        "http_p50_ms": p50,
+        "http_p99_ms": p99,
+        "verify_bare_ed25519_us": (vb / 10.0).round() / 100.0,
+        "verify_writ_us": (vf / 10.0).round() / 100.0,
+        "verify_over_bare": (vf / vb * 1000.0).round() / 1000.0,
+        "cedar_decide_us": (decide_ns / 10.0).round() / 100.0,
+        "sign_writ_us": (sign_ns / 10.0).round() / 100.0,
+        "log_entries": authority.log_size(),
+        "targets": {"governed_over_ceiling_min": 0.6, "http_allow_per_sec_min": 10000, "http_p99_ms_max": 5.0, "verify_over_bare_max": 1.3},
+    });
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("ceiling (Cedar + Ed25519 sign, {} threads)   {c:>10.0} /s", threads());
+        println!("governed in-process ({} tasks)               {gv:>10.0} /s   ratio {:.3} (target >= 0.6)", a.tasks, gv / c);
+        println!("HTTP allow, {} clients                       {hr:>10.0} /s   p50 {p50:.2} ms, p99 {p99:.2} ms (target >= 10000/s, p99 <= 5 ms)", a.clients);
+        println!("one thread: Cedar decision {:.2} us, writ signature {:.2} us", decide_ns / 1000.0, sign_ns / 1000.0);
+        println!("verify: bare Ed25519 {:.2} us, writ {:.2} us      ratio {:.3} (target <= 1.3)", vb / 1000.0, vf / 1000.0, vf / vb);
+    }
+    let _ = running.shutdown.send(());
+    let _ = running.task.await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Exit::Ok)
 }

@@ -43,9 +43,6 @@ impl Client {
         }
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
 
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(m, format!("{}{path}", self.base));
@@ -71,13 +68,5 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
         self.send(self.req(reqwest::Method::GET, path)).await
-    }
-
-    /// GET returning the raw body (text endpoints).
-    pub async fn get_text(&self, path: &str) -> Result<(u16, String)> {
-        let resp = self.req(reqwest::Method::GET, path).send().await
-            .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.text().await?))
     }
 }

@@ -233,7 +233,7 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-async fn init_quiet(g: &Global) -> Result<String> {
+pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
     use std::sync::Arc;
     let dir = DataDir::new(&g.dir);
     std::fs::create_dir_all(&dir.root)?;

@@ -157,7 +157,8 @@ impl Entry {
         if let Value::Object(m) = &mut v {
             m.insert("v".into(), Value::from(LEAF_VERSION));
         }
-        canonical::to_canonical_bytes(&v)
+        canonical::sort_keys_deep(&mut v);
+        canonical::value_to_canonical_bytes(&v)
     }
 
     /// Parse leaf bytes strictly: canonical form, known version, known shape.

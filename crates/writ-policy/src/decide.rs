@@ -1,4 +1,4 @@
-use cedar_policy::{Authorizer, Context, EntityUid, Request};
+use cedar_policy::{Authorizer, Context, EntityUid, Request, RestrictedExpression};
 use serde_json::{Map, Value};
 use std::str::FromStr;
 
@@ -72,6 +72,38 @@ pub fn to_cedar_json(v: &Value) -> Value {
     }
 }
 
+/// A JSON value as a Cedar restricted expression, with the conventions of
+/// [`to_cedar_json`] (floats as strings, nulls dropped) and Cedar's
+/// `{"__entity": {"type", "id"}}` escape for entity references.
+fn restricted(v: &Value) -> Result<RestrictedExpression, InputError> {
+    Ok(match v {
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => RestrictedExpression::new_long(i),
+            None => RestrictedExpression::new_string(n.to_string()),
+        },
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => RestrictedExpression::new_set(
+            items.iter().filter(|v| !v.is_null()).map(restricted).collect::<Result<Vec<_>, _>>()?,
+        ),
+        Value::Object(map) => {
+            if let (1, Some(Value::Object(e))) = (map.len(), map.get("__entity")) {
+                if let (Some(Value::String(t)), Some(Value::String(id))) = (e.get("type"), e.get("id")) {
+                    let text = format!("{t}::{}", serde_json::to_string(id).unwrap_or_default());
+                    return uid("entity reference", &text).map(RestrictedExpression::new_entity_uid);
+                }
+            }
+            let pairs = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
+                .collect::<Result<Vec<_>, InputError>>()?;
+            RestrictedExpression::new_record(pairs).map_err(|e| InputError(format!("context record: {e}")))?
+        }
+        Value::Null => RestrictedExpression::new_bool(false),
+    })
+}
+
 impl Bundle {
     /// Decide. Deterministic: the same bundle and input always give the same
     /// decision, which `writ log verify --replay` relies on.
@@ -79,9 +111,22 @@ impl Bundle {
         let principal = uid("principal", input.principal)?;
         let action = uid("action", input.action)?;
         let resource = uid("resource", input.resource)?;
-        let ctx_json = to_cedar_json(input.context);
-        let context = Context::from_json_value(ctx_json, self.schema.as_ref().map(|s| (s, &action)))
-            .map_err(|e| InputError(format!("context does not fit the schema: {}", render_diagnostic(&e))))?;
+        let context = match &self.schema {
+            // With a schema, Cedar's JSON parser reads the context by its declared
+            // types (extension values, entity references).
+            Some(schema) => Context::from_json_value(to_cedar_json(input.context), Some((schema, &action)))
+                .map_err(|e| InputError(format!("context does not fit the schema: {}", render_diagnostic(&e))))?,
+            // Without one, build the record directly: the same values, without
+            // the JSON parser's trial deserializations.
+            None => {
+                let Value::Object(map) = input.context else {
+                    return Err(InputError("context must be a JSON object".into()));
+                };
+                let pairs = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| Ok((k.clone(), restricted(v)?)));
+                Context::from_pairs(pairs.collect::<Result<Vec<_>, InputError>>()?)
+                    .map_err(|e| InputError(format!("context: {}", render_diagnostic(&e))))?
+            }
+        };
         let request = Request::new(principal, action, resource, context, self.schema.as_ref())
             .map_err(|e| InputError(format!("request does not fit the schema: {}", render_diagnostic(&e))))?;
         let response = Authorizer::new().is_authorized(&request, &self.policies, &self.entities);
@@ -190,6 +235,21 @@ mod tests {
     fn floats_and_nulls_are_made_cedar_safe() {
         let b = bundle(&[("p.cedar", "permit(principal, action, resource) when { context.f == \"1.5\" && !(context has n) };")], None).unwrap();
         assert!(ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", json!({"f": 1.5, "n": null})).unwrap().allow);
+    }
+
+    #[test]
+    fn direct_context_and_json_context_decide_alike() {
+        // The schema-less path builds the context directly; the JSON path is
+        // Cedar's own parser. They must agree on what policies see.
+        let text = r#"permit(principal, action, resource) when {
+            context.n == 3 && context.f == "2.5" && context.s.contains("b") && context.r.x == "y"
+            && context.e == User::"u" && !(context has z) };"#;
+        let b = bundle(&[("p.cedar", text)], None).unwrap();
+        let ctx = json!({"n": 3, "f": 2.5, "s": ["a", "b"], "r": {"x": "y"}, "e": {"__entity": {"type": "User", "id": "u"}}, "z": null});
+        assert!(ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", ctx.clone()).unwrap().allow);
+        let via_json = Context::from_json_value(to_cedar_json(&ctx), None).unwrap();
+        let req = Request::new(uid("p", "U::\"u\"").unwrap(), uid("a", "A::\"a\"").unwrap(), uid("r", "R::\"r\"").unwrap(), via_json, None).unwrap();
+        assert_eq!(Authorizer::new().is_authorized(&req, &b.policies, &b.entities).decision(), cedar_policy::Decision::Allow);
     }
 
     #[test]
