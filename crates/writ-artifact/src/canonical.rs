@@ -63,7 +63,9 @@ pub fn sort_keys_deep(v: &mut Value) {
 /// `sha256:` of the RFC 8785 form of an object.
 pub fn digest_map(map: &Map<String, Value>) -> Result<String, String> {
     if plain_map(map) {
-        serde_json::to_vec(map).map(|b| digest_bytes(&b)).map_err(|e| e.to_string())
+        serde_json::to_vec(map)
+            .map(|b| digest_bytes(&b))
+            .map_err(|e| e.to_string())
     } else {
         digest_json(map)
     }
@@ -94,7 +96,10 @@ pub fn digest_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, St
 /// Whether `s` has the exact shape of a digest this crate produces.
 pub fn is_digest(s: &str) -> bool {
     s.strip_prefix(DIGEST_PREFIX).is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -106,9 +111,13 @@ mod tests {
     #[test]
     fn rfc8785_orders_keys_and_normalizes_numbers_and_strings() {
         // Key order is by UTF-16 code units; numbers use the ECMAScript form.
-        let v = json!({"b": [1.0, 1e21, -0.0, "\u{20ac}"], "a": {"z": null, "\u{0080}": true, "A": 2}});
+        let v =
+            json!({"b": [1.0, 1e21, -0.0, "\u{20ac}"], "a": {"z": null, "\u{0080}": true, "A": 2}});
         let s = String::from_utf8(to_canonical_bytes(&v).unwrap()).unwrap();
-        assert_eq!(s, "{\"a\":{\"A\":2,\"z\":null,\"\u{0080}\":true},\"b\":[1,1e+21,0,\"\u{20ac}\"]}");
+        assert_eq!(
+            s,
+            "{\"a\":{\"A\":2,\"z\":null,\"\u{0080}\":true},\"b\":[1,1e+21,0,\"\u{20ac}\"]}"
+        );
     }
 
     #[test]
@@ -120,7 +129,11 @@ mod tests {
             json!({"\u{e9}": 1, "z": 2}),
             json!([1, {"y": 1, "x": 2}]),
         ] {
-            assert_eq!(value_to_canonical_bytes(&v).unwrap(), to_canonical_bytes(&v).unwrap(), "{v}");
+            assert_eq!(
+                value_to_canonical_bytes(&v).unwrap(),
+                to_canonical_bytes(&v).unwrap(),
+                "{v}"
+            );
             assert_eq!(digest_value(&v).unwrap(), digest_json(&v).unwrap());
             if let Value::Object(m) = &v {
                 assert_eq!(digest_map(m).unwrap(), digest_json(m).unwrap());

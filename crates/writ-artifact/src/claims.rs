@@ -122,7 +122,9 @@ fn is_normal_absolute(p: &str) -> bool {
         && p.starts_with('/')
         && !p.ends_with('/')
         && !p.contains('\0')
-        && p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && p[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// Whether `path` is `root` or lies below it, component-wise (`/data2` is not
@@ -193,20 +195,40 @@ mod tests {
             writ: WritBody {
                 action: "Action::\"exec\"".into(),
                 environment: EnvironmentBinding::bind(facts).unwrap(),
-                lineage: Lineage { depth: 1, parent: Some("p".into()), root: "r".into() },
-                log: LogPointer { index: 3, origin: "o".into() },
+                lineage: Lineage {
+                    depth: 1,
+                    parent: Some("p".into()),
+                    root: "r".into(),
+                },
+                log: LogPointer {
+                    index: 3,
+                    origin: "o".into(),
+                },
                 policy: "sha256:x".into(),
                 request: "sha256:y".into(),
                 resource: "Command::\"/bin/true\"".into(),
-                scope: Scope { net: true, read: vec!["/a".into()], write: vec![] },
+                scope: Scope {
+                    net: true,
+                    read: vec!["/a".into()],
+                    write: vec![],
+                },
             },
         };
-        assert_eq!(c.canonical_bytes().unwrap(), canonical::to_canonical_bytes(&c).unwrap());
+        assert_eq!(
+            c.canonical_bytes().unwrap(),
+            canonical::to_canonical_bytes(&c).unwrap()
+        );
         c.writ.environment = EnvironmentBinding::bind(
-            serde_json::json!({"z": 1.5, "a": [1e21]}).as_object().unwrap().clone(),
+            serde_json::json!({"z": 1.5, "a": [1e21]})
+                .as_object()
+                .unwrap()
+                .clone(),
         )
         .unwrap();
-        assert_eq!(c.canonical_bytes().unwrap(), canonical::to_canonical_bytes(&c).unwrap());
+        assert_eq!(
+            c.canonical_bytes().unwrap(),
+            canonical::to_canonical_bytes(&c).unwrap()
+        );
     }
 
     fn scope(read: &[&str], write: &[&str], net: bool) -> Scope {
@@ -222,8 +244,14 @@ mod tests {
         let parent = scope(&["/data"], &["/tmp/work"], false);
         assert!(scope(&["/data/x", "/tmp/work/y"], &["/tmp/work"], false).is_within(&parent));
         assert!(!scope(&["/data2"], &[], false).is_within(&parent));
-        assert!(!scope(&[], &["/data/x"], false).is_within(&parent), "read does not grant write");
-        assert!(!scope(&[], &[], true).is_within(&parent), "no network from a parent without it");
+        assert!(
+            !scope(&[], &["/data/x"], false).is_within(&parent),
+            "read does not grant write"
+        );
+        assert!(
+            !scope(&[], &[], true).is_within(&parent),
+            "no network from a parent without it"
+        );
         assert!(scope(&["/etc"], &[], false).is_within(&scope(&["/"], &[], false)));
     }
 
@@ -231,7 +259,10 @@ mod tests {
     fn scope_paths_must_be_normal_and_absolute() {
         assert!(scope(&["/a/b"], &["/"], false).validate().is_ok());
         for bad in ["a/b", "/a/../b", "/a/./b", "/a//b", "/a/", ""] {
-            assert!(scope(&[bad], &[], false).validate().is_err(), "{bad:?} accepted");
+            assert!(
+                scope(&[bad], &[], false).validate().is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

@@ -20,7 +20,9 @@ pub struct WritKey {
 
 impl std::fmt::Debug for WritKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WritKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("WritKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -119,7 +121,10 @@ impl Jwk {
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|e| format!("key {:?}: not a curve point: {e}", self.kid))?;
         if thumbprint(&key) != self.kid {
-            return Err(format!("key {:?}: kid is not the RFC 7638 thumbprint", self.kid));
+            return Err(format!(
+                "key {:?}: kid is not the RFC 7638 thumbprint",
+                self.kid
+            ));
         }
         Ok(key)
     }
@@ -199,9 +204,14 @@ mod tests {
     #[test]
     fn rfc8037_appendix_a_thumbprint() {
         // RFC 8037 A.3: the thumbprint of the Appendix A.2 public key.
-        let x = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
         let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
-        assert_eq!(thumbprint(&key), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        assert_eq!(
+            thumbprint(&key),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 
     #[test]

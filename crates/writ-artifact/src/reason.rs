@@ -144,7 +144,10 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             assert_eq!(ReasonCode::parse(code.as_str()), Some(code));
-            assert!(statuses.insert(code.exit_status()), "duplicate exit status for {code}");
+            assert!(
+                statuses.insert(code.exit_status()),
+                "duplicate exit status for {code}"
+            );
             assert!(code.exit_status() >= 10);
         }
     }

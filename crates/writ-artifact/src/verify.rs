@@ -129,7 +129,10 @@ struct Parts<'a> {
 
 fn decode_parts(token: &str) -> Result<Parts<'_>, Denial> {
     if token.is_empty() {
-        return Err(Denial::new(ReasonCode::MissingArtifact, "no writ was presented"));
+        return Err(Denial::new(
+            ReasonCode::MissingArtifact,
+            "no writ was presented",
+        ));
     }
     if token.len() > WRIT_BYTES_MAX {
         return Err(malformed(format!(
@@ -140,7 +143,9 @@ fn decode_parts(token: &str) -> Result<Parts<'_>, Denial> {
     let mut it = token.split('.');
     let (Some(h64), Some(p64), Some(s64), None) = (it.next(), it.next(), it.next(), it.next())
     else {
-        return Err(malformed("a writ is a compact JWS of exactly three '.'-separated parts"));
+        return Err(malformed(
+            "a writ is a compact JWS of exactly three '.'-separated parts",
+        ));
     };
     // URL_SAFE_NO_PAD refuses padding, the standard alphabet and non-zero trailing
     // bits, so every accepted part has exactly one encoding.
@@ -150,15 +155,27 @@ fn decode_parts(token: &str) -> Result<Parts<'_>, Denial> {
             .map_err(|e| malformed(format!("{what} is not canonical unpadded base64url: {e}")))
     };
     let header_bytes = decode(h64, "header")?;
-    let header: Header = serde_json::from_slice(&header_bytes)
-        .map_err(|e| malformed(format!("header is not the writ header {{alg, kid, typ}}: {e}")))?;
+    let header: Header = serde_json::from_slice(&header_bytes).map_err(|e| {
+        malformed(format!(
+            "header is not the writ header {{alg, kid, typ}}: {e}"
+        ))
+    })?;
     if header.alg != WRIT_ALG {
-        return Err(malformed(format!("header alg {:?} is not \"{WRIT_ALG}\"", header.alg)));
+        return Err(malformed(format!(
+            "header alg {:?} is not \"{WRIT_ALG}\"",
+            header.alg
+        )));
     }
     if header.typ != WRIT_TYP {
-        return Err(malformed(format!("header typ {:?} is not \"{WRIT_TYP}\"", header.typ)));
+        return Err(malformed(format!(
+            "header typ {:?} is not \"{WRIT_TYP}\"",
+            header.typ
+        )));
     }
-    let kid_ok = header.kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let kid_ok = header
+        .kid
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !kid_ok || self::header_bytes(&header.kid) != header_bytes {
         return Err(malformed("header is not in RFC 8785 canonical form"));
     }
@@ -175,7 +192,10 @@ fn decode_parts(token: &str) -> Result<Parts<'_>, Denial> {
     Ok(Parts {
         kid: header.kid,
         claims,
-        signing_input: token.as_bytes().get(..signing_input_len).unwrap_or_default(),
+        signing_input: token
+            .as_bytes()
+            .get(..signing_input_len)
+            .unwrap_or_default(),
         signature: Signature::from_bytes(&sig_bytes),
     })
 }
@@ -206,13 +226,19 @@ pub fn verify(
     if c.nbf > opts.now_unix_secs.saturating_add(opts.skew_secs) {
         return Err(Denial::new(
             ReasonCode::NotYetValid,
-            format!("writ is valid from {} and it is now {}", c.nbf, opts.now_unix_secs),
+            format!(
+                "writ is valid from {} and it is now {}",
+                c.nbf, opts.now_unix_secs
+            ),
         ));
     }
     if opts.now_unix_secs >= c.exp.saturating_add(opts.skew_secs) {
         return Err(Denial::new(
             ReasonCode::Expired,
-            format!("writ expired at {} and it is now {}", c.exp, opts.now_unix_secs),
+            format!(
+                "writ expired at {} and it is now {}",
+                c.exp, opts.now_unix_secs
+            ),
         ));
     }
     if let Some(aud) = &opts.audience {
@@ -227,7 +253,10 @@ pub fn verify(
         if !accepted.contains(&c.writ.policy) {
             return Err(Denial::new(
                 ReasonCode::PolicyMismatch,
-                format!("policy bundle {} is not one this verifier accepts", c.writ.policy),
+                format!(
+                    "policy bundle {} is not one this verifier accepts",
+                    c.writ.policy
+                ),
             ));
         }
     }
@@ -235,7 +264,10 @@ pub fn verify(
         if &c.writ.request != d {
             return Err(Denial::new(
                 ReasonCode::RequestMismatch,
-                format!("writ binds request {} but {d} is being executed", c.writ.request),
+                format!(
+                    "writ binds request {} but {d} is being executed",
+                    c.writ.request
+                ),
             ));
         }
     }
@@ -268,7 +300,12 @@ pub fn verify(
 /// Internal consistency of a signed claim set. A signed writ that fails this
 /// was made by a broken or hostile signer: `malformed_artifact`.
 fn check_integrity(c: &Claims) -> Result<(), Denial> {
-    if c.jti.len() != 32 || !c.jti.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if c.jti.len() != 32
+        || !c
+            .jti
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         return Err(malformed("jti is not 32 lowercase hex digits"));
     }
     if !(c.iat <= c.nbf && c.nbf < c.exp) || c.exp - c.nbf > WRIT_LIFETIME_SECS_MAX {

@@ -98,8 +98,13 @@ pub struct VerifyResponse {
     pub reason: Option<ReasonCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The verified claims; present only when `valid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<Claims>,
+    /// When not valid: what the writ *says*, decoded without trusting it (for
+    /// display only), if it could be decoded at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified_claims: Option<Claims>,
 }
 
 /// `POST /v1/executions/{jti}/start`: optional re-check of what is run.

@@ -8,9 +8,9 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use writ_artifact::{
-    canonical, Claims, Clock, Denial, Entropy, EnvironmentBinding, Jwk, Jwks, KeyRing, Lineage, LogPointer,
-    ReasonCode, Scope, VerifiedWrit, VerifyOptions, WritBody, WritKey, WRIT_LIFETIME_SECS_DEFAULT,
-    WRIT_LIFETIME_SECS_MAX,
+    canonical, Claims, Clock, Denial, Entropy, EnvironmentBinding, Jwk, Jwks, KeyRing, Lineage,
+    LogPointer, ReasonCode, Scope, VerifiedWrit, VerifyOptions, WritBody, WritKey,
+    WRIT_LIFETIME_SECS_DEFAULT, WRIT_LIFETIME_SECS_MAX,
 };
 use writ_log::{DecisionEntry, Entry, Outcome, RevocationKind};
 use writ_policy::{Bundle, DecisionInput, SignedBundle};
@@ -118,6 +118,9 @@ pub struct Authority {
 const EVENTS_BUFFERED_MAX: usize = 4096;
 /// Bytes of a bearer token accepted.
 const TOKEN_BYTES_MAX: usize = 256;
+/// Bytes of environment, scope and names one writ may carry, so that every
+/// writ issued stays under `WRIT_BYTES_MAX` once encoded.
+pub const WRIT_CARRIED_BYTES_MAX: usize = 8 * 1024;
 /// Descendants one revocation may reach.
 const REVOCATION_SUBTREE_MAX: usize = 100_000;
 
@@ -129,7 +132,12 @@ fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn writ_key_record(key: &WritKey, status: &str, now_ms: u64, until: Option<u64>) -> Result<KeyRecord, String> {
+fn writ_key_record(
+    key: &WritKey,
+    status: &str,
+    now_ms: u64,
+    until: Option<u64>,
+) -> Result<KeyRecord, String> {
     Ok(KeyRecord {
         kid: key.kid().into(),
         role: "writ".into(),
@@ -154,7 +162,9 @@ impl Authority {
         admin_uid: &str,
     ) -> Result<BootstrapOutput, CallError> {
         if store.log_size()? != 0 {
-            return Err(CallError::Conflict("the store is already initialized".into()));
+            return Err(CallError::Conflict(
+                "the store is already initialized".into(),
+            ));
         }
         Bundle::compile(bundle.source.clone()).map_err(|e| CallError::BadRequest(e.to_string()))?;
         let now = clock.now_unix_ms();
@@ -162,39 +172,97 @@ impl Authority {
         let policy_record = KeyRecord {
             kid: policy_key.kid().into(),
             role: "policy".into(),
-            public_jwk: serde_json::to_string(&policy_key.jwk()).map_err(|e| CallError::Unavailable(e.to_string()))?,
+            public_jwk: serde_json::to_string(&policy_key.jwk())
+                .map_err(|e| CallError::Unavailable(e.to_string()))?,
             status: "active".into(),
             created_ms: now,
             verify_until_ms: None,
         };
         let by = "writ init".to_string();
-        let leaf = |e: Entry| e.to_leaf().map(|leaf| Op::Append { leaf }).map_err(CallError::Unavailable);
+        let leaf = |e: Entry| {
+            e.to_leaf()
+                .map(|leaf| Op::Append { leaf })
+                .map_err(CallError::Unavailable)
+        };
         let ops = vec![
-            Op::PutKey(writ_key_record(writ_key, "active", now, None).map_err(CallError::Unavailable)?),
-            leaf(Entry::KeyChange { time_ms: now, by: by.clone(), kid: writ_key.kid().into(), role: "writ".into(), status: "active".into() })?,
+            Op::PutKey(
+                writ_key_record(writ_key, "active", now, None).map_err(CallError::Unavailable)?,
+            ),
+            leaf(Entry::KeyChange {
+                time_ms: now,
+                by: by.clone(),
+                kid: writ_key.kid().into(),
+                role: "writ".into(),
+                status: "active".into(),
+            })?,
             Op::PutKey(policy_record),
-            leaf(Entry::KeyChange { time_ms: now, by: by.clone(), kid: policy_key.kid().into(), role: "policy".into(), status: "active".into() })?,
+            leaf(Entry::KeyChange {
+                time_ms: now,
+                by: by.clone(),
+                kid: policy_key.kid().into(),
+                role: "policy".into(),
+                status: "active".into(),
+            })?,
             Op::PutBundle {
                 hash: bundle.hash.clone(),
-                signed_json: serde_json::to_string(&bundle).map_err(|e| CallError::Unavailable(e.to_string()))?,
+                signed_json: serde_json::to_string(&bundle)
+                    .map_err(|e| CallError::Unavailable(e.to_string()))?,
             },
-            Op::Activate { hash: bundle.hash.clone(), time_ms: now, by: by.clone() },
-            leaf(Entry::PolicyActivation { time_ms: now, by: by.clone(), hash: bundle.hash.clone(), kid: bundle.kid.clone() })?,
-            Op::PutPrincipal(PrincipalRecord { uid: admin_uid.into(), token_hash: token_hash(&token), admin: true, created_ms: now }),
-            leaf(Entry::PrincipalAdded { time_ms: now, by, uid: admin_uid.into(), admin: true })?,
+            Op::Activate {
+                hash: bundle.hash.clone(),
+                time_ms: now,
+                by: by.clone(),
+            },
+            leaf(Entry::PolicyActivation {
+                time_ms: now,
+                by: by.clone(),
+                hash: bundle.hash.clone(),
+                kid: bundle.kid.clone(),
+            })?,
+            Op::PutPrincipal(PrincipalRecord {
+                uid: admin_uid.into(),
+                token_hash: token_hash(&token),
+                admin: true,
+                created_ms: now,
+            }),
+            leaf(Entry::PrincipalAdded {
+                time_ms: now,
+                by,
+                uid: admin_uid.into(),
+                admin: true,
+            })?,
         ];
         store.submit(Tx::new(ops)).await?;
-        Ok(BootstrapOutput { admin_token: token, policy_hash: bundle.hash })
+        Ok(BootstrapOutput {
+            admin_token: token,
+            policy_hash: bundle.hash,
+        })
     }
 
-    /// Open an initialized store with `signer` as the writ key.
+    /// Open an initialized store. `keys` are the writ private keys at hand;
+    /// the store says which one is active (so a key saved for a rotation that
+    /// never committed is simply not chosen).
     pub fn open(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
-        signer: WritKey,
+        keys: Vec<WritKey>,
         config: AuthorityConfig,
     ) -> Result<Authority, String> {
+        let records = store.keys().map_err(|e| e.to_string())?;
+        let active: Vec<&str> = records
+            .iter()
+            .filter(|k| k.role == "writ" && k.status == "active")
+            .map(|k| k.kid.as_str())
+            .collect();
+        let signer = keys
+            .into_iter()
+            .find(|k| active.contains(&k.kid()))
+            .ok_or_else(|| {
+                format!(
+                    "none of the writ keys at hand is the store's active signing key {active:?}"
+                )
+            })?;
         let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer))?;
         let log_size = store.log_size().map_err(|e| e.to_string())?;
         let (events, _) = tokio::sync::broadcast::channel(EVENTS_BUFFERED_MAX);
@@ -275,7 +343,10 @@ impl Authority {
     /// Authenticate a bearer token. The principal comes only from here.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Denial> {
         if token.is_empty() || token.len() > TOKEN_BYTES_MAX {
-            return Err(Denial::new(ReasonCode::Unauthenticated, "a bearer token is required"));
+            return Err(Denial::new(
+                ReasonCode::Unauthenticated,
+                "a bearer token is required",
+            ));
         }
         let h = token_hash(token);
         let state = self.state();
@@ -283,13 +354,20 @@ impl Authority {
         // about the token; the final comparison is constant-time anyway.
         match state.principals.get_key_value(&h) {
             Some((stored, p)) if bool::from(stored.ct_eq(&h)) => Ok(p.clone()),
-            _ => Err(Denial::new(ReasonCode::Unauthenticated, "the bearer token is not valid")),
+            _ => Err(Denial::new(
+                ReasonCode::Unauthenticated,
+                "the bearer token is not valid",
+            )),
         }
     }
 
     /// Decide, log, then sign. Returns `Err` only for input that is not a
     /// well-formed question (nothing is logged then).
-    pub async fn authorize(&self, who: &Principal, req: AuthorizeRequest) -> Result<AuthorizeResponse, BadRequest> {
+    pub async fn authorize(
+        &self,
+        who: &Principal,
+        req: AuthorizeRequest,
+    ) -> Result<AuthorizeResponse, BadRequest> {
         validate_request(&req)?;
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
@@ -321,18 +399,31 @@ impl Authority {
 
         // Lineage: a child must hang from a live, unrevoked, running parent and
         // ask for no more than it holds.
-        let lineage = match self.check_parent(&state, &req, now, &mut lifetime, requested_lifetime.is_some()) {
+        let lineage = match self.check_parent(
+            &state,
+            &req,
+            now,
+            &mut lifetime,
+            requested_lifetime.is_some(),
+        ) {
             Ok(l) => l,
             Err(d) => return Ok(self.deny(entry, d).await),
         };
         let (depth, root_principal, parent_action) = match &lineage {
-            Some((rec, _)) => (rec.depth + 1, rec.root_principal.clone(), rec.action.clone()),
+            Some((rec, _)) => (
+                rec.depth + 1,
+                rec.root_principal.clone(),
+                rec.action.clone(),
+            ),
             None => (0, who.uid.clone(), String::new()),
         };
         let mut context = req.context.clone();
         context.insert("request".into(), req.request.clone());
         context.insert("environment".into(), Value::Object(req.environment.clone()));
-        context.insert("scope".into(), json!({"read": req.scope.read, "write": req.scope.write, "net": req.scope.net}));
+        context.insert(
+            "scope".into(),
+            json!({"read": req.scope.read, "write": req.scope.write, "net": req.scope.net}),
+        );
         context.insert("audience".into(), Value::String(req.audience.clone()));
         context.insert(
             "lineage".into(),
@@ -340,9 +431,16 @@ impl Authority {
         );
         entry.context = Value::Object(context);
 
-        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
         if state.revoked.principals.contains(&who.uid) {
-            return Ok(self.deny(entry, Denial::new(ReasonCode::Revoked, format!("principal {} is revoked", who.uid))).await);
+            return Ok(self
+                .deny(
+                    entry,
+                    Denial::new(
+                        ReasonCode::Revoked,
+                        format!("principal {} is revoked", who.uid),
+                    ),
+                )
+                .await);
         }
         let decision = match state.bundle.decide(DecisionInput {
             principal: &who.uid,
@@ -351,12 +449,20 @@ impl Authority {
             context: &entry.context,
         }) {
             Ok(d) => d,
-            Err(e) => return Ok(self.deny(entry, Denial::new(ReasonCode::PolicyDenied, e.0)).await),
+            Err(e) => {
+                return Ok(self
+                    .deny(entry, Denial::new(ReasonCode::PolicyDenied, e.0))
+                    .await)
+            }
         };
         if !decision.allow {
-            return Ok(self.deny(entry, Denial::new(ReasonCode::PolicyDenied, decision.message())).await);
+            return Ok(self
+                .deny(
+                    entry,
+                    Denial::new(ReasonCode::PolicyDenied, decision.message()),
+                )
+                .await);
         }
-        drop(oracle);
 
         let jti = match new_jti(self.entropy.as_ref()) {
             Ok(j) => j,
@@ -371,7 +477,8 @@ impl Authority {
         entry.message = decision.message();
         entry.jti = Some(jti.clone());
         entry.exp = Some(exp);
-        let scope_json = serde_json::to_string(&req.scope).map_err(|e| BadRequest(e.to_string()))?;
+        let scope_json =
+            serde_json::to_string(&req.scope).map_err(|e| BadRequest(e.to_string()))?;
         let record = WritRecord {
             jti: jti.clone(),
             principal: who.uid.clone(),
@@ -387,13 +494,23 @@ impl Authority {
             exp,
             log_index: 0, // filled in by the store from this transaction's append
         };
-        let event_base = (entry.principal.clone(), entry.action.clone(), entry.resource.clone(), entry.message.clone());
-        let leaf = match Entry::Decision(entry).to_leaf() {
-            Ok(l) => l,
-            Err(e) => return Ok(AuthorizeResponse::Deny { reason: ReasonCode::AuthorityUnavailable, message: e, log_index: None }),
-        };
+        let event_base = (
+            entry.principal.clone(),
+            entry.action.clone(),
+            entry.resource.clone(),
+            entry.message.clone(),
+        );
+        // A leaf that cannot be encoded (too large) is refused before anything
+        // is logged; the request never was a question the log can hold.
+        let leaf = Entry::Decision(Box::new(entry))
+            .to_leaf()
+            .map_err(BadRequest)?;
         // INVARIANT: the writ is signed only after this commit returned Ok.
-        let log_index = match self.store.submit(Tx::new(vec![Op::Append { leaf }, Op::RecordWrit(record)])).await {
+        let log_index = match self
+            .store
+            .submit(Tx::new(vec![Op::Append { leaf }, Op::RecordWrit(record)]))
+            .await
+        {
             Ok(indices) => {
                 self.note_indices(&indices);
                 match indices.first() {
@@ -418,8 +535,15 @@ impl Authority {
                 environment,
                 scope: req.scope,
                 policy: state.bundle.hash().to_owned(),
-                lineage: Lineage { parent, root, depth },
-                log: LogPointer { origin: self.config.log_origin.clone(), index: log_index },
+                lineage: Lineage {
+                    parent,
+                    root,
+                    depth,
+                },
+                log: LogPointer {
+                    origin: self.config.log_origin.clone(),
+                    index: log_index,
+                },
             },
         };
         let writ = match writ_artifact::sign(&state.signer, &claims) {
@@ -438,7 +562,12 @@ impl Authority {
             log_index: Some(log_index),
             jti: Some(jti.clone()),
         });
-        Ok(AuthorizeResponse::Allow { writ, log_index, jti, exp })
+        Ok(AuthorizeResponse::Allow {
+            writ,
+            log_index,
+            jti,
+            exp,
+        })
     }
 
     fn check_parent(
@@ -449,7 +578,9 @@ impl Authority {
         lifetime: &mut u64,
         lifetime_explicit: bool,
     ) -> Result<Option<(ParentInfo, ())>, Denial> {
-        let Some(parent) = &req.parent else { return Ok(None) };
+        let Some(parent) = &req.parent else {
+            return Ok(None);
+        };
         let broken = |m: String| Denial::new(ReasonCode::LineageBroken, m);
         let rec = self
             .store
@@ -457,9 +588,15 @@ impl Authority {
             .map_err(unavailable)?
             .ok_or_else(|| broken(format!("parent writ {parent} is unknown to this authority")))?;
         if now >= rec.exp {
-            return Err(broken(format!("parent writ {parent} expired at {}", rec.exp)));
+            return Err(broken(format!(
+                "parent writ {parent} expired at {}",
+                rec.exp
+            )));
         }
-        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
+        };
         if let Some(why) = oracle.revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref())? {
             return Err(broken(format!("parent is revoked: {why}")));
         }
@@ -472,10 +609,14 @@ impl Authority {
         if depth > self.config.lineage_depth_max.min(LINEAGE_DEPTH_MAX) {
             return Err(Denial::new(
                 ReasonCode::ScopeEscalation,
-                format!("depth {depth} exceeds the maximum lineage depth {}", self.config.lineage_depth_max),
+                format!(
+                    "depth {depth} exceeds the maximum lineage depth {}",
+                    self.config.lineage_depth_max
+                ),
             ));
         }
-        let parent_scope: Scope = serde_json::from_str(&rec.scope).map_err(|e| unavailable(format!("stored scope: {e}")))?;
+        let parent_scope: Scope = serde_json::from_str(&rec.scope)
+            .map_err(|e| unavailable(format!("stored scope: {e}")))?;
         if !req.scope.is_within(&parent_scope) {
             return Err(Denial::new(
                 ReasonCode::ScopeEscalation,
@@ -498,10 +639,21 @@ impl Authority {
         }
         let root_principal = match &rec.parent {
             None => rec.principal.clone(),
-            Some(_) => self.store.writ(&rec.root).map_err(unavailable)?.map(|r| r.principal).unwrap_or_default(),
+            Some(_) => self
+                .store
+                .writ(&rec.root)
+                .map_err(unavailable)?
+                .map(|r| r.principal)
+                .unwrap_or_default(),
         };
         Ok(Some((
-            ParentInfo { jti: rec.jti, root: rec.root, depth: rec.depth, action: rec.action, root_principal },
+            ParentInfo {
+                jti: rec.jti,
+                root: rec.root,
+                depth: rec.depth,
+                action: rec.action,
+                root_principal,
+            },
             (),
         )))
     }
@@ -515,8 +667,13 @@ impl Authority {
         if entry.context.is_null() {
             entry.context = Value::Object(Map::new());
         }
-        let ev = (entry.time_ms, entry.principal.clone(), entry.action.clone(), entry.resource.clone());
-        let leaf = match Entry::Decision(entry).to_leaf() {
+        let ev = (
+            entry.time_ms,
+            entry.principal.clone(),
+            entry.action.clone(),
+            entry.resource.clone(),
+        );
+        let leaf = match Entry::Decision(Box::new(entry)).to_leaf() {
             Ok(l) => l,
             Err(e) => return deny_unlogged(unavailable(e)),
         };
@@ -535,9 +692,16 @@ impl Authority {
                     log_index,
                     jti: None,
                 });
-                AuthorizeResponse::Deny { reason: d.reason, message: d.message, log_index }
+                AuthorizeResponse::Deny {
+                    reason: d.reason,
+                    message: d.message,
+                    log_index,
+                }
             }
-            Err(e) => deny_unlogged(unavailable(format!("{e} (while logging a {} denial)", d.reason))),
+            Err(e) => deny_unlogged(unavailable(format!(
+                "{e} (while logging a {} denial)",
+                d.reason
+            ))),
         }
     }
 
@@ -545,8 +709,17 @@ impl Authority {
     /// accepted policy, request, environment, revocation and spent nonce.
     pub fn verify(&self, req: &VerifyRequest) -> Result<VerifiedWrit, Denial> {
         let state = self.state();
-        let opts = self.verify_options(&state, req.request.as_ref(), req.environment.as_ref(), req.audience.clone(), true)?;
-        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
+        let opts = self.verify_options(
+            &state,
+            req.request.as_ref(),
+            req.environment.as_ref(),
+            req.audience.clone(),
+            true,
+        )?;
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
+        };
         writ_artifact::verify(&req.writ, &state.ring, &opts, &oracle)
     }
 
@@ -565,8 +738,14 @@ impl Authority {
             now_unix_secs: self.clock.now_unix_secs(),
             skew_secs: self.config.skew_secs,
             audience,
-            request_digest: request.map(canonical::digest_json).transpose().map_err(malformed)?,
-            environment_digest: environment.map(canonical::digest_json).transpose().map_err(malformed)?,
+            request_digest: request
+                .map(canonical::digest_json)
+                .transpose()
+                .map_err(malformed)?,
+            environment_digest: environment
+                .map(canonical::digest_json)
+                .transpose()
+                .map_err(malformed)?,
             accepted_policies: Some(accepted),
             check_spent,
         })
@@ -574,56 +753,123 @@ impl Authority {
 
     /// Spend the nonce: the first start of a writ wins, every later one is
     /// `replayed`. The caller must be the writ's principal or an admin.
-    pub async fn start(&self, who: &Principal, jti: &str, req: &StartRequest) -> Result<ExecutionResponse, CallError> {
+    pub async fn start(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &StartRequest,
+    ) -> Result<ExecutionResponse, CallError> {
         let state = self.state();
-        let rec = self
-            .store
-            .writ(jti)?
-            .ok_or_else(|| CallError::Denied(Denial::new(ReasonCode::MissingArtifact, format!("no writ {jti} was issued"))))?;
+        let rec = self.store.writ(jti)?.ok_or_else(|| {
+            CallError::Denied(Denial::new(
+                ReasonCode::MissingArtifact,
+                format!("no writ {jti} was issued"),
+            ))
+        })?;
         if rec.principal != who.uid && !who.admin {
-            return Err(CallError::Forbidden(format!("writ {jti} belongs to {}, not {}", rec.principal, who.uid)));
+            return Err(CallError::Forbidden(format!(
+                "writ {jti} belongs to {}, not {}",
+                rec.principal, who.uid
+            )));
         }
         if let Some(token) = &req.writ {
             // Full re-check of what is about to run, when the gateway sends it.
             let opts = self
-                .verify_options(&state, req.request.as_ref(), req.environment.as_ref(), req.audience.clone(), false)
+                .verify_options(
+                    &state,
+                    req.request.as_ref(),
+                    req.environment.as_ref(),
+                    req.audience.clone(),
+                    false,
+                )
                 .map_err(CallError::Denied)?;
-            let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
-            let v = writ_artifact::verify(token, &state.ring, &opts, &oracle).map_err(CallError::Denied)?;
+            let oracle = Oracle {
+                store: self.store.as_ref(),
+                revoked: &state.revoked,
+            };
+            let v = writ_artifact::verify(token, &state.ring, &opts, &oracle)
+                .map_err(CallError::Denied)?;
             if v.jti() != jti {
-                return Err(CallError::Denied(Denial::new(ReasonCode::RequestMismatch, "the writ is for another jti")));
+                return Err(CallError::Denied(Denial::new(
+                    ReasonCode::RequestMismatch,
+                    "the writ is for another jti",
+                )));
             }
         }
         let now_ms = self.clock.now_unix_ms();
         if now_ms / 1000 >= rec.exp + self.config.skew_secs {
-            return Err(CallError::Denied(Denial::new(ReasonCode::Expired, format!("writ {jti} expired at {}", rec.exp))));
+            return Err(CallError::Denied(Denial::new(
+                ReasonCode::Expired,
+                format!("writ {jti} expired at {}", rec.exp),
+            )));
         }
-        let oracle = Oracle { store: self.store.as_ref(), revoked: &state.revoked };
-        if let Some(why) = oracle.revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref()).map_err(CallError::Denied)? {
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
+        };
+        if let Some(why) = oracle
+            .revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref())
+            .map_err(CallError::Denied)?
+        {
             return Err(CallError::Denied(Denial::new(ReasonCode::Revoked, why)));
         }
-        let leaf = Entry::ExecutionStart { time_ms: now_ms, jti: jti.into(), principal: rec.principal.clone() }
-            .to_leaf()
-            .map_err(CallError::Unavailable)?;
-        match self.store.submit(Tx::new(vec![Op::Spend { jti: jti.into(), time_ms: now_ms }, Op::Append { leaf }])).await {
+        let leaf = Entry::ExecutionStart {
+            time_ms: now_ms,
+            jti: jti.into(),
+            principal: rec.principal.clone(),
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
+        match self
+            .store
+            .submit(Tx::new(vec![
+                Op::Spend {
+                    jti: jti.into(),
+                    time_ms: now_ms,
+                },
+                Op::Append { leaf },
+            ]))
+            .await
+        {
             Ok(indices) => {
                 self.note_indices(&indices);
-                Ok(ExecutionResponse { jti: jti.into(), log_index: indices.first().copied().unwrap_or_default() })
+                Ok(ExecutionResponse {
+                    jti: jti.into(),
+                    log_index: indices.first().copied().unwrap_or_default(),
+                })
             }
-            Err(writ_store::StoreError::Conflict(m)) => Err(CallError::Denied(Denial::new(ReasonCode::Replayed, m))),
+            Err(writ_store::StoreError::Conflict(m)) => {
+                Err(CallError::Denied(Denial::new(ReasonCode::Replayed, m)))
+            }
             Err(e) => Err(CallError::Denied(unavailable(e))),
         }
     }
 
     /// Record how an execution ended.
-    pub async fn finish(&self, who: &Principal, jti: &str, req: &FinishRequest) -> Result<ExecutionResponse, CallError> {
-        let rec = self.store.writ(jti)?.ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+    pub async fn finish(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &FinishRequest,
+    ) -> Result<ExecutionResponse, CallError> {
+        let rec = self
+            .store
+            .writ(jti)?
+            .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         if rec.principal != who.uid && !who.admin {
-            return Err(CallError::Forbidden(format!("writ {jti} belongs to {}, not {}", rec.principal, who.uid)));
+            return Err(CallError::Forbidden(format!(
+                "writ {jti} belongs to {}, not {}",
+                rec.principal, who.uid
+            )));
         }
-        for d in [&req.stdout_digest, &req.stderr_digest].into_iter().flatten() {
+        for d in [&req.stdout_digest, &req.stderr_digest]
+            .into_iter()
+            .flatten()
+        {
             if !canonical::is_digest(d) {
-                return Err(CallError::BadRequest(format!("{d:?} is not a sha256: digest")));
+                return Err(CallError::BadRequest(format!(
+                    "{d:?} is not a sha256: digest"
+                )));
             }
         }
         let now_ms = self.clock.now_unix_ms();
@@ -640,17 +886,35 @@ impl Authority {
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
-        let ops = vec![Op::Finish { jti: jti.into(), time_ms: now_ms, exit_status: req.exit_status, outcome }, Op::Append { leaf }];
+        let ops = vec![
+            Op::Finish {
+                jti: jti.into(),
+                time_ms: now_ms,
+                exit_status: req.exit_status,
+                outcome,
+            },
+            Op::Append { leaf },
+        ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
-        Ok(ExecutionResponse { jti: jti.into(), log_index: indices.first().copied().unwrap_or_default() })
+        Ok(ExecutionResponse {
+            jti: jti.into(),
+            log_index: indices.first().copied().unwrap_or_default(),
+        })
     }
 
     /// Revoke a writ with its whole subtree, or a principal. Admin only.
-    pub async fn revoke(&self, who: &Principal, req: &RevokeRequest) -> Result<RevokeResponse, CallError> {
+    pub async fn revoke(
+        &self,
+        who: &Principal,
+        req: &RevokeRequest,
+    ) -> Result<RevokeResponse, CallError> {
         require_admin(who)?;
         let now_ms = self.clock.now_unix_ms();
-        let reason = req.reason.clone().unwrap_or_else(|| "revoked by an administrator".into());
+        let reason = req
+            .reason
+            .clone()
+            .unwrap_or_else(|| "revoked by an administrator".into());
         let (target, kind, jtis) = match (&req.jti, &req.principal) {
             (Some(jti), None) => {
                 if self.store.writ(jti)?.is_none() {
@@ -662,14 +926,22 @@ impl Authority {
                 cedar_uid_check(p).map_err(CallError::BadRequest)?;
                 (p.clone(), RevocationKind::Principal, Vec::new())
             }
-            _ => return Err(CallError::BadRequest("give exactly one of `jti` and `principal`".into())),
+            _ => {
+                return Err(CallError::BadRequest(
+                    "give exactly one of `jti` and `principal`".into(),
+                ))
+            }
         };
         let kind_str = match kind {
             RevocationKind::Writ => "writ",
             RevocationKind::Principal => "principal",
         };
         let mut ops: Vec<Op> = Vec::new();
-        let revoked_targets: Vec<String> = if kind == RevocationKind::Writ { jtis.clone() } else { vec![target.clone()] };
+        let revoked_targets: Vec<String> = if kind == RevocationKind::Writ {
+            jtis.clone()
+        } else {
+            vec![target.clone()]
+        };
         for t in &revoked_targets {
             ops.push(Op::Revoke(RevocationRecord {
                 target: t.clone(),
@@ -679,9 +951,15 @@ impl Authority {
                 reason: reason.clone(),
             }));
         }
-        let leaf = Entry::Revocation { time_ms: now_ms, by: who.uid.clone(), target: target.clone(), kind, reason }
-            .to_leaf()
-            .map_err(CallError::Unavailable)?;
+        let leaf = Entry::Revocation {
+            time_ms: now_ms,
+            by: who.uid.clone(),
+            target: target.clone(),
+            kind,
+            reason,
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
         ops.push(Op::Append { leaf });
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
@@ -703,7 +981,10 @@ impl Authority {
             jtis: jtis.clone(),
             log_index,
         });
-        Ok(RevokeResponse { revoked: revoked_targets, log_index })
+        Ok(RevokeResponse {
+            revoked: revoked_targets,
+            log_index,
+        })
     }
 
     /// `jti` and every descendant, breadth first.
@@ -714,7 +995,9 @@ impl Authority {
             i += 1;
             for c in self.store.children(&j)? {
                 if out.len() >= REVOCATION_SUBTREE_MAX {
-                    return Err(CallError::BadRequest(format!("subtree of {jti} exceeds {REVOCATION_SUBTREE_MAX} writs")));
+                    return Err(CallError::BadRequest(format!(
+                        "subtree of {jti} exceeds {REVOCATION_SUBTREE_MAX} writs"
+                    )));
                 }
                 out.push(c.jti);
             }
@@ -723,28 +1006,51 @@ impl Authority {
     }
 
     /// Register a principal and return its token, once. Admin only.
-    pub async fn add_principal(&self, who: &Principal, req: &PrincipalRequest) -> Result<PrincipalResponse, CallError> {
+    pub async fn add_principal(
+        &self,
+        who: &Principal,
+        req: &PrincipalRequest,
+    ) -> Result<PrincipalResponse, CallError> {
         require_admin(who)?;
         cedar_uid_check(&req.uid).map_err(CallError::BadRequest)?;
-        let token = new_token(self.entropy.as_ref()).map_err(|e| CallError::Unavailable(e.to_string()))?;
+        let token =
+            new_token(self.entropy.as_ref()).map_err(|e| CallError::Unavailable(e.to_string()))?;
         let now_ms = self.clock.now_unix_ms();
         let hash = token_hash(&token);
-        let leaf = Entry::PrincipalAdded { time_ms: now_ms, by: who.uid.clone(), uid: req.uid.clone(), admin: req.admin }
-            .to_leaf()
-            .map_err(CallError::Unavailable)?;
+        let leaf = Entry::PrincipalAdded {
+            time_ms: now_ms,
+            by: who.uid.clone(),
+            uid: req.uid.clone(),
+            admin: req.admin,
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
         let ops = vec![
-            Op::PutPrincipal(PrincipalRecord { uid: req.uid.clone(), token_hash: hash, admin: req.admin, created_ms: now_ms }),
+            Op::PutPrincipal(PrincipalRecord {
+                uid: req.uid.clone(),
+                token_hash: hash,
+                admin: req.admin,
+                created_ms: now_ms,
+            }),
             Op::Append { leaf },
         ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
-        let p = Principal { uid: req.uid.clone(), admin: req.admin };
+        let p = Principal {
+            uid: req.uid.clone(),
+            admin: req.admin,
+        };
         self.swap_state(|s| {
             let mut principals = s.principals.clone();
             principals.insert(hash, p);
             s.with_principals(principals)
         });
-        Ok(PrincipalResponse { uid: req.uid.clone(), admin: req.admin, token, log_index: indices.first().copied().unwrap_or_default() })
+        Ok(PrincipalResponse {
+            uid: req.uid.clone(),
+            admin: req.admin,
+            token,
+            log_index: indices.first().copied().unwrap_or_default(),
+        })
     }
 
     /// Check, store and activate a signed bundle. A bundle that fails is
@@ -752,18 +1058,31 @@ impl Authority {
     pub async fn activate(&self, who: &Principal, signed: SignedBundle) -> Result<u64, CallError> {
         require_admin(who)?;
         let state = self.state();
-        signed.check(&state.policy_keys).map_err(|e| CallError::BadRequest(e.to_string()))?;
-        let bundle = Bundle::compile(signed.source.clone()).map_err(|e| CallError::BadRequest(e.to_string()))?;
+        signed
+            .check(&state.policy_keys)
+            .map_err(|e| CallError::BadRequest(e.to_string()))?;
+        let bundle = Bundle::compile(signed.source.clone())
+            .map_err(|e| CallError::BadRequest(e.to_string()))?;
         let now_ms = self.clock.now_unix_ms();
-        let leaf = Entry::PolicyActivation { time_ms: now_ms, by: who.uid.clone(), hash: signed.hash.clone(), kid: signed.kid.clone() }
-            .to_leaf()
-            .map_err(CallError::Unavailable)?;
+        let leaf = Entry::PolicyActivation {
+            time_ms: now_ms,
+            by: who.uid.clone(),
+            hash: signed.hash.clone(),
+            kid: signed.kid.clone(),
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
         let ops = vec![
             Op::PutBundle {
                 hash: signed.hash.clone(),
-                signed_json: serde_json::to_string(&signed).map_err(|e| CallError::Unavailable(e.to_string()))?,
+                signed_json: serde_json::to_string(&signed)
+                    .map_err(|e| CallError::Unavailable(e.to_string()))?,
             },
-            Op::Activate { hash: signed.hash.clone(), time_ms: now_ms, by: who.uid.clone() },
+            Op::Activate {
+                hash: signed.hash.clone(),
+                time_ms: now_ms,
+                by: who.uid.clone(),
+            },
             Op::Append { leaf },
         ];
         let indices = self.store.submit(Tx::new(ops)).await?;
@@ -771,7 +1090,11 @@ impl Authority {
         let log_index = indices.first().copied().unwrap_or_default();
         let bundle = Arc::new(bundle);
         self.swap_state(|s| s.with_bundle(bundle));
-        let _ = self.events.send(Event::PolicyActivated { time_ms: now_ms, hash: signed.hash, log_index });
+        let _ = self.events.send(Event::PolicyActivated {
+            time_ms: now_ms,
+            hash: signed.hash,
+            log_index,
+        });
         Ok(log_index)
     }
 
@@ -783,25 +1106,41 @@ impl Authority {
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
         let until = now_ms + (WRIT_LIFETIME_SECS_MAX + self.config.skew_secs) * 1000;
-        let old = writ_key_record(&state.signer, "verify_only", now_ms, Some(until)).map_err(CallError::Unavailable)?;
+        let old = writ_key_record(&state.signer, "verify_only", now_ms, Some(until))
+            .map_err(CallError::Unavailable)?;
         let new = writ_key_record(&next, "active", now_ms, None).map_err(CallError::Unavailable)?;
         let leaf = |kid: &str, status: &str| {
-            Entry::KeyChange { time_ms: now_ms, by: who.uid.clone(), kid: kid.into(), role: "writ".into(), status: status.into() }
-                .to_leaf()
-                .map(|leaf| Op::Append { leaf })
-                .map_err(CallError::Unavailable)
+            Entry::KeyChange {
+                time_ms: now_ms,
+                by: who.uid.clone(),
+                kid: kid.into(),
+                role: "writ".into(),
+                status: status.into(),
+            }
+            .to_leaf()
+            .map(|leaf| Op::Append { leaf })
+            .map_err(CallError::Unavailable)
         };
-        let ops = vec![Op::PutKey(new), leaf(next.kid(), "active")?, Op::PutKey(old), leaf(state.signer.kid(), "verify_only")?];
+        let ops = vec![
+            Op::PutKey(new),
+            leaf(next.kid(), "active")?,
+            Op::PutKey(old),
+            leaf(state.signer.kid(), "verify_only")?,
+        ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
-        let fresh = load_state(self.store.as_ref(), now_ms, Arc::new(next)).map_err(CallError::Unavailable)?;
+        let fresh = load_state(self.store.as_ref(), now_ms, Arc::new(next))
+            .map_err(CallError::Unavailable)?;
         self.swap_state(|_| fresh);
         Ok(indices.first().copied().unwrap_or_default())
     }
 
     /// Ancestry and descendants of a writ.
     pub fn lineage(&self, jti: &str) -> Result<LineageResponse, CallError> {
-        let rec = self.store.writ(jti)?.ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+        let rec = self
+            .store
+            .writ(jti)?
+            .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         let mut ancestors = Vec::new();
         let mut next = rec.parent.clone();
         while let Some(p) = next {
@@ -820,7 +1159,9 @@ impl Authority {
         let state = self.state();
         let now = self.clock.now_unix_secs();
         let exec = self.store.execution(&rec.jti)?;
-        let status = if state.revoked.writs.contains(&rec.jti) || state.revoked.principals.contains(&rec.principal) {
+        let status = if state.revoked.writs.contains(&rec.jti)
+            || state.revoked.principals.contains(&rec.principal)
+        {
             "revoked".to_string()
         } else {
             match exec {
@@ -859,13 +1200,22 @@ struct ParentInfo {
 
 impl State {
     fn with_revoked(&self, revoked: Revoked) -> State {
-        State { revoked, ..self.clone_shallow() }
+        State {
+            revoked,
+            ..self.clone_shallow()
+        }
     }
     fn with_principals(&self, principals: HashMap<[u8; 32], Principal>) -> State {
-        State { principals, ..self.clone_shallow() }
+        State {
+            principals,
+            ..self.clone_shallow()
+        }
     }
     fn with_bundle(&self, bundle: Arc<Bundle>) -> State {
-        State { bundle, ..self.clone_shallow() }
+        State {
+            bundle,
+            ..self.clone_shallow()
+        }
     }
     fn clone_shallow(&self) -> State {
         State {
@@ -882,22 +1232,30 @@ impl State {
 
 fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<State, String> {
     let activations = store.activations().map_err(|e| e.to_string())?;
-    let active = activations.last().ok_or("no policy bundle is active; run `writ init` first")?;
+    let active = activations
+        .last()
+        .ok_or("no policy bundle is active; run `writ init` first")?;
     let json = store
         .bundle(&active.hash)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("active bundle {} is missing from the store", active.hash))?;
-    let signed: SignedBundle = serde_json::from_str(&json).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
+    let signed: SignedBundle =
+        serde_json::from_str(&json).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
     if signed.source.hash().map_err(|e| e.to_string())? != active.hash {
-        return Err(format!("integrity: stored bundle {} does not hash to its name", active.hash));
+        return Err(format!(
+            "integrity: stored bundle {} does not hash to its name",
+            active.hash
+        ));
     }
-    let bundle = Bundle::compile(signed.source).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
+    let bundle = Bundle::compile(signed.source)
+        .map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
     let key_records = store.keys().map_err(|e| e.to_string())?;
     let mut ring = KeyRing::new();
     let mut policy_keys = KeyRing::new();
     let mut signer_known = false;
     for k in &key_records {
-        let jwk: Jwk = serde_json::from_str(&k.public_jwk).map_err(|e| format!("stored key {}: {e}", k.kid))?;
+        let jwk: Jwk = serde_json::from_str(&k.public_jwk)
+            .map_err(|e| format!("stored key {}: {e}", k.kid))?;
         let vk = jwk.verifying_key()?;
         let live = match k.status.as_str() {
             "active" => true,
@@ -914,13 +1272,24 @@ fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<St
         }
     }
     if !signer_known {
-        return Err(format!("signing key {} is not an active writ key of this store", signer.kid()));
+        return Err(format!(
+            "signing key {} is not an active writ key of this store",
+            signer.kid()
+        ));
     }
     let principals = store
         .principals()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|p| (p.token_hash, Principal { uid: p.uid, admin: p.admin }))
+        .map(|p| {
+            (
+                p.token_hash,
+                Principal {
+                    uid: p.uid,
+                    admin: p.admin,
+                },
+            )
+        })
         .collect();
     let mut revoked = Revoked::default();
     for r in store.revocations().map_err(|e| e.to_string())? {
@@ -930,18 +1299,33 @@ fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<St
             revoked.writs.insert(r.target);
         }
     }
-    Ok(State { bundle: Arc::new(bundle), signer, ring, key_records, policy_keys, principals, revoked })
+    Ok(State {
+        bundle: Arc::new(bundle),
+        signer,
+        ring,
+        key_records,
+        policy_keys,
+        principals,
+        revoked,
+    })
 }
 
 fn deny_unlogged(d: Denial) -> AuthorizeResponse {
-    AuthorizeResponse::Deny { reason: d.reason, message: d.message, log_index: None }
+    AuthorizeResponse::Deny {
+        reason: d.reason,
+        message: d.message,
+        log_index: None,
+    }
 }
 
 fn require_admin(who: &Principal) -> Result<(), CallError> {
     if who.admin {
         Ok(())
     } else {
-        Err(CallError::Forbidden(format!("{} is not an administrator", who.uid)))
+        Err(CallError::Forbidden(format!(
+            "{} is not an administrator",
+            who.uid
+        )))
     }
 }
 
@@ -961,36 +1345,69 @@ fn new_token(entropy: &dyn Entropy) -> Result<String, writ_artifact::EntropyErro
 fn cedar_uid_check(s: &str) -> Result<(), String> {
     // Type::"id" with a non-empty type path; Cedar parses it fully at decision time.
     let ok = s.len() <= NAME_BYTES_MAX
-        && s.find("::\"").is_some_and(|i| i > 0 && s.ends_with('"') && s.len() > i + 3);
+        && s.find("::\"")
+            .is_some_and(|i| i > 0 && s.ends_with('"') && s.len() > i + 3);
     if ok {
         Ok(())
     } else {
-        Err(format!("{s:?} is not a Cedar entity UID such as User::\"alice\""))
+        Err(format!(
+            "{s:?} is not a Cedar entity UID such as User::\"alice\""
+        ))
     }
 }
 
 fn validate_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
-    for (name, v) in [("action", &req.action), ("resource", &req.resource), ("audience", &req.audience)] {
+    for (name, v) in [
+        ("action", &req.action),
+        ("resource", &req.resource),
+        ("audience", &req.audience),
+    ] {
         if v.is_empty() || v.len() > NAME_BYTES_MAX {
-            return Err(BadRequest(format!("field `{name}` must be 1 to {NAME_BYTES_MAX} bytes")));
+            return Err(BadRequest(format!(
+                "field `{name}` must be 1 to {NAME_BYTES_MAX} bytes"
+            )));
         }
     }
     for key in RESERVED_CONTEXT {
         if req.context.contains_key(key) {
-            return Err(BadRequest(format!("field `context.{key}` is reserved; writ fills it from the request")));
+            return Err(BadRequest(format!(
+                "field `context.{key}` is reserved; writ fills it from the request"
+            )));
         }
     }
-    req.scope.validate().map_err(|e| BadRequest(format!("field `scope`: {e}")))?;
+    req.scope
+        .validate()
+        .map_err(|e| BadRequest(format!("field `scope`: {e}")))?;
+    // What the writ will carry must fit in a verifiable writ.
+    let carried = serde_json::to_vec(&req.environment).map_or(usize::MAX, |v| v.len())
+        + serde_json::to_vec(&req.scope).map_or(usize::MAX, |v| v.len())
+        + req.action.len()
+        + req.resource.len()
+        + req.audience.len();
+    if carried > WRIT_CARRIED_BYTES_MAX {
+        return Err(BadRequest(format!(
+            "fields `environment`, `scope`, `action`, `resource` and `audience` take {carried} bytes; \
+             a writ carries at most {WRIT_CARRIED_BYTES_MAX}"
+        )));
+    }
     match req.lifetime_secs {
-        Some(0) => return Err(BadRequest("field `lifetime_secs` must be at least 1".into())),
+        Some(0) => {
+            return Err(BadRequest(
+                "field `lifetime_secs` must be at least 1".into(),
+            ))
+        }
         Some(n) if n > WRIT_LIFETIME_SECS_MAX => {
-            return Err(BadRequest(format!("field `lifetime_secs` is {n}; at most {WRIT_LIFETIME_SECS_MAX}")))
+            return Err(BadRequest(format!(
+                "field `lifetime_secs` is {n}; at most {WRIT_LIFETIME_SECS_MAX}"
+            )))
         }
         _ => {}
     }
     if let Some(p) = &req.parent {
         if p.len() != 32 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(BadRequest("field `parent` must be a writ jti (32 hex digits)".into()));
+            return Err(BadRequest(
+                "field `parent` must be a writ jti (32 hex digits)".into(),
+            ));
         }
     }
     Ok(())

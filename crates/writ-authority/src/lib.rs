@@ -19,4 +19,4 @@ mod authority;
 mod status;
 
 pub use api::*;
-pub use authority::{Authority, AuthorityConfig, Event, Principal, BootstrapOutput};
+pub use authority::{Authority, AuthorityConfig, BootstrapOutput, Event, Principal};

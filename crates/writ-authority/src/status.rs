@@ -24,7 +24,12 @@ pub struct Oracle<'a> {
 
 impl Oracle<'_> {
     /// `Some(message)` if `jti`, one of its ancestors, or `principal` is revoked.
-    pub fn revoked_chain(&self, jti: &str, principal: &str, parent: Option<&str>) -> Result<Option<String>, Denial> {
+    pub fn revoked_chain(
+        &self,
+        jti: &str,
+        principal: &str,
+        parent: Option<&str>,
+    ) -> Result<Option<String>, Denial> {
         if self.revoked.principals.contains(principal) {
             return Ok(Some(format!("principal {principal} is revoked")));
         }
@@ -36,7 +41,10 @@ impl Oracle<'_> {
         while let Some(p) = next {
             steps += 1;
             if steps > LINEAGE_DEPTH_MAX {
-                return Err(Denial::new(ReasonCode::LineageBroken, "lineage is deeper than any writ may be"));
+                return Err(Denial::new(
+                    ReasonCode::LineageBroken,
+                    "lineage is deeper than any writ may be",
+                ));
             }
             if self.revoked.writs.contains(&p) {
                 return Ok(Some(format!("ancestor {p} of writ {jti} is revoked")));
@@ -45,9 +53,17 @@ impl Oracle<'_> {
                 .store
                 .writ(&p)
                 .map_err(|e| Denial::new(ReasonCode::AuthorityUnavailable, e.to_string()))?
-                .ok_or_else(|| Denial::new(ReasonCode::LineageBroken, format!("ancestor {p} is unknown")))?;
+                .ok_or_else(|| {
+                    Denial::new(
+                        ReasonCode::LineageBroken,
+                        format!("ancestor {p} is unknown"),
+                    )
+                })?;
             if self.revoked.principals.contains(&rec.principal) {
-                return Ok(Some(format!("principal {} of ancestor {p} is revoked", rec.principal)));
+                return Ok(Some(format!(
+                    "principal {} of ancestor {p} is revoked",
+                    rec.principal
+                )));
             }
             next = rec.parent;
         }

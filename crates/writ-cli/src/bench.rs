@@ -10,10 +10,10 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde_json::json;
 use writ_artifact::{
-    Claims, Clock, EnvironmentBinding, KeyRing, Lineage, LogPointer, NoStatus, OsEntropy, Scope, SystemClock,
-    VerifyOptions, WritBody, WritKey,
+    Claims, Clock, EnvironmentBinding, KeyRing, Lineage, LogPointer, NoStatus, OsEntropy, Scope,
+    SystemClock, VerifyOptions, WritBody, WritKey,
 };
-use writ_authority::{AuthorizeRequest, Authority, Principal};
+use writ_authority::{Authority, AuthorizeRequest, Principal};
 use writ_policy::{Bundle, DecisionInput};
 
 use crate::client::Client;
@@ -47,8 +47,15 @@ fn request() -> AuthorizeRequest {
         resource: "Command::\"/usr/bin/echo\"".into(),
         context: Default::default(),
         request: json!({"argv": ["/usr/bin/echo", "benchmark"]}),
-        environment: json!({"host": "bench", "cwd": "/tmp"}).as_object().cloned().unwrap_or_default(),
-        scope: Scope { read: vec!["/tmp".into()], write: vec![], net: false },
+        environment: json!({"host": "bench", "cwd": "/tmp"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        scope: Scope {
+            read: vec!["/tmp".into()],
+            write: vec![],
+            net: false,
+        },
         audience: "exec@bench".into(),
         parent: None,
         lifetime_secs: None,
@@ -67,12 +74,21 @@ fn claims_for(req: &AuthorizeRequest, policy: &str, now: u64, jti: &str) -> Resu
         writ: WritBody {
             action: req.action.clone(),
             resource: req.resource.clone(),
-            request: writ_artifact::canonical::digest_json(&req.request).map_err(anyhow::Error::msg)?,
-            environment: EnvironmentBinding::bind(req.environment.clone()).map_err(anyhow::Error::msg)?,
+            request: writ_artifact::canonical::digest_json(&req.request)
+                .map_err(anyhow::Error::msg)?,
+            environment: EnvironmentBinding::bind(req.environment.clone())
+                .map_err(anyhow::Error::msg)?,
             scope: req.scope.clone(),
             policy: policy.into(),
-            lineage: Lineage { parent: None, root: jti.into(), depth: 0 },
-            log: LogPointer { origin: "bench".into(), index: 0 },
+            lineage: Lineage {
+                parent: None,
+                root: jti.into(),
+                depth: 0,
+            },
+            log: LogPointer {
+                origin: "bench".into(),
+                index: 0,
+            },
         },
     })
 }
@@ -94,14 +110,26 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
         "scope": {"read": req.scope.read, "write": req.scope.write, "net": false},
         "lineage": {"depth": 0, "root_principal": "Agent::\"bench\"", "parent_action": ""},
     });
-    let claims = claims_for(&req, bundle.hash(), SystemClock.now_unix_secs(), "0123456789abcdef0123456789abcdef")?;
+    let claims = claims_for(
+        &req,
+        bundle.hash(),
+        SystemClock.now_unix_secs(),
+        "0123456789abcdef0123456789abcdef",
+    )?;
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let handles: Vec<_> = (0..threads())
         .map(|_| {
-            let (bundle, key, stop, count, ctx, claims, req) =
-                (bundle.clone(), key.clone(), stop.clone(), count.clone(), ctx.clone(), claims.clone(), req.clone());
+            let (bundle, key, stop, count, ctx, claims, req) = (
+                bundle.clone(),
+                key.clone(),
+                stop.clone(),
+                count.clone(),
+                ctx.clone(),
+                claims.clone(),
+                req.clone(),
+            );
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -130,14 +158,23 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
 
 /// The governed decision in-process: decide, durable log with group commit, sign.
 async fn governed(authority: &Arc<Authority>, tasks: usize, secs: u64) -> Result<f64> {
-    let who = Principal { uid: "Agent::\"bench\"".into(), admin: false };
+    let who = Principal {
+        uid: "Agent::\"bench\"".into(),
+        admin: false,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
     let mut hs = Vec::new();
     for _ in 0..tasks {
-        let (a, who, stop, count, failures) = (authority.clone(), who.clone(), stop.clone(), count.clone(), failures.clone());
+        let (a, who, stop, count, failures) = (
+            authority.clone(),
+            who.clone(),
+            stop.clone(),
+            count.clone(),
+            failures.clone(),
+        );
         hs.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 match a.authorize(&who, request()).await {
@@ -153,7 +190,10 @@ async fn governed(authority: &Arc<Authority>, tasks: usize, secs: u64) -> Result
         let _ = h.await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    anyhow::ensure!(failures.load(Ordering::Relaxed) == 0, "governed decisions failed");
+    anyhow::ensure!(
+        failures.load(Ordering::Relaxed) == 0,
+        "governed decisions failed"
+    );
     Ok(count.load(Ordering::Relaxed) as f64 / elapsed)
 }
 
@@ -171,7 +211,8 @@ async fn http(url: &str, token: &str, clients: usize, secs: u64) -> Result<HttpR
     for _ in 0..clients {
         let (c, stop) = (client.clone(), stop.clone());
         hs.push(tokio::spawn(async move {
-            let mut h = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut h =
+                hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut errors = 0u64;
             let req = request();
             while !stop.load(Ordering::Relaxed) {
@@ -222,11 +263,20 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     let tmp = std::env::temp_dir().join(format!("writ-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);
-    let admin = crate::demo::init_quiet(&Global { dir: tmp.clone(), ..g.clone() }).await?;
+    let admin = crate::demo::init_quiet(&Global {
+        dir: tmp.clone(),
+        ..g.clone()
+    })
+    .await?;
     let running = crate::server::start(&dir, "127.0.0.1:0", 5, 8).await?;
     let url = running.url();
-    let reply = Client::new(&url, Some(admin)).post("/v1/principals", &json!({"uid": "Agent::\"bench\""})).await?;
-    let token = reply.body["token"].as_str().context("no bench token")?.to_owned();
+    let reply = Client::new(&url, Some(admin))
+        .post("/v1/principals", &json!({"uid": "Agent::\"bench\""}))
+        .await?;
+    let token = reply.body["token"]
+        .as_str()
+        .context("no bench token")?
+        .to_owned();
     let authority = running.authority.clone();
     let bundle = authority.active_bundle();
     let key = Arc::new(WritKey::generate(&OsEntropy)?);
@@ -270,7 +320,10 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         accepted_policies: Some([bundle.hash().to_owned()].into()),
         check_spent: false,
     };
-    anyhow::ensure!(writ_artifact::verify(&token_str, &ring, &opts, &NoStatus).is_ok(), "bench writ does not verify");
+    anyhow::ensure!(
+        writ_artifact::verify(&token_str, &ring, &opts, &NoStatus).is_ok(),
+        "bench writ does not verify"
+    );
     let (input, sig) = token_str.rsplit_once('.').context("bench writ")?;
     let sig = writ_artifact::keys::Signature::from_bytes(
         &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)?
@@ -281,10 +334,17 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     let (mut bare, mut full) = (Vec::new(), Vec::new());
     for _ in 0..a.runs {
         bare.push(ns_per_op(1.0, || {
-            let _ = std::hint::black_box(vk.verify_strict(std::hint::black_box(input.as_bytes()), &sig));
+            let _ = std::hint::black_box(
+                vk.verify_strict(std::hint::black_box(input.as_bytes()), &sig),
+            );
         }));
         full.push(ns_per_op(1.0, || {
-            let _ = std::hint::black_box(writ_artifact::verify(std::hint::black_box(&token_str), &ring, &opts, &NoStatus));
+            let _ = std::hint::black_box(writ_artifact::verify(
+                std::hint::black_box(&token_str),
+                &ring,
+                &opts,
+                &NoStatus,
+            ));
         }));
     }
 
@@ -334,11 +394,23 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     if g.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("ceiling (Cedar + Ed25519 sign, {} threads)   {c:>10.0} /s", threads());
+        println!(
+            "ceiling (Cedar + Ed25519 sign, {} threads)   {c:>10.0} /s",
+            threads()
+        );
         println!("governed in-process ({} tasks)               {gv:>10.0} /s   ratio {:.3} (target >= 0.6)", a.tasks, gv / c);
         println!("HTTP allow, {} clients                       {hr:>10.0} /s   p50 {p50:.2} ms, p99 {p99:.2} ms (target >= 10000/s, p99 <= 5 ms)", a.clients);
-        println!("one thread: Cedar decision {:.2} us, writ signature {:.2} us", decide_ns / 1000.0, sign_ns / 1000.0);
-        println!("verify: bare Ed25519 {:.2} us, writ {:.2} us      ratio {:.3} (target <= 1.3)", vb / 1000.0, vf / 1000.0, vf / vb);
+        println!(
+            "one thread: Cedar decision {:.2} us, writ signature {:.2} us",
+            decide_ns / 1000.0,
+            sign_ns / 1000.0
+        );
+        println!(
+            "verify: bare Ed25519 {:.2} us, writ {:.2} us      ratio {:.3} (target <= 1.3)",
+            vb / 1000.0,
+            vf / 1000.0,
+            vf / vb
+        );
     }
     let _ = running.shutdown.send(());
     let _ = running.task.await;

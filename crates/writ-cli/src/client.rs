@@ -23,26 +23,36 @@ impl Reply {
         (200..300).contains(&self.status)
     }
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.body.clone()).with_context(|| format!("unexpected answer from server: {}", self.body))
+        serde_json::from_value(self.body.clone())
+            .with_context(|| format!("unexpected answer from server: {}", self.body))
     }
     /// The error message of a non-2xx reply.
     pub fn message(&self) -> String {
-        self.body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| self.body.to_string())
+        self.body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.body.to_string())
     }
     pub fn reason(&self) -> Option<writ_artifact::ReasonCode> {
-        self.body.get("reason").and_then(Value::as_str).and_then(writ_artifact::ReasonCode::parse)
+        self.body
+            .get("reason")
+            .and_then(Value::as_str)
+            .and_then(writ_artifact::ReasonCode::parse)
     }
 }
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Client {
         Client {
-            http: reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap_or_default(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap_or_default(),
             base: base.trim_end_matches('/').to_owned(),
             token,
         }
     }
-
 
     fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(m, format!("{}{path}", self.base));
@@ -58,12 +68,14 @@ impl Client {
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok(Reply { status, body })
     }
 
     pub async fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Reply> {
-        self.send(self.req(reqwest::Method::POST, path).json(body)).await
+        self.send(self.req(reqwest::Method::POST, path).json(body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {

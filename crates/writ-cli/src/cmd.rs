@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
-use writ_artifact::{canonical, KeyRing, NoStatus, OsEntropy, ReasonCode, Scope, SystemClock, VerifyOptions, WritKey};
+use writ_artifact::{
+    canonical, KeyRing, NoStatus, OsEntropy, ReasonCode, Scope, SystemClock, VerifyOptions, WritKey,
+};
 use writ_authority::{Authority, AuthorizeRequest, AuthorizeResponse, VerifyRequest};
 use writ_policy::{Bundle, SignedBundle, TestFile};
 use writ_store::SqliteStore;
@@ -36,10 +38,12 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 fn parse_object(what: &str, s: &Option<String>) -> Result<Map<String, Value>> {
     match s {
         None => Ok(Map::new()),
-        Some(s) => match serde_json::from_str(s).with_context(|| format!("--{what} is not JSON"))? {
-            Value::Object(m) => Ok(m),
-            _ => bail!("--{what} must be a JSON object"),
-        },
+        Some(s) => {
+            match serde_json::from_str(s).with_context(|| format!("--{what} is not JSON"))? {
+                Value::Object(m) => Ok(m),
+                _ => bail!("--{what} must be a JSON object"),
+            }
+        }
     }
 }
 
@@ -58,21 +62,31 @@ pub struct InitArgs {
 pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
     let dir = DataDir::new(&g.dir);
     if dir.is_initialized() || dir.db().exists() {
-        bail!("{} is already initialized; use another --dir or remove it", dir.root.display());
+        bail!(
+            "{} is already initialized; use another --dir or remove it",
+            dir.root.display()
+        );
     }
-    std::fs::create_dir_all(&dir.root).with_context(|| format!("creating {}", dir.root.display()))?;
+    std::fs::create_dir_all(&dir.root)
+        .with_context(|| format!("creating {}", dir.root.display()))?;
     let origin = match a.origin {
         Some(o) => o,
         None => {
             let mut b = [0u8; 4];
             writ_artifact::Entropy::fill(&OsEntropy, &mut b)?;
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "localhost".into());
-            format!("{}/writ/{}", host.trim(), b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "localhost".into());
+            format!(
+                "{}/writ/{}",
+                host.trim(),
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            )
         }
     };
     let writ_key = WritKey::generate(&OsEntropy)?;
     let policy_key = WritKey::generate(&OsEntropy)?;
     dir.save_writ_key(&writ_key)?;
+    dir.mark_current_writ_key(writ_key.kid())?;
     dir.save_key("policy", &policy_key)?;
     let source = writ_policy::default_bundle();
     std::fs::create_dir_all(dir.policy_dir())?;
@@ -81,10 +95,21 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
     }
     let signed = source.sign(&policy_key)?;
     let store = Arc::new(SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
-    let out = Authority::bootstrap(store, &SystemClock, &OsEntropy, &writ_key, &policy_key, signed, &a.admin)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    dir.write_config(&Config { issuer: "writ".into(), origin: origin.clone() })?;
+    let out = Authority::bootstrap(
+        store,
+        &SystemClock,
+        &OsEntropy,
+        &writ_key,
+        &policy_key,
+        signed,
+        &a.admin,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    dir.write_config(&Config {
+        issuer: "writ".into(),
+        origin: origin.clone(),
+    })?;
     if g.json {
         print_json(&json!({
             "dir": dir.root, "admin": a.admin, "admin_token": out.admin_token,
@@ -95,7 +120,11 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
         println!("  log origin   {origin}");
         println!("  writ key     {} (keys/, mode 0600)", writ_key.kid());
         println!("  policy key   {}", policy_key.kid());
-        println!("  policy       {} (edit {}/, then `writ policy activate`)", out.policy_hash, dir.policy_dir().display());
+        println!(
+            "  policy       {} (edit {}/, then `writ policy activate`)",
+            out.policy_hash,
+            dir.policy_dir().display()
+        );
         println!("  admin        {}", a.admin);
         println!();
         println!("The admin token is shown once; keep it:");
@@ -146,7 +175,9 @@ pub struct AuthorizeArgs {
 /// The jti of the writ in `$WRIT_PARENT`, if any.
 pub fn parent_from_env() -> Option<String> {
     let w = std::env::var("WRIT_PARENT").ok()?;
-    writ_artifact::decode_unverified(&w).ok().map(|(_, c)| c.jti)
+    writ_artifact::decode_unverified(&w)
+        .ok()
+        .map(|(_, c)| c.jti)
 }
 
 pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
@@ -157,28 +188,44 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
         context: parse_object("context", &a.context)?,
         request,
         environment: parse_object("env", &a.environment)?,
-        scope: Scope { read: a.read, write: a.write, net: a.net },
+        scope: Scope {
+            read: a.read,
+            write: a.write,
+            net: a.net,
+        },
         audience: a.audience,
         parent: a.parent.or_else(parent_from_env),
         lifetime_secs: a.lifetime,
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
-    if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none() {
-        bail!("server refused the request ({}): {}", reply.status, reply.message());
+    if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()
+    {
+        bail!(
+            "server refused the request ({}): {}",
+            reply.status,
+            reply.message()
+        );
     }
     let resp: AuthorizeResponse = reply.parse()?;
     if g.json {
         print_json(&resp)?;
     }
     match resp {
-        AuthorizeResponse::Allow { writ, log_index, jti, exp } => {
+        AuthorizeResponse::Allow {
+            writ,
+            log_index,
+            jti,
+            exp,
+        } => {
             if !g.json {
                 println!("{writ}");
                 eprintln!("allow: jti {jti}, log entry {log_index}, expires {exp}");
             }
             Ok(Exit::Ok)
         }
-        AuthorizeResponse::Deny { reason, message, .. } => {
+        AuthorizeResponse::Deny {
+            reason, message, ..
+        } => {
             print_denial(reason, &message);
             Ok(Exit::Denied(reason))
         }
@@ -219,51 +266,96 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
     let writ = match a.writ.as_deref() {
         Some("-") | None => {
             let mut s = String::new();
-            std::io::stdin().take(writ_artifact::WRIT_BYTES_MAX as u64 + 1).read_to_string(&mut s)?;
+            std::io::stdin()
+                .take(writ_artifact::WRIT_BYTES_MAX as u64 + 1)
+                .read_to_string(&mut s)?;
             s.trim().to_owned()
         }
         Some(w) => w.trim().to_owned(),
     };
-    let request = a.request.as_deref().map(serde_json::from_str::<Value>).transpose().context("--request is not JSON")?;
+    let request = a
+        .request
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+        .transpose()
+        .context("--request is not JSON")?;
     let environment = match &a.environment {
         None => None,
         Some(_) => Some(parse_object("env", &a.environment)?),
     };
-    let req = VerifyRequest { writ, request, environment, audience: a.audience };
+    let req = VerifyRequest {
+        writ,
+        request,
+        environment,
+        audience: a.audience,
+    };
+    let mut warn_any_policy = false;
     let result: Result<writ_artifact::Claims, (ReasonCode, String)> = if a.online {
         let reply = client(g).post("/v1/verify", &req).await?;
         let v: writ_authority::VerifyResponse = reply.parse()?;
         match (v.valid, v.claims) {
             (true, Some(c)) => Ok(c),
-            _ => Err((v.reason.unwrap_or(ReasonCode::MalformedArtifact), v.message.unwrap_or_default())),
+            _ => Err((
+                v.reason.unwrap_or(ReasonCode::MalformedArtifact),
+                v.message.unwrap_or_default(),
+            )),
         }
     } else if let Some(path) = &a.jwks {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let ring = KeyRing::from_jwks(&serde_json::from_str(&text).context("not a JWKS")?).map_err(anyhow::Error::msg)?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let ring = KeyRing::from_jwks(&serde_json::from_str(&text).context("not a JWKS")?)
+            .map_err(anyhow::Error::msg)?;
         let opts = VerifyOptions {
             now_unix_secs: writ_artifact::Clock::now_unix_secs(&SystemClock),
             skew_secs: a.skew_secs,
             audience: req.audience.clone(),
-            request_digest: req.request.as_ref().map(canonical::digest_json).transpose().map_err(anyhow::Error::msg)?,
-            environment_digest: req.environment.as_ref().map(canonical::digest_json).transpose().map_err(anyhow::Error::msg)?,
-            accepted_policies: (!a.policies.is_empty()).then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
+            request_digest: req
+                .request
+                .as_ref()
+                .map(canonical::digest_json)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            environment_digest: req
+                .environment
+                .as_ref()
+                .map(canonical::digest_json)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
+            accepted_policies: (!a.policies.is_empty())
+                .then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
             check_spent: false,
         };
         if a.policies.is_empty() && !g.json {
-            eprintln!("note: no --policy given; any policy bundle hash is accepted");
+            // After the verdict line: a denial's stderr starts with `denied:`.
+            warn_any_policy = true;
         }
-        writ_artifact::verify(&req.writ, &ring, &opts, &NoStatus).map(|v| v.claims().clone()).map_err(|d| (d.reason, d.message))
+        writ_artifact::verify(&req.writ, &ring, &opts, &NoStatus)
+            .map(|v| v.claims().clone())
+            .map_err(|d| (d.reason, d.message))
     } else {
         let dir = DataDir::new(&g.dir);
         let authority = crate::server::open_authority(&dir, a.skew_secs, 8)?;
-        authority.verify(&req).map(|v| v.claims().clone()).map_err(|d| (d.reason, d.message))
+        authority
+            .verify(&req)
+            .map(|v| v.claims().clone())
+            .map_err(|d| (d.reason, d.message))
     };
     match result {
         Ok(claims) => {
             if g.json {
                 print_json(&json!({"valid": true, "claims": claims}))?;
             } else {
-                println!("valid: {} may {} on {} (jti {}, log entry {})", claims.sub, claims.writ.action, claims.writ.resource, claims.jti, claims.writ.log.index);
+                println!(
+                    "valid: {} may {} on {} (jti {}, log entry {})",
+                    claims.sub,
+                    claims.writ.action,
+                    claims.writ.resource,
+                    claims.jti,
+                    claims.writ.log.index
+                );
+            }
+            if warn_any_policy {
+                eprintln!("note: no --policy given; any policy bundle hash was accepted");
             }
             Ok(Exit::Ok)
         }
@@ -294,7 +386,11 @@ pub struct RevokeArgs {
 }
 
 pub async fn revoke(g: &Global, a: RevokeArgs) -> Result<Exit> {
-    let body = writ_authority::RevokeRequest { jti: a.jti, principal: a.principal, reason: a.reason };
+    let body = writ_authority::RevokeRequest {
+        jti: a.jti,
+        principal: a.principal,
+        reason: a.reason,
+    };
     let reply = need_token(g)?.post("/v1/revocations", &body).await?;
     if !reply.ok() {
         bail!("revocation refused ({}): {}", reply.status, reply.message());
@@ -303,7 +399,11 @@ pub async fn revoke(g: &Global, a: RevokeArgs) -> Result<Exit> {
     if g.json {
         print_json(&r)?;
     } else {
-        println!("revoked {} (log entry {})", r.revoked.join(", "), r.log_index);
+        println!(
+            "revoked {} (log entry {})",
+            r.revoked.join(", "),
+            r.log_index
+        );
     }
     Ok(Exit::Ok)
 }
@@ -342,9 +442,20 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
         PolicyCmd::Check { dir } => {
             let b = compile_dir(&dir)?;
             if g.json {
-                print_json(&json!({"hash": b.hash(), "policies": b.policy_ids(), "schema": b.has_schema()}))?;
+                print_json(
+                    &json!({"hash": b.hash(), "policies": b.policy_ids(), "schema": b.has_schema()}),
+                )?;
             } else {
-                println!("ok: {} ({} policies{})", b.hash(), b.policy_ids().len(), if b.has_schema() { ", validated against schema" } else { "" });
+                println!(
+                    "ok: {} ({} policies{})",
+                    b.hash(),
+                    b.policy_ids().len(),
+                    if b.has_schema() {
+                        ", validated against schema"
+                    } else {
+                        ""
+                    }
+                );
                 for id in b.policy_ids() {
                     println!("  {id}");
                 }
@@ -354,18 +465,25 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
         PolicyCmd::Test { file, bundle } => {
             let dir = bundle.unwrap_or_else(|| DataDir::new(&g.dir).policy_dir());
             let b = compile_dir(&dir)?;
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let tf: TestFile = serde_json::from_str(&text).with_context(|| format!("{} is not a policy test file", file.display()))?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let tf: TestFile = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a policy test file", file.display()))?;
             let outcomes = writ_policy::run_cases(&b, &tf);
             let failed = outcomes.iter().filter(|o| !o.passed).count();
             if g.json {
-                print_json(&json!({"bundle": b.hash(), "passed": outcomes.len() - failed, "failed": failed, "cases": outcomes}))?;
+                print_json(
+                    &json!({"bundle": b.hash(), "passed": outcomes.len() - failed, "failed": failed, "cases": outcomes}),
+                )?;
             } else {
                 for o in &outcomes {
                     if o.passed {
                         println!("ok       {}: {}", o.name, o.got);
                     } else {
-                        println!("MISMATCH {}: expected {}, got {} ({})", o.name, o.expected, o.got, o.message);
+                        println!(
+                            "MISMATCH {}: expected {}, got {} ({})",
+                            o.name, o.expected, o.got, o.message
+                        );
                     }
                 }
                 println!("{} passed, {} failed", outcomes.len() - failed, failed);
@@ -376,7 +494,11 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
             let b = compile_dir(&dir)?;
             let key = DataDir::new(&g.dir).policy_key()?;
             let signed = b.source().clone().sign(&key)?;
-            write_atomic(&out, serde_json::to_string_pretty(&signed)?.as_bytes(), 0o644)?;
+            write_atomic(
+                &out,
+                serde_json::to_string_pretty(&signed)?.as_bytes(),
+                0o644,
+            )?;
             if g.json {
                 print_json(&json!({"hash": signed.hash, "kid": signed.kid, "out": out}))?;
             } else {
@@ -387,19 +509,30 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
         PolicyCmd::Activate { path } => {
             let signed: SignedBundle = if path.is_dir() {
                 let b = compile_dir(&path)?;
-                b.source().clone().sign(&DataDir::new(&g.dir).policy_key()?)?
+                b.source()
+                    .clone()
+                    .sign(&DataDir::new(&g.dir).policy_key()?)?
             } else {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("{} is not a signed bundle", path.display()))?
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a signed bundle", path.display()))?
             };
             let reply = need_token(g)?.post("/v1/policies", &signed).await?;
             if !reply.ok() {
-                bail!("activation refused ({}); the active bundle stays: {}", reply.status, reply.message());
+                bail!(
+                    "activation refused ({}); the active bundle stays: {}",
+                    reply.status,
+                    reply.message()
+                );
             }
             if g.json {
                 print_json(&reply.body)?;
             } else {
-                println!("active: {} (log entry {})", signed.hash, reply.body["log_index"]);
+                println!(
+                    "active: {} (log entry {})",
+                    signed.hash, reply.body["log_index"]
+                );
             }
             Ok(Exit::Ok)
         }
@@ -421,7 +554,12 @@ pub enum PrincipalCmd {
 
 pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
     let PrincipalCmd::Add { uid, admin } = c;
-    let reply = need_token(g)?.post("/v1/principals", &writ_authority::PrincipalRequest { uid, admin }).await?;
+    let reply = need_token(g)?
+        .post(
+            "/v1/principals",
+            &writ_authority::PrincipalRequest { uid, admin },
+        )
+        .await?;
     if !reply.ok() {
         bail!("refused ({}): {}", reply.status, reply.message());
     }
@@ -429,7 +567,11 @@ pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
     if g.json {
         print_json(&r)?;
     } else {
-        println!("added {}{}; its token (shown once):", r.uid, if r.admin { " (admin)" } else { "" });
+        println!(
+            "added {}{}; its token (shown once):",
+            r.uid,
+            if r.admin { " (admin)" } else { "" }
+        );
         println!("{}", r.token);
     }
     Ok(Exit::Ok)
@@ -450,7 +592,10 @@ pub async fn key(g: &Global, c: KeyCmd) -> Result<Exit> {
     if g.json {
         print_json(&reply.body)?;
     } else {
-        println!("signing key is now {}", reply.body["kid"].as_str().unwrap_or("?"));
+        println!(
+            "signing key is now {}",
+            reply.body["kid"].as_str().unwrap_or("?")
+        );
     }
     Ok(Exit::Ok)
 }
@@ -480,11 +625,27 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
     let cl = need_token(g)?;
     let reply = match &c {
         ExecutionCmd::Start { jti, writ } => {
-            cl.post(&format!("/v1/executions/{jti}/start"), &writ_authority::StartRequest { writ: writ.clone(), ..Default::default() }).await?
+            cl.post(
+                &format!("/v1/executions/{jti}/start"),
+                &writ_authority::StartRequest {
+                    writ: writ.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?
         }
-        ExecutionCmd::Finish { jti, exit_status, duration_ms } => {
-            let body = writ_authority::FinishRequest { exit_status: *exit_status, duration_ms: *duration_ms, ..Default::default() };
-            cl.post(&format!("/v1/executions/{jti}/finish"), &body).await?
+        ExecutionCmd::Finish {
+            jti,
+            exit_status,
+            duration_ms,
+        } => {
+            let body = writ_authority::FinishRequest {
+                exit_status: *exit_status,
+                duration_ms: *duration_ms,
+                ..Default::default()
+            };
+            cl.post(&format!("/v1/executions/{jti}/finish"), &body)
+                .await?
         }
     };
     if g.json {
@@ -511,7 +672,9 @@ pub struct LineageArgs {
 }
 
 pub async fn lineage(g: &Global, a: LineageArgs) -> Result<Exit> {
-    let reply = need_token(g)?.get(&format!("/v1/lineage/{}", a.jti)).await?;
+    let reply = need_token(g)?
+        .get(&format!("/v1/lineage/{}", a.jti))
+        .await?;
     if !reply.ok() {
         bail!("{} ({})", reply.message(), reply.status);
     }
@@ -524,7 +687,16 @@ pub async fn lineage(g: &Global, a: LineageArgs) -> Result<Exit> {
         println!("{}{a} (ancestor)", "  ".repeat(i));
     }
     fn walk(n: &writ_authority::LineageNode, indent: usize) {
-        println!("{}{} {} {} on {} [{}] log #{}", "  ".repeat(indent), n.jti, n.principal, n.action, n.resource, n.status, n.log_index);
+        println!(
+            "{}{} {} {} on {} [{}] log #{}",
+            "  ".repeat(indent),
+            n.jti,
+            n.principal,
+            n.action,
+            n.resource,
+            n.status,
+            n.log_index
+        );
         for c in &n.children {
             walk(c, indent + 1);
         }

@@ -56,11 +56,16 @@ impl DataDir {
     pub fn config(&self) -> Result<Config> {
         let text = fs::read_to_string(self.config_path())
             .with_context(|| format!("reading {}", self.config_path().display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", self.config_path().display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", self.config_path().display()))
     }
 
     pub fn write_config(&self, c: &Config) -> Result<()> {
-        write_atomic(&self.config_path(), serde_json::to_string_pretty(c)?.as_bytes(), 0o644)
+        write_atomic(
+            &self.config_path(),
+            serde_json::to_string_pretty(c)?.as_bytes(),
+            0o644,
+        )
     }
 
     /// Store a private key as PKCS#8 PEM, mode 0600.
@@ -68,28 +73,55 @@ impl DataDir {
         fs::create_dir_all(self.keys())?;
         fs::set_permissions(self.keys(), fs::Permissions::from_mode(0o700))?;
         let pem = key.to_pkcs8_pem().map_err(anyhow::Error::msg)?;
-        write_atomic(&self.keys().join(format!("{name}.pem")), pem.as_bytes(), 0o600)
+        write_atomic(
+            &self.keys().join(format!("{name}.pem")),
+            pem.as_bytes(),
+            0o600,
+        )
     }
 
     pub fn load_key(&self, name: &str) -> Result<WritKey> {
         let path = self.keys().join(format!("{name}.pem"));
         let meta = fs::metadata(&path).with_context(|| format!("reading {}", path.display()))?;
         if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} is readable by others (mode {:o}); chmod 600 it", path.display(), meta.permissions().mode() & 0o777);
+            bail!(
+                "{} is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
         }
-        let pem = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let pem =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         WritKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
 
-    /// Save a new writ signing key and make it the current one.
+    /// Save a writ signing key (`keys/writ-<kid>.pem`). It signs only once
+    /// the store records it as active.
     pub fn save_writ_key(&self, key: &WritKey) -> Result<()> {
-        self.save_key(&format!("writ-{}", key.kid()), key)?;
-        write_atomic(&self.keys().join("current"), key.kid().as_bytes(), 0o600)
+        self.save_key(&format!("writ-{}", key.kid()), key)
     }
 
-    pub fn current_writ_key(&self) -> Result<WritKey> {
-        let kid = fs::read_to_string(self.keys().join("current")).context("reading keys/current")?;
-        self.load_key(&format!("writ-{}", kid.trim()))
+    /// Note which key signs now (`keys/current`, informational: the store is
+    /// the authority on which key is active).
+    pub fn mark_current_writ_key(&self, kid: &str) -> Result<()> {
+        write_atomic(&self.keys().join("current"), kid.as_bytes(), 0o600)
+    }
+
+    /// Every writ private key in `keys/`.
+    pub fn writ_keys(&self) -> Result<Vec<WritKey>> {
+        let mut keys = Vec::new();
+        let dir = fs::read_dir(self.keys())
+            .with_context(|| format!("reading {}", self.keys().display()))?;
+        for e in dir {
+            let name = e?.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name
+                .strip_prefix("writ-")
+                .and_then(|n| n.strip_suffix(".pem"))
+            {
+                keys.push(self.load_key(&format!("writ-{stem}"))?);
+            }
+        }
+        Ok(keys)
     }
 
     pub fn policy_key(&self) -> Result<WritKey> {
@@ -101,8 +133,16 @@ impl DataDir {
 /// content, never half-written: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|s| s.to_str()).unwrap_or("file")));
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|s| s.to_str()).unwrap_or("file")
+    ));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -118,7 +158,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 pub fn read_bundle_dir(dir: &Path) -> Result<writ_policy::BundleSource> {
     let mut source = writ_policy::BundleSource::default();
     let mut total = 0usize;
-    let entries = fs::read_dir(dir).with_context(|| format!("reading bundle directory {}", dir.display()))?;
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("reading bundle directory {}", dir.display()))?;
     for e in entries {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
@@ -129,15 +170,25 @@ pub fn read_bundle_dir(dir: &Path) -> Result<writ_policy::BundleSource> {
         let len = e.metadata()?.len() as usize;
         total += len;
         if total > writ_policy::BUNDLE_BYTES_MAX {
-            bail!("bundle {} is larger than {} bytes", dir.display(), writ_policy::BUNDLE_BYTES_MAX);
+            bail!(
+                "bundle {} is larger than {} bytes",
+                dir.display(),
+                writ_policy::BUNDLE_BYTES_MAX
+            );
         }
         if name.ends_with(".cedar") {
-            source.policies.insert(name, fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?);
+            source.policies.insert(
+                name,
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+            );
         } else if name == "schema.cedarschema" {
             source.schema = Some(fs::read_to_string(&path)?);
         } else if name == "entities.json" {
             let text = fs::read_to_string(&path)?;
-            source.entities = Some(serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?);
+            source.entities = Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))?,
+            );
         }
     }
     if source.policies.is_empty() {

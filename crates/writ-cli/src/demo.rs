@@ -44,8 +44,16 @@ impl Step<'_> {
                 "[{}/{}] {title}\n      -> {got}{}{}",
                 self.n,
                 self.total,
-                if detail.is_empty() { String::new() } else { format!(": {detail}") },
-                if ok { String::new() } else { format!("   (UNEXPECTED: wanted {expected})") }
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                },
+                if ok {
+                    String::new()
+                } else {
+                    format!("   (UNEXPECTED: wanted {expected})")
+                }
             );
         }
         self.results.push(json!({"step": self.n, "title": title, "expected": expected, "outcome": got, "detail": detail}));
@@ -70,7 +78,10 @@ impl Step<'_> {
 fn exec_request(argv: &[&str], lifetime: Option<u64>) -> AuthorizeRequest {
     AuthorizeRequest {
         action: "Action::\"exec\"".into(),
-        resource: format!("Command::{}", serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()),
+        resource: format!(
+            "Command::{}",
+            serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
+        ),
         context: Default::default(),
         request: json!({"argv": argv}),
         environment: Default::default(),
@@ -101,7 +112,11 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     let tmp = std::env::temp_dir().join(format!("writ-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);
-    let init_global = Global { dir: tmp.clone(), json: true, ..g.clone() };
+    let init_global = Global {
+        dir: tmp.clone(),
+        json: true,
+        ..g.clone()
+    };
     // Reuse `writ init` itself, quietly.
     let token = {
         let out = init_quiet(&init_global).await?;
@@ -109,7 +124,9 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     };
     let running = match crate::server::start(&dir, &a.listen, 1, 8).await {
         Ok(r) => r,
-        Err(_) if a.listen != "127.0.0.1:0" => crate::server::start(&dir, "127.0.0.1:0", 1, 8).await?,
+        Err(_) if a.listen != "127.0.0.1:0" => {
+            crate::server::start(&dir, "127.0.0.1:0", 1, 8).await?
+        }
         Err(e) => return Err(e),
     };
     let url = running.url();
@@ -118,39 +135,68 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
         println!("writ demo: data dir {}, server {url}", tmp.display());
         println!("policy {}\n", running.authority.active_policy());
     }
-    let reply = admin.post("/v1/principals", &json!({"uid": "Agent::\"planner\""})).await?;
-    let agent_token = reply.body["token"].as_str().context("no token for the demo agent")?.to_owned();
+    let reply = admin
+        .post("/v1/principals", &json!({"uid": "Agent::\"planner\""}))
+        .await?;
+    let agent_token = reply.body["token"]
+        .as_str()
+        .context("no token for the demo agent")?
+        .to_owned();
     let agent = Client::new(&url, Some(agent_token));
-    let mut s = Step { n: 0, total: 6, client: &agent, failures: 0, json: g.json, results: Vec::new() };
+    let mut s = Step {
+        n: 0,
+        total: 6,
+        client: &agent,
+        failures: 0,
+        json: g.json,
+        results: Vec::new(),
+    };
     let echo = echo_path();
     let hello = [echo, "hello from a governed process"];
 
     // 1. Allowed: authorize, verify, spend, run, record.
     let r = s.authorize(&hello, None).await?;
     let allowed = match &r {
-        AuthorizeResponse::Allow { writ, jti, log_index, .. } => {
+        AuthorizeResponse::Allow {
+            writ,
+            jti,
+            log_index,
+            ..
+        } => {
             let v = s.verify(writ, &hello).await?;
-            let start = agent.post(&format!("/v1/executions/{jti}/start"), &json!({})).await?;
+            let start = agent
+                .post(&format!("/v1/executions/{jti}/start"), &json!({}))
+                .await?;
             if !start.ok() {
                 bail!("start failed: {}", start.message());
             }
             let t0 = std::time::Instant::now();
-            let out = std::process::Command::new(echo).arg(hello[1]).output().context("running echo")?;
+            let out = std::process::Command::new(echo)
+                .arg(hello[1])
+                .output()
+                .context("running echo")?;
             let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             let finish = json!({
                 "exit_status": out.status.code(), "duration_ms": t0.elapsed().as_millis() as u64,
                 "stdout_digest": writ_artifact::canonical::digest_bytes(&out.stdout),
             });
-            agent.post(&format!("/v1/executions/{jti}/finish"), &finish).await?;
+            agent
+                .post(&format!("/v1/executions/{jti}/finish"), &finish)
+                .await?;
             s.show(
                 &format!("Agent::\"planner\" runs `{} \"{}\"`", hello[0], hello[1]),
                 "allow",
                 "allow",
-                &format!("log entry {log_index}, writ {}, started once, printed {stdout:?}", outcome_of_verify(&v)),
+                &format!(
+                    "log entry {log_index}, writ {}, started once, printed {stdout:?}",
+                    outcome_of_verify(&v)
+                ),
             );
             Some((writ.clone(), jti.clone()))
         }
-        AuthorizeResponse::Deny { reason, message, .. } => {
+        AuthorizeResponse::Deny {
+            reason, message, ..
+        } => {
             s.show("allowed action", "allow", reason.as_str(), message);
             None
         }
@@ -159,35 +205,66 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     // 2. Denied by policy.
     let rm = ["/usr/bin/rm", "-rf", "/srv/important"];
     match s.authorize(&rm, None).await? {
-        AuthorizeResponse::Deny { reason, message, log_index } => s.show(
+        AuthorizeResponse::Deny {
+            reason,
+            message,
+            log_index,
+        } => s.show(
             "Agent::\"planner\" asks to run `rm -rf /srv/important`",
             "policy_denied",
             reason.as_str(),
-            &format!("{message} (denial logged as entry {})", log_index.map_or("-".into(), |i| i.to_string())),
+            &format!(
+                "{message} (denial logged as entry {})",
+                log_index.map_or("-".into(), |i| i.to_string())
+            ),
         ),
-        AuthorizeResponse::Allow { .. } => s.show("rm -rf", "policy_denied", "allow", "the default bundle should deny this"),
+        AuthorizeResponse::Allow { .. } => s.show(
+            "rm -rf",
+            "policy_denied",
+            "allow",
+            "the default bundle should deny this",
+        ),
     }
 
     // 3. Tampered writ: change the resource in the claims, keep the signature.
     if let Some((writ, _)) = &allowed {
         let parts: Vec<&str> = writ.split('.').collect();
-        let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.get(1).copied().unwrap_or(""))?)?;
+        let mut claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.get(1).copied().unwrap_or(""))?)?;
         claims["writ"]["resource"] = json!("Command::\"/usr/bin/rm\"");
         let forged = format!(
             "{}.{}.{}",
             parts.first().copied().unwrap_or(""),
-            URL_SAFE_NO_PAD.encode(writ_artifact::canonical::to_canonical_bytes(&claims).map_err(anyhow::Error::msg)?),
+            URL_SAFE_NO_PAD.encode(
+                writ_artifact::canonical::to_canonical_bytes(&claims)
+                    .map_err(anyhow::Error::msg)?
+            ),
             parts.get(2).copied().unwrap_or("")
         );
         let v = s.verify(&forged, &hello).await?;
-        s.show("someone edits the writ's resource to /usr/bin/rm", "invalid_signature", &outcome_of_verify(&v), v.message.as_deref().unwrap_or(""));
+        s.show(
+            "someone edits the writ's resource to /usr/bin/rm",
+            "invalid_signature",
+            &outcome_of_verify(&v),
+            v.message.as_deref().unwrap_or(""),
+        );
     }
 
     // 4. Replay: start the spent writ again.
     if let Some((_, jti)) = &allowed {
-        let again = agent.post(&format!("/v1/executions/{jti}/start"), &json!({})).await?;
-        let got = again.reason().map_or_else(|| format!("HTTP {}", again.status), |r| r.as_str().to_string());
-        s.show("the same writ is presented a second time", "replayed", &got, &again.message());
+        let again = agent
+            .post(&format!("/v1/executions/{jti}/start"), &json!({}))
+            .await?;
+        let got = again.reason().map_or_else(
+            || format!("HTTP {}", again.status),
+            |r| r.as_str().to_string(),
+        );
+        s.show(
+            "the same writ is presented a second time",
+            "replayed",
+            &got,
+            &again.message(),
+        );
     }
 
     // 5. Expired: a 1-second writ, checked after it lapsed (skew 1 s).
@@ -197,25 +274,48 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         let v = s.verify(&writ, &hello).await?;
-        s.show("a 1-second writ is used 3 seconds later", "expired", &outcome_of_verify(&v), v.message.as_deref().unwrap_or(""));
+        s.show(
+            "a 1-second writ is used 3 seconds later",
+            "expired",
+            &outcome_of_verify(&v),
+            v.message.as_deref().unwrap_or(""),
+        );
     }
 
     // 6. Revoked.
     if let AuthorizeResponse::Allow { writ, jti, .. } = s.authorize(&hello, Some(600)).await? {
-        let rv = admin.post("/v1/revocations", &json!({"jti": jti, "reason": "demo: operator pulled it"})).await?;
+        let rv = admin
+            .post(
+                "/v1/revocations",
+                &json!({"jti": jti, "reason": "demo: operator pulled it"}),
+            )
+            .await?;
         if !rv.ok() {
             bail!("revocation failed: {}", rv.message());
         }
         let v = s.verify(&writ, &hello).await?;
-        s.show("an administrator revokes a live writ", "revoked", &outcome_of_verify(&v), v.message.as_deref().unwrap_or(""));
+        s.show(
+            "an administrator revokes a live writ",
+            "revoked",
+            &outcome_of_verify(&v),
+            v.message.as_deref().unwrap_or(""),
+        );
     }
 
     let size = running.authority.log_size();
     let failures = s.failures;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"server": url, "dir": tmp, "log_size": size, "steps": s.results, "failures": failures}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"server": url, "dir": tmp, "log_size": size, "steps": s.results, "failures": failures})
+            )?
+        );
     } else {
-        println!("\n{} steps, {} unexpected; the log now holds {size} entries.", s.n, failures);
+        println!(
+            "\n{} steps, {} unexpected; the log now holds {size} entries.",
+            s.n, failures
+        );
         println!("Entries: {url}/v1/log/entries   JWKS: {url}/.well-known/jwks.json   Metrics: {url}/metrics");
     }
     if !a.once {
@@ -240,6 +340,7 @@ pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
     let writ_key = writ_artifact::WritKey::generate(&writ_artifact::OsEntropy)?;
     let policy_key = writ_artifact::WritKey::generate(&writ_artifact::OsEntropy)?;
     dir.save_writ_key(&writ_key)?;
+    dir.mark_current_writ_key(writ_key.kid())?;
     dir.save_key("policy", &policy_key)?;
     let signed = writ_policy::default_bundle().sign(&policy_key)?;
     let store = Arc::new(writ_store::SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
@@ -254,6 +355,9 @@ pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
     )
     .await
     .map_err(anyhow::Error::msg)?;
-    dir.write_config(&crate::datadir::Config { issuer: "writ".into(), origin: "demo.writ.local/log".into() })?;
+    dir.write_config(&crate::datadir::Config {
+        issuer: "writ".into(),
+        origin: "demo.writ.local/log".into(),
+    })?;
     Ok(out.admin_token)
 }

@@ -42,7 +42,12 @@ pub struct Global {
     #[arg(long, global = true, env = "WRIT_DIR", default_value = ".writ")]
     pub dir: PathBuf,
     /// Server URL for client commands.
-    #[arg(long, global = true, env = "WRIT_SERVER", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "WRIT_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub server: String,
     /// Bearer token for client commands.
     #[arg(long, global = true, env = "WRIT_TOKEN", hide_env_values = true)]
@@ -98,11 +103,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG").unwrap_or_else(|_| "writ=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
+                .unwrap_or_else(|_| "writ=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

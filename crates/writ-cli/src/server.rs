@@ -40,11 +40,15 @@ impl Running {
 }
 
 /// Open the authority of `dir`.
-pub fn open_authority(dir: &DataDir, skew_secs: u64, lineage_depth_max: u32) -> Result<Arc<Authority>> {
+pub fn open_authority(
+    dir: &DataDir,
+    skew_secs: u64,
+    lineage_depth_max: u32,
+) -> Result<Arc<Authority>> {
     dir.require()?;
     let cfg = dir.config()?;
     let store = SqliteStore::open(&dir.db()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let key = dir.current_writ_key()?;
+    let keys = dir.writ_keys()?;
     let config = AuthorityConfig {
         issuer: cfg.issuer,
         log_origin: cfg.origin,
@@ -52,25 +56,51 @@ pub fn open_authority(dir: &DataDir, skew_secs: u64, lineage_depth_max: u32) -> 
         lineage_depth_max,
         ..AuthorityConfig::default()
     };
-    let a = Authority::open(Arc::new(store), Arc::new(SystemClock), Arc::new(OsEntropy), key, config)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("opening the authority in {}", dir.root.display()))?;
+    let a = Authority::open(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        Arc::new(OsEntropy),
+        keys,
+        config,
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("opening the authority in {}", dir.root.display()))?;
     Ok(Arc::new(a))
 }
 
 /// Bind `listen` and serve `dir` in a background task.
-pub async fn start(dir: &DataDir, listen: &str, skew_secs: u64, lineage_depth_max: u32) -> Result<Running> {
+pub async fn start(
+    dir: &DataDir,
+    listen: &str,
+    skew_secs: u64,
+    lineage_depth_max: u32,
+) -> Result<Running> {
     let authority = open_authority(dir, skew_secs, lineage_depth_max)?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let mut state = ServerState::new(authority.clone());
     let keys_dir = DataDir::new(dir.root.clone());
-    state.key_saver = Some(Box::new(move |k| keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))));
+    state.key_saver = Some(Box::new(move |k| {
+        keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))
+    }));
+    let keys_dir = DataDir::new(dir.root.clone());
+    state.key_activated = Some(Box::new(move |kid| {
+        keys_dir
+            .mark_current_writ_key(kid)
+            .map_err(|e| format!("{e:#}"))
+    }));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(writ_server::serve(Arc::new(state), listener, async move {
         let _ = rx.await;
     }));
-    Ok(Running { authority, addr, shutdown: tx, task })
+    Ok(Running {
+        authority,
+        addr,
+        shutdown: tx,
+        task,
+    })
 }
 
 pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
@@ -82,7 +112,11 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
         log_size = running.authority.log_size(),
         "writ serving"
     );
-    eprintln!("writ serving on {} (data dir {}); Ctrl-C stops", running.url(), dir.root.display());
+    eprintln!(
+        "writ serving on {} (data dir {}); Ctrl-C stops",
+        running.url(),
+        dir.root.display()
+    );
     wait_for_signal().await;
     let _ = running.shutdown.send(());
     let _ = running.task.await;

@@ -17,7 +17,7 @@ use writ_artifact::{canonical, ReasonCode, Scope};
 /// Version tag inside every leaf.
 pub const LEAF_VERSION: u64 = 1;
 /// A leaf larger than this is refused (requests are size-limited upstream).
-pub const LEAF_BYTES_MAX: usize = 256 * 1024;
+pub const LEAF_BYTES_MAX: usize = 1024 * 1024;
 
 /// A 32-byte SHA-256 hash.
 pub type Hash = [u8; 32];
@@ -43,7 +43,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Entry {
-    Decision(DecisionEntry),
+    Decision(Box<DecisionEntry>),
     ExecutionStart {
         time_ms: u64,
         jti: String,
@@ -158,7 +158,14 @@ impl Entry {
             m.insert("v".into(), Value::from(LEAF_VERSION));
         }
         canonical::sort_keys_deep(&mut v);
-        canonical::value_to_canonical_bytes(&v)
+        let leaf = canonical::value_to_canonical_bytes(&v)?;
+        if leaf.len() > LEAF_BYTES_MAX {
+            return Err(format!(
+                "entry is {} bytes; a log entry holds at most {LEAF_BYTES_MAX}",
+                leaf.len()
+            ));
+        }
+        Ok(leaf)
     }
 
     /// Parse leaf bytes strictly: canonical form, known version, known shape.
@@ -166,7 +173,8 @@ impl Entry {
         if leaf.len() > LEAF_BYTES_MAX {
             return Err(LeafError::TooLarge(leaf.len()));
         }
-        let mut v: Value = serde_json::from_slice(leaf).map_err(|e| LeafError::Parse(e.to_string()))?;
+        let mut v: Value =
+            serde_json::from_slice(leaf).map_err(|e| LeafError::Parse(e.to_string()))?;
         if canonical::to_canonical_bytes(&v).map_err(LeafError::Parse)? != leaf {
             return Err(LeafError::NotCanonical);
         }
@@ -197,7 +205,7 @@ mod tests {
     use serde_json::json;
 
     fn decision() -> Entry {
-        Entry::Decision(DecisionEntry {
+        Entry::Decision(Box::new(DecisionEntry {
             time_ms: 1,
             principal: "User::\"a\"".into(),
             action: "Action::\"exec\"".into(),
@@ -214,7 +222,7 @@ mod tests {
             jti: None,
             parent: None,
             exp: None,
-        })
+        }))
     }
 
     #[test]
@@ -222,19 +230,31 @@ mod tests {
         let e = decision();
         let leaf = e.to_leaf().unwrap();
         let s = std::str::from_utf8(&leaf).unwrap();
-        assert!(s.contains("\"type\":\"decision\"") && s.contains("\"v\":1"), "{s}");
+        assert!(
+            s.contains("\"type\":\"decision\"") && s.contains("\"v\":1"),
+            "{s}"
+        );
         assert_eq!(Entry::from_leaf(&leaf).unwrap(), e);
         let mut spaced = s.replacen(',', ", ", 1).into_bytes();
-        assert!(matches!(Entry::from_leaf(&spaced), Err(LeafError::NotCanonical)));
+        assert!(matches!(
+            Entry::from_leaf(&spaced),
+            Err(LeafError::NotCanonical)
+        ));
         spaced = s.replace("\"v\":1", "\"v\":2").into_bytes();
-        assert!(matches!(Entry::from_leaf(&spaced), Err(LeafError::Version(_))));
+        assert!(matches!(
+            Entry::from_leaf(&spaced),
+            Err(LeafError::Version(_))
+        ));
     }
 
     #[test]
     fn rfc6962_domain_separation() {
         // The empty-leaf hash is SHA-256(0x00), as in RFC 6962 test vectors.
         assert_eq!(
-            leaf_hash(b"").iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            leaf_hash(b"")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
         let l = leaf_hash(b"a");

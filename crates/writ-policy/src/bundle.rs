@@ -83,7 +83,11 @@ impl BundleSource {
             Some(v) => serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX),
             None => 0,
         };
-        let total = self.policies.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        let total = self
+            .policies
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
             + self.schema.as_ref().map_or(0, String::len)
             + entities_len;
         if total > BUNDLE_BYTES_MAX {
@@ -156,7 +160,9 @@ pub struct Bundle {
 
 impl std::fmt::Debug for Bundle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bundle").field("hash", &self.hash).finish_non_exhaustive()
+        f.debug_struct("Bundle")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
     }
 }
 
@@ -169,12 +175,12 @@ impl Bundle {
         let hash = source.hash()?;
         let mut policies = PolicySet::new();
         for (file, text) in &source.policies {
-            let parsed: PolicySet = text.parse().map_err(|e: cedar_policy::ParseErrors| {
-                BundleError::Parse {
-                    file: file.clone(),
-                    diagnostics: render_parse_errors(&e),
-                }
-            })?;
+            let parsed: PolicySet =
+                text.parse()
+                    .map_err(|e: cedar_policy::ParseErrors| BundleError::Parse {
+                        file: file.clone(),
+                        diagnostics: render_parse_errors(&e),
+                    })?;
             if parsed.templates().next().is_some() {
                 return Err(BundleError::Parse {
                     file: file.clone(),
@@ -201,11 +207,17 @@ impl Bundle {
             Some(text) => {
                 let (schema, _warnings) = Schema::from_cedarschema_str(text)
                     .map_err(|e| BundleError::Schema(render_diagnostic(&e)))?;
-                let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+                let result =
+                    Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
                 if !result.validation_passed() {
                     let mut msg = String::new();
                     for e in result.validation_errors() {
-                        let _ = writeln!(msg, "  - policy {}: {}", e.policy_id(), render_diagnostic(e));
+                        let _ = writeln!(
+                            msg,
+                            "  - policy {}: {}",
+                            e.policy_id(),
+                            render_diagnostic(e)
+                        );
                     }
                     return Err(BundleError::Validation(msg));
                 }
@@ -248,7 +260,11 @@ impl Bundle {
 
     /// Policy ids in the bundle, sorted.
     pub fn policy_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.policies.policies().map(|p| p.id().to_string()).collect();
+        let mut ids: Vec<String> = self
+            .policies
+            .policies()
+            .map(|p| p.id().to_string())
+            .collect();
         ids.sort();
         ids
     }
@@ -297,4 +313,3 @@ pub(crate) mod miette_like {
         }
     }
 }
-

@@ -34,7 +34,10 @@ impl Decision {
             (false, false) => format!("forbidden by {}", self.policies.join(", ")),
         };
         if !self.errors.is_empty() {
-            m.push_str(&format!(" (policies that erred and were skipped: {})", self.errors.join("; ")));
+            m.push_str(&format!(
+                " (policies that erred and were skipped: {})",
+                self.errors.join("; ")
+            ));
         }
         m
     }
@@ -61,7 +64,13 @@ fn uid(what: &str, s: &str) -> Result<EntityUid, InputError> {
 pub fn to_cedar_json(v: &Value) -> Value {
     match v {
         Value::Number(n) if n.as_i64().is_none() => Value::String(n.to_string()),
-        Value::Array(items) => Value::Array(items.iter().filter(|v| !v.is_null()).map(to_cedar_json).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(to_cedar_json)
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.iter()
                 .filter(|(_, v)| !v.is_null())
@@ -84,13 +93,20 @@ fn restricted(v: &Value) -> Result<RestrictedExpression, InputError> {
         },
         Value::String(s) => RestrictedExpression::new_string(s.clone()),
         Value::Array(items) => RestrictedExpression::new_set(
-            items.iter().filter(|v| !v.is_null()).map(restricted).collect::<Result<Vec<_>, _>>()?,
+            items
+                .iter()
+                .filter(|v| !v.is_null())
+                .map(restricted)
+                .collect::<Result<Vec<_>, _>>()?,
         ),
         Value::Object(map) => {
             if let (1, Some(Value::Object(e))) = (map.len(), map.get("__entity")) {
-                if let (Some(Value::String(t)), Some(Value::String(id))) = (e.get("type"), e.get("id")) {
+                if let (Some(Value::String(t)), Some(Value::String(id))) =
+                    (e.get("type"), e.get("id"))
+                {
                     let text = format!("{t}::{}", serde_json::to_string(id).unwrap_or_default());
-                    return uid("entity reference", &text).map(RestrictedExpression::new_entity_uid);
+                    return uid("entity reference", &text)
+                        .map(RestrictedExpression::new_entity_uid);
                 }
             }
             let pairs = map
@@ -98,7 +114,8 @@ fn restricted(v: &Value) -> Result<RestrictedExpression, InputError> {
                 .filter(|(_, v)| !v.is_null())
                 .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
                 .collect::<Result<Vec<_>, InputError>>()?;
-            RestrictedExpression::new_record(pairs).map_err(|e| InputError(format!("context record: {e}")))?
+            RestrictedExpression::new_record(pairs)
+                .map_err(|e| InputError(format!("context record: {e}")))?
         }
         Value::Null => RestrictedExpression::new_bool(false),
     })
@@ -114,21 +131,36 @@ impl Bundle {
         let context = match &self.schema {
             // With a schema, Cedar's JSON parser reads the context by its declared
             // types (extension values, entity references).
-            Some(schema) => Context::from_json_value(to_cedar_json(input.context), Some((schema, &action)))
-                .map_err(|e| InputError(format!("context does not fit the schema: {}", render_diagnostic(&e))))?,
+            Some(schema) => {
+                Context::from_json_value(to_cedar_json(input.context), Some((schema, &action)))
+                    .map_err(|e| {
+                        InputError(format!(
+                            "context does not fit the schema: {}",
+                            render_diagnostic(&e)
+                        ))
+                    })?
+            }
             // Without one, build the record directly: the same values, without
             // the JSON parser's trial deserializations.
             None => {
                 let Value::Object(map) = input.context else {
                     return Err(InputError("context must be a JSON object".into()));
                 };
-                let pairs = map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| Ok((k.clone(), restricted(v)?)));
+                let pairs = map
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| Ok((k.clone(), restricted(v)?)));
                 Context::from_pairs(pairs.collect::<Result<Vec<_>, InputError>>()?)
                     .map_err(|e| InputError(format!("context: {}", render_diagnostic(&e))))?
             }
         };
         let request = Request::new(principal, action, resource, context, self.schema.as_ref())
-            .map_err(|e| InputError(format!("request does not fit the schema: {}", render_diagnostic(&e))))?;
+            .map_err(|e| {
+                InputError(format!(
+                    "request does not fit the schema: {}",
+                    render_diagnostic(&e)
+                ))
+            })?;
         let response = Authorizer::new().is_authorized(&request, &self.policies, &self.entities);
         let diag = response.diagnostics();
         let mut policies: Vec<String> = diag.reason().map(ToString::to_string).collect();
@@ -148,7 +180,10 @@ mod tests {
     use crate::BundleSource;
     use serde_json::json;
 
-    fn bundle(policies: &[(&str, &str)], schema: Option<&str>) -> Result<Bundle, crate::BundleError> {
+    fn bundle(
+        policies: &[(&str, &str)],
+        schema: Option<&str>,
+    ) -> Result<Bundle, crate::BundleError> {
         let mut s = BundleSource::default();
         for (f, t) in policies {
             s.policies.insert((*f).into(), (*t).into());
@@ -158,27 +193,61 @@ mod tests {
     }
 
     fn ask(b: &Bundle, p: &str, a: &str, r: &str, ctx: Value) -> Result<Decision, InputError> {
-        b.decide(DecisionInput { principal: p, action: a, resource: r, context: &ctx })
+        b.decide(DecisionInput {
+            principal: p,
+            action: a,
+            resource: r,
+            context: &ctx,
+        })
     }
 
     #[test]
     fn default_bundle_allows_harmless_exec_and_names_policies() {
         let b = Bundle::compile(crate::default_bundle()).unwrap();
-        let ctx = json!({"scope": {"read": [], "write": [], "net": false}, "lineage": {"depth": 0}});
-        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", ctx.clone()).unwrap();
+        let ctx =
+            json!({"scope": {"read": [], "write": [], "net": false}, "lineage": {"depth": 0}});
+        let d = ask(
+            &b,
+            "User::\"a\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/true\"",
+            ctx.clone(),
+        )
+        .unwrap();
         assert!(d.allow);
         assert_eq!(d.policies, vec!["exec-harmless-commands"]);
-        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/rm\"", ctx.clone()).unwrap();
+        let d = ask(
+            &b,
+            "User::\"a\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/rm\"",
+            ctx.clone(),
+        )
+        .unwrap();
         assert!(!d.allow);
         assert_eq!(d.message(), "no policy permits this request");
         let mut net = ctx.clone();
         net["scope"]["net"] = json!(true);
-        let d = ask(&b, "User::\"a\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", net).unwrap();
+        let d = ask(
+            &b,
+            "User::\"a\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/true\"",
+            net,
+        )
+        .unwrap();
         assert!(!d.allow);
         assert_eq!(d.message(), "forbidden by exec-no-network");
         let mut deep = ctx;
         deep["lineage"]["depth"] = json!(4);
-        let d = ask(&b, "Agent::\"x\"", "Action::\"exec\"", "Command::\"/usr/bin/true\"", deep).unwrap();
+        let d = ask(
+            &b,
+            "Agent::\"x\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/true\"",
+            deep,
+        )
+        .unwrap();
         assert_eq!(d.policies, vec!["lineage-max-depth-3"]);
     }
 
@@ -192,7 +261,14 @@ mod tests {
 
     #[test]
     fn bad_policy_text_is_refused_with_cedar_diagnostics() {
-        let e = bundle(&[("bad.cedar", "permit(principal, action, resource) when { context.x == };")], None).unwrap_err();
+        let e = bundle(
+            &[(
+                "bad.cedar",
+                "permit(principal, action, resource) when { context.x == };",
+            )],
+            None,
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(msg.starts_with("policy file bad.cedar: "), "{msg}");
         assert!(msg.contains("unexpected token"), "{msg}");
@@ -206,35 +282,89 @@ mod tests {
 
     #[test]
     fn schema_validation_refuses_ill_typed_policies() {
-        let ok = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource) when { context.force };")], Some(SCHEMA));
+        let ok = bundle(
+            &[(
+                "p.cedar",
+                "permit(principal, action == Action::\"exec\", resource) when { context.force };",
+            )],
+            Some(SCHEMA),
+        );
         assert!(ok.is_ok(), "{:?}", ok.err());
         let e = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource) when { context.force == 3 };")], Some(SCHEMA)).unwrap_err();
         assert!(matches!(e, crate::BundleError::Validation(_)), "{e}");
-        let e = bundle(&[("p.cedar", "permit(principal == Robot::\"r\", action, resource);")], Some(SCHEMA)).unwrap_err();
+        let e = bundle(
+            &[(
+                "p.cedar",
+                "permit(principal == Robot::\"r\", action, resource);",
+            )],
+            Some(SCHEMA),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("Robot"), "{e}");
-        let e = bundle(&[("p.cedar", "permit(principal, action, resource);")], Some("entity User; action \"exec\" appliesTo { principal: [Nope], resource: [User] };")).unwrap_err();
+        let e = bundle(
+            &[("p.cedar", "permit(principal, action, resource);")],
+            Some("entity User; action \"exec\" appliesTo { principal: [Nope], resource: [User] };"),
+        )
+        .unwrap_err();
         assert!(matches!(e, crate::BundleError::Schema(_)), "{e}");
     }
 
     #[test]
     fn unknown_types_and_actions_under_a_schema_are_input_errors() {
-        let b = bundle(&[("p.cedar", "permit(principal, action == Action::\"exec\", resource);")], Some(SCHEMA)).unwrap();
-        assert!(ask(&b, "User::\"u\"", "Action::\"exec\"", "Command::\"/x\"", json!({"force": true})).unwrap().allow);
+        let b = bundle(
+            &[(
+                "p.cedar",
+                "permit(principal, action == Action::\"exec\", resource);",
+            )],
+            Some(SCHEMA),
+        )
+        .unwrap();
+        assert!(
+            ask(
+                &b,
+                "User::\"u\"",
+                "Action::\"exec\"",
+                "Command::\"/x\"",
+                json!({"force": true})
+            )
+            .unwrap()
+            .allow
+        );
         for (p, a, r) in [
             ("Robot::\"u\"", "Action::\"exec\"", "Command::\"/x\""),
             ("User::\"u\"", "Action::\"fly\"", "Command::\"/x\""),
             ("User::\"u\"", "Action::\"exec\"", "Plane::\"/x\""),
             ("not a uid", "Action::\"exec\"", "Command::\"/x\""),
         ] {
-            assert!(ask(&b, p, a, r, json!({"force": true})).is_err(), "{p} {a} {r}");
+            assert!(
+                ask(&b, p, a, r, json!({"force": true})).is_err(),
+                "{p} {a} {r}"
+            );
         }
-        assert!(ask(&b, "User::\"u\"", "Action::\"exec\"", "Command::\"/x\"", json!({"force": 1})).is_err());
+        assert!(ask(
+            &b,
+            "User::\"u\"",
+            "Action::\"exec\"",
+            "Command::\"/x\"",
+            json!({"force": 1})
+        )
+        .is_err());
     }
 
     #[test]
     fn floats_and_nulls_are_made_cedar_safe() {
         let b = bundle(&[("p.cedar", "permit(principal, action, resource) when { context.f == \"1.5\" && !(context has n) };")], None).unwrap();
-        assert!(ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", json!({"f": 1.5, "n": null})).unwrap().allow);
+        assert!(
+            ask(
+                &b,
+                "U::\"u\"",
+                "A::\"a\"",
+                "R::\"r\"",
+                json!({"f": 1.5, "n": null})
+            )
+            .unwrap()
+            .allow
+        );
     }
 
     #[test]
@@ -246,10 +376,26 @@ mod tests {
             && context.e == User::"u" && !(context has z) };"#;
         let b = bundle(&[("p.cedar", text)], None).unwrap();
         let ctx = json!({"n": 3, "f": 2.5, "s": ["a", "b"], "r": {"x": "y"}, "e": {"__entity": {"type": "User", "id": "u"}}, "z": null});
-        assert!(ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", ctx.clone()).unwrap().allow);
+        assert!(
+            ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", ctx.clone())
+                .unwrap()
+                .allow
+        );
         let via_json = Context::from_json_value(to_cedar_json(&ctx), None).unwrap();
-        let req = Request::new(uid("p", "U::\"u\"").unwrap(), uid("a", "A::\"a\"").unwrap(), uid("r", "R::\"r\"").unwrap(), via_json, None).unwrap();
-        assert_eq!(Authorizer::new().is_authorized(&req, &b.policies, &b.entities).decision(), cedar_policy::Decision::Allow);
+        let req = Request::new(
+            uid("p", "U::\"u\"").unwrap(),
+            uid("a", "A::\"a\"").unwrap(),
+            uid("r", "R::\"r\"").unwrap(),
+            via_json,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            Authorizer::new()
+                .is_authorized(&req, &b.policies, &b.entities)
+                .decision(),
+            cedar_policy::Decision::Allow
+        );
     }
 
     #[test]
@@ -257,7 +403,10 @@ mod tests {
         let a = crate::default_bundle();
         let mut b = crate::default_bundle();
         assert_eq!(a.hash().unwrap(), b.hash().unwrap());
-        b.policies.insert("x.cedar".into(), "permit(principal,action,resource);".into());
+        b.policies.insert(
+            "x.cedar".into(),
+            "permit(principal,action,resource);".into(),
+        );
         assert_ne!(a.hash().unwrap(), b.hash().unwrap());
     }
 }

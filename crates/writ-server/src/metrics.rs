@@ -35,15 +35,31 @@ impl Metrics {
         // 50 us .. ~1.6 s
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let log_size = Gauge::<u64, AtomicU64>::default();
-        registry.register("decisions", "Authorization decisions by outcome and reason code", decisions.clone());
-        registry.register("decision_latency_seconds", "Time to decide, log durably and sign", latency.clone());
+        registry.register(
+            "decisions",
+            "Authorization decisions by outcome and reason code",
+            decisions.clone(),
+        );
+        registry.register(
+            "decision_latency_seconds",
+            "Time to decide, log durably and sign",
+            latency.clone(),
+        );
         registry.register("log_entries", "Entries in the audit log", log_size.clone());
-        Metrics { registry, decisions, latency, log_size }
+        Metrics {
+            registry,
+            decisions,
+            latency,
+            log_size,
+        }
     }
 
     pub fn record(&self, outcome: &str, reason: &str, seconds: f64) {
         self.decisions
-            .get_or_create(&DecisionLabels { outcome: outcome.into(), reason: reason.into() })
+            .get_or_create(&DecisionLabels {
+                outcome: outcome.into(),
+                reason: reason.into(),
+            })
             .inc();
         self.latency.observe(seconds);
     }

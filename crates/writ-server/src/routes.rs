@@ -36,13 +36,24 @@ pub type KeySaver = dyn Fn(&WritKey) -> Result<(), String> + Send + Sync;
 pub struct ServerState {
     pub authority: Arc<Authority>,
     pub metrics: Metrics,
-    /// Persists a new writ key on rotation; `None` disables rotation over HTTP.
+    /// Persists a new writ key on rotation, before it is used; `None`
+    /// disables rotation over HTTP.
     pub key_saver: Option<Box<KeySaver>>,
+    /// Told the kid of the new key once the rotation committed.
+    pub key_activated: Option<Box<KeyActivated>>,
 }
+
+/// Notes a committed rotation (e.g. the data dir's `keys/current`).
+pub type KeyActivated = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 
 impl ServerState {
     pub fn new(authority: Arc<Authority>) -> ServerState {
-        ServerState { authority, metrics: Metrics::new(), key_saver: None }
+        ServerState {
+            authority,
+            metrics: Metrics::new(),
+            key_saver: None,
+            key_activated: None,
+        }
     }
 }
 
@@ -57,8 +68,21 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-fn error(status: StatusCode, kind: &str, reason: Option<ReasonCode>, message: impl Into<String>) -> Response {
-    (status, axum::Json(ErrorBody { error: kind.into(), reason, message: message.into() })).into_response()
+fn error(
+    status: StatusCode,
+    kind: &str,
+    reason: Option<ReasonCode>,
+    message: impl Into<String>,
+) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: kind.into(),
+            reason,
+            message: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 fn denial_status(r: ReasonCode) -> StatusCode {
@@ -84,10 +108,15 @@ impl IntoResponse for CallErrorResponse {
             CallError::Forbidden(m) => error(StatusCode::FORBIDDEN, "forbidden", None, m),
             CallError::NotFound(m) => error(StatusCode::NOT_FOUND, "not_found", None, m),
             CallError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", None, m),
-            CallError::Denied(d) => error(denial_status(d.reason), "denied", Some(d.reason), d.message),
-            CallError::Unavailable(m) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(ReasonCode::AuthorityUnavailable), m)
+            CallError::Denied(d) => {
+                error(denial_status(d.reason), "denied", Some(d.reason), d.message)
             }
+            CallError::Unavailable(m) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                Some(ReasonCode::AuthorityUnavailable),
+                m,
+            ),
         }
     }
 }
@@ -114,10 +143,21 @@ fn json_rejection(rej: JsonRejection) -> Response {
         _ => "bad_request",
     };
     let msg = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "request body is larger than this route accepts".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "request body is larger than this route accepts".to_string()
+        }
         _ => rej.body_text(),
     };
-    error(if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status }, kind, None, msg)
+    error(
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        },
+        kind,
+        None,
+        msg,
+    )
 }
 
 /// The authenticated caller.
@@ -131,12 +171,22 @@ impl FromRequestParts<Shared> for Caller {
             .authority
             .authenticate(token.unwrap_or_default())
             .map(Caller)
-            .map_err(|d| error(StatusCode::UNAUTHORIZED, "denied", Some(d.reason), d.message))
+            .map_err(|d| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "denied",
+                    Some(d.reason),
+                    d.message,
+                )
+            })
     }
 }
 
 fn bearer(h: &HeaderMap) -> Option<&str> {
-    h.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 pub fn router(state: Shared) -> Router {
@@ -162,18 +212,33 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/", get(index))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", None, "no such route; see /openapi.json") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                None,
+                "no such route; see /openapi.json",
+            )
+        })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
 }
 
-async fn authorize(State(s): State<Shared>, headers: HeaderMap, body: Result<Json<AuthorizeRequest>, Response>) -> Response {
+async fn authorize(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<AuthorizeRequest>, Response>,
+) -> Response {
     let t0 = Instant::now();
     // Authenticate before looking at the body: an anonymous caller learns nothing.
-    let who = match s.authority.authenticate(bearer(&headers).unwrap_or_default()) {
+    let who = match s
+        .authority
+        .authenticate(bearer(&headers).unwrap_or_default())
+    {
         Ok(p) => p,
         Err(d) => {
-            s.metrics.record("deny", d.reason.as_str(), t0.elapsed().as_secs_f64());
+            s.metrics
+                .record("deny", d.reason.as_str(), t0.elapsed().as_secs_f64());
             return deny_response(&d, None);
         }
     };
@@ -184,7 +249,11 @@ async fn authorize(State(s): State<Shared>, headers: HeaderMap, body: Result<Jso
     match s.authority.authorize(&who, req).await {
         Ok(resp) => {
             let reason = resp.reason().map_or("", ReasonCode::as_str);
-            s.metrics.record(if resp.is_allow() { "allow" } else { "deny" }, reason, t0.elapsed().as_secs_f64());
+            s.metrics.record(
+                if resp.is_allow() { "allow" } else { "deny" },
+                reason,
+                t0.elapsed().as_secs_f64(),
+            );
             let status = match &resp {
                 AuthorizeResponse::Allow { .. } => StatusCode::OK,
                 AuthorizeResponse::Deny { reason, .. } => denial_status(*reason),
@@ -196,7 +265,11 @@ async fn authorize(State(s): State<Shared>, headers: HeaderMap, body: Result<Jso
 }
 
 fn deny_response(d: &Denial, log_index: Option<u64>) -> Response {
-    let body = AuthorizeResponse::Deny { reason: d.reason, message: d.message.clone(), log_index };
+    let body = AuthorizeResponse::Deny {
+        reason: d.reason,
+        message: d.message.clone(),
+        log_index,
+    };
     (denial_status(d.reason), axum::Json(body)).into_response()
 }
 
@@ -231,7 +304,11 @@ fn cedar_uid(type_: &str, id: &str) -> String {
     format!("{type_}::{}", serde_json::to_string(id).unwrap_or_default())
 }
 
-async fn authzen_evaluation(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<AuthzenRequest>) -> Response {
+async fn authzen_evaluation(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<AuthzenRequest>,
+) -> Response {
     let t0 = Instant::now();
     let deny = |code: ReasonCode, message: String, log_index: Option<u64>| {
         axum::Json(json!({"decision": false, "context": {"reason": code, "message": message, "log_index": log_index}}))
@@ -242,7 +319,10 @@ async fn authzen_evaluation(State(s): State<Shared>, Caller(who): Caller, Json(r
         if uid != who.uid {
             return deny(
                 ReasonCode::Unauthenticated,
-                format!("subject {uid} is not the authenticated principal {}", who.uid),
+                format!(
+                    "subject {uid} is not the authenticated principal {}",
+                    who.uid
+                ),
                 None,
             );
         }
@@ -264,12 +344,22 @@ async fn authzen_evaluation(State(s): State<Shared>, Caller(who): Caller, Json(r
         lifetime_secs: None,
     };
     match s.authority.authorize(&who, areq).await {
-        Ok(AuthorizeResponse::Allow { writ, log_index, jti, .. }) => {
+        Ok(AuthorizeResponse::Allow {
+            writ,
+            log_index,
+            jti,
+            ..
+        }) => {
             s.metrics.record("allow", "", t0.elapsed().as_secs_f64());
             axum::Json(json!({"decision": true, "context": {"log_index": log_index, "jti": jti, "writ": writ}})).into_response()
         }
-        Ok(AuthorizeResponse::Deny { reason, message, log_index }) => {
-            s.metrics.record("deny", reason.as_str(), t0.elapsed().as_secs_f64());
+        Ok(AuthorizeResponse::Deny {
+            reason,
+            message,
+            log_index,
+        }) => {
+            s.metrics
+                .record("deny", reason.as_str(), t0.elapsed().as_secs_f64());
             deny(reason, message, log_index)
         }
         Err(BadRequest(m)) => error(StatusCode::BAD_REQUEST, "bad_request", None, m),
@@ -278,12 +368,21 @@ async fn authzen_evaluation(State(s): State<Shared>, Caller(who): Caller, Json(r
 
 async fn verify(State(s): State<Shared>, Json(req): Json<VerifyRequest>) -> Response {
     let resp = match s.authority.verify(&req) {
-        Ok(v) => VerifyResponse { valid: true, reason: None, message: None, claims: Some(v.claims().clone()) },
+        Ok(v) => VerifyResponse {
+            valid: true,
+            reason: None,
+            message: None,
+            claims: Some(v.claims().clone()),
+            unverified_claims: None,
+        },
         Err(d) => VerifyResponse {
             valid: false,
             reason: Some(d.reason),
             message: Some(d.message),
-            claims: writ_artifact::decode_unverified(&req.writ).ok().map(|(_, c)| c),
+            claims: None,
+            unverified_claims: writ_artifact::decode_unverified(&req.writ)
+                .ok()
+                .map(|(_, c)| c),
         },
     };
     axum::Json(resp).into_response()
@@ -301,7 +400,14 @@ async fn start(
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", None, format!("invalid start body: {e}")),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    None,
+                    format!("invalid start body: {e}"),
+                )
+            }
         }
     };
     match s.authority.start(&who, &jti, &req).await {
@@ -310,14 +416,23 @@ async fn start(
     }
 }
 
-async fn finish(State(s): State<Shared>, Caller(who): Caller, Path(jti): Path<String>, Json(req): Json<FinishRequest>) -> Response {
+async fn finish(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Path(jti): Path<String>,
+    Json(req): Json<FinishRequest>,
+) -> Response {
     match s.authority.finish(&who, &jti, &req).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
     }
 }
 
-async fn revoke(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<RevokeRequest>) -> Response {
+async fn revoke(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<RevokeRequest>,
+) -> Response {
     match s.authority.revoke(&who, &req).await {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
@@ -331,12 +446,15 @@ async fn list_revocations(State(s): State<Shared>, Caller(_): Caller) -> Respons
     }
 }
 
-async fn revocation_stream(State(s): State<Shared>, Caller(_): Caller) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+async fn revocation_stream(
+    State(s): State<Shared>,
+    Caller(_): Caller,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.authority.subscribe();
     let stream = BroadcastStream::new(rx).filter_map(|ev| match ev {
-        Ok(ev @ Event::Revocation { .. }) => {
-            Some(Ok(SseEvent::default().event("revocation").data(serde_json::to_string(&ev).unwrap_or_default())))
-        }
+        Ok(ev @ Event::Revocation { .. }) => Some(Ok(SseEvent::default()
+            .event("revocation")
+            .data(serde_json::to_string(&ev).unwrap_or_default()))),
         Ok(_) => None,
         // A lagging subscriber must resynchronize: tell it rather than skip silently.
         Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
@@ -344,7 +462,11 @@ async fn revocation_stream(State(s): State<Shared>, Caller(_): Caller) -> Sse<im
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-async fn add_principal(State(s): State<Shared>, Caller(who): Caller, Json(req): Json<PrincipalRequest>) -> Response {
+async fn add_principal(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<PrincipalRequest>,
+) -> Response {
     match s.authority.add_principal(&who, &req).await {
         Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
@@ -367,20 +489,35 @@ async fn list_policies(State(s): State<Shared>, Caller(_): Caller) -> Response {
     .into_response()
 }
 
-async fn upload_policy(State(s): State<Shared>, Caller(who): Caller, Json(bundle): Json<SignedBundle>) -> Response {
+async fn upload_policy(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(bundle): Json<SignedBundle>,
+) -> Response {
     let hash = bundle.hash.clone();
     match s.authority.activate(&who, bundle).await {
-        Ok(log_index) => axum::Json(json!({"active": hash, "log_index": log_index})).into_response(),
+        Ok(log_index) => {
+            axum::Json(json!({"active": hash, "log_index": log_index})).into_response()
+        }
         Err(e) => CallErrorResponse(e).into_response(),
     }
 }
 
 async fn rotate_key(State(s): State<Shared>, Caller(who): Caller) -> Response {
     if !who.admin {
-        return CallErrorResponse(CallError::Forbidden(format!("{} is not an administrator", who.uid))).into_response();
+        return CallErrorResponse(CallError::Forbidden(format!(
+            "{} is not an administrator",
+            who.uid
+        )))
+        .into_response();
     }
     let Some(save) = &s.key_saver else {
-        return error(StatusCode::NOT_IMPLEMENTED, "unsupported", None, "this server cannot store new keys");
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported",
+            None,
+            "this server cannot store new keys",
+        );
     };
     let key = match WritKey::generate(&writ_artifact::OsEntropy) {
         Ok(k) => k,
@@ -391,7 +528,14 @@ async fn rotate_key(State(s): State<Shared>, Caller(who): Caller) -> Response {
     }
     let kid = key.kid().to_owned();
     match s.authority.rotate_key(&who, key).await {
-        Ok(log_index) => axum::Json(json!({"kid": kid, "log_index": log_index})).into_response(),
+        Ok(log_index) => {
+            if let Some(note) = &s.key_activated {
+                if let Err(e) = note(&kid) {
+                    tracing::warn!(error = %e, "rotation committed but keys/current could not be updated");
+                }
+            }
+            axum::Json(json!({"kid": kid, "log_index": log_index})).into_response()
+        }
         Err(e) => CallErrorResponse(e).into_response(),
     }
 }
@@ -409,15 +553,32 @@ struct Range {
     end: Option<u64>,
 }
 
-async fn log_entries(State(s): State<Shared>, q: Result<Query<Range>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn log_entries(
+    State(s): State<Shared>,
+    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Ok(Query(q)) = q else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", None, "start and end must be non-negative integers");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            "start and end must be non-negative integers",
+        );
     };
     let size = s.authority.log_size();
     let start = q.start.unwrap_or(0);
-    let end = q.end.unwrap_or(size).min(size).min(start.saturating_add(ENTRIES_PAGE_MAX));
+    let end = q
+        .end
+        .unwrap_or(size)
+        .min(size)
+        .min(start.saturating_add(ENTRIES_PAGE_MAX));
     if start > end {
-        return error(StatusCode::BAD_REQUEST, "bad_request", None, format!("start {start} is past end {end}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            format!("start {start} is past end {end}"),
+        );
     }
     match s.authority.store().entries(start, end) {
         Ok(leaves) => {
@@ -444,12 +605,19 @@ async fn log_entries(State(s): State<Shared>, q: Result<Query<Range>, axum::extr
 }
 
 async fn jwks(State(s): State<Shared>) -> Response {
-    ([(header::CACHE_CONTROL, "max-age=60")], axum::Json(s.authority.jwks())).into_response()
+    (
+        [(header::CACHE_CONTROL, "max-age=60")],
+        axum::Json(s.authority.jwks()),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(s.authority.log_size()),
     )
         .into_response()
@@ -461,8 +629,15 @@ async fn healthz() -> Response {
 
 async fn readyz(State(s): State<Shared>) -> Response {
     match s.authority.store().log_size() {
-        Ok(n) => axum::Json(json!({"ready": true, "log_size": n, "policy": s.authority.active_policy()})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"ready": false, "message": e.to_string()}))).into_response(),
+        Ok(n) => {
+            axum::Json(json!({"ready": true, "log_size": n, "policy": s.authority.active_policy()}))
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "message": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 

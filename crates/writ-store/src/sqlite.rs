@@ -118,11 +118,15 @@ fn open_conn(path: &Path, create: bool) -> Result<Connection, StoreError> {
     }
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(unavailable)?;
+    conn.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(unavailable)?;
     // WAL with synchronous=FULL: every commit is fsynced before it returns.
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(unavailable)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(unavailable)?;
     Ok(conn)
 }
 
@@ -130,7 +134,9 @@ impl SqliteStore {
     /// Open (creating if needed) the store at `path` and start its writer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = open_conn(path, true)?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(unavailable)?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(unavailable)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::Integrity(format!(
                 "store schema version {version} is newer than this writ ({SCHEMA_VERSION}); upgrade writ"
@@ -140,12 +146,17 @@ impl SqliteStore {
             // Only a new or older store is written here, so opening a store that
             // a server is using (for offline verification) takes no write lock.
             conn.execute_batch(SCHEMA).map_err(unavailable)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unavailable)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(unavailable)?;
         }
         let next: u64 = conn
-            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| r.get(0))
+            .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
+                r.get(0)
+            })
             .map_err(unavailable)?;
-        let count: u64 = conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0)).map_err(unavailable)?;
+        let count: u64 = conn
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+            .map_err(unavailable)?;
         if count != next {
             return Err(StoreError::Integrity(format!(
                 "log has {count} entries but its highest index is {}; indices must be dense",
@@ -213,9 +224,13 @@ impl Writer {
         let start_next = self.next;
         let mut results: Vec<TxResult> = Vec::with_capacity(batch.len());
         let outcome = (|| -> Result<(), StoreError> {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(unavailable)?;
             for (tx, _) in batch.iter() {
-                self.conn.execute_batch("SAVEPOINT tx").map_err(unavailable)?;
+                self.conn
+                    .execute_batch("SAVEPOINT tx")
+                    .map_err(unavailable)?;
                 let before = self.next;
                 match self.apply(tx) {
                     Ok(indices) => {
@@ -223,7 +238,9 @@ impl Writer {
                         results.push(Ok(indices));
                     }
                     Err(e) => {
-                        self.conn.execute_batch("ROLLBACK TO tx; RELEASE tx").map_err(unavailable)?;
+                        self.conn
+                            .execute_batch("ROLLBACK TO tx; RELEASE tx")
+                            .map_err(unavailable)?;
                         self.next = before;
                         results.push(Err(e));
                     }
@@ -250,7 +267,9 @@ impl Writer {
                 Op::Append { leaf } => {
                     let hash = writ_log::leaf_hash(leaf);
                     self.conn
-                        .prepare_cached("INSERT INTO entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)")
+                        .prepare_cached(
+                            "INSERT INTO entries (idx, leaf, leaf_hash) VALUES (?1, ?2, ?3)",
+                        )
                         .and_then(|mut s| s.execute(params![self.next, leaf, &hash[..]]))
                         .map_err(unavailable)?;
                     indices.push(self.next);
@@ -274,9 +293,16 @@ impl Writer {
                     self.conn
                         .prepare_cached("INSERT INTO executions (jti, started_ms) VALUES (?1, ?2)")
                         .and_then(|mut s| s.execute(params![jti, time_ms]))
-                        .map_err(|e| conflict_or_unavailable(e, || format!("writ {jti} was already spent")))?;
+                        .map_err(|e| {
+                            conflict_or_unavailable(e, || format!("writ {jti} was already spent"))
+                        })?;
                 }
-                Op::Finish { jti, time_ms, exit_status, outcome } => {
+                Op::Finish {
+                    jti,
+                    time_ms,
+                    exit_status,
+                    outcome,
+                } => {
                     let n = self
                         .conn
                         .prepare_cached(
@@ -307,15 +333,21 @@ impl Writer {
                 }
                 Op::PutBundle { hash, signed_json } => {
                     self.conn
-                        .prepare_cached("INSERT OR IGNORE INTO bundles (hash, signed_json) VALUES (?1, ?2)")
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO bundles (hash, signed_json) VALUES (?1, ?2)",
+                        )
                         .and_then(|mut s| s.execute(params![hash, signed_json]))
                         .map_err(unavailable)?;
                 }
                 Op::Activate { hash, time_ms, by } => {
                     self.conn
-                        .prepare_cached("INSERT INTO activations (hash, time_ms, by) VALUES (?1, ?2, ?3)")
+                        .prepare_cached(
+                            "INSERT INTO activations (hash, time_ms, by) VALUES (?1, ?2, ?3)",
+                        )
                         .and_then(|mut s| s.execute(params![hash, time_ms, by]))
-                        .map_err(|e| conflict_or_unavailable(e, || format!("bundle {hash} is not stored")))?;
+                        .map_err(|e| {
+                            conflict_or_unavailable(e, || format!("bundle {hash} is not stored"))
+                        })?;
                 }
                 Op::PutKey(k) => {
                     self.conn
@@ -336,7 +368,9 @@ impl Writer {
 
 fn conflict_or_unavailable(e: rusqlite::Error, msg: impl FnOnce() -> String) -> StoreError {
     match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             StoreError::Conflict(msg())
         }
         other => unavailable(other),
@@ -344,8 +378,9 @@ fn conflict_or_unavailable(e: rusqlite::Error, msg: impl FnOnce() -> String) -> 
 }
 
 fn hash32(v: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
-    v.try_into()
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob))
+    v.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "hash".into(), rusqlite::types::Type::Blob)
+    })
 }
 
 fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
@@ -377,14 +412,18 @@ impl Store for SqliteStore {
             Err(TrySendError::Full(_)) => Ticket::ready(Err(StoreError::Unavailable(format!(
                 "more than {QUEUE_TX_MAX} transactions are waiting for the disk"
             )))),
-            Err(TrySendError::Disconnected(_)) => {
-                Ticket::ready(Err(StoreError::Unavailable("the store's writer has stopped".into())))
-            }
+            Err(TrySendError::Disconnected(_)) => Ticket::ready(Err(StoreError::Unavailable(
+                "the store's writer has stopped".into(),
+            ))),
         }
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
-        self.read(|c| c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| r.get(0)))
+        self.read(|c| {
+            c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
+                r.get(0)
+            })
+        })
     }
 
     fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredLeaf>, StoreError> {
@@ -399,9 +438,16 @@ impl Store for SqliteStore {
 
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.read(|c| {
-            let mut s = c.prepare_cached("SELECT uid, token_hash, admin, created_ms FROM principals ORDER BY uid")?;
+            let mut s = c.prepare_cached(
+                "SELECT uid, token_hash, admin, created_ms FROM principals ORDER BY uid",
+            )?;
             let rows = s.query_map([], |r| {
-                Ok(PrincipalRecord { uid: r.get(0)?, token_hash: hash32(r.get(1)?)?, admin: r.get(2)?, created_ms: r.get(3)? })
+                Ok(PrincipalRecord {
+                    uid: r.get(0)?,
+                    token_hash: hash32(r.get(1)?)?,
+                    admin: r.get(2)?,
+                    created_ms: r.get(3)?,
+                })
             })?;
             rows.collect()
         })
@@ -417,7 +463,9 @@ impl Store for SqliteStore {
 
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError> {
         self.read(|c| {
-            let mut s = c.prepare_cached(&format!("SELECT {WRIT_COLUMNS} FROM writs WHERE parent = ?1 ORDER BY log_index"))?;
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {WRIT_COLUMNS} FROM writs WHERE parent = ?1 ORDER BY log_index"
+            ))?;
             let rows = s.query_map([jti], writ_row)?;
             rows.collect()
         })
@@ -459,8 +507,16 @@ impl Store for SqliteStore {
 
     fn activations(&self) -> Result<Vec<ActivationRecord>, StoreError> {
         self.read(|c| {
-            let mut s = c.prepare_cached("SELECT seq, hash, time_ms, by FROM activations ORDER BY seq")?;
-            let rows = s.query_map([], |r| Ok(ActivationRecord { seq: r.get(0)?, hash: r.get(1)?, time_ms: r.get(2)?, by: r.get(3)? }))?;
+            let mut s =
+                c.prepare_cached("SELECT seq, hash, time_ms, by FROM activations ORDER BY seq")?;
+            let rows = s.query_map([], |r| {
+                Ok(ActivationRecord {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                    time_ms: r.get(2)?,
+                    by: r.get(3)?,
+                })
+            })?;
             rows.collect()
         })
     }

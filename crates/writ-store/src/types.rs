@@ -22,13 +22,18 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub enum Op {
     /// Append a log leaf; its index is returned in order.
-    Append { leaf: Vec<u8> },
+    Append {
+        leaf: Vec<u8>,
+    },
     /// Remember an issued writ (for lineage, revocation and the console). Its
     /// `log_index` is taken from the last `Append` before it in the same
     /// transaction, when there is one.
     RecordWrit(WritRecord),
     /// Spend a nonce: a conflict if it was spent before.
-    Spend { jti: String, time_ms: u64 },
+    Spend {
+        jti: String,
+        time_ms: u64,
+    },
     /// Record the end of an execution.
     Finish {
         jti: String,
@@ -40,9 +45,16 @@ pub enum Op {
     /// Register a principal: a conflict if the UID exists.
     PutPrincipal(PrincipalRecord),
     /// Store a signed bundle by hash (kept forever; a no-op if present).
-    PutBundle { hash: String, signed_json: String },
+    PutBundle {
+        hash: String,
+        signed_json: String,
+    },
     /// Make a stored bundle the active one.
-    Activate { hash: String, time_ms: u64, by: String },
+    Activate {
+        hash: String,
+        time_ms: u64,
+        by: String,
+    },
     PutKey(KeyRecord),
 }
 
@@ -94,7 +106,9 @@ impl Future for Ticket {
     type Output = TxResult;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TxResult> {
         match &mut self.0 {
-            TicketInner::Pending(rx) => Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(writer_gone()))),
+            TicketInner::Pending(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(writer_gone()))),
             TicketInner::Ready(r) => Poll::Ready(r.take().unwrap_or_else(|| Err(writer_gone()))),
         }
     }

@@ -14,7 +14,10 @@ impl Entropy for Seeded {
 const NOW: u64 = 1_800_000_000;
 
 fn claims() -> Claims {
-    let facts = json!({"host": "a", "cwd": "/"}).as_object().unwrap().clone();
+    let facts = json!({"host": "a", "cwd": "/"})
+        .as_object()
+        .unwrap()
+        .clone();
     let jti = "0123456789abcdef0123456789abcdef".to_string();
     Claims {
         iss: "writ".into(),
@@ -31,8 +34,15 @@ fn claims() -> Claims {
             environment: EnvironmentBinding::bind(facts).unwrap(),
             scope: Scope::default(),
             policy: canonical::digest_bytes(b"bundle"),
-            lineage: Lineage { parent: None, root: jti, depth: 0 },
-            log: LogPointer { origin: "writ.test".into(), index: 0 },
+            lineage: Lineage {
+                parent: None,
+                root: jti,
+                depth: 0,
+            },
+            log: LogPointer {
+                origin: "writ.test".into(),
+                index: 0,
+            },
         },
     }
 }
@@ -44,7 +54,11 @@ fn ring(key: &WritKey) -> KeyRing {
 }
 
 fn opts() -> VerifyOptions {
-    VerifyOptions { now_unix_secs: NOW + 1, skew_secs: 5, ..VerifyOptions::default() }
+    VerifyOptions {
+        now_unix_secs: NOW + 1,
+        skew_secs: 5,
+        ..VerifyOptions::default()
+    }
 }
 
 fn code(r: Result<VerifiedWrit, Denial>) -> ReasonCode {
@@ -52,7 +66,11 @@ fn code(r: Result<VerifiedWrit, Denial>) -> ReasonCode {
 }
 
 fn resign_raw(key: &WritKey, header: &[u8], payload: &[u8]) -> String {
-    let mut t = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    let mut t = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
     let sig = key.sign(t.as_bytes());
     t.push('.');
     t.push_str(&URL_SAFE_NO_PAD.encode(sig));
@@ -72,7 +90,10 @@ fn a_signed_writ_verifies_and_yields_its_claims() {
 fn missing_and_malformed_shapes() {
     let k = WritKey::generate(&Seeded(1)).unwrap();
     let r = ring(&k);
-    assert_eq!(code(verify("", &r, &opts(), &NoStatus)), ReasonCode::MissingArtifact);
+    assert_eq!(
+        code(verify("", &r, &opts(), &NoStatus)),
+        ReasonCode::MissingArtifact
+    );
     let good = sign(&k, &claims()).unwrap();
     let parts: Vec<&str> = good.split('.').collect();
     for bad in [
@@ -82,7 +103,11 @@ fn missing_and_malformed_shapes() {
         format!("{}.{}.{}+", parts[0], parts[1], parts[2]), // standard alphabet
         "x".repeat(WRIT_BYTES_MAX + 1),
     ] {
-        assert_eq!(code(verify(&bad, &r, &opts(), &NoStatus)), ReasonCode::MalformedArtifact, "{bad}");
+        assert_eq!(
+            code(verify(&bad, &r, &opts(), &NoStatus)),
+            ReasonCode::MalformedArtifact,
+            "{bad}"
+        );
     }
 }
 
@@ -101,7 +126,11 @@ fn wrong_alg_typ_extra_header_fields_and_noncanonical_json_are_malformed() {
         format!(r#"{{"alg":"EdDSA", "kid":"{kid}","typ":"writ+jwt"}}"#),
     ] {
         let t = resign_raw(&k, header.as_bytes(), &payload);
-        assert_eq!(code(verify(&t, &r, &opts(), &NoStatus)), ReasonCode::MalformedArtifact, "{header}");
+        assert_eq!(
+            code(verify(&t, &r, &opts(), &NoStatus)),
+            ReasonCode::MalformedArtifact,
+            "{header}"
+        );
     }
     let header = format!(r#"{{"alg":"EdDSA","kid":"{kid}","typ":"writ+jwt"}}"#);
     // Same claims, but pretty-printed / extra field / duplicate key.
@@ -113,7 +142,10 @@ fn wrong_alg_typ_extra_header_fields_and_noncanonical_json_are_malformed() {
     let dup = s.replacen("{\"aud\":", "{\"aud\":\"other\",\"aud\":", 1);
     for p in [pretty, extra, dup.into_bytes()] {
         let t = resign_raw(&k, header.as_bytes(), &p);
-        assert_eq!(code(verify(&t, &r, &opts(), &NoStatus)), ReasonCode::MalformedArtifact);
+        assert_eq!(
+            code(verify(&t, &r, &opts(), &NoStatus)),
+            ReasonCode::MalformedArtifact
+        );
     }
     // The canonical form itself passes, so the rejections above are about shape.
     let t = resign_raw(&k, header.as_bytes(), &payload);
@@ -126,7 +158,10 @@ fn foreign_key_unknown_kid_edited_claims_and_noncanonical_signature_are_invalid(
     let foreign = WritKey::generate(&Seeded(2)).unwrap();
     let r = ring(&k);
     let t = sign(&foreign, &claims()).unwrap();
-    assert_eq!(code(verify(&t, &r, &opts(), &NoStatus)), ReasonCode::InvalidSignature);
+    assert_eq!(
+        code(verify(&t, &r, &opts(), &NoStatus)),
+        ReasonCode::InvalidSignature
+    );
 
     // Edited claims, re-encoded canonically but not re-signed.
     let good = sign(&k, &claims()).unwrap();
@@ -135,7 +170,10 @@ fn foreign_key_unknown_kid_edited_claims_and_noncanonical_signature_are_invalid(
     let forged_payload = URL_SAFE_NO_PAD.encode(canonical::to_canonical_bytes(&c).unwrap());
     let p: Vec<&str> = good.split('.').collect();
     let forged = format!("{}.{}.{}", p[0], forged_payload, p[2]);
-    assert_eq!(code(verify(&forged, &r, &opts(), &NoStatus)), ReasonCode::InvalidSignature);
+    assert_eq!(
+        code(verify(&forged, &r, &opts(), &NoStatus)),
+        ReasonCode::InvalidSignature
+    );
 
     // A foreign kid with our signature bytes.
     let foreign_header = URL_SAFE_NO_PAD.encode(format!(
@@ -143,7 +181,10 @@ fn foreign_key_unknown_kid_edited_claims_and_noncanonical_signature_are_invalid(
         foreign.kid()
     ));
     let swapped = format!("{}.{}.{}", foreign_header, p[1], p[2]);
-    assert_eq!(code(verify(&swapped, &r, &opts(), &NoStatus)), ReasonCode::InvalidSignature);
+    assert_eq!(
+        code(verify(&swapped, &r, &opts(), &NoStatus)),
+        ReasonCode::InvalidSignature
+    );
 
     // Non-canonical S: add the group order L to S. Plain verification of the
     // "same" signature would be malleable; verify_strict refuses it.
@@ -159,7 +200,10 @@ fn foreign_key_unknown_kid_edited_claims_and_noncanonical_signature_are_invalid(
         carry = s >> 8;
     }
     let malleated = format!("{}.{}.{}", p[0], p[1], URL_SAFE_NO_PAD.encode(&sig));
-    assert_eq!(code(verify(&malleated, &r, &opts(), &NoStatus)), ReasonCode::InvalidSignature);
+    assert_eq!(
+        code(verify(&malleated, &r, &opts(), &NoStatus)),
+        ReasonCode::InvalidSignature
+    );
 }
 
 #[test]
@@ -167,11 +211,27 @@ fn time_window_with_skew() {
     let k = WritKey::generate(&Seeded(1)).unwrap();
     let r = ring(&k);
     let t = sign(&k, &claims()).unwrap();
-    let at = |now| VerifyOptions { now_unix_secs: now, skew_secs: 5, ..VerifyOptions::default() };
-    assert!(verify(&t, &r, &at(NOW - 5), &NoStatus).is_ok(), "skew tolerated before nbf");
-    assert_eq!(code(verify(&t, &r, &at(NOW - 6), &NoStatus)), ReasonCode::NotYetValid);
-    assert!(verify(&t, &r, &at(NOW + 64), &NoStatus).is_ok(), "skew tolerated after exp");
-    assert_eq!(code(verify(&t, &r, &at(NOW + 65), &NoStatus)), ReasonCode::Expired);
+    let at = |now| VerifyOptions {
+        now_unix_secs: now,
+        skew_secs: 5,
+        ..VerifyOptions::default()
+    };
+    assert!(
+        verify(&t, &r, &at(NOW - 5), &NoStatus).is_ok(),
+        "skew tolerated before nbf"
+    );
+    assert_eq!(
+        code(verify(&t, &r, &at(NOW - 6), &NoStatus)),
+        ReasonCode::NotYetValid
+    );
+    assert!(
+        verify(&t, &r, &at(NOW + 64), &NoStatus).is_ok(),
+        "skew tolerated after exp"
+    );
+    assert_eq!(
+        code(verify(&t, &r, &at(NOW + 65), &NoStatus)),
+        ReasonCode::Expired
+    );
 }
 
 #[test]
@@ -185,15 +245,27 @@ fn audience_policy_request_environment_mismatches() {
         f(&mut o);
         verify(&t, &r, &o, &NoStatus)
     };
-    assert_eq!(code(with(&|o| o.audience = Some("mcp:fs".into()))), ReasonCode::AudienceMismatch);
+    assert_eq!(
+        code(with(&|o| o.audience = Some("mcp:fs".into()))),
+        ReasonCode::AudienceMismatch
+    );
     assert!(with(&|o| o.audience = Some("exec@a".into())).is_ok());
     let other = BTreeSet::from([canonical::digest_bytes(b"other bundle")]);
-    assert_eq!(code(with(&|o| o.accepted_policies = Some(other.clone()))), ReasonCode::PolicyMismatch);
+    assert_eq!(
+        code(with(&|o| o.accepted_policies = Some(other.clone()))),
+        ReasonCode::PolicyMismatch
+    );
     let digest = canonical::digest_json(&json!({"argv": ["/bin/false"]})).unwrap();
-    assert_eq!(code(with(&|o| o.request_digest = Some(digest.clone()))), ReasonCode::RequestMismatch);
+    assert_eq!(
+        code(with(&|o| o.request_digest = Some(digest.clone()))),
+        ReasonCode::RequestMismatch
+    );
     assert!(with(&|o| o.request_digest = Some(c.writ.request.clone())).is_ok());
     let env = canonical::digest_json(&json!({"host": "b", "cwd": "/"})).unwrap();
-    assert_eq!(code(with(&|o| o.environment_digest = Some(env.clone()))), ReasonCode::EnvironmentMismatch);
+    assert_eq!(
+        code(with(&|o| o.environment_digest = Some(env.clone()))),
+        ReasonCode::EnvironmentMismatch
+    );
     assert!(with(&|o| o.environment_digest = Some(c.writ.environment.digest.clone())).is_ok());
 }
 
@@ -219,11 +291,27 @@ fn revoked_replayed_and_unavailable_status_fail_closed() {
     let k = WritKey::generate(&Seeded(1)).unwrap();
     let r = ring(&k);
     let t = sign(&k, &claims()).unwrap();
-    let online = VerifyOptions { check_spent: true, ..opts() };
-    let st = |revoked, spent, down| Status { revoked, spent, down };
-    assert_eq!(code(verify(&t, &r, &online, &st(true, false, false))), ReasonCode::Revoked);
-    assert_eq!(code(verify(&t, &r, &online, &st(false, true, false))), ReasonCode::Replayed);
-    assert!(verify(&t, &r, &opts(), &st(false, true, false)).is_ok(), "offline skips nonce");
+    let online = VerifyOptions {
+        check_spent: true,
+        ..opts()
+    };
+    let st = |revoked, spent, down| Status {
+        revoked,
+        spent,
+        down,
+    };
+    assert_eq!(
+        code(verify(&t, &r, &online, &st(true, false, false))),
+        ReasonCode::Revoked
+    );
+    assert_eq!(
+        code(verify(&t, &r, &online, &st(false, true, false))),
+        ReasonCode::Replayed
+    );
+    assert!(
+        verify(&t, &r, &opts(), &st(false, true, false)).is_ok(),
+        "offline skips nonce"
+    );
     assert_eq!(
         code(verify(&t, &r, &online, &st(false, false, true))),
         ReasonCode::AuthorityUnavailable
@@ -236,11 +324,20 @@ fn signed_claims_that_do_not_hang_together_are_refused() {
     let r = ring(&k);
     let mut c = claims();
     c.writ.environment.digest = canonical::digest_bytes(b"x");
-    assert_eq!(code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)), ReasonCode::MalformedArtifact);
+    assert_eq!(
+        code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)),
+        ReasonCode::MalformedArtifact
+    );
     let mut c = claims();
     c.exp = c.nbf + WRIT_LIFETIME_SECS_MAX + 1;
-    assert_eq!(code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)), ReasonCode::MalformedArtifact);
+    assert_eq!(
+        code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)),
+        ReasonCode::MalformedArtifact
+    );
     let mut c = claims();
     c.writ.lineage.depth = 1;
-    assert_eq!(code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)), ReasonCode::LineageBroken);
+    assert_eq!(
+        code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)),
+        ReasonCode::LineageBroken
+    );
 }

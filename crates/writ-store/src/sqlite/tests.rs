@@ -1,7 +1,9 @@
 use super::*;
 
 fn leaf(n: u64) -> Op {
-    Op::Append { leaf: format!("{{\"n\":{n}}}").into_bytes() }
+    Op::Append {
+        leaf: format!("{{\"n\":{n}}}").into_bytes(),
+    }
 }
 
 fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -13,7 +15,10 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
 #[test]
 fn appends_get_dense_indices_and_survive_reopen() {
     let (dir, s) = store();
-    assert_eq!(s.submit(Tx::new(vec![leaf(0), leaf(1)])).wait().unwrap(), vec![0, 1]);
+    assert_eq!(
+        s.submit(Tx::new(vec![leaf(0), leaf(1)])).wait().unwrap(),
+        vec![0, 1]
+    );
     assert_eq!(s.submit(Tx::new(vec![leaf(2)])).wait().unwrap(), vec![2]);
     drop(s);
     let s = SqliteStore::open(&dir.path().join("writ.db")).unwrap();
@@ -27,11 +32,27 @@ fn appends_get_dense_indices_and_survive_reopen() {
 #[test]
 fn a_conflicting_transaction_applies_nothing_and_leaves_no_gap() {
     let (_d, s) = store();
-    let spend = |j: &str| Op::Spend { jti: j.into(), time_ms: 1 };
-    assert_eq!(s.submit(Tx::new(vec![spend("a"), leaf(0)])).wait().unwrap(), vec![0]);
-    let err = s.submit(Tx::new(vec![leaf(1), spend("a")])).wait().unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("already spent")), "{err:?}");
-    assert_eq!(s.log_size().unwrap(), 1, "the rolled-back append left no entry");
+    let spend = |j: &str| Op::Spend {
+        jti: j.into(),
+        time_ms: 1,
+    };
+    assert_eq!(
+        s.submit(Tx::new(vec![spend("a"), leaf(0)])).wait().unwrap(),
+        vec![0]
+    );
+    let err = s
+        .submit(Tx::new(vec![leaf(1), spend("a")]))
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("already spent")),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.log_size().unwrap(),
+        1,
+        "the rolled-back append left no entry"
+    );
     assert_eq!(s.submit(Tx::new(vec![leaf(2)])).wait().unwrap(), vec![1]);
 }
 
@@ -77,16 +98,39 @@ fn a_read_only_store_refuses_writes_as_unavailable() {
 #[test]
 fn principals_bundles_activations_and_keys_round_trip() {
     let (_d, s) = store();
-    let p = PrincipalRecord { uid: "User::\"a\"".into(), token_hash: [7; 32], admin: true, created_ms: 5 };
-    s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())])).wait().unwrap();
-    let dup = s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())])).wait().unwrap_err();
+    let p = PrincipalRecord {
+        uid: "User::\"a\"".into(),
+        token_hash: [7; 32],
+        admin: true,
+        created_ms: 5,
+    };
+    s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
+        .wait()
+        .unwrap();
+    let dup = s
+        .submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
+        .wait()
+        .unwrap_err();
     assert!(matches!(dup, StoreError::Conflict(_)));
     assert_eq!(s.principals().unwrap(), vec![p]);
-    let missing = s.submit(Tx::new(vec![Op::Activate { hash: "h".into(), time_ms: 1, by: "x".into() }])).wait();
+    let missing = s
+        .submit(Tx::new(vec![Op::Activate {
+            hash: "h".into(),
+            time_ms: 1,
+            by: "x".into(),
+        }]))
+        .wait();
     assert!(matches!(missing, Err(StoreError::Conflict(_))));
     s.submit(Tx::new(vec![
-        Op::PutBundle { hash: "h".into(), signed_json: "{}".into() },
-        Op::Activate { hash: "h".into(), time_ms: 1, by: "x".into() },
+        Op::PutBundle {
+            hash: "h".into(),
+            signed_json: "{}".into(),
+        },
+        Op::Activate {
+            hash: "h".into(),
+            time_ms: 1,
+            by: "x".into(),
+        },
     ]))
     .wait()
     .unwrap();

@@ -1,0 +1,561 @@
+//! Shared helpers for the integration tests: a real `writ serve` child process
+//! on a fresh data dir, a tiny blocking HTTP/1.1 client, and a way to run the
+//! CLI against that server.
+//!
+//! Every test binary compiles this module and uses only part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use writ_artifact::{ReasonCode, WritKey};
+
+/// The `writ` binary under test.
+pub fn writ_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_writ")
+}
+
+/// How long a server may take to answer `/healthz` before a test gives up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Output of one CLI run.
+#[derive(Debug)]
+pub struct CliOut {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOut {
+    /// Panics with the full output unless the command exited with `code`.
+    pub fn expect_code(&self, code: i32, what: &str) -> &CliOut {
+        assert_eq!(
+            self.code, code,
+            "{what}: expected exit status {code}\n{self:#?}"
+        );
+        self
+    }
+
+    /// Parse standard output as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self:#?}"))
+    }
+
+    /// Assert a CLI denial: the exit status of `code` and `denied: <code>` first on stderr.
+    pub fn expect_denied(&self, code: &str, what: &str) {
+        let rc = ReasonCode::parse(code).unwrap_or_else(|| panic!("{code} is not a reason code"));
+        assert_eq!(
+            self.code,
+            i32::from(rc.exit_status()),
+            "{what}: expected exit status of {code}\n{self:#?}"
+        );
+        assert!(
+            self.stderr.starts_with(&format!("denied: {code}: ")),
+            "{what}: stderr must start with `denied: {code}: `\n{self:#?}"
+        );
+    }
+}
+
+/// Run `writ ARGS` with exactly the given extra environment (the writ
+/// variables of the test process itself are removed first).
+pub fn run_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> CliOut {
+    let mut cmd = Command::new(writ_bin());
+    cmd.args(args).stdin(Stdio::null());
+    for v in [
+        "WRIT_SERVER",
+        "WRIT_TOKEN",
+        "WRIT_DIR",
+        "WRIT_PARENT",
+        "WRIT_LISTEN",
+        "WRIT_LOG",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", writ_bin()));
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `writ --dir D init --json` on a fresh directory; returns its JSON answer.
+pub fn init_dir(dir: &Path) -> Value {
+    let out = run_writ(
+        &["--dir", dir.to_str().unwrap(), "init", "--json"],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ init");
+    let v = out.json();
+    assert!(
+        v["admin_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("writ_")),
+        "no admin token: {v}"
+    );
+    v
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+// ---------------------------------------------------------------- HTTP
+
+/// One HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A blocking HTTP/1.1 request over a fresh connection (`Connection: close`).
+/// The body is written from a second thread while the response is read, so a
+/// server that answers before reading the whole body (413) is still heard.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut writer = stream.try_clone().unwrap();
+    let mut raw = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // The server may close early (e.g. 413): a failed write is not an error here.
+            let _ = writer
+                .write_all(head.as_bytes())
+                .and_then(|()| writer.write_all(body));
+        });
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) if !raw.is_empty() => {
+                    eprintln!("note: read ended with {e} after {} bytes", raw.len());
+                    break;
+                }
+                Err(e) => panic!("{method} {path}: reading the response: {e}"),
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    });
+    parse_response(&raw).unwrap_or_else(|| {
+        panic!(
+            "{method} {path}: not an HTTP response: {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<Resp> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n")?;
+        let size_str = std::str::from_utf8(&b[..eol]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
+}
+
+// ---------------------------------------------------------------- server
+
+/// A `writ serve` child process on its own fresh data dir. Killed on drop.
+pub struct Server {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub admin_token: String,
+    /// What `writ init --json` answered.
+    pub init: Value,
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Init a data dir and serve it with default settings.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Init a data dir and serve it with extra `writ serve` arguments.
+    pub fn start_with(serve_args: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let init = init_dir(&dir);
+        let admin_token = init["admin_token"].as_str().unwrap().to_owned();
+        let log_path = tmp.path().join("serve.log");
+        // A port picked this way can be taken by someone else before the
+        // child binds it; try a few.
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut args = vec![
+                "--dir",
+                dir.to_str().unwrap(),
+                "serve",
+                "--listen",
+                addr.as_str(),
+            ];
+            args.extend_from_slice(serve_args);
+            let mut cmd = Command::new(writ_bin());
+            cmd.args(&args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            for v in [
+                "WRIT_SERVER",
+                "WRIT_TOKEN",
+                "WRIT_DIR",
+                "WRIT_PARENT",
+                "WRIT_LISTEN",
+                "WRIT_LOG",
+            ] {
+                cmd.env_remove(v);
+            }
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start writ serve: {e}"));
+            match wait_healthy(&mut child, &addr) {
+                Ok(()) => {
+                    return Server {
+                        tmp,
+                        dir,
+                        url: format!("http://{addr}"),
+                        addr,
+                        admin_token,
+                        init,
+                        child,
+                        log_path,
+                    };
+                }
+                Err(exited) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    assert!(exited, "writ serve did not answer GET /healthz within {STARTUP_TIMEOUT:?}; its log:\n{last_log}");
+                    // It exited (the port was taken?): try another port.
+                }
+            }
+        }
+        panic!("writ serve could not start; its log:\n{last_log}");
+    }
+
+    /// The server's own log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn dir_str(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("writ.db")
+    }
+
+    /// Any request; `token` becomes a bearer token, `body` is sent as JSON.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let bytes = match body {
+            Some(b) => {
+                headers.push(("Content-Type", "application/json"));
+                serde_json::to_vec(b).unwrap()
+            }
+            None => Vec::new(),
+        };
+        http(&self.addr, method, path, &headers, &bytes)
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.request("GET", path, token, None)
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Resp {
+        self.request("POST", path, token, Some(body))
+    }
+
+    /// Register a principal with the admin token; returns its bearer token.
+    pub fn add_principal(&self, uid: &str) -> String {
+        let r = self.post(
+            "/v1/principals",
+            Some(&self.admin_token),
+            &json!({"uid": uid}),
+        );
+        assert_eq!(r.status, 201, "adding {uid}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["uid"], uid);
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /v1/authorize`.
+    pub fn authorize(&self, token: &str, req: &Value) -> Resp {
+        self.post("/v1/authorize", Some(token), req)
+    }
+
+    /// `POST /v1/authorize` that must allow; returns `(writ, jti, body)`.
+    pub fn authorize_ok(&self, token: &str, req: &Value) -> (String, String, Value) {
+        let r = self.authorize(token, req);
+        let v = r.json();
+        assert_eq!(
+            (r.status, v["decision"].as_str()),
+            (200, Some("allow")),
+            "authorize must allow: {v}"
+        );
+        (
+            v["writ"].as_str().unwrap().to_owned(),
+            v["jti"].as_str().unwrap().to_owned(),
+            v,
+        )
+    }
+
+    /// `POST /v1/verify` (needs no token).
+    pub fn verify(&self, body: &Value) -> Value {
+        let r = self.post("/v1/verify", None, body);
+        assert_eq!(
+            r.status,
+            200,
+            "/v1/verify answers 200 with {{valid, reason}}: {}",
+            r.text()
+        );
+        r.json()
+    }
+
+    /// `POST /v1/executions/{jti}/start`.
+    pub fn start_execution(&self, token: &str, jti: &str) -> Resp {
+        self.post(
+            &format!("/v1/executions/{jti}/start"),
+            Some(token),
+            &json!({}),
+        )
+    }
+
+    /// Every log entry, in order.
+    pub fn log_entries(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let r = self.get(&format!("/v1/log/entries?start={}", out.len()), None);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let page = r.json().as_array().cloned().unwrap();
+            if page.is_empty() {
+                return out;
+            }
+            out.extend(page);
+        }
+    }
+
+    /// Log entries that are allow decisions.
+    pub fn allow_count(&self) -> usize {
+        self.log_entries()
+            .iter()
+            .filter(|e| e["entry"]["type"] == "decision" && e["entry"]["decision"] == "allow")
+            .count()
+    }
+
+    /// Run the CLI against this server: `WRIT_SERVER`, `WRIT_DIR` and (if
+    /// given) `WRIT_TOKEN` are set.
+    pub fn cli(&self, token: Option<&str>, args: &[&str]) -> CliOut {
+        let mut env = vec![
+            ("WRIT_SERVER", self.url.as_str()),
+            ("WRIT_DIR", self.dir_str()),
+        ];
+        if let Some(t) = token {
+            env.push(("WRIT_TOKEN", t));
+        }
+        run_writ(args, &env, None)
+    }
+
+    /// The server's current writ signing key, read from the data dir.
+    pub fn writ_key(&self) -> WritKey {
+        let kid = std::fs::read_to_string(self.dir.join("keys/current")).unwrap();
+        let pem = std::fs::read_to_string(self.dir.join(format!("keys/writ-{}.pem", kid.trim())))
+            .unwrap();
+        WritKey::from_pkcs8_pem(&pem).unwrap()
+    }
+
+    /// The data dir's policy signing key.
+    pub fn policy_key(&self) -> WritKey {
+        let pem = std::fs::read_to_string(self.dir.join("keys/policy.pem")).unwrap();
+        WritKey::from_pkcs8_pem(&pem).unwrap()
+    }
+
+    /// The active policy bundle hash (GET /v1/policies).
+    pub fn active_policy(&self) -> String {
+        let r = self.get("/v1/policies", Some(&self.admin_token));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["active"].as_str().unwrap().to_owned()
+    }
+}
+
+/// `Ok` once `/healthz` answers 200; `Err(true)` if the child exited,
+/// `Err(false)` on timeout.
+fn wait_healthy(child: &mut Child, addr: &str) -> Result<(), bool> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(true);
+        }
+        if let Ok(mut s) = TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let mut raw = Vec::new();
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_to_end(&mut raw).is_ok()
+                && parse_response(&raw).is_some_and(|r| r.status == 200)
+            {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Err(false)
+}
+
+// ---------------------------------------------------------------- requests and writs
+
+/// An authorize body for `Action::"exec"` of `argv[0]`, bound to `argv`.
+pub fn exec_req(argv: &[&str], audience: &str) -> Value {
+    json!({
+        "action": "Action::\"exec\"",
+        "resource": format!("Command::{}", serde_json::to_string(argv[0]).unwrap()),
+        "request": {"argv": argv},
+        "audience": audience,
+    })
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("{s:?} is not base64url: {e}"))
+}
+
+/// The three parts of a compact JWS.
+pub fn parts(writ: &str) -> (String, String, String) {
+    let v: Vec<&str> = writ.split('.').collect();
+    assert_eq!(v.len(), 3, "not a compact JWS: {writ}");
+    (v[0].to_owned(), v[1].to_owned(), v[2].to_owned())
+}
+
+pub fn header_of(writ: &str) -> Value {
+    serde_json::from_slice(&unb64(&parts(writ).0)).unwrap()
+}
+
+pub fn claims_of(writ: &str) -> Value {
+    serde_json::from_slice(&unb64(&parts(writ).1)).unwrap()
+}
+
+/// RFC 8785 bytes of `v`.
+pub fn canonical(v: &Value) -> Vec<u8> {
+    writ_artifact::canonical::to_canonical_bytes(v).unwrap()
+}
+
+/// A compact JWS over exactly these header and payload bytes, signed by `key`.
+pub fn sign_raw(key: &WritKey, header: &[u8], payload: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}

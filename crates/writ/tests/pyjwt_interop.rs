@@ -1,0 +1,275 @@
+//! A standard JOSE library (PyJWT) verifies a writ against the served JWKS,
+//! and rejects every single-character change to it.
+//!
+//! Needs python3; a venv with `pyjwt[crypto]` is made at `target/pyenv` when
+//! missing. Set `WRIT_SKIP_PY=1` to skip; otherwise a failed install fails the
+//! test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::{json, Value};
+
+const AUD: &str = "exec@host-a";
+const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Serializes venv creation between the tests of this file.
+static PYENV: Mutex<()> = Mutex::new(());
+
+fn skip() -> bool {
+    if std::env::var_os("WRIT_SKIP_PY").is_some() {
+        eprintln!("WRIT_SKIP_PY is set: skipping the PyJWT interop test");
+        return true;
+    }
+    false
+}
+
+/// `target/pyenv/bin/python`, with PyJWT importable; created if needed.
+fn python() -> PathBuf {
+    let _guard = PYENV.lock().unwrap_or_else(|p| p.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target/pyenv");
+    let py = venv.join("bin/python");
+    let has_jwt = |py: &PathBuf| {
+        Command::new(py)
+            .args([
+                "-c",
+                "import jwt, cryptography; assert jwt.__version__ >= '2'",
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_jwt(&py) {
+        return py;
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    assert!(
+        st.as_ref().is_ok_and(|s| s.success()),
+        "python3 -m venv {} failed: {st:?} (set WRIT_SKIP_PY=1 to skip)",
+        venv.display()
+    );
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "pyjwt[crypto]"])
+        .output();
+    match &out {
+        Ok(o) if o.status.success() => {}
+        _ => panic!("pip install 'pyjwt[crypto]' failed (set WRIT_SKIP_PY=1 to skip): {out:?}"),
+    }
+    assert!(
+        has_jwt(&py),
+        "PyJWT is still not importable from {}",
+        py.display()
+    );
+    py
+}
+
+/// Decodes every token of `tokens` with PyJWT against the one JWK given;
+/// prints `[{"ok": bool, "claims"|"error": ...}]`.
+const SCRIPT: &str = r#"
+import json, sys
+import jwt
+job = json.load(sys.stdin)
+key = jwt.PyJWK(job["jwk"]).key
+out = []
+for t in job["tokens"]:
+    try:
+        claims = jwt.decode(
+            t, key, algorithms=["EdDSA"], audience=job["audience"], issuer="writ",
+            options={"require": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"]},
+        )
+        out.append({"ok": True, "claims": claims, "header": jwt.get_unverified_header(t)})
+    except Exception as e:
+        out.append({"ok": False, "error": type(e).__name__ + ": " + str(e)})
+json.dump(out, sys.stdout)
+"#;
+
+fn pyjwt_decode(py: &PathBuf, jwk: &Value, tokens: &[String]) -> Vec<Value> {
+    let mut child = Command::new(py)
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = json!({"jwk": jwk, "audience": AUD, "tokens": tokens});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), tokens.len());
+    v
+}
+
+/// A server, a writ for AUD, and the JWK (from the served JWKS) that signed it.
+fn setup() -> (Server, String, Value) {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["lifetime_secs"] = json!(600);
+    let (writ, _, _) = srv.authorize_ok(&agent, &req);
+    let r = srv.get("/.well-known/jwks.json", None);
+    assert_eq!(r.status, 200);
+    let jwks = r.json();
+    let kid = header_of(&writ)["kid"].clone();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .cloned()
+        .unwrap_or_else(|| panic!("kid {kid} is not in the JWKS {jwks}"));
+    assert_eq!(
+        (
+            jwk["kty"].as_str(),
+            jwk["crv"].as_str(),
+            jwk["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA")),
+        "{jwk}"
+    );
+    (srv, writ, jwk)
+}
+
+/// The character at `i` replaced by one that changes the decoded bytes (the
+/// top bit of its 6-bit value flips, which is never a padding bit); a '.' is
+/// replaced by a letter.
+fn mutate_at(token: &str, i: usize) -> String {
+    let c = token.as_bytes()[i] as char;
+    let sub = match ALPHABET.find(c) {
+        Some(v) => ALPHABET.as_bytes()[v ^ 0x20] as char,
+        None => 'A',
+    };
+    assert_ne!(sub, c);
+    let mut s = token.to_owned();
+    s.replace_range(i..=i, &sub.to_string());
+    s
+}
+
+#[test]
+fn pyjwt_accepts_the_writ_and_rejects_every_one_character_change() {
+    if skip() {
+        return;
+    }
+    let py = python();
+    let (srv, writ, jwk) = setup();
+    let variants: Vec<String> = (0..writ.len()).map(|i| mutate_at(&writ, i)).collect();
+    assert!(variants.len() > 600, "{} positions", variants.len());
+    let mut tokens = vec![writ.clone()];
+    tokens.extend(variants.iter().cloned());
+    let results = pyjwt_decode(&py, &jwk, &tokens);
+
+    let original = &results[0];
+    assert_eq!(
+        original["ok"], true,
+        "PyJWT must accept the writ: {original}"
+    );
+    assert_eq!(
+        original["claims"],
+        claims_of(&writ),
+        "PyJWT sees the same claims"
+    );
+    assert_eq!(original["header"]["typ"], "writ+jwt");
+    assert_eq!(original["claims"]["sub"], "Agent::\"planner\"");
+
+    let accepted: Vec<(usize, &Value)> = results[1..]
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["ok"] == true)
+        .collect();
+    assert!(
+        accepted.is_empty(),
+        "PyJWT accepted {} one-character variants, e.g. at positions {:?}",
+        accepted.len(),
+        accepted
+            .iter()
+            .take(10)
+            .map(|(i, _)| *i)
+            .collect::<Vec<_>>()
+    );
+    // Every kind of failure is a real rejection, not a crash of the script.
+    let kinds: std::collections::BTreeSet<String> = results[1..]
+        .iter()
+        .map(|r| {
+            r["error"]
+                .as_str()
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(kinds.contains("InvalidSignatureError"), "{kinds:?}");
+
+    // writ's own verifier rejects them all as well (a sample through the server).
+    for v in variants.iter().step_by(37) {
+        let r = srv.verify(&json!({"writ": v, "audience": AUD}));
+        assert_eq!(r["valid"], false, "{v}: {r}");
+    }
+}
+
+/// The last character of an 86-character signature carries 2 bits of data and
+/// 4 padding bits, so 15 other characters decode to the same 64 bytes in a
+/// lenient base64 decoder. writ must refuse all of them (one encoding only).
+/// Recent PyJWT (2.10+) re-encodes and refuses them too; older versions did
+/// not, so PyJWT's answer is only reported.
+#[test]
+fn writ_refuses_signature_encodings_that_lenient_decoders_accept() {
+    if skip() {
+        return;
+    }
+    let py = python();
+    let (srv, writ, jwk) = setup();
+    let last = writ.chars().last().unwrap();
+    let v = ALPHABET.find(last).unwrap();
+    assert_eq!(v & 0x0f, 0);
+    let twins: Vec<String> = (1..16)
+        .map(|low| {
+            format!(
+                "{}{}",
+                &writ[..writ.len() - 1],
+                ALPHABET.as_bytes()[v | low] as char
+            )
+        })
+        .collect();
+    let mut tokens = vec![writ.clone()];
+    tokens.extend(twins.iter().cloned());
+    let results = pyjwt_decode(&py, &jwk, &tokens);
+    assert_eq!(
+        results[0]["ok"], true,
+        "control: PyJWT accepts the canonical writ: {}",
+        results[0]
+    );
+    let pyjwt_accepted = results[1..].iter().filter(|r| r["ok"] == true).count();
+    eprintln!(
+        "note: PyJWT accepted {pyjwt_accepted} of {} non-canonical signature encodings",
+        twins.len()
+    );
+    for t in &twins {
+        let r = srv.verify(&json!({"writ": t, "audience": AUD}));
+        assert_eq!(
+            (r["valid"].as_bool(), r["reason"].as_str()),
+            (Some(false), Some("malformed_artifact")),
+            "{r}"
+        );
+    }
+}
