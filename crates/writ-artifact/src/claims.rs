@@ -55,7 +55,10 @@ pub struct EnvironmentBinding {
 
 impl EnvironmentBinding {
     /// Bind a set of facts: the digest is the RFC 8785 `sha256:` of the facts.
-    pub fn bind(facts: Map<String, Value>) -> Result<EnvironmentBinding, String> {
+    pub fn bind(mut facts: Map<String, Value>) -> Result<EnvironmentBinding, String> {
+        // Stored in canonical key order, so the claim set's canonical bytes can
+        // take the fast path.
+        facts.sort_keys();
         let digest = canonical::digest_map(&facts)?;
         Ok(EnvironmentBinding { facts, digest })
     }

@@ -39,6 +39,9 @@ pub struct AuthorizeBench {
     /// Repetitions of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Run only the governed in-process measurement (for profiling).
+    #[arg(long, hide = true)]
+    pub governed_only: bool,
 }
 
 fn request() -> AuthorizeRequest {
@@ -245,6 +248,67 @@ async fn http(url: &str, token: &str, clients: usize, secs: u64) -> Result<HttpR
     })
 }
 
+/// The same HTTP load from `wrk` (a C load generator, far lighter than an
+/// in-process client), when it is installed: `None` if it is not.
+fn http_wrk(
+    dir: &std::path::Path,
+    url: &str,
+    token: &str,
+    clients: usize,
+    secs: u64,
+) -> Result<Option<HttpResult>> {
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let body = serde_json::to_string(&request())?;
+    let lua = format!(
+        r#"wrk.method = "POST"
+wrk.body = {body:?}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+done = function(s, latency, requests)
+  io.write(string.format("WRIT %d %d %d %f %f %f\n", s.requests, s.errors.status,
+    s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout,
+    s.duration, latency:percentile(50), latency:percentile(99)))
+end
+"#
+    );
+    let script = dir.join("authorize.lua");
+    std::fs::write(&script, lua)?;
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{clients}"), &format!("-d{secs}s"), "-s"])
+        .arg(&script)
+        .arg(format!("{url}/v1/authorize"))
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("WRIT "))
+        .context("wrk printed no summary")?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let [requests, status_errors, io_errors, duration_us, p50_us, p99_us] = f[..] else {
+        anyhow::bail!("cannot read wrk summary {line:?}");
+    };
+    anyhow::ensure!(
+        status_errors == 0.0 && io_errors == 0.0,
+        "wrk saw {status_errors} non-2xx and {io_errors} I/O errors"
+    );
+    Ok(Some(HttpResult {
+        rate: requests / (duration_us / 1e6),
+        p50_ms: p50_us / 1000.0,
+        p99_ms: p99_us / 1000.0,
+    }))
+}
+
 /// Nanoseconds per operation of `f`, run for about `secs` on one thread.
 fn ns_per_op(secs: f64, mut f: impl FnMut()) -> f64 {
     let t0 = Instant::now();
@@ -288,16 +352,34 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         a.runs
     );
 
-    let (mut ceil, mut gov, mut https) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ceil, mut gov, mut https, mut wrks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if a.governed_only {
+        for _ in 0..a.runs {
+            let gv = governed(&authority, a.tasks, secs).await?;
+            println!("governed {gv:.0}/s (log {} entries)", authority.log_size());
+        }
+        return Ok(Exit::Ok);
+    }
     for run in 1..=a.runs {
         let (b, k) = (bundle.clone(), key.clone());
         let c = tokio::task::spawn_blocking(move || ceiling(&b, &k, secs)).await??;
         let gv = governed(&authority, a.tasks, secs).await?;
         let h = http(&url, &token, a.clients, secs).await?;
+        let w = {
+            let (tmp, url, token, clients) = (tmp.clone(), url.clone(), token.clone(), a.clients);
+            tokio::task::spawn_blocking(move || http_wrk(&tmp, &url, &token, clients, secs))
+                .await??
+        };
         eprintln!(
-            "  run {run}: ceiling {c:.0}/s, governed {gv:.0}/s, http {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
-            h.rate, h.p50_ms, h.p99_ms
+            "  run {run}: ceiling {c:.0}/s, governed {gv:.0}/s, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){}",
+            h.rate,
+            h.p50_ms,
+            h.p99_ms,
+            w.as_ref().map_or(String::new(), |w| format!(", http (wrk) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)", w.rate, w.p50_ms, w.p99_ms))
         );
+        if let Some(w) = w {
+            wrks.push(w);
+        }
         ceil.push(c);
         gov.push(gv);
         https.push(h);
@@ -372,6 +454,13 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     let p50 = median(https.iter().map(|h| h.p50_ms).collect());
     let p99 = median(https.iter().map(|h| h.p99_ms).collect());
     let (vb, vf) = (median(bare), median(full));
+    let wrk_json = (!wrks.is_empty()).then(|| {
+        json!({
+            "allow_per_sec": median(wrks.iter().map(|h| h.rate).collect()).round(),
+            "p50_ms": median(wrks.iter().map(|h| h.p50_ms).collect()),
+            "p99_ms": median(wrks.iter().map(|h| h.p99_ms).collect()),
+        })
+    });
     let report = json!({
         "cores": threads(),
         "seconds_per_measurement": secs,
@@ -380,6 +469,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         "governed_per_sec": gv.round(),
         "governed_over_ceiling": (gv / c * 1000.0).round() / 1000.0,
         "http_clients": a.clients,
+        "http_wrk": wrk_json,
         "http_allow_per_sec": hr.round(),
         "http_p50_ms": p50,
         "http_p99_ms": p99,
@@ -399,7 +489,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
             threads()
         );
         println!("governed in-process ({} tasks)               {gv:>10.0} /s   ratio {:.3} (target >= 0.6)", a.tasks, gv / c);
-        println!("HTTP allow, {} clients                       {hr:>10.0} /s   p50 {p50:.2} ms, p99 {p99:.2} ms (target >= 10000/s, p99 <= 5 ms)", a.clients);
+        println!("HTTP allow, {} in-process clients           {hr:>10.0} /s   p50 {p50:.2} ms, p99 {p99:.2} ms (target >= 10000/s, p99 <= 5 ms)", a.clients);
         println!(
             "one thread: Cedar decision {:.2} us, writ signature {:.2} us",
             decide_ns / 1000.0,
