@@ -59,8 +59,22 @@ pub struct InitArgs {
     pub origin: Option<String>,
 }
 
-pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
-    let dir = DataDir::new(&g.dir);
+/// What a fresh data dir holds that the caller may print.
+pub(crate) struct Initialized {
+    pub admin_token: String,
+    pub policy_hash: String,
+    pub writ_kid: String,
+    pub policy_kid: String,
+    pub origin: String,
+}
+
+/// Make a data dir: keys (0600), the editable default bundle, the store with
+/// the keys, the activated bundle and the first admin recorded, the config.
+pub(crate) async fn init_data_dir(
+    dir: &DataDir,
+    admin: &str,
+    origin: Option<String>,
+) -> Result<Initialized> {
     if dir.is_initialized() || dir.db().exists() {
         bail!(
             "{} is already initialized; use another --dir or remove it",
@@ -69,7 +83,7 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
     }
     std::fs::create_dir_all(&dir.root)
         .with_context(|| format!("creating {}", dir.root.display()))?;
-    let origin = match a.origin {
+    let origin = match origin {
         Some(o) => o,
         None => {
             let mut b = [0u8; 4];
@@ -102,7 +116,7 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
         &writ_key,
         &policy_key,
         signed,
-        &a.admin,
+        admin,
     )
     .await
     .map_err(anyhow::Error::msg)?;
@@ -110,25 +124,37 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
         issuer: "writ".into(),
         origin: origin.clone(),
     })?;
+    Ok(Initialized {
+        admin_token: out.admin_token,
+        policy_hash: out.policy_hash,
+        writ_kid: writ_key.kid().to_owned(),
+        policy_kid: policy_key.kid().to_owned(),
+        origin,
+    })
+}
+
+pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
+    let dir = DataDir::new(&g.dir);
+    let i = init_data_dir(&dir, &a.admin, a.origin).await?;
     if g.json {
         print_json(&json!({
-            "dir": dir.root, "admin": a.admin, "admin_token": out.admin_token,
-            "policy": out.policy_hash, "writ_kid": writ_key.kid(), "policy_kid": policy_key.kid(), "origin": origin,
+            "dir": dir.root, "admin": a.admin, "admin_token": i.admin_token,
+            "policy": i.policy_hash, "writ_kid": i.writ_kid, "policy_kid": i.policy_kid, "origin": i.origin,
         }))?;
     } else {
         println!("initialized {}", dir.root.display());
-        println!("  log origin   {origin}");
-        println!("  writ key     {} (keys/, mode 0600)", writ_key.kid());
-        println!("  policy key   {}", policy_key.kid());
+        println!("  log origin   {}", i.origin);
+        println!("  writ key     {} (keys/, mode 0600)", i.writ_kid);
+        println!("  policy key   {}", i.policy_kid);
         println!(
             "  policy       {} (edit {}/, then `writ policy activate`)",
-            out.policy_hash,
+            i.policy_hash,
             dir.policy_dir().display()
         );
         println!("  admin        {}", a.admin);
         println!();
         println!("The admin token is shown once; keep it:");
-        println!("export WRIT_TOKEN={}", out.admin_token);
+        println!("export WRIT_TOKEN={}", i.admin_token);
     }
     Ok(Exit::Ok)
 }

@@ -117,11 +117,8 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
         json: true,
         ..g.clone()
     };
-    // Reuse `writ init` itself, quietly.
-    let token = {
-        let out = init_quiet(&init_global).await?;
-        out
-    };
+    // `writ init` itself, quietly.
+    let token = init_quiet(&init_global).await?;
     let running = match crate::server::start(&dir, &a.listen, 1, 8).await {
         Ok(r) => r,
         Err(_) if a.listen != "127.0.0.1:0" => {
@@ -333,31 +330,10 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// A throwaway data dir with the default bundle; returns the admin token.
 pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
-    use std::sync::Arc;
     let dir = DataDir::new(&g.dir);
-    std::fs::create_dir_all(&dir.root)?;
-    let writ_key = writ_artifact::WritKey::generate(&writ_artifact::OsEntropy)?;
-    let policy_key = writ_artifact::WritKey::generate(&writ_artifact::OsEntropy)?;
-    dir.save_writ_key(&writ_key)?;
-    dir.mark_current_writ_key(writ_key.kid())?;
-    dir.save_key("policy", &policy_key)?;
-    let signed = writ_policy::default_bundle().sign(&policy_key)?;
-    let store = Arc::new(writ_store::SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
-    let out = writ_authority::Authority::bootstrap(
-        store,
-        &writ_artifact::SystemClock,
-        &writ_artifact::OsEntropy,
-        &writ_key,
-        &policy_key,
-        signed,
-        "User::\"admin\"",
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    dir.write_config(&crate::datadir::Config {
-        issuer: "writ".into(),
-        origin: "demo.writ.local/log".into(),
-    })?;
-    Ok(out.admin_token)
+    let i = crate::cmd::init_data_dir(&dir, "User::\"admin\"", Some("demo.writ.local/log".into()))
+        .await?;
+    Ok(i.admin_token)
 }
