@@ -9,6 +9,8 @@
 //! **API boundary:** pure functions; no IO.
 #![forbid(unsafe_code)]
 
+pub mod merkle;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
