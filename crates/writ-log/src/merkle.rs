@@ -49,7 +49,7 @@ fn split(n: u64) -> u64 {
 /// largest power of two not above `hi - lo`).
 fn subtree(r: &dyn NodeReader, lo: u64, hi: u64) -> Result<Hash, ReadError> {
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return r.node(n.trailing_zeros() as u8, lo / n);
     }
     let k = split(n);
