@@ -25,8 +25,13 @@ pub use datadir::DataDir;
 /// request) issued. Enforcement points verify it offline and fail closed.
 ///
 /// Exit status: 0 on success or allow; 1 on an operating error; 2 on a usage
-/// error; 10-26 on a denial, one per reason code (see `writ help exit-codes`
-/// in README.md).
+/// error; on a denial, one status per reason code (also printed on stderr as
+/// `denied: <code>: <message>`): 10 policy_denied, 11 missing_artifact,
+/// 12 malformed_artifact, 13 invalid_signature, 14 expired, 15 not_yet_valid,
+/// 16 replayed, 17 request_mismatch, 18 environment_mismatch,
+/// 19 audience_mismatch, 20 policy_mismatch, 21 revoked, 22 lineage_broken,
+/// 23 scope_escalation, 24 unauthenticated, 25 authority_unavailable,
+/// 26 integrity_failure.
 #[derive(Parser, Debug)]
 #[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -150,4 +155,19 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
 /// Print a denial the way every command does: reason code first, on stderr.
 pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
     eprintln!("denied: {reason}: {message}");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_lists_every_reason_codes_exit_status() {
+        let help = super::Cli::command().render_long_help().to_string().replace('\n', " ");
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for code in writ_artifact::ReasonCode::ALL {
+            let entry = format!("{} {}", code.exit_status(), code.as_str());
+            assert!(help.contains(&entry), "`writ --help` lacks {entry:?}");
+        }
+    }
 }
