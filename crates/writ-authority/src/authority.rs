@@ -644,7 +644,12 @@ impl Authority {
                 .writ(&rec.root)
                 .map_err(unavailable)?
                 .map(|r| r.principal)
-                .unwrap_or_default(),
+                .ok_or_else(|| {
+                    broken(format!(
+                        "root writ {} of parent {parent} is unknown",
+                        rec.root
+                    ))
+                })?,
         };
         Ok(Some((
             ParentInfo {

@@ -163,7 +163,10 @@ mod tests {
 
     #[test]
     fn help_lists_every_reason_codes_exit_status() {
-        let help = super::Cli::command().render_long_help().to_string().replace('\n', " ");
+        let help = super::Cli::command()
+            .render_long_help()
+            .to_string()
+            .replace('\n', " ");
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for code in writ_artifact::ReasonCode::ALL {
             let entry = format!("{} {}", code.exit_status(), code.as_str());

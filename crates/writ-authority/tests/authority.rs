@@ -1,0 +1,191 @@
+//! The authority in-process, on a real SQLite store, with a clock it controls.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use writ_artifact::{FixedClock, OsEntropy, ReasonCode, Scope, WritKey};
+use writ_authority::*;
+use writ_log::{Entry, Outcome};
+use writ_policy::{Bundle, DecisionInput};
+use writ_store::{SqliteStore, Store};
+
+const T0_MS: u64 = 1_800_000_000_000;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: Arc<FixedClock>,
+    authority: Authority,
+    admin: Principal,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("writ.db")).unwrap());
+    let clock = Arc::new(FixedClock::new(T0_MS));
+    let writ_key = WritKey::generate(&OsEntropy).unwrap();
+    let policy_key = WritKey::generate(&OsEntropy).unwrap();
+    let signed = writ_policy::default_bundle().sign(&policy_key).unwrap();
+    let out = Authority::bootstrap(
+        store.clone(),
+        clock.as_ref(),
+        &OsEntropy,
+        &writ_key,
+        &policy_key,
+        signed,
+        "User::\"admin\"",
+    )
+    .await
+    .unwrap();
+    let authority = Authority::open(
+        store,
+        clock.clone(),
+        Arc::new(OsEntropy),
+        vec![writ_key],
+        AuthorityConfig::default(),
+    )
+    .unwrap();
+    let admin = authority.authenticate(&out.admin_token).unwrap();
+    Fixture {
+        _dir: dir,
+        clock,
+        authority,
+        admin,
+    }
+}
+
+fn exec(argv: &[&str]) -> AuthorizeRequest {
+    AuthorizeRequest {
+        action: "Action::\"exec\"".into(),
+        resource: format!("Command::{}", serde_json::to_string(argv[0]).unwrap()),
+        context: Default::default(),
+        request: json!({"argv": argv}),
+        environment: json!({"host": "h"}).as_object().unwrap().clone(),
+        scope: Scope::default(),
+        audience: "exec@h".into(),
+        parent: None,
+        lifetime_secs: Some(30),
+    }
+}
+
+#[tokio::test]
+async fn a_writ_from_the_future_is_not_yet_valid_and_one_from_the_past_expired() {
+    let f = fixture().await;
+    let AuthorizeResponse::Allow { writ, .. } = f
+        .authority
+        .authorize(&f.admin, exec(&["/usr/bin/true"]))
+        .await
+        .unwrap()
+    else {
+        panic!("expected allow");
+    };
+    let check = |w: &str| {
+        f.authority.verify(&VerifyRequest {
+            writ: w.into(),
+            ..Default::default()
+        })
+    };
+    assert!(check(&writ).is_ok());
+    // The verifier's clock is behind the issuer's by more than the 5 s skew.
+    f.clock.set(T0_MS - 6_000);
+    assert_eq!(check(&writ).unwrap_err().reason, ReasonCode::NotYetValid);
+    f.clock.set(T0_MS - 5_000);
+    assert!(check(&writ).is_ok(), "within the skew");
+    f.clock.set(T0_MS + 35_000);
+    assert_eq!(check(&writ).unwrap_err().reason, ReasonCode::Expired);
+}
+
+#[tokio::test]
+async fn every_logged_decision_replays_to_the_same_answer() {
+    let f = fixture().await;
+    for argv in [
+        &["/usr/bin/true"][..],
+        &["/usr/bin/rm", "-rf", "/"],
+        &["/usr/bin/echo", "hi"],
+    ] {
+        f.authority.authorize(&f.admin, exec(argv)).await.unwrap();
+    }
+    let mut net = exec(&["/usr/bin/true"]);
+    net.scope.net = true;
+    f.authority.authorize(&f.admin, net).await.unwrap();
+
+    let bundle: Arc<Bundle> = f.authority.active_bundle();
+    let store = f.authority.store();
+    let mut decisions = 0;
+    for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
+        let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
+            continue;
+        };
+        decisions += 1;
+        assert_eq!(
+            d.policy,
+            bundle.hash(),
+            "entry {} names the bundle that decided",
+            leaf.index
+        );
+        let again = bundle
+            .decide(DecisionInput {
+                principal: &d.principal,
+                action: &d.action,
+                resource: &d.resource,
+                context: &d.context,
+            })
+            .unwrap();
+        assert_eq!(
+            again.allow,
+            d.decision == Outcome::Allow,
+            "entry {} replays differently",
+            leaf.index
+        );
+        if !again.allow {
+            assert_eq!(d.reason, Some(ReasonCode::PolicyDenied));
+            assert_eq!(
+                again.message(),
+                d.message,
+                "entry {}: the logged message is the policy's",
+                leaf.index
+            );
+        }
+    }
+    assert_eq!(decisions, 4);
+}
+
+#[tokio::test]
+async fn the_log_index_in_a_writ_is_its_decision_entry() {
+    let f = fixture().await;
+    let AuthorizeResponse::Allow {
+        writ,
+        log_index,
+        jti,
+        ..
+    } = f
+        .authority
+        .authorize(&f.admin, exec(&["/usr/bin/true"]))
+        .await
+        .unwrap()
+    else {
+        panic!("expected allow");
+    };
+    let v = f
+        .authority
+        .verify(&VerifyRequest {
+            writ,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(v.claims().writ.log.index, log_index);
+    let leaf = &f
+        .authority
+        .store()
+        .entries(log_index, log_index + 1)
+        .unwrap()[0];
+    let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
+        panic!("not a decision")
+    };
+    assert_eq!(d.jti.as_deref(), Some(jti.as_str()));
+    assert_eq!(d.request, v.claims().writ.request);
+    assert_eq!(
+        f.authority.store().writ(&jti).unwrap().unwrap().log_index,
+        log_index
+    );
+}
