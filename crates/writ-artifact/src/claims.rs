@@ -165,16 +165,13 @@ impl Claims {
     /// its fields in lexicographic order and every other value is a string,
     /// integer, bool or null. A test checks both paths agree.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, String> {
-        if canonical::plain_map(&self.writ.environment.facts) && self.strings_plain() {
+        // serde_json and RFC 8785 escape strings identically, so only the
+        // facts (floats, key order) can differ.
+        if canonical::plain_map(&self.writ.environment.facts) {
             serde_json::to_vec(self).map_err(|e| e.to_string())
         } else {
             canonical::to_canonical_bytes(self)
         }
-    }
-
-    fn strings_plain(&self) -> bool {
-        // serde_json and RFC 8785 escape strings identically; nothing to check.
-        true
     }
 }
 

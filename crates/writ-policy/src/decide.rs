@@ -117,7 +117,8 @@ fn restricted(v: &Value) -> Result<RestrictedExpression, InputError> {
             RestrictedExpression::new_record(pairs)
                 .map_err(|e| InputError(format!("context record: {e}")))?
         }
-        Value::Null => RestrictedExpression::new_bool(false),
+        // Callers drop nulls before they get here (Cedar has none).
+        Value::Null => return Err(InputError("null is not a Cedar value".into())),
     })
 }
 

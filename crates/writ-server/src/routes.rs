@@ -93,12 +93,6 @@ fn denial_status(r: ReasonCode) -> StatusCode {
     }
 }
 
-impl From<CallErrorResponse> for Response {
-    fn from(e: CallErrorResponse) -> Response {
-        e.into_response()
-    }
-}
-
 struct CallErrorResponse(CallError);
 
 impl IntoResponse for CallErrorResponse {
