@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod merkle;
+pub mod note;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

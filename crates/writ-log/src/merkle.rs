@@ -35,6 +35,8 @@ pub enum ProofError {
         "tree sizes {first} and {second} do not allow a consistency proof (need first <= second)"
     )]
     BadSizes { first: u64, second: u64 },
+    #[error("tree size {size} is beyond the log, which has {log_size} entries")]
+    BeyondLog { size: u64, log_size: u64 },
     #[error(transparent)]
     Read(#[from] ReadError),
 }

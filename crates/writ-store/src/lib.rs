@@ -37,4 +37,25 @@ pub trait Store: Send + Sync + 'static {
     /// Activations, oldest first; the last is the active bundle.
     fn activations(&self) -> Result<Vec<ActivationRecord>, StoreError>;
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// The Merkle root of the first `size` entries (`size` at most the log size).
+    fn tree_root(&self, size: u64) -> Result<Hash, ProofError>;
+    /// RFC 9162 inclusion proof of entry `index` in the tree of `size`.
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError>;
+    /// RFC 9162 consistency proof between the trees of `first` and `second`.
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError>;
+    /// Stored subtree hashes (level >= 1) in completion order, starting at
+    /// key `after` (exclusive), at most `limit`: `(level, index, hash)`.
+    fn nodes_after(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u8, u64, Hash)>, StoreError>;
+    /// Checkpoints with `size >= from`, by size, at most `limit`.
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError>;
+    /// The largest checkpoint.
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
 }
+
+pub use writ_log::merkle::ProofError;
+pub use writ_log::Hash;

@@ -11,6 +11,10 @@ use tokio::sync::oneshot;
 
 use crate::types::*;
 use crate::Store;
+use writ_log::merkle::{self, NodeReader, ProofError, ReadError};
+use writ_log::Hash;
+
+mod tree;
 
 /// Most transactions one group commit takes.
 pub const BATCH_TX_MAX: usize = 2048;
@@ -25,7 +29,8 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// Page cache per connection, KiB.
 const CACHE_KIB: i64 = 32 * 1024;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: entries and state tables. 2: the Merkle tree (`nodes`) and checkpoints.
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -78,6 +83,15 @@ CREATE TABLE IF NOT EXISTS activations (
     hash TEXT NOT NULL REFERENCES bundles(hash),
     time_ms INTEGER NOT NULL,
     by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    key INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL,
+    time_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS keys (
     kid TEXT PRIMARY KEY,
@@ -153,9 +167,21 @@ impl SqliteStore {
         if version < SCHEMA_VERSION {
             // Only a new or older store is written here, so opening a store that
             // a server is using (for offline verification) takes no write lock.
-            conn.execute_batch(SCHEMA).map_err(unavailable)?;
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(unavailable)?;
+            // Version 1 stores get their tree built from the leaves they hold.
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
+            let migrated = (|| {
+                conn.execute_batch(SCHEMA)?;
+                if version == 1 {
+                    let n = tree::rebuild(&conn)?;
+                    tracing::info!(entries = n, "built the Merkle tree of a version 1 store");
+                }
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                conn.execute_batch("COMMIT")
+            })();
+            if let Err(e) = migrated {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(unavailable(format!("cannot migrate the store: {e}")));
+            }
         }
         let next: u64 = conn
             .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
@@ -171,10 +197,22 @@ impl SqliteStore {
                 next.saturating_sub(1)
             )));
         }
+        let frontier = tree::Frontier::load(&tree::ConnNodes(&conn), next).map_err(|e| {
+            StoreError::Integrity(format!(
+                "the stored Merkle tree of {next} entries is incomplete: {e}"
+            ))
+        })?;
         let (tx, rx) = sync_channel::<Job>(QUEUE_TX_MAX);
         let writer = std::thread::Builder::new()
             .name("writ-store-writer".into())
-            .spawn(move || Writer { conn, next }.run(rx))
+            .spawn(move || {
+                Writer {
+                    conn,
+                    next,
+                    frontier,
+                }
+                .run(rx)
+            })
             .map_err(unavailable)?;
         Ok(SqliteStore {
             path: path.to_owned(),
@@ -207,6 +245,8 @@ struct Writer {
     conn: Connection,
     /// Index the next appended leaf gets.
     next: u64,
+    /// The right edge of the committed-or-pending tree (size == next).
+    frontier: tree::Frontier,
 }
 
 impl Writer {
@@ -230,6 +270,7 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let start_next = self.next;
+        let start_frontier = self.frontier.clone();
         let mut results: Vec<TxResult> = Vec::with_capacity(batch.len());
         let outcome = (|| -> Result<(), StoreError> {
             self.conn
@@ -238,6 +279,7 @@ impl Writer {
             for (tx, _) in batch.iter() {
                 self.exec_cached("SAVEPOINT tx")?;
                 let before = self.next;
+                let before_frontier = self.frontier.clone();
                 match self.apply(tx) {
                     Ok(indices) => {
                         self.exec_cached("RELEASE tx")?;
@@ -247,6 +289,7 @@ impl Writer {
                         self.exec_cached("ROLLBACK TO tx")?;
                         self.exec_cached("RELEASE tx")?;
                         self.next = before;
+                        self.frontier = before_frontier;
                         results.push(Err(e));
                     }
                 }
@@ -257,6 +300,7 @@ impl Writer {
             // Nothing of this batch is acknowledged: roll back and fail them all.
             let _ = self.conn.execute_batch("ROLLBACK");
             self.next = start_next;
+            self.frontier = start_frontier;
             tracing::error!(error = %e, txs = batch.len(), "group commit failed; every transaction in it is refused");
             results = batch.iter().map(|_| Err(e.clone())).collect();
         }
@@ -287,6 +331,16 @@ impl Writer {
                         )
                         .and_then(|mut s| s.execute(params![self.next, leaf, &hash[..]]))
                         .map_err(unavailable)?;
+                    let conn = &self.conn;
+                    let mut failed = None;
+                    self.frontier.push(hash, |level, index, h| {
+                        if failed.is_none() {
+                            failed = tree::insert_node(conn, level, index, h).err();
+                        }
+                    });
+                    if let Some(e) = failed {
+                        return Err(unavailable(e));
+                    }
                     indices.push(self.next);
                     self.next += 1;
                 }
@@ -375,6 +429,30 @@ impl Writer {
                         })
                         .map_err(unavailable)?;
                 }
+                Op::PutCheckpoint(c) => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO checkpoints (size, note, time_ms) VALUES (?1, ?2, ?3)",
+                        )
+                        .and_then(|mut s| s.execute(params![c.size, c.note, c.time_ms]))
+                        .map_err(|e| {
+                            conflict_or_unavailable(e, || {
+                                format!("a checkpoint of size {} exists", c.size)
+                            })
+                        })?;
+                }
+                Op::Cosign { size, note } => {
+                    let n = self
+                        .conn
+                        .prepare_cached("UPDATE checkpoints SET note = ?2 WHERE size = ?1")
+                        .and_then(|mut s| s.execute(params![size, note]))
+                        .map_err(unavailable)?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "no checkpoint of size {size}"
+                        )));
+                    }
+                }
             }
         }
         Ok(indices)
@@ -418,6 +496,47 @@ fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
 
 const WRIT_COLUMNS: &str =
     "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index";
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRecord> {
+    Ok(CheckpointRecord {
+        size: r.get(0)?,
+        note: r.get(1)?,
+        time_ms: r.get(2)?,
+    })
+}
+
+impl SqliteStore {
+    /// Run `f` over the stored tree after checking `size` is within the log.
+    fn with_tree<T>(
+        &self,
+        size: u64,
+        f: impl FnOnce(&dyn NodeReader) -> Result<T, ProofError>,
+    ) -> Result<T, ProofError> {
+        let read_err = |e: StoreError| ReadError {
+            level: 0,
+            index: 0,
+            message: e.to_string(),
+        };
+        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
+            Some(c) => c,
+            None => open_conn(&self.path, false).map_err(read_err)?,
+        };
+        let log_size: Result<u64, _> = conn
+            .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)));
+        let out = match log_size {
+            Err(e) => Err(ProofError::Read(read_err(unavailable(e)))),
+            Ok(log_size) if size > log_size => Err(ProofError::BeyondLog { size, log_size }),
+            Ok(_) => f(&tree::ConnNodes(&conn)),
+        };
+        if let Ok(mut pool) = self.readers.lock() {
+            if pool.len() < READERS_MAX {
+                pool.push(conn);
+            }
+        }
+        out
+    }
+}
 
 impl Store for SqliteStore {
     fn submit(&self, tx: Tx) -> Ticket {
@@ -533,6 +652,58 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    fn tree_root(&self, size: u64) -> Result<Hash, ProofError> {
+        self.with_tree(size, |r| Ok(merkle::root(r, size)?))
+    }
+
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.with_tree(size, |r| merkle::inclusion_proof(r, index, size))
+    }
+
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
+        self.with_tree(second, |r| merkle::consistency_proof(r, first, second))
+    }
+
+    fn nodes_after(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u8, u64, Hash)>, StoreError> {
+        let from = after.map_or(-1, |(l, i)| tree::node_key(l, i));
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT key, hash FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+            )?;
+            let rows = s.query_map(params![from, limit as i64], |r| {
+                let key: i64 = r.get(0)?;
+                let level = (key & 63) as u8;
+                let last_leaf = (key >> 6) as u64;
+                Ok((level, ((last_leaf + 1) >> level) - 1, hash32(r.get(1)?)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT size, note, time_ms FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2",
+            )?;
+            let rows = s.query_map(params![from, limit as i64], checkpoint_row)?;
+            rows.collect()
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT size, note, time_ms FROM checkpoints ORDER BY size DESC LIMIT 1",
+            )?
+            .query_row([], checkpoint_row)
+            .optional()
         })
     }
 

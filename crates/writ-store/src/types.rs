@@ -56,6 +56,14 @@ pub enum Op {
         by: String,
     },
     PutKey(KeyRecord),
+    /// Store a signed checkpoint: a conflict if one of that size exists.
+    PutCheckpoint(CheckpointRecord),
+    /// Replace the note of the checkpoint of `size` by one with more
+    /// (co)signatures; the caller has checked it is the same checkpoint.
+    Cosign {
+        size: u64,
+        note: String,
+    },
 }
 
 /// Ops applied atomically.
@@ -190,4 +198,13 @@ pub struct KeyRecord {
     pub status: String,
     pub created_ms: u64,
     pub verify_until_ms: Option<u64>,
+}
+
+/// A signed checkpoint the log published.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointRecord {
+    pub size: u64,
+    /// The C2SP signed note (checkpoint text, blank line, signatures).
+    pub note: String,
+    pub time_ms: u64,
 }
