@@ -16,7 +16,9 @@
 
 mod api;
 mod authority;
+mod checkpoint;
 mod status;
 
 pub use api::*;
 pub use authority::{Authority, AuthorityConfig, BootstrapOutput, Event, Principal};
+pub use checkpoint::{LogPublisher, PublishError, Published};

@@ -332,7 +332,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         ..g.clone()
     })
     .await?;
-    let running = crate::server::start(&dir, "127.0.0.1:0", 5, 8).await?;
+    let running = crate::server::start(&dir, &crate::server::ServeArgs::defaults()).await?;
     let url = running.url();
     let reply = Client::new(&url, Some(admin))
         .post("/v1/principals", &json!({"uid": "Agent::\"bench\""}))

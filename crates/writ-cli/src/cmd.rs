@@ -102,6 +102,7 @@ pub(crate) async fn init_data_dir(
     dir.save_writ_key(&writ_key)?;
     dir.mark_current_writ_key(writ_key.kid())?;
     dir.save_key("policy", &policy_key)?;
+    dir.log_key()?;
     let source = writ_policy::default_bundle();
     std::fs::create_dir_all(dir.policy_dir())?;
     for (name, text) in &source.policies {

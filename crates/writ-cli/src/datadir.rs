@@ -127,6 +127,16 @@ impl DataDir {
     pub fn policy_key(&self) -> Result<WritKey> {
         self.load_key("policy")
     }
+
+    /// The key that signs checkpoints (`keys/log.pem`), made on first use for
+    /// data dirs created before the log signed checkpoints.
+    pub fn log_key(&self) -> Result<WritKey> {
+        if !self.keys().join("log.pem").exists() {
+            let k = WritKey::generate(&writ_artifact::OsEntropy)?;
+            self.save_key("log", &k)?;
+        }
+        self.load_key("log")
+    }
 }
 
 /// Write a file so that it is either absent, the old content, or the new

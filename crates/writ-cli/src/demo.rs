@@ -119,10 +119,10 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     };
     // `writ init` itself, quietly.
     let token = init_quiet(&init_global).await?;
-    let running = match crate::server::start(&dir, &a.listen, 1, 8).await {
+    let running = match crate::server::start(&dir, &demo_serve_args(&a.listen)).await {
         Ok(r) => r,
         Err(_) if a.listen != "127.0.0.1:0" => {
-            crate::server::start(&dir, "127.0.0.1:0", 1, 8).await?
+            crate::server::start(&dir, &demo_serve_args("127.0.0.1:0")).await?
         }
         Err(e) => return Err(e),
     };
@@ -336,4 +336,12 @@ pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
     let i = crate::cmd::init_data_dir(&dir, "User::\"admin\"", Some("demo.writ.local/log".into()))
         .await?;
     Ok(i.admin_token)
+}
+
+fn demo_serve_args(listen: &str) -> crate::server::ServeArgs {
+    crate::server::ServeArgs {
+        listen: listen.to_owned(),
+        skew_secs: 1,
+        ..crate::server::ServeArgs::defaults()
+    }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use writ_artifact::{OsEntropy, SystemClock};
-use writ_authority::{Authority, AuthorityConfig};
+use std::time::Duration;
+use writ_authority::{Authority, AuthorityConfig, LogPublisher};
 use writ_server::ServerState;
 use writ_store::SqliteStore;
 
@@ -23,6 +24,43 @@ pub struct ServeArgs {
     /// Deepest lineage allowed (a root is depth 0).
     #[arg(long, default_value_t = 8)]
     pub lineage_depth_max: u32,
+    /// How often a signed checkpoint is published while the log grows, in
+    /// milliseconds (`POST /v1/log/checkpoint` publishes on demand).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub checkpoint_interval_ms: u64,
+    /// A witness to ask for a cosignature of every checkpoint, as
+    /// `URL=VKEY` (the witness's submission URL and its cosigner key, as
+    /// `writ witness` prints it). Repeatable.
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witnesses: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The settings `writ serve` uses when none are given (demo, bench, tests).
+    pub fn defaults() -> ServeArgs {
+        ServeArgs {
+            listen: "127.0.0.1:0".into(),
+            skew_secs: 5,
+            lineage_depth_max: 8,
+            checkpoint_interval_ms: 1000,
+            witnesses: Vec::new(),
+        }
+    }
+}
+
+fn parse_witness(s: &str) -> Result<writ_server::WitnessTarget> {
+    let (url, vkey) = s
+        .split_once('=')
+        .with_context(|| format!("--witness {s:?}: expected URL=VKEY"))?;
+    let key = writ_log::note::NoteVerifier::parse(vkey)
+        .map_err(|e| anyhow::anyhow!("--witness {s:?}: {e}"))?;
+    if key.alg != writ_log::note::ALG_COSIGNATURE_V1 {
+        anyhow::bail!("--witness {s:?}: the key is not a cosigner (cosignature/v1) key");
+    }
+    Ok(writ_server::WitnessTarget {
+        url: url.to_owned(),
+        key,
+    })
 }
 
 /// A running in-process server.
@@ -68,19 +106,31 @@ pub fn open_authority(
     Ok(Arc::new(a))
 }
 
-/// Bind `listen` and serve `dir` in a background task.
-pub async fn start(
-    dir: &DataDir,
-    listen: &str,
-    skew_secs: u64,
-    lineage_depth_max: u32,
-) -> Result<Running> {
-    let authority = open_authority(dir, skew_secs, lineage_depth_max)?;
-    let listener = tokio::net::TcpListener::bind(listen)
+/// Bind `a.listen` and serve `dir` in a background task, publishing
+/// checkpoints every `a.checkpoint_interval_ms`.
+pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
+    let authority = open_authority(dir, a.skew_secs, a.lineage_depth_max)?;
+    let witnesses = a
+        .witnesses
+        .iter()
+        .map(|w| parse_witness(w))
+        .collect::<Result<Vec<_>>>()?;
+    let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
     let mut state = ServerState::new(authority.clone());
+    let cfg = dir.config()?;
+    state.log = Some(Arc::new(
+        LogPublisher::new(
+            authority.store().clone(),
+            Arc::new(SystemClock),
+            &cfg.origin,
+            dir.log_key()?,
+        )
+        .map_err(|e| anyhow::anyhow!("log origin {:?}: {e}", cfg.origin))?,
+    ));
+    state.witnesses = witnesses;
     let keys_dir = DataDir::new(dir.root.clone());
     state.key_saver = Some(Box::new(move |k| {
         keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))
@@ -91,10 +141,20 @@ pub async fn start(
             .mark_current_writ_key(kid)
             .map_err(|e| format!("{e:#}"))
     }));
+    let state = Arc::new(state);
+    let publisher = tokio::spawn(writ_server::run_publisher(
+        state.clone(),
+        Duration::from_millis(a.checkpoint_interval_ms),
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(writ_server::serve(Arc::new(state), listener, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(async move {
+        let out = writ_server::serve(state, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
+        publisher.abort();
+        out
+    });
     Ok(Running {
         authority,
         addr,
@@ -105,7 +165,7 @@ pub async fn start(
 
 pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
     let dir = DataDir::new(&g.dir);
-    let running = start(&dir, &a.listen, a.skew_secs, a.lineage_depth_max).await?;
+    let running = start(&dir, &a).await?;
     tracing::info!(
         url = %running.url(),
         policy = %running.authority.active_policy(),

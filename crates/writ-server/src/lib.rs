@@ -6,9 +6,11 @@
 //! the offending field named.
 #![forbid(unsafe_code)]
 
+mod log;
 mod metrics;
 mod routes;
 
+pub use log::{publish_and_witness, run_publisher, WitnessTarget};
 pub use metrics::Metrics;
 pub use routes::{router, ServerState, BODY_BYTES_MAX};
 

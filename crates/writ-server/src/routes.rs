@@ -41,6 +41,14 @@ pub struct ServerState {
     pub key_saver: Option<Box<KeySaver>>,
     /// Told the kid of the new key once the rotation committed.
     pub key_activated: Option<Box<KeyActivated>>,
+    /// Signs checkpoints; `None` when the server has no log key.
+    pub log: Option<Arc<writ_authority::LogPublisher>>,
+    /// Witnesses asked to cosign each checkpoint.
+    pub witnesses: Vec<crate::log::WitnessTarget>,
+    /// The size each witness last cosigned (by URL).
+    pub witness_sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// HTTP client for witnesses.
+    pub http: reqwest::Client,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -53,6 +61,13 @@ impl ServerState {
             metrics: Metrics::new(),
             key_saver: None,
             key_activated: None,
+            log: None,
+            witnesses: Vec::new(),
+            witness_sizes: Default::default(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
         }
     }
 }
@@ -68,7 +83,7 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-fn error(
+pub(crate) fn error(
     status: StatusCode,
     kind: &str,
     reason: Option<ReasonCode>,
@@ -200,6 +215,13 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/keys/rotate", post(rotate_key))
         .route("/v1/lineage/{jti}", get(lineage))
         .route("/v1/log/entries", get(log_entries))
+        .route(
+            "/v1/log/checkpoint",
+            get(crate::log::get_checkpoint).post(crate::log::post_checkpoint),
+        )
+        .route("/v1/log/key", get(crate::log::get_key))
+        .route("/v1/log/proof/inclusion", get(crate::log::inclusion))
+        .route("/v1/log/proof/consistency", get(crate::log::consistency))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))

@@ -1,0 +1,302 @@
+//! The log routes (checkpoint, proofs, log key), the checkpoint publisher
+//! loop, and the client side of the C2SP `tlog-witness` protocol.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use writ_authority::{LogPublisher, PublishError};
+use writ_log::merkle::ProofError;
+use writ_log::note::NoteVerifier;
+
+use crate::routes::{error, Caller, ServerState};
+
+type Shared = Arc<ServerState>;
+
+/// A witness the log asks for cosignatures.
+#[derive(Debug, Clone)]
+pub struct WitnessTarget {
+    /// The witness's submission prefix (`POST {url}/add-checkpoint`).
+    pub url: String,
+    /// Its cosigner key.
+    pub key: NoteVerifier,
+}
+
+fn no_log() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+        "this server has no log key, so it publishes no checkpoints",
+    )
+}
+
+fn publish_error(e: &PublishError) -> Response {
+    use writ_artifact::ReasonCode;
+    let (status, reason) = match e {
+        PublishError::Inconsistent { .. } | PublishError::BadStored { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::IntegrityFailure)
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, ReasonCode::AuthorityUnavailable),
+    };
+    error(status, "checkpoint", Some(reason), e.to_string())
+}
+
+fn note_response(note: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        note,
+    )
+        .into_response()
+}
+
+/// `GET /v1/log/checkpoint`: the latest signed checkpoint (publishing one
+/// first when none exists yet).
+pub(crate) async fn get_checkpoint(State(s): State<Shared>) -> Response {
+    let Some(log) = &s.log else { return no_log() };
+    let latest = match log.latest() {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => log.publish().await,
+        Err(e) => Err(e),
+    };
+    match latest {
+        Ok(p) => note_response(p.record.note),
+        Err(e) => publish_error(&e),
+    }
+}
+
+/// `POST /v1/log/checkpoint`: publish now (any authenticated caller).
+pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(_): Caller) -> Response {
+    let Some(log) = &s.log else { return no_log() };
+    match publish_and_witness(&s, log).await {
+        Ok(note) => note_response(note),
+        Err(e) => publish_error(&e),
+    }
+}
+
+/// `GET /v1/log/key`: the log's C2SP verifier key.
+pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
+    let Some(log) = &s.log else { return no_log() };
+    let witnesses: Vec<String> = s.witnesses.iter().map(|w| w.key.vkey()).collect();
+    axum::Json(json!({"vkey": log.verifier().vkey(), "origin": log.verifier().name, "witnesses": witnesses}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InclusionQuery {
+    index: u64,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ConsistencyQuery {
+    first: u64,
+    second: Option<u64>,
+}
+
+fn proof_error(e: ProofError) -> Response {
+    match e {
+        ProofError::Read(r) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+            r.to_string(),
+        ),
+        other => error(StatusCode::BAD_REQUEST, "bad_request", None, other.to_string()),
+    }
+}
+
+fn bad_query(m: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_request", None, m.to_owned())
+}
+
+fn b64(hs: &[writ_log::Hash]) -> Vec<String> {
+    hs.iter().map(|h| STANDARD.encode(h)).collect()
+}
+
+/// `GET /v1/log/proof/inclusion?index=&size=` (size defaults to the latest
+/// checkpoint's).
+pub(crate) async fn inclusion(
+    State(s): State<Shared>,
+    q: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_query("index (and optional size) must be non-negative integers");
+    };
+    let size = match q.size {
+        Some(n) => n,
+        None => match latest_size(&s) {
+            Ok(n) => n,
+            Err(r) => return r,
+        },
+    };
+    let store = s.authority.store();
+    let proof = match store.inclusion_proof(q.index, size) {
+        Ok(p) => p,
+        Err(e) => return proof_error(e),
+    };
+    let leaf_hash = match store.entries(q.index, q.index + 1) {
+        Ok(mut v) if v.len() == 1 => v.remove(0).leaf_hash,
+        Ok(_) => return bad_query("no such entry"),
+        Err(e) => return proof_error(ProofError::Read(read_err(e))),
+    };
+    axum::Json(json!({
+        "index": q.index,
+        "size": size,
+        "leaf_hash": STANDARD.encode(leaf_hash),
+        "hashes": b64(&proof),
+    }))
+    .into_response()
+}
+
+/// `GET /v1/log/proof/consistency?first=&second=` (second defaults to the
+/// latest checkpoint's size).
+pub(crate) async fn consistency(
+    State(s): State<Shared>,
+    q: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_query("first (and optional second) must be non-negative integers");
+    };
+    let second = match q.second {
+        Some(n) => n,
+        None => match latest_size(&s) {
+            Ok(n) => n,
+            Err(r) => return r,
+        },
+    };
+    match s.authority.store().consistency_proof(q.first, second) {
+        Ok(p) => axum::Json(json!({"first": q.first, "second": second, "hashes": b64(&p)}))
+            .into_response(),
+        Err(e) => proof_error(e),
+    }
+}
+
+fn read_err(e: impl std::fmt::Display) -> writ_log::merkle::ReadError {
+    writ_log::merkle::ReadError {
+        level: 0,
+        index: 0,
+        message: e.to_string(),
+    }
+}
+
+fn latest_size(s: &ServerState) -> Result<u64, Response> {
+    let Some(log) = &s.log else { return Err(no_log()) };
+    match log.latest() {
+        Ok(Some(p)) => Ok(p.record.size),
+        Ok(None) => Err(bad_query("no checkpoint yet: give the size explicitly")),
+        Err(e) => Err(publish_error(&e)),
+    }
+}
+
+/// Publish a checkpoint and collect cosignatures from every witness; returns
+/// the stored note (with whatever cosignatures were obtained).
+pub async fn publish_and_witness(s: &ServerState, log: &LogPublisher) -> Result<String, PublishError> {
+    let published = log.publish().await?;
+    let size = published.record.size;
+    let mut note = published.record.note;
+    for w in &s.witnesses {
+        if note_has(&note, &w.key) {
+            continue;
+        }
+        match ask_witness(s, w, &note).await {
+            Ok(lines) => match log.add_cosignatures(size, &lines, std::slice::from_ref(&w.key)).await {
+                Ok(0) => tracing::warn!(witness = %w.url, "witness answered without a valid cosignature"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(witness = %w.url, error = %e, "cannot store cosignature"),
+            },
+            Err(e) => tracing::warn!(witness = %w.url, error = %e, "witness did not cosign"),
+        }
+    }
+    if !s.witnesses.is_empty() {
+        if let Ok(Some(p)) = log.latest() {
+            if p.record.size == size {
+                note = p.record.note;
+            }
+        }
+    }
+    Ok(note)
+}
+
+fn note_has(note: &str, key: &NoteVerifier) -> bool {
+    writ_log::note::Note::parse(note).is_ok_and(|n| n.is_signed_by(key))
+}
+
+/// One `add-checkpoint` exchange, retrying once from the witness's size on
+/// 409 Conflict.
+async fn ask_witness(s: &ServerState, w: &WitnessTarget, note: &str) -> Result<String, String> {
+    let cp = writ_log::note::Checkpoint::parse(
+        &writ_log::note::Note::parse(note).map_err(|e| e.to_string())?.text,
+    )
+    .map_err(|e| e.to_string())?;
+    // The size this witness last cosigned; unknown after a restart, when the
+    // witness's 409 answer tells it.
+    let mut old = s
+        .witness_sizes
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&w.url).copied())
+        .unwrap_or(0);
+    for _ in 0..2 {
+        let proof = if old == 0 {
+            vec![]
+        } else {
+            s.authority
+                .store()
+                .consistency_proof(old, cp.size)
+                .map_err(|e| e.to_string())?
+        };
+        let mut body = format!("old {old}\n");
+        for h in &proof {
+            body.push_str(&STANDARD.encode(h));
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(note);
+        let resp = s
+            .http
+            .post(format!("{}/add-checkpoint", w.url.trim_end_matches('/')))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            if let Ok(mut m) = s.witness_sizes.lock() {
+                m.insert(w.url.clone(), cp.size);
+            }
+            return Ok(text);
+        }
+        if status.as_u16() == 409 {
+            if let Ok(n) = text.trim().parse::<u64>() {
+                if n <= cp.size && n != old {
+                    old = n;
+                    continue;
+                }
+            }
+        }
+        return Err(format!("{status}: {}", text.trim()));
+    }
+    Err("witness kept answering 409 Conflict".into())
+}
+
+/// Publish a checkpoint every `interval` while the log grows.
+pub async fn run_publisher(state: Shared, interval: Duration) {
+    let Some(log) = state.log.clone() else { return };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = publish_and_witness(&state, &log).await {
+            // Inconsistency is already logged loudly by the publisher.
+            tracing::warn!(error = %e, "no checkpoint this interval");
+        }
+    }
+}
