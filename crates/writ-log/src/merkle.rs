@@ -251,6 +251,59 @@ pub fn verify_consistency(
     &fr == first_root && &sr == second_root && s == 0
 }
 
+/// The right edge of a tree: the roots of the perfect subtrees that make up
+/// a tree of `size` leaves, largest first. Enough to append leaves (learning
+/// the nodes each completes) and to compute the root, in O(log n) memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    pub size: u64,
+    pub hashes: Vec<Hash>,
+}
+
+impl Frontier {
+    /// Read the right edge of a stored tree of `size` leaves.
+    pub fn load(r: &dyn NodeReader, size: u64) -> Result<Frontier, ReadError> {
+        let mut hashes = Vec::new();
+        for level in (0..64u8).rev() {
+            if size >> level & 1 == 1 {
+                let start = size >> (level + 1) << (level + 1);
+                hashes.push(r.node(level, start >> level)?);
+            }
+        }
+        Ok(Frontier { size, hashes })
+    }
+
+    /// Append a leaf hash; `out` is told each node it completes as
+    /// `(level, index, hash)`, lowest level first.
+    pub fn push(&mut self, leaf: Hash, mut out: impl FnMut(u8, u64, &Hash)) {
+        let n = self.size;
+        let mut h = leaf;
+        let mut level = 0u8;
+        while n >> level & 1 == 1 {
+            // The lowest set bit's subtree is the last one on the edge.
+            let left = self.hashes.pop().unwrap_or_default();
+            h = node_hash(&left, &h);
+            level += 1;
+            out(level, n >> level, &h);
+        }
+        self.hashes.push(h);
+        self.size += 1;
+    }
+
+    /// The root of the tree (RFC 6962's empty-tree hash when empty).
+    pub fn root(&self) -> Hash {
+        let mut it = self.hashes.iter().rev();
+        let Some(first) = it.next() else {
+            return Sha256::digest([]).into();
+        };
+        let mut acc = *first;
+        for h in it {
+            acc = node_hash(h, &acc);
+        }
+        acc
+    }
+}
+
 /// Leaf hashes held in memory, computing every node on demand: for tests and
 /// for verifying small evidence bundles.
 #[derive(Debug, Default, Clone)]
@@ -420,6 +473,21 @@ mod tests {
             }
         }
         assert!(consistency_proof(&t, 5, 4).is_err());
+    }
+
+    #[test]
+    fn the_frontier_root_is_the_tree_root_at_every_size() {
+        let t = MemoryTree::from_leaves((0..70u8).map(|i| std::slice::from_ref(&i)).collect::<Vec<_>>().into_iter().map(|s| &s[..]));
+        let mut f = Frontier::default();
+        assert_eq!(f.root(), root(&t, 0).unwrap());
+        for (i, l) in t.leaves.iter().enumerate() {
+            let want = nodes_completed_by(&t, i as u64, *l).unwrap();
+            let mut got = vec![(0u8, i as u64, *l)];
+            f.push(*l, |lv, ix, h| got.push((lv, ix, *h)));
+            assert_eq!(got, want);
+            assert_eq!(f.root(), root(&t, i as u64 + 1).unwrap());
+            assert_eq!(f, Frontier::load(&t, i as u64 + 1).unwrap());
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use writ_log::merkle::{NodeReader, ReadError};
-use writ_log::{node_hash, Hash};
+use writ_log::Hash;
+pub(crate) use writ_log::merkle::Frontier;
 
 /// `nodes.key` of the subtree at `level >= 1`, `index`.
 pub(crate) fn node_key(level: u8, index: u64) -> i64 {
@@ -43,44 +44,6 @@ impl NodeReader for ConnNodes<'_> {
         row.ok_or_else(|| err("not stored".into()))?
             .try_into()
             .map_err(|_| err("stored hash is not 32 bytes".into()))
-    }
-}
-
-/// The right edge of the tree: the roots of the perfect subtrees that make up
-/// a tree of `size` leaves, largest first.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Frontier {
-    pub size: u64,
-    pub hashes: Vec<Hash>,
-}
-
-impl Frontier {
-    /// Read the right edge of a stored tree of `size` leaves.
-    pub fn load(r: &dyn NodeReader, size: u64) -> Result<Frontier, ReadError> {
-        let mut hashes = Vec::new();
-        for level in (0..64u8).rev() {
-            if size >> level & 1 == 1 {
-                let start = size >> (level + 1) << (level + 1);
-                hashes.push(r.node(level, start >> level)?);
-            }
-        }
-        Ok(Frontier { size, hashes })
-    }
-
-    /// Append a leaf; returns the nodes it completes as `(level, index, hash)`.
-    pub fn push(&mut self, leaf: Hash, mut out: impl FnMut(u8, u64, &Hash)) {
-        let n = self.size;
-        let mut h = leaf;
-        let mut level = 0u8;
-        while n >> level & 1 == 1 {
-            // The lowest set bit's subtree is the last one on the edge.
-            let left = self.hashes.pop().unwrap_or_default();
-            h = node_hash(&left, &h);
-            level += 1;
-            out(level, n >> level, &h);
-        }
-        self.hashes.push(h);
-        self.size += 1;
     }
 }
 

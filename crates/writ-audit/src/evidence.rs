@@ -1,0 +1,289 @@
+//! Evidence bundles: one self-contained JSON file proving a range of log
+//! entries, verifiable with no server and no data dir. The format is
+//! documented in `docs/evidence-bundle.md`.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use writ_artifact::{Jwks, KeyRing};
+use writ_log::merkle::{verify_consistency, verify_inclusion};
+use writ_log::note::{NoteVerifier, SignedCheckpoint};
+use writ_log::{leaf_hash, Entry, Hash};
+
+use crate::{b64, Replayer, ReplayOutcome, Report, Source};
+
+/// The `format` of version 1.
+pub const FORMAT_V1: &str = "writ.evidence.v1";
+/// Most entries one bundle holds.
+pub const EVIDENCE_ENTRIES_MAX: u64 = 1_000_000;
+
+/// A source that can also prove (a store or a server).
+pub trait ProofSource: Source {
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, String>;
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, String>;
+    /// The largest signed checkpoint `(size, note)`.
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, String>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    pub format: String,
+    /// The log's origin (first line of its checkpoints).
+    pub origin: String,
+    /// The log's C2SP verifier key.
+    pub log_key: String,
+    /// Verifier keys of witnesses whose cosignatures the checkpoint carries.
+    pub witness_keys: Vec<String>,
+    /// Keys that signed writs and policy bundles (JWK sets).
+    pub writ_keys: Jwks,
+    pub policy_keys: Jwks,
+    /// The entries proved: `from..to` (end exclusive).
+    pub from: u64,
+    pub to: u64,
+    /// The signed checkpoint (C2SP signed note) every proof leads to; its
+    /// size is at least `to`.
+    pub checkpoint: String,
+    /// Earlier signed checkpoints, each with its consistency proof to `checkpoint`.
+    pub earlier_checkpoints: Vec<EarlierCheckpoint>,
+    pub entries: Vec<EvidenceEntry>,
+    /// Signed policy bundles named by the decisions, by hash.
+    pub bundles: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceEntry {
+    pub index: u64,
+    /// Standard base64 of the exact leaf bytes.
+    pub leaf: String,
+    /// RFC 9162 inclusion proof in the checkpoint's tree (standard base64).
+    pub proof: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlierCheckpoint {
+    pub note: String,
+    pub consistency: Vec<String>,
+}
+
+/// Keys the exporter knows.
+pub struct Keys {
+    pub log_key: NoteVerifier,
+    pub witness_keys: Vec<NoteVerifier>,
+    pub writ_keys: Jwks,
+    pub policy_keys: Jwks,
+}
+
+/// Export entries `from..to` under the latest checkpoint that covers them.
+pub fn build(src: &dyn ProofSource, keys: Keys, from: u64, to: u64) -> Result<Evidence, String> {
+    if from >= to {
+        return Err(format!("empty range {from}..{to}"));
+    }
+    if to - from > EVIDENCE_ENTRIES_MAX {
+        return Err(format!(
+            "{} entries; one bundle holds at most {EVIDENCE_ENTRIES_MAX}",
+            to - from
+        ));
+    }
+    let first = src.checkpoints(to, 1)?.into_iter().next();
+    let latest = src.latest_checkpoint()?.filter(|(n, _)| *n >= to);
+    let Some((size, note)) = latest else {
+        return Err(format!(
+            "no signed checkpoint covers entry {} yet; publish one (POST /v1/log/checkpoint) and retry",
+            to - 1
+        ));
+    };
+    let sc = SignedCheckpoint::verify(&note, &keys.log_key)
+        .map_err(|e| format!("the checkpoint of size {size} fails verification: {e}"))?;
+    let mut earlier = Vec::new();
+    if let Some((first_size, first_note)) = first {
+        if first_size != size {
+            let proof = src.consistency_proof(first_size, size)?;
+            earlier.push(EarlierCheckpoint {
+                note: first_note,
+                consistency: proof.iter().map(b64).collect(),
+            });
+        }
+    }
+    let mut entries = Vec::with_capacity((to - from) as usize);
+    let mut bundles = BTreeMap::new();
+    let mut start = from;
+    while start < to {
+        let end = (start + crate::CHUNK).min(to);
+        for leaf in src.leaves(start, end)? {
+            if let Ok(Entry::Decision(d)) = Entry::from_leaf(&leaf.bytes) {
+                if !d.policy.is_empty() && !bundles.contains_key(&d.policy) {
+                    if let Some(json) = src.bundle(&d.policy)? {
+                        let v: serde_json::Value = serde_json::from_str(&json)
+                            .map_err(|e| format!("stored bundle {}: {e}", d.policy))?;
+                        bundles.insert(d.policy.clone(), v);
+                    }
+                }
+            }
+            entries.push(EvidenceEntry {
+                index: leaf.index,
+                leaf: STANDARD.encode(&leaf.bytes),
+                proof: src
+                    .inclusion_proof(leaf.index, size)?
+                    .iter()
+                    .map(b64)
+                    .collect(),
+            });
+        }
+        start = end;
+    }
+    Ok(Evidence {
+        format: FORMAT_V1.into(),
+        origin: sc.checkpoint.origin,
+        log_key: keys.log_key.vkey(),
+        witness_keys: keys.witness_keys.iter().map(NoteVerifier::vkey).collect(),
+        writ_keys: keys.writ_keys,
+        policy_keys: keys.policy_keys,
+        from,
+        to,
+        checkpoint: note,
+        earlier_checkpoints: earlier,
+        entries,
+        bundles,
+    })
+}
+
+fn hash(s: &str) -> Option<Hash> {
+    let raw = STANDARD.decode(s).ok()?;
+    if STANDARD.encode(&raw) != s {
+        return None;
+    }
+    raw.try_into().ok()
+}
+
+fn hashes(v: &[String]) -> Option<Vec<Hash>> {
+    v.iter().map(|s| hash(s)).collect()
+}
+
+/// Verify an evidence bundle. `log_key` pins the log's key (otherwise the key
+/// in the file is used, which proves integrity but not provenance: the report
+/// says so). `Err` only for a file that is not an evidence bundle at all.
+pub fn verify(
+    ev: &Evidence,
+    log_key: Option<&NoteVerifier>,
+    witnesses: &[NoteVerifier],
+    replay: bool,
+) -> Result<Report, String> {
+    if ev.format != FORMAT_V1 {
+        return Err(format!("format {:?} is not {FORMAT_V1:?}", ev.format));
+    }
+    let mut r = Report::default();
+    let embedded = NoteVerifier::parse(&ev.log_key).map_err(|e| format!("log_key: {e}"))?;
+    let key = match log_key {
+        Some(k) => {
+            if *k != embedded {
+                r.problem(None, "the bundle's log key is not the pinned --log-key");
+            }
+            k.clone()
+        }
+        None => embedded,
+    };
+    let sc = match SignedCheckpoint::verify(&ev.checkpoint, &key) {
+        Ok(sc) => sc,
+        Err(e) => {
+            r.problem(None, format!("the checkpoint fails verification: {e}"));
+            return Ok(r);
+        }
+    };
+    let size = sc.checkpoint.size;
+    let root = sc.checkpoint.root;
+    r.checkpoints = 1;
+    r.largest_checkpoint = Some(size);
+    r.root = b64(&root);
+    if let Err(e) = sc.require_cosigners(witnesses) {
+        r.problem(None, format!("the checkpoint lacks a required cosignature: {e}"));
+    } else if !witnesses.is_empty() {
+        r.cosigned_checkpoints = 1;
+    }
+    for e in &ev.earlier_checkpoints {
+        r.checkpoints += 1;
+        match SignedCheckpoint::verify(&e.note, &key) {
+            Err(err) => r.problem(None, format!("an earlier checkpoint fails verification: {err}")),
+            Ok(early) => {
+                let ok = hashes(&e.consistency).is_some_and(|p| {
+                    verify_consistency(early.checkpoint.size, size, &early.checkpoint.root, &root, &p)
+                });
+                if !ok {
+                    r.problem(
+                        None,
+                        format!(
+                            "the checkpoint of size {} is not consistent with the one of size {size}",
+                            early.checkpoint.size
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if ev.to > size || ev.from >= ev.to || ev.entries.len() as u64 != ev.to - ev.from {
+        r.problem(
+            None,
+            format!(
+                "range {}..{} with {} entries does not fit a checkpoint of size {size}",
+                ev.from,
+                ev.to,
+                ev.entries.len()
+            ),
+        );
+    }
+    let mut replayer = if replay {
+        let ring = KeyRing::from_jwks(&ev.policy_keys).map_err(|e| format!("policy_keys: {e}"))?;
+        Some(Replayer::new(ring))
+    } else {
+        None
+    };
+    let fetch = |h: &str| -> Result<Option<String>, String> {
+        Ok(ev.bundles.get(h).map(|v| v.to_string()))
+    };
+    for (k, e) in ev.entries.iter().enumerate() {
+        let want = ev.from + k as u64;
+        r.entries += 1;
+        if e.index != want {
+            r.problem(Some(want), format!("entry {want} is missing (found index {})", e.index));
+            continue;
+        }
+        let Some(bytes) = STANDARD
+            .decode(&e.leaf)
+            .ok()
+            .filter(|b| STANDARD.encode(b) == e.leaf)
+        else {
+            r.problem(Some(want), format!("entry {want}: leaf is not canonical base64"));
+            continue;
+        };
+        let included = hashes(&e.proof)
+            .is_some_and(|p| verify_inclusion(want, size, &leaf_hash(&bytes), &p, &root));
+        if !included {
+            r.problem(
+                Some(want),
+                format!("entry {want} is not included in the signed checkpoint (its bytes or proof were altered)"),
+            );
+            continue;
+        }
+        match Entry::from_leaf(&bytes) {
+            Err(err) => r.problem(Some(want), format!("entry {want}: {err}")),
+            Ok(Entry::Decision(d)) => {
+                if let Some(rp) = replayer.as_mut() {
+                    match rp.replay(&d, &fetch) {
+                        Ok(ReplayOutcome::Same) => r.decisions_replayed += 1,
+                        Ok(ReplayOutcome::NotReplayable(_)) => r.decisions_not_replayable += 1,
+                        Ok(ReplayOutcome::Different(m)) => {
+                            r.problem(Some(want), format!("entry {want}: replay differs: {m}"))
+                        }
+                        Err(m) => r.problem(Some(want), format!("entry {want}: cannot replay: {m}")),
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(r)
+}

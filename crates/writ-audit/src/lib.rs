@@ -1,0 +1,389 @@
+//! Offline verification of a writ log, by anyone holding the public keys.
+//!
+//! [`verify_log`] streams a whole log from a [`Source`] (a data dir's store, a
+//! server's public routes, ...): it recomputes every leaf hash and the tree,
+//! compares the stored subtree hashes when the source has them, checks every
+//! signed checkpoint's signature and root against the recomputed tree (which
+//! also proves every pair of checkpoints consistent), the witness
+//! cosignatures a caller requires, and with `replay` re-evaluates every
+//! logged decision against the policy bundle it names. [`evidence`] builds and
+//! verifies self-contained evidence bundles for a range of entries.
+//!
+//! Memory is O(log n) plus one chunk of entries, whatever the log's size.
+//!
+//! **API boundary:** no IO of its own; sources are traits.
+#![forbid(unsafe_code)]
+
+pub mod evidence;
+mod replay;
+
+use std::collections::VecDeque;
+
+use writ_log::merkle::Frontier;
+use writ_log::note::{NoteVerifier, SignedCheckpoint};
+use writ_log::{leaf_hash, Hash};
+
+pub use replay::{ReplayOutcome, Replayer};
+
+/// Entries read per chunk.
+pub const CHUNK: u64 = 8192;
+
+/// One stored leaf as a source gives it.
+#[derive(Debug, Clone)]
+pub struct Leaf {
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    /// The leaf hash the source stored beside the bytes, when it keeps one.
+    pub stored_hash: Option<Hash>,
+}
+
+/// Where a log is read from. Errors are the source failing (IO), not the log
+/// being wrong.
+pub trait Source {
+    fn size(&self) -> Result<u64, String>;
+    /// Leaves `start..end` in index order.
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, String>;
+    /// Stored subtree hashes after `after`, in completion order, or `None` if
+    /// this source keeps none.
+    fn stored_nodes(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String>;
+    /// Signed checkpoint notes with `size >= from`, by size.
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String>;
+    /// A signed policy bundle (JSON) by hash.
+    fn bundle(&self, hash: &str) -> Result<Option<String>, String>;
+}
+
+/// What to check besides the tree.
+pub struct Options<'a> {
+    /// The log's checkpoint key.
+    pub log_key: NoteVerifier,
+    /// Witnesses whose cosignature the latest checkpoint must carry.
+    pub witnesses: Vec<NoteVerifier>,
+    /// Re-evaluate every decision (needs the trusted policy keys).
+    pub replay: Option<writ_artifact::KeyRing>,
+    /// Told `(entries done, total)` after every chunk.
+    pub progress: Option<&'a dyn Fn(u64, u64)>,
+}
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The entry it concerns, when one can be named.
+    pub index: Option<u64>,
+    pub message: String,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub entries: u64,
+    /// The recomputed root of all entries (standard base64).
+    pub root: String,
+    pub checkpoints: u64,
+    pub largest_checkpoint: Option<u64>,
+    pub cosigned_checkpoints: u64,
+    pub stored_nodes_checked: u64,
+    pub decisions_replayed: u64,
+    pub decisions_not_replayable: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+    fn problem(&mut self, index: Option<u64>, message: impl Into<String>) {
+        // A rewritten log can produce millions of findings; keep the first ones.
+        if self.problems.len() < 1000 {
+            self.problems.push(Problem {
+                index,
+                message: message.into(),
+            });
+        }
+    }
+}
+
+pub(crate) fn b64(h: &Hash) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+/// Verify a whole log. `Err` only when the source cannot be read.
+pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String> {
+    let mut report = Report::default();
+    let size = src.size()?;
+    report.entries = size;
+
+    // Checkpoints: each is checked for its signature now and against the tree
+    // when the recomputation reaches its size.
+    let mut feed = Feed::default();
+    let mut last_checkpoint: Option<SignedCheckpoint> = None;
+    feed.fill(src, opts, &mut report)?;
+
+    let mut frontier = Frontier::default();
+    let mut stored_nodes: VecDeque<(u8, u64, Hash)> = Default::default();
+    let mut stored_after: Option<(u8, u64)> = None;
+    let mut stored_available = true;
+    let mut last_good_size = 0u64;
+    let mut replayer = opts.replay.clone().map(Replayer::new);
+
+    let check_checkpoints = |frontier: &Frontier,
+                             pending: &mut VecDeque<(u64, SignedCheckpoint)>,
+                             report: &mut Report,
+                             last_good_size: &mut u64,
+                             last: &mut Option<SignedCheckpoint>| {
+        while let Some((s, _)) = pending.front() {
+            if *s < frontier.size {
+                let s = *s;
+                pending.pop_front();
+                report.problem(None, format!("checkpoint of size {s} was not reached in order"));
+                continue;
+            }
+            if *s != frontier.size {
+                break;
+            }
+            let Some((s, sc)) = pending.pop_front() else {
+                break;
+            };
+            if sc.checkpoint.root == frontier.root() {
+                *last_good_size = s;
+            } else {
+                report.problem(
+                    Some(*last_good_size),
+                    format!(
+                        "signed checkpoint of size {s} does not match the recomputed tree: an entry in {}..{s} was changed after it was signed",
+                        *last_good_size
+                    ),
+                );
+            }
+            report.largest_checkpoint = Some(s);
+            *last = Some(sc);
+        }
+    };
+    check_checkpoints(
+        &frontier,
+        &mut feed.pending,
+        &mut report,
+        &mut last_good_size,
+        &mut last_checkpoint,
+    );
+
+    let mut start = 0u64;
+    while start < size {
+        let end = (start + CHUNK).min(size);
+        let leaves = src.leaves(start, end)?;
+        if stored_available && stored_nodes.len() < 2 * CHUNK as usize {
+            match src.stored_nodes(stored_after, 2 * CHUNK as usize)? {
+                None => stored_available = false,
+                Some(v) => {
+                    if let Some(last) = v.last() {
+                        stored_after = Some((last.0, last.1));
+                    }
+                    stored_nodes.extend(v);
+                }
+            }
+        }
+        let mut expect = start;
+        for leaf in leaves {
+            if leaf.index != expect {
+                report.problem(
+                    Some(expect),
+                    format!("entry {expect} is missing (next stored index is {})", leaf.index),
+                );
+                return Ok(finish(report, frontier, last_checkpoint, opts));
+            }
+            expect += 1;
+            let h = leaf_hash(&leaf.bytes);
+            if let Some(stored) = leaf.stored_hash {
+                if stored != h {
+                    report.problem(
+                        Some(leaf.index),
+                        format!(
+                            "entry {}: its bytes do not hash to its stored leaf hash (the entry was altered)",
+                            leaf.index
+                        ),
+                    );
+                }
+            }
+            let mut mismatched: Option<(u8, u64)> = None;
+            let mut missing = false;
+            frontier.push(h, |level, index, node| {
+                if !stored_available {
+                    return;
+                }
+                match stored_nodes.pop_front() {
+                    Some((l, i, sh)) if l == level && i == index => {
+                        report.stored_nodes_checked += 1;
+                        if &sh != node && mismatched.is_none() {
+                            mismatched = Some((level, index));
+                        }
+                    }
+                    Some(other) => {
+                        stored_nodes.push_front(other);
+                        missing = true;
+                    }
+                    None => missing = true,
+                }
+            });
+            if let Some((level, index)) = mismatched {
+                let lo = index << level;
+                report.problem(
+                    Some(lo),
+                    format!(
+                        "stored subtree hash (level {level}, index {index}) over entries {lo}..{} does not match the entries",
+                        (index + 1) << level
+                    ),
+                );
+            }
+            if missing {
+                report.problem(
+                    Some(leaf.index),
+                    format!("the stored tree lacks a subtree hash completed by entry {}", leaf.index),
+                );
+                stored_available = false;
+            }
+            if let Some(r) = replayer.as_mut() {
+                match writ_log::Entry::from_leaf(&leaf.bytes) {
+                    Err(e) => report.problem(Some(leaf.index), format!("entry {}: {e}", leaf.index)),
+                    Ok(writ_log::Entry::Decision(d)) => {
+                        match r.replay(&d, &|h| src.bundle(h)) {
+                            Ok(ReplayOutcome::Same) => report.decisions_replayed += 1,
+                            Ok(ReplayOutcome::NotReplayable(_)) => {
+                                report.decisions_not_replayable += 1
+                            }
+                            Ok(ReplayOutcome::Different(m)) => report.problem(
+                                Some(leaf.index),
+                                format!("entry {}: replay differs: {m}", leaf.index),
+                            ),
+                            Err(e) => report.problem(
+                                Some(leaf.index),
+                                format!("entry {}: cannot replay: {e}", leaf.index),
+                            ),
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
+            check_checkpoints(
+                &frontier,
+                &mut feed.pending,
+                &mut report,
+                &mut last_good_size,
+                &mut last_checkpoint,
+            );
+            if feed.pending.len() < 4 {
+                feed.fill(src, opts, &mut report)?;
+                check_checkpoints(
+                    &frontier,
+                    &mut feed.pending,
+                    &mut report,
+                    &mut last_good_size,
+                    &mut last_checkpoint,
+                );
+            }
+        }
+        if expect != end {
+            report.problem(Some(expect), format!("entries {expect}..{end} are missing"));
+            return Ok(finish(report, frontier, last_checkpoint, opts));
+        }
+        start = end;
+        if let Some(p) = opts.progress {
+            p(start, size);
+        }
+    }
+    // Checkpoints signed for more entries than the log holds: truncation.
+    loop {
+        feed.fill(src, opts, &mut report)?;
+        let Some((s, _)) = feed.pending.pop_front() else {
+            break;
+        };
+        report.problem(
+            Some(size),
+            format!("a checkpoint is signed for {s} entries but the log holds {size}: entries were removed"),
+        );
+    }
+    if stored_available {
+        if let Some((l, i, _)) = stored_nodes.front() {
+            report.problem(
+                None,
+                format!("the stored tree has a subtree hash (level {l}, index {i}) beyond the log"),
+            );
+        }
+    }
+    Ok(finish(report, frontier, last_checkpoint, opts))
+}
+
+/// Checkpoints read ahead, their signatures checked.
+#[derive(Default)]
+struct Feed {
+    pending: VecDeque<(u64, SignedCheckpoint)>,
+    next_from: u64,
+    done: bool,
+}
+
+impl Feed {
+    fn fill(&mut self, src: &dyn Source, opts: &Options<'_>, report: &mut Report) -> Result<(), String> {
+        if self.done || self.pending.len() > 16 {
+            return Ok(());
+        }
+        let batch = src.checkpoints(self.next_from, 256)?;
+        if batch.is_empty() {
+            self.done = true;
+        }
+        for (stored_size, note) in batch {
+            self.next_from = stored_size + 1;
+            report.checkpoints += 1;
+            match SignedCheckpoint::verify(&note, &opts.log_key) {
+                Ok(sc) if sc.checkpoint.size != stored_size => report.problem(
+                    None,
+                    format!(
+                        "checkpoint stored as size {stored_size} names size {}",
+                        sc.checkpoint.size
+                    ),
+                ),
+                Ok(sc) => {
+                    if !opts.witnesses.is_empty()
+                        && opts.witnesses.iter().all(|w| sc.note.is_signed_by(w))
+                    {
+                        report.cosigned_checkpoints += 1;
+                    }
+                    self.pending.push_back((stored_size, sc));
+                }
+                Err(e) => report.problem(
+                    None,
+                    format!("checkpoint of size {stored_size} fails verification: {e}"),
+                ),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn finish(
+    mut report: Report,
+    frontier: Frontier,
+    last: Option<SignedCheckpoint>,
+    opts: &Options<'_>,
+) -> Report {
+    report.root = b64(&frontier.root());
+    if !opts.witnesses.is_empty() {
+        match &last {
+            None => report.problem(None, "no checkpoint to carry witness cosignatures"),
+            Some(sc) => {
+                if let Err(e) = sc.require_cosigners(&opts.witnesses) {
+                    report.problem(
+                        None,
+                        format!(
+                            "the latest checkpoint (size {}) lacks a required cosignature: {e}",
+                            sc.checkpoint.size
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,113 @@
+//! Re-evaluating logged decisions against the bundle each names.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use writ_artifact::{KeyRing, ReasonCode};
+use writ_log::{DecisionEntry, Outcome};
+use writ_policy::{Bundle, DecisionInput, SignedBundle};
+
+/// What replaying one decision found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Cedar gives the logged answer (and, on a policy denial, the same message).
+    Same,
+    /// Decided before policy evaluation (lineage, authentication, ...): there
+    /// is no Cedar answer to compare. The reason says why.
+    NotReplayable(String),
+    Different(String),
+}
+
+/// Compiles each bundle once (after checking its hash and policy signature)
+/// and replays decisions against it.
+pub struct Replayer {
+    policy_keys: KeyRing,
+    bundles: HashMap<String, Result<Arc<Bundle>, String>>,
+}
+
+impl Replayer {
+    pub fn new(policy_keys: KeyRing) -> Replayer {
+        Replayer {
+            policy_keys,
+            bundles: HashMap::new(),
+        }
+    }
+
+    fn bundle(
+        &mut self,
+        hash: &str,
+        fetch: &dyn Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<Arc<Bundle>, String> {
+        if let Some(b) = self.bundles.get(hash) {
+            return b.clone();
+        }
+        let built = (|| {
+            let json = fetch(hash)?.ok_or_else(|| format!("bundle {hash} is not available"))?;
+            let signed: SignedBundle = serde_json::from_str(&json)
+                .map_err(|e| format!("bundle {hash} is not a signed bundle: {e}"))?;
+            if signed.hash != hash {
+                return Err(format!("bundle stored as {hash} names itself {}", signed.hash));
+            }
+            signed
+                .check(&self.policy_keys)
+                .map_err(|e| format!("bundle {hash}: {e}"))?;
+            Bundle::compile(signed.source)
+                .map(Arc::new)
+                .map_err(|e| format!("bundle {hash} does not compile: {e}"))
+        })();
+        self.bundles.insert(hash.to_owned(), built.clone());
+        built
+    }
+
+    /// Replay one decision; `Err` when its bundle cannot be had or checked.
+    pub fn replay(
+        &mut self,
+        d: &DecisionEntry,
+        fetch: &dyn Fn(&str) -> Result<Option<String>, String>,
+    ) -> Result<ReplayOutcome, String> {
+        if d.decision == Outcome::Deny && d.reason != Some(ReasonCode::PolicyDenied) {
+            let why = d.reason.map_or("no reason".to_owned(), |r| r.to_string());
+            return Ok(ReplayOutcome::NotReplayable(format!(
+                "denied before policy evaluation ({why})"
+            )));
+        }
+        if d.policy.is_empty() {
+            return Ok(ReplayOutcome::NotReplayable("no bundle named".into()));
+        }
+        let bundle = self.bundle(&d.policy, fetch)?;
+        let again = match bundle.decide(DecisionInput {
+            principal: &d.principal,
+            action: &d.action,
+            resource: &d.resource,
+            context: &d.context,
+        }) {
+            Ok(a) => a,
+            // The authority denies input the bundle refuses, with its message.
+            Err(e) if d.decision == Outcome::Deny && e.0 == d.message => {
+                return Ok(ReplayOutcome::Same)
+            }
+            Err(e) => {
+                return Ok(ReplayOutcome::Different(format!(
+                    "logged {:?}, the bundle now refuses the input: {}",
+                    d.decision, e.0
+                )))
+            }
+        };
+        let logged_allow = d.decision == Outcome::Allow;
+        if again.allow != logged_allow {
+            return Ok(ReplayOutcome::Different(format!(
+                "logged {}, the bundle now says {}",
+                if logged_allow { "allow" } else { "deny" },
+                if again.allow { "allow" } else { "deny" }
+            )));
+        }
+        if !again.allow && again.message() != d.message {
+            return Ok(ReplayOutcome::Different(format!(
+                "logged message {:?}, replay gives {:?}",
+                d.message,
+                again.message()
+            )));
+        }
+        Ok(ReplayOutcome::Same)
+    }
+}
