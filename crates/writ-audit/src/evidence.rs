@@ -12,7 +12,7 @@ use writ_log::merkle::{verify_consistency, verify_inclusion};
 use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Entry, Hash};
 
-use crate::{b64, Replayer, ReplayOutcome, Report, Source};
+use crate::{b64, ReplayOutcome, Replayer, Report, Source};
 
 /// The `format` of version 1.
 pub const FORMAT_V1: &str = "writ.evidence.v1";
@@ -200,17 +200,29 @@ pub fn verify(
     r.largest_checkpoint = Some(size);
     r.root = b64(&root);
     if let Err(e) = sc.require_cosigners(witnesses) {
-        r.problem(None, format!("the checkpoint lacks a required cosignature: {e}"));
+        r.problem(
+            None,
+            format!("the checkpoint lacks a required cosignature: {e}"),
+        );
     } else if !witnesses.is_empty() {
         r.cosigned_checkpoints = 1;
     }
     for e in &ev.earlier_checkpoints {
         r.checkpoints += 1;
         match SignedCheckpoint::verify(&e.note, &key) {
-            Err(err) => r.problem(None, format!("an earlier checkpoint fails verification: {err}")),
+            Err(err) => r.problem(
+                None,
+                format!("an earlier checkpoint fails verification: {err}"),
+            ),
             Ok(early) => {
                 let ok = hashes(&e.consistency).is_some_and(|p| {
-                    verify_consistency(early.checkpoint.size, size, &early.checkpoint.root, &root, &p)
+                    verify_consistency(
+                        early.checkpoint.size,
+                        size,
+                        &early.checkpoint.root,
+                        &root,
+                        &p,
+                    )
                 });
                 if !ok {
                     r.problem(
@@ -248,7 +260,10 @@ pub fn verify(
         let want = ev.from + k as u64;
         r.entries += 1;
         if e.index != want {
-            r.problem(Some(want), format!("entry {want} is missing (found index {})", e.index));
+            r.problem(
+                Some(want),
+                format!("entry {want} is missing (found index {})", e.index),
+            );
             continue;
         }
         let Some(bytes) = STANDARD
@@ -256,7 +271,10 @@ pub fn verify(
             .ok()
             .filter(|b| STANDARD.encode(b) == e.leaf)
         else {
-            r.problem(Some(want), format!("entry {want}: leaf is not canonical base64"));
+            r.problem(
+                Some(want),
+                format!("entry {want}: leaf is not canonical base64"),
+            );
             continue;
         };
         let included = hashes(&e.proof)
@@ -278,7 +296,9 @@ pub fn verify(
                         Ok(ReplayOutcome::Different(m)) => {
                             r.problem(Some(want), format!("entry {want}: replay differs: {m}"))
                         }
-                        Err(m) => r.problem(Some(want), format!("entry {want}: cannot replay: {m}")),
+                        Err(m) => {
+                            r.problem(Some(want), format!("entry {want}: cannot replay: {m}"))
+                        }
                     }
                 }
             }

@@ -139,7 +139,10 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
             if *s < frontier.size {
                 let s = *s;
                 pending.pop_front();
-                report.problem(None, format!("checkpoint of size {s} was not reached in order"));
+                report.problem(
+                    None,
+                    format!("checkpoint of size {s} was not reached in order"),
+                );
                 continue;
             }
             if *s != frontier.size {
@@ -191,7 +194,10 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
             if leaf.index != expect {
                 report.problem(
                     Some(expect),
-                    format!("entry {expect} is missing (next stored index is {})", leaf.index),
+                    format!(
+                        "entry {expect} is missing (next stored index is {})",
+                        leaf.index
+                    ),
                 );
                 return Ok(finish(report, frontier, last_checkpoint, opts));
             }
@@ -241,29 +247,30 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
             if missing {
                 report.problem(
                     Some(leaf.index),
-                    format!("the stored tree lacks a subtree hash completed by entry {}", leaf.index),
+                    format!(
+                        "the stored tree lacks a subtree hash completed by entry {}",
+                        leaf.index
+                    ),
                 );
                 stored_available = false;
             }
             if let Some(r) = replayer.as_mut() {
                 match writ_log::Entry::from_leaf(&leaf.bytes) {
-                    Err(e) => report.problem(Some(leaf.index), format!("entry {}: {e}", leaf.index)),
-                    Ok(writ_log::Entry::Decision(d)) => {
-                        match r.replay(&d, &|h| src.bundle(h)) {
-                            Ok(ReplayOutcome::Same) => report.decisions_replayed += 1,
-                            Ok(ReplayOutcome::NotReplayable(_)) => {
-                                report.decisions_not_replayable += 1
-                            }
-                            Ok(ReplayOutcome::Different(m)) => report.problem(
-                                Some(leaf.index),
-                                format!("entry {}: replay differs: {m}", leaf.index),
-                            ),
-                            Err(e) => report.problem(
-                                Some(leaf.index),
-                                format!("entry {}: cannot replay: {e}", leaf.index),
-                            ),
-                        }
+                    Err(e) => {
+                        report.problem(Some(leaf.index), format!("entry {}: {e}", leaf.index))
                     }
+                    Ok(writ_log::Entry::Decision(d)) => match r.replay(&d, &|h| src.bundle(h)) {
+                        Ok(ReplayOutcome::Same) => report.decisions_replayed += 1,
+                        Ok(ReplayOutcome::NotReplayable(_)) => report.decisions_not_replayable += 1,
+                        Ok(ReplayOutcome::Different(m)) => report.problem(
+                            Some(leaf.index),
+                            format!("entry {}: replay differs: {m}", leaf.index),
+                        ),
+                        Err(e) => report.problem(
+                            Some(leaf.index),
+                            format!("entry {}: cannot replay: {e}", leaf.index),
+                        ),
+                    },
                     Ok(_) => {}
                 }
             }
@@ -325,7 +332,12 @@ struct Feed {
 }
 
 impl Feed {
-    fn fill(&mut self, src: &dyn Source, opts: &Options<'_>, report: &mut Report) -> Result<(), String> {
+    fn fill(
+        &mut self,
+        src: &dyn Source,
+        opts: &Options<'_>,
+        report: &mut Report,
+    ) -> Result<(), String> {
         if self.done || self.pending.len() > 16 {
             return Ok(());
         }

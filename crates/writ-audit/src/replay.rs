@@ -46,7 +46,10 @@ impl Replayer {
             let signed: SignedBundle = serde_json::from_str(&json)
                 .map_err(|e| format!("bundle {hash} is not a signed bundle: {e}"))?;
             if signed.hash != hash {
-                return Err(format!("bundle stored as {hash} names itself {}", signed.hash));
+                return Err(format!(
+                    "bundle stored as {hash} names itself {}",
+                    signed.hash
+                ));
             }
             signed
                 .check(&self.policy_keys)

@@ -143,7 +143,9 @@ impl LogPublisher {
                 detail,
             };
             if p.record.size > size {
-                return Err(inconsistent("the log is shorter than its checkpoint".into()));
+                return Err(inconsistent(
+                    "the log is shorter than its checkpoint".into(),
+                ));
             }
             let proof = self.store.consistency_proof(p.record.size, size)?;
             if !verify_consistency(p.record.size, size, &p.checkpoint.root, &root, &proof) {
@@ -223,15 +225,20 @@ impl LogPublisher {
         witnesses: &[NoteVerifier],
     ) -> Result<usize, PublishError> {
         let _one = self.serial.lock().await;
-        let Some(record) = self.store.checkpoints(size, 1)?.into_iter().find(|c| c.size == size)
+        let Some(record) = self
+            .store
+            .checkpoints(size, 1)?
+            .into_iter()
+            .find(|c| c.size == size)
         else {
             return Ok(0);
         };
         let published = self.check_stored(record)?;
-        let mut note = Note::parse(&published.record.note).map_err(|e| PublishError::BadStored {
-            size,
-            detail: e.to_string(),
-        })?;
+        let mut note =
+            Note::parse(&published.record.note).map_err(|e| PublishError::BadStored {
+                size,
+                detail: e.to_string(),
+            })?;
         let offered = Note::parse(&format!("{}\n{lines}", note.text)).map_err(|e| {
             PublishError::BadStored {
                 size,

@@ -30,7 +30,7 @@ fn need_token(g: &Global) -> Result<Client> {
     Ok(client(g))
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod client;
 mod cmd;
 mod datadir;
 mod demo;
+mod logcmd;
 mod server;
 
 use std::path::PathBuf;
@@ -90,6 +91,10 @@ pub enum Command {
     Execution(cmd::ExecutionCmd),
     /// Print the lineage tree of an execution.
     Lineage(cmd::LineageArgs),
+    /// The audit log: verify it (offline, remote, or an evidence bundle),
+    /// print proofs, export evidence bundles, publish a checkpoint.
+    #[command(subcommand)]
+    Log(logcmd::LogCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -148,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Key(c) => cmd::key(&g, c).await,
         Command::Execution(c) => cmd::execution(&g, c).await,
         Command::Lineage(a) => cmd::lineage(&g, a).await,
+        Command::Log(c) => logcmd::log(&g, c).await,
         Command::Bench(c) => bench::bench(&g, c).await,
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use writ_artifact::{OsEntropy, SystemClock};
 use std::time::Duration;
+use writ_artifact::{OsEntropy, SystemClock};
 use writ_authority::{Authority, AuthorityConfig, LogPublisher};
 use writ_server::ServerState;
 use writ_store::SqliteStore;

@@ -40,20 +40,20 @@ fn no_log() -> Response {
 fn publish_error(e: &PublishError) -> Response {
     use writ_artifact::ReasonCode;
     let (status, reason) = match e {
-        PublishError::Inconsistent { .. } | PublishError::BadStored { .. } => {
-            (StatusCode::INTERNAL_SERVER_ERROR, ReasonCode::IntegrityFailure)
-        }
-        _ => (StatusCode::SERVICE_UNAVAILABLE, ReasonCode::AuthorityUnavailable),
+        PublishError::Inconsistent { .. } | PublishError::BadStored { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ReasonCode::IntegrityFailure,
+        ),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ReasonCode::AuthorityUnavailable,
+        ),
     };
     error(status, "checkpoint", Some(reason), e.to_string())
 }
 
 fn note_response(note: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        note,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
 /// `GET /v1/log/checkpoint`: the latest signed checkpoint (publishing one
@@ -80,12 +80,75 @@ pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(_): Caller) 
     }
 }
 
-/// `GET /v1/log/key`: the log's C2SP verifier key.
+/// `GET /v1/log/key`: the log's C2SP verifier key, the witnesses it asks,
+/// and the policy keys that sign bundles (for replay).
 pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
     let Some(log) = &s.log else { return no_log() };
     let witnesses: Vec<String> = s.witnesses.iter().map(|w| w.key.vkey()).collect();
-    axum::Json(json!({"vkey": log.verifier().vkey(), "origin": log.verifier().name, "witnesses": witnesses}))
-        .into_response()
+    let keys = match s.authority.store().keys() {
+        Ok(k) => k,
+        Err(e) => return proof_error(ProofError::Read(read_err(e))),
+    };
+    let policy_keys: Vec<serde_json::Value> = keys
+        .iter()
+        .filter(|k| k.role == "policy")
+        .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
+        .collect();
+    axum::Json(json!({
+        "vkey": log.verifier().vkey(),
+        "origin": log.verifier().name,
+        "witnesses": witnesses,
+        "policy_keys": {"keys": policy_keys},
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CheckpointsQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Checkpoints one page returns at most.
+const CHECKPOINTS_PAGE_MAX: usize = 1000;
+
+/// `GET /v1/log/checkpoints?from=&limit=`: stored checkpoints by size.
+pub(crate) async fn list_checkpoints(
+    State(s): State<Shared>,
+    q: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return bad_query("from and limit must be non-negative integers");
+    };
+    let limit = q
+        .limit
+        .unwrap_or(CHECKPOINTS_PAGE_MAX)
+        .min(CHECKPOINTS_PAGE_MAX);
+    match s.authority.store().checkpoints(q.from.unwrap_or(0), limit) {
+        Ok(v) => axum::Json(json!(v
+            .into_iter()
+            .map(|c| json!({"size": c.size, "note": c.note, "time_ms": c.time_ms}))
+            .collect::<Vec<_>>()))
+        .into_response(),
+        Err(e) => proof_error(ProofError::Read(read_err(e))),
+    }
+}
+
+/// `GET /v1/log/bundles/{hash}`: a signed policy bundle a decision names.
+pub(crate) async fn get_bundle(
+    State(s): State<Shared>,
+    axum::extract::Path(hash): axum::extract::Path<String>,
+) -> Response {
+    match s.authority.store().bundle(&hash) {
+        Ok(Some(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+            format!("no bundle {hash}"),
+        ),
+        Err(e) => proof_error(ProofError::Read(read_err(e))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,7 +171,12 @@ fn proof_error(e: ProofError) -> Response {
             Some(writ_artifact::ReasonCode::AuthorityUnavailable),
             r.to_string(),
         ),
-        other => error(StatusCode::BAD_REQUEST, "bad_request", None, other.to_string()),
+        other => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            other.to_string(),
+        ),
     }
 }
 
@@ -187,7 +255,9 @@ fn read_err(e: impl std::fmt::Display) -> writ_log::merkle::ReadError {
 }
 
 fn latest_size(s: &ServerState) -> Result<u64, Response> {
-    let Some(log) = &s.log else { return Err(no_log()) };
+    let Some(log) = &s.log else {
+        return Err(no_log());
+    };
     match log.latest() {
         Ok(Some(p)) => Ok(p.record.size),
         Ok(None) => Err(bad_query("no checkpoint yet: give the size explicitly")),
@@ -197,7 +267,10 @@ fn latest_size(s: &ServerState) -> Result<u64, Response> {
 
 /// Publish a checkpoint and collect cosignatures from every witness; returns
 /// the stored note (with whatever cosignatures were obtained).
-pub async fn publish_and_witness(s: &ServerState, log: &LogPublisher) -> Result<String, PublishError> {
+pub async fn publish_and_witness(
+    s: &ServerState,
+    log: &LogPublisher,
+) -> Result<String, PublishError> {
     let published = log.publish().await?;
     let size = published.record.size;
     let mut note = published.record.note;
@@ -206,8 +279,13 @@ pub async fn publish_and_witness(s: &ServerState, log: &LogPublisher) -> Result<
             continue;
         }
         match ask_witness(s, w, &note).await {
-            Ok(lines) => match log.add_cosignatures(size, &lines, std::slice::from_ref(&w.key)).await {
-                Ok(0) => tracing::warn!(witness = %w.url, "witness answered without a valid cosignature"),
+            Ok(lines) => match log
+                .add_cosignatures(size, &lines, std::slice::from_ref(&w.key))
+                .await
+            {
+                Ok(0) => {
+                    tracing::warn!(witness = %w.url, "witness answered without a valid cosignature")
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(witness = %w.url, error = %e, "cannot store cosignature"),
             },
@@ -232,7 +310,9 @@ fn note_has(note: &str, key: &NoteVerifier) -> bool {
 /// 409 Conflict.
 async fn ask_witness(s: &ServerState, w: &WitnessTarget, note: &str) -> Result<String, String> {
     let cp = writ_log::note::Checkpoint::parse(
-        &writ_log::note::Note::parse(note).map_err(|e| e.to_string())?.text,
+        &writ_log::note::Note::parse(note)
+            .map_err(|e| e.to_string())?
+            .text,
     )
     .map_err(|e| e.to_string())?;
     // The size this witness last cosigned; unknown after a restart, when the

@@ -220,6 +220,8 @@ pub fn router(state: Shared) -> Router {
             get(crate::log::get_checkpoint).post(crate::log::post_checkpoint),
         )
         .route("/v1/log/key", get(crate::log::get_key))
+        .route("/v1/log/checkpoints", get(crate::log::list_checkpoints))
+        .route("/v1/log/bundles/{hash}", get(crate::log::get_bundle))
         .route("/v1/log/proof/inclusion", get(crate::log::inclusion))
         .route("/v1/log/proof/consistency", get(crate::log::consistency))
         .route("/.well-known/jwks.json", get(jwks))

@@ -8,9 +8,9 @@
 //! size), never the tree.
 
 use rusqlite::{params, Connection, OptionalExtension};
+pub(crate) use writ_log::merkle::Frontier;
 use writ_log::merkle::{NodeReader, ReadError};
 use writ_log::Hash;
-pub(crate) use writ_log::merkle::Frontier;
 
 /// `nodes.key` of the subtree at `level >= 1`, `index`.
 pub(crate) fn node_key(level: u8, index: u64) -> i64 {

@@ -1,0 +1,649 @@
+//! `writ log verify | proof | export | checkpoint`, and the log sources they
+//! read: a data dir's store (offline) or a server's public log routes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use writ_artifact::{Jwk, Jwks, KeyRing};
+use writ_audit::evidence::{self, Evidence, ProofSource};
+use writ_audit::{Leaf, Options, Report, Source};
+use writ_log::note::{NoteVerifier, ALG_COSIGNATURE_V1, ALG_ED25519};
+use writ_log::Hash;
+use writ_store::{SqliteStore, Store};
+
+use crate::client::Client;
+use crate::{DataDir, Exit, Global};
+
+#[derive(Subcommand, Debug)]
+pub enum LogCmd {
+    /// Recompute the whole tree and check every entry, stored subtree hash and
+    /// signed checkpoint; `--replay` re-evaluates every decision.
+    ///
+    /// Reads the data dir (offline, the default), a server (`--remote`), or an
+    /// evidence bundle (`--bundle FILE`, needing neither). Exit status 0 when
+    /// everything verifies, 26 (integrity_failure) when anything does not;
+    /// each problem is printed with the entry index it concerns.
+    Verify(VerifyLogArgs),
+    /// Print an inclusion proof (`--index I [--size N]`) or a consistency
+    /// proof (`--first M [--second N]`); sizes default to the latest
+    /// checkpoint's.
+    Proof(ProofArgs),
+    /// Write an evidence bundle: entries FROM..TO (TO exclusive) with their
+    /// inclusion proofs, signed checkpoints, public keys and the policy
+    /// bundles the decisions name (format: docs/evidence-bundle.md).
+    Export(ExportArgs),
+    /// Publish a signed checkpoint now (server) and print it.
+    Checkpoint,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyLogArgs {
+    /// Verify the log of the server (`--server`/WRIT_SERVER) instead of the data dir.
+    #[arg(long, conflicts_with = "bundle")]
+    pub remote: bool,
+    /// Verify an evidence bundle file, with no server and no data dir.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// Re-evaluate every logged decision against the bundle it names.
+    #[arg(long)]
+    pub replay: bool,
+    /// The log's verifier key (`name+id+key`); default: the data dir's, or
+    /// for `--remote`/`--bundle` the key the server or file presents.
+    #[arg(long)]
+    pub log_key: Option<String>,
+    /// Require a cosignature by this witness on the latest checkpoint (repeatable).
+    #[arg(long = "witness-key", value_name = "VKEY")]
+    pub witness_keys: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProofArgs {
+    #[arg(long, conflicts_with_all = ["first", "second"])]
+    pub index: Option<u64>,
+    #[arg(long, requires = "index")]
+    pub size: Option<u64>,
+    #[arg(long)]
+    pub first: Option<u64>,
+    #[arg(long, requires = "first")]
+    pub second: Option<u64>,
+    /// Ask the server instead of reading the data dir.
+    #[arg(long)]
+    pub remote: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub from: u64,
+    /// End, exclusive (default: the latest checkpoint's size).
+    #[arg(long)]
+    pub to: Option<u64>,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Export from the server instead of the data dir.
+    #[arg(long)]
+    pub remote: bool,
+}
+
+pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
+    match c {
+        LogCmd::Verify(a) => verify(g, a).await,
+        LogCmd::Proof(a) => proof(g, a).await,
+        LogCmd::Export(a) => export(g, a).await,
+        LogCmd::Checkpoint => {
+            let reply = Client::new(&g.server, g.token.clone())
+                .post("/v1/log/checkpoint", &json!({}))
+                .await?;
+            if !reply.ok() {
+                bail!("{}", reply.message());
+            }
+            let note = reply.body.as_str().unwrap_or_default().to_owned();
+            if g.json {
+                crate::cmd::print_json(&json!({"checkpoint": note}))?;
+            } else {
+                print!("{note}");
+            }
+            Ok(Exit::Ok)
+        }
+    }
+}
+
+fn parse_keys(
+    log_key: &Option<String>,
+    witnesses: &[String],
+) -> Result<(Option<NoteVerifier>, Vec<NoteVerifier>)> {
+    let log = log_key
+        .as_deref()
+        .map(NoteVerifier::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--log-key: {e}"))?;
+    if log.as_ref().is_some_and(|k| k.alg != ALG_ED25519) {
+        bail!("--log-key is not a log (Ed25519 note) key");
+    }
+    let ws = witnesses
+        .iter()
+        .map(|w| NoteVerifier::parse(w).map_err(|e| anyhow::anyhow!("--witness-key: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if ws.iter().any(|w| w.alg != ALG_COSIGNATURE_V1) {
+        bail!("a --witness-key is not a cosigner (cosignature/v1) key");
+    }
+    Ok((log, ws))
+}
+
+/// The data dir's log verifier key.
+pub(crate) fn local_log_key(dir: &DataDir) -> Result<NoteVerifier> {
+    dir.require()?;
+    let cfg = dir.config()?;
+    let key = dir.log_key()?;
+    NoteVerifier::new(&cfg.origin, ALG_ED25519, key.verifying_key()).map_err(anyhow::Error::msg)
+}
+
+fn jwks_of(store: &dyn Store, role: &str) -> Result<Jwks> {
+    let keys = store
+        .keys()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|k| k.role == role)
+        .map(|k| serde_json::from_str::<Jwk>(&k.public_jwk))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Jwks { keys })
+}
+
+fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
+    if g.json {
+        crate::cmd::print_json(&json!({"ok": r.ok(), "report": r}))?;
+    } else {
+        println!(
+            "{what}: {} entries, root {}, {} checkpoints (largest {}){}{}{}",
+            r.entries,
+            r.root,
+            r.checkpoints,
+            r.largest_checkpoint
+                .map_or("none".into(), |s| s.to_string()),
+            if r.stored_nodes_checked > 0 {
+                format!(", {} stored subtree hashes", r.stored_nodes_checked)
+            } else {
+                String::new()
+            },
+            if r.cosigned_checkpoints > 0 {
+                format!(", {} witnessed", r.cosigned_checkpoints)
+            } else {
+                String::new()
+            },
+            if r.decisions_replayed + r.decisions_not_replayable > 0 {
+                format!(
+                    ", {} decisions replayed identically ({} decided before policy)",
+                    r.decisions_replayed, r.decisions_not_replayable
+                )
+            } else {
+                String::new()
+            },
+        );
+        for p in &r.problems {
+            match p.index {
+                Some(i) => eprintln!("problem at entry {i}: {}", p.message),
+                None => eprintln!("problem: {}", p.message),
+            }
+        }
+    }
+    if r.ok() {
+        if !g.json {
+            println!("ok");
+        }
+        Ok(Exit::Ok)
+    } else {
+        crate::print_denial(
+            writ_artifact::ReasonCode::IntegrityFailure,
+            &format!("{} problem(s) found", r.problems.len()),
+        );
+        Ok(Exit::Denied(writ_artifact::ReasonCode::IntegrityFailure))
+    }
+}
+
+async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
+    let (pinned, witnesses) = parse_keys(&a.log_key, &a.witness_keys)?;
+    if let Some(path) = &a.bundle {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let ev: Evidence = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not an evidence bundle", path.display()))?;
+        if pinned.is_none() && !g.json {
+            eprintln!(
+                "note: trusting the log key inside the bundle ({}); pass --log-key to pin it",
+                ev.log_key
+            );
+        }
+        let r = evidence::verify(&ev, pinned.as_ref(), &witnesses, a.replay)
+            .map_err(anyhow::Error::msg)?;
+        return print_report(g, &r, "evidence bundle");
+    }
+    let quiet = g.json;
+    let progress = move |done: u64, total: u64| {
+        if !quiet && total >= 100_000 && (done % 1_048_576 < writ_audit::CHUNK || done == total) {
+            eprintln!("  verified {done}/{total} entries");
+        }
+    };
+    if a.remote {
+        let client = Client::new(&g.server, g.token.clone());
+        let key_info = client.get("/v1/log/key").await?;
+        if !key_info.ok() {
+            bail!("{}", key_info.message());
+        }
+        let served = NoteVerifier::parse(key_info.body["vkey"].as_str().unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+        let log_key = match pinned {
+            Some(k) => k,
+            None => {
+                if !g.json {
+                    eprintln!("note: trusting the log key the server presents ({}); pass --log-key to pin it", served.vkey());
+                }
+                served
+            }
+        };
+        let policy_keys: Jwks = serde_json::from_value(key_info.body["policy_keys"].clone())
+            .context("server's policy_keys")?;
+        let replay = a
+            .replay
+            .then(|| KeyRing::from_jwks(&policy_keys))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        let handle = tokio::runtime::Handle::current();
+        let r = tokio::task::spawn_blocking(move || {
+            let src = HttpSource { client, handle };
+            let opts = Options {
+                log_key,
+                witnesses,
+                replay,
+                progress: Some(&progress),
+            };
+            writ_audit::verify_log(&src, &opts)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
+        return print_report(g, &r, "log");
+    }
+    let dir = DataDir::new(&g.dir);
+    let log_key = match pinned {
+        Some(k) => k,
+        None => local_log_key(&dir)?,
+    };
+    let store = Arc::new(open_store(&dir)?);
+    let replay = a
+        .replay
+        .then(|| {
+            KeyRing::from_jwks(&jwks_of(store.as_ref(), "policy")?).map_err(anyhow::Error::msg)
+        })
+        .transpose()?;
+    let r = tokio::task::spawn_blocking(move || {
+        let src = StoreSource(store);
+        let opts = Options {
+            log_key,
+            witnesses,
+            replay,
+            progress: Some(&progress),
+        };
+        writ_audit::verify_log(&src, &opts)
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
+    print_report(g, &r, "log")
+}
+
+pub(crate) fn open_store(dir: &DataDir) -> Result<SqliteStore> {
+    dir.require()?;
+    SqliteStore::open(&dir.db()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn b64s(v: &[Hash]) -> Vec<String> {
+    v.iter().map(|h| STANDARD.encode(h)).collect()
+}
+
+async fn proof(g: &Global, a: ProofArgs) -> Result<Exit> {
+    let out: Value = if a.remote {
+        let c = Client::new(&g.server, g.token.clone());
+        let path = match (a.index, a.first) {
+            (Some(i), _) => match a.size {
+                Some(n) => format!("/v1/log/proof/inclusion?index={i}&size={n}"),
+                None => format!("/v1/log/proof/inclusion?index={i}"),
+            },
+            (None, Some(m)) => match a.second {
+                Some(n) => format!("/v1/log/proof/consistency?first={m}&second={n}"),
+                None => format!("/v1/log/proof/consistency?first={m}"),
+            },
+            _ => bail!("give --index I (inclusion) or --first M (consistency)"),
+        };
+        let r = c.get(&path).await?;
+        if !r.ok() {
+            bail!("{}", r.message());
+        }
+        r.body
+    } else {
+        let dir = DataDir::new(&g.dir);
+        let store = open_store(&dir)?;
+        let latest = || -> Result<u64> {
+            store
+                .latest_checkpoint()
+                .map_err(anyhow::Error::msg)?
+                .map(|c| c.size)
+                .context(
+                    "no checkpoint yet: give the size explicitly, or let `writ serve` publish one",
+                )
+        };
+        match (a.index, a.first) {
+            (Some(i), _) => {
+                let size = match a.size {
+                    Some(n) => n,
+                    None => latest()?,
+                };
+                let p = store.inclusion_proof(i, size).map_err(anyhow::Error::msg)?;
+                let leaf = store.entries(i, i + 1).map_err(anyhow::Error::msg)?;
+                let lh = leaf.first().context("no such entry")?.leaf_hash;
+                json!({"index": i, "size": size, "leaf_hash": STANDARD.encode(lh), "hashes": b64s(&p)})
+            }
+            (None, Some(m)) => {
+                let n = match a.second {
+                    Some(n) => n,
+                    None => latest()?,
+                };
+                let p = store.consistency_proof(m, n).map_err(anyhow::Error::msg)?;
+                json!({"first": m, "second": n, "hashes": b64s(&p)})
+            }
+            _ => bail!("give --index I (inclusion) or --first M (consistency)"),
+        }
+    };
+    if g.json {
+        crate::cmd::print_json(&out)?;
+    } else if let Some(i) = out.get("index") {
+        println!(
+            "inclusion proof of entry {i} in the tree of size {}",
+            out["size"]
+        );
+        println!(
+            "leaf hash {}",
+            out["leaf_hash"].as_str().unwrap_or_default()
+        );
+        for h in out["hashes"].as_array().into_iter().flatten() {
+            println!("  {}", h.as_str().unwrap_or_default());
+        }
+    } else {
+        println!(
+            "consistency proof from size {} to size {}",
+            out["first"], out["second"]
+        );
+        for h in out["hashes"].as_array().into_iter().flatten() {
+            println!("  {}", h.as_str().unwrap_or_default());
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
+    let ev = if a.remote {
+        let client = Client::new(&g.server, g.token.clone());
+        let key_info = client.get("/v1/log/key").await?;
+        if !key_info.ok() {
+            bail!("{}", key_info.message());
+        }
+        let log_key = NoteVerifier::parse(key_info.body["vkey"].as_str().unwrap_or_default())
+            .map_err(anyhow::Error::msg)?;
+        let witness_keys = key_info.body["witnesses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().and_then(|s| NoteVerifier::parse(s).ok()))
+            .collect();
+        let policy_keys: Jwks = serde_json::from_value(key_info.body["policy_keys"].clone())?;
+        let writ_keys: Jwks = client.get("/.well-known/jwks.json").await?.parse()?;
+        let handle = tokio::runtime::Handle::current();
+        let (from, to) = (a.from, a.to);
+        tokio::task::spawn_blocking(move || {
+            let src = HttpSource { client, handle };
+            let to = match to {
+                Some(t) => t,
+                None => src.latest_checkpoint()?.map(|c| c.0).unwrap_or(0),
+            };
+            let keys = evidence::Keys {
+                log_key,
+                witness_keys,
+                writ_keys,
+                policy_keys,
+            };
+            evidence::build(&src, keys, from, to)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?
+    } else {
+        let dir = DataDir::new(&g.dir);
+        let log_key = local_log_key(&dir)?;
+        let store = Arc::new(open_store(&dir)?);
+        let writ_keys = jwks_of(store.as_ref(), "writ")?;
+        let policy_keys = jwks_of(store.as_ref(), "policy")?;
+        let (from, to) = (a.from, a.to);
+        tokio::task::spawn_blocking(move || {
+            let src = StoreSource(store);
+            let to = match to {
+                Some(t) => t,
+                None => src.latest_checkpoint()?.map(|c| c.0).unwrap_or(0),
+            };
+            let keys = evidence::Keys {
+                log_key,
+                witness_keys: vec![],
+                writ_keys,
+                policy_keys,
+            };
+            evidence::build(&src, keys, from, to)
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?
+    };
+    let bytes = serde_json::to_vec_pretty(&ev)?;
+    crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;
+    if g.json {
+        crate::cmd::print_json(
+            &json!({"out": a.out, "from": ev.from, "to": ev.to, "bytes": bytes.len()}),
+        )?;
+    } else {
+        println!(
+            "wrote {} ({} entries {}..{}, {} bytes); check it with `writ log verify --bundle {}`",
+            a.out.display(),
+            ev.entries.len(),
+            ev.from,
+            ev.to,
+            bytes.len(),
+            a.out.display()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// The data dir's store as a log source.
+pub(crate) struct StoreSource(pub Arc<SqliteStore>);
+
+fn se(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Source for StoreSource {
+    fn size(&self) -> Result<u64, String> {
+        self.0.log_size().map_err(se)
+    }
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, String> {
+        Ok(self
+            .0
+            .entries(start, end)
+            .map_err(se)?
+            .into_iter()
+            .map(|l| Leaf {
+                index: l.index,
+                bytes: l.leaf,
+                stored_hash: Some(l.leaf_hash),
+            })
+            .collect())
+    }
+    fn stored_nodes(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String> {
+        self.0.nodes_after(after, limit).map(Some).map_err(se)
+    }
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
+        Ok(self
+            .0
+            .checkpoints(from, limit)
+            .map_err(se)?
+            .into_iter()
+            .map(|c| (c.size, c.note))
+            .collect())
+    }
+    fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
+        self.0.bundle(hash).map_err(se)
+    }
+}
+
+impl ProofSource for StoreSource {
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, String> {
+        self.0.inclusion_proof(index, size).map_err(se)
+    }
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, String> {
+        self.0.consistency_proof(first, second).map_err(se)
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, String> {
+        Ok(self
+            .0
+            .latest_checkpoint()
+            .map_err(se)?
+            .map(|c| (c.size, c.note)))
+    }
+}
+
+/// A server's public log routes as a log source (blocking: run it on a
+/// blocking thread).
+pub(crate) struct HttpSource {
+    pub client: Client,
+    pub handle: tokio::runtime::Handle,
+}
+
+impl HttpSource {
+    fn get(&self, path: &str) -> Result<Value, String> {
+        let r = self.handle.block_on(self.client.get(path)).map_err(se)?;
+        if !r.ok() {
+            return Err(format!("GET {path}: {}", r.message()));
+        }
+        Ok(r.body)
+    }
+}
+
+fn hashes_of(v: &Value) -> Result<Vec<Hash>, String> {
+    v.as_array()
+        .ok_or("hashes is not an array")?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| "a hash is not 32 bytes of base64".to_owned())
+        })
+        .collect()
+}
+
+impl Source for HttpSource {
+    fn size(&self) -> Result<u64, String> {
+        self.get("/readyz")?["log_size"]
+            .as_u64()
+            .ok_or_else(|| "the server did not report its log size".into())
+    }
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, String> {
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let page = self.get(&format!("/v1/log/entries?start={at}&end={end}"))?;
+            let arr = page.as_array().ok_or("entries is not an array")?;
+            if arr.is_empty() {
+                break;
+            }
+            for e in arr {
+                let bytes = e["leaf"]
+                    .as_str()
+                    .and_then(|s| STANDARD.decode(s).ok())
+                    .ok_or("leaf is not base64")?;
+                out.push(Leaf {
+                    index: e["index"].as_u64().ok_or("index")?,
+                    bytes,
+                    // The server's claimed hash is checked against the bytes.
+                    stored_hash: e["leaf_hash"]
+                        .as_str()
+                        .and_then(|s| STANDARD.decode(s).ok())
+                        .and_then(|b| b.try_into().ok()),
+                });
+            }
+            at = out.last().map_or(end, |l| l.index + 1);
+        }
+        Ok(out)
+    }
+    fn stored_nodes(
+        &self,
+        _after: Option<(u8, u64)>,
+        _limit: usize,
+    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String> {
+        Ok(None)
+    }
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
+        let v = self.get(&format!(
+            "/v1/log/checkpoints?from={from}&limit={}",
+            limit.min(1000)
+        ))?;
+        v.as_array()
+            .ok_or("checkpoints is not an array")?
+            .iter()
+            .map(|c| {
+                Ok((
+                    c["size"].as_u64().ok_or("size")?,
+                    c["note"].as_str().ok_or("note")?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+    fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
+        match self.get(&format!("/v1/log/bundles/{hash}")) {
+            Ok(v) => Ok(Some(v.to_string())),
+            Err(e) if e.contains("no bundle") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl ProofSource for HttpSource {
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, String> {
+        hashes_of(
+            &self.get(&format!(
+                "/v1/log/proof/inclusion?index={index}&size={size}"
+            ))?["hashes"],
+        )
+    }
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, String> {
+        hashes_of(
+            &self.get(&format!(
+                "/v1/log/proof/consistency?first={first}&second={second}"
+            ))?["hashes"],
+        )
+    }
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, String> {
+        let r = self
+            .handle
+            .block_on(self.client.get("/v1/log/checkpoint"))
+            .map_err(se)?;
+        if !r.ok() {
+            return Err(r.message());
+        }
+        let note = r.body.as_str().ok_or("checkpoint is not text")?.to_owned();
+        let n = writ_log::note::Note::parse(&note).map_err(se)?;
+        let cp = writ_log::note::Checkpoint::parse(&n.text).map_err(se)?;
+        Ok(Some((cp.size, note)))
+    }
+}
