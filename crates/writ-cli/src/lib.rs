@@ -10,6 +10,7 @@ mod datadir;
 mod demo;
 mod logcmd;
 mod server;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,9 @@ pub enum Command {
     /// print proofs, export evidence bundles, publish a checkpoint.
     #[command(subcommand)]
     Log(logcmd::LogCmd),
+    /// Run a witness that cosigns a log's checkpoints after checking each is
+    /// consistent with the last one it saw (C2SP tlog-witness).
+    Witness(witness::WitnessArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -154,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Execution(c) => cmd::execution(&g, c).await,
         Command::Lineage(a) => cmd::lineage(&g, a).await,
         Command::Log(c) => logcmd::log(&g, c).await,
+        Command::Witness(a) => witness::witness(&g, a).await,
         Command::Bench(c) => bench::bench(&g, c).await,
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod merkle;
 pub mod note;
+pub mod witness;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

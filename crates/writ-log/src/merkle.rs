@@ -477,13 +477,8 @@ mod tests {
 
     #[test]
     fn the_frontier_root_is_the_tree_root_at_every_size() {
-        let t = MemoryTree::from_leaves(
-            (0..70u8)
-                .map(|i| std::slice::from_ref(&i))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .map(|s| &s[..]),
-        );
+        let leaves: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i]).collect();
+        let t = MemoryTree::from_leaves(leaves.iter().map(Vec::as_slice));
         let mut f = Frontier::default();
         assert_eq!(f.root(), root(&t, 0).unwrap());
         for (i, l) in t.leaves.iter().enumerate() {
