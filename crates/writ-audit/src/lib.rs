@@ -37,6 +37,9 @@ pub struct Leaf {
     pub stored_hash: Option<Hash>,
 }
 
+/// A stored subtree hash: `(level, index, hash)`.
+pub type Node = (u8, u64, Hash);
+
 /// Where a log is read from. Errors are the source failing (IO), not the log
 /// being wrong.
 pub trait Source {
@@ -49,7 +52,7 @@ pub trait Source {
         &self,
         after: Option<(u8, u64)>,
         limit: usize,
-    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String>;
+    ) -> Result<Option<Vec<Node>>, String>;
     /// Signed checkpoint notes with `size >= from`, by size.
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String>;
     /// A signed policy bundle (JSON) by hash.

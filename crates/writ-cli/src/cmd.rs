@@ -287,6 +287,18 @@ pub struct VerifyArgs {
     /// Clock skew tolerated, seconds.
     #[arg(long, default_value_t = 5)]
     pub skew_secs: u64,
+    /// Also check the writ's decision entry is in the log: included under the
+    /// latest signed checkpoint (from the server with --online, else the data
+    /// dir). Fails with integrity_failure otherwise.
+    #[arg(long)]
+    pub proof: bool,
+    /// With --proof: the log's verifier key (default: the data dir's, or
+    /// with --online the key the server presents).
+    #[arg(long, requires = "proof")]
+    pub log_key: Option<String>,
+    /// With --proof: require a cosignature by this witness (repeatable).
+    #[arg(long = "witness-key", value_name = "VKEY", requires = "proof")]
+    pub witness_keys: Vec<String>,
 }
 
 pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
@@ -367,10 +379,26 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
             .map(|v| v.claims().clone())
             .map_err(|d| (d.reason, d.message))
     };
+    let result = match result {
+        Ok(claims) if a.proof => {
+            match crate::logcmd::prove_writ(g, &claims, a.online, &a.log_key, &a.witness_keys)
+                .await?
+            {
+                Ok(line) => {
+                    if !g.json {
+                        println!("{line}");
+                    }
+                    Ok(claims)
+                }
+                Err(m) => Err((ReasonCode::IntegrityFailure, m)),
+            }
+        }
+        other => other,
+    };
     match result {
         Ok(claims) => {
             if g.json {
-                print_json(&json!({"valid": true, "claims": claims}))?;
+                print_json(&json!({"valid": true, "claims": claims, "logged": a.proof}))?;
             } else {
                 println!(
                     "valid: {} may {} on {} (jti {}, log entry {})",

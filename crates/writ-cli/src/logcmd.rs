@@ -184,25 +184,25 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
                 String::new()
             },
         );
-        for p in &r.problems {
-            match p.index {
-                Some(i) => eprintln!("problem at entry {i}: {}", p.message),
-                None => eprintln!("problem: {}", p.message),
-            }
-        }
     }
     if r.ok() {
         if !g.json {
             println!("ok");
         }
-        Ok(Exit::Ok)
-    } else {
-        crate::print_denial(
-            writ_artifact::ReasonCode::IntegrityFailure,
-            &format!("{} problem(s) found", r.problems.len()),
-        );
-        Ok(Exit::Denied(writ_artifact::ReasonCode::IntegrityFailure))
+        return Ok(Exit::Ok);
     }
+    // The denial line first, as every command prints it; then each problem.
+    crate::print_denial(
+        writ_artifact::ReasonCode::IntegrityFailure,
+        &format!("{} problem(s) found", r.problems.len()),
+    );
+    for p in &r.problems {
+        match p.index {
+            Some(i) => eprintln!("problem at entry {i}: {}", p.message),
+            None => eprintln!("problem: {}", p.message),
+        }
+    }
+    Ok(Exit::Denied(writ_artifact::ReasonCode::IntegrityFailure))
 }
 
 async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
@@ -489,7 +489,7 @@ impl Source for StoreSource {
         &self,
         after: Option<(u8, u64)>,
         limit: usize,
-    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String> {
+    ) -> Result<Option<Vec<writ_audit::Node>>, String> {
         self.0.nodes_after(after, limit).map(Some).map_err(se)
     }
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
@@ -590,7 +590,7 @@ impl Source for HttpSource {
         &self,
         _after: Option<(u8, u64)>,
         _limit: usize,
-    ) -> Result<Option<Vec<(u8, u64, Hash)>>, String> {
+    ) -> Result<Option<Vec<writ_audit::Node>>, String> {
         Ok(None)
     }
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
@@ -645,5 +645,140 @@ impl ProofSource for HttpSource {
         let n = writ_log::note::Note::parse(&note).map_err(se)?;
         let cp = writ_log::note::Checkpoint::parse(&n.text).map_err(se)?;
         Ok(Some((cp.size, note)))
+    }
+}
+
+/// Makes the inclusion proof of the writ's entry at a tree size.
+type ProofAt = dyn FnOnce(u64) -> Result<Vec<Hash>> + Send;
+
+/// `writ verify --proof`: the writ's decision entry is in the log, included
+/// under a signed checkpoint (and cosigned by each required witness).
+/// Returns a one-line description, or why not.
+pub(crate) async fn prove_writ(
+    g: &Global,
+    claims: &writ_artifact::Claims,
+    remote: bool,
+    log_key: &Option<String>,
+    witness_keys: &[String],
+) -> Result<std::result::Result<String, String>> {
+    let (pinned, witnesses) = parse_keys(log_key, witness_keys)?;
+    let index = claims.writ.log.index;
+    let (key, note, leaf, proof_fn): (NoteVerifier, String, Vec<u8>, Box<ProofAt>) = if remote {
+        let client = Client::new(&g.server, g.token.clone());
+        let key = match pinned {
+            Some(k) => k,
+            None => {
+                let info = client.get("/v1/log/key").await?;
+                if !info.ok() {
+                    bail!("{}", info.message());
+                }
+                if !g.json {
+                    eprintln!(
+                        "note: trusting the log key the server presents; pass --log-key to pin it"
+                    );
+                }
+                NoteVerifier::parse(info.body["vkey"].as_str().unwrap_or_default())
+                    .map_err(anyhow::Error::msg)?
+            }
+        };
+        let handle = tokio::runtime::Handle::current();
+        let (src_note, leaves) = tokio::task::spawn_blocking({
+            let client = client.clone();
+            move || {
+                let src = HttpSource { client, handle };
+                let note = src.latest_checkpoint()?.map(|c| c.1);
+                let leaves = src.leaves(index, index + 1)?;
+                Ok::<_, String>((note, leaves))
+            }
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
+        let handle = tokio::runtime::Handle::current();
+        let proof_fn = Box::new(move |size: u64| {
+            HttpSource { client, handle }
+                .inclusion_proof(index, size)
+                .map_err(anyhow::Error::msg)
+        });
+        (
+            key,
+            src_note.context("the log has no checkpoint yet")?,
+            leaves
+                .into_iter()
+                .next()
+                .map(|l| l.bytes)
+                .unwrap_or_default(),
+            proof_fn,
+        )
+    } else {
+        let dir = DataDir::new(&g.dir);
+        let key = match pinned {
+            Some(k) => k,
+            None => local_log_key(&dir)?,
+        };
+        let store = Arc::new(open_store(&dir)?);
+        let note = store
+            .latest_checkpoint()
+            .map_err(anyhow::Error::msg)?
+            .context("the log has no checkpoint yet (`writ serve` publishes one every second)")?
+            .note;
+        let leaf = store
+            .entries(index, index + 1)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .next()
+            .map(|l| l.leaf)
+            .unwrap_or_default();
+        let proof_fn = Box::new(move |size: u64| {
+            store
+                .inclusion_proof(index, size)
+                .map_err(anyhow::Error::msg)
+        });
+        (key, note, leaf, proof_fn)
+    };
+    let sc = match writ_log::note::SignedCheckpoint::verify(&note, &key) {
+        Ok(sc) => sc,
+        Err(e) => return Ok(Err(format!("the log's checkpoint fails verification: {e}"))),
+    };
+    if let Err(e) = sc.require_cosigners(&witnesses) {
+        return Ok(Err(format!(
+            "the checkpoint lacks a required cosignature: {e}"
+        )));
+    }
+    if sc.checkpoint.origin != claims.writ.log.origin {
+        return Ok(Err(format!(
+            "the writ names log {:?}, the checkpoint is of {:?}",
+            claims.writ.log.origin, sc.checkpoint.origin
+        )));
+    }
+    let size = sc.checkpoint.size;
+    if index >= size {
+        return Ok(Err(format!(
+            "entry {index} is not under the latest checkpoint yet (size {size}); retry in a second"
+        )));
+    }
+    let proof = tokio::task::spawn_blocking(move || proof_fn(size)).await??;
+    if !writ_log::merkle::verify_inclusion(
+        index,
+        size,
+        &writ_log::leaf_hash(&leaf),
+        &proof,
+        &sc.checkpoint.root,
+    ) {
+        return Ok(Err(format!(
+            "entry {index} is not included in the signed checkpoint of size {size}"
+        )));
+    }
+    match writ_log::Entry::from_leaf(&leaf) {
+        Ok(writ_log::Entry::Decision(d))
+            if d.decision == writ_log::Outcome::Allow && d.jti.as_deref() == Some(claims.jti.as_str()) =>
+        {
+            Ok(Ok(format!(
+                "logged: entry {index} (allow, jti {}) is included in the signed checkpoint of size {size}{}",
+                claims.jti,
+                if witnesses.is_empty() { String::new() } else { format!(", cosigned by {} witness(es)", witnesses.len()) }
+            )))
+        }
+        Ok(_) => Ok(Err(format!("entry {index} is not the allow decision of writ {}", claims.jti))),
+        Err(e) => Ok(Err(format!("entry {index}: {e}"))),
     }
 }

@@ -201,7 +201,7 @@ pub(crate) async fn inclusion(
         Some(n) => n,
         None => match latest_size(&s) {
             Ok(n) => n,
-            Err(r) => return r,
+            Err(r) => return *r,
         },
     };
     let store = s.authority.store();
@@ -236,7 +236,7 @@ pub(crate) async fn consistency(
         Some(n) => n,
         None => match latest_size(&s) {
             Ok(n) => n,
-            Err(r) => return r,
+            Err(r) => return *r,
         },
     };
     match s.authority.store().consistency_proof(q.first, second) {
@@ -254,14 +254,16 @@ fn read_err(e: impl std::fmt::Display) -> writ_log::merkle::ReadError {
     }
 }
 
-fn latest_size(s: &ServerState) -> Result<u64, Response> {
+fn latest_size(s: &ServerState) -> Result<u64, Box<Response>> {
     let Some(log) = &s.log else {
-        return Err(no_log());
+        return Err(Box::new(no_log()));
     };
     match log.latest() {
         Ok(Some(p)) => Ok(p.record.size),
-        Ok(None) => Err(bad_query("no checkpoint yet: give the size explicitly")),
-        Err(e) => Err(publish_error(&e)),
+        Ok(None) => Err(Box::new(bad_query(
+            "no checkpoint yet: give the size explicitly",
+        ))),
+        Err(e) => Err(Box::new(publish_error(&e))),
     }
 }
 
