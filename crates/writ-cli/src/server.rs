@@ -131,6 +131,13 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         .map_err(|e| anyhow::anyhow!("log origin {:?}: {e}", cfg.origin))?,
     ));
     state.witnesses = witnesses;
+    // Record the log key and sign a first checkpoint before answering
+    // anyone, so the log does not change under a client's first reads.
+    if let Some(log) = &state.log {
+        if let Err(e) = log.publish().await {
+            tracing::error!(error = %e, "no checkpoint at start");
+        }
+    }
     let keys_dir = DataDir::new(dir.root.clone());
     state.key_saver = Some(Box::new(move |k| {
         keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))

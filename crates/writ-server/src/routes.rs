@@ -583,7 +583,11 @@ async fn log_entries(
             "start and end must be non-negative integers",
         );
     };
-    let size = s.authority.log_size();
+    // The store's size: the checkpoint publisher appends too (key changes).
+    let size = match s.authority.store().log_size() {
+        Ok(n) => n,
+        Err(e) => return CallErrorResponse(e.into()).into_response(),
+    };
     let start = q.start.unwrap_or(0);
     let end = q
         .end
