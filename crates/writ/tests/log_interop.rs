@@ -1,0 +1,757 @@
+//! The audit log checked by implementations that were not written here:
+//! every inclusion and consistency proof writ serves is verified with two
+//! independent RFC 6962 / RFC 9162 verifiers from PyPI (`tlog-scales`, a
+//! line-by-line translation of RFC 9162, and `rekor-verifier`, a port of
+//! transparency-dev/merkle), and writ's checkpoints are parsed as the C2SP
+//! `tlog-checkpoint` and `signed-note` specifications describe them, their
+//! Ed25519 signatures verified against the served verifier key (with the
+//! `cryptography` package directly, and with tlog-scales' own checkpoint
+//! verifier).
+//!
+//! The two peers cannot share a venv (tlog-scales needs `cryptography>=48`,
+//! rekor-verifier pins `cryptography<47`), so each gets its own under
+//! `target/` (`pyenv-tlog-scales`, `pyenv-rekor`), made when missing. Needs
+//! python3 (>= 3.11 for tlog-scales) and PyPI. Set `WRIT_SKIP_PY=1` to skip;
+//! otherwise a failed install fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use common::*;
+use serde_json::{json, Value};
+
+const AUD: &str = "exec@host-a";
+
+/// Serializes venv creation between the tests of this file.
+static PYENV: Mutex<()> = Mutex::new(());
+
+/// One independent verifier: its PyPI requirement, and the venv it lives in.
+struct Peer {
+    /// What the script is told to use (`tlog-scales` or `rekor-verifier`).
+    name: &'static str,
+    /// The distribution and version pip installs.
+    dist: &'static str,
+    version: &'static str,
+    /// The module the script imports.
+    module: &'static str,
+    /// `target/<venv>`.
+    venv: &'static str,
+}
+
+const PEERS: [Peer; 2] = [
+    Peer {
+        name: "tlog-scales",
+        dist: "tlog-scales",
+        version: "0.0.3",
+        module: "tlog_scales.tlog",
+        venv: "pyenv-tlog-scales",
+    },
+    Peer {
+        name: "rekor-verifier",
+        dist: "rekor-verifier",
+        version: "4.0.0",
+        module: "rekor_verifier.merkle_proof",
+        venv: "pyenv-rekor",
+    },
+];
+
+fn skip() -> bool {
+    if std::env::var_os("WRIT_SKIP_PY").is_some() {
+        eprintln!("WRIT_SKIP_PY is set: skipping the RFC 6962 / C2SP interop test");
+        return true;
+    }
+    false
+}
+
+/// `target/<venv>/bin/python` with exactly `peer.dist==peer.version` (and
+/// `cryptography`) importable; the venv is created when needed.
+fn python(peer: &Peer) -> PathBuf {
+    let _guard = PYENV.lock().unwrap_or_else(|p| p.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = root.join("target").join(peer.venv);
+    let py = venv.join("bin/python");
+    let check = format!(
+        "import importlib.metadata as m, cryptography, {module}\n\
+         assert m.version({dist:?}) == {version:?}, m.version({dist:?})",
+        module = peer.module,
+        dist = peer.dist,
+        version = peer.version,
+    );
+    let ready = |py: &Path| {
+        Command::new(py)
+            .args(["-c", &check])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&py) {
+        return py;
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status();
+    assert!(
+        st.as_ref().is_ok_and(|s| s.success()),
+        "python3 -m venv {} failed: {st:?} (set WRIT_SKIP_PY=1 to skip)",
+        venv.display()
+    );
+    let req = format!("{}=={}", peer.dist, peer.version);
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", &req])
+        .output();
+    match &out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "pip install {req} into {} failed (set WRIT_SKIP_PY=1 to skip):\n{}\n{}",
+            venv.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("cannot run pip for {req} (set WRIT_SKIP_PY=1 to skip): {e}"),
+    }
+    assert!(
+        ready(&py),
+        "{req} is still not importable from {}",
+        py.display()
+    );
+    py
+}
+
+/// Reads the job file (argv[1]) and checks it with the peer named in argv[2].
+/// Everything it computes itself follows the specifications: C2SP
+/// tlog-checkpoint and signed-note for the notes and the key, RFC 6962 2.1
+/// for leaf hashes and tree heads. Proofs are verified only by the peer.
+/// Prints one JSON summary; any unexpected exception fails the script.
+const SCRIPT: &str = r#"
+import base64, hashlib, importlib.metadata, json, re, sys
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+job = json.load(open(sys.argv[1]))
+peer = sys.argv[2]
+EM_DASH = "\u2014"
+
+if peer == "tlog-scales":
+    from tlog_scales import tlog as ts, signing as tss
+    REJECT = (ts.InclusionProofInvalid, ts.ConsistencyProofInvalid)
+    def inclusion(i, n, leaf_hash, proof, root):
+        ts.InclusionProof(leaf_index=i, tree_size=n, node_hashes=proof).check(leaf_hash, root)
+    def consistency(m, n, proof, r1, r2):
+        ts.ConsistencyProof(old_size=m, new_size=n, node_hashes=proof).check(r1, r2)
+elif peer == "rekor-verifier":
+    from rekor_verifier import merkle_proof as rv
+    REJECT = (ValueError, rv.RootMismatchError)
+    def inclusion(i, n, leaf_hash, proof, root):
+        rv.verify_inclusion(rv.DEFAULT_HASHER, i, n, leaf_hash.hex(), [h.hex() for h in proof], root.hex())
+    def consistency(m, n, proof, r1, r2):
+        rv.verify_consistency(rv.DEFAULT_HASHER, m, n, [h.hex() for h in proof], r1.hex(), r2.hex())
+else:
+    raise SystemExit("unknown peer " + peer)
+
+def fail(msg):
+    raise SystemExit("log_interop.py: " + msg)
+
+def b64(s, what):
+    # Standard, padded base64, in its one canonical encoding.
+    try:
+        b = base64.b64decode(s, validate=True)
+    except Exception as e:
+        fail(f"{what}: {s!r} is not standard base64: {e}")
+    if base64.b64encode(b).decode() != s:
+        fail(f"{what}: {s!r} is not the canonical encoding")
+    return b
+
+def flip(b, pos=0):
+    b = bytearray(b)
+    b[pos % len(b)] ^= 0x01
+    return bytes(b)
+
+# ---- the verifier key (Go note / C2SP signed-note): name+hex8(keyid)+base64(0x01||pubkey)
+vkey = job["vkey"]
+name, kid_hex, key_b64 = vkey.split("+", 2)
+if not re.fullmatch(r"[0-9a-f]{8}", kid_hex):
+    fail(f"key id {kid_hex!r} is not 8 lowercase hex digits")
+raw = b64(key_b64, "vkey key")
+if len(raw) != 33 or raw[0] != 0x01:
+    fail(f"vkey key must be 0x01 || 32-byte Ed25519 key, got {len(raw)} bytes, type {raw[0]}")
+pub_raw = raw[1:]
+key_id = hashlib.sha256(name.encode() + b"\x0a" + b"\x01" + pub_raw).digest()[:4]
+if key_id.hex() != kid_hex:
+    fail(f"key id {kid_hex} is not SHA-256(name||0x0A||0x01||key)[:4] = {key_id.hex()}")
+pub = Ed25519PublicKey.from_public_bytes(pub_raw)
+if name != job["origin"]:
+    fail(f"key name {name!r} is not the origin {job['origin']!r}")
+
+# ---- signed notes and checkpoints
+def parse_note(note):
+    # text (ending in \n), a blank line, signature lines "— name base64(keyid4||sig)\n"
+    if not note.endswith("\n"):
+        fail(f"note does not end in a newline: {note!r}")
+    cut = note.rfind("\n\n")
+    if cut < 0:
+        fail(f"note has no blank line: {note!r}")
+    text, sig_block = note[: cut + 1], note[cut + 2 :]
+    sigs = []
+    for line in sig_block[:-1].split("\n"):
+        if not line.startswith(EM_DASH + " "):
+            fail(f"signature line {line!r} does not start with U+2014 and a space")
+        parts = line[2:].split(" ")
+        if len(parts) != 2 or not parts[0]:
+            fail(f"signature line {line!r} is not '— name signature'")
+        blob = b64(parts[1], "note signature")
+        if len(blob) < 5:
+            fail(f"signature line {line!r} is too short")
+        sigs.append((parts[0], blob[:4], blob[4:]))
+    if not sigs:
+        fail("note has no signature")
+    return text, sigs
+
+def parse_checkpoint(text):
+    lines = text.split("\n")
+    if lines[-1] != "" or len(lines) < 4:
+        fail(f"checkpoint text needs origin, size and root lines, each ending in \\n: {text!r}")
+    lines = lines[:-1]
+    origin, size_s, root_s, ext = lines[0], lines[1], lines[2], lines[3:]
+    if not origin:
+        fail("empty origin")
+    if not re.fullmatch(r"0|[1-9][0-9]*", size_s):
+        fail(f"size {size_s!r} is not decimal without leading zeros")
+    root = b64(root_s, "checkpoint root")
+    if len(root) != 32:
+        fail(f"root is {len(root)} bytes")
+    if any(not e for e in ext):
+        fail("empty extension line")
+    return origin, int(size_s), root, ext
+
+def ed25519_ok(text, sig):
+    try:
+        pub.verify(sig, text.encode())
+        return True
+    except InvalidSignature:
+        return False
+
+summary = {"peer": peer, "peer_version": importlib.metadata.version(peer)}
+checkpoints = []
+roots = {}
+sig_neg = {"tried": 0, "rejected": 0, "accepted": []}
+peer_sig = {"verified": 0, "tried_negative": 0, "rejected_negative": 0}
+for note in job["notes"]:
+    text, sigs = parse_note(note)
+    origin, size, root, ext = parse_checkpoint(text)
+    if origin != job["origin"]:
+        fail(f"origin {origin!r} is not {job['origin']!r}")
+    mine = [s for s in sigs if s[0] == name and s[1] == key_id]
+    if len(mine) != 1:
+        fail(f"{len(mine)} signatures by {name}+{kid_hex} on {note!r}")
+    sig = mine[0][2]
+    if len(sig) != 64:
+        fail(f"Ed25519 signature is {len(sig)} bytes")
+    verified = ed25519_ok(text, sig)
+    # Negative: the same signature over changed text, or a changed signature.
+    lines = text.split("\n")
+    variants = [
+        "\n".join([lines[0], str(size + 1)] + lines[2:]),
+        "\n".join(lines[:2] + [base64.b64encode(flip(root)).decode()] + lines[3:]),
+        "\n".join([lines[0] + "x"] + lines[1:]),
+        text[:-1],  # without the final newline
+    ]
+    for v in variants:
+        sig_neg["tried"] += 1
+        if ed25519_ok(v, sig):
+            sig_neg["accepted"].append(v)
+        else:
+            sig_neg["rejected"] += 1
+    sig_neg["tried"] += 1
+    if ed25519_ok(text, flip(sig, 7)):
+        sig_neg["accepted"].append("flipped signature")
+    else:
+        sig_neg["rejected"] += 1
+    if peer == "tlog-scales":
+        # tlog-scales' own checkpoint parser and Ed25519 note verifier.
+        vk = tss.Vkey.from_string(vkey)
+        if vk.key_id != tss.Vkey(name, None, 1, pub_raw).key_id:
+            fail("tlog-scales computes another key id")
+        cp = ts.Checkpoint.from_text(note)
+        if (cp.origin, cp.size, cp.root_hash) != (origin, size, root):
+            fail(f"tlog-scales reads {cp} from {note!r}")
+        cp.verify(vk)  # raises when the signature does not verify
+        peer_sig["verified"] += 1
+        for bad in (
+            ts.Checkpoint(cp.origin, cp.size + 1, cp.root_hash, cp.signatures),
+            ts.Checkpoint(cp.origin, cp.size, flip(cp.root_hash), cp.signatures),
+        ):
+            peer_sig["tried_negative"] += 1
+            try:
+                bad.verify(vk)
+            except InvalidSignature:
+                peer_sig["rejected_negative"] += 1
+    checkpoints.append({"size": size, "root": base64.b64encode(root).decode(),
+                        "extensions": ext, "signature_verified": verified})
+    if size in roots and roots[size] != root:
+        fail(f"two roots for size {size}")
+    roots[size] = root
+summary["checkpoints"] = checkpoints
+summary["signature_negatives"] = sig_neg
+summary["peer_signature"] = peer_sig
+
+# ---- leaves: RFC 6962 leaf hash SHA-256(0x00 || leaf), and tree heads
+leaf_hashes = []
+mismatch = []
+for want_index, e in enumerate(job["entries"]):
+    if e["index"] != want_index:
+        fail(f"entry {want_index} says index {e['index']}")
+    leaf = b64(e["leaf"], "leaf")
+    h = hashlib.sha256(b"\x00" + leaf).digest()
+    if h != b64(e["leaf_hash"], "leaf_hash"):
+        mismatch.append(want_index)
+    leaf_hashes.append(h)
+summary["leaves_hashed"] = len(leaf_hashes)
+summary["leaf_hash_mismatches"] = mismatch
+
+def mth(hs):
+    # RFC 6962 2.1: MTH of n > 1 leaves splits at the largest power of two < n.
+    if not hs:
+        return hashlib.sha256(b"").digest()
+    if len(hs) == 1:
+        return hs[0]
+    k = 1
+    while k * 2 < len(hs):
+        k *= 2
+    return hashlib.sha256(b"\x01" + mth(hs[:k]) + mth(hs[k:])).digest()
+
+summary["roots_recomputed"] = sum(1 for n, r in roots.items() if n <= len(leaf_hashes) and mth(leaf_hashes[:n]) == r)
+summary["roots_not_recomputed"] = sorted(n for n, r in roots.items() if not (n <= len(leaf_hashes) and mth(leaf_hashes[:n]) == r))
+
+# ---- proofs, by the peer only
+neg = {}
+def must_reject(kind, f, *args):
+    d = neg.setdefault(kind, {"tried": 0, "rejected": 0, "accepted": []})
+    d["tried"] += 1
+    try:
+        f(*args)
+    except REJECT:
+        d["rejected"] += 1
+        return
+    d["accepted"].append(repr(args)[:300])
+
+inc = {"verified": 0, "failed": []}
+for p in job["inclusion"]:
+    i, n = p["index"], p["size"]
+    if n not in roots:
+        fail(f"inclusion proof under size {n}, which no checkpoint signs")
+    root = roots[n]
+    if b64(p["leaf_hash"], "proof leaf_hash") != leaf_hashes[i]:
+        fail(f"the inclusion proof for {i} names another leaf hash")
+    proof = [b64(h, "proof hash") for h in p["hashes"]]
+    lh = leaf_hashes[i]
+    try:
+        inclusion(i, n, lh, proof, root)
+        inc["verified"] += 1
+    except REJECT as e:
+        inc["failed"].append({"index": i, "size": n, "error": type(e).__name__ + ": " + str(e)})
+        continue
+    for j in range(len(proof)):
+        must_reject("inclusion_flipped_hash", inclusion, i, n, lh, proof[:j] + [flip(proof[j], j)] + proof[j + 1:], root)
+    wrong = i + 1 if i + 1 < n or i == 0 else i - 1
+    must_reject("inclusion_wrong_index", inclusion, wrong, n, lh, proof, root)
+    must_reject("inclusion_wrong_root", inclusion, i, n, lh, proof, flip(root, i))
+    must_reject("inclusion_changed_leaf", inclusion, i, n, hashlib.sha256(b"\x00" + flip(b64(job["entries"][i]["leaf"], "leaf"), i)).digest(), proof, root)
+    must_reject("inclusion_extra_hash", inclusion, i, n, lh, proof + [lh], root)
+    if proof:
+        must_reject("inclusion_dropped_hash", inclusion, i, n, lh, proof[:-1], root)
+summary["inclusion"] = inc
+
+con = {"verified": 0, "failed": []}
+for p in job["consistency"]:
+    m, n = p["first"], p["second"]
+    if m not in roots or n not in roots:
+        fail(f"consistency proof {m} -> {n} between sizes no checkpoint signs")
+    r1, r2 = roots[m], roots[n]
+    proof = [b64(h, "proof hash") for h in p["hashes"]]
+    try:
+        consistency(m, n, proof, r1, r2)
+        con["verified"] += 1
+    except REJECT as e:
+        con["failed"].append({"first": m, "second": n, "error": type(e).__name__ + ": " + str(e)})
+        continue
+    for j in range(len(proof)):
+        must_reject("consistency_flipped_hash", consistency, m, n, proof[:j] + [flip(proof[j], j)] + proof[j + 1:], r1, r2)
+    must_reject("consistency_wrong_old_root", consistency, m, n, proof, flip(r1, m), r2)
+    must_reject("consistency_wrong_new_root", consistency, m, n, proof, r1, flip(r2, n))
+    must_reject("consistency_wrong_old_size", consistency, m + 1 if m + 1 < n else m - 1, n, proof, r1, r2)
+    must_reject("consistency_swapped_roots", consistency, m, n, proof, r2, r1)
+    if proof:
+        must_reject("consistency_dropped_hash", consistency, m, n, proof[:-1], r1, r2)
+summary["consistency"] = con
+summary["negatives"] = neg
+json.dump(summary, sys.stdout)
+"#;
+
+/// `POST /v1/log/checkpoint`: the note.
+fn publish(s: &Server, token: &str) -> String {
+    let r = s.post("/v1/log/checkpoint", Some(token), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        r.headers
+    );
+    r.text()
+}
+
+/// Size and base64 root, read the plain way (for cross-checking the script).
+fn size_root(note: &str) -> (u64, String) {
+    let mut lines = note.lines();
+    let _origin = lines.next().unwrap();
+    let size = lines.next().unwrap().parse().unwrap();
+    let root = lines.next().unwrap().to_owned();
+    assert_eq!(
+        STANDARD.decode(&root).map(|r| r.len()).ok(),
+        Some(32),
+        "{note:?}"
+    );
+    (size, root)
+}
+
+/// `n` decisions by `token`, every third one denied; returns (allows, denies).
+fn decisions(s: &Server, token: &str, n: usize, round: usize) -> (usize, usize) {
+    let (mut allow, mut deny) = (0, 0);
+    for i in 0..n {
+        let arg = format!("round-{round}-{i}");
+        let argv: Vec<&str> = if i % 3 == 2 {
+            vec!["/usr/bin/rm", "-rf", &arg]
+        } else {
+            vec!["/usr/bin/true", &arg]
+        };
+        let r = s.authorize(token, &exec_req(&argv, AUD));
+        let v = r.json();
+        match (r.status, v["decision"].as_str()) {
+            (200, Some("allow")) => allow += 1,
+            (403, Some("deny")) => deny += 1,
+            other => panic!("{argv:?}: unexpected answer {other:?}: {v}"),
+        }
+    }
+    (allow, deny)
+}
+
+/// What one peer must have reported, given the job it was sent.
+fn check_summary(peer: &Peer, job: &Value, sum: &Value, cps: &[(u64, String)]) {
+    let what = peer.name;
+    assert_eq!(sum["peer"], peer.name, "{what}: {sum}");
+    assert_eq!(sum["peer_version"], peer.version, "{what}: {sum}");
+
+    // Checkpoints: parsed as C2SP says, to the same size and root, each signed.
+    let got: Vec<(u64, String)> = sum["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["signature_verified"], true, "{what}: {c}");
+            assert_eq!(c["extensions"], json!([]), "{what}: {c}");
+            (
+                c["size"].as_u64().unwrap(),
+                c["root"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, cps, "{what}: checkpoints as the script read them");
+    let n_cp = cps.len();
+    let sn = &sum["signature_negatives"];
+    assert_eq!(
+        (sn["tried"].as_u64(), sn["rejected"].as_u64()),
+        (Some(5 * n_cp as u64), Some(5 * n_cp as u64)),
+        "{what}: changed notes must not verify: {sn}"
+    );
+    let ps = &sum["peer_signature"];
+    if peer.name == "tlog-scales" {
+        assert_eq!(
+            (
+                ps["verified"].as_u64(),
+                ps["tried_negative"].as_u64(),
+                ps["rejected_negative"].as_u64()
+            ),
+            (
+                Some(n_cp as u64),
+                Some(2 * n_cp as u64),
+                Some(2 * n_cp as u64)
+            ),
+            "{what}: tlog-scales' checkpoint verifier: {ps}"
+        );
+    }
+
+    // Leaves and tree heads.
+    let n_entries = job["entries"].as_array().unwrap().len() as u64;
+    assert_eq!(sum["leaves_hashed"].as_u64(), Some(n_entries), "{what}");
+    assert_eq!(
+        sum["leaf_hash_mismatches"],
+        json!([]),
+        "{what}: served leaf_hash is not SHA-256(0x00 || leaf)"
+    );
+    let distinct_sizes: BTreeSet<u64> = cps.iter().map(|c| c.0).collect();
+    assert_eq!(
+        sum["roots_not_recomputed"],
+        json!([]),
+        "{what}: checkpoint roots that are not the RFC 6962 MTH of the served leaves"
+    );
+    assert_eq!(
+        sum["roots_recomputed"].as_u64(),
+        Some(distinct_sizes.len() as u64),
+        "{what}"
+    );
+
+    // Proofs.
+    let inc = job["inclusion"].as_array().unwrap();
+    let con = job["consistency"].as_array().unwrap();
+    assert_eq!(
+        sum["inclusion"]["failed"],
+        json!([]),
+        "{what} rejects served inclusion proofs"
+    );
+    assert_eq!(
+        sum["inclusion"]["verified"].as_u64(),
+        Some(inc.len() as u64),
+        "{what}"
+    );
+    assert_eq!(
+        sum["consistency"]["failed"],
+        json!([]),
+        "{what} rejects served consistency proofs"
+    );
+    assert_eq!(
+        sum["consistency"]["verified"].as_u64(),
+        Some(con.len() as u64),
+        "{what}"
+    );
+
+    // Every altered proof is rejected, and as many were tried as expected.
+    let hashes = |p: &Value| p["hashes"].as_array().unwrap().len() as u64;
+    let nonempty = |v: &[Value]| v.iter().filter(|p| hashes(p) > 0).count() as u64;
+    let (ni, nc) = (inc.len() as u64, con.len() as u64);
+    let want: BTreeMap<&str, u64> = [
+        (
+            "inclusion_flipped_hash",
+            inc.iter().map(hashes).sum::<u64>(),
+        ),
+        ("inclusion_wrong_index", ni),
+        ("inclusion_wrong_root", ni),
+        ("inclusion_changed_leaf", ni),
+        ("inclusion_extra_hash", ni),
+        ("inclusion_dropped_hash", nonempty(inc)),
+        (
+            "consistency_flipped_hash",
+            con.iter().map(hashes).sum::<u64>(),
+        ),
+        ("consistency_wrong_old_root", nc),
+        ("consistency_wrong_new_root", nc),
+        ("consistency_wrong_old_size", nc),
+        ("consistency_swapped_roots", nc),
+        ("consistency_dropped_hash", nonempty(con)),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    let neg = sum["negatives"].as_object().unwrap();
+    assert_eq!(
+        neg.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        want.keys().copied().collect::<BTreeSet<_>>(),
+        "{what}: negative cases"
+    );
+    for (kind, n) in &want {
+        let d = &neg[*kind];
+        assert_eq!(
+            d["accepted"],
+            json!([]),
+            "{what} accepted altered proofs ({kind})"
+        );
+        assert_eq!(
+            (d["tried"].as_u64(), d["rejected"].as_u64()),
+            (Some(*n), Some(*n)),
+            "{what}: {kind}: {d}"
+        );
+    }
+}
+
+#[test]
+fn independent_rfc6962_verifiers_accept_writs_proofs_and_c2sp_checkpoints() {
+    if skip() {
+        return;
+    }
+    let pythons: Vec<PathBuf> = PEERS.iter().map(python).collect();
+
+    // No background checkpoints: the ones signed here are all there are
+    // (besides the one serve signs at start).
+    let s = Server::start_with(&["--checkpoint-interval-ms", "3600000"]);
+    let agent = s.add_principal("Agent::\"auditor\"");
+    let key = s.get("/v1/log/key", None);
+    assert_eq!(key.status, 200, "{}", key.text());
+    let key = key.json();
+    let vkey = key["vkey"].as_str().unwrap().to_owned();
+    let origin = key["origin"].as_str().unwrap().to_owned();
+    assert_eq!(origin, s.init["origin"].as_str().unwrap());
+
+    // Four rounds of decisions, a checkpoint after each.
+    let mut published = Vec::new();
+    let (mut allows, mut denies) = (0, 0);
+    for (round, n) in [7usize, 12, 5, 17].into_iter().enumerate() {
+        let (a, d) = decisions(&s, &agent, n, round);
+        allows += a;
+        denies += d;
+        published.push(publish(&s, &agent));
+    }
+    assert!(
+        allows > 20 && denies > 10,
+        "{allows} allowed, {denies} denied"
+    );
+    let sizes: Vec<u64> = published.iter().map(|n| size_root(n).0).collect();
+    assert!(
+        sizes.windows(2).all(|w| w[0] < w[1]),
+        "each round grows the log: {sizes:?}"
+    );
+    let size = *sizes.last().unwrap();
+    assert!(
+        (40..=200).contains(&size),
+        "the log has {size} entries after {} decisions",
+        allows + denies
+    );
+
+    // Every stored checkpoint up to the last one published (serve's first
+    // one too); the published notes are among them, byte for byte.
+    let r = s.get("/v1/log/checkpoints", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut notes: Vec<String> = Vec::new();
+    for c in r.json().as_array().unwrap() {
+        let note = c["note"].as_str().unwrap().to_owned();
+        let (n, _) = size_root(&note);
+        assert_eq!(c["size"].as_u64(), Some(n), "{c}");
+        if n <= size && !notes.contains(&note) {
+            notes.push(note);
+        }
+    }
+    for p in &published {
+        assert!(
+            notes.contains(p),
+            "published {p:?} is not stored: {notes:?}"
+        );
+    }
+    let cps: Vec<(u64, String)> = notes.iter().map(|n| size_root(n)).collect();
+    let cp_sizes: BTreeSet<u64> = cps.iter().map(|c| c.0).collect();
+    assert_eq!(cp_sizes.len(), cps.len(), "one note per size: {notes:?}");
+    assert!(cps.len() >= 4, "{cps:?}");
+
+    // The leaves under the largest checkpoint.
+    let r = s.get(&format!("/v1/log/entries?start=0&end={size}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let entries: Vec<Value> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| json!({"index": e["index"], "leaf": e["leaf"], "leaf_hash": e["leaf_hash"]}))
+        .collect();
+    assert_eq!(entries.len() as u64, size);
+
+    // An inclusion proof for every entry under every checkpoint that covers it.
+    let mut inclusion = Vec::new();
+    for &n in &cp_sizes {
+        for i in 0..n {
+            let r = s.get(&format!("/v1/log/proof/inclusion?index={i}&size={n}"), None);
+            assert_eq!(r.status, 200, "inclusion {i} in {n}: {}", r.text());
+            let p = r.json();
+            assert_eq!(
+                (p["index"].as_u64(), p["size"].as_u64()),
+                (Some(i), Some(n))
+            );
+            assert_eq!(
+                p["leaf_hash"], entries[i as usize]["leaf_hash"],
+                "the proof names the entry's leaf hash"
+            );
+            inclusion.push(p);
+        }
+    }
+    assert!(inclusion.len() as u64 >= size, "{}", inclusion.len());
+
+    // A consistency proof between every two checkpointed sizes.
+    let mut consistency = Vec::new();
+    let list: Vec<u64> = cp_sizes.iter().copied().filter(|&n| n > 0).collect();
+    for (k, &m) in list.iter().enumerate() {
+        for &n in &list[k + 1..] {
+            let r = s.get(
+                &format!("/v1/log/proof/consistency?first={m}&second={n}"),
+                None,
+            );
+            assert_eq!(r.status, 200, "consistency {m} -> {n}: {}", r.text());
+            let p = r.json();
+            assert_eq!(
+                (p["first"].as_u64(), p["second"].as_u64()),
+                (Some(m), Some(n))
+            );
+            consistency.push(p);
+        }
+    }
+    assert!(consistency.len() >= 6, "{}", consistency.len());
+
+    let job = json!({
+        "origin": origin,
+        "vkey": vkey,
+        "notes": notes,
+        "entries": entries,
+        "inclusion": inclusion,
+        "consistency": consistency,
+    });
+    let job_path = s.tmp.path().join("log_interop_job.json");
+    std::fs::write(&job_path, serde_json::to_vec_pretty(&job).unwrap()).unwrap();
+    let script_path = s.tmp.path().join("log_interop.py");
+    std::fs::write(&script_path, SCRIPT).unwrap();
+
+    for (peer, py) in PEERS.iter().zip(&pythons) {
+        let out = Command::new(py)
+            .arg(&script_path)
+            .arg(&job_path)
+            .arg(peer.name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the {} check failed: {}\n{}",
+            peer.name,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let sum: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: not JSON ({e}): {}",
+                peer.name,
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        check_summary(peer, &job, &sum, &cps);
+        let neg: u64 = sum["negatives"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|d| d["rejected"].as_u64().unwrap())
+            .sum();
+        eprintln!(
+            "{} {}: {} checkpoints (sizes {:?}) signed, {} leaves hashed, {} inclusion and {} consistency proofs verified, {} altered proofs and {} altered notes rejected",
+            peer.name,
+            peer.version,
+            cps.len(),
+            cp_sizes,
+            sum["leaves_hashed"],
+            sum["inclusion"]["verified"],
+            sum["consistency"]["verified"],
+            neg,
+            sum["signature_negatives"]["rejected"],
+        );
+    }
+}
