@@ -123,59 +123,13 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
     // Checkpoints: each is checked for its signature now and against the tree
     // when the recomputation reaches its size.
     let mut feed = Feed::default();
-    let mut last_checkpoint: Option<SignedCheckpoint> = None;
-    feed.fill(src, opts, &mut report)?;
-
     let mut frontier = Frontier::default();
-    let mut stored_nodes: VecDeque<(u8, u64, Hash)> = Default::default();
+    feed.advance(src, opts, &frontier, &mut report)?;
+
+    let mut stored_nodes: VecDeque<Node> = Default::default();
     let mut stored_after: Option<(u8, u64)> = None;
     let mut stored_available = true;
-    let mut last_good_size = 0u64;
     let mut replayer = opts.replay.clone().map(Replayer::new);
-
-    let check_checkpoints = |frontier: &Frontier,
-                             pending: &mut VecDeque<(u64, SignedCheckpoint)>,
-                             report: &mut Report,
-                             last_good_size: &mut u64,
-                             last: &mut Option<SignedCheckpoint>| {
-        while let Some((s, _)) = pending.front() {
-            if *s < frontier.size {
-                let s = *s;
-                pending.pop_front();
-                report.problem(
-                    None,
-                    format!("checkpoint of size {s} was not reached in order"),
-                );
-                continue;
-            }
-            if *s != frontier.size {
-                break;
-            }
-            let Some((s, sc)) = pending.pop_front() else {
-                break;
-            };
-            if sc.checkpoint.root == frontier.root() {
-                *last_good_size = s;
-            } else {
-                report.problem(
-                    Some(*last_good_size),
-                    format!(
-                        "signed checkpoint of size {s} does not match the recomputed tree: an entry in {}..{s} was changed after it was signed",
-                        *last_good_size
-                    ),
-                );
-            }
-            report.largest_checkpoint = Some(s);
-            *last = Some(sc);
-        }
-    };
-    check_checkpoints(
-        &frontier,
-        &mut feed.pending,
-        &mut report,
-        &mut last_good_size,
-        &mut last_checkpoint,
-    );
 
     let mut start = 0u64;
     while start < size {
@@ -202,7 +156,7 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
                         leaf.index
                     ),
                 );
-                return Ok(finish(report, frontier, last_checkpoint, opts));
+                return Ok(finish(report, frontier, feed.last, opts));
             }
             expect += 1;
             let h = leaf_hash(&leaf.bytes);
@@ -277,27 +231,11 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
                     Ok(_) => {}
                 }
             }
-            check_checkpoints(
-                &frontier,
-                &mut feed.pending,
-                &mut report,
-                &mut last_good_size,
-                &mut last_checkpoint,
-            );
-            if feed.pending.len() < 4 {
-                feed.fill(src, opts, &mut report)?;
-                check_checkpoints(
-                    &frontier,
-                    &mut feed.pending,
-                    &mut report,
-                    &mut last_good_size,
-                    &mut last_checkpoint,
-                );
-            }
+            feed.advance(src, opts, &frontier, &mut report)?;
         }
         if expect != end {
             report.problem(Some(expect), format!("entries {expect}..{end} are missing"));
-            return Ok(finish(report, frontier, last_checkpoint, opts));
+            return Ok(finish(report, frontier, feed.last, opts));
         }
         start = end;
         if let Some(p) = opts.progress {
@@ -323,18 +261,71 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
             );
         }
     }
-    Ok(finish(report, frontier, last_checkpoint, opts))
+    Ok(finish(report, frontier, feed.last, opts))
 }
 
-/// Checkpoints read ahead, their signatures checked.
+/// Checkpoints read ahead (their signatures checked) and compared with the
+/// recomputed tree as it reaches each one's size.
 #[derive(Default)]
 struct Feed {
     pending: VecDeque<(u64, SignedCheckpoint)>,
     next_from: u64,
     done: bool,
+    /// The largest size whose checkpoint matched the recomputed tree.
+    last_good_size: u64,
+    /// The last checkpoint reached.
+    last: Option<SignedCheckpoint>,
 }
 
 impl Feed {
+    /// Compare every checkpoint of the tree's current size, reading more
+    /// ahead when few are left.
+    fn advance(
+        &mut self,
+        src: &dyn Source,
+        opts: &Options<'_>,
+        frontier: &Frontier,
+        report: &mut Report,
+    ) -> Result<(), String> {
+        self.reach(frontier, report);
+        if self.pending.len() < 4 {
+            self.fill(src, opts, report)?;
+            self.reach(frontier, report);
+        }
+        Ok(())
+    }
+
+    fn reach(&mut self, frontier: &Frontier, report: &mut Report) {
+        while let Some(&(s, _)) = self.pending.front() {
+            if s > frontier.size {
+                break;
+            }
+            let Some((s, sc)) = self.pending.pop_front() else {
+                break;
+            };
+            if s < frontier.size {
+                report.problem(
+                    None,
+                    format!("checkpoint of size {s} was not reached in order"),
+                );
+                continue;
+            }
+            if sc.checkpoint.root == frontier.root() {
+                self.last_good_size = s;
+            } else {
+                report.problem(
+                    Some(self.last_good_size),
+                    format!(
+                        "signed checkpoint of size {s} does not match the recomputed tree: an entry in {}..{s} was changed after it was signed",
+                        self.last_good_size
+                    ),
+                );
+            }
+            report.largest_checkpoint = Some(s);
+            self.last = Some(sc);
+        }
+    }
+
     fn fill(
         &mut self,
         src: &dyn Source,

@@ -5,7 +5,7 @@
 //! store and its signature checked). A failure is refused, logged at error
 //! level and counted; the log keeps the last good checkpoint.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use writ_artifact::{Clock, Jwk, WritKey};
@@ -52,6 +52,8 @@ pub struct LogPublisher {
     kid: String,
     serial: tokio::sync::Mutex<()>,
     refusals: AtomicU64,
+    /// The log key's record and `key_change` entry are known to be stored.
+    key_recorded: AtomicBool,
 }
 
 impl LogPublisher {
@@ -69,6 +71,7 @@ impl LogPublisher {
             clock,
             serial: tokio::sync::Mutex::new(()),
             refusals: AtomicU64::new(0),
+            key_recorded: AtomicBool::new(false),
         })
     }
 
@@ -178,6 +181,9 @@ impl LogPublisher {
     /// Make the log key part of the log: a key record and a `key_change`
     /// entry, the first time this key publishes.
     async fn record_key_once(&self) -> Result<(), PublishError> {
+        if self.key_recorded.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let kid = self.kid.clone();
         if self
             .store
@@ -185,6 +191,7 @@ impl LogPublisher {
             .iter()
             .any(|k| k.kid == kid && k.role == "log")
         {
+            self.key_recorded.store(true, Ordering::Relaxed);
             return Ok(());
         }
         let now = self.clock.now_unix_ms();
@@ -212,6 +219,7 @@ impl LogPublisher {
                 Op::Append { leaf },
             ]))
             .await?;
+        self.key_recorded.store(true, Ordering::Relaxed);
         Ok(())
     }
 

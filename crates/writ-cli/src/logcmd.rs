@@ -139,7 +139,10 @@ fn parse_keys(
 pub(crate) fn local_log_key(dir: &DataDir) -> Result<NoteVerifier> {
     dir.require()?;
     let cfg = dir.config()?;
-    let key = dir.log_key()?;
+    // Read, never create: a verifier must not make up the key it checks with.
+    let key = dir
+        .load_key("log")
+        .context("this data dir has no log key yet (`writ serve` makes one); pass --log-key")?;
     NoteVerifier::new(&cfg.origin, ALG_ED25519, key.verifying_key()).map_err(anyhow::Error::msg)
 }
 
@@ -205,6 +208,92 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
     Ok(Exit::Denied(writ_artifact::ReasonCode::IntegrityFailure))
 }
 
+/// Where a log command reads: the data dir's store (offline) or a server's
+/// public log routes, with the keys that go with it.
+struct Site {
+    src: Box<dyn ProofSource + Send>,
+    /// Checks checkpoints: the pinned key, else the data dir's or the server's.
+    log_key: NoteVerifier,
+    /// Witnesses the server asks (none for a data dir).
+    witness_keys: Vec<NoteVerifier>,
+    writ_keys: Jwks,
+    policy_keys: Jwks,
+}
+
+async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Result<Site> {
+    if !remote {
+        let dir = DataDir::new(&g.dir);
+        let log_key = match pinned {
+            Some(k) => k,
+            None => local_log_key(&dir)?,
+        };
+        let store = Arc::new(open_store(&dir)?);
+        return Ok(Site {
+            writ_keys: jwks_of(store.as_ref(), "writ")?,
+            policy_keys: jwks_of(store.as_ref(), "policy")?,
+            src: Box::new(StoreSource(store)),
+            log_key,
+            witness_keys: vec![],
+        });
+    }
+    let client = Client::new(&g.server, g.token.clone());
+    let info = client.get("/v1/log/key").await?;
+    if !info.ok() {
+        bail!("{}", info.message());
+    }
+    let served = NoteVerifier::parse(info.body["vkey"].as_str().unwrap_or_default())
+        .map_err(anyhow::Error::msg)?;
+    let log_key = match pinned {
+        Some(k) => k,
+        None => {
+            if !g.json {
+                eprintln!(
+                    "note: trusting the log key the server presents ({}); pass --log-key to pin it",
+                    served.vkey()
+                );
+            }
+            served
+        }
+    };
+    let witness_keys = info.body["witnesses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().and_then(|s| NoteVerifier::parse(s).ok()))
+        .collect();
+    let policy_keys = serde_json::from_value(info.body["policy_keys"].clone())
+        .context("the server's policy_keys")?;
+    let writ_keys = client.get("/.well-known/jwks.json").await?.parse()?;
+    Ok(Site {
+        src: Box::new(HttpSource {
+            client,
+            handle: tokio::runtime::Handle::current(),
+        }),
+        log_key,
+        witness_keys,
+        writ_keys,
+        policy_keys,
+    })
+}
+
+/// Run `f` on a blocking thread: sources block (SQLite, or HTTP driven from
+/// that thread). `Err` from `f` is the source failing.
+async fn blocking<T: Send + 'static>(
+    site: Site,
+    f: impl FnOnce(&Site) -> Result<T, String> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || f(&site))
+        .await?
+        .map_err(anyhow::Error::msg)
+}
+
+/// The latest checkpoint's size, or why there is none.
+fn latest_size(src: &dyn ProofSource) -> Result<u64, String> {
+    src.latest_checkpoint()?.map(|c| c.0).ok_or_else(|| {
+        "no checkpoint yet: give the size explicitly, or let `writ serve` publish one".into()
+    })
+}
+
 async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
     let (pinned, witnesses) = parse_keys(&a.log_key, &a.witness_keys)?;
     if let Some(path) = &a.bundle {
@@ -223,74 +312,28 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
         return print_report(g, &r, "evidence bundle");
     }
     let quiet = g.json;
-    let progress = move |done: u64, total: u64| {
-        if !quiet && total >= 100_000 && (done % 1_048_576 < writ_audit::CHUNK || done == total) {
-            eprintln!("  verified {done}/{total} entries");
-        }
-    };
-    if a.remote {
-        let client = Client::new(&g.server, g.token.clone());
-        let key_info = client.get("/v1/log/key").await?;
-        if !key_info.ok() {
-            bail!("{}", key_info.message());
-        }
-        let served = NoteVerifier::parse(key_info.body["vkey"].as_str().unwrap_or_default())
-            .map_err(anyhow::Error::msg)?;
-        let log_key = match pinned {
-            Some(k) => k,
-            None => {
-                if !g.json {
-                    eprintln!("note: trusting the log key the server presents ({}); pass --log-key to pin it", served.vkey());
-                }
-                served
-            }
-        };
-        let policy_keys: Jwks = serde_json::from_value(key_info.body["policy_keys"].clone())
-            .context("server's policy_keys")?;
-        let replay = a
-            .replay
-            .then(|| KeyRing::from_jwks(&policy_keys))
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let handle = tokio::runtime::Handle::current();
-        let r = tokio::task::spawn_blocking(move || {
-            let src = HttpSource { client, handle };
-            let opts = Options {
-                log_key,
-                witnesses,
-                replay,
-                progress: Some(&progress),
-            };
-            writ_audit::verify_log(&src, &opts)
-        })
-        .await?
-        .map_err(anyhow::Error::msg)?;
-        return print_report(g, &r, "log");
-    }
-    let dir = DataDir::new(&g.dir);
-    let log_key = match pinned {
-        Some(k) => k,
-        None => local_log_key(&dir)?,
-    };
-    let store = Arc::new(open_store(&dir)?);
+    let site = open_site(g, a.remote, pinned).await?;
     let replay = a
         .replay
-        .then(|| {
-            KeyRing::from_jwks(&jwks_of(store.as_ref(), "policy")?).map_err(anyhow::Error::msg)
-        })
-        .transpose()?;
-    let r = tokio::task::spawn_blocking(move || {
-        let src = StoreSource(store);
+        .then(|| KeyRing::from_jwks(&site.policy_keys))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let r = blocking(site, move |site| {
+        let progress = move |done: u64, total: u64| {
+            if !quiet && total >= 100_000 && (done % 1_048_576 < writ_audit::CHUNK || done == total)
+            {
+                eprintln!("  verified {done}/{total} entries");
+            }
+        };
         let opts = Options {
-            log_key,
+            log_key: site.log_key.clone(),
             witnesses,
             replay,
             progress: Some(&progress),
         };
-        writ_audit::verify_log(&src, &opts)
+        writ_audit::verify_log(site.src.as_ref(), &opts)
     })
-    .await?
-    .map_err(anyhow::Error::msg)?;
+    .await?;
     print_report(g, &r, "log")
 }
 
@@ -304,143 +347,82 @@ fn b64s(v: &[Hash]) -> Vec<String> {
 }
 
 async fn proof(g: &Global, a: ProofArgs) -> Result<Exit> {
-    let out: Value = if a.remote {
-        let c = Client::new(&g.server, g.token.clone());
-        let path = match (a.index, a.first) {
-            (Some(i), _) => match a.size {
-                Some(n) => format!("/v1/log/proof/inclusion?index={i}&size={n}"),
-                None => format!("/v1/log/proof/inclusion?index={i}"),
-            },
-            (None, Some(m)) => match a.second {
-                Some(n) => format!("/v1/log/proof/consistency?first={m}&second={n}"),
-                None => format!("/v1/log/proof/consistency?first={m}"),
-            },
-            _ => bail!("give --index I (inclusion) or --first M (consistency)"),
-        };
-        let r = c.get(&path).await?;
-        if !r.ok() {
-            bail!("{}", r.message());
+    if a.index.is_none() && a.first.is_none() {
+        bail!("give --index I (inclusion) or --first M (consistency)");
+    }
+    let site = open_site(g, a.remote, None).await?;
+    let out = blocking(site, move |site| {
+        let src = site.src.as_ref();
+        if let Some(i) = a.index {
+            let size = match a.size {
+                Some(n) => n,
+                None => latest_size(src)?,
+            };
+            let hashes = src.inclusion_proof(i, size)?;
+            let leaf = src
+                .leaves(i, i + 1)?
+                .into_iter()
+                .next()
+                .ok_or("no such entry")?;
+            let lh = leaf
+                .stored_hash
+                .unwrap_or_else(|| writ_log::leaf_hash(&leaf.bytes));
+            return Ok(
+                json!({"index": i, "size": size, "leaf_hash": STANDARD.encode(lh), "hashes": b64s(&hashes)}),
+            );
         }
-        r.body
-    } else {
-        let dir = DataDir::new(&g.dir);
-        let store = open_store(&dir)?;
-        let latest = || -> Result<u64> {
-            store
-                .latest_checkpoint()
-                .map_err(anyhow::Error::msg)?
-                .map(|c| c.size)
-                .context(
-                    "no checkpoint yet: give the size explicitly, or let `writ serve` publish one",
-                )
+        let m = a.first.unwrap_or_default();
+        let n = match a.second {
+            Some(n) => n,
+            None => latest_size(src)?,
         };
-        match (a.index, a.first) {
-            (Some(i), _) => {
-                let size = match a.size {
-                    Some(n) => n,
-                    None => latest()?,
-                };
-                let p = store.inclusion_proof(i, size).map_err(anyhow::Error::msg)?;
-                let leaf = store.entries(i, i + 1).map_err(anyhow::Error::msg)?;
-                let lh = leaf.first().context("no such entry")?.leaf_hash;
-                json!({"index": i, "size": size, "leaf_hash": STANDARD.encode(lh), "hashes": b64s(&p)})
-            }
-            (None, Some(m)) => {
-                let n = match a.second {
-                    Some(n) => n,
-                    None => latest()?,
-                };
-                let p = store.consistency_proof(m, n).map_err(anyhow::Error::msg)?;
-                json!({"first": m, "second": n, "hashes": b64s(&p)})
-            }
-            _ => bail!("give --index I (inclusion) or --first M (consistency)"),
-        }
-    };
+        let hashes = src.consistency_proof(m, n)?;
+        Ok(json!({"first": m, "second": n, "hashes": b64s(&hashes)}))
+    })
+    .await?;
     if g.json {
         crate::cmd::print_json(&out)?;
-    } else if let Some(i) = out.get("index") {
-        println!(
-            "inclusion proof of entry {i} in the tree of size {}",
-            out["size"]
-        );
-        println!(
-            "leaf hash {}",
-            out["leaf_hash"].as_str().unwrap_or_default()
-        );
-        for h in out["hashes"].as_array().into_iter().flatten() {
-            println!("  {}", h.as_str().unwrap_or_default());
+        return Ok(Exit::Ok);
+    }
+    match out.get("index") {
+        Some(i) => {
+            println!(
+                "inclusion proof of entry {i} in the tree of size {}",
+                out["size"]
+            );
+            println!(
+                "leaf hash {}",
+                out["leaf_hash"].as_str().unwrap_or_default()
+            );
         }
-    } else {
-        println!(
+        None => println!(
             "consistency proof from size {} to size {}",
             out["first"], out["second"]
-        );
-        for h in out["hashes"].as_array().into_iter().flatten() {
-            println!("  {}", h.as_str().unwrap_or_default());
-        }
+        ),
+    }
+    for h in out["hashes"].as_array().into_iter().flatten() {
+        println!("  {}", h.as_str().unwrap_or_default());
     }
     Ok(Exit::Ok)
 }
 
 async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
-    let ev = if a.remote {
-        let client = Client::new(&g.server, g.token.clone());
-        let key_info = client.get("/v1/log/key").await?;
-        if !key_info.ok() {
-            bail!("{}", key_info.message());
-        }
-        let log_key = NoteVerifier::parse(key_info.body["vkey"].as_str().unwrap_or_default())
-            .map_err(anyhow::Error::msg)?;
-        let witness_keys = key_info.body["witnesses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|w| w.as_str().and_then(|s| NoteVerifier::parse(s).ok()))
-            .collect();
-        let policy_keys: Jwks = serde_json::from_value(key_info.body["policy_keys"].clone())?;
-        let writ_keys: Jwks = client.get("/.well-known/jwks.json").await?.parse()?;
-        let handle = tokio::runtime::Handle::current();
-        let (from, to) = (a.from, a.to);
-        tokio::task::spawn_blocking(move || {
-            let src = HttpSource { client, handle };
-            let to = match to {
-                Some(t) => t,
-                None => src.latest_checkpoint()?.map(|c| c.0).unwrap_or(0),
-            };
-            let keys = evidence::Keys {
-                log_key,
-                witness_keys,
-                writ_keys,
-                policy_keys,
-            };
-            evidence::build(&src, keys, from, to)
-        })
-        .await?
-        .map_err(anyhow::Error::msg)?
-    } else {
-        let dir = DataDir::new(&g.dir);
-        let log_key = local_log_key(&dir)?;
-        let store = Arc::new(open_store(&dir)?);
-        let writ_keys = jwks_of(store.as_ref(), "writ")?;
-        let policy_keys = jwks_of(store.as_ref(), "policy")?;
-        let (from, to) = (a.from, a.to);
-        tokio::task::spawn_blocking(move || {
-            let src = StoreSource(store);
-            let to = match to {
-                Some(t) => t,
-                None => src.latest_checkpoint()?.map(|c| c.0).unwrap_or(0),
-            };
-            let keys = evidence::Keys {
-                log_key,
-                witness_keys: vec![],
-                writ_keys,
-                policy_keys,
-            };
-            evidence::build(&src, keys, from, to)
-        })
-        .await?
-        .map_err(anyhow::Error::msg)?
-    };
+    let site = open_site(g, a.remote, None).await?;
+    let (from, to) = (a.from, a.to);
+    let ev = blocking(site, move |site| {
+        let to = match to {
+            Some(t) => t,
+            None => latest_size(site.src.as_ref())?,
+        };
+        let keys = evidence::Keys {
+            log_key: site.log_key.clone(),
+            witness_keys: site.witness_keys.clone(),
+            writ_keys: site.writ_keys.clone(),
+            policy_keys: site.policy_keys.clone(),
+        };
+        evidence::build(site.src.as_ref(), keys, from, to)
+    })
+    .await?;
     let bytes = serde_json::to_vec_pretty(&ev)?;
     crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;
     if g.json {
@@ -648,12 +630,10 @@ impl ProofSource for HttpSource {
     }
 }
 
-/// Makes the inclusion proof of the writ's entry at a tree size.
-type ProofAt = dyn FnOnce(u64) -> Result<Vec<Hash>> + Send;
-
 /// `writ verify --proof`: the writ's decision entry is in the log, included
 /// under a signed checkpoint (and cosigned by each required witness).
-/// Returns a one-line description, or why not.
+/// Returns a one-line description, or why not; `Err` when the log cannot be
+/// read at all.
 pub(crate) async fn prove_writ(
     g: &Global,
     claims: &writ_artifact::Claims,
@@ -662,123 +642,63 @@ pub(crate) async fn prove_writ(
     witness_keys: &[String],
 ) -> Result<std::result::Result<String, String>> {
     let (pinned, witnesses) = parse_keys(log_key, witness_keys)?;
+    let site = open_site(g, remote, pinned).await?;
     let index = claims.writ.log.index;
-    let (key, note, leaf, proof_fn): (NoteVerifier, String, Vec<u8>, Box<ProofAt>) = if remote {
-        let client = Client::new(&g.server, g.token.clone());
-        let key = match pinned {
-            Some(k) => k,
-            None => {
-                let info = client.get("/v1/log/key").await?;
-                if !info.ok() {
-                    bail!("{}", info.message());
-                }
-                if !g.json {
-                    eprintln!(
-                        "note: trusting the log key the server presents; pass --log-key to pin it"
-                    );
-                }
-                NoteVerifier::parse(info.body["vkey"].as_str().unwrap_or_default())
-                    .map_err(anyhow::Error::msg)?
-            }
+    let origin = claims.writ.log.origin.clone();
+    let jti = claims.jti.clone();
+    blocking(site, move |site| {
+        let src = site.src.as_ref();
+        let Some((_, note)) = src.latest_checkpoint()? else {
+            return Ok(Err("the log has no checkpoint yet".into()));
         };
-        let handle = tokio::runtime::Handle::current();
-        let (src_note, leaves) = tokio::task::spawn_blocking({
-            let client = client.clone();
-            move || {
-                let src = HttpSource { client, handle };
-                let note = src.latest_checkpoint()?.map(|c| c.1);
-                let leaves = src.leaves(index, index + 1)?;
-                Ok::<_, String>((note, leaves))
-            }
-        })
-        .await?
-        .map_err(anyhow::Error::msg)?;
-        let handle = tokio::runtime::Handle::current();
-        let proof_fn = Box::new(move |size: u64| {
-            HttpSource { client, handle }
-                .inclusion_proof(index, size)
-                .map_err(anyhow::Error::msg)
-        });
-        (
-            key,
-            src_note.context("the log has no checkpoint yet")?,
-            leaves
-                .into_iter()
-                .next()
-                .map(|l| l.bytes)
-                .unwrap_or_default(),
-            proof_fn,
-        )
-    } else {
-        let dir = DataDir::new(&g.dir);
-        let key = match pinned {
-            Some(k) => k,
-            None => local_log_key(&dir)?,
+        let sc = match writ_log::note::SignedCheckpoint::verify(&note, &site.log_key) {
+            Ok(sc) => sc,
+            Err(e) => return Ok(Err(format!("the log's checkpoint fails verification: {e}"))),
         };
-        let store = Arc::new(open_store(&dir)?);
-        let note = store
-            .latest_checkpoint()
-            .map_err(anyhow::Error::msg)?
-            .context("the log has no checkpoint yet (`writ serve` publishes one every second)")?
-            .note;
-        let leaf = store
-            .entries(index, index + 1)
-            .map_err(anyhow::Error::msg)?
+        if let Err(e) = sc.require_cosigners(&witnesses) {
+            return Ok(Err(format!("the checkpoint lacks a required cosignature: {e}")));
+        }
+        if sc.checkpoint.origin != origin {
+            return Ok(Err(format!(
+                "the writ names log {origin:?}, the checkpoint is of {:?}",
+                sc.checkpoint.origin
+            )));
+        }
+        let size = sc.checkpoint.size;
+        if index >= size {
+            return Ok(Err(format!(
+                "entry {index} is not under the latest checkpoint yet (size {size}); retry in a second"
+            )));
+        }
+        let leaf = src
+            .leaves(index, index + 1)?
             .into_iter()
             .next()
-            .map(|l| l.leaf)
+            .map(|l| l.bytes)
             .unwrap_or_default();
-        let proof_fn = Box::new(move |size: u64| {
-            store
-                .inclusion_proof(index, size)
-                .map_err(anyhow::Error::msg)
-        });
-        (key, note, leaf, proof_fn)
-    };
-    let sc = match writ_log::note::SignedCheckpoint::verify(&note, &key) {
-        Ok(sc) => sc,
-        Err(e) => return Ok(Err(format!("the log's checkpoint fails verification: {e}"))),
-    };
-    if let Err(e) = sc.require_cosigners(&witnesses) {
-        return Ok(Err(format!(
-            "the checkpoint lacks a required cosignature: {e}"
-        )));
-    }
-    if sc.checkpoint.origin != claims.writ.log.origin {
-        return Ok(Err(format!(
-            "the writ names log {:?}, the checkpoint is of {:?}",
-            claims.writ.log.origin, sc.checkpoint.origin
-        )));
-    }
-    let size = sc.checkpoint.size;
-    if index >= size {
-        return Ok(Err(format!(
-            "entry {index} is not under the latest checkpoint yet (size {size}); retry in a second"
-        )));
-    }
-    let proof = tokio::task::spawn_blocking(move || proof_fn(size)).await??;
-    if !writ_log::merkle::verify_inclusion(
-        index,
-        size,
-        &writ_log::leaf_hash(&leaf),
-        &proof,
-        &sc.checkpoint.root,
-    ) {
-        return Ok(Err(format!(
-            "entry {index} is not included in the signed checkpoint of size {size}"
-        )));
-    }
-    match writ_log::Entry::from_leaf(&leaf) {
-        Ok(writ_log::Entry::Decision(d))
-            if d.decision == writ_log::Outcome::Allow && d.jti.as_deref() == Some(claims.jti.as_str()) =>
-        {
-            Ok(Ok(format!(
-                "logged: entry {index} (allow, jti {}) is included in the signed checkpoint of size {size}{}",
-                claims.jti,
-                if witnesses.is_empty() { String::new() } else { format!(", cosigned by {} witness(es)", witnesses.len()) }
-            )))
+        let proof = src.inclusion_proof(index, size)?;
+        let root = &sc.checkpoint.root;
+        if !writ_log::merkle::verify_inclusion(index, size, &writ_log::leaf_hash(&leaf), &proof, root) {
+            return Ok(Err(format!(
+                "entry {index} is not included in the signed checkpoint of size {size}"
+            )));
         }
-        Ok(_) => Ok(Err(format!("entry {index} is not the allow decision of writ {}", claims.jti))),
-        Err(e) => Ok(Err(format!("entry {index}: {e}"))),
-    }
+        Ok(match writ_log::Entry::from_leaf(&leaf) {
+            Ok(writ_log::Entry::Decision(d))
+                if d.decision == writ_log::Outcome::Allow && d.jti.as_deref() == Some(jti.as_str()) =>
+            {
+                Ok(format!(
+                    "logged: entry {index} (allow, jti {jti}) is included in the signed checkpoint of size {size}{}",
+                    if witnesses.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", cosigned by {} witness(es)", witnesses.len())
+                    }
+                ))
+            }
+            Ok(_) => Err(format!("entry {index} is not the allow decision of writ {jti}")),
+            Err(e) => Err(format!("entry {index}: {e}")),
+        })
+    })
+    .await
 }

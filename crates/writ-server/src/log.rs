@@ -56,17 +56,18 @@ fn note_response(note: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
 }
 
-/// `GET /v1/log/checkpoint`: the latest signed checkpoint (publishing one
-/// first when none exists yet).
+/// `GET /v1/log/checkpoint`: the latest signed checkpoint (`writ serve`
+/// signs one before it answers anyone).
 pub(crate) async fn get_checkpoint(State(s): State<Shared>) -> Response {
     let Some(log) = &s.log else { return no_log() };
-    let latest = match log.latest() {
-        Ok(Some(p)) => Ok(p),
-        Ok(None) => log.publish().await,
-        Err(e) => Err(e),
-    };
-    match latest {
-        Ok(p) => note_response(p.record.note),
+    match log.latest() {
+        Ok(Some(p)) => note_response(p.record.note),
+        Ok(None) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+            "no checkpoint has been signed yet",
+        ),
         Err(e) => publish_error(&e),
     }
 }

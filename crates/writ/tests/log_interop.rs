@@ -18,9 +18,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -28,9 +27,6 @@ use common::*;
 use serde_json::{json, Value};
 
 const AUD: &str = "exec@host-a";
-
-/// Serializes venv creation between the tests of this file.
-static PYENV: Mutex<()> = Mutex::new(());
 
 /// One independent verifier: its PyPI requirement, and the venv it lives in.
 struct Peer {
@@ -62,67 +58,21 @@ const PEERS: [Peer; 2] = [
     },
 ];
 
-fn skip() -> bool {
-    if std::env::var_os("WRIT_SKIP_PY").is_some() {
-        eprintln!("WRIT_SKIP_PY is set: skipping the RFC 6962 / C2SP interop test");
-        return true;
-    }
-    false
-}
-
 /// `target/<venv>/bin/python` with exactly `peer.dist==peer.version` (and
 /// `cryptography`) importable; the venv is created when needed.
 fn python(peer: &Peer) -> PathBuf {
-    let _guard = PYENV.lock().unwrap_or_else(|p| p.into_inner());
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join("target").join(peer.venv);
-    let py = venv.join("bin/python");
-    let check = format!(
+    let ready = format!(
         "import importlib.metadata as m, cryptography, {module}\n\
          assert m.version({dist:?}) == {version:?}, m.version({dist:?})",
         module = peer.module,
         dist = peer.dist,
         version = peer.version,
     );
-    let ready = |py: &Path| {
-        Command::new(py)
-            .args(["-c", &check])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&py) {
-        return py;
-    }
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    assert!(
-        st.as_ref().is_ok_and(|s| s.success()),
-        "python3 -m venv {} failed: {st:?} (set WRIT_SKIP_PY=1 to skip)",
-        venv.display()
-    );
-    let req = format!("{}=={}", peer.dist, peer.version);
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", &req])
-        .output();
-    match &out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "pip install {req} into {} failed (set WRIT_SKIP_PY=1 to skip):\n{}\n{}",
-            venv.display(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("cannot run pip for {req} (set WRIT_SKIP_PY=1 to skip): {e}"),
-    }
-    assert!(
-        ready(&py),
-        "{req} is still not importable from {}",
-        py.display()
-    );
-    py
+    python_venv(
+        peer.venv,
+        &format!("{}=={}", peer.dist, peer.version),
+        &ready,
+    )
 }
 
 /// Reads the job file (argv[1]) and checks it with the peer named in argv[2].
@@ -582,7 +532,7 @@ fn check_summary(peer: &Peer, job: &Value, sum: &Value, cps: &[(u64, String)]) {
 
 #[test]
 fn independent_rfc6962_verifiers_accept_writs_proofs_and_c2sp_checkpoints() {
-    if skip() {
+    if skip_python("the RFC 6962 / C2SP interop test") {
         return;
     }
     let pythons: Vec<PathBuf> = PEERS.iter().map(python).collect();

@@ -11,7 +11,6 @@ mod common;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use common::*;
 use serde_json::{json, Value};
@@ -19,58 +18,13 @@ use serde_json::{json, Value};
 const AUD: &str = "exec@host-a";
 const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// Serializes venv creation between the tests of this file.
-static PYENV: Mutex<()> = Mutex::new(());
-
-fn skip() -> bool {
-    if std::env::var_os("WRIT_SKIP_PY").is_some() {
-        eprintln!("WRIT_SKIP_PY is set: skipping the PyJWT interop test");
-        return true;
-    }
-    false
-}
-
 /// `target/pyenv/bin/python`, with PyJWT importable; created if needed.
 fn python() -> PathBuf {
-    let _guard = PYENV.lock().unwrap_or_else(|p| p.into_inner());
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let venv = root.join("target/pyenv");
-    let py = venv.join("bin/python");
-    let has_jwt = |py: &PathBuf| {
-        Command::new(py)
-            .args([
-                "-c",
-                "import jwt, cryptography; assert jwt.__version__ >= '2'",
-            ])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if has_jwt(&py) {
-        return py;
-    }
-    let st = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status();
-    assert!(
-        st.as_ref().is_ok_and(|s| s.success()),
-        "python3 -m venv {} failed: {st:?} (set WRIT_SKIP_PY=1 to skip)",
-        venv.display()
-    );
-    let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "pyjwt[crypto]"])
-        .output();
-    match &out {
-        Ok(o) if o.status.success() => {}
-        _ => panic!("pip install 'pyjwt[crypto]' failed (set WRIT_SKIP_PY=1 to skip): {out:?}"),
-    }
-    assert!(
-        has_jwt(&py),
-        "PyJWT is still not importable from {}",
-        py.display()
-    );
-    py
+    python_venv(
+        "pyenv",
+        "pyjwt[crypto]",
+        "import jwt, cryptography; assert jwt.__version__ >= '2'",
+    )
 }
 
 /// Decodes every token of `tokens` with PyJWT against the one JWK given;
@@ -166,7 +120,7 @@ fn mutate_at(token: &str, i: usize) -> String {
 
 #[test]
 fn pyjwt_accepts_the_writ_and_rejects_every_one_character_change() {
-    if skip() {
+    if skip_python("the PyJWT interop test") {
         return;
     }
     let py = python();
@@ -234,7 +188,7 @@ fn pyjwt_accepts_the_writ_and_rejects_every_one_character_change() {
 /// not, so PyJWT's answer is only reported.
 #[test]
 fn writ_refuses_signature_encodings_that_lenient_decoders_accept() {
-    if skip() {
+    if skip_python("the PyJWT interop test") {
         return;
     }
     let py = python();
