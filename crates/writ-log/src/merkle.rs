@@ -39,6 +39,9 @@ pub enum ProofError {
     BeyondLog { size: u64, log_size: u64 },
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The store holding the tree could not be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The largest power of two strictly less than `n` (`n >= 2`): RFC 6962's split.

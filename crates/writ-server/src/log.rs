@@ -88,7 +88,7 @@ pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
     let witnesses: Vec<String> = s.witnesses.iter().map(|w| w.key.vkey()).collect();
     let keys = match s.authority.store().keys() {
         Ok(k) => k,
-        Err(e) => return proof_error(ProofError::Read(read_err(e))),
+        Err(e) => return unavailable(e),
     };
     let policy_keys: Vec<serde_json::Value> = keys
         .iter()
@@ -131,7 +131,7 @@ pub(crate) async fn list_checkpoints(
             .map(|c| json!({"size": c.size, "note": c.note, "time_ms": c.time_ms}))
             .collect::<Vec<_>>()))
         .into_response(),
-        Err(e) => proof_error(ProofError::Read(read_err(e))),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -148,7 +148,7 @@ pub(crate) async fn get_bundle(
             None,
             format!("no bundle {hash}"),
         ),
-        Err(e) => proof_error(ProofError::Read(read_err(e))),
+        Err(e) => unavailable(e),
     }
 }
 
@@ -166,12 +166,8 @@ pub(crate) struct ConsistencyQuery {
 
 fn proof_error(e: ProofError) -> Response {
     match e {
-        ProofError::Read(r) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            Some(writ_artifact::ReasonCode::AuthorityUnavailable),
-            r.to_string(),
-        ),
+        ProofError::Read(r) => unavailable(r),
+        ProofError::Unavailable(m) => unavailable(m),
         other => error(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -213,7 +209,7 @@ pub(crate) async fn inclusion(
     let leaf_hash = match store.entries(q.index, q.index + 1) {
         Ok(mut v) if v.len() == 1 => v.remove(0).leaf_hash,
         Ok(_) => return bad_query("no such entry"),
-        Err(e) => return proof_error(ProofError::Read(read_err(e))),
+        Err(e) => return unavailable(e),
     };
     axum::Json(json!({
         "index": q.index,
@@ -247,12 +243,14 @@ pub(crate) async fn consistency(
     }
 }
 
-fn read_err(e: impl std::fmt::Display) -> writ_log::merkle::ReadError {
-    writ_log::merkle::ReadError {
-        level: 0,
-        index: 0,
-        message: e.to_string(),
-    }
+/// The store could not be read: fail closed.
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+        e.to_string(),
+    )
 }
 
 fn latest_size(s: &ServerState) -> Result<u64, Box<Response>> {
@@ -281,7 +279,7 @@ pub async fn publish_and_witness(
         if note_has(&note, &w.key) {
             continue;
         }
-        match ask_witness(s, w, &note).await {
+        match ask_witness(s, w, &note, size).await {
             Ok(lines) => match log
                 .add_cosignatures(size, &lines, std::slice::from_ref(&w.key))
                 .await
@@ -311,13 +309,12 @@ fn note_has(note: &str, key: &NoteVerifier) -> bool {
 
 /// One `add-checkpoint` exchange, retrying once from the witness's size on
 /// 409 Conflict.
-async fn ask_witness(s: &ServerState, w: &WitnessTarget, note: &str) -> Result<String, String> {
-    let cp = writ_log::note::Checkpoint::parse(
-        &writ_log::note::Note::parse(note)
-            .map_err(|e| e.to_string())?
-            .text,
-    )
-    .map_err(|e| e.to_string())?;
+async fn ask_witness(
+    s: &ServerState,
+    w: &WitnessTarget,
+    note: &str,
+    size: u64,
+) -> Result<String, String> {
     // The size this witness last cosigned; unknown after a restart, when the
     // witness's 409 answer tells it.
     let mut old = s
@@ -332,7 +329,7 @@ async fn ask_witness(s: &ServerState, w: &WitnessTarget, note: &str) -> Result<S
         } else {
             s.authority
                 .store()
-                .consistency_proof(old, cp.size)
+                .consistency_proof(old, size)
                 .map_err(|e| e.to_string())?
         };
         let mut body = format!("old {old}\n");
@@ -353,13 +350,13 @@ async fn ask_witness(s: &ServerState, w: &WitnessTarget, note: &str) -> Result<S
         let text = resp.text().await.map_err(|e| e.to_string())?;
         if status.is_success() {
             if let Ok(mut m) = s.witness_sizes.lock() {
-                m.insert(w.url.clone(), cp.size);
+                m.insert(w.url.clone(), size);
             }
             return Ok(text);
         }
         if status.as_u16() == 409 {
             if let Ok(n) = text.trim().parse::<u64>() {
-                if n <= cp.size && n != old {
+                if n <= size && n != old {
                     old = n;
                     continue;
                 }

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::types::*;
 use crate::Store;
-use writ_log::merkle::{self, NodeReader, ProofError, ReadError};
+use writ_log::merkle::{self, NodeReader, ProofError};
 use writ_log::Hash;
 
 mod tree;
@@ -227,17 +227,22 @@ impl SqliteStore {
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        self.with_conn(f)?.map_err(unavailable)
+    }
+
+    /// Run `f` on a pooled read connection (opening one when none is free).
+    fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> T) -> Result<T, StoreError> {
         let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
             Some(c) => c,
             None => open_conn(&self.path, false)?,
         };
-        let out = f(&conn).map_err(unavailable);
+        let out = f(&conn);
         if let Ok(mut pool) = self.readers.lock() {
             if pool.len() < READERS_MAX {
                 pool.push(conn);
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -512,29 +517,17 @@ impl SqliteStore {
         size: u64,
         f: impl FnOnce(&dyn NodeReader) -> Result<T, ProofError>,
     ) -> Result<T, ProofError> {
-        let read_err = |e: StoreError| ReadError {
-            level: 0,
-            index: 0,
-            message: e.to_string(),
-        };
-        let conn = match self.readers.lock().ok().and_then(|mut v| v.pop()) {
-            Some(c) => c,
-            None => open_conn(&self.path, false).map_err(read_err)?,
-        };
-        let log_size: Result<u64, _> = conn
-            .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)));
-        let out = match log_size {
-            Err(e) => Err(ProofError::Read(read_err(unavailable(e)))),
-            Ok(log_size) if size > log_size => Err(ProofError::BeyondLog { size, log_size }),
-            Ok(_) => f(&tree::ConnNodes(&conn)),
-        };
-        if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < READERS_MAX {
-                pool.push(conn);
+        self.with_conn(|conn| {
+            let log_size: u64 = conn
+                .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(|e| ProofError::Unavailable(e.to_string()))?;
+            if size > log_size {
+                return Err(ProofError::BeyondLog { size, log_size });
             }
-        }
-        out
+            f(&tree::ConnNodes(conn))
+        })
+        .map_err(|e| ProofError::Unavailable(e.to_string()))?
     }
 }
 
