@@ -5,7 +5,7 @@
 //! store and its signature checked). A failure is refused, logged at error
 //! level and counted; the log keeps the last good checkpoint.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use writ_artifact::{Clock, Jwk, WritKey};
@@ -51,7 +51,6 @@ pub struct LogPublisher {
     /// The log key's JWK thumbprint.
     kid: String,
     serial: tokio::sync::Mutex<()>,
-    refusals: AtomicU64,
     /// The log key's record and `key_change` entry are known to be stored.
     key_recorded: AtomicBool,
 }
@@ -70,7 +69,6 @@ impl LogPublisher {
             store,
             clock,
             serial: tokio::sync::Mutex::new(()),
-            refusals: AtomicU64::new(0),
             key_recorded: AtomicBool::new(false),
         })
     }
@@ -78,11 +76,6 @@ impl LogPublisher {
     /// The log's verifier key.
     pub fn verifier(&self) -> &NoteVerifier {
         &self.signer.verifier
-    }
-
-    /// Times a checkpoint was refused for inconsistency or a bad stored one.
-    pub fn refusals(&self) -> u64 {
-        self.refusals.load(Ordering::Relaxed)
     }
 
     /// The latest stored checkpoint, its log signature checked.
@@ -122,7 +115,6 @@ impl LogPublisher {
                 e,
                 PublishError::Inconsistent { .. } | PublishError::BadStored { .. }
             ) {
-                self.refusals.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, "checkpoint refused");
             }
         }
