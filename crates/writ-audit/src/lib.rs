@@ -115,10 +115,40 @@ pub(crate) fn b64(h: &Hash) -> String {
 }
 
 /// Verify a whole log. `Err` only when the source cannot be read.
-pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String> {
-    let mut report = Report::default();
+///
+/// A second thread reads the next chunks of leaves while this one hashes, so
+/// reading and hashing overlap.
+pub fn verify_log(src: &(dyn Source + Sync), opts: &Options<'_>) -> Result<Report, String> {
     let size = src.size()?;
-    report.entries = size;
+    std::thread::scope(|scope| {
+        let (chunks_tx, chunks) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            let mut start = 0u64;
+            while start < size {
+                let end = (start + CHUNK).min(size);
+                let chunk = src.leaves(start, end);
+                let failed = chunk.is_err();
+                // A closed channel: the verification ended early.
+                if chunks_tx.send(chunk).is_err() || failed {
+                    return;
+                }
+                start = end;
+            }
+        });
+        verify_chunks(src, size, &chunks, opts)
+    })
+}
+
+fn verify_chunks(
+    src: &dyn Source,
+    size: u64,
+    chunks: &std::sync::mpsc::Receiver<Result<Vec<Leaf>, String>>,
+    opts: &Options<'_>,
+) -> Result<Report, String> {
+    let mut report = Report {
+        entries: size,
+        ..Report::default()
+    };
 
     // Checkpoints: each is checked for its signature now and against the tree
     // when the recomputation reaches its size.
@@ -134,7 +164,9 @@ pub fn verify_log(src: &dyn Source, opts: &Options<'_>) -> Result<Report, String
     let mut start = 0u64;
     while start < size {
         let end = (start + CHUNK).min(size);
-        let leaves = src.leaves(start, end)?;
+        let leaves = chunks
+            .recv()
+            .map_err(|_| "the leaf reader stopped".to_owned())??;
         if stored_available && stored_nodes.len() < 2 * CHUNK as usize {
             match src.stored_nodes(stored_after, 2 * CHUNK as usize)? {
                 None => stored_available = false,

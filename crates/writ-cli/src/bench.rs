@@ -23,6 +23,10 @@ use crate::{DataDir, Exit, Global};
 pub enum BenchCmd {
     /// Ceiling vs governed in-process decisions vs HTTP decisions; verification cost.
     Authorize(AuthorizeBench),
+    /// The audit log at ten million entries: durable append, inclusion
+    /// proofs, full verification, `writ serve` RSS, and the Agent Governance
+    /// Toolkit's AuditLog on the same entries.
+    Log(crate::benchlog::LogBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -323,7 +327,10 @@ fn ns_per_op(secs: f64, mut f: impl FnMut()) -> f64 {
 }
 
 pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
-    let BenchCmd::Authorize(a) = c;
+    let a = match c {
+        BenchCmd::Authorize(a) => a,
+        BenchCmd::Log(l) => return crate::benchlog::bench(g, l).await,
+    };
     let tmp = std::env::temp_dir().join(format!("writ-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod benchlog;
 mod client;
 mod cmd;
 mod datadir;

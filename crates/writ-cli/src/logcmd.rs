@@ -211,7 +211,7 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
 /// Where a log command reads: the data dir's store (offline) or a server's
 /// public log routes, with the keys that go with it.
 struct Site {
-    src: Box<dyn ProofSource + Send>,
+    src: Box<dyn ProofSource + Send + Sync>,
     /// Checks checkpoints: the pinned key, else the data dir's or the server's.
     log_key: NoteVerifier,
     /// Witnesses the server asks (none for a data dir).

@@ -110,6 +110,8 @@ pub struct SqliteStore {
     path: PathBuf,
     queue: SyncSender<Job>,
     readers: Mutex<Vec<Connection>>,
+    /// The upper levels of the committed tree, shared with the writer.
+    upper: Arc<tree::Upper>,
     _writer: Arc<WriterHandle>,
 }
 
@@ -197,12 +199,16 @@ impl SqliteStore {
                 next.saturating_sub(1)
             )));
         }
-        let frontier = tree::Frontier::load(&tree::ConnNodes(&conn), next).map_err(|e| {
+        let incomplete = |e: writ_log::merkle::ReadError| {
             StoreError::Integrity(format!(
                 "the stored Merkle tree of {next} entries is incomplete: {e}"
             ))
-        })?;
+        };
+        let frontier =
+            tree::Frontier::load(&tree::ConnNodes(&conn, None), next).map_err(incomplete)?;
+        let upper = Arc::new(tree::Upper::load(&conn, next).map_err(incomplete)?);
         let (tx, rx) = sync_channel::<Job>(QUEUE_TX_MAX);
+        let writer_upper = upper.clone();
         let writer = std::thread::Builder::new()
             .name("writ-store-writer".into())
             .spawn(move || {
@@ -210,6 +216,8 @@ impl SqliteStore {
                     conn,
                     next,
                     frontier,
+                    upper: writer_upper,
+                    new_upper: Vec::new(),
                 }
                 .run(rx)
             })
@@ -218,6 +226,7 @@ impl SqliteStore {
             path: path.to_owned(),
             queue: tx,
             readers: Mutex::new(Vec::new()),
+            upper,
             _writer: Arc::new(WriterHandle(Some(writer))),
         })
     }
@@ -252,6 +261,10 @@ struct Writer {
     next: u64,
     /// The right edge of the committed-or-pending tree (size == next).
     frontier: tree::Frontier,
+    /// Where readers find the upper levels; extended after each commit.
+    upper: Arc<tree::Upper>,
+    /// Upper-level nodes of the batch being written, not yet committed.
+    new_upper: Vec<(u8, u64, Hash)>,
 }
 
 impl Writer {
@@ -285,6 +298,7 @@ impl Writer {
                 self.exec_cached("SAVEPOINT tx")?;
                 let before = self.next;
                 let before_frontier = self.frontier.clone();
+                let before_upper = self.new_upper.len();
                 match self.apply(tx) {
                     Ok(indices) => {
                         self.exec_cached("RELEASE tx")?;
@@ -295,6 +309,7 @@ impl Writer {
                         self.exec_cached("RELEASE tx")?;
                         self.next = before;
                         self.frontier = before_frontier;
+                        self.new_upper.truncate(before_upper);
                         results.push(Err(e));
                     }
                 }
@@ -306,8 +321,12 @@ impl Writer {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.next = start_next;
             self.frontier = start_frontier;
+            self.new_upper.clear();
             tracing::error!(error = %e, txs = batch.len(), "group commit failed; every transaction in it is refused");
             results = batch.iter().map(|_| Err(e.clone())).collect();
+        } else {
+            self.upper.extend(&self.new_upper);
+            self.new_upper.clear();
         }
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let _ = reply.send(result);
@@ -337,10 +356,14 @@ impl Writer {
                         .and_then(|mut s| s.execute(params![self.next, leaf, &hash[..]]))
                         .map_err(unavailable)?;
                     let conn = &self.conn;
+                    let new_upper = &mut self.new_upper;
                     let mut failed = None;
                     self.frontier.push(hash, |level, index, h| {
                         if failed.is_none() {
                             failed = tree::insert_node(conn, level, index, h).err();
+                        }
+                        if level >= tree::UPPER_LEVEL {
+                            new_upper.push((level, index, *h));
                         }
                     });
                     if let Some(e) = failed {
@@ -525,7 +548,7 @@ impl SqliteStore {
             if size > log_size {
                 return Err(ProofError::BeyondLog { size, log_size });
             }
-            f(&tree::ConnNodes(conn))
+            f(&tree::ConnNodes(conn, Some(&self.upper)))
         })
         .map_err(|e| ProofError::Unavailable(e.to_string()))?
     }

@@ -314,3 +314,77 @@ fn checkpoints_are_kept_by_size_and_take_cosignatures() {
     assert_eq!(s.checkpoints(2, 10).unwrap(), vec![cp(5, "b+w")]);
     assert_eq!(s.checkpoints(0, 1).unwrap(), vec![cp(1, "a")]);
 }
+
+/// The upper levels kept in memory agree with the stored tree: after rolled
+/// back appends that had completed upper nodes, and after a reopen.
+#[test]
+fn upper_levels_in_memory_match_the_stored_tree() {
+    use writ_log::merkle::verify_inclusion;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writ.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.submit(Tx::new(vec![Op::Spend {
+        jti: "spent".into(),
+        time_ms: 1,
+    }]))
+    .wait()
+    .unwrap();
+    let mut leaves: Vec<Vec<u8>> = Vec::new();
+    let mut n = 0u64;
+    let mut rolled_back = 0;
+    while leaves.len() < 700 {
+        // Just before a level-8 subtree completes, a transaction appends
+        // across it and then conflicts: the nodes it made must vanish.
+        if leaves.len() % 256 >= 240 && leaves.len() / 256 == rolled_back {
+            rolled_back += 1;
+            s.submit(Tx::new(vec![
+                leaf(100_000 + n),
+                Op::Append {
+                    leaf: vec![b'x'; 40],
+                },
+            ]))
+            .wait()
+            .unwrap();
+            leaves.push(format!("{{\"n\":{}}}", 100_000 + n).into_bytes());
+            leaves.push(vec![b'x'; 40]);
+            let mut ops: Vec<Op> = (0..20).map(|k| leaf(900_000 + k)).collect();
+            ops.push(Op::Spend {
+                jti: "spent".into(),
+                time_ms: 2,
+            });
+            s.submit(Tx::new(ops)).wait().unwrap_err();
+        }
+        // Many transactions per group commit, submitted together.
+        let tickets: Vec<Ticket> = (0..7)
+            .map(|_| {
+                n += 1;
+                leaves.push(format!("{{\"n\":{n}}}").into_bytes());
+                s.submit(Tx::new(vec![leaf(n)]))
+            })
+            .collect();
+        for t in tickets {
+            t.wait().unwrap();
+        }
+    }
+    let check = |s: &SqliteStore| {
+        for size in [256u64, 257, 511, 512, 513, 699, leaves.len() as u64] {
+            let root = root_of(&leaves[..size as usize]);
+            assert_eq!(s.tree_root(size).unwrap(), root, "size {size}");
+            for index in (0..size).step_by(13).chain([size - 1]) {
+                let p = s.inclusion_proof(index, size).unwrap();
+                let lh = writ_log::leaf_hash(&leaves[index as usize]);
+                assert!(
+                    verify_inclusion(index, size, &lh, &p, &root),
+                    "{index} in {size}"
+                );
+            }
+        }
+    };
+    assert_eq!(
+        rolled_back, 2,
+        "both level-8 boundaries were crossed by a failed transaction"
+    );
+    check(&s);
+    drop(s);
+    check(&SqliteStore::open(&path).unwrap());
+}

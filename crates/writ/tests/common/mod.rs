@@ -153,10 +153,22 @@ impl Resp {
 /// The body is written from a second thread while the response is read, so a
 /// server that answers before reading the whole body (413) is still heard.
 pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_http(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http`], with a failure (no connection, a connection closed before a
+/// whole response) as an error instead of a panic.
+pub fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Resp, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -165,8 +177,9 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    let mut writer = stream.try_clone().unwrap();
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let mut raw = Vec::new();
+    let mut failed = None;
     std::thread::scope(|s| {
         s.spawn(move || {
             // The server may close early (e.g. 413): a failed write is not an error here.
@@ -183,13 +196,19 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
                     eprintln!("note: read ended with {e} after {} bytes", raw.len());
                     break;
                 }
-                Err(e) => panic!("{method} {path}: reading the response: {e}"),
+                Err(e) => {
+                    failed = Some(format!("{method} {path}: reading the response: {e}"));
+                    break;
+                }
             }
         }
         let _ = stream.shutdown(std::net::Shutdown::Both);
     });
-    parse_response(&raw).unwrap_or_else(|| {
-        panic!(
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    parse_response(&raw).ok_or_else(|| {
+        format!(
             "{method} {path}: not an HTTP response: {:?}",
             String::from_utf8_lossy(&raw)
         )
@@ -251,6 +270,56 @@ pub struct Server {
     pub init: Value,
     child: Child,
     log_path: PathBuf,
+    serve_args: Vec<String>,
+}
+
+fn free_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+fn serve_command(dir: &Path, addr: &str, serve_args: &[String]) -> Command {
+    let mut cmd = Command::new(writ_bin());
+    cmd.args(["--dir", dir.to_str().unwrap(), "serve", "--listen", addr])
+        .args(serve_args)
+        .stdin(Stdio::null());
+    for v in [
+        "WRIT_SERVER",
+        "WRIT_TOKEN",
+        "WRIT_DIR",
+        "WRIT_PARENT",
+        "WRIT_LISTEN",
+        "WRIT_LOG",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+/// Serve `dir` and wait until it answers; `(child, addr)`.
+fn spawn_serve(dir: &Path, log_path: &Path, serve_args: &[String]) -> (Child, String) {
+    // A port picked this way can be taken by someone else before the child
+    // binds it; try a few.
+    let mut last_log = String::new();
+    for _attempt in 0..3 {
+        let addr = free_addr();
+        let log = std::fs::File::create(log_path).unwrap();
+        let mut child = serve_command(dir, &addr, serve_args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start writ serve: {e}"));
+        match wait_healthy(&mut child, &addr) {
+            Ok(()) => return (child, addr),
+            Err(exited) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                last_log = std::fs::read_to_string(log_path).unwrap_or_default();
+                assert!(exited, "writ serve did not answer GET /healthz within {STARTUP_TIMEOUT:?}; its log:\n{last_log}");
+                // It exited (the port was taken?): try another port.
+            }
+        }
+    }
+    panic!("writ serve could not start; its log:\n{last_log}");
 }
 
 impl Drop for Server {
@@ -273,62 +342,49 @@ impl Server {
         let init = init_dir(&dir);
         let admin_token = init["admin_token"].as_str().unwrap().to_owned();
         let log_path = tmp.path().join("serve.log");
-        // A port picked this way can be taken by someone else before the
-        // child binds it; try a few.
-        let mut last_log = String::new();
-        for _attempt in 0..3 {
-            let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
-            let log = std::fs::File::create(&log_path).unwrap();
-            let mut args = vec![
-                "--dir",
-                dir.to_str().unwrap(),
-                "serve",
-                "--listen",
-                addr.as_str(),
-            ];
-            args.extend_from_slice(serve_args);
-            let mut cmd = Command::new(writ_bin());
-            cmd.args(&args)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log);
-            for v in [
-                "WRIT_SERVER",
-                "WRIT_TOKEN",
-                "WRIT_DIR",
-                "WRIT_PARENT",
-                "WRIT_LISTEN",
-                "WRIT_LOG",
-            ] {
-                cmd.env_remove(v);
-            }
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start writ serve: {e}"));
-            match wait_healthy(&mut child, &addr) {
-                Ok(()) => {
-                    return Server {
-                        tmp,
-                        dir,
-                        url: format!("http://{addr}"),
-                        addr,
-                        admin_token,
-                        init,
-                        child,
-                        log_path,
-                    };
-                }
-                Err(exited) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                    assert!(exited, "writ serve did not answer GET /healthz within {STARTUP_TIMEOUT:?}; its log:\n{last_log}");
-                    // It exited (the port was taken?): try another port.
-                }
-            }
+        let serve_args: Vec<String> = serve_args.iter().map(|a| (*a).to_owned()).collect();
+        let (child, addr) = spawn_serve(&dir, &log_path, &serve_args);
+        Server {
+            tmp,
+            dir,
+            url: format!("http://{addr}"),
+            addr,
+            admin_token,
+            init,
+            child,
+            log_path,
+            serve_args,
         }
-        panic!("writ serve could not start; its log:\n{last_log}");
+    }
+
+    /// SIGKILL the server (no chance to flush or clean up) and reap it.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the server again on the same data dir and arguments (after
+    /// [`Server::kill_hard`]); it may listen on a new port.
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        let (child, addr) = spawn_serve(&self.dir, &self.log_path, &self.serve_args);
+        self.child = child;
+        self.url = format!("http://{addr}");
+        self.addr = addr;
+    }
+
+    /// Start the server again and SIGKILL it `after` its spawn, ready or not.
+    pub fn spawn_and_kill_after(&mut self, after: Duration) {
+        self.kill_hard();
+        let log = std::fs::File::create(&self.log_path).unwrap();
+        let mut child = serve_command(&self.dir, &free_addr(), &self.serve_args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// The server's own log so far (for failure messages).

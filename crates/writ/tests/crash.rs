@@ -1,0 +1,188 @@
+//! Crash safety of the log: `writ serve` is killed with SIGKILL at random
+//! moments (under concurrent decisions and checkpoint publishing, and during
+//! start-up), again and again. After every restart every writ a client
+//! received has its decision in the log, `writ log verify` passes offline,
+//! and every checkpoint a client was shown is one the log still stands by.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Kills under load (start-up kills come on top).
+const CYCLES: usize = 24;
+const CLIENTS: usize = 4;
+const AUD: &str = "exec@host-a";
+
+/// xorshift64*: a reproducible random sequence from a printed seed.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// The checkpoint text of a signed note (the signatures may grow with
+/// witness cosignatures; the checkpoint may not change).
+fn checkpoint_body(note: &str) -> &str {
+    note.split("\n\n").next().unwrap_or(note)
+}
+
+#[derive(Default)]
+struct Seen {
+    /// jti of every writ a client received in full.
+    writs: Vec<String>,
+    /// Every checkpoint note a client was served.
+    checkpoints: Vec<String>,
+}
+
+/// Decisions (and, from one client, checkpoint reads) until `stop`; a
+/// failed request (the server is dying) is not a result.
+fn load(addr: String, token: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>, n: usize) {
+    let auth = format!("Bearer {token}");
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        if n == 0 && i.is_multiple_of(4) {
+            if let Ok(r) = try_http(&addr, "GET", "/v1/log/checkpoint", &[], &[]) {
+                if r.status == 200 && r.text().contains("\n\n") {
+                    seen.lock().unwrap().checkpoints.push(r.text());
+                }
+            }
+            continue;
+        }
+        let body = serde_json::to_vec(&exec_req(
+            &["/usr/bin/true", &format!("crash-{n}-{i}")],
+            AUD,
+        ))
+        .unwrap();
+        let Ok(r) = try_http(
+            &addr,
+            "POST",
+            "/v1/authorize",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        ) else {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        };
+        // A response cut short by the kill does not parse: not received.
+        let Ok(v) = serde_json::from_slice::<Value>(&r.body) else {
+            continue;
+        };
+        if r.status == 200 && v["decision"] == "allow" && v["writ"].is_string() {
+            let jti = v["jti"]
+                .as_str()
+                .expect("an allow names its jti")
+                .to_owned();
+            seen.lock().unwrap().writs.push(jti);
+        }
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_writ() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("crash test seed {seed}");
+    let mut rng = Rng(seed);
+    // Checkpoints every 20 ms, so kills land during publishing too.
+    let mut srv = Server::start_with(&["--checkpoint-interval-ms", "20"]);
+    let token = srv.add_principal("Agent::\"crash\"");
+    let mut logged: HashSet<String> = HashSet::new();
+    let mut log_read = 0usize;
+    let (mut received_total, mut startup_kills) = (0usize, 0usize);
+
+    for cycle in 0..CYCLES {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|n| {
+                let (addr, token, stop, seen) =
+                    (srv.addr.clone(), token.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || load(addr, token, stop, seen, n))
+            })
+            .collect();
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_millis(20 + rng.below(400)));
+        srv.kill_hard();
+        let loaded_ms = t0.elapsed().as_millis();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+
+        // Every few cycles, also kill a start-up at a random instant.
+        if cycle % 4 == 3 {
+            srv.spawn_and_kill_after(Duration::from_millis(rng.below(300)));
+            startup_kills += 1;
+        }
+
+        // Offline: the tree, every stored subtree hash and every checkpoint.
+        let out = run_writ(
+            &["--dir", srv.dir_str(), "log", "verify", "--json"],
+            &[],
+            None,
+        );
+        out.expect_code(0, &format!("writ log verify after kill {cycle}"));
+        assert_eq!(out.json()["ok"], true, "{out:#?}");
+
+        srv.restart();
+        // Every writ a client received is in the log.
+        let entries = srv.log_entries();
+        for e in &entries[log_read..] {
+            if e["entry"]["type"] == "decision" && e["entry"]["decision"] == "allow" {
+                logged.insert(e["entry"]["jti"].as_str().unwrap().to_owned());
+            }
+        }
+        log_read = entries.len();
+        let lost: Vec<&String> = seen.writs.iter().filter(|j| !logged.contains(*j)).collect();
+        assert!(
+            lost.is_empty(),
+            "kill {cycle} (seed {seed}): {} of {} writs clients received are not in the log: {lost:?}",
+            lost.len(),
+            seen.writs.len()
+        );
+        // Every checkpoint a client saw is still the log's checkpoint of that size.
+        for note in &seen.checkpoints {
+            let size: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            let r = srv.get(&format!("/v1/log/checkpoints?from={size}&limit=1"), None);
+            let stored = r.json()[0]["note"].as_str().map(str::to_owned);
+            assert_eq!(
+                stored.as_deref().map(checkpoint_body),
+                Some(checkpoint_body(note)),
+                "kill {cycle} (seed {seed}): a served checkpoint of size {size} is not the stored one"
+            );
+        }
+        eprintln!(
+            "kill {cycle}: after {loaded_ms} ms of load, {} writs received, {} checkpoints seen, log {} entries",
+            seen.writs.len(),
+            seen.checkpoints.len(),
+            entries.len()
+        );
+        received_total += seen.writs.len();
+    }
+    assert!(
+        received_total >= CYCLES * 5,
+        "the load was too light to test anything: {received_total} writs in {CYCLES} cycles"
+    );
+    assert_eq!(startup_kills, CYCLES / 4);
+    // The server still decides after all of it.
+    srv.authorize_ok(&token, &exec_req(&["/usr/bin/true"], AUD));
+}
