@@ -9,6 +9,7 @@ mod client;
 mod cmd;
 mod datadir;
 mod demo;
+mod exec;
 mod logcmd;
 mod server;
 mod witness;
@@ -77,6 +78,9 @@ pub enum Command {
     Authorize(cmd::AuthorizeArgs),
     /// Verify a writ, offline (data dir or JWKS) or against a server.
     Verify(cmd::VerifyArgs),
+    /// Run a command under a writ: authorize this exact command, verify,
+    /// spend the nonce, run the measured file confined to the scope.
+    Exec(exec::ExecArgs),
     /// Revoke a writ (and its whole subtree) or a principal.
     Revoke(cmd::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate.
@@ -111,10 +115,22 @@ pub enum Exit {
     Denied(ReasonCode),
     /// Ran, but found problems (e.g. policy test mismatches).
     Failed,
+    /// A governed program's own exit status, passed through.
+    Code(u8),
 }
 
 /// Entry point of the `writ` binary.
 pub fn main() -> ExitCode {
+    // The second stage of `writ exec` runs before anything else starts (no
+    // runtime, no threads): it confines itself and becomes the program.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(exec::STAGE2)) {
+        // The runner wrote these arguments from UTF-8 strings.
+        let args: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return exec::stage2_main(&args);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -137,6 +153,7 @@ pub fn main() -> ExitCode {
         Ok(Exit::Ok) => ExitCode::SUCCESS,
         Ok(Exit::Denied(r)) => ExitCode::from(r.exit_status()),
         Ok(Exit::Failed) => ExitCode::from(1),
+        Ok(Exit::Code(c)) => ExitCode::from(c),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -152,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Demo(a) => demo::demo(&g, a).await,
         Command::Authorize(a) => cmd::authorize(&g, a).await,
         Command::Verify(a) => cmd::verify(&g, a).await,
+        Command::Exec(a) => exec::exec(&g, a).await,
         Command::Revoke(a) => cmd::revoke(&g, a).await,
         Command::Policy(c) => cmd::policy(&g, c).await,
         Command::Principal(c) => cmd::principal(&g, c).await,

@@ -1,0 +1,342 @@
+//! `writ exec`: ask for a writ for this exact command, verify it, spend its
+//! nonce, run the very file that was measured under the granted scope, and
+//! record how it ended.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use writ_artifact::{
+    canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
+    VerifyOptions,
+};
+use writ_authority::{AuthorizeRequest, AuthorizeResponse};
+use writ_exec::{Confinement, Enforcement, ExecError, Executable, Stage2};
+
+use crate::client::Client;
+use crate::{print_denial, Exit, Global};
+
+/// The hidden subcommand of the second stage (see writ-exec).
+pub const STAGE2: &str = "__exec-stage2";
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+Exit status: the program's own (128 + N if a signal N ended it), or on a \
+denial the reason code's status (10-26, see `writ help`), with \
+`denied: <reason>: <message>` on standard error; the program never started \
+then.
+
+Examples:
+  writ exec -- /usr/bin/make test
+  writ exec --read /srv/data --write /tmp/out -- ./transform /srv/data /tmp/out
+  writ exec --authorize-only -- deploy.sh prod > writ.jws   # obtain, run later
+  writ exec --writ writ.jws -- deploy.sh prod")]
+pub struct ExecArgs {
+    /// A path the program may read (repeatable); must exist.
+    #[arg(long)]
+    pub read: Vec<PathBuf>,
+    /// A path the program may write (repeatable); must exist.
+    #[arg(long)]
+    pub write: Vec<PathBuf>,
+    /// The program may use the network (otherwise TCP bind and connect are
+    /// refused by the kernel).
+    #[arg(long)]
+    pub net: bool,
+    /// Lifetime of the writ in seconds (default 60, at most 3600).
+    #[arg(long)]
+    pub lifetime: Option<u64>,
+    /// This enforcement point's audience (default `exec@<host name>`).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Another environment variable the program gets and the writ binds
+    /// (repeatable; HOME, LANG, LC_ALL, PATH, TERM, TZ and USER always).
+    #[arg(long = "env-allow", value_name = "NAME")]
+    pub env_allow: Vec<String>,
+    /// Read-only system trees granted besides --read (repeatable; replaces
+    /// the default /usr /lib /lib64 /lib32 /bin /sbin /etc /opt /proc /dev).
+    #[arg(long = "system-read", value_name = "PATH")]
+    pub system_read: Vec<PathBuf>,
+    /// Deny with integrity_failure unless the kernel fully enforces the scope.
+    #[arg(long)]
+    pub require_full_enforcement: bool,
+    /// Run with this writ (a file, or `-` for standard input) instead of
+    /// asking for one: it must bind this exact command and environment.
+    #[arg(long, value_name = "FILE", conflicts_with = "authorize_only")]
+    pub writ: Option<String>,
+    /// Obtain the writ for this command and print it; do not run.
+    #[arg(long)]
+    pub authorize_only: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub argv: Vec<String>,
+}
+
+fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
+    print_denial(reason, &message.into());
+    Ok(Exit::Denied(reason))
+}
+
+pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
+    let path_var = std::env::var_os("PATH");
+    let exe = match Executable::open(&a.argv[0], path_var.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return denied(ReasonCode::EnvironmentMismatch, e.to_string()),
+    };
+    let mut confinement = Confinement {
+        read: a.read.clone(),
+        write: a.write.clone(),
+        net: a.net,
+        system_read: if a.system_read.is_empty() {
+            writ_exec::DEFAULT_SYSTEM_READ
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        } else {
+            a.system_read.clone()
+        },
+        system_write: writ_exec::DEFAULT_SYSTEM_WRITE
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    };
+    if let Err(e) = confinement.check_paths() {
+        anyhow::bail!("{e}");
+    }
+    let available = confinement.available();
+    if a.require_full_enforcement && available != Enforcement::Full {
+        return denied(
+            ReasonCode::IntegrityFailure,
+            format!(
+                "full enforcement is required but this kernel gives {}",
+                available.as_str()
+            ),
+        );
+    }
+    let cwd = std::env::current_dir().context("the working directory")?;
+    let mut allow: Vec<String> = writ_exec::DEFAULT_ENV_ALLOW
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    allow.extend(a.env_allow.iter().cloned());
+    allow.sort();
+    allow.dedup();
+    let env: Vec<(String, String)> = allow
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
+    let facts = writ_exec::measure(&exe, &cwd, &env, available);
+    let request = json!({"argv": a.argv});
+    let audience = a
+        .audience
+        .clone()
+        .unwrap_or_else(|| format!("exec@{}", writ_exec::host_name()));
+    let client = Client::new(&g.server, g.token.clone());
+
+    // The writ: given, or asked for.
+    let writ = match &a.writ {
+        Some(f) => read_writ(f)?,
+        None => {
+            if g.token.is_none() {
+                anyhow::bail!("writ exec needs a token: set WRIT_TOKEN or pass --token");
+            }
+            let req = AuthorizeRequest {
+                action: "Action::\"exec\"".into(),
+                resource: format!(
+                    "Command::{}",
+                    serde_json::to_string(&exe.path.to_string_lossy())?
+                ),
+                context: Default::default(),
+                request: request.clone(),
+                environment: facts.clone(),
+                scope: Scope {
+                    read: path_strings(&a.read),
+                    write: path_strings(&a.write),
+                    net: a.net,
+                },
+                audience: audience.clone(),
+                parent: crate::cmd::parent_from_env(),
+                lifetime_secs: a.lifetime,
+            };
+            let reply = client.post("/v1/authorize", &req).await?;
+            if reply.status == 400 || reply.status == 413 {
+                anyhow::bail!(
+                    "server refused the request ({}): {}",
+                    reply.status,
+                    reply.message()
+                );
+            }
+            match reply.parse::<AuthorizeResponse>() {
+                Ok(AuthorizeResponse::Allow { writ, .. }) => writ,
+                Ok(AuthorizeResponse::Deny {
+                    reason, message, ..
+                }) => return denied(reason, message),
+                Err(_) => {
+                    return denied(
+                        reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
+                        reply.message(),
+                    )
+                }
+            }
+        }
+    };
+    if a.authorize_only {
+        println!("{writ}");
+        return Ok(Exit::Ok);
+    }
+
+    // Verify offline against the authority's published keys.
+    let jwks: Jwks = match client.get("/.well-known/jwks.json").await {
+        Ok(r) if r.ok() => r.parse()?,
+        Ok(r) => return denied(ReasonCode::AuthorityUnavailable, r.message()),
+        Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
+    };
+    let ring = KeyRing::from_jwks(&jwks).map_err(anyhow::Error::msg)?;
+    let env_digest = EnvironmentBinding::bind(facts.clone())
+        .map_err(anyhow::Error::msg)?
+        .digest;
+    let opts = VerifyOptions {
+        now_unix_secs: SystemClock.now_unix_secs(),
+        skew_secs: 5,
+        audience: Some(audience.clone()),
+        request_digest: Some(canonical::digest_json(&request).map_err(anyhow::Error::msg)?),
+        environment_digest: Some(env_digest),
+        accepted_policies: None,
+        check_spent: false,
+    };
+    let verified = match writ_artifact::verify(&writ, &ring, &opts, &NoStatus) {
+        Ok(v) => v,
+        Err(d) => return denied(d.reason, d.message),
+    };
+    let jti = verified.jti().to_owned();
+    // The kernel confines the program to what the verified writ grants,
+    // whatever flags this run was given.
+    let granted = &verified.claims().writ.scope;
+    confinement.read = granted.read.iter().map(PathBuf::from).collect();
+    confinement.write = granted.write.iter().map(PathBuf::from).collect();
+    confinement.net = granted.net;
+    if let Err(e) = confinement.check_paths() {
+        return denied(ReasonCode::IntegrityFailure, e.to_string());
+    }
+    let required = if a.require_full_enforcement {
+        Enforcement::Full
+    } else {
+        available
+    };
+
+    // Spend the nonce: the authority checks revocation and replay.
+    let started = Instant::now();
+    let reply = match client
+        .post(
+            &format!("/v1/executions/{jti}/start"),
+            &json!({"writ": writ, "request": request, "environment": facts, "audience": audience}),
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
+    };
+    if !reply.ok() {
+        return denied(
+            reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
+            reply.message(),
+        );
+    }
+
+    // Run the measured file, confined, in its own process group.
+    let stage2 = Stage2 {
+        handoff: match exe.handoff() {
+            Ok(h) => h,
+            Err(e) => return finish_denied(&client, &jti, started, e).await,
+        },
+        exe: exe.path.clone(),
+        confinement,
+        required,
+        script: writ_exec::is_script(&exe),
+    };
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg(STAGE2)
+        .arg(stage2.to_arg())
+        .arg("--")
+        .args(&a.argv)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("WRIT_PARENT", &writ);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return finish_denied(&client, &jti, started, ExecError::Io(e.to_string())).await,
+    };
+    drop(exe);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let code = status.code().map(i64::from);
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    let outcome = json!({
+        "exit_status": code.or(signal.map(|s| 128 + i64::from(s))),
+        "duration_ms": started.elapsed().as_millis() as u64,
+        "terminated": signal.map(|s| format!("signal {s}")),
+    });
+    if let Err(e) = client
+        .post(&format!("/v1/executions/{jti}/finish"), &outcome)
+        .await
+        .and_then(|r| {
+            if r.ok() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(r.message()))
+            }
+        })
+    {
+        eprintln!("writ: warning: the finish of {jti} was not recorded: {e}");
+    }
+    Ok(Exit::Code(match (code, signal) {
+        (Some(c), _) => c as u8,
+        (None, Some(s)) => (128 + s) as u8,
+        _ => 1,
+    }))
+}
+
+/// The run could not start after the nonce was spent: record that, deny.
+async fn finish_denied(client: &Client, jti: &str, started: Instant, e: ExecError) -> Result<Exit> {
+    let _ = client
+        .post(
+            &format!("/v1/executions/{jti}/finish"),
+            &json!({"duration_ms": started.elapsed().as_millis() as u64, "terminated": format!("not started: {e}")}),
+        )
+        .await;
+    denied(ReasonCode::IntegrityFailure, e.to_string())
+}
+
+fn path_strings(v: &[PathBuf]) -> Vec<String> {
+    v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+}
+
+fn read_writ(f: &str) -> Result<String> {
+    let text = if f == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(f).with_context(|| format!("cannot read {f}"))?
+    };
+    Ok(text.trim().to_owned())
+}
+
+/// `writ __exec-stage2 ARG -- ARGV...`: returns only on failure (exit 26,
+/// integrity_failure, after saying why).
+pub fn stage2_main(args: &[String]) -> std::process::ExitCode {
+    let code = std::process::ExitCode::from(ReasonCode::IntegrityFailure.exit_status());
+    let (Some(arg), Some(sep)) = (args.first(), args.get(1)) else {
+        eprintln!("denied: integrity_failure: bad second-stage invocation");
+        return code;
+    };
+    if sep != "--" {
+        eprintln!("denied: integrity_failure: bad second-stage invocation");
+        return code;
+    }
+    let err = match Stage2::from_arg(arg) {
+        Ok(s) => writ_exec::stage2(&s, &args[2..]),
+        Err(e) => e,
+    };
+    eprintln!("denied: integrity_failure: {err}");
+    code
+}

@@ -1,0 +1,511 @@
+//! The local half of `writ exec`: measure the executable through the one
+//! descriptor that will be executed, confine the program with Landlock, and
+//! execute that very descriptor.
+//!
+//! The runner opens the executable once ([`Executable::open`]) and hashes
+//! the open file. It passes that descriptor to a second stage (a fresh
+//! `writ` process, [`stage2`]) which checks it still names the same inode,
+//! restricts itself with the granted scope ([`Confinement`]) and executes
+//! `/proc/self/fd/N`: the kernel opens the file behind the descriptor, not a
+//! path, so replacing the file at its path after the measurement cannot
+//! change what runs (no time-of-check to time-of-use window).
+//!
+//! **API boundary:** no network, no policy; the runner (writ-cli) asks the
+//! authority and verifies the writ.
+#![deny(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, ABI,
+};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Environment variables a governed program gets (and the writ binds) by
+/// default; `--env-allow` adds more. Everything else is dropped, so an
+/// unmeasured `LD_PRELOAD` cannot change what runs.
+pub const DEFAULT_ENV_ALLOW: &[&str] = &["HOME", "LANG", "LC_ALL", "PATH", "TERM", "TZ", "USER"];
+
+/// Read-only system trees a program needs to load (libraries, locale,
+/// `/etc`), granted besides the writ's read paths. Missing ones are skipped.
+pub const DEFAULT_SYSTEM_READ: &[&str] = &[
+    "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt", "/proc", "/dev",
+];
+/// Device files every program may write.
+pub const DEFAULT_SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// Why the runner cannot go on. Each maps to a reason code in the runner.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The command does not name an executable regular file.
+    #[error("{0}")]
+    NotExecutable(String),
+    /// The kernel cannot give the confinement asked for, or applying it failed.
+    #[error("{0}")]
+    Confinement(String),
+    /// The descriptor handed to the second stage is not the measured file.
+    #[error("{0}")]
+    Integrity(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The executable, open once: what is hashed is what runs.
+pub struct Executable {
+    file: File,
+    /// Canonical absolute path at the time it was opened.
+    pub path: PathBuf,
+    /// `sha256:<hex>` of the open file's bytes.
+    pub sha256: String,
+    dev: u64,
+    ino: u64,
+}
+
+impl Executable {
+    /// Resolve `cmd` (a path, or a name looked up in `path_var` like a
+    /// shell does), open it, check it is an executable regular file, and
+    /// hash it through the open descriptor.
+    pub fn open(cmd: &str, path_var: Option<&OsStr>) -> Result<Executable, ExecError> {
+        let found = resolve(cmd, path_var)?;
+        let path = std::fs::canonicalize(&found).map_err(|e| {
+            ExecError::NotExecutable(format!("cannot resolve {}: {e}", found.display()))
+        })?;
+        let mut file = File::open(&path).map_err(|e| {
+            ExecError::NotExecutable(format!("cannot open {}: {e}", path.display()))
+        })?;
+        let meta = file.metadata().map_err(|e| ExecError::Io(e.to_string()))?;
+        if !meta.is_file() || meta.mode() & 0o111 == 0 {
+            return Err(ExecError::NotExecutable(format!(
+                "{} is not an executable file",
+                path.display()
+            )));
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .map_err(|e| ExecError::Io(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let sha256 = format!("sha256:{}", hex(&hasher.finalize()));
+        Ok(Executable {
+            file,
+            path,
+            sha256,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Keep the descriptor open across `exec` (for the second stage) and
+    /// say how that stage finds and checks it.
+    pub fn handoff(&self) -> Result<Handoff, ExecError> {
+        rustix::io::fcntl_setfd(&self.file, rustix::io::FdFlags::empty())
+            .map_err(|e| ExecError::Io(format!("cannot pass the executable on: {e}")))?;
+        Ok(Handoff {
+            fd: self.file.as_raw_fd(),
+            dev: self.dev,
+            ino: self.ino,
+        })
+    }
+}
+
+/// The descriptor number and identity the second stage checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handoff {
+    pub fd: i32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn resolve(cmd: &str, path_var: Option<&OsStr>) -> Result<PathBuf, ExecError> {
+    if cmd.is_empty() {
+        return Err(ExecError::NotExecutable("no command given".into()));
+    }
+    if cmd.contains('/') {
+        return Ok(PathBuf::from(cmd));
+    }
+    for dir in std::env::split_paths(path_var.unwrap_or_default()) {
+        let candidate = dir.join(cmd);
+        if let Ok(m) = std::fs::metadata(&candidate) {
+            if m.is_file() && m.mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(ExecError::NotExecutable(format!(
+        "{cmd}: command not found in PATH"
+    )))
+}
+
+/// The host name, as the kernel reports it.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The environment facts a writ for this run binds.
+pub fn measure(
+    exe: &Executable,
+    cwd: &Path,
+    env: &[(String, String)],
+    enforcement: Enforcement,
+) -> Map<String, Value> {
+    let vars: Map<String, Value> = env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
+    let Value::Object(m) = json!({
+        "host": host_name(),
+        "executable": exe.path.to_string_lossy(),
+        "executable_sha256": exe.sha256,
+        "cwd": cwd.to_string_lossy(),
+        "env": vars,
+        "enforcement": enforcement.as_str(),
+    }) else {
+        return Map::new();
+    };
+    m
+}
+
+/// How much of a scope the kernel enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Enforcement {
+    /// Landlock is unavailable: nothing is enforced by the kernel.
+    None,
+    /// Landlock enforces part (an older ABI: some rights, e.g. network or
+    /// truncation, are not handled).
+    Partial,
+    /// Every filesystem right and, without `--net`, TCP bind and connect.
+    Full,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::None => "none",
+            Enforcement::Partial => "partial",
+            Enforcement::Full => "full",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Enforcement> {
+        match s {
+            "none" => Some(Enforcement::None),
+            "partial" => Some(Enforcement::Partial),
+            "full" => Some(Enforcement::Full),
+            _ => None,
+        }
+    }
+}
+
+/// The newest ABI whose rights a full confinement asks for.
+const ABI_FULL: ABI = ABI::V5;
+
+/// What the program may touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confinement {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub net: bool,
+    pub system_read: Vec<PathBuf>,
+    pub system_write: Vec<PathBuf>,
+}
+
+fn landlock_err(e: impl std::fmt::Display) -> ExecError {
+    ExecError::Confinement(e.to_string())
+}
+
+impl Confinement {
+    /// The level this kernel can give (probed, nothing restricted).
+    pub fn available(&self) -> Enforcement {
+        let full = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(ABI_FULL))
+            .and_then(|r| r.handle_access(AccessNet::from_all(ABI_FULL)))
+            .and_then(Ruleset::create);
+        if full.is_ok() {
+            return Enforcement::Full;
+        }
+        let some = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(ABI::V1))
+            .and_then(Ruleset::create);
+        if some.is_ok() {
+            Enforcement::Partial
+        } else {
+            Enforcement::None
+        }
+    }
+
+    /// The user's paths must exist (Landlock grants rights on open files).
+    pub fn check_paths(&self) -> Result<(), ExecError> {
+        for p in self.read.iter().chain(&self.write) {
+            if !p.is_absolute() {
+                return Err(ExecError::Confinement(format!(
+                    "scope path {} is not absolute",
+                    p.display()
+                )));
+            }
+            if !p.exists() {
+                return Err(ExecError::Confinement(format!(
+                    "scope path {} does not exist",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn ruleset(&self, exe: &Path, level: CompatLevel) -> Result<RulesetCreated, ExecError> {
+        let mut rs = Ruleset::default()
+            .set_compatibility(level)
+            .handle_access(AccessFs::from_all(ABI_FULL))
+            .map_err(landlock_err)?;
+        if !self.net {
+            rs = rs
+                .handle_access(AccessNet::from_all(ABI_FULL))
+                .map_err(landlock_err)?;
+        }
+        let mut c = rs.create().map_err(landlock_err)?;
+        let grant = |c: RulesetCreated, p: &Path, write: bool, must: bool| {
+            let fd = match PathFd::new(p) {
+                Ok(fd) => fd,
+                Err(_) if !must => return Ok(c),
+                Err(e) => return Err(landlock_err(format!("{}: {e}", p.display()))),
+            };
+            let is_dir = p.is_dir();
+            let mut access = if write {
+                AccessFs::from_all(ABI_FULL)
+            } else {
+                AccessFs::from_read(ABI_FULL)
+            };
+            if !is_dir {
+                access &= AccessFs::from_file(ABI_FULL);
+            }
+            c.add_rule(PathBeneath::new(fd, access))
+                .map_err(landlock_err)
+        };
+        for p in &self.system_read {
+            c = grant(c, p, false, false)?;
+        }
+        for p in &self.system_write {
+            c = grant(c, p, true, false)?;
+        }
+        for p in &self.read {
+            c = grant(c, p, false, true)?;
+        }
+        for p in &self.write {
+            c = grant(c, p, true, true)?;
+        }
+        grant(c, exe, false, true)
+    }
+
+    /// Restrict this process (and what it executes) to the scope; at least
+    /// `required`, else an error.
+    pub fn apply(&self, exe: &Path, required: Enforcement) -> Result<Enforcement, ExecError> {
+        let level = if required == Enforcement::Full {
+            CompatLevel::HardRequirement
+        } else {
+            CompatLevel::BestEffort
+        };
+        let status = self
+            .ruleset(exe, level)?
+            .restrict_self()
+            .map_err(landlock_err)?;
+        let got = match status.ruleset {
+            RulesetStatus::FullyEnforced => Enforcement::Full,
+            RulesetStatus::PartiallyEnforced => Enforcement::Partial,
+            _ => Enforcement::None,
+        };
+        if got < required {
+            return Err(ExecError::Confinement(format!(
+                "the kernel enforced {} confinement where {} is required",
+                got.as_str(),
+                required.as_str()
+            )));
+        }
+        Ok(got)
+    }
+}
+
+/// What the runner hands the second stage (as one JSON argument).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage2 {
+    pub handoff: Handoff,
+    pub exe: PathBuf,
+    pub confinement: Confinement,
+    pub required: Enforcement,
+    /// The program is a `#!` script: its interpreter reads it through
+    /// `/proc/self/fd/N`, so the descriptor stays open across exec.
+    pub script: bool,
+}
+
+fn paths(v: &Value) -> Vec<PathBuf> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(PathBuf::from)
+        .collect()
+}
+
+impl Stage2 {
+    pub fn to_arg(&self) -> String {
+        let c = &self.confinement;
+        json!({
+            "fd": self.handoff.fd, "dev": self.handoff.dev, "ino": self.handoff.ino,
+            "exe": self.exe, "read": c.read, "write": c.write, "net": c.net,
+            "system_read": c.system_read, "system_write": c.system_write,
+            "required": self.required.as_str(), "script": self.script,
+        })
+        .to_string()
+    }
+
+    pub fn from_arg(s: &str) -> Result<Stage2, ExecError> {
+        let v: Value = serde_json::from_str(s).map_err(|e| ExecError::Integrity(e.to_string()))?;
+        let bad = || ExecError::Integrity(format!("bad second-stage argument {s:?}"));
+        Ok(Stage2 {
+            handoff: Handoff {
+                fd: v["fd"]
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok())
+                    .ok_or_else(bad)?,
+                dev: v["dev"].as_u64().ok_or_else(bad)?,
+                ino: v["ino"].as_u64().ok_or_else(bad)?,
+            },
+            exe: v["exe"].as_str().map(PathBuf::from).ok_or_else(bad)?,
+            confinement: Confinement {
+                read: paths(&v["read"]),
+                write: paths(&v["write"]),
+                net: v["net"].as_bool().ok_or_else(bad)?,
+                system_read: paths(&v["system_read"]),
+                system_write: paths(&v["system_write"]),
+            },
+            required: v["required"]
+                .as_str()
+                .and_then(Enforcement::parse)
+                .ok_or_else(bad)?,
+            script: v["script"].as_bool().ok_or_else(bad)?,
+        })
+    }
+}
+
+/// Whether the open file starts with `#!`.
+pub fn is_script(exe: &Executable) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 2];
+    exe.file.read_exact_at(&mut head, 0).is_ok() && &head == b"#!"
+}
+
+/// The second stage, in its own process: check the inherited descriptor is
+/// the measured file, confine, execute it with `argv`. Returns only on
+/// failure.
+pub fn stage2(s: &Stage2, argv: &[String]) -> ExecError {
+    let Some((arg0, rest)) = argv.split_first() else {
+        return ExecError::Integrity("no argv".into());
+    };
+    // The descriptor number was passed by the runner, which opened it and
+    // cleared its close-on-exec flag for this process; nothing else here
+    // owns it. It is checked below to be the measured file before use.
+    #[allow(unsafe_code)]
+    let fd = unsafe { OwnedFd::from_raw_fd(s.handoff.fd) };
+    let file = File::from(fd);
+    match file.metadata() {
+        Ok(m) if m.dev() == s.handoff.dev && m.ino() == s.handoff.ino => {}
+        Ok(_) => {
+            return ExecError::Integrity(
+                "the inherited descriptor is not the measured executable".into(),
+            )
+        }
+        Err(e) => return ExecError::Integrity(format!("the inherited descriptor: {e}")),
+    }
+    if !s.script {
+        // An ELF file is opened by the kernel before close-on-exec
+        // descriptors close: the program does not inherit it.
+        if let Err(e) = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC) {
+            return ExecError::Io(e.to_string());
+        }
+    }
+    if let Err(e) = s.confinement.apply(&s.exe, s.required) {
+        return e;
+    }
+    let err = std::process::Command::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .arg0(arg0)
+        .args(rest)
+        .exec();
+    ExecError::Io(format!("cannot execute {}: {err}", s.exe.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_stage2_argument_round_trips() {
+        let s = Stage2 {
+            handoff: Handoff {
+                fd: 7,
+                dev: 2049,
+                ino: 12345,
+            },
+            exe: "/usr/bin/true".into(),
+            confinement: Confinement {
+                read: vec!["/srv/in".into()],
+                write: vec!["/tmp/out dir".into()],
+                net: true,
+                system_read: vec!["/usr".into()],
+                system_write: vec!["/dev/null".into()],
+            },
+            required: Enforcement::Full,
+            script: false,
+        };
+        assert_eq!(Stage2::from_arg(&s.to_arg()).unwrap(), s);
+        assert!(Stage2::from_arg("{\"fd\": 1}").is_err());
+    }
+
+    #[test]
+    fn commands_resolve_through_path_and_hash_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, b"#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let path = std::env::join_paths([Path::new("/nonexistent"), dir.path()]).unwrap();
+        let exe = Executable::open("tool", Some(&path)).unwrap();
+        assert_eq!(exe.path, std::fs::canonicalize(&tool).unwrap());
+        assert_eq!(
+            exe.sha256,
+            format!("sha256:{}", hex(&Sha256::digest(b"#!/bin/sh\nexit 0\n")))
+        );
+        assert!(is_script(&exe));
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"data").unwrap();
+        assert!(matches!(
+            Executable::open(plain.to_str().unwrap(), None),
+            Err(ExecError::NotExecutable(_))
+        ));
+        assert!(matches!(
+            Executable::open("no-such-tool", Some(&path)),
+            Err(ExecError::NotExecutable(_))
+        ));
+    }
+}

@@ -1,0 +1,209 @@
+//! `writ exec` with real processes against a real server: exit status and
+//! output passed through, denials before anything starts, the writ bound to
+//! the exact argv and the measured file, single use, revocation, and the
+//! scope enforced by the kernel (Landlock).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Allow every command (the default bundle allows a few harmless ones).
+fn permissive(srv: &Server) {
+    let dir = srv.tmp.path().join("exec-policy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.cedar"),
+        "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n\
+         @id(\"exec-no-network\")\nforbid (principal, action == Action::\"exec\", resource) when { context.scope.net };\n",
+    )
+    .unwrap();
+    srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", dir.to_str().unwrap()],
+    )
+    .expect_code(0, "activating the test policy");
+}
+
+fn exec(srv: &Server, cwd: &Path, args: &[&str]) -> CliOut {
+    let mut all = vec!["exec"];
+    all.extend_from_slice(args);
+    run_writ(
+        &all,
+        &[
+            ("WRIT_SERVER", srv.url.as_str()),
+            ("WRIT_TOKEN", srv.admin_token.as_str()),
+        ],
+        Some(cwd),
+    )
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn an_allowed_run_passes_output_and_exit_status_through_and_is_logged() {
+    let srv = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = exec(&srv, tmp.path(), &["--", "/bin/echo", "hello", "world"]);
+    out.expect_code(0, "echo under the default policy");
+    assert_eq!(out.stdout, "hello world\n");
+    permissive(&srv);
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &["--", "sh", "-c", "echo out; echo err >&2; exit 7"],
+    );
+    out.expect_code(7, "the program's own status");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("out\n", "err\n")
+    );
+    // Start and finish are in the log, with the exit status.
+    let entries = srv.log_entries();
+    let finish = entries
+        .iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "execution_finish")
+        .expect("a finish entry");
+    assert_eq!(finish["entry"]["exit_status"], 7, "{finish}");
+    assert!(entries
+        .iter()
+        .any(|e| e["entry"]["type"] == "execution_start"
+            && e["entry"]["jti"] == finish["entry"]["jti"]));
+}
+
+#[test]
+fn a_denied_command_never_starts() {
+    let srv = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("ran");
+    let tool = tmp.path().join("tool");
+    script(&tool, &format!("touch {}", marker.display()));
+    let out = exec(&srv, tmp.path(), &["--", tool.to_str().unwrap()]);
+    out.expect_denied(
+        "policy_denied",
+        "a command the default policy does not permit",
+    );
+    assert!(!marker.exists(), "the denied program ran");
+}
+
+#[test]
+fn the_writ_binds_argv_and_the_measured_file_and_is_single_use() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let tool = tmp.path().join("tool");
+    let marker = tmp.path().join("ran");
+    script(&tool, &format!("echo v1 >> {}", marker.display()));
+    let t = tool.to_str().unwrap();
+    let obtain = |args: &[&str]| {
+        let scratch = tmp.path().to_str().unwrap();
+        let mut a = vec!["--authorize-only", "--write", scratch, "--"];
+        a.extend_from_slice(args);
+        let out = exec(&srv, tmp.path(), &a);
+        out.expect_code(0, "writ exec --authorize-only");
+        let f = tmp.path().join(format!("w{}", rand_suffix()));
+        std::fs::write(&f, out.stdout.trim()).unwrap();
+        f
+    };
+    // Runs once with its writ; the second use is a replay.
+    let w = obtain(&[t]);
+    exec(&srv, tmp.path(), &["--writ", w.to_str().unwrap(), "--", t]).expect_code(0, "first use");
+    exec(&srv, tmp.path(), &["--writ", w.to_str().unwrap(), "--", t])
+        .expect_denied("replayed", "second use of one writ");
+    // Another argv than the one bound.
+    let w = obtain(&[t]);
+    exec(
+        &srv,
+        tmp.path(),
+        &["--writ", w.to_str().unwrap(), "--", t, "extra"],
+    )
+    .expect_denied("request_mismatch", "an argument added after authorization");
+    // The file replaced between authorization and execution.
+    let w = obtain(&[t]);
+    script(&tool, &format!("echo v2 >> {}", marker.display()));
+    exec(&srv, tmp.path(), &["--writ", w.to_str().unwrap(), "--", t])
+        .expect_denied("environment_mismatch", "the executable replaced");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "v1\n",
+        "only the first run ran"
+    );
+    // A revoked writ does not start.
+    let w = obtain(&[t]);
+    let jti = claims_of(std::fs::read_to_string(&w).unwrap().trim())["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &jti])
+        .expect_code(0, "writ revoke");
+    exec(&srv, tmp.path(), &["--writ", w.to_str().unwrap(), "--", t])
+        .expect_denied("revoked", "a revoked writ");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "v1\n");
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[test]
+fn the_kernel_confines_writes_and_network_to_the_scope() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let inside = tmp.path().join("out");
+    std::fs::create_dir(&inside).unwrap();
+    let outside = tmp.path().join("outside");
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &[
+            "--write",
+            inside.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo in > {}/a && echo wrote-inside; echo x > {} || echo refused-outside",
+                inside.display(),
+                outside.display()
+            ),
+        ],
+    );
+    out.expect_code(0, "a confined shell");
+    assert_eq!(out.stdout, "wrote-inside\nrefused-outside\n", "{out:#?}");
+    assert!(out.stderr.contains("Permission denied"), "{out:#?}");
+    assert_eq!(std::fs::read_to_string(inside.join("a")).unwrap(), "in\n");
+    assert!(!outside.exists(), "a write outside the scope went through");
+    // No --net: a TCP connect (to the writ server itself) is refused.
+    let script_path = tmp.path().join("connect.py");
+    std::fs::write(
+        &script_path,
+        format!(
+            "import socket,sys\ntry:\n    socket.create_connection(('127.0.0.1', {}), timeout=5)\n    print('connected')\nexcept OSError as e:\n    print('refused', e.errno)\n",
+            srv.addr.rsplit(':').next().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &[
+            "--read",
+            tmp.path().to_str().unwrap(),
+            "--",
+            "/usr/bin/python3",
+            script_path.to_str().unwrap(),
+        ],
+    );
+    out.expect_code(0, "python without --net");
+    assert!(out.stdout.starts_with("refused"), "{out:#?}");
+}
