@@ -405,6 +405,15 @@ fn agt(python: &Path, n: u64, proofs: u64, dir: &Path) -> Result<Value> {
     serde_json::from_slice(&out.stdout).context("the toolkit's benchmark printed no JSON")
 }
 
+/// Serve `dir` in process just long enough to sign a checkpoint of its
+/// current size (and, the first time, to record its log key).
+async fn publish_checkpoint(dir: &DataDir) -> Result<()> {
+    let running = crate::server::start(dir, &crate::server::ServeArgs::defaults()).await?;
+    let _ = running.shutdown.send(());
+    let _ = running.task.await;
+    Ok(())
+}
+
 fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
@@ -433,11 +442,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         admin
     };
     // Serve once so the data dir has its log key and a first checkpoint.
-    {
-        let running = crate::server::start(&dir, &crate::server::ServeArgs::defaults()).await?;
-        let _ = running.shutdown.send(());
-        let _ = running.task.await;
-    }
+    publish_checkpoint(&dir).await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     eprintln!(
         "writ bench log: {cores} cores, {} entries (peer: {}), data dir {}",
@@ -458,11 +463,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
     }
     let size = store.log_size()?;
     // A checkpoint at the full size, so verification checks one there.
-    {
-        let running = crate::server::start(&dir, &crate::server::ServeArgs::defaults()).await?;
-        let _ = running.shutdown.send(());
-        let _ = running.task.await;
-    }
+    publish_checkpoint(&dir).await?;
     eprintln!("inclusion proofs at {size} entries:");
     let p = {
         let (s, n) = (store.clone(), a.proofs);
@@ -497,11 +498,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         ..g.clone()
     })
     .await?;
-    {
-        let running = crate::server::start(&small, &crate::server::ServeArgs::defaults()).await?;
-        let _ = running.shutdown.send(());
-        let _ = running.task.await;
-    }
+    publish_checkpoint(&small).await?;
     // The toolkit finds an entry by a linear scan, so its proofs cost O(n).
     let peer_proofs = a.proofs.min(500);
     let store = Arc::new(SqliteStore::open(&small.db()).map_err(anyhow::Error::msg)?);

@@ -82,7 +82,12 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     let path_var = std::env::var_os("PATH");
     let exe = match Executable::open(&a.argv[0], path_var.as_deref()) {
         Ok(e) => e,
-        Err(e) => return denied(ReasonCode::EnvironmentMismatch, e.to_string()),
+        // A writ obtained earlier named a file that is no longer there.
+        Err(e) if a.writ.is_some() => {
+            return denied(ReasonCode::EnvironmentMismatch, e.to_string())
+        }
+        // Nothing to ask a writ for: a usage error, not a denial.
+        Err(e) => anyhow::bail!("{e}"),
     };
     let mut confinement = Confinement {
         read: a.read.clone(),
@@ -187,12 +192,23 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     }
 
     // Verify offline against the authority's published keys.
-    let jwks: Jwks = match client.get("/.well-known/jwks.json").await {
-        Ok(r) if r.ok() => r.parse()?,
+    let ring = match client.get("/.well-known/jwks.json").await {
+        Ok(r) if r.ok() => match r
+            .parse::<Jwks>()
+            .map_err(|e| e.to_string())
+            .and_then(|j| KeyRing::from_jwks(&j))
+        {
+            Ok(ring) => ring,
+            Err(e) => {
+                return denied(
+                    ReasonCode::AuthorityUnavailable,
+                    format!("the authority's keys: {e}"),
+                )
+            }
+        },
         Ok(r) => return denied(ReasonCode::AuthorityUnavailable, r.message()),
         Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
     };
-    let ring = KeyRing::from_jwks(&jwks).map_err(anyhow::Error::msg)?;
     let env_digest = EnvironmentBinding::bind(facts.clone())
         .map_err(anyhow::Error::msg)?
         .digest;

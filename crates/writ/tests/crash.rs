@@ -106,7 +106,7 @@ fn sigkill_under_load_loses_no_acknowledged_writ() {
     let token = srv.add_principal("Agent::\"crash\"");
     let mut logged: HashSet<String> = HashSet::new();
     let mut log_read = 0usize;
-    let (mut received_total, mut startup_kills) = (0usize, 0usize);
+    let mut received_total = 0usize;
 
     for cycle in 0..CYCLES {
         let stop = Arc::new(AtomicBool::new(false));
@@ -131,7 +131,6 @@ fn sigkill_under_load_loses_no_acknowledged_writ() {
         // Every few cycles, also kill a start-up at a random instant.
         if cycle % 4 == 3 {
             srv.spawn_and_kill_after(Duration::from_millis(rng.below(300)));
-            startup_kills += 1;
         }
 
         // Offline: the tree, every stored subtree hash and every checkpoint.
@@ -182,7 +181,6 @@ fn sigkill_under_load_loses_no_acknowledged_writ() {
         received_total >= CYCLES * 5,
         "the load was too light to test anything: {received_total} writs in {CYCLES} cycles"
     );
-    assert_eq!(startup_kills, CYCLES / 4);
     // The server still decides after all of it.
     srv.authorize_ok(&token, &exec_req(&["/usr/bin/true"], AUD));
 }

@@ -63,11 +63,9 @@ impl CliOut {
     }
 }
 
-/// Run `writ ARGS` with exactly the given extra environment (the writ
-/// variables of the test process itself are removed first).
-pub fn run_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> CliOut {
+/// The writ binary, without the writ variables of the test process itself.
+fn writ_command() -> Command {
     let mut cmd = Command::new(writ_bin());
-    cmd.args(args).stdin(Stdio::null());
     for v in [
         "WRIT_SERVER",
         "WRIT_TOKEN",
@@ -78,6 +76,14 @@ pub fn run_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> CliO
     ] {
         cmd.env_remove(v);
     }
+    cmd
+}
+
+/// Run `writ ARGS` with exactly the given extra environment (the writ
+/// variables of the test process itself are removed first).
+pub fn run_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> CliOut {
+    let mut cmd = writ_command();
+    cmd.args(args).stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -278,20 +284,10 @@ fn free_addr() -> String {
 }
 
 fn serve_command(dir: &Path, addr: &str, serve_args: &[String]) -> Command {
-    let mut cmd = Command::new(writ_bin());
+    let mut cmd = writ_command();
     cmd.args(["--dir", dir.to_str().unwrap(), "serve", "--listen", addr])
         .args(serve_args)
         .stdin(Stdio::null());
-    for v in [
-        "WRIT_SERVER",
-        "WRIT_TOKEN",
-        "WRIT_DIR",
-        "WRIT_PARENT",
-        "WRIT_LISTEN",
-        "WRIT_LOG",
-    ] {
-        cmd.env_remove(v);
-    }
     cmd
 }
 
