@@ -135,6 +135,29 @@ pub struct FinishRequest {
     pub stderr_digest: Option<String>,
     #[serde(default)]
     pub terminated: Option<String>,
+    /// How much of the scope the kernel enforced: `full`, `partial` or `none`.
+    #[serde(default)]
+    pub enforcement: Option<String>,
+}
+
+/// `POST /v1/executions/{jti}/renew`: extend the lease of a running execution.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Seconds from now (default: the writ's own lifetime; at most 3600, and
+    /// never beyond the parent's lease).
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub jti: String,
+    /// The new end of the lease, unix seconds.
+    pub lease_exp: u64,
+    /// The bundle that re-authorized it.
+    pub policy: String,
+    pub log_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -74,7 +74,11 @@ pub enum Event {
         kind: String,
         /// Every writ revoked by it (the target and its descendants).
         jtis: Vec<String>,
-        log_index: u64,
+        /// Why, as the administrator said (or what on the chain is revoked).
+        reason: String,
+        /// The revocation's entry; absent when the event reports a revocation
+        /// found already in force (`revoked_status`).
+        log_index: Option<u64>,
     },
     PolicyActivated {
         time_ms: u64,
@@ -463,6 +467,9 @@ impl Authority {
                 )
                 .await);
         }
+        if let Some(d) = enforcement_shortfall(&decision, entry.context.get("environment")) {
+            return Ok(self.deny(entry, d).await);
+        }
 
         let jti = match new_jti(self.entropy.as_ref()) {
             Ok(j) => j,
@@ -587,12 +594,6 @@ impl Authority {
             .writ(parent)
             .map_err(unavailable)?
             .ok_or_else(|| broken(format!("parent writ {parent} is unknown to this authority")))?;
-        if now >= rec.exp {
-            return Err(broken(format!(
-                "parent writ {parent} expired at {}",
-                rec.exp
-            )));
-        }
         let oracle = Oracle {
             store: self.store.as_ref(),
             revoked: &state.revoked,
@@ -600,10 +601,17 @@ impl Authority {
         if let Some(why) = oracle.revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref())? {
             return Err(broken(format!("parent is revoked: {why}")));
         }
-        match self.store.execution(parent).map_err(unavailable)? {
-            Some(e) if e.finished_ms.is_none() => {}
+        // A running parent lives as long as its lease (its writ's `exp`, moved
+        // on by each renewal).
+        let lease_exp = match self.store.execution(parent).map_err(unavailable)? {
+            Some(e) if e.finished_ms.is_none() => e.lease_exp.unwrap_or(rec.exp),
             Some(_) => return Err(broken(format!("parent execution {parent} has finished"))),
             None => return Err(broken(format!("parent writ {parent} was never started"))),
+        };
+        if now >= lease_exp {
+            return Err(broken(format!(
+                "the lease of parent {parent} expired at {lease_exp}"
+            )));
         }
         let depth = rec.depth + 1;
         if depth > self.config.lineage_depth_max.min(LINEAGE_DEPTH_MAX) {
@@ -627,7 +635,7 @@ impl Authority {
                 ),
             ));
         }
-        let remaining = rec.exp - now;
+        let remaining = lease_exp - now;
         if *lifetime > remaining {
             if lifetime_explicit {
                 return Err(Denial::new(
@@ -832,6 +840,10 @@ impl Authority {
                     jti: jti.into(),
                     time_ms: now_ms,
                 },
+                Op::Lease {
+                    jti: jti.into(),
+                    lease_exp: rec.exp,
+                },
                 Op::Append { leaf },
             ]))
             .await
@@ -848,6 +860,181 @@ impl Authority {
             }
             Err(e) => Err(CallError::Denied(unavailable(e))),
         }
+    }
+
+    /// Extend the lease of a running execution (`POST /v1/executions/{jti}/renew`).
+    ///
+    /// A renewal is a new decision: the lease must not have lapsed, neither the
+    /// writ nor an ancestor nor a principal on the chain may be revoked, the
+    /// parent must still be running (the new lease ends no later than the
+    /// parent's), and the active bundle must still allow the original request
+    /// (re-evaluated from the decision entry in the log). Granted or denied, the
+    /// renewal is logged; a denial is `Err(Denied)` and the runner must stop
+    /// the execution.
+    pub async fn renew(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &RenewRequest,
+    ) -> Result<RenewResponse, CallError> {
+        let state = self.state();
+        let rec = self
+            .store
+            .writ(jti)?
+            .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+        if rec.principal != who.uid && !who.admin {
+            return Err(CallError::Forbidden(format!(
+                "writ {jti} belongs to {}, not {}",
+                rec.principal, who.uid
+            )));
+        }
+        if let Some(n) = req.lifetime_secs {
+            if n == 0 || n > WRIT_LIFETIME_SECS_MAX {
+                return Err(CallError::BadRequest(format!(
+                    "field `lifetime_secs` is {n}; it must be 1 to {WRIT_LIFETIME_SECS_MAX}"
+                )));
+            }
+        }
+        let lease_exp = match self.store.execution(jti)? {
+            None => {
+                return Err(CallError::Conflict(format!(
+                    "execution {jti} was never started"
+                )))
+            }
+            Some(e) if e.finished_ms.is_some() => {
+                return Err(CallError::Conflict(format!("execution {jti} has finished")))
+            }
+            Some(e) => e.lease_exp.unwrap_or(rec.exp),
+        };
+        let now_ms = self.clock.now_unix_ms();
+        let lifetime = req
+            .lifetime_secs
+            .unwrap_or_else(|| rec.exp.saturating_sub(rec.iat).max(1));
+        let decided = self.renewal_decision(&state, &rec, lease_exp, now_ms / 1000, lifetime);
+        let policy = state.bundle.hash().to_owned();
+        let (decision, reason, message, new_lease) = match &decided {
+            Ok((lease, msg)) => (Outcome::Allow, None, msg.clone(), Some(*lease)),
+            Err(d) => (Outcome::Deny, Some(d.reason), d.message.clone(), None),
+        };
+        let leaf = Entry::ExecutionRenew {
+            time_ms: now_ms,
+            jti: jti.into(),
+            principal: rec.principal.clone(),
+            policy: policy.clone(),
+            decision,
+            reason,
+            message,
+            lease_exp: new_lease,
+        }
+        .to_leaf()
+        .map_err(CallError::Unavailable)?;
+        let mut ops = vec![Op::Append { leaf }];
+        if let Some(lease_exp) = new_lease {
+            ops.push(Op::Lease {
+                jti: jti.into(),
+                lease_exp,
+            });
+        }
+        let indices = match self.store.submit(Tx::new(ops)).await {
+            Ok(i) => i,
+            Err(writ_store::StoreError::Conflict(m)) => return Err(CallError::Conflict(m)),
+            Err(e) => return Err(CallError::Denied(unavailable(e))),
+        };
+        self.note_indices(&indices);
+        let log_index = indices.first().copied().unwrap_or_default();
+        match decided {
+            Ok((lease_exp, _)) => Ok(RenewResponse {
+                jti: jti.into(),
+                lease_exp,
+                policy,
+                log_index,
+            }),
+            Err(d) => Err(CallError::Denied(Denial::new(
+                d.reason,
+                format!("{} (renewal denied, log index {log_index})", d.message),
+            ))),
+        }
+    }
+
+    /// The new lease end and the policy's message, or why not.
+    fn renewal_decision(
+        &self,
+        state: &State,
+        rec: &WritRecord,
+        lease_exp: u64,
+        now: u64,
+        lifetime: u64,
+    ) -> Result<(u64, String), Denial> {
+        let jti = &rec.jti;
+        if now >= lease_exp + self.config.skew_secs {
+            return Err(Denial::new(
+                ReasonCode::Expired,
+                format!("the lease of {jti} ended at {lease_exp}; renew before it does"),
+            ));
+        }
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
+        };
+        if let Some(why) = oracle.revoked_chain(jti, &rec.principal, rec.parent.as_deref())? {
+            return Err(Denial::new(ReasonCode::Revoked, why));
+        }
+        let mut until = now + lifetime;
+        if let Some(parent) = &rec.parent {
+            let broken = |m: String| Denial::new(ReasonCode::LineageBroken, m);
+            let prec = self
+                .store
+                .writ(parent)
+                .map_err(unavailable)?
+                .ok_or_else(|| broken(format!("parent writ {parent} is unknown")))?;
+            let parent_lease = match self.store.execution(parent).map_err(unavailable)? {
+                Some(e) if e.finished_ms.is_none() => e.lease_exp.unwrap_or(prec.exp),
+                Some(_) => return Err(broken(format!("parent execution {parent} has finished"))),
+                None => return Err(broken(format!("parent writ {parent} was never started"))),
+            };
+            if now >= parent_lease {
+                return Err(broken(format!(
+                    "the lease of parent {parent} ended at {parent_lease}"
+                )));
+            }
+            until = until.min(parent_lease);
+        }
+        // The original question, exactly as the policy saw it, put to the
+        // bundle active now.
+        let leaf = self
+            .store
+            .entries(rec.log_index, rec.log_index + 1)
+            .map_err(unavailable)?
+            .pop()
+            .ok_or_else(|| unavailable(format!("log entry {} is missing", rec.log_index)))?;
+        let entry = match Entry::from_leaf(&leaf.leaf) {
+            Ok(Entry::Decision(d)) if d.jti.as_deref() == Some(jti.as_str()) => d,
+            _ => {
+                return Err(Denial::new(
+                    ReasonCode::IntegrityFailure,
+                    format!(
+                        "log entry {} is not the decision that issued {jti}",
+                        rec.log_index
+                    ),
+                ))
+            }
+        };
+        let decision = state
+            .bundle
+            .decide(DecisionInput {
+                principal: &entry.principal,
+                action: &entry.action,
+                resource: &entry.resource,
+                context: &entry.context,
+            })
+            .map_err(|e| Denial::new(ReasonCode::PolicyDenied, e.0))?;
+        if !decision.allow {
+            return Err(Denial::new(ReasonCode::PolicyDenied, decision.message()));
+        }
+        if let Some(d) = enforcement_shortfall(&decision, entry.context.get("environment")) {
+            return Err(d);
+        }
+        Ok((until, decision.message()))
     }
 
     /// Record how an execution ended.
@@ -877,6 +1064,13 @@ impl Authority {
                 )));
             }
         }
+        if let Some(e) = &req.enforcement {
+            if !matches!(e.as_str(), "full" | "partial" | "none") {
+                return Err(CallError::BadRequest(format!(
+                    "enforcement {e:?} is not one of full, partial, none"
+                )));
+            }
+        }
         let now_ms = self.clock.now_unix_ms();
         let outcome = req.terminated.clone().unwrap_or_else(|| "exited".into());
         let leaf = Entry::ExecutionFinish {
@@ -888,6 +1082,7 @@ impl Authority {
             stdout_digest: req.stdout_digest.clone(),
             stderr_digest: req.stderr_digest.clone(),
             terminated: req.terminated.clone(),
+            enforcement: req.enforcement.clone(),
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
@@ -956,6 +1151,7 @@ impl Authority {
                 reason: reason.clone(),
             }));
         }
+        let reason_text = reason.clone();
         let leaf = Entry::Revocation {
             time_ms: now_ms,
             by: who.uid.clone(),
@@ -984,11 +1180,35 @@ impl Authority {
             target: target.clone(),
             kind: kind_str.into(),
             jtis: jtis.clone(),
-            log_index,
+            reason: reason_text,
+            log_index: Some(log_index),
         });
         Ok(RevokeResponse {
             revoked: revoked_targets,
             log_index,
+        })
+    }
+
+    /// A revocation event for `jti` if it, an ancestor, or a principal on its
+    /// chain is revoked now; `None` if not (or if that cannot be told: the
+    /// subscriber renews its lease anyway, and renewal fails closed).
+    pub fn revoked_status(&self, jti: &str) -> Option<Event> {
+        let state = self.state();
+        let rec = self.store.writ(jti).ok()??;
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
+        };
+        let why = oracle
+            .revoked_chain(&rec.jti, &rec.principal, rec.parent.as_deref())
+            .ok()??;
+        Some(Event::Revocation {
+            time_ms: self.clock.now_unix_ms(),
+            target: rec.jti.clone(),
+            kind: "writ".into(),
+            jtis: vec![rec.jti],
+            reason: why,
+            log_index: None,
         })
     }
 
@@ -1312,6 +1532,29 @@ fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<St
         policy_keys,
         principals,
         revoked,
+    })
+}
+
+/// `integrity_failure` if a permitting policy demands (`@enforcement`) more
+/// kernel enforcement than the enforcement point reports in its environment
+/// facts (`enforcement`: `full`, `partial` or `none`; absent counts as none).
+fn enforcement_shortfall(
+    decision: &writ_policy::Decision,
+    environment: Option<&Value>,
+) -> Option<Denial> {
+    let (demanded, policy) = decision.enforcement.as_ref()?;
+    let reported = environment
+        .and_then(|e| e.get("enforcement"))
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    let rank = |l: &str| writ_policy::enforcement_rank(l).unwrap_or(0);
+    (rank(reported) < rank(demanded)).then(|| {
+        Denial::new(
+            ReasonCode::IntegrityFailure,
+            format!(
+                "policy {policy} demands {demanded} enforcement but the enforcement point reports {reported}"
+            ),
+        )
     })
 }
 

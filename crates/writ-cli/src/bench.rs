@@ -27,6 +27,10 @@ pub enum BenchCmd {
     /// proofs, full verification, `writ serve` RSS, and the Agent Governance
     /// Toolkit's AuditLog on the same entries.
     Log(crate::benchlog::LogBench),
+    /// What `writ exec` adds to running a program (against a real server on
+    /// loopback), and the time from `writ revoke` to a governed process's
+    /// death.
+    Exec(crate::benchexec::ExecBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -330,6 +334,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     let a = match c {
         BenchCmd::Authorize(a) => a,
         BenchCmd::Log(l) => return crate::benchlog::bench(g, l).await,
+        BenchCmd::Exec(e) => return crate::benchexec::bench_exec(g, e).await,
     };
     let tmp = std::env::temp_dir().join(format!("writ-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

@@ -222,49 +222,67 @@ struct ServeFigures {
     proofs: u64,
 }
 
+/// `writ serve` on a data dir, as a child on a free loopback port; killed
+/// when dropped (on every way out, errors included).
+pub(crate) struct ServeChild {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl ServeChild {
+    /// Start it and wait until `/readyz` answers 200.
+    pub async fn start(dir: &Path) -> Result<ServeChild> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("--dir")
+            .arg(dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting writ serve")?;
+        let mut me = ServeChild { child, url };
+        let probe = Client::new(&me.url, None);
+        let t0 = Instant::now();
+        loop {
+            if let Ok(r) = probe.get("/readyz").await {
+                if r.status == 200 {
+                    return Ok(me);
+                }
+            }
+            if let Some(status) = me.child.try_wait()? {
+                bail!("writ serve exited during start-up: {status}");
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(600),
+                "writ serve not ready after 10 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Run `writ serve` on `dir` as a child, load it with decisions, proofs and
 /// checkpoint requests, and read its RSS.
 async fn serve_rss(dir: &Path, admin: &str, seconds: u64) -> Result<ServeFigures> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
-    let exe = std::env::current_exe()?;
     let t0 = Instant::now();
-    let child = std::process::Command::new(exe)
-        .arg("--dir")
-        .arg(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting writ serve")?;
-    let pid = child.id();
-    // Killed on every way out, errors included.
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = KillOnDrop(child);
+    let child = ServeChild::start(dir).await?;
+    let (pid, url) = (child.pid(), child.url.clone());
     let admin_client = Client::new(&url, Some(admin.to_owned()));
-    loop {
-        if let Ok(r) = admin_client.get("/readyz").await {
-            if r.status == 200 {
-                break;
-            }
-        }
-        if let Some(status) = child.0.try_wait()? {
-            bail!("writ serve exited during start-up: {status}");
-        }
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(600),
-            "writ serve not ready after 10 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let startup_s = t0.elapsed().as_secs_f64();
     let size = admin_client.get("/v1/log/checkpoint").await?;
     anyhow::ensure!(size.ok(), "no checkpoint: {}", size.message());

@@ -81,4 +81,13 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Reply> {
         self.send(self.req(reqwest::Method::GET, path)).await
     }
+
+    /// A GET whose body is read by the caller as it arrives (event streams).
+    pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
+        self.req(reqwest::Method::GET, path)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))
+    }
 }

@@ -666,6 +666,14 @@ pub enum ExecutionCmd {
         #[arg(long)]
         writ: Option<String>,
     },
+    /// Renew the lease of a running execution: the active policy, revocation
+    /// and lineage are checked again, and the renewal is logged.
+    Renew {
+        jti: String,
+        /// Seconds from now (default: the writ's own lifetime).
+        #[arg(long)]
+        lifetime: Option<u64>,
+    },
     /// Record how an execution ended.
     Finish {
         jti: String,
@@ -689,6 +697,15 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
             )
             .await?
         }
+        ExecutionCmd::Renew { jti, lifetime } => {
+            cl.post(
+                &format!("/v1/executions/{jti}/renew"),
+                &writ_authority::RenewRequest {
+                    lifetime_secs: *lifetime,
+                },
+            )
+            .await?
+        }
         ExecutionCmd::Finish {
             jti,
             exit_status,
@@ -708,7 +725,13 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
     }
     if reply.ok() {
         if !g.json {
-            println!("ok (log entry {})", reply.body["log_index"]);
+            match reply.body.get("lease_exp") {
+                Some(l) => println!(
+                    "ok: leased until {l} (log entry {})",
+                    reply.body["log_index"]
+                ),
+                None => println!("ok (log entry {})", reply.body["log_index"]),
+            }
         }
         return Ok(Exit::Ok);
     }

@@ -3,11 +3,12 @@
 //! record how it ended.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use writ_artifact::{
     canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
     VerifyOptions,
@@ -18,6 +19,10 @@ use writ_exec::{Confinement, Enforcement, ExecError, Executable, Stage2};
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
 
+/// How long to wait, after a SIGTERM passed on ended the program, for the
+/// governor to report a reason of its own.
+const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
+
 /// The hidden subcommand of the second stage (see writ-exec).
 pub const STAGE2: &str = "__exec-stage2";
 
@@ -27,6 +32,14 @@ Exit status: the program's own (128 + N if a signal N ended it), or on a \
 denial the reason code's status (10-26, see `writ help`), with \
 `denied: <reason>: <message>` on standard error; the program never started \
 then.
+
+While the program runs, its writ is a lease: writ exec renews it before it \
+ends (each renewal re-evaluates the policy active then) and listens to the \
+authority's revocation stream. A revocation of the writ or an ancestor, a \
+denied renewal, or the authority unreachable past --unreachable-grace ends \
+the program's process group (SIGTERM, SIGKILL after --kill-grace); writ exec \
+then exits with that reason code's status and records why in the log. \
+SIGINT, SIGTERM and SIGHUP sent to writ exec are passed to the program.
 
 Examples:
   writ exec -- /usr/bin/make test
@@ -68,6 +81,15 @@ pub struct ExecArgs {
     /// Obtain the writ for this command and print it; do not run.
     #[arg(long)]
     pub authorize_only: bool,
+    /// How long the authority may be unreachable (revocation stream down, or
+    /// renewals failing past the lease's end) before the run is ended with
+    /// authority_unavailable.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub unreachable_grace: u64,
+    /// After SIGTERM to the program's process group, how long to wait before
+    /// SIGKILL.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub kill_grace: u64,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub argv: Vec<String>,
@@ -285,15 +307,53 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         Err(e) => return finish_denied(&client, &jti, started, ExecError::Io(e.to_string())).await,
     };
     drop(exe);
-    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let pgid = child.id();
+    let mut waiter = tokio::task::spawn_blocking(move || child.wait());
+    let governor = crate::lease::govern(
+        client.clone(),
+        jti.clone(),
+        verified.claims().exp,
+        Duration::from_secs(a.unreachable_grace),
+    );
+    tokio::pin!(governor);
+    let mut forward = Forwarder::new()?;
+    let mut stop = None;
+    let mut forwarded_term = false;
+    let status = loop {
+        tokio::select! {
+            r = &mut waiter => break r??,
+            s = &mut governor => {
+                stop = Some(s);
+                break terminate(pgid, Duration::from_secs(a.kill_grace), &mut waiter).await?;
+            }
+            sig = forward.recv() => {
+                forwarded_term |= sig == SignalKind::terminate().as_raw_value();
+                let _ = writ_exec::signal_group(pgid, sig);
+            }
+        }
+    };
+    // A SIGTERM passed on is most often a parent runner ending its subtree
+    // for a reason that concerns this run too (a revocation reaches every
+    // descendant's stream at about the same moment): give the governor a
+    // moment to say so, so the log records why rather than just "signal 15".
+    if forwarded_term && stop.is_none() {
+        if let Ok(s) = tokio::time::timeout(FORWARDED_STOP_WAIT, &mut governor).await {
+            stop = Some(s);
+        }
+    }
     let code = status.code().map(i64::from);
     let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    let terminated = match &stop {
+        Some(s) => Some(s.describe()),
+        None => signal.map(|s| format!("signal {s}")),
+    };
     let outcome = json!({
         "exit_status": code.or(signal.map(|s| 128 + i64::from(s))),
         "duration_ms": started.elapsed().as_millis() as u64,
-        "terminated": signal.map(|s| format!("signal {s}")),
+        "terminated": terminated,
+        "enforcement": available.as_str(),
     });
-    if let Err(e) = client
+    let recorded = client
         .post(&format!("/v1/executions/{jti}/finish"), &outcome)
         .await
         .and_then(|r| {
@@ -302,15 +362,67 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
             } else {
                 Err(anyhow::anyhow!(r.message()))
             }
-        })
-    {
+        });
+    // The denial line comes first on standard error, as for every denial.
+    let exit = match stop {
+        Some(s) => denied(s.reason(), s.describe()),
+        None => Ok(Exit::Code(match (code, signal) {
+            (Some(c), _) => c as u8,
+            (None, Some(s)) => (128 + s) as u8,
+            _ => 1,
+        })),
+    };
+    if let Err(e) = recorded {
         eprintln!("writ: warning: the finish of {jti} was not recorded: {e}");
     }
-    Ok(Exit::Code(match (code, signal) {
-        (Some(c), _) => c as u8,
-        (None, Some(s)) => (128 + s) as u8,
-        _ => 1,
-    }))
+    exit
+}
+
+/// SIGTERM to the group, SIGKILL after `grace`, then SIGKILL to whatever of
+/// the group outlived its leader.
+async fn terminate(
+    pgid: u32,
+    grace: Duration,
+    waiter: &mut tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+) -> Result<std::process::ExitStatus> {
+    const SIGTERM: i32 = 15;
+    const SIGKILL: i32 = 9;
+    let _ = writ_exec::signal_group(pgid, SIGTERM);
+    let status = match tokio::time::timeout(grace, &mut *waiter).await {
+        Ok(r) => r??,
+        Err(_) => {
+            let _ = writ_exec::signal_group(pgid, SIGKILL);
+            waiter.await??
+        }
+    };
+    let _ = writ_exec::signal_group(pgid, SIGKILL);
+    Ok(status)
+}
+
+/// SIGINT, SIGTERM and SIGHUP received by the runner, to pass on: the program
+/// runs in its own process group, so a terminal's Ctrl-C reaches only us.
+struct Forwarder {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Forwarder {
+    fn new() -> Result<Forwarder> {
+        Ok(Forwarder {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => SignalKind::interrupt().as_raw_value(),
+            _ = self.term.recv() => SignalKind::terminate().as_raw_value(),
+            _ = self.hup.recv() => SignalKind::hangup().as_raw_value(),
+        }
+    }
 }
 
 /// The run could not start after the nonce was spent: record that, deny.

@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod benchexec;
 mod benchlog;
 mod client;
 mod cmd;
 mod datadir;
 mod demo;
 mod exec;
+mod lease;
 mod logcmd;
 mod server;
 mod witness;

@@ -154,6 +154,24 @@ fn resolve(cmd: &str, path_var: Option<&OsStr>) -> Result<PathBuf, ExecError> {
     )))
 }
 
+/// Send `signal` (a signal number such as 15) to the process group `pgid`.
+/// `Ok(false)` if the group no longer exists.
+pub fn signal_group(pgid: u32, signal: i32) -> Result<bool, ExecError> {
+    let pid = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| ExecError::Io(format!("{pgid} is not a process group id")))?;
+    let sig = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| ExecError::Io(format!("{signal} is not a signal")))?;
+    match rustix::process::kill_process_group(pid, sig) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(ExecError::Io(format!(
+            "cannot signal process group {pgid}: {e}"
+        ))),
+    }
+}
+
 /// The host name, as the kernel reports it.
 pub fn host_name() -> String {
     rustix::system::uname()
@@ -171,7 +189,14 @@ pub fn measure(
 ) -> Map<String, Value> {
     let vars: Map<String, Value> = env
         .iter()
-        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .map(|(k, v)| {
+            let bound = if is_secret_name(k) {
+                format!("sha256:{}", hex(&Sha256::digest(v.as_bytes())))
+            } else {
+                v.clone()
+            };
+            (k.clone(), Value::from(bound))
+        })
         .collect();
     let Value::Object(m) = json!({
         "host": host_name(),
@@ -184,6 +209,16 @@ pub fn measure(
         return Map::new();
     };
     m
+}
+
+/// A variable whose value is a credential (`*TOKEN*`, `*SECRET*`,
+/// `*PASSWORD*`, `*KEY*`, `*CREDENTIAL*`): the writ (and so the log) binds
+/// its SHA-256, never the value, while the program still gets the value.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 /// How much of a scope the kernel enforces.
@@ -458,6 +493,24 @@ pub fn stage2(s: &Stage2, argv: &[String]) -> ExecError {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn credentials_are_bound_by_digest_never_by_value() {
+        let exe = Executable::open("/bin/sh", None).unwrap();
+        let env = vec![
+            ("WRIT_TOKEN".to_string(), "s3cret".to_string()),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ];
+        let facts = measure(&exe, Path::new("/"), &env, Enforcement::None);
+        let text = serde_json::to_string(&facts).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert_eq!(
+            facts["env"]["WRIT_TOKEN"],
+            format!("sha256:{}", hex(&Sha256::digest(b"s3cret")))
+        );
+        assert_eq!(facts["env"]["LANG"], "C.UTF-8");
+        assert!(is_secret_name("aws_secret_access_key") && !is_secret_name("PATH"));
+    }
 
     #[test]
     fn the_stage2_argument_round_trips() {

@@ -66,6 +66,26 @@ pub enum Entry {
         /// Why the runner ended it early (revoked, renewal denied, ...).
         #[serde(default)]
         terminated: Option<String>,
+        /// How much of the scope the kernel enforced (`full`, `partial`,
+        /// `none`), as the runner applied it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enforcement: Option<String>,
+    },
+    /// A running execution asked to extend its lease: policy re-evaluated
+    /// against the active bundle, revocation and lineage re-checked.
+    ExecutionRenew {
+        time_ms: u64,
+        jti: String,
+        principal: String,
+        /// The bundle that decided.
+        policy: String,
+        decision: Outcome,
+        #[serde(default)]
+        reason: Option<ReasonCode>,
+        message: String,
+        /// The new end of the lease on allow.
+        #[serde(default)]
+        lease_exp: Option<u64>,
     },
     Revocation {
         time_ms: u64,
@@ -195,6 +215,7 @@ impl Entry {
             Entry::Decision(_) => "decision",
             Entry::ExecutionStart { .. } => "execution_start",
             Entry::ExecutionFinish { .. } => "execution_finish",
+            Entry::ExecutionRenew { .. } => "execution_renew",
             Entry::Revocation { .. } => "revocation",
             Entry::PolicyActivation { .. } => "policy_activation",
             Entry::KeyChange { .. } => "key_change",

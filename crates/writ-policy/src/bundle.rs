@@ -194,6 +194,16 @@ impl Bundle {
                 let id = policy
                     .annotation("id")
                     .map_or_else(|| format!("{file}#{n}"), str::to_owned);
+                if let Some(level) = policy.annotation(crate::ENFORCEMENT_ANNOTATION) {
+                    if crate::enforcement_rank(level).is_none() {
+                        return Err(BundleError::Parse {
+                            file: file.clone(),
+                            diagnostics: format!(
+                                "policy {id:?}: @enforcement({level:?}) must be \"full\", \"partial\" or \"none\""
+                            ),
+                        });
+                    }
+                }
                 policies
                     .add(policy.new_id(PolicyId::new(&id)))
                     .map_err(|e| BundleError::Parse {

@@ -23,6 +23,9 @@ pub struct Decision {
     pub policies: Vec<String>,
     /// Policies that erred while evaluating (they are skipped, as Cedar does).
     pub errors: Vec<String>,
+    /// On allow: the strictest `@enforcement("...")` level that a permitting
+    /// policy demands of the enforcement point, with that policy's id.
+    pub enforcement: Option<(String, String)>,
 }
 
 impl Decision {
@@ -167,10 +170,30 @@ impl Bundle {
         let mut policies: Vec<String> = diag.reason().map(ToString::to_string).collect();
         policies.sort();
         let errors: Vec<String> = diag.errors().map(|e| e.to_string()).collect();
+        let allow = response.decision() == cedar_policy::Decision::Allow;
+        let enforcement = if allow {
+            diag.reason()
+                .filter_map(|id| {
+                    let level = self
+                        .policies
+                        .policy(id)?
+                        .annotation(crate::ENFORCEMENT_ANNOTATION)?;
+                    Some((
+                        crate::enforcement_rank(level)?,
+                        level.to_owned(),
+                        id.to_string(),
+                    ))
+                })
+                .max()
+                .map(|(_, level, id)| (level, id))
+        } else {
+            None
+        };
         Ok(Decision {
-            allow: response.decision() == cedar_policy::Decision::Allow,
+            allow,
             policies,
             errors,
+            enforcement,
         })
     }
 }

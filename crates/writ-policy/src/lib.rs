@@ -29,3 +29,20 @@ pub fn default_bundle() -> BundleSource {
 }
 
 const DEFAULT_POLICY: &str = include_str!("default.cedar");
+
+/// The annotation by which a `permit` demands kernel enforcement of the scope:
+/// `@enforcement("full")` on a policy means a request it permits is allowed
+/// only if the enforcement point reports (and binds, in its environment facts)
+/// that level; otherwise the authority denies with `integrity_failure`.
+pub const ENFORCEMENT_ANNOTATION: &str = "enforcement";
+
+/// Order of enforcement levels: `none` < `partial` < `full`; `None` for any
+/// other word.
+pub fn enforcement_rank(level: &str) -> Option<u8> {
+    match level {
+        "none" => Some(0),
+        "partial" => Some(1),
+        "full" => Some(2),
+        _ => None,
+    }
+}

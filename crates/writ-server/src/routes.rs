@@ -28,6 +28,9 @@ pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const DECISION_BODY_BYTES_MAX: usize = 256 * 1024;
 /// Most entries one `GET /v1/log/entries` returns.
 pub const ENTRIES_PAGE_MAX: u64 = 1000;
+/// A comment line on every event stream this often, so subscribers can tell
+/// a quiet stream from a dead connection.
+pub const STREAM_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Persists a freshly generated signing key before it is used.
 pub type KeySaver = dyn Fn(&WritKey) -> Result<(), String> + Send + Sync;
@@ -204,6 +207,7 @@ pub fn router(state: Shared) -> Router {
         .route("/access/v1/evaluation", post(authzen_evaluation))
         .route("/v1/verify", post(verify))
         .route("/v1/executions/{jti}/start", post(start))
+        .route("/v1/executions/{jti}/renew", post(renew))
         .route("/v1/executions/{jti}/finish", post(finish))
         .route("/v1/revocations", post(revoke).get(list_revocations))
         .route("/v1/principals", post(add_principal))
@@ -434,6 +438,34 @@ async fn start(
     }
 }
 
+async fn renew(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Path(jti): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    // The body is optional: an empty one renews for the writ's own lifetime.
+    let req: RenewRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RenewRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    None,
+                    format!("invalid renew body: {e}"),
+                )
+            }
+        }
+    };
+    match s.authority.renew(&who, &jti, &req).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
 async fn finish(
     State(s): State<Shared>,
     Caller(who): Caller,
@@ -464,12 +496,31 @@ async fn list_revocations(State(s): State<Shared>, Caller(_): Caller) -> Respons
     }
 }
 
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    /// A writ the subscriber runs under: if it (or an ancestor, or a
+    /// principal on its chain) is already revoked when the stream opens, the
+    /// first event says so, closing the gap between start and subscription.
+    watch: Option<String>,
+}
+
 async fn revocation_stream(
     State(s): State<Shared>,
     Caller(_): Caller,
+    Query(q): Query<StreamQuery>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    // Subscribe first, then look: a revocation is either seen now or sent later.
     let rx = s.authority.subscribe();
-    let stream = BroadcastStream::new(rx).filter_map(|ev| match ev {
+    let already = q
+        .watch
+        .as_deref()
+        .and_then(|jti| s.authority.revoked_status(jti))
+        .map(|ev| {
+            Ok(SseEvent::default()
+                .event("revocation")
+                .data(serde_json::to_string(&ev).unwrap_or_default()))
+        });
+    let live = BroadcastStream::new(rx).filter_map(|ev| match ev {
         Ok(ev @ Event::Revocation { .. }) => Some(Ok(SseEvent::default()
             .event("revocation")
             .data(serde_json::to_string(&ev).unwrap_or_default()))),
@@ -477,7 +528,8 @@ async fn revocation_stream(
         // A lagging subscriber must resynchronize: tell it rather than skip silently.
         Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    let stream = tokio_stream::iter(already).chain(live);
+    Sse::new(stream).keep_alive(KeepAlive::default().interval(STREAM_KEEP_ALIVE))
 }
 
 async fn add_principal(

@@ -30,7 +30,8 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 const CACHE_KIB: i64 = 32 * 1024;
 
 /// 1: entries and state tables. 2: the Merkle tree (`nodes`) and checkpoints.
-const SCHEMA_VERSION: i64 = 2;
+/// 3: execution leases (`executions.lease_exp`).
+const SCHEMA_VERSION: i64 = 3;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS executions (
     started_ms INTEGER NOT NULL,
     finished_ms INTEGER,
     exit_status INTEGER,
-    outcome TEXT
+    outcome TEXT,
+    lease_exp INTEGER
 );
 CREATE TABLE IF NOT EXISTS revocations (
     target TEXT PRIMARY KEY,
@@ -172,6 +174,16 @@ impl SqliteStore {
             // Version 1 stores get their tree built from the leaves they hold.
             conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
             let migrated = (|| {
+                if (1..3).contains(&version) {
+                    let has_lease: bool = conn.query_row(
+                        "SELECT COUNT(*) > 0 FROM pragma_table_info('executions') WHERE name = 'lease_exp'",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    if !has_lease {
+                        conn.execute_batch("ALTER TABLE executions ADD COLUMN lease_exp INTEGER")?;
+                    }
+                }
                 conn.execute_batch(SCHEMA)?;
                 if version == 1 {
                     let n = tree::rebuild(&conn)?;
@@ -393,6 +405,20 @@ impl Writer {
                         .map_err(|e| {
                             conflict_or_unavailable(e, || format!("writ {jti} was already spent"))
                         })?;
+                }
+                Op::Lease { jti, lease_exp } => {
+                    let n = self
+                        .conn
+                        .prepare_cached(
+                            "UPDATE executions SET lease_exp = ?2 WHERE jti = ?1 AND finished_ms IS NULL",
+                        )
+                        .and_then(|mut s| s.execute(params![jti, lease_exp]))
+                        .map_err(unavailable)?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!(
+                            "execution {jti} is not running"
+                        )));
+                    }
                 }
                 Op::Finish {
                     jti,
@@ -623,7 +649,7 @@ impl Store for SqliteStore {
 
     fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT jti, started_ms, finished_ms, exit_status, outcome FROM executions WHERE jti = ?1")?
+            c.prepare_cached("SELECT jti, started_ms, finished_ms, exit_status, outcome, lease_exp FROM executions WHERE jti = ?1")?
                 .query_row([jti], |r| {
                     Ok(ExecutionRecord {
                         jti: r.get(0)?,
@@ -631,6 +657,7 @@ impl Store for SqliteStore {
                         finished_ms: r.get(2)?,
                         exit_status: r.get(3)?,
                         outcome: r.get(4)?,
+                        lease_exp: r.get(5)?,
                     })
                 })
                 .optional()

@@ -34,6 +34,12 @@ pub enum Op {
         jti: String,
         time_ms: u64,
     },
+    /// Set the lease of a running execution: it may run until `lease_exp`
+    /// (unix seconds) unless renewed. A conflict if it is not running.
+    Lease {
+        jti: String,
+        lease_exp: u64,
+    },
     /// Record the end of an execution.
     Finish {
         jti: String,
@@ -156,6 +162,9 @@ pub struct ExecutionRecord {
     pub finished_ms: Option<u64>,
     pub exit_status: Option<i64>,
     pub outcome: Option<String>,
+    /// Until when (unix seconds) the running execution is authorized: the
+    /// writ's `exp` at start, moved on by each granted renewal.
+    pub lease_exp: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

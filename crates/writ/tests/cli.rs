@@ -756,7 +756,6 @@ fn openapi_lists_every_registered_route() {
 
 /// The routes SPEC.md ("HTTP API") fixes that every deployment must serve.
 #[test]
-#[ignore = "not implemented yet: SPEC routes /v1/executions/{jti}/renew (issue 4) and /v1/mesh (issue 6) are not served"]
 fn every_spec_route_is_served() {
     let srv = Server::start();
     let (_, jti, _) = srv.authorize_ok(&srv.admin_token, &exec_req(&["/usr/bin/true"], AUD));
@@ -767,7 +766,6 @@ fn every_spec_route_is_served() {
         ("GET", "/v1/log/proof/inclusion?index=0&size=2".into()),
         ("GET", "/v1/log/proof/consistency?first=1&second=2".into()),
         ("POST", format!("/v1/executions/{jti}/renew")),
-        ("GET", "/v1/mesh".into()),
     ] {
         let body = (method == "POST").then(|| json!({}));
         let r = srv.request(method, &path, Some(&srv.admin_token), body.as_ref());
@@ -776,6 +774,14 @@ fn every_spec_route_is_served() {
         }
     }
     assert!(missing.is_empty(), "SPEC routes not served: {missing:#?}");
+}
+
+#[test]
+#[ignore = "not implemented yet: GET /v1/mesh comes with the governance mesh (issue 6)"]
+fn the_mesh_route_is_served() {
+    let srv = Server::start();
+    let r = srv.request("GET", "/v1/mesh", None, None);
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -207,3 +207,50 @@ fn the_kernel_confines_writes_and_network_to_the_scope() {
     out.expect_code(0, "python without --net");
     assert!(out.stdout.starts_with("refused"), "{out:#?}");
 }
+
+#[test]
+fn a_policy_can_demand_full_enforcement() {
+    let srv = Server::start();
+    activate_policy(
+        &srv,
+        "full",
+        "@id(\"exec-fully-enforced\")\n@enforcement(\"full\")\npermit (principal, action == Action::\"exec\", resource);\n",
+    );
+    let ask = |level: Option<&str>| {
+        let mut req = exec_req(&["/usr/bin/true"], "exec@test");
+        if let Some(l) = level {
+            req["environment"] = serde_json::json!({"enforcement": l});
+        }
+        srv.authorize(&srv.admin_token, &req)
+    };
+    for level in [Some("partial"), Some("none"), None] {
+        let r = ask(level);
+        let v = r.json();
+        assert_eq!(
+            (r.status, v["reason"].as_str()),
+            (403, Some("integrity_failure")),
+            "{level:?}: {v}"
+        );
+        let m = v["message"].as_str().unwrap();
+        assert!(
+            m.contains("exec-fully-enforced") && m.contains("demands full"),
+            "{m}"
+        );
+        assert!(v["log_index"].is_u64(), "the denial is logged: {v}");
+    }
+    assert_eq!(ask(Some("full")).status, 200);
+    // This kernel (Landlock ABI >= 4) gives full enforcement: writ exec runs.
+    let tmp = tempfile::tempdir().unwrap();
+    exec(&srv, tmp.path(), &["--", "/usr/bin/true"]).expect_code(0, "fully enforced run");
+    // A demand the runner cannot understand is refused with the bundle.
+    let dir = srv.tmp.path().join("bad-level");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p.cedar"),
+        "@enforcement(\"strong\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    let out = srv.cli(None, &["policy", "check", dir.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("@enforcement"), "{out:#?}");
+}

@@ -247,7 +247,9 @@ fn a_version_1_store_gets_its_tree_built_on_open() {
     drop(s);
     let path = dir.path().join("writ.db");
     let c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch("DROP TABLE nodes; DROP TABLE checkpoints; PRAGMA user_version = 1;")
+    c.execute_batch(
+        "DROP TABLE nodes; DROP TABLE checkpoints; ALTER TABLE executions DROP COLUMN lease_exp; PRAGMA user_version = 1;",
+    )
         .unwrap();
     drop(c);
     let s = SqliteStore::open(&path).unwrap();
@@ -387,4 +389,67 @@ fn upper_levels_in_memory_match_the_stored_tree() {
     check(&s);
     drop(s);
     check(&SqliteStore::open(&path).unwrap());
+}
+
+#[test]
+fn a_lease_is_set_only_on_a_running_execution() {
+    let (_d, s) = store();
+    let lease = |j: &str, exp: u64| Op::Lease {
+        jti: j.into(),
+        lease_exp: exp,
+    };
+    let err = s.submit(Tx::new(vec![lease("a", 10)])).wait().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_)),
+        "never started: {err:?}"
+    );
+    s.submit(Tx::new(vec![
+        Op::Spend {
+            jti: "a".into(),
+            time_ms: 1,
+        },
+        lease("a", 10),
+    ]))
+    .wait()
+    .unwrap();
+    assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(10));
+    s.submit(Tx::new(vec![lease("a", 70)])).wait().unwrap();
+    assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(70));
+    s.submit(Tx::new(vec![Op::Finish {
+        jti: "a".into(),
+        time_ms: 2,
+        exit_status: Some(0),
+        outcome: "exited".into(),
+    }]))
+    .wait()
+    .unwrap();
+    let err = s.submit(Tx::new(vec![lease("a", 99)])).wait().unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "finished: {err:?}");
+    assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(70));
+}
+
+#[test]
+fn a_version_2_store_gains_leases_on_open() {
+    let (dir, s) = store();
+    s.submit(Tx::new(vec![Op::Spend {
+        jti: "a".into(),
+        time_ms: 1,
+    }]))
+    .wait()
+    .unwrap();
+    drop(s);
+    let path = dir.path().join("writ.db");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("ALTER TABLE executions DROP COLUMN lease_exp; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(c);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, None);
+    s.submit(Tx::new(vec![Op::Lease {
+        jti: "a".into(),
+        lease_exp: 5,
+    }]))
+    .wait()
+    .unwrap();
+    assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(5));
 }

@@ -100,6 +100,58 @@ pub fn run_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> CliO
     }
 }
 
+/// Start `writ ARGS` in the background (same environment rules as
+/// [`run_writ`]), its output captured.
+pub fn spawn_writ(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> Child {
+    let mut cmd = writ_command();
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", writ_bin()))
+}
+
+/// Wait for a child started by [`spawn_writ`], at most `limit`.
+pub fn wait_writ(mut child: Child, limit: Duration) -> CliOut {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "writ did not exit within {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    CliOut {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Activate a bundle of one policy file with this text.
+pub fn activate_policy(srv: &Server, name: &str, cedar: &str) {
+    let dir = srv.tmp.path().join(format!("policy-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("policy.cedar"), cedar).unwrap();
+    srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", dir.to_str().unwrap()],
+    )
+    .expect_code(0, "activating a test policy");
+}
+
 /// `writ --dir D init --json` on a fresh directory; returns its JSON answer.
 pub fn init_dir(dir: &Path) -> Value {
     let out = run_writ(

@@ -1,0 +1,337 @@
+//! `writ bench exec`: what governance costs a process, measured end to end
+//! against a real `writ serve` on loopback.
+//!
+//! 1. Added latency: `PROGRAM` and `writ exec -- PROGRAM` run alternately,
+//!    each timed from spawn to exit; the figure is the difference of the
+//!    medians (and the median of the paired differences). With `hyperfine`
+//!    on PATH the same pair is timed by it too, as a cross-check.
+//! 2. Revocation to death: a governed `sleep` is started, then its writ is
+//!    revoked over the API; the time from sending the revocation to the
+//!    kernel no longer listing the process as running is recorded (polled
+//!    every 200 µs), as percentiles over many runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::benchlog::ServeChild;
+use crate::client::Client;
+use crate::{Exit, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct ExecBench {
+    /// Runs of each command for the added latency.
+    #[arg(long, default_value_t = 300)]
+    pub runs: usize,
+    /// Revocations timed.
+    #[arg(long, default_value_t = 100)]
+    pub revocations: usize,
+    /// The program timed bare and under `writ exec`.
+    #[arg(long, default_value = "/bin/true")]
+    pub program: String,
+}
+
+/// Percentile `p` (0..=100) of sorted `v`, nearest rank.
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Target {
+    writ: PathBuf,
+    url: String,
+    token: String,
+    cwd: PathBuf,
+}
+
+impl Target {
+    fn exec(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.writ);
+        c.arg("exec")
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("WRIT_SERVER", &self.url)
+            .env("WRIT_TOKEN", &self.token)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    }
+}
+
+fn time_run(mut c: Command) -> Result<Duration> {
+    let t0 = Instant::now();
+    let out = c.output().context("running the benchmark command")?;
+    let took = t0.elapsed();
+    if !out.status.success() {
+        bail!(
+            "the benchmark command failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(took)
+}
+
+fn bare(program: &str, cwd: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
+    anyhow::ensure!(a.runs >= 10, "--runs must be at least 10");
+    let tmp = std::env::temp_dir().join(format!("writ-bench-exec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let data = tmp.join("data");
+    let token = crate::demo::init_quiet(&Global {
+        dir: data.clone(),
+        ..g.clone()
+    })
+    .await?;
+    let server = ServeChild::start(&data).await?;
+    let t = Target {
+        writ: std::env::current_exe()?,
+        url: server.url.clone(),
+        token: token.trim().to_owned(),
+        cwd: tmp.clone(),
+    };
+    let program = a.program.clone();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    eprintln!(
+        "writ bench exec: `{program}` vs `writ exec -- {program}`, {} runs each, server on loopback, {cores} cores",
+        a.runs
+    );
+
+    // 1. Added latency, interleaved so drift hits both alike.
+    let (bare_ms, governed_ms) = {
+        let t = &t;
+        let program = program.clone();
+        let runs = a.runs;
+        let cwd = tmp.clone();
+        let task = move || -> Result<(Vec<f64>, Vec<f64>)> {
+            for _ in 0..10 {
+                time_run(bare(&program, &cwd))?;
+                time_run(t.exec(&["--", &program]))?;
+            }
+            let (mut b, mut w) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+            for _ in 0..runs {
+                b.push(ms(time_run(bare(&program, &cwd))?));
+                w.push(ms(time_run(t.exec(&["--", &program]))?));
+            }
+            Ok((b, w))
+        };
+        tokio::task::block_in_place(task)?
+    };
+    let paired = sorted(
+        bare_ms
+            .iter()
+            .zip(&governed_ms)
+            .map(|(b, w)| w - b)
+            .collect(),
+    );
+    let (b, w) = (sorted(bare_ms), sorted(governed_ms));
+    let added = pct(&w, 50.0) - pct(&b, 50.0);
+    eprintln!(
+        "  {program:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
+        pct(&b, 50.0),
+        pct(&b, 90.0),
+        pct(&b, 99.0)
+    );
+    eprintln!(
+        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
+        format!("writ exec -- {program}"),
+        pct(&w, 50.0),
+        pct(&w, 90.0),
+        pct(&w, 99.0)
+    );
+    eprintln!(
+        "  added by writ exec: {added:.3} ms (difference of medians); median of paired differences {:.3} ms; target <= 5 ms",
+        pct(&paired, 50.0)
+    );
+    let hyperfine = tokio::task::block_in_place(|| hyperfine(&t, &program, a.runs))?;
+    if let Some((hb, hw)) = hyperfine {
+        eprintln!(
+            "  hyperfine (same run): {program} median {hb:.3} ms, writ exec median {hw:.3} ms, added {:.3} ms",
+            hw - hb
+        );
+    }
+
+    // 2. Revocation to death.
+    let admin = Client::new(&t.url, Some(t.token.clone()));
+    let mut deaths = Vec::with_capacity(a.revocations);
+    for i in 0..a.revocations {
+        deaths.push(ms(revoke_once(&t, &admin).await.with_context(|| {
+            format!("revocation {} of {}", i + 1, a.revocations)
+        })?));
+    }
+    let d = sorted(deaths);
+    eprintln!(
+        "  writ revoke -> governed process dead, {} runs: p50 {:.1} ms  p90 {:.1}  p99 {:.1}  max {:.1}; target p99 <= 500 ms",
+        d.len(),
+        pct(&d, 50.0),
+        pct(&d, 90.0),
+        pct(&d, 99.0),
+        pct(&d, 100.0)
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = json!({
+        "program": program,
+        "runs": a.runs,
+        "cores": cores,
+        "bare_ms": {"p50": pct(&b, 50.0), "p90": pct(&b, 90.0), "p99": pct(&b, 99.0)},
+        "writ_exec_ms": {"p50": pct(&w, 50.0), "p90": pct(&w, 90.0), "p99": pct(&w, 99.0)},
+        "added_median_ms": added,
+        "added_paired_median_ms": pct(&paired, 50.0),
+        "hyperfine": hyperfine.map(|(hb, hw)| json!({"bare_median_ms": hb, "writ_exec_median_ms": hw})),
+        "revocations": d.len(),
+        "revoke_to_death_ms": {"p50": pct(&d, 50.0), "p90": pct(&d, 90.0), "p99": pct(&d, 99.0), "max": pct(&d, 100.0)},
+    });
+    if g.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(Exit::Ok)
+}
+
+/// hyperfine's medians (ms) for the bare and governed program, if it is installed.
+fn hyperfine(t: &Target, program: &str, runs: usize) -> Result<Option<(f64, f64)>> {
+    if Command::new("hyperfine")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("  (hyperfine not installed: no cross-check)");
+        return Ok(None);
+    }
+    let export = t.cwd.join("hyperfine.json");
+    let governed = format!("{} exec -- {program}", t.writ.display());
+    let status = Command::new("hyperfine")
+        .args(["-N", "--style", "none", "--warmup", "10", "--runs"])
+        .arg(runs.to_string())
+        .arg("--export-json")
+        .arg(&export)
+        .arg(program)
+        .arg(&governed)
+        .env("WRIT_SERVER", &t.url)
+        .env("WRIT_TOKEN", &t.token)
+        .current_dir(&t.cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "hyperfine failed: {status}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&export)?)?;
+    let median = |i: usize| v["results"][i]["median"].as_f64().map(|s| s * 1000.0);
+    Ok(median(0).zip(median(1)))
+}
+
+/// Start a governed `sleep`, revoke its writ, and time until it is dead.
+async fn revoke_once(t: &Target, admin: &Client) -> Result<Duration> {
+    let mut runner = t
+        .exec(&["--lifetime", "600", "--", "/usr/bin/sleep", "300"])
+        .spawn()?;
+    let result = async {
+        // The governed program is the runner's child; its writ is in its environment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = loop {
+            if let Some(p) = child_of(runner.id()) {
+                break p;
+            }
+            if let Some(st) = runner.try_wait()? {
+                bail!("writ exec ended before the program started: {st}");
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the program did not start");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let jti = loop {
+            if let Some(j) = writ_jti_of(pid) {
+                break j;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no WRIT_PARENT in the program");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        // Let the runner's revocation stream settle, as a long-running
+        // program's would have.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t0 = Instant::now();
+        let r = admin
+            .post("/v1/revocations", &json!({"jti": jti, "reason": "benchmark"}))
+            .await?;
+        anyhow::ensure!(r.ok(), "revocation refused: {}", r.message());
+        while running(pid) {
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the program outlived its revocation by 30 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        Ok(t0.elapsed())
+    }
+    .await;
+    let _ = runner.kill();
+    let _ = runner.wait();
+    result
+}
+
+/// A child process of `pid` (any of its threads).
+fn child_of(pid: u32) -> Option<u32> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Ok(task) = task else { continue };
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        if let Some(c) = children.split_whitespace().next() {
+            return c.parse().ok();
+        }
+    }
+    None
+}
+
+/// The jti of the writ in a governed program's `WRIT_PARENT`, once it has
+/// executed the program (before that, the environment is the runner's copy).
+fn writ_jti_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let writ = env
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"WRIT_PARENT="))?;
+    let payload = std::str::from_utf8(writ).ok()?.split('.').nth(1)?;
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        payload,
+    )
+    .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["jti"].as_str().map(str::to_owned)
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+    })
+}

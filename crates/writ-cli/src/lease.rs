@@ -1,0 +1,291 @@
+//! Continuous governance of a running execution: the writ is a lease that
+//! the runner renews before it ends (each renewal is a fresh decision), and
+//! a revocation seen on the authority's stream ends the run at once.
+//!
+//! [`govern`] returns only when the execution must stop, and why; the caller
+//! races it against the process and terminates the process group.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use writ_artifact::ReasonCode;
+
+use crate::client::Client;
+
+/// A stream that sent nothing (not even a keep-alive comment, which the
+/// server sends every 5 s) for this long is taken for dead and reopened.
+const STREAM_SILENCE_MAX: Duration = Duration::from_secs(15);
+/// Pause between attempts to reach an authority that did not answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Renewals are never closer together than this.
+const RENEW_GAP_MIN: Duration = Duration::from_millis(500);
+
+/// Why a governed execution must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The writ, an ancestor or a principal on its chain was revoked.
+    Revoked(String),
+    /// The authority refused to renew the lease (policy changed, parent
+    /// gone, lease lapsed, ...).
+    RenewalDenied(ReasonCode, String),
+    /// Neither renewal nor the revocation stream reached the authority for
+    /// longer than the grace.
+    Unreachable(String),
+}
+
+impl Stop {
+    /// The reason code the runner reports (and exits with).
+    pub fn reason(&self) -> ReasonCode {
+        match self {
+            Stop::Revoked(_) => ReasonCode::Revoked,
+            Stop::RenewalDenied(r, _) => *r,
+            Stop::Unreachable(_) => ReasonCode::AuthorityUnavailable,
+        }
+    }
+
+    /// One line for the finish entry's `terminated` and for standard error.
+    pub fn describe(&self) -> String {
+        match self {
+            Stop::Revoked(m) => format!("revoked: {m}"),
+            Stop::RenewalDenied(r, m) => format!("renewal denied: {r}: {m}"),
+            Stop::Unreachable(m) => format!("authority unreachable: {m}"),
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Watch and renew until the execution must stop. `lease_exp` is the writ's
+/// `exp` (unix seconds); `grace` is how long the authority may be
+/// unreachable (past the lease's end, for renewals) before the run is ended.
+pub async fn govern(client: Client, jti: String, lease_exp: u64, grace: Duration) -> Stop {
+    // The stream asks for an early renewal when something may concern this
+    // run without naming it (a principal revoked, events lost).
+    let (kick, kicked) = mpsc::channel(1);
+    tokio::select! {
+        s = watch_revocations(&client, &jti, grace, kick) => s,
+        s = keep_lease(&client, &jti, lease_exp, grace, kicked) => s,
+    }
+}
+
+async fn keep_lease(
+    client: &Client,
+    jti: &str,
+    mut lease_exp: u64,
+    grace: Duration,
+    mut kicked: mpsc::Receiver<()>,
+) -> Stop {
+    let path = format!("/v1/executions/{jti}/renew");
+    let mut last_error = String::new();
+    let mut failing = false;
+    loop {
+        let remaining = lease_exp as f64 - unix_now();
+        let wait = if failing {
+            RETRY_PAUSE
+        } else {
+            Duration::from_secs_f64((remaining / 2.0).max(RENEW_GAP_MIN.as_secs_f64()))
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            Some(()) = kicked.recv() => {}
+        }
+        match client.post(&path, &json!({})).await {
+            Ok(r) if r.ok() => {
+                failing = false;
+                match r.body.get("lease_exp").and_then(Value::as_u64) {
+                    Some(l) => lease_exp = l,
+                    None => {
+                        return Stop::RenewalDenied(
+                            ReasonCode::IntegrityFailure,
+                            format!("the authority's renewal has no lease_exp: {}", r.body),
+                        )
+                    }
+                }
+            }
+            // The authority answered, and not with a transient failure: it
+            // refused (403, 401), or the execution is not running for it (404, 409).
+            Ok(r) if matches!(r.status, 401 | 403 | 404 | 409) => {
+                let reason = r.reason().unwrap_or(ReasonCode::IntegrityFailure);
+                return Stop::RenewalDenied(reason, r.message());
+            }
+            Ok(r) => {
+                failing = true;
+                last_error = format!("HTTP {}: {}", r.status, r.message());
+            }
+            Err(e) => {
+                failing = true;
+                last_error = e.to_string();
+            }
+        }
+        if failing && unix_now() > lease_exp as f64 + grace.as_secs_f64() {
+            return Stop::Unreachable(format!(
+                "the lease ended at {lease_exp} and could not be renewed within the {} s grace: {last_error}",
+                grace.as_secs()
+            ));
+        }
+    }
+}
+
+async fn watch_revocations(
+    client: &Client,
+    jti: &str,
+    grace: Duration,
+    kick: mpsc::Sender<()>,
+) -> Stop {
+    let path = format!("/v1/revocations/stream?watch={jti}");
+    let mut down_since: Option<Instant> = None;
+    let mut last_error;
+    loop {
+        match client.open(&path).await {
+            Ok(mut resp) if resp.status().is_success() => {
+                down_since = None;
+                let mut buf: Vec<u8> = Vec::new();
+                loop {
+                    match tokio::time::timeout(STREAM_SILENCE_MAX, resp.chunk()).await {
+                        Ok(Ok(Some(bytes))) => buf.extend_from_slice(&bytes),
+                        Ok(Ok(None)) => {
+                            last_error = "the server closed the revocation stream".into();
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            last_error = e.to_string();
+                            break;
+                        }
+                        Err(_) => {
+                            last_error = format!(
+                                "the revocation stream was silent for {} s",
+                                STREAM_SILENCE_MAX.as_secs()
+                            );
+                            break;
+                        }
+                    }
+                    while let Some((event, data)) = next_event(&mut buf) {
+                        if let Some(stop) = on_event(jti, &event, &data, &kick) {
+                            return stop;
+                        }
+                    }
+                }
+                // Events may have been missed while the stream was down.
+                let _ = kick.try_send(());
+            }
+            Ok(resp) => {
+                last_error = format!("the revocation stream answered HTTP {}", resp.status());
+                let _ = kick.try_send(());
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        let since = *down_since.get_or_insert_with(Instant::now);
+        if since.elapsed() > grace {
+            return Stop::Unreachable(format!(
+                "no revocation stream for {} s: {last_error}",
+                grace.as_secs()
+            ));
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// What one stream event means for the run `jti`.
+fn on_event(jti: &str, event: &str, data: &str, kick: &mpsc::Sender<()>) -> Option<Stop> {
+    match event {
+        "revocation" => {
+            let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+            let names_me = v["jtis"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|j| j.as_str() == Some(jti)));
+            if names_me {
+                let why = v["reason"].as_str().unwrap_or("revoked");
+                let target = v["target"].as_str().unwrap_or(jti);
+                return Some(Stop::Revoked(if target == jti {
+                    format!("writ {jti}: {why}")
+                } else {
+                    format!("ancestor {target} of writ {jti}: {why}")
+                }));
+            }
+            // A principal revocation names no writs: let the authority say
+            // whether it reaches this run.
+            if v["kind"] == "principal" {
+                let _ = kick.try_send(());
+            }
+            None
+        }
+        "lagged" => {
+            let _ = kick.try_send(());
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Take one complete server-sent event (`event:` and `data:` fields up to a
+/// blank line) off the front of `buf`. Comments and other fields are skipped.
+fn next_event(buf: &mut Vec<u8>) -> Option<(String, String)> {
+    loop {
+        let text = std::str::from_utf8(buf).ok()?;
+        let end = text
+            .find("\n\n")
+            .map(|i| (i, 2))
+            .or_else(|| text.find("\r\n\r\n").map(|i| (i, 4)))?;
+        let block = text[..end.0].to_owned();
+        buf.drain(..end.0 + end.1);
+        let mut event = String::from("message");
+        let mut data: Vec<&str> = Vec::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim_start().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if !data.is_empty() {
+            return Some((event, data.join("\n")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_split_at_blank_lines_and_comments_skipped() {
+        let mut buf =
+            b": keep-alive\n\nevent: revocation\ndata: {\"jtis\":[\"a\"]}\n\nevent: lag".to_vec();
+        assert_eq!(
+            next_event(&mut buf),
+            Some(("revocation".into(), "{\"jtis\":[\"a\"]}".into()))
+        );
+        assert_eq!(next_event(&mut buf), None, "an incomplete event waits");
+        buf.extend_from_slice(b"ged\ndata: {}\n\n");
+        assert_eq!(next_event(&mut buf), Some(("lagged".into(), "{}".into())));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn only_a_revocation_naming_the_run_stops_it() {
+        let (kick, mut kicked) = mpsc::channel(1);
+        let other =
+            r#"{"type":"revocation","kind":"writ","target":"b","jtis":["b","c"],"reason":"x"}"#;
+        assert_eq!(on_event("a", "revocation", other, &kick), None);
+        assert!(
+            kicked.try_recv().is_err(),
+            "another writ's revocation needs no renewal"
+        );
+        let mine = r#"{"type":"revocation","kind":"writ","target":"p","jtis":["p","a"],"reason":"compromised"}"#;
+        assert_eq!(
+            on_event("a", "revocation", mine, &kick),
+            Some(Stop::Revoked("ancestor p of writ a: compromised".into()))
+        );
+        let principal = r#"{"type":"revocation","kind":"principal","target":"Agent::\"x\"","jtis":[],"reason":"x"}"#;
+        assert_eq!(on_event("a", "revocation", principal, &kick), None);
+        assert!(
+            kicked.try_recv().is_ok(),
+            "a principal revocation asks for a renewal"
+        );
+    }
+}

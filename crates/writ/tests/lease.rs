@@ -1,0 +1,408 @@
+//! Continuous governance with real processes: a running program's writ is a
+//! lease that `writ exec` renews (each renewal a logged, fresh decision); a
+//! revocation, a denied renewal or an unreachable authority ends the
+//! program's process group; nested `writ exec` runs are children in the
+//! lineage, checked by the authority, and die with their ancestors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const ALLOW_ALL: &str =
+    "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n";
+
+fn exec_env(srv: &Server) -> Vec<(&str, &str)> {
+    vec![
+        ("WRIT_SERVER", srv.url.as_str()),
+        ("WRIT_TOKEN", srv.admin_token.as_str()),
+    ]
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn entries_of(srv: &Server, kind: &str, jti: &str) -> Vec<Value> {
+    srv.log_entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == kind && e["jti"] == jti)
+        .collect()
+}
+
+fn jti_of(writ: &str) -> String {
+    claims_of(writ.trim())["jti"].as_str().unwrap().to_owned()
+}
+
+/// The jti of the one execution started so far.
+fn started_jti(srv: &Server) -> Option<String> {
+    srv.log_entries()
+        .iter()
+        .find(|e| e["entry"]["type"] == "execution_start")
+        .map(|e| e["entry"]["jti"].as_str().unwrap().to_owned())
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie has no /proc/PID/exe target; count only running processes.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn renewal_is_a_new_decision_and_is_logged() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let mut req = exec_req(&["/usr/bin/sleep", "1000"], "exec@test");
+    req["lifetime_secs"] = json!(30);
+    let (_, jti, body) = srv.authorize_ok(&agent, &req);
+    let renew = |token: &str, body: Value| {
+        srv.post(&format!("/v1/executions/{jti}/renew"), Some(token), &body)
+    };
+
+    let r = renew(&agent, json!({}));
+    assert_eq!(r.status, 409, "not started yet: {}", r.text());
+    assert_eq!(srv.start_execution(&agent, &jti).status, 200);
+    let other = srv.add_principal("Agent::\"other\"");
+    assert_eq!(
+        renew(&other, json!({})).status,
+        403,
+        "another principal's lease"
+    );
+    assert_eq!(renew(&agent, json!({"lifetime_secs": 0})).status, 400);
+    assert_eq!(renew(&agent, json!({"lifetime_secs": 3601})).status, 400);
+
+    // Granted: a longer lease, logged with the bundle that decided.
+    let r = renew(&agent, json!({"lifetime_secs": 120}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let lease = v["lease_exp"].as_u64().unwrap();
+    assert!(lease > body["exp"].as_u64().unwrap(), "{v}");
+    assert_eq!(v["policy"], srv.active_policy().as_str());
+    let logged = entries_of(&srv, "execution_renew", &jti);
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0]["decision"], "allow");
+    assert_eq!(logged[0]["lease_exp"], lease);
+
+    // A child may now live as long as the renewed lease (beyond the writ's exp).
+    let mut child = exec_req(&["/usr/bin/true"], "exec@test");
+    child["parent"] = json!(jti);
+    child["lifetime_secs"] = json!(90);
+    srv.authorize_ok(&agent, &child);
+
+    // The policy changes: the same request is no longer permitted.
+    activate_policy(
+        &srv,
+        "no-sleep",
+        "@id(\"only-true\")\npermit (principal, action == Action::\"exec\", resource == Command::\"/usr/bin/true\");\n",
+    );
+    let r = renew(&agent, json!({}));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["reason"], "policy_denied", "{}", r.text());
+    let logged = entries_of(&srv, "execution_renew", &jti);
+    assert_eq!(logged.len(), 2);
+    assert_eq!(
+        (logged[1]["decision"].as_str(), logged[1]["reason"].as_str()),
+        (Some("deny"), Some("policy_denied"))
+    );
+    assert!(logged[1]["lease_exp"].is_null());
+
+    // Revoked: renewal says so. Finished: nothing to renew.
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &jti])
+        .expect_code(0, "writ revoke");
+    let r = renew(&agent, json!({}));
+    assert_eq!(r.json()["reason"], "revoked", "{}", r.text());
+    let out = srv.cli(Some(&agent), &["execution", "renew", &jti]);
+    out.expect_denied("revoked", "writ execution renew of a revoked writ");
+    let r = srv.post(
+        &format!("/v1/executions/{jti}/finish"),
+        Some(&agent),
+        &json!({"exit_status": 0, "enforcement": "full"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(renew(&agent, json!({})).status, 409);
+    let r = srv.post(
+        &format!("/v1/executions/{jti}/finish"),
+        Some(&agent),
+        &json!({"enforcement": "most"}),
+    );
+    assert_eq!(r.status, 400, "an unknown enforcement level: {}", r.text());
+}
+
+#[test]
+fn a_running_program_keeps_its_lease_and_the_finish_records_enforcement() {
+    let srv = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // A 2-second writ for a 4.5-second program: it needs renewals.
+    let out = run_writ(
+        &["exec", "--lifetime", "2", "--", "/usr/bin/sleep", "4.5"],
+        &exec_env(&srv),
+        Some(tmp.path()),
+    );
+    out.expect_code(0, "sleep 4.5 under a 2 s lease");
+    let jti = started_jti(&srv).unwrap();
+    let renewals = entries_of(&srv, "execution_renew", &jti);
+    assert!(
+        renewals.len() >= 3,
+        "renewed about every second: {renewals:#?}"
+    );
+    assert!(
+        renewals.iter().all(|r| r["decision"] == "allow"),
+        "{renewals:#?}"
+    );
+    let finish = &entries_of(&srv, "execution_finish", &jti)[0];
+    assert_eq!(finish["exit_status"], 0);
+    assert!(finish["terminated"].is_null(), "{finish}");
+    // Landlock ABI >= 4 here: filesystem and TCP rules are both enforced.
+    assert_eq!(finish["enforcement"], "full", "{finish}");
+}
+
+#[test]
+fn a_denied_renewal_ends_the_run() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let child = spawn_writ(
+        &[
+            "exec",
+            "--lifetime",
+            "2",
+            "--kill-grace",
+            "1",
+            "--",
+            "/usr/bin/sleep",
+            "60",
+        ],
+        &exec_env(&srv),
+        Some(tmp.path()),
+    );
+    wait_for("the run to start", Duration::from_secs(20), || {
+        started_jti(&srv).is_some()
+    });
+    let jti = started_jti(&srv).unwrap();
+    activate_policy(
+        &srv,
+        "only-true",
+        "@id(\"only-true\")\npermit (principal, action == Action::\"exec\", resource == Command::\"/usr/bin/true\");\n",
+    );
+    let t0 = Instant::now();
+    let out = wait_writ(child, Duration::from_secs(20));
+    out.expect_denied("policy_denied", "the renewal after the policy changed");
+    assert!(out.stderr.contains("renewal denied"), "{out:#?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "ended within a lease: {:?}",
+        t0.elapsed()
+    );
+    let finish = &entries_of(&srv, "execution_finish", &jti)[0];
+    assert!(
+        finish["terminated"]
+            .as_str()
+            .unwrap()
+            .starts_with("renewal denied: policy_denied"),
+        "{finish}"
+    );
+    assert_eq!(
+        finish["exit_status"],
+        128 + 15,
+        "ended by SIGTERM: {finish}"
+    );
+}
+
+#[test]
+fn an_unreachable_authority_ends_the_run_after_the_grace() {
+    let mut srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("pid");
+    let child = spawn_writ(
+        &[
+            "exec",
+            "--lifetime",
+            "2",
+            "--unreachable-grace",
+            "2",
+            "--kill-grace",
+            "1",
+            "--write",
+            tmp.path().to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
+        ],
+        &[
+            ("WRIT_SERVER", srv.url.as_str()),
+            ("WRIT_TOKEN", srv.admin_token.as_str()),
+        ],
+        Some(tmp.path()),
+    );
+    let mut pid = 0;
+    wait_for("the program's pid", Duration::from_secs(20), || {
+        pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    });
+    assert!(alive(pid));
+    srv.kill_hard();
+    let t0 = Instant::now();
+    let out = wait_writ(child, Duration::from_secs(30));
+    out.expect_denied(
+        "authority_unavailable",
+        "the authority gone for longer than the grace",
+    );
+    let took = t0.elapsed();
+    // Lease end (<= 2 s) + grace 2 s + kill grace, with room for a slow machine.
+    assert!(
+        took >= Duration::from_secs(2),
+        "not before the grace: {took:?}"
+    );
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    assert!(!alive(pid), "the program outlived its runner");
+}
+
+/// `writ exec` inside a governed program is a child in the lineage: the
+/// authority checks it against its parent (lineage_broken, scope_escalation),
+/// and revoking the root ends every descendant still running.
+#[test]
+fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchild() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().canonicalize().unwrap();
+    let ts = t.to_str().unwrap();
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let w = bin.to_str().unwrap();
+    let env = exec_env(&srv);
+
+    // A parent that was never started cannot have children.
+    let unstarted = run_writ(
+        &["exec", "--authorize-only", "--", "/usr/bin/true"],
+        &env,
+        Some(&t),
+    );
+    unstarted.expect_code(0, "writ exec --authorize-only");
+    let mut env_unstarted = env.clone();
+    env_unstarted.push(("WRIT_PARENT", unstarted.stdout.trim()));
+    run_writ(&["exec", "--", "/usr/bin/true"], &env_unstarted, Some(&t))
+        .expect_denied("lineage_broken", "a child of a writ never started");
+
+    let pass = "--env-allow WRIT_SERVER --env-allow WRIT_TOKEN";
+    script(
+        &t.join("p.sh"),
+        &format!(
+            "echo \"$WRIT_PARENT\" > {ts}/p.writ\n\
+             exec {w} exec --net --read {ts} --read {bin_dir} --write {ts} {pass} --kill-grace 1 -- {ts}/c.sh"
+        ),
+    );
+    script(
+        &t.join("c.sh"),
+        &format!(
+            "echo \"$WRIT_PARENT\" > {ts}/c.writ\n\
+             {w} exec --write / -- /usr/bin/true 2> {ts}/escalation.err\n\
+             exec {w} exec --write {ts} --kill-grace 1 -- {ts}/g.sh"
+        ),
+    );
+    script(
+        &t.join("g.sh"),
+        &format!("echo \"$WRIT_PARENT\" > {ts}/g.writ\necho $$ > {ts}/g.pid\nexec sleep 300"),
+    );
+    let top = spawn_writ(
+        &[
+            "exec",
+            "--net",
+            "--read",
+            ts,
+            "--read",
+            &bin_dir,
+            "--write",
+            ts,
+            "--env-allow",
+            "WRIT_SERVER",
+            "--env-allow",
+            "WRIT_TOKEN",
+            "--lifetime",
+            "600",
+            "--kill-grace",
+            "1",
+            "--",
+            &format!("{ts}/p.sh"),
+        ],
+        &env,
+        Some(&t),
+    );
+    let gpid_file = t.join("g.pid");
+    let mut gpid = 0u32;
+    wait_for("the grandchild to run", Duration::from_secs(30), || {
+        gpid = std::fs::read_to_string(&gpid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        gpid != 0
+    });
+    let read = |f: &str| std::fs::read_to_string(t.join(f)).unwrap();
+    let (p, c, g) = (read("p.writ"), read("c.writ"), read("g.writ"));
+    let (pj, cj, gj) = (jti_of(&p), jti_of(&c), jti_of(&g));
+    assert_eq!(
+        claims_of(c.trim())["writ"]["lineage"],
+        json!({"parent": pj, "root": pj, "depth": 1})
+    );
+    assert_eq!(
+        claims_of(g.trim())["writ"]["lineage"],
+        json!({"parent": cj, "root": pj, "depth": 2})
+    );
+    // The child asked for more than it holds.
+    let esc = read("escalation.err");
+    assert!(esc.starts_with("denied: scope_escalation: "), "{esc}");
+    // The tree as the authority records it.
+    let tree = srv.cli(Some(&srv.admin_token), &["lineage", &pj, "--json"]);
+    tree.expect_code(0, "writ lineage");
+    let text = tree.stdout.clone();
+    assert!(text.contains(&cj) && text.contains(&gj), "{text}");
+
+    assert!(alive(gpid));
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &pj])
+        .expect_code(0, "revoking the root");
+    wait_for("the grandchild to die", Duration::from_secs(10), || {
+        !alive(gpid)
+    });
+    let out = wait_writ(top, Duration::from_secs(20));
+    out.expect_denied("revoked", "the root runner after its revocation");
+    // Each level's runner recorded why it ended.
+    wait_for("three finish entries", Duration::from_secs(10), || {
+        [&pj, &cj, &gj]
+            .iter()
+            .all(|j| !entries_of(&srv, "execution_finish", j).is_empty())
+    });
+    let finishes: Vec<Value> = [&pj, &cj, &gj]
+        .iter()
+        .map(|j| entries_of(&srv, "execution_finish", j)[0].clone())
+        .collect();
+    for f in &finishes {
+        let why = f["terminated"].as_str().unwrap_or_default();
+        assert!(why.starts_with("revoked: "), "{finishes:#?}");
+    }
+}
