@@ -280,7 +280,10 @@ async fn revoke_once(t: &Target, admin: &Client) -> Result<Duration> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let t0 = Instant::now();
         let r = admin
-            .post("/v1/revocations", &json!({"jti": jti, "reason": "benchmark"}))
+            .post(
+                "/v1/revocations",
+                &json!({"jti": jti, "reason": "benchmark"}),
+            )
             .await?;
         anyhow::ensure!(r.ok(), "revocation refused: {}", r.message());
         while running(pid) {
@@ -318,11 +321,8 @@ fn writ_jti_of(pid: u32) -> Option<String> {
         .split(|b| *b == 0)
         .find_map(|kv| kv.strip_prefix(b"WRIT_PARENT="))?;
     let payload = std::str::from_utf8(writ).ok()?.split('.').nth(1)?;
-    let bytes = base64::Engine::decode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        payload,
-    )
-    .ok()?;
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims["jti"].as_str().map(str::to_owned)
 }

@@ -14,7 +14,7 @@ use writ_artifact::{
     VerifyOptions,
 };
 use writ_authority::{AuthorizeRequest, AuthorizeResponse};
-use writ_exec::{Confinement, Enforcement, ExecError, Executable, Stage2};
+use writ_exec::{Confinement, Enforcement, ExecError, Executable};
 
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
@@ -22,9 +22,6 @@ use crate::{print_denial, Exit, Global};
 /// How long to wait, after a SIGTERM passed on ended the program, for the
 /// governor to report a reason of its own.
 const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
-
-/// The hidden subcommand of the second stage (see writ-exec).
-pub const STAGE2: &str = "__exec-stage2";
 
 #[derive(Args, Debug)]
 #[command(after_long_help = "\
@@ -160,6 +157,11 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         .clone()
         .unwrap_or_else(|| format!("exec@{}", writ_exec::host_name()));
     let client = Client::new(&g.server, g.token.clone());
+    // The authority's published keys, fetched while the writ is asked for.
+    let jwks = {
+        let c = client.clone();
+        tokio::spawn(async move { c.get("/.well-known/jwks.json").await })
+    };
 
     // The writ: given, or asked for.
     let writ = match &a.writ {
@@ -214,7 +216,7 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     }
 
     // Verify offline against the authority's published keys.
-    let ring = match client.get("/.well-known/jwks.json").await {
+    let ring = match jwks.await? {
         Ok(r) if r.ok() => match r
             .parse::<Jwks>()
             .map_err(|e| e.to_string())
@@ -283,28 +285,11 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     }
 
     // Run the measured file, confined, in its own process group.
-    let stage2 = Stage2 {
-        handoff: match exe.handoff() {
-            Ok(h) => h,
-            Err(e) => return finish_denied(&client, &jti, started, e).await,
-        },
-        exe: exe.path.clone(),
-        confinement,
-        required,
-        script: writ_exec::is_script(&exe),
-    };
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg(STAGE2)
-        .arg(stage2.to_arg())
-        .arg("--")
-        .args(&a.argv)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("WRIT_PARENT", &writ);
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = match cmd.spawn() {
+    let mut child_env = env.clone();
+    child_env.push(("WRIT_PARENT".into(), writ.clone()));
+    let mut child = match writ_exec::spawn(&exe, &confinement, required, &a.argv, &child_env) {
         Ok(c) => c,
-        Err(e) => return finish_denied(&client, &jti, started, ExecError::Io(e.to_string())).await,
+        Err(e) => return finish_denied(&client, &jti, started, e).await,
     };
     drop(exe);
     let pgid = child.id();
@@ -447,24 +432,4 @@ fn read_writ(f: &str) -> Result<String> {
         std::fs::read_to_string(f).with_context(|| format!("cannot read {f}"))?
     };
     Ok(text.trim().to_owned())
-}
-
-/// `writ __exec-stage2 ARG -- ARGV...`: returns only on failure (exit 26,
-/// integrity_failure, after saying why).
-pub fn stage2_main(args: &[String]) -> std::process::ExitCode {
-    let code = std::process::ExitCode::from(ReasonCode::IntegrityFailure.exit_status());
-    let (Some(arg), Some(sep)) = (args.first(), args.get(1)) else {
-        eprintln!("denied: integrity_failure: bad second-stage invocation");
-        return code;
-    };
-    if sep != "--" {
-        eprintln!("denied: integrity_failure: bad second-stage invocation");
-        return code;
-    }
-    let err = match Stage2::from_arg(arg) {
-        Ok(s) => writ_exec::stage2(&s, &args[2..]),
-        Err(e) => e,
-    };
-    eprintln!("denied: integrity_failure: {err}");
-    code
 }

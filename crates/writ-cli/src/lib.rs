@@ -123,16 +123,6 @@ pub enum Exit {
 
 /// Entry point of the `writ` binary.
 pub fn main() -> ExitCode {
-    // The second stage of `writ exec` runs before anything else starts (no
-    // runtime, no threads): it confines itself and becomes the program.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(exec::STAGE2)) {
-        // The runner wrote these arguments from UTF-8 strings.
-        let args: Vec<String> = std::env::args_os()
-            .skip(2)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        return exec::stage2_main(&args);
-    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

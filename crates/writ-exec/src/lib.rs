@@ -3,9 +3,9 @@
 //! execute that very descriptor.
 //!
 //! The runner opens the executable once ([`Executable::open`]) and hashes
-//! the open file. It passes that descriptor to a second stage (a fresh
-//! `writ` process, [`stage2`]) which checks it still names the same inode,
-//! restricts itself with the granted scope ([`Confinement`]) and executes
+//! the open file. [`spawn`] builds the Landlock ruleset of the granted scope
+//! ([`Confinement`]) in the runner, forks, and in the child (between fork and
+//! exec: two system calls) restricts itself with it and executes
 //! `/proc/self/fd/N`: the kernel opens the file behind the descriptor, not a
 //! path, so replacing the file at its path after the measurement cannot
 //! change what runs (no time-of-check to time-of-use window).
@@ -17,7 +17,7 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -51,9 +51,6 @@ pub enum ExecError {
     /// The kernel cannot give the confinement asked for, or applying it failed.
     #[error("{0}")]
     Confinement(String),
-    /// The descriptor handed to the second stage is not the measured file.
-    #[error("{0}")]
-    Integrity(String),
     #[error("{0}")]
     Io(String),
 }
@@ -65,8 +62,6 @@ pub struct Executable {
     pub path: PathBuf,
     /// `sha256:<hex>` of the open file's bytes.
     pub sha256: String,
-    dev: u64,
-    ino: u64,
 }
 
 impl Executable {
@@ -100,34 +95,8 @@ impl Executable {
             hasher.update(&buf[..n]);
         }
         let sha256 = format!("sha256:{}", hex(&hasher.finalize()));
-        Ok(Executable {
-            file,
-            path,
-            sha256,
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
+        Ok(Executable { file, path, sha256 })
     }
-
-    /// Keep the descriptor open across `exec` (for the second stage) and
-    /// say how that stage finds and checks it.
-    pub fn handoff(&self) -> Result<Handoff, ExecError> {
-        rustix::io::fcntl_setfd(&self.file, rustix::io::FdFlags::empty())
-            .map_err(|e| ExecError::Io(format!("cannot pass the executable on: {e}")))?;
-        Ok(Handoff {
-            fd: self.file.as_raw_fd(),
-            dev: self.dev,
-            ino: self.ino,
-        })
-    }
-}
-
-/// The descriptor number and identity the second stage checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Handoff {
-    pub fd: i32,
-    pub dev: u64,
-    pub ino: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -365,11 +334,7 @@ impl Confinement {
             .ruleset(exe, level)?
             .restrict_self()
             .map_err(landlock_err)?;
-        let got = match status.ruleset {
-            RulesetStatus::FullyEnforced => Enforcement::Full,
-            RulesetStatus::PartiallyEnforced => Enforcement::Partial,
-            _ => Enforcement::None,
-        };
+        let got = enforcement_of(status.ruleset);
         if got < required {
             return Err(ExecError::Confinement(format!(
                 "the kernel enforced {} confinement where {} is required",
@@ -381,68 +346,6 @@ impl Confinement {
     }
 }
 
-/// What the runner hands the second stage (as one JSON argument).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage2 {
-    pub handoff: Handoff,
-    pub exe: PathBuf,
-    pub confinement: Confinement,
-    pub required: Enforcement,
-    /// The program is a `#!` script: its interpreter reads it through
-    /// `/proc/self/fd/N`, so the descriptor stays open across exec.
-    pub script: bool,
-}
-
-fn paths(v: &Value) -> Vec<PathBuf> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(PathBuf::from)
-        .collect()
-}
-
-impl Stage2 {
-    pub fn to_arg(&self) -> String {
-        let c = &self.confinement;
-        json!({
-            "fd": self.handoff.fd, "dev": self.handoff.dev, "ino": self.handoff.ino,
-            "exe": self.exe, "read": c.read, "write": c.write, "net": c.net,
-            "system_read": c.system_read, "system_write": c.system_write,
-            "required": self.required.as_str(), "script": self.script,
-        })
-        .to_string()
-    }
-
-    pub fn from_arg(s: &str) -> Result<Stage2, ExecError> {
-        let v: Value = serde_json::from_str(s).map_err(|e| ExecError::Integrity(e.to_string()))?;
-        let bad = || ExecError::Integrity(format!("bad second-stage argument {s:?}"));
-        Ok(Stage2 {
-            handoff: Handoff {
-                fd: v["fd"]
-                    .as_i64()
-                    .and_then(|n| i32::try_from(n).ok())
-                    .ok_or_else(bad)?,
-                dev: v["dev"].as_u64().ok_or_else(bad)?,
-                ino: v["ino"].as_u64().ok_or_else(bad)?,
-            },
-            exe: v["exe"].as_str().map(PathBuf::from).ok_or_else(bad)?,
-            confinement: Confinement {
-                read: paths(&v["read"]),
-                write: paths(&v["write"]),
-                net: v["net"].as_bool().ok_or_else(bad)?,
-                system_read: paths(&v["system_read"]),
-                system_write: paths(&v["system_write"]),
-            },
-            required: v["required"]
-                .as_str()
-                .and_then(Enforcement::parse)
-                .ok_or_else(bad)?,
-            script: v["script"].as_bool().ok_or_else(bad)?,
-        })
-    }
-}
-
 /// Whether the open file starts with `#!`.
 pub fn is_script(exe: &Executable) -> bool {
     use std::os::unix::fs::FileExt;
@@ -450,43 +353,89 @@ pub fn is_script(exe: &Executable) -> bool {
     exe.file.read_exact_at(&mut head, 0).is_ok() && &head == b"#!"
 }
 
-/// The second stage, in its own process: check the inherited descriptor is
-/// the measured file, confine, execute it with `argv`. Returns only on
-/// failure.
-pub fn stage2(s: &Stage2, argv: &[String]) -> ExecError {
+/// Run the measured file as `argv` with exactly `env`, in a new process
+/// group, confined to `confinement` (at least `required`, else
+/// [`ExecError::Confinement`] and nothing runs).
+///
+/// The ruleset is built here; the child applies it between fork and exec
+/// (`prctl(PR_SET_NO_NEW_PRIVS)` and `landlock_restrict_self`, both plain
+/// system calls) and then executes `/proc/self/fd/N` of the open descriptor.
+/// An ELF file keeps its close-on-exec flag (the kernel opens it before
+/// close-on-exec descriptors close, so the program does not inherit it); a
+/// `#!` script's interpreter reads it through that descriptor, so it stays
+/// open for a script.
+pub fn spawn(
+    exe: &Executable,
+    confinement: &Confinement,
+    required: Enforcement,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<std::process::Child, ExecError> {
     let Some((arg0, rest)) = argv.split_first() else {
-        return ExecError::Integrity("no argv".into());
+        return Err(ExecError::NotExecutable("no command".into()));
     };
-    // The descriptor number was passed by the runner, which opened it and
-    // cleared its close-on-exec flag for this process; nothing else here
-    // owns it. It is checked below to be the measured file before use.
-    #[allow(unsafe_code)]
-    let fd = unsafe { OwnedFd::from_raw_fd(s.handoff.fd) };
-    let file = File::from(fd);
-    match file.metadata() {
-        Ok(m) if m.dev() == s.handoff.dev && m.ino() == s.handoff.ino => {}
-        Ok(_) => {
-            return ExecError::Integrity(
-                "the inherited descriptor is not the measured executable".into(),
-            )
-        }
-        Err(e) => return ExecError::Integrity(format!("the inherited descriptor: {e}")),
+    if is_script(exe) {
+        rustix::io::fcntl_setfd(&exe.file, rustix::io::FdFlags::empty())
+            .map_err(|e| ExecError::Io(format!("cannot pass the script on: {e}")))?;
     }
-    if !s.script {
-        // An ELF file is opened by the kernel before close-on-exec
-        // descriptors close: the program does not inherit it.
-        if let Err(e) = rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::CLOEXEC) {
-            return ExecError::Io(e.to_string());
-        }
-    }
-    if let Err(e) = s.confinement.apply(&s.exe, s.required) {
-        return e;
-    }
-    let err = std::process::Command::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .arg0(arg0)
+    let level = if required == Enforcement::Full {
+        CompatLevel::HardRequirement
+    } else {
+        CompatLevel::BestEffort
+    };
+    let mut ruleset = Some(confinement.ruleset(&exe.path, level)?);
+    let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
+    cmd.arg0(arg0)
         .args(rest)
-        .exec();
-    ExecError::Io(format!("cannot execute {}: {err}", s.exe.display()))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .process_group(0);
+    let restrict = move || -> std::io::Result<()> {
+        let Some(rs) = ruleset.take() else {
+            return Err(std::io::Error::from_raw_os_error(
+                rustix::io::Errno::INVAL.raw_os_error(),
+            ));
+        };
+        let status = rs
+            .restrict_self()
+            .map_err(|_| std::io::Error::last_os_error())?;
+        if enforcement_of(status.ruleset) < required {
+            return Err(std::io::Error::from_raw_os_error(BELOW_REQUIRED));
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child of a possibly
+    // multi-threaded process, where only async-signal-safe work is sound. It
+    // allocates nothing and takes no lock: it moves a prepared ruleset out of
+    // an Option, makes two system calls (prctl, landlock_restrict_self),
+    // closes the ruleset descriptor and compares two enums; its errors are
+    // plain errno values.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(restrict);
+    }
+    cmd.spawn().map_err(|e| {
+        if e.raw_os_error() == Some(BELOW_REQUIRED) {
+            ExecError::Confinement(format!(
+                "the kernel enforced less than the {} confinement required",
+                required.as_str()
+            ))
+        } else {
+            ExecError::Io(format!("cannot execute {}: {e}", exe.path.display()))
+        }
+    })
+}
+
+/// The errno by which the child reports a confinement below the required
+/// level (`ENOTRECOVERABLE`: nothing else on this path returns it).
+const BELOW_REQUIRED: i32 = 131;
+
+fn enforcement_of(status: RulesetStatus) -> Enforcement {
+    match status {
+        RulesetStatus::FullyEnforced => Enforcement::Full,
+        RulesetStatus::PartiallyEnforced => Enforcement::Partial,
+        _ => Enforcement::None,
+    }
 }
 
 #[cfg(test)]
@@ -510,29 +459,6 @@ mod tests {
         );
         assert_eq!(facts["env"]["LANG"], "C.UTF-8");
         assert!(is_secret_name("aws_secret_access_key") && !is_secret_name("PATH"));
-    }
-
-    #[test]
-    fn the_stage2_argument_round_trips() {
-        let s = Stage2 {
-            handoff: Handoff {
-                fd: 7,
-                dev: 2049,
-                ino: 12345,
-            },
-            exe: "/usr/bin/true".into(),
-            confinement: Confinement {
-                read: vec!["/srv/in".into()],
-                write: vec!["/tmp/out dir".into()],
-                net: true,
-                system_read: vec!["/usr".into()],
-                system_write: vec!["/dev/null".into()],
-            },
-            required: Enforcement::Full,
-            script: false,
-        };
-        assert_eq!(Stage2::from_arg(&s.to_arg()).unwrap(), s);
-        assert!(Stage2::from_arg("{\"fd\": 1}").is_err());
     }
 
     #[test]
