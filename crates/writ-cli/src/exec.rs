@@ -27,8 +27,8 @@ const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
 #[command(after_long_help = "\
 Exit status: the program's own (128 + N if a signal N ended it), or on a \
 denial the reason code's status (10-26, see `writ help`), with \
-`denied: <reason>: <message>` on standard error; the program never started \
-then.
+`denied: <reason>: <message>` on standard error. A denial before the run \
+means the program never started.
 
 While the program runs, its writ is a lease: writ exec renews it before it \
 ends (each renewal re-evaluates the policy active then) and listens to the \
@@ -37,6 +37,10 @@ denied renewal, or the authority unreachable past --unreachable-grace ends \
 the program's process group (SIGTERM, SIGKILL after --kill-grace); writ exec \
 then exits with that reason code's status and records why in the log. \
 SIGINT, SIGTERM and SIGHUP sent to writ exec are passed to the program.
+
+The program gets its writ in WRIT_PARENT: a writ exec inside it is a child \
+whose scope must lie inside this one (pass --env-allow WRIT_TOKEN \
+--env-allow WRIT_SERVER, and --net, for it to reach the authority).
 
 Examples:
   writ exec -- /usr/bin/make test
