@@ -31,6 +31,12 @@ pub struct AuthorizeRequest {
     pub parent: Option<String>,
     #[serde(default)]
     pub lifetime_secs: Option<u64>,
+    /// Start the execution on issue: on allow, the nonce is spent (an
+    /// `execution_start` entry) in the same commit as the decision, for a
+    /// gateway that runs at once and would otherwise call `start` right after.
+    /// The writ can then never be started elsewhere (`replayed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start: bool,
 }
 
 /// Context attribute names writ fills itself.

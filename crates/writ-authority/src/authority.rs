@@ -512,12 +512,31 @@ impl Authority {
         let leaf = Entry::Decision(Box::new(entry))
             .to_leaf()
             .map_err(BadRequest)?;
+        let mut ops = vec![Op::Append { leaf }, Op::RecordWrit(record)];
+        if req.start {
+            // Spent on issue: the start entry follows the decision in the
+            // same transaction, so both are durable or neither is.
+            let start = Entry::ExecutionStart {
+                time_ms: now_ms,
+                jti: jti.clone(),
+                principal: who.uid.clone(),
+            }
+            .to_leaf()
+            .map_err(BadRequest)?;
+            ops.extend([
+                Op::Spend {
+                    jti: jti.clone(),
+                    time_ms: now_ms,
+                },
+                Op::Lease {
+                    jti: jti.clone(),
+                    lease_exp: exp,
+                },
+                Op::Append { leaf: start },
+            ]);
+        }
         // INVARIANT: the writ is signed only after this commit returned Ok.
-        let log_index = match self
-            .store
-            .submit(Tx::new(vec![Op::Append { leaf }, Op::RecordWrit(record)]))
-            .await
-        {
+        let log_index = match self.store.submit(Tx::new(ops)).await {
             Ok(indices) => {
                 self.note_indices(&indices);
                 match indices.first() {

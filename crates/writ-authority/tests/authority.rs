@@ -65,6 +65,7 @@ fn exec(argv: &[&str]) -> AuthorizeRequest {
         audience: "exec@h".into(),
         parent: None,
         lifetime_secs: Some(30),
+        start: false,
     }
 }
 

@@ -70,6 +70,7 @@ fn request() -> AuthorizeRequest {
         audience: "exec@bench".into(),
         parent: None,
         lifetime_secs: None,
+        start: false,
     }
 }
 

@@ -197,6 +197,10 @@ pub struct AuthorizeArgs {
     /// Lifetime in seconds (default 60, at most 3600).
     #[arg(long)]
     pub lifetime: Option<u64>,
+    /// Also start the execution (spend the nonce) in the decision's commit,
+    /// for a gateway that runs at once; the writ then cannot be started again.
+    #[arg(long)]
+    pub start: bool,
 }
 
 /// The jti of the writ in `$WRIT_PARENT`, if any.
@@ -223,6 +227,7 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
         audience: a.audience,
         parent: a.parent.or_else(parent_from_env),
         lifetime_secs: a.lifetime,
+        start: a.start,
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
     if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()

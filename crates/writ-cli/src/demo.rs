@@ -89,6 +89,7 @@ fn exec_request(argv: &[&str], lifetime: Option<u64>) -> AuthorizeRequest {
         audience: "demo@localhost".into(),
         parent: None,
         lifetime_secs: lifetime,
+        start: false,
     }
 }
 

@@ -28,11 +28,12 @@ const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
 Exit status: the program's own (128 + N if a signal N ended it), or on a \
 denial the reason code's status (10-26, see `writ help`), with \
 `denied: <reason>: <message>` on standard error. A denial before the run \
-means the program never started.
+means the program never started. A writ this command asks for is started (its nonce spent) in the same commit as the decision; one given with --writ is started after it is verified here.
 
 While the program runs, its writ is a lease: writ exec renews it before it \
-ends (each renewal re-evaluates the policy active then) and listens to the \
-authority's revocation stream. A revocation of the writ or an ancestor, a \
+ends (each renewal re-evaluates the policy active then) and, from 20 ms \
+after the start, listens to the authority's revocation stream (a revocation \
+made before then is reported as the stream opens). A revocation of the writ or an ancestor, a \
 denied renewal, or the authority unreachable past --unreachable-grace ends \
 the program's process group (SIGTERM, SIGKILL after --kill-grace); writ exec \
 then exits with that reason code's status and records why in the log. \
@@ -167,9 +168,10 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         tokio::spawn(async move { c.get("/.well-known/jwks.json").await })
     };
 
-    // The writ: given, or asked for.
-    let writ = match &a.writ {
-        Some(f) => read_writ(f)?,
+    // The writ: given, or asked for (and then started on issue: its nonce is
+    // spent in the decision's commit, and `issued` is its jti).
+    let (writ, issued) = match &a.writ {
+        Some(f) => (read_writ(f)?, None),
         None => {
             if g.token.is_none() {
                 anyhow::bail!("writ exec needs a token: set WRIT_TOKEN or pass --token");
@@ -191,6 +193,7 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
                 audience: audience.clone(),
                 parent: crate::cmd::parent_from_env(),
                 lifetime_secs: a.lifetime,
+                start: !a.authorize_only,
             };
             let reply = client.post("/v1/authorize", &req).await?;
             if reply.status == 400 || reply.status == 413 {
@@ -201,7 +204,7 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
                 );
             }
             match reply.parse::<AuthorizeResponse>() {
-                Ok(AuthorizeResponse::Allow { writ, .. }) => writ,
+                Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, Some(jti)),
                 Ok(AuthorizeResponse::Deny {
                     reason, message, ..
                 }) => return denied(reason, message),
@@ -220,22 +223,24 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     }
 
     // Verify offline against the authority's published keys.
+    let started = Instant::now();
     let ring = match jwks.await? {
-        Ok(r) if r.ok() => match r
+        Ok(r) if r.ok() => r
             .parse::<Jwks>()
             .map_err(|e| e.to_string())
             .and_then(|j| KeyRing::from_jwks(&j))
-        {
-            Ok(ring) => ring,
-            Err(e) => {
-                return denied(
-                    ReasonCode::AuthorityUnavailable,
-                    format!("the authority's keys: {e}"),
-                )
+            .map_err(|e| format!("the authority's keys: {e}")),
+        Ok(r) => Err(r.message()),
+        Err(e) => Err(e.to_string()),
+    };
+    let ring = match ring {
+        Ok(ring) => ring,
+        Err(e) => {
+            if let Some(jti) = &issued {
+                record_not_started(&client, jti, started, &e).await;
             }
-        },
-        Ok(r) => return denied(ReasonCode::AuthorityUnavailable, r.message()),
-        Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
+            return denied(ReasonCode::AuthorityUnavailable, e);
+        }
     };
     let env_digest = EnvironmentBinding::bind(facts.clone())
         .map_err(anyhow::Error::msg)?
@@ -249,9 +254,16 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         accepted_policies: None,
         check_spent: false,
     };
+    // A writ given with --writ is started below, after verification.
+    let spent_on_issue = issued.is_some();
     let verified = match writ_artifact::verify(&writ, &ring, &opts, &NoStatus) {
         Ok(v) => v,
-        Err(d) => return denied(d.reason, d.message),
+        Err(d) => {
+            if let Some(jti) = &issued {
+                record_not_started(&client, jti, started, &d.message).await;
+            }
+            return denied(d.reason, d.message);
+        }
     };
     let jti = verified.jti().to_owned();
     // The kernel confines the program to what the verified writ grants,
@@ -261,6 +273,9 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     confinement.write = granted.write.iter().map(PathBuf::from).collect();
     confinement.net = granted.net;
     if let Err(e) = confinement.check_paths() {
+        if spent_on_issue {
+            record_not_started(&client, &jti, started, &e.to_string()).await;
+        }
         return denied(ReasonCode::IntegrityFailure, e.to_string());
     }
     let required = if a.require_full_enforcement {
@@ -269,23 +284,25 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         available
     };
 
-    // Spend the nonce: the authority checks revocation and replay.
-    let started = Instant::now();
-    let reply = match client
-        .post(
-            &format!("/v1/executions/{jti}/start"),
-            &json!({"writ": writ, "request": request, "environment": facts, "audience": audience}),
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
-    };
-    if !reply.ok() {
-        return denied(
-            reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
-            reply.message(),
-        );
+    // Spend the nonce of a given writ: the authority re-verifies it and checks
+    // revocation and replay.
+    if !spent_on_issue {
+        let reply = match client
+            .post(
+                &format!("/v1/executions/{jti}/start"),
+                &json!({"writ": writ, "request": request, "environment": facts, "audience": audience}),
+            )
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return denied(ReasonCode::AuthorityUnavailable, e.to_string()),
+        };
+        if !reply.ok() {
+            return denied(
+                reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
+                reply.message(),
+            );
+        }
     }
 
     // Run the measured file, confined, in its own process group.
@@ -416,13 +433,18 @@ impl Forwarder {
 
 /// The run could not start after the nonce was spent: record that, deny.
 async fn finish_denied(client: &Client, jti: &str, started: Instant, e: ExecError) -> Result<Exit> {
+    record_not_started(client, jti, started, &e.to_string()).await;
+    denied(ReasonCode::IntegrityFailure, e.to_string())
+}
+
+/// Record, as the finish of a spent writ, that its program never started.
+async fn record_not_started(client: &Client, jti: &str, started: Instant, why: &str) {
     let _ = client
         .post(
             &format!("/v1/executions/{jti}/finish"),
-            &json!({"duration_ms": started.elapsed().as_millis() as u64, "terminated": format!("not started: {e}")}),
+            &json!({"duration_ms": started.elapsed().as_millis() as u64, "terminated": format!("not started: {why}")}),
         )
         .await;
-    denied(ReasonCode::IntegrityFailure, e.to_string())
 }
 
 fn path_strings(v: &[PathBuf]) -> Vec<String> {

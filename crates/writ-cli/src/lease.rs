@@ -20,6 +20,12 @@ const STREAM_SILENCE_MAX: Duration = Duration::from_secs(15);
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Renewals are never closer together than this.
 const RENEW_GAP_MIN: Duration = Duration::from_millis(500);
+/// How long a program runs before its runner subscribes to the revocation
+/// stream: most governed commands end sooner and never cost the authority a
+/// subscription. Nothing is missed meanwhile: the stream opens with `watch`,
+/// which reports a revocation already in force, so a revocation in the first
+/// moments ends the run this long after its start at the latest.
+pub const WATCH_AFTER: Duration = Duration::from_millis(20);
 
 /// Why a governed execution must stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +73,7 @@ pub async fn govern(client: Client, jti: String, lease_exp: u64, grace: Duration
     // The stream asks for an early renewal when something may concern this
     // run without naming it (a principal revoked, events lost).
     let (kick, kicked) = mpsc::channel(1);
+    tokio::time::sleep(WATCH_AFTER).await;
     tokio::select! {
         s = watch_revocations(&client, &jti, grace, kick) => s,
         s = keep_lease(&client, &jti, lease_exp, grace, kicked) => s,

@@ -131,26 +131,45 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `writ exec` stands between a caller and its program: one thread does
+    // its waiting (no worker threads to start and stop), and it exits as soon
+    // as the outcome is recorded.
+    let runner = matches!(cli.command, Command::Exec(_));
+    let built = if runner {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(Exit::Ok) => ExitCode::SUCCESS,
-        Ok(Exit::Denied(r)) => ExitCode::from(r.exit_status()),
-        Ok(Exit::Failed) => ExitCode::from(1),
-        Ok(Exit::Code(c)) => ExitCode::from(c),
+    let code = match rt.block_on(run(cli)) {
+        Ok(Exit::Ok) => 0,
+        Ok(Exit::Denied(r)) => r.exit_status(),
+        Ok(Exit::Failed) => 1,
+        Ok(Exit::Code(c)) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            1
         }
+    };
+    if runner {
+        // Everything the run owes the log was acknowledged before `run`
+        // returned; what is left (idle connections, the revocation stream,
+        // the runtime) needs no orderly shutdown.
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::process::exit(i32::from(code));
     }
+    ExitCode::from(code)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {

@@ -4,15 +4,15 @@
 //!
 //! The runner opens the executable once ([`Executable::open`]) and hashes
 //! the open file. [`spawn`] builds the Landlock ruleset of the granted scope
-//! ([`Confinement`]) in the runner, forks, and in the child (between fork and
-//! exec: two system calls) restricts itself with it and executes
-//! `/proc/self/fd/N`: the kernel opens the file behind the descriptor, not a
-//! path, so replacing the file at its path after the measurement cannot
-//! change what runs (no time-of-check to time-of-use window).
+//! ([`Confinement`]), restricts a thread of its own with it and from that
+//! thread starts `/proc/self/fd/N`: the kernel opens the file behind the
+//! descriptor, not a path, so replacing the file at its path after the
+//! measurement cannot change what runs (no time-of-check to time-of-use
+//! window), and the program inherits the thread's confinement.
 //!
 //! **API boundary:** no network, no policy; the runner (writ-cli) asks the
 //! authority and verifies the writ.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -357,13 +357,16 @@ pub fn is_script(exe: &Executable) -> bool {
 /// group, confined to `confinement` (at least `required`, else
 /// [`ExecError::Confinement`] and nothing runs).
 ///
-/// The ruleset is built here; the child applies it between fork and exec
-/// (`prctl(PR_SET_NO_NEW_PRIVS)` and `landlock_restrict_self`, both plain
-/// system calls) and then executes `/proc/self/fd/N` of the open descriptor.
-/// An ELF file keeps its close-on-exec flag (the kernel opens it before
-/// close-on-exec descriptors close, so the program does not inherit it); a
-/// `#!` script's interpreter reads it through that descriptor, so it stays
-/// open for a script.
+/// Landlock and `no_new_privs` hold for the thread that asks for them and for
+/// every process it starts. So a thread made for this one spawn restricts
+/// itself with the ruleset, starts `/proc/self/fd/N` of the open descriptor
+/// (`posix_spawn`: the child shares the runner's memory until it executes,
+/// so nothing of the runner is copied, and the child is confined from its
+/// first instruction), and ends; the runner's other threads stay
+/// unconfined. An ELF file keeps its close-on-exec flag (the kernel opens it
+/// before close-on-exec descriptors close, so the program does not inherit
+/// it); a `#!` script's interpreter reads it through that descriptor, so it
+/// stays open for a script.
 pub fn spawn(
     exe: &Executable,
     confinement: &Confinement,
@@ -383,52 +386,40 @@ pub fn spawn(
     } else {
         CompatLevel::BestEffort
     };
-    let mut ruleset = Some(confinement.ruleset(&exe.path, level)?);
+    let ruleset = confinement.ruleset(&exe.path, level)?;
     let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
     cmd.arg0(arg0)
         .args(rest)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0);
-    let restrict = move || -> std::io::Result<()> {
-        let Some(rs) = ruleset.take() else {
-            return Err(std::io::Error::from_raw_os_error(
-                rustix::io::Errno::INVAL.raw_os_error(),
-            ));
-        };
-        let status = rs
-            .restrict_self()
-            .map_err(|_| std::io::Error::last_os_error())?;
-        if enforcement_of(status.ruleset) < required {
-            return Err(std::io::Error::from_raw_os_error(BELOW_REQUIRED));
-        }
-        Ok(())
-    };
-    // SAFETY: the closure runs in the forked child of a possibly
-    // multi-threaded process, where only async-signal-safe work is sound. It
-    // allocates nothing and takes no lock: it moves a prepared ruleset out of
-    // an Option, makes two system calls (prctl, landlock_restrict_self),
-    // closes the ruleset descriptor and compares two enums; its errors are
-    // plain errno values.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(restrict);
+    let confined = std::thread::Builder::new()
+        .name("writ-confine".into())
+        .spawn(move || -> Result<std::process::Child, ExecError> {
+            let status = ruleset
+                .restrict_self()
+                .map_err(|e| ExecError::Confinement(format!("cannot confine: {e}")))?;
+            let got = enforcement_of(status.ruleset);
+            if got < required {
+                return Err(ExecError::Confinement(format!(
+                    "the kernel enforced {} confinement where {} is required",
+                    got.as_str(),
+                    required.as_str()
+                )));
+            }
+            cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
+        })
+        .map_err(|e| ExecError::Io(format!("cannot start the confining thread: {e}")))?;
+    match confined.join() {
+        Ok(Ok(child)) => Ok(child),
+        Ok(Err(ExecError::Io(e))) => Err(ExecError::Io(format!(
+            "cannot execute {}: {e}",
+            exe.path.display()
+        ))),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ExecError::Io("the confining thread failed".into())),
     }
-    cmd.spawn().map_err(|e| {
-        if e.raw_os_error() == Some(BELOW_REQUIRED) {
-            ExecError::Confinement(format!(
-                "the kernel enforced less than the {} confinement required",
-                required.as_str()
-            ))
-        } else {
-            ExecError::Io(format!("cannot execute {}: {e}", exe.path.display()))
-        }
-    })
 }
-
-/// The errno by which the child reports a confinement below the required
-/// level (`ENOTRECOVERABLE`: nothing else on this path returns it).
-const BELOW_REQUIRED: i32 = 131;
 
 fn enforcement_of(status: RulesetStatus) -> Enforcement {
     match status {

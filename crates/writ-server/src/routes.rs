@@ -364,6 +364,7 @@ async fn authzen_evaluation(
         audience: "authzen".into(),
         parent: None,
         lifetime_secs: None,
+        start: false,
     };
     match s.authority.authorize(&who, areq).await {
         Ok(AuthorizeResponse::Allow {
