@@ -190,3 +190,53 @@ async fn the_log_index_in_a_writ_is_its_decision_entry() {
         log_index
     );
 }
+
+#[tokio::test]
+async fn a_writ_started_on_issue_is_spent_in_the_decisions_commit() {
+    let f = fixture().await;
+    let mut req = exec(&["/usr/bin/true"]);
+    req.start = true;
+    let AuthorizeResponse::Allow { log_index, jti, .. } =
+        f.authority.authorize(&f.admin, req).await.unwrap()
+    else {
+        panic!("expected allow");
+    };
+    // The start entry follows the decision, and the execution is running.
+    let store = f.authority.store();
+    let leaves = store.entries(log_index, log_index + 2).unwrap();
+    assert!(matches!(
+        Entry::from_leaf(&leaves[0].leaf).unwrap(),
+        Entry::Decision(d) if d.jti.as_deref() == Some(jti.as_str())
+    ));
+    assert!(matches!(
+        Entry::from_leaf(&leaves[1].leaf).unwrap(),
+        Entry::ExecutionStart { jti: j, .. } if j == jti
+    ));
+    let running = store.execution(&jti).unwrap().expect("started");
+    assert_eq!(running.finished_ms, None);
+    assert_eq!(running.lease_exp, Some(T0_MS / 1000 + 30));
+    // It can never be started again, here or by anyone.
+    match f
+        .authority
+        .start(&f.admin, &jti, &StartRequest::default())
+        .await
+    {
+        Err(CallError::Denied(d)) => assert_eq!(d.reason, ReasonCode::Replayed),
+        other => panic!("a second start must be replayed, got {other:?}"),
+    }
+    // A denial starts nothing.
+    let mut denied = exec(&["/usr/bin/rm", "-rf", "/"]);
+    denied.start = true;
+    let size = store.log_size().unwrap();
+    let AuthorizeResponse::Deny { log_index, .. } =
+        f.authority.authorize(&f.admin, denied).await.unwrap()
+    else {
+        panic!("rm -rf / must be denied by the default bundle");
+    };
+    assert_eq!(log_index, Some(size));
+    assert_eq!(
+        store.log_size().unwrap(),
+        size + 1,
+        "only the denial is logged"
+    );
+}
