@@ -14,6 +14,7 @@ mod witness;
 pub use log::{publish_and_witness, run_publisher, WitnessTarget};
 pub use metrics::Metrics;
 pub use routes::{router, ServerState, BODY_BYTES_MAX};
+pub use writ_console::Console;
 pub use witness::{serve_witness, witness_router, StateSaver, Witness};
 
 use std::future::Future;
