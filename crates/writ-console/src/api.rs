@@ -153,7 +153,7 @@ pub(crate) async fn stream(
         loop {
             if let Some(v) = pending.pop() {
                 let ev = SseEvent::default().event("entry").data(v.to_string());
-                return Some((Ok(ev), (c, next, wake, pending)));
+                return Some((Ok::<_, Infallible>(ev), (c, next, wake, pending)));
             }
             let size = c.authority.store().log_size().unwrap_or(next);
             if size > next {
