@@ -3,7 +3,12 @@
 use super::*;
 use writ_log::{DecisionEntry, RevocationKind};
 
-fn decision(allow: bool, jti: Option<&str>, parent: Option<&str>, reason: Option<ReasonCode>) -> Entry {
+fn decision(
+    allow: bool,
+    jti: Option<&str>,
+    parent: Option<&str>,
+    reason: Option<ReasonCode>,
+) -> Entry {
     Entry::Decision(Box::new(DecisionEntry {
         time_ms: 1,
         principal: "Agent::\"a\"".into(),
@@ -93,28 +98,71 @@ fn an_empty_log_is_level_0() {
 #[test]
 fn logging_alone_is_level_1() {
     let t = tally(&[decision(true, Some("a"), None, None)]);
-    check(Evidence { tally: t, ..Default::default() }, 1);
+    check(
+        Evidence {
+            tally: t,
+            ..Default::default()
+        },
+        1,
+    );
 }
 
 #[test]
 fn a_governed_log_without_verification_is_level_4() {
     let t = tally(&governed());
-    assert_eq!((t.execution_starts, t.starts_without_allow, t.children, t.children_unlinked), (2, 0, 1, 0));
-    check(Evidence { tally: t, ..Default::default() }, 4);
+    assert_eq!(
+        (
+            t.execution_starts,
+            t.starts_without_allow,
+            t.children,
+            t.children_unlinked
+        ),
+        (2, 0, 1, 0)
+    );
+    check(
+        Evidence {
+            tally: t,
+            ..Default::default()
+        },
+        4,
+    );
 }
 
 #[test]
 fn level_5_needs_a_verified_log_and_witnesses() {
     let t = tally(&governed());
-    let no_witness = Evidence { tally: t.clone(), log: verified_log(0), witnesses_configured: 0 };
+    let no_witness = Evidence {
+        tally: t.clone(),
+        log: verified_log(0),
+        witnesses_configured: 0,
+    };
     let a = check(no_witness, 4);
-    let missing: Vec<&str> = a.criteria.iter().filter(|c| !c.met).map(|c| c.name.as_str()).collect();
+    let missing: Vec<&str> = a
+        .criteria
+        .iter()
+        .filter(|c| !c.met)
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(missing, ["witnesses cosign the checkpoints"]);
-    check(Evidence { tally: t.clone(), log: verified_log(2), witnesses_configured: 1 }, 5);
+    check(
+        Evidence {
+            tally: t.clone(),
+            log: verified_log(2),
+            witnesses_configured: 1,
+        },
+        5,
+    );
     // A problem found by verification takes level 5 away.
     let mut bad = verified_log(2);
     bad.problems.push("entry 3: leaf hash differs".into());
-    check(Evidence { tally: t, log: bad, witnesses_configured: 1 }, 4);
+    check(
+        Evidence {
+            tally: t,
+            log: bad,
+            witnesses_configured: 1,
+        },
+        4,
+    );
 }
 
 #[test]
@@ -124,9 +172,20 @@ fn a_start_without_an_allow_is_not_governed() {
     let t = tally(&log);
     assert_eq!(t.starts_without_allow, 1);
     assert_eq!(t.offending_indices, vec![7]);
-    let a = check(Evidence { tally: t, log: verified_log(2), witnesses_configured: 1 }, 3);
+    let a = check(
+        Evidence {
+            tally: t,
+            log: verified_log(2),
+            witnesses_configured: 1,
+        },
+        3,
+    );
     let c = a.criteria.iter().find(|c| c.level == 4 && !c.met).unwrap();
-    assert!(c.evidence.contains("1 without an earlier allow (entries [7])"), "{c:?}");
+    assert!(
+        c.evidence
+            .contains("1 without an earlier allow (entries [7])"),
+        "{c:?}"
+    );
 }
 
 #[test]
@@ -135,7 +194,14 @@ fn a_child_of_an_unknown_parent_breaks_lineage() {
     log.push(decision(true, Some("orphan"), Some("nobody"), None));
     let t = tally(&log);
     assert_eq!(t.children_unlinked, 1);
-    check(Evidence { tally: t, log: verified_log(2), witnesses_configured: 1 }, 4);
+    check(
+        Evidence {
+            tally: t,
+            log: verified_log(2),
+            witnesses_configured: 1,
+        },
+        4,
+    );
 }
 
 #[test]
@@ -145,5 +211,12 @@ fn levels_are_cumulative() {
         .into_iter()
         .filter(|e| !matches!(e, Entry::Revocation { .. }))
         .collect();
-    check(Evidence { tally: tally(&log), log: verified_log(2), witnesses_configured: 1 }, 1);
+    check(
+        Evidence {
+            tally: tally(&log),
+            log: verified_log(2),
+            witnesses_configured: 1,
+        },
+        1,
+    );
 }

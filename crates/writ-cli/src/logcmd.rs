@@ -730,7 +730,9 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
     .await?;
     let r = writ_assess::assess(&evidence);
     if g.json {
-        crate::cmd::print_json(&json!({"level": r.level, "name": r.name, "criteria": r.criteria, "evidence": evidence}))?;
+        crate::cmd::print_json(
+            &json!({"level": r.level, "name": r.name, "criteria": r.criteria, "evidence": evidence}),
+        )?;
     } else {
         println!("EGMM level {}: {}", r.level, r.name);
         for c in &r.criteria {

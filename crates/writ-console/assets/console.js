@@ -445,7 +445,7 @@ async function lineage() {
     if (seen.has(root)) continue;
     seen.add(root);
     items.push(el('li', {}, el('a', { href: '?jti=' + encodeURIComponent(root), text: root }),
-      ' ', el('span', { class: 'muted', text: (x.resource || '') + ', ' + time(x.time_ms) })));
+      ' ', el('span', { class: 'muted', text: 'tree root; latest start ' + time(x.time_ms) + ': ' + (x.resource || '') })));
   }
   $('recent').replaceChildren(...(items.length ? items : [el('li', { class: 'muted', text: 'no executions yet' })]));
   const q = new URLSearchParams(location.search);
@@ -514,7 +514,7 @@ async function maturity() {
     const a = r.assessment;
     $('level').replaceChildren(el('strong', { text: 'Level ' + a.level }), a.name);
     $('level').dataset.level = a.level;
-    $('criteria').tBodies[0].replaceChildren(...a.criteria.map((c) => el('tr', { 'data-met': c.met },
+    $('criteria').tBodies[0].replaceChildren(...a.criteria.map((c) => el('tr', { 'data-met': String(c.met) },
       el('td', { text: c.level }), el('td', { text: c.name }),
       el('td', {}, pill(c.met ? 'met' : 'not met', c.met ? 'ok' : 'bad')), el('td', { text: c.evidence }))));
   };

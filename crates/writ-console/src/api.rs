@@ -33,7 +33,11 @@ pub const LINEAGE_SCAN_ENTRIES_MAX: u64 = 20_000;
 const EXECUTIONS_MAX: usize = 50;
 
 pub(crate) fn fail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": "console", "message": message.into()}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": "console", "message": message.into()})),
+    )
+        .into_response()
 }
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
@@ -53,37 +57,76 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
             "outcome": outcome(d.decision), "reason": d.reason, "message": d.message,
             "jti": d.jti, "parent": d.parent, "policy": d.policy, "audience": d.audience,
         }),
-        Entry::ExecutionStart { time_ms, jti, principal } => json!({
+        Entry::ExecutionStart {
+            time_ms,
+            jti,
+            principal,
+        } => json!({
             "index": index, "type": "execution_start", "time_ms": time_ms,
             "principal": principal, "action": "start", "resource": jti,
             "outcome": "started", "jti": jti,
         }),
-        Entry::ExecutionFinish { time_ms, jti, principal, exit_status, terminated, duration_ms, .. } => json!({
+        Entry::ExecutionFinish {
+            time_ms,
+            jti,
+            principal,
+            exit_status,
+            terminated,
+            duration_ms,
+            ..
+        } => json!({
             "index": index, "type": "execution_finish", "time_ms": time_ms,
             "principal": principal, "action": "finish", "resource": jti,
             "outcome": if terminated.is_some() { "terminated" } else { "finished" },
             "message": terminated.clone().unwrap_or_else(|| format!("exit status {}, {duration_ms} ms", exit_status.map_or("none".into(), |s| s.to_string()))),
             "jti": jti,
         }),
-        Entry::ExecutionRenew { time_ms, jti, principal, decision, reason, message, .. } => json!({
+        Entry::ExecutionRenew {
+            time_ms,
+            jti,
+            principal,
+            decision,
+            reason,
+            message,
+            ..
+        } => json!({
             "index": index, "type": "execution_renew", "time_ms": time_ms,
             "principal": principal, "action": "renew", "resource": jti,
             "outcome": outcome(*decision), "reason": reason, "message": message, "jti": jti,
         }),
-        Entry::Revocation { time_ms, by, target, kind, reason } => json!({
+        Entry::Revocation {
+            time_ms,
+            by,
+            target,
+            kind,
+            reason,
+        } => json!({
             "index": index, "type": "revocation", "time_ms": time_ms,
             "principal": by, "action": "revoke", "resource": target,
             "outcome": "revoked", "message": reason, "kind": kind,
         }),
-        Entry::PolicyActivation { time_ms, by, hash, .. } => json!({
+        Entry::PolicyActivation {
+            time_ms, by, hash, ..
+        } => json!({
             "index": index, "type": "policy_activation", "time_ms": time_ms,
             "principal": by, "action": "activate", "resource": hash, "outcome": "activated",
         }),
-        Entry::KeyChange { time_ms, by, kid, role, status } => json!({
+        Entry::KeyChange {
+            time_ms,
+            by,
+            kid,
+            role,
+            status,
+        } => json!({
             "index": index, "type": "key_change", "time_ms": time_ms,
             "principal": by, "action": format!("{role} key"), "resource": kid, "outcome": status,
         }),
-        Entry::PrincipalAdded { time_ms, by, uid, admin } => json!({
+        Entry::PrincipalAdded {
+            time_ms,
+            by,
+            uid,
+            admin,
+        } => json!({
             "index": index, "type": "principal_added", "time_ms": time_ms,
             "principal": by, "action": "add principal", "resource": uid,
             "outcome": if *admin { "admin" } else { "added" },
@@ -116,7 +159,10 @@ pub(crate) async fn entries(
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return fail(StatusCode::BAD_REQUEST, "before and limit must be non-negative integers");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "before and limit must be non-negative integers",
+        );
     };
     let store = c.authority.store();
     let size = match store.log_size() {
@@ -149,33 +195,34 @@ pub(crate) async fn stream(
     // The authority's events only wake the loop; the store is what is read.
     let wake = c.authority.subscribe();
     let state = (c, from, wake, Vec::<Value>::new());
-    let s = futures_util::stream::unfold(state, |(c, mut next, mut wake, mut pending)| async move {
-        loop {
-            if let Some(v) = pending.pop() {
-                let ev = SseEvent::default().event("entry").data(v.to_string());
-                return Some((Ok::<_, Infallible>(ev), (c, next, wake, pending)));
-            }
-            let size = c.authority.store().log_size().unwrap_or(next);
-            if size > next {
-                let end = size.min(next + STREAM_BATCH_MAX);
-                if let Ok(mut v) = summaries(c.authority.store().as_ref(), next, end) {
-                    next = end;
-                    v.reverse();
-                    pending = v;
-                    continue;
+    let s =
+        futures_util::stream::unfold(state, |(c, mut next, mut wake, mut pending)| async move {
+            loop {
+                if let Some(v) = pending.pop() {
+                    let ev = SseEvent::default().event("entry").data(v.to_string());
+                    return Some((Ok::<_, Infallible>(ev), (c, next, wake, pending)));
                 }
-            }
-            tokio::select! {
-                r = wake.recv() => {
-                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                        // No more wake-ups: poll.
-                        tokio::time::sleep(STREAM_POLL).await;
+                let size = c.authority.store().log_size().unwrap_or(next);
+                if size > next {
+                    let end = size.min(next + STREAM_BATCH_MAX);
+                    if let Ok(mut v) = summaries(c.authority.store().as_ref(), next, end) {
+                        next = end;
+                        v.reverse();
+                        pending = v;
+                        continue;
                     }
                 }
-                _ = tokio::time::sleep(STREAM_POLL) => {}
+                tokio::select! {
+                    r = wake.recv() => {
+                        if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            // No more wake-ups: poll.
+                            tokio::time::sleep(STREAM_POLL).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(STREAM_POLL) => {}
+                }
             }
-        }
-    });
+        });
     Sse::new(s).keep_alive(KeepAlive::default().interval(Duration::from_secs(5)))
 }
 
@@ -227,7 +274,12 @@ pub(crate) async fn executions(State(c): State<Shared>) -> Response {
         if out.len() >= EXECUTIONS_MAX {
             break;
         }
-        if let Entry::ExecutionStart { time_ms, jti, principal } = e {
+        if let Entry::ExecutionStart {
+            time_ms,
+            jti,
+            principal,
+        } = e
+        {
             let rec = match store.writ(jti) {
                 Ok(r) => r,
                 Err(e) => return unavailable(e),
@@ -362,7 +414,10 @@ impl writ_audit::Source for StoreSource {
         after: Option<(u8, u64)>,
         limit: usize,
     ) -> Result<Option<Vec<writ_audit::Node>>, String> {
-        self.0.nodes_after(after, limit).map(Some).map_err(|e| e.to_string())
+        self.0
+            .nodes_after(after, limit)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
         Ok(self

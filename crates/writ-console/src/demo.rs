@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 use writ_authority::{
-    AuthorizeRequest, AuthorizeResponse, CallError, Principal, RevokeRequest, StartRequest,
-    FinishRequest, VerifyRequest,
+    AuthorizeRequest, AuthorizeResponse, CallError, FinishRequest, Principal, RevokeRequest,
+    StartRequest, VerifyRequest,
 };
 
 use crate::api::fail;
@@ -72,7 +72,14 @@ struct Run {
 }
 
 impl Run {
-    async fn show(&mut self, title: &str, expected: &str, outcome: &str, detail: String, log_index: Option<u64>) {
+    async fn show(
+        &mut self,
+        title: &str,
+        expected: &str,
+        outcome: &str,
+        detail: String,
+        log_index: Option<u64>,
+    ) {
         self.n += 1;
         let _ = self
             .tx
@@ -87,7 +94,11 @@ impl Run {
         let _ = self.tx.send(json!({"note": text})).await;
     }
 
-    async fn authorize(&self, argv: &[&str], lifetime: Option<u64>) -> Result<AuthorizeResponse, String> {
+    async fn authorize(
+        &self,
+        argv: &[&str],
+        lifetime: Option<u64>,
+    ) -> Result<AuthorizeResponse, String> {
         self.c
             .authority
             .authorize(&self.who, exec_request(argv, lifetime))
@@ -113,7 +124,12 @@ impl Run {
         let hello = [echo, "hello from a governed process"];
         // 1. Allowed: authorize, verify, spend, run, record.
         let allowed = match self.authorize(&hello, None).await? {
-            AuthorizeResponse::Allow { writ, jti, log_index, .. } => {
+            AuthorizeResponse::Allow {
+                writ,
+                jti,
+                log_index,
+                ..
+            } => {
                 let (v, _) = self.verify(&writ, &hello);
                 self.c
                     .authority
@@ -122,10 +138,12 @@ impl Run {
                     .map_err(|e| format!("start failed: {e}"))?;
                 let t0 = std::time::Instant::now();
                 let arg = hello[1].to_owned();
-                let out = tokio::task::spawn_blocking(move || std::process::Command::new(echo).arg(arg).output())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("running {echo}: {e}"))?;
+                let out = tokio::task::spawn_blocking(move || {
+                    std::process::Command::new(echo).arg(arg).output()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("running {echo}: {e}"))?;
                 let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
                 let finish = FinishRequest {
                     exit_status: out.status.code().map(i64::from),
@@ -142,32 +160,59 @@ impl Run {
                     &format!("{} runs `{} \"{}\"`", self.who.uid, hello[0], hello[1]),
                     "allow",
                     "allow",
-                    format!("decision entry {log_index}, writ {v}, started once, printed {stdout:?}"),
+                    format!(
+                        "decision entry {log_index}, writ {v}, started once, printed {stdout:?}"
+                    ),
                     Some(log_index),
                 )
                 .await;
                 Some((writ, jti))
             }
-            AuthorizeResponse::Deny { reason, message, log_index } => {
-                self.show("an allowed action", "allow", reason.as_str(), message, log_index).await;
+            AuthorizeResponse::Deny {
+                reason,
+                message,
+                log_index,
+            } => {
+                self.show(
+                    "an allowed action",
+                    "allow",
+                    reason.as_str(),
+                    message,
+                    log_index,
+                )
+                .await;
                 None
             }
         };
         // 2. Denied by policy.
         let rm = ["/usr/bin/rm", "-rf", "/srv/important"];
         match self.authorize(&rm, None).await? {
-            AuthorizeResponse::Deny { reason, message, log_index } => {
+            AuthorizeResponse::Deny {
+                reason,
+                message,
+                log_index,
+            } => {
                 self.show(
                     &format!("{} asks to run `rm -rf /srv/important`", self.who.uid),
                     "policy_denied",
                     reason.as_str(),
-                    format!("{message} (the denial is entry {})", log_index.map_or("-".into(), |i| i.to_string())),
+                    format!(
+                        "{message} (the denial is entry {})",
+                        log_index.map_or("-".into(), |i| i.to_string())
+                    ),
                     log_index,
                 )
                 .await;
             }
             AuthorizeResponse::Allow { log_index, .. } => {
-                self.show("rm -rf", "policy_denied", "allow", "the active bundle allowed it".into(), Some(log_index)).await;
+                self.show(
+                    "rm -rf",
+                    "policy_denied",
+                    "allow",
+                    "the active bundle allowed it".into(),
+                    Some(log_index),
+                )
+                .await;
             }
         }
         // 3. Tampered: change the resource in the claims, keep the signature.
@@ -185,29 +230,70 @@ impl Run {
                 parts.get(2).copied().unwrap_or("")
             );
             let (v, m) = self.verify(&forged, &hello);
-            self.show("someone edits the writ's resource to /usr/bin/rm", "invalid_signature", &v, m, None).await;
+            self.show(
+                "someone edits the writ's resource to /usr/bin/rm",
+                "invalid_signature",
+                &v,
+                m,
+                None,
+            )
+            .await;
         }
         // 4. Replay: start the spent writ again.
         if let Some((_, jti)) = &allowed {
-            let (got, m, idx) = match self.c.authority.start(&self.who, jti, &StartRequest::default()).await {
-                Ok(r) => ("started".to_owned(), "a second start was accepted".to_owned(), Some(r.log_index)),
+            let (got, m, idx) = match self
+                .c
+                .authority
+                .start(&self.who, jti, &StartRequest::default())
+                .await
+            {
+                Ok(r) => (
+                    "started".to_owned(),
+                    "a second start was accepted".to_owned(),
+                    Some(r.log_index),
+                ),
                 Err(CallError::Denied(d)) => (d.reason.as_str().to_owned(), d.message, None),
                 Err(e) => (format!("error: {e}"), String::new(), None),
             };
-            self.show("the same writ is presented a second time", "replayed", &got, m, idx).await;
+            self.show(
+                "the same writ is presented a second time",
+                "replayed",
+                &got,
+                m,
+                idx,
+            )
+            .await;
         }
         // 5. Expired: a 1-second writ, checked once it lapsed (past the skew).
-        if let AuthorizeResponse::Allow { writ, exp, log_index, .. } = self.authorize(&hello, Some(1)).await? {
+        if let AuthorizeResponse::Allow {
+            writ,
+            exp,
+            log_index,
+            ..
+        } = self.authorize(&hello, Some(1)).await?
+        {
             let skew = self.c.authority.config().skew_secs;
             let now = self.c.authority.clock().now_unix_secs();
             let wait = (exp + skew + 1).saturating_sub(now);
-            self.note(&format!("waiting {wait} s for a 1-second writ to lapse (clock skew {skew} s)")).await;
+            self.note(&format!(
+                "waiting {wait} s for a 1-second writ to lapse (clock skew {skew} s)"
+            ))
+            .await;
             tokio::time::sleep(Duration::from_secs(wait)).await;
             let (v, m) = self.verify(&writ, &hello);
-            self.show(&format!("a 1-second writ is used {wait} seconds later"), "expired", &v, m, Some(log_index)).await;
+            self.show(
+                &format!("a 1-second writ is used {wait} seconds later"),
+                "expired",
+                &v,
+                m,
+                Some(log_index),
+            )
+            .await;
         }
         // 6. Revoked.
-        if let AuthorizeResponse::Allow { writ, jti, .. } = self.authorize(&hello, Some(600)).await? {
+        if let AuthorizeResponse::Allow { writ, jti, .. } =
+            self.authorize(&hello, Some(600)).await?
+        {
             let r = self
                 .c
                 .authority
@@ -222,7 +308,14 @@ impl Run {
                 .await
                 .map_err(|e| format!("revocation failed: {e}"))?;
             let (v, m) = self.verify(&writ, &hello);
-            self.show("an administrator revokes a live writ", "revoked", &v, m, Some(r.log_index)).await;
+            self.show(
+                "an administrator revokes a live writ",
+                "revoked",
+                &v,
+                m,
+                Some(r.log_index),
+            )
+            .await;
         }
         Ok(())
     }
@@ -230,17 +323,36 @@ impl Run {
 
 /// `POST /console/api/demo` (admin bearer token): run the scenario, one SSE
 /// `step` event per step, then `done` (or `error`).
-pub(crate) async fn run(axum::extract::State(c): axum::extract::State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn run(
+    axum::extract::State(c): axum::extract::State<Shared>,
+    headers: HeaderMap,
+) -> Response {
     let who = match c.authority.authenticate(bearer(&headers)) {
         Ok(p) => p,
-        Err(d) => return fail(StatusCode::UNAUTHORIZED, format!("{}: {}", d.reason, d.message)),
+        Err(d) => {
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                format!("{}: {}", d.reason, d.message),
+            )
+        }
     };
     if !who.admin {
-        return fail(StatusCode::FORBIDDEN, format!("{} is not an administrator (the demo revokes a writ)", who.uid));
+        return fail(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is not an administrator (the demo revokes a writ)",
+                who.uid
+            ),
+        );
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Value>(16);
     tokio::spawn(async move {
-        let mut run = Run { c, who, tx: tx.clone(), n: 0 };
+        let mut run = Run {
+            c,
+            who,
+            tx: tx.clone(),
+            n: 0,
+        };
         let end = match run.scenario().await {
             Ok(()) => json!({"done": true, "steps": run.n}),
             Err(e) => json!({"error": e}),

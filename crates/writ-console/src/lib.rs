@@ -23,12 +23,12 @@ mod proof;
 
 use std::sync::Arc;
 
+pub use api::{node_status, summarize};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-pub use api::{node_status, summarize};
 use writ_authority::{Authority, LogPublisher};
 use writ_log::note::NoteVerifier;
 
@@ -140,7 +140,11 @@ pub fn render(page: Page) -> String {
 }
 
 fn html(page: Page) -> Response {
-    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], render(page)).into_response();
+    let mut r = (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        render(page),
+    )
+        .into_response();
     secure(&mut r);
     r
 }
@@ -183,7 +187,12 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/maturity", get(|| async { html(Page::Maturity) }))
         .route(
             "/console/assets/console.css",
-            get(|| async { asset("text/css; charset=utf-8", include_str!("../assets/console.css")) }),
+            get(|| async {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../assets/console.css"),
+                )
+            }),
         )
         .route(
             "/console/assets/console.js",
@@ -202,7 +211,10 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/api/lineage/{jti}", get(api::lineage))
         .route("/console/api/health", get(api::health))
         .route("/console/api/assess", get(api::assess))
-        .route("/console/api/proof", get(proof::by_index).post(proof::by_writ))
+        .route(
+            "/console/api/proof",
+            get(proof::by_index).post(proof::by_writ),
+        )
         .route("/console/api/demo", post(demo::run))
         .layer(DefaultBodyLimit::max(CONSOLE_BODY_BYTES_MAX))
         .with_state(console)
@@ -218,7 +230,10 @@ mod tests {
         for p in Page::ALL {
             let h = render(p);
             for q in Page::ALL {
-                assert!(h.contains(&format!("href=\"{}\"", q.path())), "{p:?} lacks {q:?}");
+                assert!(
+                    h.contains(&format!("href=\"{}\"", q.path())),
+                    "{p:?} lacks {q:?}"
+                );
             }
             assert_eq!(h.matches("aria-current=\"page\"").count(), 1, "{p:?}");
             assert!(h.contains(&format!("<h1>{}</h1>", p.title())), "{p:?}");
@@ -229,7 +244,10 @@ mod tests {
 
     #[test]
     fn assets_fetch_nothing_from_elsewhere() {
-        for a in [include_str!("../assets/console.js"), include_str!("../assets/console.css")] {
+        for a in [
+            include_str!("../assets/console.js"),
+            include_str!("../assets/console.css"),
+        ] {
             // The SVG namespace is a name, not something fetched.
             let a = a.replace("'http://www.w3.org/2000/svg'", "");
             assert!(!a.contains("http://") && !a.contains("https://"));

@@ -38,10 +38,14 @@ struct Status<'a>(&'a Console);
 
 impl StatusOracle for Status<'_> {
     fn revoked(&self, c: &Claims) -> Result<Option<String>, Denial> {
-        Ok(self.0.authority.revoked_status(&c.jti).and_then(|ev| match ev {
-            writ_authority::Event::Revocation { reason, .. } => Some(reason),
-            _ => None,
-        }))
+        Ok(self
+            .0
+            .authority
+            .revoked_status(&c.jti)
+            .and_then(|ev| match ev {
+                writ_authority::Event::Revocation { reason, .. } => Some(reason),
+                _ => None,
+            }))
     }
     fn spent(&self, jti: &str) -> Result<bool, Denial> {
         self.0
@@ -97,7 +101,11 @@ fn writ_checks(c: &Console, token: &str, claims: &Claims) -> Vec<Value> {
         check(
             "validity window (nbf .. exp)",
             run(&window, &NoStatus).map(|()| {
-                format!("valid until {} ({}s left)", claims.exp, claims.exp.saturating_sub(now))
+                format!(
+                    "valid until {} ({}s left)",
+                    claims.exp,
+                    claims.exp.saturating_sub(now)
+                )
             }),
         ),
         check(
@@ -155,7 +163,10 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
         Ok(_) => {
             checks.push(check(
                 "decision entry in the log",
-                Err(Denial::new(ReasonCode::IntegrityFailure, format!("the log has no entry {index}"))),
+                Err(Denial::new(
+                    ReasonCode::IntegrityFailure,
+                    format!("the log has no entry {index}"),
+                )),
             ));
             return json!({"index": index, "checks": checks});
         }
@@ -180,7 +191,10 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
             ReasonCode::IntegrityFailure,
             format!("entry {index} is not the decision that issued writ {j}"),
         )),
-        (Ok(_), _) => Ok(format!("entry {index}, leaf hash {}", STANDARD.encode(leaf.leaf_hash))),
+        (Ok(_), _) => Ok(format!(
+            "entry {index}, leaf hash {}",
+            STANDARD.encode(leaf.leaf_hash)
+        )),
     };
     checks.push(check("decision entry in the log", entry_check));
     let mut out = json!({
@@ -190,14 +204,20 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
         "leaf_hash": STANDARD.encode(leaf.leaf_hash),
     });
     let Some(log) = &c.log else {
-        checks.push(pending("signed checkpoint", "this server publishes no checkpoints"));
+        checks.push(pending(
+            "signed checkpoint",
+            "this server publishes no checkpoints",
+        ));
         out["checks"] = json!(checks);
         return out;
     };
     let cp = match store.latest_checkpoint() {
         Ok(Some(cp)) => cp,
         Ok(None) => {
-            checks.push(pending("signed checkpoint", "no checkpoint has been signed yet"));
+            checks.push(pending(
+                "signed checkpoint",
+                "no checkpoint has been signed yet",
+            ));
             out["checks"] = json!(checks);
             return out;
         }
@@ -230,15 +250,34 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
                 out["path"] = json!(path_steps(index, cp.size, &leaf.leaf_hash, &proof));
                 let verdict = match &signed {
                     Ok(s) => {
-                        if writ_log::merkle::verify_inclusion(index, cp.size, &leaf.leaf_hash, &proof, &s.checkpoint.root) {
-                            Ok(format!("{} hashes lead to root {}", proof.len(), STANDARD.encode(s.checkpoint.root)))
+                        if writ_log::merkle::verify_inclusion(
+                            index,
+                            cp.size,
+                            &leaf.leaf_hash,
+                            &proof,
+                            &s.checkpoint.root,
+                        ) {
+                            Ok(format!(
+                                "{} hashes lead to root {}",
+                                proof.len(),
+                                STANDARD.encode(s.checkpoint.root)
+                            ))
                         } else {
-                            Err(Denial::new(ReasonCode::IntegrityFailure, "the proof does not lead to the checkpoint's root"))
+                            Err(Denial::new(
+                                ReasonCode::IntegrityFailure,
+                                "the proof does not lead to the checkpoint's root",
+                            ))
                         }
                     }
-                    Err(_) => Err(Denial::new(ReasonCode::IntegrityFailure, "no verified checkpoint root to prove against")),
+                    Err(_) => Err(Denial::new(
+                        ReasonCode::IntegrityFailure,
+                        "no verified checkpoint root to prove against",
+                    )),
                 };
-                out["root"] = json!(signed.as_ref().ok().map(|s| STANDARD.encode(s.checkpoint.root)));
+                out["root"] = json!(signed
+                    .as_ref()
+                    .ok()
+                    .map(|s| STANDARD.encode(s.checkpoint.root)));
                 checks.push(check("inclusion in the signed checkpoint", verdict));
             }
             Err(e) => checks.push(check(
@@ -271,12 +310,18 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
                 if note.is_signed_by(w) {
                     Ok("its cosignature/v1 line verifies".into())
                 } else {
-                    Err(Denial::new(ReasonCode::IntegrityFailure, "the latest checkpoint carries no valid cosignature of this witness"))
+                    Err(Denial::new(
+                        ReasonCode::IntegrityFailure,
+                        "the latest checkpoint carries no valid cosignature of this witness",
+                    ))
                 },
             ));
         }
         if c.witnesses.is_empty() {
-            checks.push(pending("witness cosignatures", "this server asks no witness (writ serve --witness)"));
+            checks.push(pending(
+                "witness cosignatures",
+                "this server asks no witness (writ serve --witness)",
+            ));
         }
     }
     out["signatures"] = json!(sigs);
@@ -295,7 +340,10 @@ pub(crate) async fn by_index(
     q: Result<Query<IndexQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = q else {
-        return fail(StatusCode::BAD_REQUEST, "index must be a non-negative integer");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "index must be a non-negative integer",
+        );
     };
     let c2 = c.clone();
     match tokio::task::spawn_blocking(move || log_proof(&c2, q.index, None)).await {
@@ -315,7 +363,10 @@ pub(crate) async fn by_writ(
     body: Result<axum::Json<WritBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(axum::Json(b)) = body else {
-        return fail(StatusCode::BAD_REQUEST, "send {\"writ\": \"<compact JWS>\"}");
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "send {\"writ\": \"<compact JWS>\"}",
+        );
     };
     let token = b.writ.trim().to_owned();
     let out = tokio::task::spawn_blocking(move || {

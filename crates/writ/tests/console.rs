@@ -48,14 +48,20 @@ fn ensure_chromium() {
         return;
     }
     eprintln!("{CHROMIUM} is missing: installing Debian's chromium with apt-get");
-    run_ok(Command::new("apt-get").args(["update", "-q"]), "apt-get update");
+    run_ok(
+        Command::new("apt-get").args(["update", "-q"]),
+        "apt-get update",
+    );
     run_ok(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "chromium"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install chromium",
     );
-    assert!(Path::new(CHROMIUM).exists(), "apt-get installed no {CHROMIUM}");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "apt-get installed no {CHROMIUM}"
+    );
 }
 
 /// Serializes the npm install between the tests of this binary.
@@ -76,7 +82,11 @@ fn ensure_playwright() -> PathBuf {
             "npm install playwright-core@1",
         );
     }
-    assert!(module.join("package.json").exists(), "no playwright-core in {}", module.display());
+    assert!(
+        module.join("package.json").exists(),
+        "no playwright-core in {}",
+        module.display()
+    );
     module.canonicalize().unwrap()
 }
 
@@ -95,7 +105,11 @@ impl Drop for Witness {
 
 fn start_witness(dir: &Path, log_vkey: &str) -> Witness {
     let dir_s = dir.to_str().unwrap();
-    let out = run_writ(&["witness", "--witness-dir", dir_s, "--print-key"], &[], None);
+    let out = run_writ(
+        &["witness", "--witness-dir", dir_s, "--print-key"],
+        &[],
+        None,
+    );
     out.expect_code(0, "writ witness --print-key");
     let vkey = out.stdout.trim().to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -105,7 +119,15 @@ fn start_witness(dir: &Path, log_vkey: &str) -> Witness {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(writ_bin())
-        .args(["witness", "--witness-dir", dir_s, "--listen", &addr, "--log-key", log_vkey])
+        .args([
+            "witness",
+            "--witness-dir",
+            dir_s,
+            "--listen",
+            &addr,
+            "--log-key",
+            log_vkey,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -135,7 +157,13 @@ fn script(path: &Path, body: &str) {
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(false)
 }
 
@@ -158,10 +186,17 @@ fn busy_server(tmp: &Path) -> (Server, Witness) {
     let agent = srv.add_principal("Agent::\"planner\"");
     let (_, jti, _) = srv.authorize_ok(&agent, &exec_req(&["/usr/bin/true"], "exec@console"));
     assert_eq!(srv.start_execution(&agent, &jti).status, 200);
-    let r = srv.authorize(&agent, &exec_req(&["/usr/bin/rm", "-rf", "/srv"], "exec@console"));
+    let r = srv.authorize(
+        &agent,
+        &exec_req(&["/usr/bin/rm", "-rf", "/srv"], "exec@console"),
+    );
     assert_eq!(r.json()["reason"], "policy_denied", "{}", r.text());
     let (_, revoked, _) = srv.authorize_ok(&agent, &exec_req(&["/usr/bin/ls"], "exec@console"));
-    let r = srv.post("/v1/revocations", Some(&srv.admin_token), &json!({"jti": revoked, "reason": "test"}));
+    let r = srv.post(
+        "/v1/revocations",
+        Some(&srv.admin_token),
+        &json!({"jti": revoked, "reason": "test"}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     (srv, w)
 }
@@ -185,24 +220,46 @@ fn governed_tree(srv: &Server, t: &Path) -> (Child, String, String, u32) {
         &t.join("c.sh"),
         &format!("echo \"$WRIT_PARENT\" > {ts}/c.writ\necho $$ > {ts}/c.pid\nexec sleep 300"),
     );
-    let env = [("WRIT_SERVER", srv.url.as_str()), ("WRIT_TOKEN", srv.admin_token.as_str())];
+    let env = [
+        ("WRIT_SERVER", srv.url.as_str()),
+        ("WRIT_TOKEN", srv.admin_token.as_str()),
+    ];
     let top = spawn_writ(
         &[
-            "exec", "--net", "--read", ts, "--read", &bin_dir, "--write", ts,
-            "--env-allow", "WRIT_SERVER", "--env-allow", "WRIT_TOKEN",
-            "--lifetime", "600", "--kill-grace", "1", "--", &format!("{ts}/p.sh"),
+            "exec",
+            "--net",
+            "--read",
+            ts,
+            "--read",
+            &bin_dir,
+            "--write",
+            ts,
+            "--env-allow",
+            "WRIT_SERVER",
+            "--env-allow",
+            "WRIT_TOKEN",
+            "--lifetime",
+            "600",
+            "--kill-grace",
+            "1",
+            "--",
+            &format!("{ts}/p.sh"),
         ],
         &env,
         Some(t),
     );
     let mut pid = 0u32;
-    wait_for("the governed grandchild to run", Duration::from_secs(30), || {
-        pid = std::fs::read_to_string(t.join("c.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        pid != 0
-    });
+    wait_for(
+        "the governed grandchild to run",
+        Duration::from_secs(30),
+        || {
+            pid = std::fs::read_to_string(t.join("c.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            pid != 0
+        },
+    );
     let read = |f: &str| std::fs::read_to_string(t.join(f)).unwrap();
     (top, jti_of(&read("p.writ")), jti_of(&read("c.writ")), pid)
 }
@@ -250,11 +307,25 @@ fn the_console_in_headless_chromium() {
     // lineage explorer ended the governed tree.
     assert!(!alive(pid), "the governed sleep outlived its revocation");
     let out = wait_writ(top, Duration::from_secs(20));
-    out.expect_denied("revoked", "the root runner after the revoke from the console");
-    for name in ["governance", "proof", "health", "lineage", "demo", "maturity"] {
+    out.expect_denied(
+        "revoked",
+        "the root runner after the revoke from the console",
+    );
+    for name in [
+        "governance",
+        "proof",
+        "health",
+        "lineage",
+        "demo",
+        "maturity",
+    ] {
         for size in ["1280", "390"] {
             let f = shots.join(format!("{name}-{size}.png"));
-            assert!(std::fs::metadata(&f).is_ok_and(|m| m.len() > 1000), "no screenshot {}", f.display());
+            assert!(
+                std::fs::metadata(&f).is_ok_and(|m| m.len() > 1000),
+                "no screenshot {}",
+                f.display()
+            );
         }
     }
     // The CLI agrees with the maturity page.
@@ -292,7 +363,10 @@ fn writ_assess_reports_the_level_the_log_demonstrates() {
     assert_eq!(criterion(&a, "execution activity is logged")["met"], false);
     let out = srv.cli(None, &["assess", "--require", "1"]);
     out.expect_code(1, "writ assess --require 1 on a fresh deployment");
-    assert!(out.stdout.starts_with("EGMM level 0: Untrusted Execution"), "{out:?}");
+    assert!(
+        out.stdout.starts_with("EGMM level 0: Untrusted Execution"),
+        "{out:?}"
+    );
 
     // Decisions, a policy denial, a start, a revocation: governed (level 4),
     // but no lineage and no witness, so not level 5.
@@ -310,12 +384,23 @@ fn writ_assess_reports_the_level_the_log_demonstrates() {
     assert_eq!(a["name"], "Governed Execution");
     let logged = criterion(&a, "the log recomputes");
     assert_eq!(logged["met"], true, "{logged}");
-    assert!(logged["evidence"].as_str().unwrap().contains("0 problems"), "{logged}");
+    assert!(
+        logged["evidence"].as_str().unwrap().contains("0 problems"),
+        "{logged}"
+    );
     assert_eq!(criterion(&a, "decisions replay identically")["met"], true);
     assert_eq!(criterion(&a, "lineage links")["met"], false);
     assert_eq!(criterion(&a, "witnesses cosign")["met"], false);
     let ev = &a["evidence"]["tally"];
-    assert_eq!((ev["execution_starts"].as_u64(), ev["policy_denied"].as_u64(), ev["revocations"].as_u64()), (Some(1), Some(1), Some(1)), "{ev}");
+    assert_eq!(
+        (
+            ev["execution_starts"].as_u64(),
+            ev["policy_denied"].as_u64(),
+            ev["revocations"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{ev}"
+    );
     srv.cli(None, &["assess", "--require", "5"])
         .expect_code(1, "writ assess --require 5 without lineage or witness");
 }
@@ -335,18 +420,38 @@ fn the_mesh_lists_this_node() {
     assert_eq!(n["revocation_hwm"], 0);
     assert_eq!(n["log_size"], srv.get("/readyz", None).json()["log_size"]);
     let (_, jti, _) = srv.authorize_ok(&srv.admin_token, &exec_req(&["/usr/bin/true"], "exec@t"));
-    srv.post("/v1/revocations", Some(&srv.admin_token), &json!({"jti": jti}));
-    assert_eq!(srv.get("/v1/mesh", None).json()["nodes"][0]["revocation_hwm"], 1);
+    srv.post(
+        "/v1/revocations",
+        Some(&srv.admin_token),
+        &json!({"jti": jti}),
+    );
+    assert_eq!(
+        srv.get("/v1/mesh", None).json()["nodes"][0]["revocation_hwm"],
+        1
+    );
 }
 
 #[test]
 fn console_pages_are_served_with_a_strict_content_security_policy() {
     let srv = Server::start();
-    for path in ["/", "/console/proof", "/console/health", "/console/lineage", "/console/demo", "/console/maturity"] {
+    for path in [
+        "/",
+        "/console/proof",
+        "/console/health",
+        "/console/lineage",
+        "/console/demo",
+        "/console/maturity",
+    ] {
         let r = srv.get(path, None);
         assert_eq!(r.status, 200, "{path}");
-        let csp = r.header("content-security-policy").unwrap_or_default().to_owned();
-        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+            "{path}: {csp}"
+        );
         let html = r.text();
         assert!(html.contains("/console/assets/console.js"), "{path}");
         // The admin token is never part of a page.

@@ -242,7 +242,7 @@ async function main() {
 
   // ---------------------------------------------------------- 390 px wide
   await page.setViewportSize({ width: 390, height: 844 });
-  const narrow = [['/', 'governance', '#decisions tbody tr'], ['/console/proof?index=' + w.log_index, 'proof', '#checks li'],
+  const narrow = [['/', 'governance', '#decisions tbody tr:not([hidden])'], ['/console/proof?index=' + w.log_index, 'proof', '#checks li'],
     ['/console/health', 'health', '#nodes tbody tr'], ['/console/lineage?jti=' + ROOT, 'lineage', '#tree a'],
     ['/console/demo', 'demo', '#demo-run'], ['/console/maturity', 'maturity', '#criteria tbody tr']];
   for (const [p, name, ready] of narrow) {
