@@ -166,9 +166,36 @@ fn secure(r: &mut Response) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// `GET /`: the governance console (writ-server routes `/` here).
-pub async fn index() -> Response {
-    html(Page::Governance)
+/// `GET /`: the governance console (writ-server routes `/` here), with the
+/// active bundle's hash rendered by the server (the script keeps it current).
+pub fn index(authority: &Authority) -> Response {
+    let page = render(Page::Governance).replacen(
+        "<code id=\"policy-hash\">…</code>",
+        &format!(
+            "<code id=\"policy-hash\">{}</code>",
+            escape(&authority.active_policy())
+        ),
+        1,
+    );
+    let mut r = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
+    secure(&mut r);
+    r
+}
+
+/// Text made safe for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -240,6 +267,14 @@ mod tests {
             // Nothing from elsewhere: no absolute URL to another host.
             assert!(!h.contains("http://") && !h.contains("https://"), "{p:?}");
         }
+    }
+
+    #[test]
+    fn escape_neutralizes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]

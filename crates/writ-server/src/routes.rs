@@ -243,7 +243,7 @@ pub fn router(state: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
         .route("/v1/mesh", get(mesh))
-        .route("/", get(writ_console::index))
+        .route("/", get(index))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -747,4 +747,9 @@ async fn mesh(State(s): State<Shared>) -> Response {
         Ok(node) => axum::Json(json!({"nodes": [node]})).into_response(),
         Err(e) => CallErrorResponse(CallError::Unavailable(e)).into_response(),
     }
+}
+
+/// `GET /`: the console's front page (the governance console).
+async fn index(State(s): State<Shared>) -> Response {
+    writ_console::index(&s.authority)
 }
