@@ -106,6 +106,9 @@ pub enum Command {
     /// Run a witness that cosigns a log's checkpoints after checking each is
     /// consistent with the last one it saw (C2SP tlog-witness).
     Witness(witness::WitnessArgs),
+    /// Report the Execution Governance Maturity level (EGMM 0-5) this
+    /// deployment demonstrates, each criterion with the evidence checked.
+    Assess(logcmd::AssessArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -189,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Lineage(a) => cmd::lineage(&g, a).await,
         Command::Log(c) => logcmd::log(&g, c).await,
         Command::Witness(a) => witness::witness(&g, a).await,
+        Command::Assess(a) => logcmd::assess(&g, a).await,
         Command::Bench(c) => bench::bench(&g, c).await,
     }
 }

@@ -702,3 +702,54 @@ pub(crate) async fn prove_writ(
     })
     .await
 }
+
+#[derive(Args, Debug)]
+pub struct AssessArgs {
+    /// Assess the data dir's store instead of the server (`--server`/WRIT_SERVER).
+    #[arg(long)]
+    pub local: bool,
+    /// Exit with status 1 when the level reached is below this one.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=5))]
+    pub require: Option<u8>,
+}
+
+/// `writ assess`: gather the evidence from the log (every entry tallied, the
+/// log verified with replay and the server's witnesses required), then let
+/// `writ_assess::assess` judge it.
+pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
+    let site = open_site(g, !a.local, None).await?;
+    let keys = KeyRing::from_jwks(&site.policy_keys).map_err(anyhow::Error::msg)?;
+    let evidence = blocking(site, move |site| {
+        writ_assess::gather(
+            site.src.as_ref(),
+            site.log_key.clone(),
+            site.witness_keys.clone(),
+            keys,
+        )
+    })
+    .await?;
+    let r = writ_assess::assess(&evidence);
+    if g.json {
+        crate::cmd::print_json(
+            &json!({"level": r.level, "name": r.name, "criteria": r.criteria, "evidence": evidence}),
+        )?;
+    } else {
+        println!("EGMM level {}: {}", r.level, r.name);
+        for c in &r.criteria {
+            println!(
+                "  [{}] level {} {}: {}",
+                if c.met { "x" } else { " " },
+                c.level,
+                c.name,
+                c.evidence
+            );
+        }
+    }
+    match a.require {
+        Some(want) if r.level < want => {
+            eprintln!("error: level {} is below the required {want}", r.level);
+            Ok(Exit::Failed)
+        }
+        _ => Ok(Exit::Ok),
+    }
+}

@@ -131,6 +131,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         .map_err(|e| anyhow::anyhow!("log origin {:?}: {e}", cfg.origin))?,
     ));
     state.witnesses = witnesses;
+    state.node_id = format!("{}@{addr}", host_name());
     // Record the log key and sign a first checkpoint before answering
     // anyone, so the log does not change under a client's first reads.
     if let Some(log) = &state.log {
@@ -188,6 +189,15 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
     let _ = running.shutdown.send(());
     let _ = running.task.await;
     Ok(Exit::Ok)
+}
+
+/// The machine's host name (Linux), for this node's id in `GET /v1/mesh`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Ctrl-C or SIGTERM.

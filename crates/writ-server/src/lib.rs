@@ -15,6 +15,7 @@ pub use log::{publish_and_witness, run_publisher, WitnessTarget};
 pub use metrics::Metrics;
 pub use routes::{router, ServerState, BODY_BYTES_MAX};
 pub use witness::{serve_witness, witness_router, StateSaver, Witness};
+pub use writ_console::Console;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures_util::stream::Stream;
@@ -52,6 +52,8 @@ pub struct ServerState {
     pub witness_sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// HTTP client for witnesses.
     pub http: reqwest::Client,
+    /// This node's name in `GET /v1/mesh` (host and listening address).
+    pub node_id: String,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -71,6 +73,7 @@ impl ServerState {
                 .timeout(std::time::Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            node_id: "local".into(),
         }
     }
 }
@@ -202,6 +205,12 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
 }
 
 pub fn router(state: Shared) -> Router {
+    // The console reads what the public log routes reveal; it decides nothing.
+    let console = writ_console::router(Arc::new(writ_console::Console {
+        authority: state.authority.clone(),
+        log: state.log.clone(),
+        witnesses: state.witnesses.iter().map(|w| w.key.clone()).collect(),
+    }));
     let decisions = Router::new()
         .route("/v1/authorize", post(authorize))
         .route("/access/v1/evaluation", post(authzen_evaluation))
@@ -233,6 +242,7 @@ pub fn router(state: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi))
+        .route("/v1/mesh", get(mesh))
         .route("/", get(index))
         .fallback(|| async {
             error(
@@ -244,6 +254,7 @@ pub fn router(state: Shared) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
+        .merge(console)
 }
 
 async fn authorize(
@@ -723,13 +734,23 @@ async fn openapi() -> Response {
 /// The OpenAPI document; a test checks every route of [`router`] is in it.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-async fn index(State(s): State<Shared>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=en><meta charset=utf-8><title>writ</title>\
-         <h1>writ</h1><p>Active policy <code>{}</code>; {} log entries.</p>\
-         <ul><li><a href=/openapi.json>API (OpenAPI)</a><li><a href=/.well-known/jwks.json>JWKS</a>\
-         <li><a href=/metrics>metrics</a><li><a href=/readyz>readiness</a></ul>",
-        s.authority.active_policy(),
-        s.authority.log_size()
-    ))
+/// `GET /v1/mesh`: the nodes of the governance mesh. Until the mesh store
+/// exists there is one node, this one: its policy hash (and whether it is the
+/// store's latest activation), revocation high-water mark (revocations it
+/// holds), log size and latest checkpoint.
+async fn mesh(State(s): State<Shared>) -> Response {
+    let console = writ_console::Console {
+        authority: s.authority.clone(),
+        log: s.log.clone(),
+        witnesses: s.witnesses.iter().map(|w| w.key.clone()).collect(),
+    };
+    match writ_console::node_status(&console, &s.node_id) {
+        Ok(node) => axum::Json(json!({"nodes": [node]})).into_response(),
+        Err(e) => CallErrorResponse(CallError::Unavailable(e)).into_response(),
+    }
+}
+
+/// `GET /`: the console's front page (the governance console).
+async fn index(State(s): State<Shared>) -> Response {
+    writ_console::index(&s.authority)
 }

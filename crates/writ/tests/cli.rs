@@ -777,7 +777,6 @@ fn every_spec_route_is_served() {
 }
 
 #[test]
-#[ignore = "not implemented yet: GET /v1/mesh comes with the governance mesh (issue 6)"]
 fn the_mesh_route_is_served() {
     let srv = Server::start();
     let r = srv.request("GET", "/v1/mesh", None, None);

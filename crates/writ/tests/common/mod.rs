@@ -421,6 +421,12 @@ impl Server {
         self.addr = addr;
     }
 
+    /// Restart the server on the same data dir with other `writ serve` arguments.
+    pub fn restart_with(&mut self, serve_args: &[&str]) {
+        self.serve_args = serve_args.iter().map(|a| (*a).to_owned()).collect();
+        self.restart();
+    }
+
     /// Start the server again and SIGKILL it `after` its spawn, ready or not.
     pub fn spawn_and_kill_after(&mut self, after: Duration) {
         self.kill_hard();

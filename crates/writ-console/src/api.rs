@@ -1,0 +1,471 @@
+//! The console's read-only JSON and SSE routes. Everything here reads the
+//! authority and the store; nothing decides or writes.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use writ_log::{Entry, Outcome};
+use writ_store::Store;
+
+use crate::Console;
+
+type Shared = Arc<Console>;
+
+/// Entries one `GET /console/api/entries` returns at most.
+pub const ENTRIES_PAGE_MAX: u64 = 500;
+/// Entries one stream event batch carries at most.
+const STREAM_BATCH_MAX: u64 = 200;
+/// How often the entry stream looks for new entries when nothing woke it.
+const STREAM_POLL: Duration = Duration::from_millis(500);
+/// Most recent entries the lineage routes scan (denied children, recent runs).
+pub const LINEAGE_SCAN_ENTRIES_MAX: u64 = 20_000;
+/// Recent executions listed at most.
+const EXECUTIONS_MAX: usize = 50;
+
+pub(crate) fn fail(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": "console", "message": message.into()})),
+    )
+        .into_response()
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
+    fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+/// The fields every list shows, for any kind of entry.
+pub fn summarize(index: u64, e: &Entry) -> Value {
+    let outcome = |o: Outcome| match o {
+        Outcome::Allow => "allow",
+        Outcome::Deny => "deny",
+    };
+    match e {
+        Entry::Decision(d) => json!({
+            "index": index, "type": "decision", "time_ms": d.time_ms,
+            "principal": d.principal, "action": d.action, "resource": d.resource,
+            "outcome": outcome(d.decision), "reason": d.reason, "message": d.message,
+            "jti": d.jti, "parent": d.parent, "policy": d.policy, "audience": d.audience,
+        }),
+        Entry::ExecutionStart {
+            time_ms,
+            jti,
+            principal,
+        } => json!({
+            "index": index, "type": "execution_start", "time_ms": time_ms,
+            "principal": principal, "action": "start", "resource": jti,
+            "outcome": "started", "jti": jti,
+        }),
+        Entry::ExecutionFinish {
+            time_ms,
+            jti,
+            principal,
+            exit_status,
+            terminated,
+            duration_ms,
+            ..
+        } => json!({
+            "index": index, "type": "execution_finish", "time_ms": time_ms,
+            "principal": principal, "action": "finish", "resource": jti,
+            "outcome": if terminated.is_some() { "terminated" } else { "finished" },
+            "message": terminated.clone().unwrap_or_else(|| format!("exit status {}, {duration_ms} ms", exit_status.map_or("none".into(), |s| s.to_string()))),
+            "jti": jti,
+        }),
+        Entry::ExecutionRenew {
+            time_ms,
+            jti,
+            principal,
+            decision,
+            reason,
+            message,
+            ..
+        } => json!({
+            "index": index, "type": "execution_renew", "time_ms": time_ms,
+            "principal": principal, "action": "renew", "resource": jti,
+            "outcome": outcome(*decision), "reason": reason, "message": message, "jti": jti,
+        }),
+        Entry::Revocation {
+            time_ms,
+            by,
+            target,
+            kind,
+            reason,
+        } => json!({
+            "index": index, "type": "revocation", "time_ms": time_ms,
+            "principal": by, "action": "revoke", "resource": target,
+            "outcome": "revoked", "message": reason, "kind": kind,
+        }),
+        Entry::PolicyActivation {
+            time_ms, by, hash, ..
+        } => json!({
+            "index": index, "type": "policy_activation", "time_ms": time_ms,
+            "principal": by, "action": "activate", "resource": hash, "outcome": "activated",
+        }),
+        Entry::KeyChange {
+            time_ms,
+            by,
+            kid,
+            role,
+            status,
+        } => json!({
+            "index": index, "type": "key_change", "time_ms": time_ms,
+            "principal": by, "action": format!("{role} key"), "resource": kid, "outcome": status,
+        }),
+        Entry::PrincipalAdded {
+            time_ms,
+            by,
+            uid,
+            admin,
+        } => json!({
+            "index": index, "type": "principal_added", "time_ms": time_ms,
+            "principal": by, "action": "add principal", "resource": uid,
+            "outcome": if *admin { "admin" } else { "added" },
+        }),
+    }
+}
+
+fn summaries(store: &dyn Store, start: u64, end: u64) -> Result<Vec<Value>, String> {
+    Ok(store
+        .entries(start, end)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|l| match Entry::from_leaf(&l.leaf) {
+            Ok(e) => summarize(l.index, &e),
+            Err(err) => json!({"index": l.index, "type": "unreadable", "message": err.to_string()}),
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EntriesQuery {
+    /// Entries before this index (default: the end of the log).
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /console/api/entries?before=&limit=`: the latest entries, newest last.
+pub(crate) async fn entries(
+    State(c): State<Shared>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "before and limit must be non-negative integers",
+        );
+    };
+    let store = c.authority.store();
+    let size = match store.log_size() {
+        Ok(n) => n,
+        Err(e) => return unavailable(e),
+    };
+    let (before, limit) = (q.before, q.limit);
+    let end = before.unwrap_or(size).min(size);
+    let start = end.saturating_sub(limit.unwrap_or(ENTRIES_PAGE_MAX).min(ENTRIES_PAGE_MAX));
+    match summaries(store.as_ref(), start, end) {
+        Ok(v) => axum::Json(json!({"size": size, "entries": v})).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StreamQuery {
+    /// The first index the subscriber has not seen (default: the log's size).
+    from: Option<u64>,
+}
+
+/// `GET /console/api/stream?from=N`: server-sent events, one `entry` event
+/// per new log entry as it is committed, in index order.
+pub(crate) async fn stream(
+    State(c): State<Shared>,
+    q: Result<Query<StreamQuery>, QueryRejection>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let size = c.authority.store().log_size().unwrap_or(0);
+    let from = q.ok().and_then(|Query(q)| q.from).unwrap_or(size).min(size);
+    // The authority's events only wake the loop; the store is what is read.
+    let wake = c.authority.subscribe();
+    let state = (c, from, wake, Vec::<Value>::new());
+    let s =
+        futures_util::stream::unfold(state, |(c, mut next, mut wake, mut pending)| async move {
+            loop {
+                if let Some(v) = pending.pop() {
+                    let ev = SseEvent::default().event("entry").data(v.to_string());
+                    return Some((Ok::<_, Infallible>(ev), (c, next, wake, pending)));
+                }
+                let size = c.authority.store().log_size().unwrap_or(next);
+                if size > next {
+                    let end = size.min(next + STREAM_BATCH_MAX);
+                    if let Ok(mut v) = summaries(c.authority.store().as_ref(), next, end) {
+                        next = end;
+                        v.reverse();
+                        pending = v;
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    r = wake.recv() => {
+                        if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                            // No more wake-ups: poll.
+                            tokio::time::sleep(STREAM_POLL).await;
+                        }
+                    }
+                    _ = tokio::time::sleep(STREAM_POLL) => {}
+                }
+            }
+        });
+    Sse::new(s).keep_alive(KeepAlive::default().interval(Duration::from_secs(5)))
+}
+
+/// `GET /console/api/policy`: the active bundle and every activation.
+pub(crate) async fn policy(State(c): State<Shared>) -> Response {
+    let activations = match c.authority.store().activations() {
+        Ok(a) => a,
+        Err(e) => return unavailable(e),
+    };
+    let bundle = c.authority.active_bundle();
+    axum::Json(json!({
+        "active": bundle.hash(),
+        "policy_ids": bundle.policy_ids(),
+        "source": bundle.source(),
+        "activations": activations,
+    }))
+    .into_response()
+}
+
+/// `GET /console/api/revocations`.
+pub(crate) async fn revocations(State(c): State<Shared>) -> Response {
+    match c.authority.store().revocations() {
+        Ok(list) => axum::Json(json!({"revocations": list})).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+fn recent_entries(store: &dyn Store) -> Result<Vec<(u64, Entry)>, String> {
+    let size = store.log_size().map_err(|e| e.to_string())?;
+    let start = size.saturating_sub(LINEAGE_SCAN_ENTRIES_MAX);
+    Ok(store
+        .entries(start, size)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .filter_map(|l| Entry::from_leaf(&l.leaf).ok().map(|e| (l.index, e)))
+        .collect())
+}
+
+/// `GET /console/api/executions`: recent execution starts with their roots,
+/// newest first (the lineage explorer's picker).
+pub(crate) async fn executions(State(c): State<Shared>) -> Response {
+    let store = c.authority.store();
+    let recent = match recent_entries(store.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let mut out = Vec::new();
+    for (index, e) in recent.iter().rev() {
+        if out.len() >= EXECUTIONS_MAX {
+            break;
+        }
+        if let Entry::ExecutionStart {
+            time_ms,
+            jti,
+            principal,
+        } = e
+        {
+            let rec = match store.writ(jti) {
+                Ok(r) => r,
+                Err(e) => return unavailable(e),
+            };
+            out.push(json!({
+                "index": index, "time_ms": time_ms, "jti": jti, "principal": principal,
+                "resource": rec.as_ref().map(|r| r.resource.clone()),
+                "root": rec.as_ref().map(|r| r.root.clone()),
+                "depth": rec.as_ref().map(|r| r.depth),
+            }));
+        }
+    }
+    axum::Json(json!({"executions": out})).into_response()
+}
+
+fn collect_jtis(node: &Value, out: &mut HashSet<String>) {
+    if let Some(j) = node["jti"].as_str() {
+        out.insert(j.to_owned());
+    }
+    for c in node["children"].as_array().into_iter().flatten() {
+        collect_jtis(c, out);
+    }
+}
+
+fn add_denied(node: &mut Value, denied: &HashMap<String, Vec<Value>>) {
+    let jti = node["jti"].as_str().map(str::to_owned);
+    if let Some(children) = node.get_mut("children").and_then(Value::as_array_mut) {
+        for c in children.iter_mut() {
+            add_denied(c, denied);
+        }
+        if let Some(d) = jti.and_then(|j| denied.get(&j)) {
+            children.extend(d.iter().cloned());
+        }
+    }
+}
+
+/// `GET /console/api/lineage/{jti}`: the authority's lineage tree, plus the
+/// children it refused (denied decisions naming a node as parent, among the
+/// latest [`LINEAGE_SCAN_ENTRIES_MAX`] entries), as nodes of status `denied`.
+pub(crate) async fn lineage(State(c): State<Shared>, Path(jti): Path<String>) -> Response {
+    let r = match c.authority.lineage(&jti) {
+        Ok(r) => r,
+        Err(writ_authority::CallError::NotFound(m)) => return fail(StatusCode::NOT_FOUND, m),
+        Err(e) => return unavailable(e),
+    };
+    let mut v = match serde_json::to_value(&r) {
+        Ok(v) => v,
+        Err(e) => return unavailable(e),
+    };
+    let mut jtis = HashSet::new();
+    collect_jtis(&v["tree"], &mut jtis);
+    let recent = match recent_entries(c.authority.store().as_ref()) {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    let mut denied: HashMap<String, Vec<Value>> = HashMap::new();
+    for (index, e) in &recent {
+        if let Entry::Decision(d) = e {
+            if let (Outcome::Deny, Some(p)) = (d.decision, &d.parent) {
+                if jtis.contains(p) {
+                    denied.entry(p.clone()).or_default().push(json!({
+                        "jti": null, "principal": d.principal, "action": d.action,
+                        "resource": d.resource, "status": "denied", "reason": d.reason,
+                        "message": d.message, "log_index": index, "children": [],
+                    }));
+                }
+            }
+        }
+    }
+    add_denied(&mut v["tree"], &denied);
+    axum::Json(v).into_response()
+}
+
+/// This node, as `GET /v1/mesh` and the health dashboard show it.
+pub fn node_status(c: &Console, node_id: &str) -> Result<Value, String> {
+    let store = c.authority.store();
+    let now_ms = c.authority.clock().now_unix_ms();
+    let log_size = store.log_size().map_err(|e| e.to_string())?;
+    let active = c.authority.active_policy();
+    let activations = store.activations().map_err(|e| e.to_string())?;
+    let latest = activations.last();
+    let revocations = store.revocations().map_err(|e| e.to_string())?;
+    let checkpoint = store.latest_checkpoint().map_err(|e| e.to_string())?;
+    Ok(json!({
+        "id": node_id,
+        "self": true,
+        "policy": active,
+        // Fresh: the bundle this node enforces is the store's latest activation.
+        "policy_fresh": latest.is_some_and(|a| a.hash == active),
+        "policy_activated_ms": latest.map(|a| a.time_ms),
+        "revocation_hwm": revocations.len(),
+        "revocation_latest_ms": revocations.iter().map(|r| r.time_ms).max(),
+        "log_size": log_size,
+        "checkpoint_size": checkpoint.as_ref().map(|c| c.size),
+        "checkpoint_time_ms": checkpoint.as_ref().map(|c| c.time_ms),
+        "checkpoint_age_ms": checkpoint.as_ref().map(|c| now_ms.saturating_sub(c.time_ms)),
+        "witnesses": c.witnesses.iter().map(|w| w.vkey()).collect::<Vec<_>>(),
+        "now_ms": now_ms,
+    }))
+}
+
+/// `GET /console/api/health`: this node (the mesh route lists the same).
+pub(crate) async fn health(State(c): State<Shared>) -> Response {
+    match node_status(&c, "this node") {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The store as a `writ_audit::Source` (for the assessment).
+struct StoreSource(Arc<dyn Store>);
+
+impl writ_audit::Source for StoreSource {
+    fn size(&self) -> Result<u64, String> {
+        self.0.log_size().map_err(|e| e.to_string())
+    }
+    fn leaves(&self, start: u64, end: u64) -> Result<Vec<writ_audit::Leaf>, String> {
+        Ok(self
+            .0
+            .entries(start, end)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|l| writ_audit::Leaf {
+                index: l.index,
+                bytes: l.leaf,
+                stored_hash: Some(l.leaf_hash),
+            })
+            .collect())
+    }
+    fn stored_nodes(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Option<Vec<writ_audit::Node>>, String> {
+        self.0
+            .nodes_after(after, limit)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
+        Ok(self
+            .0
+            .checkpoints(from, limit)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| (c.size, c.note))
+            .collect())
+    }
+    fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
+        self.0.bundle(hash).map_err(|e| e.to_string())
+    }
+}
+
+/// The trusted policy keys, from the store's key records.
+pub(crate) fn policy_keys(store: &dyn Store) -> Result<writ_artifact::KeyRing, String> {
+    let keys = store
+        .keys()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|k| k.role == "policy")
+        .map(|k| serde_json::from_str::<writ_artifact::Jwk>(&k.public_jwk))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    writ_artifact::KeyRing::from_jwks(&writ_artifact::Jwks { keys })
+}
+
+/// `GET /console/api/assess`: the EGMM level this deployment demonstrates
+/// (`writ_assess::gather` over the store, then `writ_assess::assess`).
+pub(crate) async fn assess(State(c): State<Shared>) -> Response {
+    let Some(log) = c.log.clone() else {
+        return unavailable("this server has no log key, so its checkpoints cannot be assessed");
+    };
+    let store = c.authority.store().clone();
+    let witnesses = c.witnesses.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let keys = policy_keys(store.as_ref())?;
+        let src = StoreSource(store);
+        writ_assess::gather(&src, log.verifier().clone(), witnesses, keys)
+    })
+    .await;
+    match out {
+        Ok(Ok(evidence)) => {
+            let a = writ_assess::assess(&evidence);
+            axum::Json(json!({"assessment": a, "evidence": evidence})).into_response()
+        }
+        Ok(Err(e)) => unavailable(e),
+        Err(e) => unavailable(e),
+    }
+}
