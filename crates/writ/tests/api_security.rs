@@ -273,9 +273,10 @@ fn secrets_never_appear_in_logs_metrics_or_pages() {
             let der = base64::engine::general_purpose::STANDARD
                 .decode(&body)
                 .unwrap();
-            // The 32-byte seed is the last 32 bytes of the PKCS#8 document.
-            let seed = &der[der.len() - 32..];
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // PKCS#8 for Ed25519 (v1 or v2): ... 04 22 04 20 <32-byte seed> [public key].
+            assert_eq!(&der[12..16], &[0x04, 0x22, 0x04, 0x20], "{name:?}");
+            let seed = &der[16..48];
             secrets.push((format!("{name} PEM"), body.chars().take(40).collect()));
             secrets.push((format!("{name} seed hex"), hex(seed)));
             secrets.push((format!("{name} seed base64url"), b64(seed)));
