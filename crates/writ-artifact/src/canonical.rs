@@ -103,6 +103,76 @@ pub fn is_digest(s: &str) -> bool {
     })
 }
 
+/// Refuse JSON text in which any object, at any depth, names a key twice
+/// (after unescaping: `"a"` and `"\u0061"` are the same key). RFC 8259 leaves
+/// duplicates to the parser, and parsers differ (first wins, last wins, error),
+/// so a body with duplicates can mean one thing to the policy and another to a
+/// gateway in another language. Nesting is bounded by serde_json's recursion
+/// limit (128).
+pub fn check_no_duplicate_keys(json: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<NoDuplicates>(json)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Deserializes any JSON value, keeping nothing, failing on a duplicate key.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<NoDuplicates, A::Error> {
+        while s.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(k) = m.next_key::<String>()? {
+            if seen.contains(&k) {
+                return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+            }
+            m.next_value::<NoDuplicates>()?;
+            seen.insert(k);
+        }
+        Ok(NoDuplicates)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +225,21 @@ mod tests {
             digest_bytes(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth_and_after_unescaping() {
+        assert!(check_no_duplicate_keys(br#"{"a":1,"b":[{"c":1,"d":{"e":null}}]}"#).is_ok());
+        for bad in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"x":[{"a":1,"a":1}]}"#,
+            br#"{"x":{"y":{"k":true,"k":false}}}"#,
+            br#"{"a":1,"\u0061":2}"#,
+        ] {
+            let e = check_no_duplicate_keys(bad).unwrap_err();
+            assert!(e.contains("duplicate key"), "{e}");
+        }
+        assert!(check_no_duplicate_keys(b"{").is_err());
+        assert!(check_no_duplicate_keys(b"[1] x").is_err());
     }
 }

@@ -1623,6 +1623,15 @@ fn cedar_uid_check(s: &str) -> Result<(), String> {
     }
 }
 
+impl AuthorizeRequest {
+    /// The checks [`Authority::authorize`] makes before it decides anything:
+    /// field sizes, reserved context names, scope paths, what the writ would
+    /// carry, lifetime, parent jti. `Err` is answered 400 and nothing is logged.
+    pub fn validate(&self) -> Result<(), BadRequest> {
+        validate_request(self)
+    }
+}
+
 fn validate_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
     for (name, v) in [
         ("action", &req.action),

@@ -31,6 +31,9 @@ pub enum BenchCmd {
     /// loopback), and the time from `writ revoke` to a governed process's
     /// death.
     Exec(crate::benchexec::ExecBench),
+    /// A steady offered rate (authorize + verify) for a long time: errors,
+    /// latency percentiles and `writ serve` RSS over the run.
+    Soak(crate::benchsoak::SoakBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -336,6 +339,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         BenchCmd::Authorize(a) => a,
         BenchCmd::Log(l) => return crate::benchlog::bench(g, l).await,
         BenchCmd::Exec(e) => return crate::benchexec::bench_exec(g, e).await,
+        BenchCmd::Soak(s) => return crate::benchsoak::bench_soak(g, s).await,
     };
     let tmp = std::env::temp_dir().join(format!("writ-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);

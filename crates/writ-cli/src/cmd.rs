@@ -473,7 +473,12 @@ pub async fn revoke(g: &Global, a: RevokeArgs) -> Result<Exit> {
 #[derive(Subcommand, Debug)]
 pub enum PolicyCmd {
     /// Parse and validate a bundle directory; print its hash and policy ids.
-    Check { dir: PathBuf },
+    // The positional is not called `dir`: clap would make it the global
+    // `--dir` (the data dir) too.
+    Check {
+        #[arg(value_name = "DIR")]
+        bundle_dir: PathBuf,
+    },
     /// Run a JSON file of expected decisions against a bundle directory.
     Test {
         /// The test file: {"cases": [{"principal", "action", "resource", "context"?, "expect": "allow"|"deny", "policies"?}]}.
@@ -484,7 +489,8 @@ pub enum PolicyCmd {
     },
     /// Sign a bundle directory with the policy key and write the signed bundle.
     Bundle {
-        dir: PathBuf,
+        #[arg(value_name = "DIR")]
+        bundle_dir: PathBuf,
         #[arg(long)]
         out: PathBuf,
     },
@@ -499,8 +505,8 @@ fn compile_dir(dir: &std::path::Path) -> Result<Bundle> {
 
 pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
     match c {
-        PolicyCmd::Check { dir } => {
-            let b = compile_dir(&dir)?;
+        PolicyCmd::Check { bundle_dir } => {
+            let b = compile_dir(&bundle_dir)?;
             if g.json {
                 print_json(
                     &json!({"hash": b.hash(), "policies": b.policy_ids(), "schema": b.has_schema()}),
@@ -550,8 +556,8 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
             }
             Ok(if failed == 0 { Exit::Ok } else { Exit::Failed })
         }
-        PolicyCmd::Bundle { dir, out } => {
-            let b = compile_dir(&dir)?;
+        PolicyCmd::Bundle { bundle_dir, out } => {
+            let b = compile_dir(&bundle_dir)?;
             let key = DataDir::new(&g.dir).policy_key()?;
             let signed = b.source().clone().sign(&key)?;
             write_atomic(

@@ -6,6 +6,7 @@
 mod bench;
 mod benchexec;
 mod benchlog;
+mod benchsoak;
 mod client;
 mod cmd;
 mod datadir;

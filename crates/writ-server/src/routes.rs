@@ -137,17 +137,73 @@ impl IntoResponse for CallErrorResponse {
 }
 
 /// JSON body extractor whose rejections are our error body: 413 over the
-/// limit, 400 naming the field for malformed JSON, 415 without JSON content type.
+/// limit, 400 naming the field for malformed JSON or a key named twice at any
+/// depth (parsers disagree on which one wins), 415 without JSON content type.
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = Response;
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rej) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    None,
+                    "request body is larger than this route accepts",
+                ))
+            }
+            Err(rej) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    None,
+                    rej.body_text(),
+                ))
+            }
+        };
+        if let Err(e) = writ_artifact::canonical::check_no_duplicate_keys(&bytes) {
+            // Malformed JSON is reported by the typed parse below (it names
+            // the field); only a duplicate key is reported here.
+            if e.starts_with("duplicate key") {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    None,
+                    format!("Failed to deserialize the JSON body: {e}"),
+                ));
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rej) => Err(json_rejection(rej)),
         }
     }
+}
+
+/// `application/json` or `application/<anything>+json`, parameters allowed
+/// (what axum's own `Json` accepts).
+fn json_content_type(h: &HeaderMap) -> bool {
+    let Some(ct) = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_rejection(rej: JsonRejection) -> Response {
@@ -432,7 +488,9 @@ async fn start(
     let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match writ_artifact::canonical::check_no_duplicate_keys(&body)
+            .and_then(|()| serde_json::from_slice(&body).map_err(|e| e.to_string()))
+        {
             Ok(r) => r,
             Err(e) => {
                 return error(
@@ -460,7 +518,9 @@ async fn renew(
     let req: RenewRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RenewRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match writ_artifact::canonical::check_no_duplicate_keys(&body)
+            .and_then(|()| serde_json::from_slice(&body).map_err(|e| e.to_string()))
+        {
             Ok(r) => r,
             Err(e) => {
                 return error(

@@ -735,7 +735,12 @@ impl Store for SqliteStore {
             let mut s = c.prepare_cached(
                 "SELECT size, note, time_ms FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2",
             )?;
-            let rows = s.query_map(params![from, limit as i64], checkpoint_row)?;
+            // SQLite integers are i64: a `from` past i64::MAX (a query
+            // parameter) is past every tree size, so it matches nothing
+            // rather than failing the read (which was answered 503).
+            let from = i64::try_from(from).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = s.query_map(params![from, limit], checkpoint_row)?;
             rows.collect()
         })
     }

@@ -633,3 +633,24 @@ fn every_acknowledged_entry_can_be_read_back() {
         None => assert_eq!(r.status, 400, "{v}"),
     }
 }
+
+/// Regression guard (issue 8, found by schemathesis): a `from` past
+/// i64::MAX in `GET /v1/log/checkpoints` failed the SQLite read and was
+/// answered 503 `authority_unavailable`; it is past every tree size, so
+/// the answer is an empty page.
+#[test]
+fn a_checkpoint_page_past_every_size_is_empty() {
+    let srv = Server::start();
+    for from in [
+        "9223372036854775807",
+        "9223372036854775808",
+        "14010285145602265088",
+        "18446744073709551615",
+    ] {
+        let r = srv.get(&format!("/v1/log/checkpoints?from={from}&limit=5"), None);
+        assert_eq!(r.status, 200, "from={from}: {}", r.text());
+        assert_eq!(r.json(), json!([]), "from={from}");
+    }
+    let r = srv.get("/v1/log/checkpoints?from=18446744073709551616", None);
+    assert_eq!(r.status, 400, "past u64: {}", r.text());
+}

@@ -846,3 +846,36 @@ fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(r.status, 200, "scheme {scheme:?}: {}", r.text());
     }
 }
+
+/// Regression guard (issue 8, found by the API token test): the positional
+/// bundle directory of `writ policy bundle` was named like the global
+/// `--dir`, so clap used it as the data dir too and the command looked for
+/// `DIR/keys/policy.pem`; it could sign nothing.
+#[test]
+fn policy_bundle_signs_with_the_data_dirs_policy_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let init = init_dir(&dir);
+    let out_file = tmp.path().join("signed.json");
+    let policy_dir = dir.join("policy");
+    let out = run_writ(
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "policy",
+            "bundle",
+            policy_dir.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ policy bundle");
+    let v = out.json();
+    assert_eq!(v["hash"], init["policy"], "{v}");
+    let signed: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(signed["hash"], init["policy"]);
+    assert_eq!(signed["kid"], v["kid"]);
+}

@@ -329,29 +329,43 @@ pub struct Server {
     child: Child,
     log_path: PathBuf,
     serve_args: Vec<String>,
+    serve_env: Vec<(String, String)>,
 }
 
 fn free_addr() -> String {
     format!("127.0.0.1:{}", free_port())
 }
 
-fn serve_command(dir: &Path, addr: &str, serve_args: &[String]) -> Command {
+fn serve_command(
+    dir: &Path,
+    addr: &str,
+    serve_args: &[String],
+    env: &[(String, String)],
+) -> Command {
     let mut cmd = writ_command();
     cmd.args(["--dir", dir.to_str().unwrap(), "serve", "--listen", addr])
         .args(serve_args)
         .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd
 }
 
 /// Serve `dir` and wait until it answers; `(child, addr)`.
-fn spawn_serve(dir: &Path, log_path: &Path, serve_args: &[String]) -> (Child, String) {
+fn spawn_serve(
+    dir: &Path,
+    log_path: &Path,
+    serve_args: &[String],
+    env: &[(String, String)],
+) -> (Child, String) {
     // A port picked this way can be taken by someone else before the child
     // binds it; try a few.
     let mut last_log = String::new();
     for _attempt in 0..3 {
         let addr = free_addr();
         let log = std::fs::File::create(log_path).unwrap();
-        let mut child = serve_command(dir, &addr, serve_args)
+        let mut child = serve_command(dir, &addr, serve_args, env)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -378,6 +392,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Whether the `writ serve` child is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Init a data dir and serve it with default settings.
     pub fn start() -> Server {
         Server::start_with(&[])
@@ -387,11 +406,32 @@ impl Server {
     pub fn start_with(serve_args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
+        Server::start_full(tmp, dir, serve_args, &[])
+    }
+
+    /// Init `dir` (which must not exist yet; e.g. on a filesystem of its
+    /// own) and serve it with extra arguments and environment variables;
+    /// the server's own log and scratch files go to a fresh temporary dir.
+    pub fn start_at(dir: &Path, serve_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Server::start_full(tmp, dir.to_path_buf(), serve_args, env)
+    }
+
+    fn start_full(
+        tmp: tempfile::TempDir,
+        dir: PathBuf,
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let init = init_dir(&dir);
         let admin_token = init["admin_token"].as_str().unwrap().to_owned();
         let log_path = tmp.path().join("serve.log");
         let serve_args: Vec<String> = serve_args.iter().map(|a| (*a).to_owned()).collect();
-        let (child, addr) = spawn_serve(&dir, &log_path, &serve_args);
+        let serve_env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, addr) = spawn_serve(&dir, &log_path, &serve_args, &serve_env);
         Server {
             tmp,
             dir,
@@ -402,6 +442,7 @@ impl Server {
             child,
             log_path,
             serve_args,
+            serve_env,
         }
     }
 
@@ -415,7 +456,8 @@ impl Server {
     /// [`Server::kill_hard`]); it may listen on a new port.
     pub fn restart(&mut self) {
         self.kill_hard();
-        let (child, addr) = spawn_serve(&self.dir, &self.log_path, &self.serve_args);
+        let (child, addr) =
+            spawn_serve(&self.dir, &self.log_path, &self.serve_args, &self.serve_env);
         self.child = child;
         self.url = format!("http://{addr}");
         self.addr = addr;
@@ -431,7 +473,7 @@ impl Server {
     pub fn spawn_and_kill_after(&mut self, after: Duration) {
         self.kill_hard();
         let log = std::fs::File::create(&self.log_path).unwrap();
-        let mut child = serve_command(&self.dir, &free_addr(), &self.serve_args)
+        let mut child = serve_command(&self.dir, &free_addr(), &self.serve_args, &self.serve_env)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
