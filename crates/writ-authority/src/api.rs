@@ -39,6 +39,29 @@ pub struct AuthorizeRequest {
     pub start: bool,
 }
 
+impl AuthorizeRequest {
+    /// The plainest request to run a command: action `exec`, resource
+    /// `Command::"<argv[0]>"`, the argv as the request, no environment, no
+    /// scope (what the demos ask for; `writ exec` binds much more).
+    pub fn command(argv: &[&str], audience: &str, lifetime_secs: Option<u64>) -> AuthorizeRequest {
+        AuthorizeRequest {
+            action: "Action::\"exec\"".into(),
+            resource: format!(
+                "Command::{}",
+                serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
+            ),
+            context: Map::new(),
+            request: serde_json::json!({ "argv": argv }),
+            environment: Map::new(),
+            scope: Scope::default(),
+            audience: audience.into(),
+            parent: None,
+            lifetime_secs,
+            start: false,
+        }
+    }
+}
+
 /// Context attribute names writ fills itself.
 pub const RESERVED_CONTEXT: [&str; 5] = ["request", "environment", "scope", "audience", "lineage"];
 /// Longest entity UID, audience or jti accepted.

@@ -76,21 +76,7 @@ impl Step<'_> {
 }
 
 fn exec_request(argv: &[&str], lifetime: Option<u64>) -> AuthorizeRequest {
-    AuthorizeRequest {
-        action: "Action::\"exec\"".into(),
-        resource: format!(
-            "Command::{}",
-            serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
-        ),
-        context: Default::default(),
-        request: json!({"argv": argv}),
-        environment: Default::default(),
-        scope: Default::default(),
-        audience: "demo@localhost".into(),
-        parent: None,
-        lifetime_secs: lifetime,
-        start: false,
-    }
+    AuthorizeRequest::command(argv, "demo@localhost", lifetime)
 }
 
 fn outcome_of_verify(v: &VerifyResponse) -> String {

@@ -48,20 +48,7 @@ fn echo_path() -> &'static str {
 }
 
 fn exec_request(argv: &[&str], lifetime: Option<u64>) -> AuthorizeRequest {
-    AuthorizeRequest {
-        action: "Action::\"exec\"".into(),
-        resource: format!(
-            "Command::{}",
-            serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
-        ),
-        context: Default::default(),
-        request: json!({"argv": argv}),
-        environment: Default::default(),
-        scope: Default::default(),
-        audience: AUDIENCE.into(),
-        parent: None,
-        lifetime_secs: lifetime,
-    }
+    AuthorizeRequest::command(argv, AUDIENCE, lifetime)
 }
 
 struct Run {

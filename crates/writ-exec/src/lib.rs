@@ -322,7 +322,7 @@ impl Confinement {
         grant(c, exe, false, true)
     }
 
-    /// Restrict this process (and what it executes) to the scope; at least
+    /// Restrict the calling thread (and what it starts) to the scope; at least
     /// `required`, else an error.
     pub fn apply(&self, exe: &Path, required: Enforcement) -> Result<Enforcement, ExecError> {
         let level = if required == Enforcement::Full {
@@ -381,43 +381,29 @@ pub fn spawn(
         rustix::io::fcntl_setfd(&exe.file, rustix::io::FdFlags::empty())
             .map_err(|e| ExecError::Io(format!("cannot pass the script on: {e}")))?;
     }
-    let level = if required == Enforcement::Full {
-        CompatLevel::HardRequirement
-    } else {
-        CompatLevel::BestEffort
-    };
-    let ruleset = confinement.ruleset(&exe.path, level)?;
     let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
     cmd.arg0(arg0)
         .args(rest)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .process_group(0);
-    let confined = std::thread::Builder::new()
-        .name("writ-confine".into())
-        .spawn(move || -> Result<std::process::Child, ExecError> {
-            let status = ruleset
-                .restrict_self()
-                .map_err(|e| ExecError::Confinement(format!("cannot confine: {e}")))?;
-            let got = enforcement_of(status.ruleset);
-            if got < required {
-                return Err(ExecError::Confinement(format!(
-                    "the kernel enforced {} confinement where {} is required",
-                    got.as_str(),
-                    required.as_str()
-                )));
-            }
-            cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
-        })
-        .map_err(|e| ExecError::Io(format!("cannot start the confining thread: {e}")))?;
-    match confined.join() {
-        Ok(Ok(child)) => Ok(child),
-        Ok(Err(ExecError::Io(e))) => Err(ExecError::Io(format!(
+    let spawned = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("writ-confine".into())
+            .spawn_scoped(scope, || -> Result<std::process::Child, ExecError> {
+                confinement.apply(&exe.path, required)?;
+                cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
+            })
+            .map_err(|e| ExecError::Io(format!("cannot start the confining thread: {e}")))?
+            .join()
+            .map_err(|_| ExecError::Io("the confining thread failed".into()))?
+    });
+    match spawned {
+        Err(ExecError::Io(e)) => Err(ExecError::Io(format!(
             "cannot execute {}: {e}",
             exe.path.display()
         ))),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ExecError::Io("the confining thread failed".into())),
+        other => other,
     }
 }
 
