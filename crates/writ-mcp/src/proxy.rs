@@ -334,3 +334,121 @@ async fn from_server<A: Authority>(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::govern::{Session, Unavailable};
+    use serde_json::json;
+    use tokio::io::{duplex, AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf};
+    use writ_artifact::{FixedClock, KeyRing, ReasonCode};
+    use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+
+    /// Denies every call after `delay`; allows probes of tools named `ok*`
+    /// (with a writ the proxy never uses: probes are not verified).
+    struct Stub {
+        delay: Duration,
+    }
+
+    impl Authority for Stub {
+        async fn authorize(&self, req: AuthorizeRequest) -> Result<AuthorizeResponse, Unavailable> {
+            tokio::time::sleep(self.delay).await;
+            if !req.start && req.resource.starts_with("Tool::\"fs/ok") {
+                return Ok(AuthorizeResponse::Allow { writ: "unused".into(), log_index: 0, jti: "j".into(), exp: 0 });
+            }
+            Ok(AuthorizeResponse::Deny { reason: ReasonCode::PolicyDenied, message: "no permit applies".into(), log_index: Some(1) })
+        }
+        async fn finish(&self, _jti: &str, _o: FinishRequest) -> Result<(), Unavailable> {
+            Ok(())
+        }
+    }
+
+    type LinesOf = Lines<BufReader<ReadHalf<DuplexStream>>>;
+
+    struct Rig {
+        client_w: WriteHalf<DuplexStream>,
+        client_r: LinesOf,
+        server_w: WriteHalf<DuplexStream>,
+        server_r: LinesOf,
+        run: tokio::task::JoinHandle<End>,
+    }
+
+    fn rig(delay: Duration) -> Rig {
+        let gov = Arc::new(Governor::new(
+            Stub { delay },
+            Session { server: "fs".into(), audience: "mcp:fs".into(), parent: Some("p".into()), keys: KeyRing::new() },
+            Box::new(FixedClock::new(0)),
+        ));
+        let (client, proxy_client) = duplex(1 << 16);
+        let (proxy_server, server) = duplex(1 << 16);
+        let (pc_r, pc_w) = tokio::io::split(proxy_client);
+        let (ps_r, ps_w) = tokio::io::split(proxy_server);
+        let (c_r, client_w) = tokio::io::split(client);
+        let (s_r, server_w) = tokio::io::split(server);
+        let run = tokio::spawn(run(gov, BufReader::new(pc_r), pc_w, ps_w, BufReader::new(ps_r)));
+        Rig { client_w, client_r: BufReader::new(c_r).lines(), server_w, server_r: BufReader::new(s_r).lines(), run }
+    }
+
+    async fn send(w: &mut WriteHalf<DuplexStream>, line: &str) {
+        w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    async fn next(r: &mut LinesOf) -> String {
+        tokio::time::timeout(Duration::from_secs(5), r.next_line()).await.unwrap().unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_denied_call_is_answered_by_the_proxy_and_never_reaches_the_server() {
+        let mut r = rig(Duration::from_millis(300));
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/x"}}}"#).await;
+        // A ping sent after the call passes it while the authority thinks: byte for byte.
+        let ping = r#"{"jsonrpc":"2.0","id":"p", "method":"ping"}"#;
+        send(&mut r.client_w, ping).await;
+        assert_eq!(next(&mut r.server_r).await, ping);
+        send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#).await;
+        assert_eq!(next(&mut r.client_r).await, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#);
+        // Then the denial, from the proxy.
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["result"]["isError"], true);
+        assert_eq!(v["result"]["content"][0]["text"], "denied: policy_denied: no permit applies");
+        // Server-initiated requests and notifications reach the client as they are.
+        let sampling = r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage","params":{}}"#;
+        send(&mut r.server_w, sampling).await;
+        assert_eq!(next(&mut r.client_r).await, sampling);
+        // The client closes: the server saw nothing but the ping.
+        drop(r.client_w);
+        assert_eq!(tokio::time::timeout(Duration::from_secs(1), r.server_r.next_line()).await.unwrap().unwrap(), None);
+        drop(r.server_w);
+        assert_eq!(r.run.await.unwrap(), End::ClientClosed);
+    }
+
+    #[tokio::test]
+    async fn tools_list_is_filtered_and_bad_input_answered() {
+        let mut r = rig(Duration::ZERO);
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
+        next(&mut r.server_r).await;
+        send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"ok_read"},{"name":"write"},{"name":"ok_list"}],"nextCursor":"c"}}"#).await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["result"], json!({"tools": [{"name": "ok_read"}, {"name": "ok_list"}], "nextCursor": "c"}));
+        send(&mut r.client_w, "{not json").await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["error"]["code"], crate::message::PARSE_ERROR);
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":{}}}"#).await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(3), json!(INVALID_PARAMS)));
+    }
+
+    #[tokio::test]
+    async fn when_the_server_dies_pending_requests_get_errors() {
+        let mut r = rig(Duration::ZERO);
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#).await;
+        next(&mut r.server_r).await;
+        drop(r.server_w);
+        drop(r.server_r);
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(5), json!(SERVER_GONE)));
+        assert_eq!(r.run.await.unwrap(), End::ServerExited { pending: 1 });
+    }
+}
