@@ -27,6 +27,10 @@ use crate::{print_denial, Exit, Global};
 const PIPE_BUFFER_BYTES: usize = 256 * 1024;
 /// How long `writ policy mcp-schema` waits for the server's answers.
 const SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lifetime of a session's writ when not given: it is a lease, renewed
+/// before it ends, so this bounds how long a session outlives a proxy that
+/// died without finishing it.
+const SESSION_LIFETIME_SECS_DEFAULT: u64 = 300;
 /// Pages of `tools/list` read at most.
 const TOOL_PAGES_MAX: usize = 100;
 
@@ -65,9 +69,10 @@ pub struct McpProxyArgs {
     #[arg(long)]
     pub name: String,
     /// Lifetime of the session's writ (a lease, renewed before it ends), in
-    /// seconds; at most 3600.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub lifetime: u64,
+    /// seconds; at most 3600. Default 300, or what the parent has left when
+    /// run under a writ (WRIT_PARENT).
+    #[arg(long, value_name = "SECS")]
+    pub lifetime: Option<u64>,
     /// How long the authority may be unreachable before the session's writ
     /// is taken for lost (every later call is then denied).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
@@ -92,7 +97,11 @@ impl Authority for Http {
             // 400, 401, 413, 5xx: a denial all the same (fail closed).
             Err(_) => Ok(AuthorizeResponse::Deny {
                 reason: reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
-                message: format!("the authority answered {}: {}", reply.status, reply.message()),
+                message: format!(
+                    "the authority answered {}: {}",
+                    reply.status,
+                    reply.message()
+                ),
                 log_index: None,
             }),
         }
@@ -143,6 +152,12 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
 
     // The session: a root execution (or a child of WRIT_PARENT), started.
     let session_request = json!({"server": a.name, "argv": a.argv});
+    let parent = crate::cmd::parent_from_env();
+    let lifetime = match (&parent, a.lifetime) {
+        (_, Some(l)) => Some(l),
+        (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
+        (Some(_), None) => None,
+    };
     let req = AuthorizeRequest {
         action: SESSION_ACTION.into(),
         resource: server_resource(&a.name),
@@ -151,8 +166,8 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         environment: Default::default(),
         scope: Default::default(),
         audience: audience.clone(),
-        parent: crate::cmd::parent_from_env(),
-        lifetime_secs: Some(a.lifetime),
+        parent,
+        lifetime_secs: lifetime,
         start: true,
     };
     let started = Instant::now();
@@ -242,7 +257,10 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         let grace = Duration::from_secs(a.unreachable_grace);
         tokio::spawn(async move {
             let stop = crate::lease::govern(client, jti, exp, grace).await;
-            eprintln!("writ mcp-proxy: the session's writ ended: {}", stop.describe());
+            eprintln!(
+                "writ mcp-proxy: the session's writ ended: {}",
+                stop.describe()
+            );
             gov.end(Denial::new(stop.reason(), stop.describe()));
         })
     };
@@ -266,9 +284,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     let code = status.and_then(|s| s.code());
     let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
     let outcome = FinishRequest {
-        exit_status: code
-            .map(i64::from)
-            .or(signal.map(|s| 128 + i64::from(s))),
+        exit_status: code.map(i64::from).or(signal.map(|s| 128 + i64::from(s))),
         duration_ms: started.elapsed().as_millis() as u64,
         terminated: match &end {
             End::ClientClosed => None,
@@ -365,7 +381,11 @@ async fn list_tools(argv: &[String]) -> Result<Vec<Value>> {
                "clientInfo": {"name": "writ", "version": env!("CARGO_PKG_VERSION")}}),
     )
     .await?;
-    if init.get("capabilities").and_then(|c| c.get("tools")).is_none() {
+    if init
+        .get("capabilities")
+        .and_then(|c| c.get("tools"))
+        .is_none()
+    {
         bail!("the MCP server does not offer tools (no `tools` capability)");
     }
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -409,8 +429,12 @@ pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
         eprintln!("warning: {w}");
     }
     match &a.out {
-        Some(p) => std::fs::write(p, &f.text).with_context(|| format!("cannot write {}", p.display()))?,
-        None if g.json => crate::cmd::print_json(&json!({"schema": f.text, "tools": tools.len(), "warnings": f.warnings}))?,
+        Some(p) => {
+            std::fs::write(p, &f.text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None if g.json => crate::cmd::print_json(
+            &json!({"schema": f.text, "tools": tools.len(), "warnings": f.warnings}),
+        )?,
         None => print!("{}", f.text),
     }
     Ok(Exit::Ok)

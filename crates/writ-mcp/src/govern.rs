@@ -150,10 +150,7 @@ impl<A: Authority> Governor<A> {
     }
 
     fn ended(&self) -> Option<Denial> {
-        self.ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The authorize request of a call of `tool` with `arguments`: action
@@ -212,14 +209,14 @@ impl<A: Authority> Governor<A> {
             check_spent: false,
         };
         match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
-            Ok(v) if v.jti() == writ.1 => Ok(Permit {
-                writ: v,
-                started,
-            }),
+            Ok(v) if v.jti() == writ.1 => Ok(Permit { writ: v, started }),
             Ok(v) => {
                 let d = Denial::new(
                     ReasonCode::MalformedArtifact,
-                    format!("the writ's jti {} is not the one the authority named", v.jti()),
+                    format!(
+                        "the writ's jti {} is not the one the authority named",
+                        v.jti()
+                    ),
                 );
                 self.record_not_started(&writ.1, started, &d).await;
                 Err(d)
@@ -312,10 +309,7 @@ impl<A: Authority> Governor<A> {
             .zip(keep)
             .filter_map(|(t, k)| k.then_some(t))
             .collect();
-        if let Some(tools) = response
-            .get_mut("result")
-            .and_then(|r| r.get_mut("tools"))
-        {
+        if let Some(tools) = response.get_mut("result").and_then(|r| r.get_mut("tools")) {
             *tools = Value::Array(kept);
         }
         response
@@ -374,12 +368,21 @@ mod tests {
 
     #[test]
     fn a_call_is_name_and_arguments() {
-        let (n, a) = call_of(Some(&json!({"name": "read_text_file", "arguments": {"path": "/x"}}))).unwrap();
+        let (n, a) = call_of(Some(
+            &json!({"name": "read_text_file", "arguments": {"path": "/x"}}),
+        ))
+        .unwrap();
         assert_eq!(n, "read_text_file");
         assert_eq!(a["path"], "/x");
         let (_, a) = call_of(Some(&json!({"name": "t"}))).unwrap();
         assert!(a.is_empty());
-        for bad in [json!(null), json!({"arguments": {}}), json!({"name": 3}), json!({"name": "t", "arguments": [1]}), json!({"name": ""})] {
+        for bad in [
+            json!(null),
+            json!({"arguments": {}}),
+            json!({"name": 3}),
+            json!({"name": "t", "arguments": [1]}),
+            json!({"name": ""}),
+        ] {
             assert!(call_of(Some(&bad)).is_err(), "{bad}");
         }
         assert!(call_of(None).is_err());
@@ -387,18 +390,32 @@ mod tests {
 
     #[test]
     fn finish_records_is_error_and_the_result_digest() {
-        let ok = finish_of(&json!({"id": 1, "result": {"content": [], "isError": false}}), 3);
+        let ok = finish_of(
+            &json!({"id": 1, "result": {"content": [], "isError": false}}),
+            3,
+        );
         assert_eq!(ok.exit_status, Some(0));
         assert_eq!(ok.duration_ms, 3);
         assert_eq!(
             ok.stdout_digest.as_deref(),
-            canonical::digest_value(&json!({"content": [], "isError": false})).ok().as_deref()
+            canonical::digest_value(&json!({"content": [], "isError": false}))
+                .ok()
+                .as_deref()
         );
-        let tool_err = finish_of(&json!({"id": 1, "result": {"content": [], "isError": true}}), 0);
+        let tool_err = finish_of(
+            &json!({"id": 1, "result": {"content": [], "isError": true}}),
+            0,
+        );
         assert_eq!(tool_err.exit_status, Some(1));
-        let rpc_err = finish_of(&json!({"id": 1, "error": {"code": -32602, "message": "bad"}}), 0);
+        let rpc_err = finish_of(
+            &json!({"id": 1, "error": {"code": -32602, "message": "bad"}}),
+            0,
+        );
         assert_eq!(rpc_err.exit_status, None);
-        assert_eq!(rpc_err.terminated.as_deref(), Some("json-rpc error -32602: bad"));
+        assert_eq!(
+            rpc_err.terminated.as_deref(),
+            Some("json-rpc error -32602: bad")
+        );
     }
 
     #[test]

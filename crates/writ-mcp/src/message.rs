@@ -74,9 +74,9 @@ pub fn classify(v: &Value) -> Kind {
             id: id.clone(),
             method: m.clone(),
         },
-        (Some(Value::String(m)), None) if !obj.contains_key("id") => Kind::Notification {
-            method: m.clone(),
-        },
+        (Some(Value::String(m)), None) if !obj.contains_key("id") => {
+            Kind::Notification { method: m.clone() }
+        }
         (Some(_), _) => invalid("`method` must be a string and `id` a string or a number"),
         (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
             Kind::Response { id: id.clone() }
@@ -123,32 +123,67 @@ mod tests {
     use writ_artifact::ReasonCode;
 
     fn check(line: &str, expected: Kind) {
-        assert_eq!(Message::parse(line.as_bytes().to_vec()).kind, expected, "{line}");
+        assert_eq!(
+            Message::parse(line.as_bytes().to_vec()).kind,
+            expected,
+            "{line}"
+        );
     }
 
     #[test]
     fn messages_are_classified() {
         check(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
-            Kind::Request { id: json!(1), method: "tools/call".into() },
+            Kind::Request {
+                id: json!(1),
+                method: "tools/call".into(),
+            },
         );
         check(
             r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
-            Kind::Request { id: json!("a"), method: "ping".into() },
+            Kind::Request {
+                id: json!("a"),
+                method: "ping".into(),
+            },
         );
         check(
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
-            Kind::Notification { method: "notifications/cancelled".into() },
+            Kind::Notification {
+                method: "notifications/cancelled".into(),
+            },
         );
-        check(r#"{"jsonrpc":"2.0","id":7,"result":{}}"#, Kind::Response { id: json!(7) });
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            Kind::Response { id: json!(7) },
+        );
         check(
             r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}"#,
             Kind::Response { id: json!(7) },
         );
-        for bad in [r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#, "3", r#"{"id":null,"method":"x"}"#, r#"{"id":1}"#] {
-            assert!(matches!(Message::parse(bad.as_bytes().to_vec()).kind, Kind::Invalid { code: INVALID_REQUEST, .. }), "{bad}");
+        for bad in [
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
+            "3",
+            r#"{"id":null,"method":"x"}"#,
+            r#"{"id":1}"#,
+        ] {
+            assert!(
+                matches!(
+                    Message::parse(bad.as_bytes().to_vec()).kind,
+                    Kind::Invalid {
+                        code: INVALID_REQUEST,
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(Message::parse(b"{nope".to_vec()).kind, Kind::Invalid { code: PARSE_ERROR, .. }));
+        assert!(matches!(
+            Message::parse(b"{nope".to_vec()).kind,
+            Kind::Invalid {
+                code: PARSE_ERROR,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -157,7 +192,10 @@ mod tests {
         let r = tool_denial_response(&json!(4), &d);
         assert_eq!(r["id"], 4);
         assert_eq!(r["result"]["isError"], true);
-        assert_eq!(r["result"]["content"][0]["text"], "denied: policy_denied: no permit applies");
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            "denied: policy_denied: no permit applies"
+        );
         assert_eq!(r["result"]["_meta"]["writ/reason"], "policy_denied");
     }
 }

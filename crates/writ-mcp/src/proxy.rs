@@ -23,8 +23,8 @@ use tokio::task::JoinSet;
 use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX};
 use crate::govern::{call_of, Authority, Governor, Permit};
 use crate::message::{
-    error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS,
-    INVALID_REQUEST, SERVER_GONE,
+    error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS, INVALID_REQUEST,
+    SERVER_GONE,
 };
 
 /// Messages queued towards one side before readers wait (backpressure).
@@ -103,7 +103,9 @@ where
                     Ok(Some(raw)) => from_server(&gov, &table, &to_client, &mut tasks, raw).await,
                     Ok(None) => break,
                     Err(FrameError::TooLarge { limit }) => {
-                        tracing::warn!("the MCP server sent a message of more than {limit} bytes; dropped");
+                        tracing::warn!(
+                            "the MCP server sent a message of more than {limit} bytes; dropped"
+                        );
                     }
                     Err(FrameError::Io(e)) => {
                         tracing::warn!("reading the MCP server: {e}");
@@ -231,7 +233,9 @@ async fn from_client<A: Authority>(
                 };
                 match gov.authorize_call(&tool, args).await {
                     Err(d) => {
-                        let _ = to_client.send(to_line(&tool_denial_response(&id, &d))).await;
+                        let _ = to_client
+                            .send(to_line(&tool_denial_response(&id, &d)))
+                            .await;
                     }
                     Ok(permit) => match wait_for(&table, &id, Pending::Call(permit)) {
                         Ok(()) => {
@@ -273,7 +277,9 @@ async fn from_client<A: Authority>(
                 .filter(|i| i.is_string() || i.is_number())
                 .cloned()
                 .unwrap_or(Value::Null);
-            let _ = to_client.send(to_line(&error_response(&id, code, &why))).await;
+            let _ = to_client
+                .send(to_line(&error_response(&id, code, &why)))
+                .await;
         }
     }
 }
@@ -341,7 +347,9 @@ mod tests {
     use super::*;
     use crate::govern::{Session, Unavailable};
     use serde_json::json;
-    use tokio::io::{duplex, AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf};
+    use tokio::io::{
+        duplex, AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf,
+    };
     use writ_artifact::{FixedClock, KeyRing, ReasonCode};
     use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 
@@ -355,9 +363,18 @@ mod tests {
         async fn authorize(&self, req: AuthorizeRequest) -> Result<AuthorizeResponse, Unavailable> {
             tokio::time::sleep(self.delay).await;
             if !req.start && req.resource.starts_with("Tool::\"fs/ok") {
-                return Ok(AuthorizeResponse::Allow { writ: "unused".into(), log_index: 0, jti: "j".into(), exp: 0 });
+                return Ok(AuthorizeResponse::Allow {
+                    writ: "unused".into(),
+                    log_index: 0,
+                    jti: "j".into(),
+                    exp: 0,
+                });
             }
-            Ok(AuthorizeResponse::Deny { reason: ReasonCode::PolicyDenied, message: "no permit applies".into(), log_index: Some(1) })
+            Ok(AuthorizeResponse::Deny {
+                reason: ReasonCode::PolicyDenied,
+                message: "no permit applies".into(),
+                log_index: Some(1),
+            })
         }
         async fn finish(&self, _jti: &str, _o: FinishRequest) -> Result<(), Unavailable> {
             Ok(())
@@ -377,7 +394,12 @@ mod tests {
     fn rig(delay: Duration) -> Rig {
         let gov = Arc::new(Governor::new(
             Stub { delay },
-            Session { server: "fs".into(), audience: "mcp:fs".into(), parent: Some("p".into()), keys: KeyRing::new() },
+            Session {
+                server: "fs".into(),
+                audience: "mcp:fs".into(),
+                parent: Some("p".into()),
+                keys: KeyRing::new(),
+            },
             Box::new(FixedClock::new(0)),
         ));
         let (client, proxy_client) = duplex(1 << 16);
@@ -386,8 +408,20 @@ mod tests {
         let (ps_r, ps_w) = tokio::io::split(proxy_server);
         let (c_r, client_w) = tokio::io::split(client);
         let (s_r, server_w) = tokio::io::split(server);
-        let run = tokio::spawn(run(gov, BufReader::new(pc_r), pc_w, ps_w, BufReader::new(ps_r)));
-        Rig { client_w, client_r: BufReader::new(c_r).lines(), server_w, server_r: BufReader::new(s_r).lines(), run }
+        let run = tokio::spawn(run(
+            gov,
+            BufReader::new(pc_r),
+            pc_w,
+            ps_w,
+            BufReader::new(ps_r),
+        ));
+        Rig {
+            client_w,
+            client_r: BufReader::new(c_r).lines(),
+            server_w,
+            server_r: BufReader::new(s_r).lines(),
+            run,
+        }
     }
 
     async fn send(w: &mut WriteHalf<DuplexStream>, line: &str) {
@@ -395,7 +429,11 @@ mod tests {
     }
 
     async fn next(r: &mut LinesOf) -> String {
-        tokio::time::timeout(Duration::from_secs(5), r.next_line()).await.unwrap().unwrap().unwrap()
+        tokio::time::timeout(Duration::from_secs(5), r.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
     }
 
     #[tokio::test]
@@ -407,19 +445,31 @@ mod tests {
         send(&mut r.client_w, ping).await;
         assert_eq!(next(&mut r.server_r).await, ping);
         send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#).await;
-        assert_eq!(next(&mut r.client_r).await, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#);
+        assert_eq!(
+            next(&mut r.client_r).await,
+            r#"{"jsonrpc":"2.0","id":"p","result":{}}"#
+        );
         // Then the denial, from the proxy.
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
         assert_eq!(v["id"], 1);
         assert_eq!(v["result"]["isError"], true);
-        assert_eq!(v["result"]["content"][0]["text"], "denied: policy_denied: no permit applies");
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            "denied: policy_denied: no permit applies"
+        );
         // Server-initiated requests and notifications reach the client as they are.
         let sampling = r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage","params":{}}"#;
         send(&mut r.server_w, sampling).await;
         assert_eq!(next(&mut r.client_r).await, sampling);
         // The client closes: the server saw nothing but the ping.
         drop(r.client_w);
-        assert_eq!(tokio::time::timeout(Duration::from_secs(1), r.server_r.next_line()).await.unwrap().unwrap(), None);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), r.server_r.next_line())
+                .await
+                .unwrap()
+                .unwrap(),
+            None
+        );
         drop(r.server_w);
         assert_eq!(r.run.await.unwrap(), End::ClientClosed);
     }
@@ -427,28 +477,49 @@ mod tests {
     #[tokio::test]
     async fn tools_list_is_filtered_and_bad_input_answered() {
         let mut r = rig(Duration::ZERO);
-        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .await;
         next(&mut r.server_r).await;
         send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"ok_read"},{"name":"write"},{"name":"ok_list"}],"nextCursor":"c"}}"#).await;
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
-        assert_eq!(v["result"], json!({"tools": [{"name": "ok_read"}, {"name": "ok_list"}], "nextCursor": "c"}));
+        assert_eq!(
+            v["result"],
+            json!({"tools": [{"name": "ok_read"}, {"name": "ok_list"}], "nextCursor": "c"})
+        );
         send(&mut r.client_w, "{not json").await;
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
         assert_eq!(v["error"]["code"], crate::message::PARSE_ERROR);
-        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":{}}}"#).await;
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":{}}}"#,
+        )
+        .await;
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
-        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(3), json!(INVALID_PARAMS)));
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(3), json!(INVALID_PARAMS))
+        );
     }
 
     #[tokio::test]
     async fn when_the_server_dies_pending_requests_get_errors() {
         let mut r = rig(Duration::ZERO);
-        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#).await;
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+        )
+        .await;
         next(&mut r.server_r).await;
         drop(r.server_w);
         drop(r.server_r);
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
-        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(5), json!(SERVER_GONE)));
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(5), json!(SERVER_GONE))
+        );
         assert_eq!(r.run.await.unwrap(), End::ServerExited { pending: 1 });
     }
 }

@@ -161,11 +161,17 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     );
     text.push_str("entity User, Agent;\nentity Tool;\nentity McpServer;\n\n");
     for (name, attrs) in &per_tool {
-        let _ = write!(text, "// inputSchema of {name}\ntype {}Input = ", type_name(name));
+        let _ = write!(
+            text,
+            "// inputSchema of {name}\ntype {}Input = ",
+            type_name(name)
+        );
         render_record(attrs, &mut text, 0);
         text.push_str(";\n");
     }
-    text.push_str("\n// Every tool's arguments, all optional: test with `has` first.\ntype ToolArguments = ");
+    text.push_str(
+        "\n// Every tool's arguments, all optional: test with `has` first.\ntype ToolArguments = ",
+    );
     render_record(&union, &mut text, 0);
     text.push_str(";\n\n");
     text.push_str(WRIT_CONTEXT_TYPES);
@@ -185,7 +191,13 @@ type WritLineage = { \"depth\": Long, \"root_principal\": String, \"parent_actio
 fn type_name(tool: &str) -> String {
     let mut s: String = tool
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.chars().next().is_none_or(|c| c.is_ascii_digit()) {
         s.insert(0, '_');
@@ -206,7 +218,9 @@ mod tests {
             "paths": {"type": "array", "items": {"type": "string"}},
             "edits": {"type": "array", "items": {"type": "object", "properties": {"oldText": {"type": "string"}}, "required": ["oldText"]}}
         }, "required": ["path"]});
-        let Some(Ty::Record(a)) = ty_of(&s) else { panic!() };
+        let Some(Ty::Record(a)) = ty_of(&s) else {
+            panic!()
+        };
         assert_eq!(a["path"], (Ty::String, true));
         assert_eq!(a["head"], (Ty::Long, false));
         assert_eq!(a["dry"], (Ty::Bool, false));
@@ -225,9 +239,20 @@ mod tests {
             json!({"name": "odd", "inputSchema": {"type": "object", "properties": {"path": {"type": "integer"}}}}),
         ];
         let f = fragment("fs", &tools);
-        assert!(f.text.contains("type read_text_fileInput = {\n  \"path\": String,\n};"), "{}", f.text);
+        assert!(
+            f.text
+                .contains("type read_text_fileInput = {\n  \"path\": String,\n};"),
+            "{}",
+            f.text
+        );
         assert!(f.text.contains("type write_fileInput"), "{}", f.text);
-        assert!(f.text.contains("type ToolArguments = {\n  \"content\"?: String,\n  \"path\"?: String,\n};"), "{}", f.text);
+        assert!(
+            f.text.contains(
+                "type ToolArguments = {\n  \"content\"?: String,\n  \"path\"?: String,\n};"
+            ),
+            "{}",
+            f.text
+        );
         assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
         assert!(f.warnings[0].contains("odd"));
     }

@@ -18,7 +18,10 @@ use std::sync::Mutex;
 use common::*;
 use serde_json::{json, Value};
 
-const NPM_PACKAGES: [&str; 2] = ["@modelcontextprotocol/server-filesystem", "@modelcontextprotocol/sdk"];
+const NPM_PACKAGES: [&str; 2] = [
+    "@modelcontextprotocol/server-filesystem",
+    "@modelcontextprotocol/sdk",
+];
 
 static NPM: Mutex<()> = Mutex::new(());
 
@@ -31,9 +34,12 @@ fn node_prefix() -> PathBuf {
     let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = target_dir().join("mcp-e2e");
     let ready = |p: &Path| {
-        NPM_PACKAGES
-            .iter()
-            .all(|pkg| p.join("node_modules").join(pkg).join("package.json").is_file())
+        NPM_PACKAGES.iter().all(|pkg| {
+            p.join("node_modules")
+                .join(pkg)
+                .join("package.json")
+                .is_file()
+        })
     };
     if !ready(&prefix) {
         std::fs::create_dir_all(&prefix).unwrap();
@@ -42,7 +48,9 @@ fn node_prefix() -> PathBuf {
             .arg(&prefix)
             .args(NPM_PACKAGES)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run npm (node and npm are needed for the MCP tests): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run npm (node and npm are needed for the MCP tests): {e}")
+            });
         assert!(
             out.status.success(),
             "npm install {NPM_PACKAGES:?} into {} failed:\n{}\n{}",
@@ -50,7 +58,10 @@ fn node_prefix() -> PathBuf {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(ready(&prefix), "npm install did not install {NPM_PACKAGES:?}");
+        assert!(
+            ready(&prefix),
+            "npm install did not install {NPM_PACKAGES:?}"
+        );
     }
     prefix
 }
@@ -131,7 +142,14 @@ enum Lang {
 
 /// Run a client that launches `writ mcp-proxy --name filesystem -- node
 /// server.js ROOT` and performs `steps`; its results, one per step.
-fn run_client(lang: Lang, srv: &Server, token: &str, root: &Path, extra_env: &[(&str, &str)], steps: &[Value]) -> Vec<Value> {
+fn run_client(
+    lang: Lang,
+    srv: &Server,
+    token: &str,
+    root: &Path,
+    extra_env: &[(&str, &str)],
+    steps: &[Value],
+) -> Vec<Value> {
     let mut env = json!({
         "WRIT_SERVER": srv.url,
         "WRIT_TOKEN": token,
@@ -167,12 +185,25 @@ fn run_client(lang: Lang, srv: &Server, token: &str, root: &Path, extra_env: &[(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start the {lang:?} client: {e}"));
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the {lang:?} MCP client failed:\n{stderr}\nserver log:\n{}", srv.log());
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{lang:?} client output is not JSON ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+    assert!(
+        out.status.success(),
+        "the {lang:?} MCP client failed:\n{stderr}\nserver log:\n{}",
+        srv.log()
+    );
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{lang:?} client output is not JSON ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     assert_eq!(v.len(), steps.len(), "{v:?}");
     v
 }
@@ -211,8 +242,14 @@ fn scenario(lang: Lang) {
         &[],
         &[
             list(),
-            call("read_text_file", json!({"path": root_path.join("hello.txt")})),
-            call("write_file", json!({"path": target, "content": "should never be written"})),
+            call(
+                "read_text_file",
+                json!({"path": root_path.join("hello.txt")}),
+            ),
+            call(
+                "write_file",
+                json!({"path": target, "content": "should never be written"}),
+            ),
         ],
     );
     // Listed: the read-only tools of the default bundle, not write_file.
@@ -220,21 +257,45 @@ fn scenario(lang: Lang) {
     assert!(tools.contains(&"read_text_file".to_owned()), "{tools:?}");
     assert!(tools.contains(&"list_directory".to_owned()), "{tools:?}");
     for hidden in ["write_file", "edit_file", "move_file", "create_directory"] {
-        assert!(!tools.contains(&hidden.to_owned()), "{hidden} must be filtered out: {tools:?}");
+        assert!(
+            !tools.contains(&hidden.to_owned()),
+            "{hidden} must be filtered out: {tools:?}"
+        );
     }
     // The permitted read returns the file's content.
     assert_eq!(out[1]["isError"], false, "{:?}", out[1]);
-    assert!(out[1]["text"].as_str().unwrap().contains("hello from the tool"), "{:?}", out[1]);
+    assert!(
+        out[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the tool"),
+        "{:?}",
+        out[1]
+    );
     // The denied write is a tool error naming policy_denied; nothing written.
     assert_eq!(out[2]["isError"], true, "{:?}", out[2]);
-    assert!(out[2]["text"].as_str().unwrap().starts_with("denied: policy_denied: "), "{:?}", out[2]);
+    assert!(
+        out[2]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: policy_denied: "),
+        "{:?}",
+        out[2]
+    );
     assert!(!target.exists(), "the denied write reached the server");
 
     // The log holds both decisions (plus the tools/list probes, not started).
     let reads = decisions(&srv, "read_text_file");
     let writes = decisions(&srv, "write_file");
-    assert!(reads.iter().any(|d| d["decision"] == "allow" && d["context"]["arguments"]["path"] == json!(root_path.join("hello.txt"))), "{reads:?}");
-    let denied: Vec<&Value> = writes.iter().filter(|d| d["decision"] == "deny" && d["context"]["arguments"]["path"] == json!(target)).collect();
+    assert!(
+        reads.iter().any(|d| d["decision"] == "allow"
+            && d["context"]["arguments"]["path"] == json!(root_path.join("hello.txt"))),
+        "{reads:?}"
+    );
+    let denied: Vec<&Value> = writes
+        .iter()
+        .filter(|d| d["decision"] == "deny" && d["context"]["arguments"]["path"] == json!(target))
+        .collect();
     assert_eq!(denied.len(), 1, "{writes:?}");
     assert_eq!(denied[0]["reason"], "policy_denied");
     assert_eq!(denied[0]["audience"], "mcp:filesystem");
@@ -244,12 +305,18 @@ fn scenario(lang: Lang) {
     let session = entries
         .iter()
         .map(|e| &e["entry"])
-        .find(|e| e["type"] == "decision" && e["action"] == "Action::\"mcp_session\"" && e["decision"] == "allow")
+        .find(|e| {
+            e["type"] == "decision"
+                && e["action"] == "Action::\"mcp_session\""
+                && e["decision"] == "allow"
+        })
         .expect("a session decision");
     let sjti = session["jti"].as_str().unwrap();
     let call_jti = reads
         .iter()
-        .find(|d| d["decision"] == "allow" && !d["context"]["arguments"].as_object().unwrap().is_empty())
+        .find(|d| {
+            d["decision"] == "allow" && !d["context"]["arguments"].as_object().unwrap().is_empty()
+        })
         .unwrap()["jti"]
         .as_str()
         .unwrap()
@@ -274,7 +341,13 @@ fn scenario(lang: Lang) {
         .find(|e| e["type"] == "execution_finish" && e["jti"] == call_jti.as_str())
         .unwrap_or_else(|| panic!("no finish for {call_jti}"));
     assert_eq!(fin["exit_status"], 0, "{fin}");
-    assert!(fin["stdout_digest"].as_str().unwrap().starts_with("sha256:"), "{fin}");
+    assert!(
+        fin["stdout_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{fin}"
+    );
 }
 
 #[test]
@@ -300,7 +373,7 @@ when {{ resource in [Tool::"filesystem/read_text_file", Tool::"filesystem/write_
 
 @id("read-public-only")
 forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/read_text_file")
-unless {{ context.arguments has path && context.arguments.path like "{}/*" }};
+when {{ context.arguments has path && !(context.arguments.path like "{}/*") }};
 
 @id("write-file-depth-1")
 forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/write_file")
@@ -320,7 +393,12 @@ fn argument_aware_policies_path_prefix_and_lineage_depth() {
     std::fs::create_dir_all(&public).unwrap();
     std::fs::write(public.join("a.txt"), "public text").unwrap();
     std::fs::write(root_path.join("secret.txt"), "secret text").unwrap();
-    activate_policy(&srv, "mcp-args", &argument_policies(&public));
+    let exec_true = "\n@id(\"exec-true\")\npermit (principal, action == Action::\"exec\", resource == Command::\"/usr/bin/true\");\n";
+    activate_policy(
+        &srv,
+        "mcp-args",
+        &format!("{}{exec_true}", argument_policies(&public)),
+    );
 
     // A session at the top: calls at depth 1.
     let top = root_path.join("top.txt");
@@ -332,15 +410,24 @@ fn argument_aware_policies_path_prefix_and_lineage_depth() {
         &[],
         &[
             call("read_text_file", json!({"path": public.join("a.txt")})),
-            call("read_text_file", json!({"path": root_path.join("secret.txt")})),
-            call("write_file", json!({"path": top, "content": "from depth 1"})),
+            call(
+                "read_text_file",
+                json!({"path": root_path.join("secret.txt")}),
+            ),
+            call(
+                "write_file",
+                json!({"path": top, "content": "from depth 1"}),
+            ),
         ],
     );
     assert_eq!(out[0]["isError"], false, "{:?}", out[0]);
     assert!(out[0]["text"].as_str().unwrap().contains("public text"));
     assert_eq!(out[1]["isError"], true, "{:?}", out[1]);
     let t = out[1]["text"].as_str().unwrap();
-    assert!(t.starts_with("denied: policy_denied: ") && t.contains("read-public-only"), "{t}");
+    assert!(
+        t.starts_with("denied: policy_denied: ") && t.contains("read-public-only"),
+        "{t}"
+    );
     assert!(!t.contains("secret text"));
     assert_eq!(out[2]["isError"], false, "{:?}", out[2]);
     assert_eq!(std::fs::read_to_string(&top).unwrap(), "from depth 1");
@@ -356,11 +443,17 @@ fn argument_aware_policies_path_prefix_and_lineage_depth() {
         &agent,
         &root_path,
         &[("WRIT_PARENT", parent.as_str())],
-        &[call("write_file", json!({"path": deep, "content": "from depth 2"}))],
+        &[call(
+            "write_file",
+            json!({"path": deep, "content": "from depth 2"}),
+        )],
     );
     assert_eq!(out[0]["isError"], true, "{:?}", out[0]);
     let t = out[0]["text"].as_str().unwrap();
-    assert!(t.starts_with("denied: policy_denied: ") && t.contains("write-file-depth-1"), "{t}");
+    assert!(
+        t.starts_with("denied: policy_denied: ") && t.contains("write-file-depth-1"),
+        "{t}"
+    );
     assert!(!deep.exists());
     let deep_decision = decisions(&srv, "write_file")
         .into_iter()
@@ -383,7 +476,18 @@ fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
     let schema = bundle.join("schema.cedarschema");
     let node = server_js();
     let out = run_writ(
-        &["policy", "mcp-schema", "--name", "filesystem", "--out", schema.to_str().unwrap(), "--", "node", node.to_str().unwrap(), root_path.to_str().unwrap()],
+        &[
+            "policy",
+            "mcp-schema",
+            "--name",
+            "filesystem",
+            "--out",
+            schema.to_str().unwrap(),
+            "--",
+            "node",
+            node.to_str().unwrap(),
+            root_path.to_str().unwrap(),
+        ],
         &[],
         None,
     );
@@ -396,8 +500,15 @@ fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
 
     // Argument-aware policies validate against it ...
     std::fs::write(bundle.join("mcp.cedar"), argument_policies(&public)).unwrap();
-    let check = run_writ(&["policy", "check", bundle.to_str().unwrap(), "--json"], &[], None);
-    check.expect_code(0, "the argument policies validate against the generated schema");
+    let check = run_writ(
+        &["policy", "check", bundle.to_str().unwrap(), "--json"],
+        &[],
+        None,
+    );
+    check.expect_code(
+        0,
+        "the argument policies validate against the generated schema",
+    );
     assert_eq!(check.json()["schema"], true);
     // ... and a typo in an argument name does not.
     let typo = root_path.join("typo");
@@ -409,10 +520,16 @@ fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
     )
     .unwrap();
     let bad = run_writ(&["policy", "check", typo.to_str().unwrap()], &[], None);
-    assert_ne!(bad.code, 0, "a policy naming an undeclared argument must be refused: {bad:#?}");
+    assert_ne!(
+        bad.code, 0,
+        "a policy naming an undeclared argument must be refused: {bad:#?}"
+    );
 
     // Activated, the schema-typed bundle decides real calls through the proxy.
-    let act = srv.cli(Some(&srv.admin_token), &["policy", "activate", bundle.to_str().unwrap()]);
+    let act = srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", bundle.to_str().unwrap()],
+    );
     act.expect_code(0, "activate the schema-typed bundle");
     let out = run_client(
         Lang::Python,
@@ -427,11 +544,21 @@ fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
         ],
     );
     let tools: Vec<String> = serde_json::from_value(out[0]["tools"].clone()).unwrap();
-    assert_eq!(tools, vec!["read_text_file".to_owned(), "write_file".to_owned()]);
+    assert_eq!(
+        tools,
+        vec!["read_text_file".to_owned(), "write_file".to_owned()]
+    );
     assert_eq!(out[1]["isError"], false, "{:?}", out[1]);
     assert!(out[1]["text"].as_str().unwrap().contains("typed"));
     assert_eq!(out[2]["isError"], true, "{:?}", out[2]);
-    assert!(out[2]["text"].as_str().unwrap().contains("read-public-only"), "{:?}", out[2]);
+    assert!(
+        out[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("read-public-only"),
+        "{:?}",
+        out[2]
+    );
 }
 
 #[test]
@@ -472,11 +599,26 @@ asyncio.run(main())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     srv.kill_hard();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["isError"], true, "{v}");
-    assert!(v["text"].as_str().unwrap().starts_with("denied: authority_unavailable: "), "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: authority_unavailable: "),
+        "{v}"
+    );
 }
