@@ -462,7 +462,7 @@ mod tests {
         send(&mut r.server_w, sampling).await;
         assert_eq!(next(&mut r.client_r).await, sampling);
         // The client closes: the server saw nothing but the ping.
-        drop(r.client_w);
+        r.client_w.shutdown().await.unwrap();
         assert_eq!(
             tokio::time::timeout(Duration::from_secs(1), r.server_r.next_line())
                 .await
