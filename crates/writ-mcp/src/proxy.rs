@@ -46,7 +46,7 @@ pub enum End {
 enum Pending {
     Plain,
     ToolsList,
-    Call(Permit),
+    Call(Box<Permit>),
 }
 
 /// Requests forwarded to the server and not answered yet, by the JSON text
@@ -241,7 +241,7 @@ async fn from_client<A: Authority>(
                             .send(to_line(&tool_denial_response(&id, &d)))
                             .await;
                     }
-                    Ok(permit) => match wait_for(&table, &id, Pending::Call(permit)) {
+                    Ok(permit) => match wait_for(&table, &id, Pending::Call(Box::new(permit))) {
                         Ok(()) => {
                             if to_server.send(msg.raw).await.is_err() {
                                 lost(&gov, &table, &to_client, &id).await;

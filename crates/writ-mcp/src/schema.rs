@@ -20,6 +20,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+/// Record attributes: name → (type, required).
+type Attrs = BTreeMap<String, (Ty, bool)>;
+
 /// A Cedar type, as the fragment writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ty {
@@ -123,7 +126,7 @@ pub struct Fragment {
 /// `tools/list` result).
 pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     let mut warnings = Vec::new();
-    let mut per_tool: Vec<(String, BTreeMap<String, (Ty, bool)>)> = Vec::new();
+    let mut per_tool: Vec<(String, Attrs)> = Vec::new();
     let mut union: BTreeMap<String, (Ty, bool)> = BTreeMap::new();
     for t in tools {
         let Some(name) = t.get("name").and_then(Value::as_str) else {
