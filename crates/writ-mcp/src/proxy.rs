@@ -169,8 +169,11 @@ where
     while tasks.join_next().await.is_some() {}
     // A server that has not closed its output by now is not waited for: its
     // reader holds a sender to the client's writer, which must end.
-    server_reader.abort();
-    let _ = (&mut server_reader).await;
+    // (A handle that already gave its output must not be polled again.)
+    if !server_reader.is_finished() {
+        server_reader.abort();
+        let _ = (&mut server_reader).await;
+    }
     drop(to_client);
     let _ = client_writer.await;
     end
