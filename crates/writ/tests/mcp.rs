@@ -622,3 +622,48 @@ asyncio.run(main())
         "{v}"
     );
 }
+
+#[test]
+fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1() {
+    use std::io::{BufRead as _, BufReader};
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    // A "server" that reads one request and exits without answering.
+    let mut child = Command::new(writ_bin())
+        .args([
+            "mcp-proxy",
+            "--name",
+            "dying",
+            "--",
+            "sh",
+            "-c",
+            "head -n 1 >/dev/null; exit 3",
+        ])
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["id"], 1, "{v}");
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the MCP server exited (status 3)"));
+}
