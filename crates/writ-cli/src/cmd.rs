@@ -496,6 +496,10 @@ pub enum PolicyCmd {
     },
     /// Bundle, sign and activate a directory (or upload a signed bundle file).
     Activate { path: PathBuf },
+    /// Ask an MCP server for its tools (initialize, tools/list) and write a
+    /// Cedar schema fragment for `Action::"call_tool"` with the tools'
+    /// arguments typed as context attributes.
+    McpSchema(crate::mcp::McpSchemaArgs),
 }
 
 fn compile_dir(dir: &std::path::Path) -> Result<Bundle> {
@@ -505,6 +509,7 @@ fn compile_dir(dir: &std::path::Path) -> Result<Bundle> {
 
 pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
     match c {
+        PolicyCmd::McpSchema(a) => crate::mcp::mcp_schema(g, a).await,
         PolicyCmd::Check { bundle_dir } => {
             let b = compile_dir(&bundle_dir)?;
             if g.json {

@@ -14,6 +14,7 @@ mod demo;
 mod exec;
 mod lease;
 mod logcmd;
+mod mcp;
 mod server;
 mod witness;
 
@@ -84,6 +85,9 @@ pub enum Command {
     /// Run a command under a writ: authorize this exact command, verify,
     /// spend the nonce, run the measured file confined to the scope.
     Exec(exec::ExecArgs),
+    /// An MCP stdio proxy a client launches in place of the server: every
+    /// tools/call is authorized (and logged) before it reaches the tool.
+    McpProxy(mcp::McpProxyArgs),
     /// Revoke a writ (and its whole subtree) or a principal.
     Revoke(cmd::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate.
@@ -185,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Authorize(a) => cmd::authorize(&g, a).await,
         Command::Verify(a) => cmd::verify(&g, a).await,
         Command::Exec(a) => exec::exec(&g, a).await,
+        Command::McpProxy(a) => mcp::mcp_proxy(&g, a).await,
         Command::Revoke(a) => cmd::revoke(&g, a).await,
         Command::Policy(c) => cmd::policy(&g, c).await,
         Command::Principal(c) => cmd::principal(&g, c).await,

@@ -152,7 +152,7 @@ fn policy_check_prints_the_bundle_hash() {
     );
     out.expect_code(0, "writ policy check");
     assert!(
-        out.stdout.starts_with(&format!("ok: {hash} (4 policies)")),
+        out.stdout.starts_with(&format!("ok: {hash} (5 policies)")),
         "{out:#?}"
     );
     let out = run_writ(
@@ -170,6 +170,7 @@ fn policy_check_prints_the_bundle_hash() {
             "exec-harmless-commands",
             "exec-no-network",
             "lineage-max-depth-3",
+            "mcp-sessions",
             "tools-read-only"
         ])
     );

@@ -1,0 +1,441 @@
+//! `writ mcp-proxy` and `writ policy mcp-schema`: the stdio, process and HTTP
+//! wiring around `writ-mcp`, which holds the protocol and the decisions.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
+use writ_artifact::{
+    canonical, Clock, Denial, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock, VerifyOptions,
+};
+use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+use writ_mcp::framing::{read_message, write_message, MESSAGE_BYTES_MAX};
+use writ_mcp::govern::{
+    server_resource, Authority, Governor, Session, Unavailable, SESSION_ACTION,
+};
+use writ_mcp::proxy::End;
+
+use crate::client::Client;
+use crate::{print_denial, Exit, Global};
+
+/// Read buffer of each pipe.
+const PIPE_BUFFER_BYTES: usize = 256 * 1024;
+/// How long `writ policy mcp-schema` waits for the server's answers.
+const SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
+/// Lifetime of a session's writ when not given: it is a lease, renewed
+/// before it ends, so this bounds how long a session outlives a proxy that
+/// died without finishing it.
+const SESSION_LIFETIME_SECS_DEFAULT: u64 = 300;
+/// Pages of `tools/list` read at most.
+const TOOL_PAGES_MAX: usize = 100;
+
+#[derive(Args, Debug)]
+#[command(after_long_help = "\
+An MCP client launches writ mcp-proxy in place of a stdio MCP server: in \
+the client's configuration, put `writ mcp-proxy --name NAME --` before the \
+server's command. WRIT_TOKEN (the agent's token) and WRIT_SERVER name the \
+authority; writs are issued for the audience mcp:NAME.
+
+At start-up the proxy asks for the session's writ (action \
+Action::\"mcp_session\", resource McpServer::\"NAME\", started on issue) and \
+keeps it alive as a lease (renewed before it ends, ended by a revocation); \
+a denied session exits with the reason's status before the server starts.
+
+Every tools/call becomes a child of the session: action \
+Action::\"call_tool\", resource Tool::\"NAME/TOOL\", the arguments in \
+context.arguments (and context.request.arguments), started on issue, \
+verified offline, forwarded, and its outcome recorded (result digest, \
+isError). A denied call is answered with a tool error `denied: <reason>: \
+<message>` and never reaches the server; an authority that cannot be \
+reached denies with authority_unavailable. tools/list is filtered to the \
+tools a probe (the same request with empty arguments, not started) allows. \
+Everything else passes unchanged.
+
+Exit status: 0 when the client closed the session; 1 when the server \
+exited first (pending requests got JSON-RPC errors) or on an operating \
+error; a reason code's status when the session was denied.
+
+Example (Claude Desktop, Cursor, ... configuration):
+  \"command\": \"writ\", \"args\": [\"mcp-proxy\", \"--name\", \"filesystem\", \"--\",
+    \"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \"/data\"]")]
+pub struct McpProxyArgs {
+    /// The server's name in resources (`Tool::"NAME/TOOL"`) and the audience
+    /// (`mcp:NAME`).
+    #[arg(long)]
+    pub name: String,
+    /// Lifetime of the session's writ (a lease, renewed before it ends), in
+    /// seconds; at most 3600. Default 300, or what the parent has left when
+    /// run under a writ (WRIT_PARENT).
+    #[arg(long, value_name = "SECS")]
+    pub lifetime: Option<u64>,
+    /// How long the authority may be unreachable before the session's writ
+    /// is taken for lost (every later call is then denied).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub unreachable_grace: u64,
+    /// The server's command and arguments.
+    #[arg(last = true, required = true, value_name = "SERVER_CMD")]
+    pub argv: Vec<String>,
+}
+
+/// The authority over HTTP.
+struct Http(Client);
+
+impl Authority for Http {
+    async fn authorize(&self, req: AuthorizeRequest) -> Result<AuthorizeResponse, Unavailable> {
+        let reply = self
+            .0
+            .post("/v1/authorize", &req)
+            .await
+            .map_err(|e| Unavailable(format!("{e:#}")))?;
+        match reply.parse::<AuthorizeResponse>() {
+            Ok(r) => Ok(r),
+            // 400, 401, 413, 5xx: a denial all the same (fail closed).
+            Err(_) => Ok(AuthorizeResponse::Deny {
+                reason: reply.reason().unwrap_or(ReasonCode::AuthorityUnavailable),
+                message: format!(
+                    "the authority answered {}: {}",
+                    reply.status,
+                    reply.message()
+                ),
+                log_index: None,
+            }),
+        }
+    }
+
+    async fn finish(&self, jti: &str, outcome: FinishRequest) -> Result<(), Unavailable> {
+        let reply = self
+            .0
+            .post(&format!("/v1/executions/{jti}/finish"), &outcome)
+            .await
+            .map_err(|e| Unavailable(format!("{e:#}")))?;
+        if reply.ok() {
+            Ok(())
+        } else {
+            Err(Unavailable(reply.message()))
+        }
+    }
+}
+
+fn denied(d: Denial) -> Result<Exit> {
+    print_denial(d.reason, &d.message);
+    Ok(Exit::Denied(d.reason))
+}
+
+async fn keyring(client: &Client) -> Result<KeyRing, String> {
+    let r = client
+        .get("/.well-known/jwks.json")
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    if !r.ok() {
+        return Err(r.message());
+    }
+    let jwks: Jwks = r.parse().map_err(|e| e.to_string())?;
+    KeyRing::from_jwks(&jwks).map_err(|e| format!("the authority's keys: {e}"))
+}
+
+pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
+    if g.token.is_none() {
+        bail!("writ mcp-proxy needs the agent's token: set WRIT_TOKEN or pass --token");
+    }
+    let client = Client::new(&g.server, g.token.clone());
+    let audience = format!("mcp:{}", a.name);
+    let keys = match keyring(&client).await {
+        Ok(k) => k,
+        Err(e) => return denied(Denial::new(ReasonCode::AuthorityUnavailable, e)),
+    };
+    let http = Http(client.clone());
+
+    // The session: a root execution (or a child of WRIT_PARENT), started.
+    let session_request = json!({"server": a.name, "argv": a.argv});
+    let parent = crate::cmd::parent_from_env();
+    let lifetime = match (&parent, a.lifetime) {
+        (_, Some(l)) => Some(l),
+        (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
+        (Some(_), None) => None,
+    };
+    let req = AuthorizeRequest {
+        action: SESSION_ACTION.into(),
+        resource: server_resource(&a.name),
+        context: Default::default(),
+        request: session_request.clone(),
+        environment: Default::default(),
+        scope: Default::default(),
+        audience: audience.clone(),
+        parent,
+        lifetime_secs: lifetime,
+        start: true,
+    };
+    let started = Instant::now();
+    let (writ, jti) = match http.authorize(req).await {
+        Err(Unavailable(m)) => return denied(Denial::new(ReasonCode::AuthorityUnavailable, m)),
+        Ok(AuthorizeResponse::Deny {
+            reason, message, ..
+        }) => return denied(Denial::new(reason, message)),
+        Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, jti),
+    };
+    let opts = VerifyOptions {
+        now_unix_secs: SystemClock.now_unix_secs(),
+        skew_secs: writ_mcp::govern::SKEW_SECS,
+        audience: Some(audience.clone()),
+        request_digest: Some(
+            canonical::digest_value(&session_request).map_err(anyhow::Error::msg)?,
+        ),
+        environment_digest: None,
+        accepted_policies: None,
+        check_spent: false,
+    };
+    let session = match writ_artifact::verify(&writ, &keys, &opts, &NoStatus) {
+        Ok(v) if v.jti() == jti => v,
+        Ok(_) | Err(_) => {
+            let d = writ_artifact::verify(&writ, &keys, &opts, &NoStatus)
+                .err()
+                .unwrap_or_else(|| Denial::new(ReasonCode::MalformedArtifact, "jti mismatch"));
+            let _ = http
+                .finish(
+                    &jti,
+                    FinishRequest {
+                        terminated: Some(format!("not started: {}: {}", d.reason, d.message)),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            return denied(d);
+        }
+    };
+    eprintln!("writ mcp-proxy: session {jti} (audience {audience})");
+
+    let mut child = match tokio::process::Command::new(&a.argv[0])
+        .args(&a.argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = http
+                .finish(
+                    &jti,
+                    FinishRequest {
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        terminated: Some(format!("not started: cannot run {}: {e}", a.argv[0])),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            bail!("cannot run the MCP server {}: {e}", a.argv[0]);
+        }
+    };
+    let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
+        bail!("the MCP server's pipes were not set up");
+    };
+
+    let gov = Arc::new(Governor::new(
+        http,
+        Session {
+            server: a.name.clone(),
+            audience,
+            parent: Some(jti.clone()),
+            keys,
+        },
+        Box::new(SystemClock),
+    ));
+    // The session's lease: renewed, and watched for revocation.
+    let lease = {
+        let (gov, client, jti, exp) = (
+            Arc::clone(&gov),
+            client.clone(),
+            jti.clone(),
+            session.claims().exp,
+        );
+        let grace = Duration::from_secs(a.unreachable_grace);
+        tokio::spawn(async move {
+            let stop = crate::lease::govern(client, jti, exp, grace).await;
+            eprintln!(
+                "writ mcp-proxy: the session's writ ended: {}",
+                stop.describe()
+            );
+            gov.end(Denial::new(stop.reason(), stop.describe()));
+        })
+    };
+
+    let end = writ_mcp::proxy::run(
+        Arc::clone(&gov),
+        BufReader::with_capacity(PIPE_BUFFER_BYTES, tokio::io::stdin()),
+        tokio::io::stdout(),
+        server_in,
+        BufReader::with_capacity(PIPE_BUFFER_BYTES, server_out),
+    )
+    .await;
+    lease.abort();
+    let status = match tokio::time::timeout(writ_mcp::proxy::DRAIN_GRACE, child.wait()).await {
+        Ok(s) => s.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            child.wait().await.ok()
+        }
+    };
+    let code = status.and_then(|s| s.code());
+    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+    let outcome = FinishRequest {
+        exit_status: code.map(i64::from).or(signal.map(|s| 128 + i64::from(s))),
+        duration_ms: started.elapsed().as_millis() as u64,
+        terminated: match &end {
+            End::ClientClosed => None,
+            End::ServerExited { pending } => Some(format!(
+                "the MCP server exited with {pending} requests pending"
+            )),
+        },
+        ..Default::default()
+    };
+    if let Err(e) = gov.authority().finish(&jti, outcome).await {
+        eprintln!("writ: warning: the finish of session {jti} was not recorded: {e}");
+    }
+    match end {
+        End::ClientClosed => Ok(Exit::Ok),
+        End::ServerExited { pending } => {
+            eprintln!(
+                "writ mcp-proxy: the MCP server exited ({}) before the client closed; {pending} pending requests were answered with errors",
+                match (code, signal) {
+                    (Some(c), _) => format!("status {c}"),
+                    (None, Some(s)) => format!("signal {s}"),
+                    _ => "status unknown".into(),
+                }
+            );
+            Ok(Exit::Failed)
+        }
+    }
+}
+
+// ------------------------------------------------------------ mcp-schema
+
+#[derive(Args, Debug)]
+pub struct McpSchemaArgs {
+    /// The server's name (as given to `writ mcp-proxy --name`).
+    #[arg(long)]
+    pub name: String,
+    /// Write the fragment here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The server's command and arguments.
+    #[arg(last = true, required = true, value_name = "SERVER_CMD")]
+    pub argv: Vec<String>,
+}
+
+async fn request<W: AsyncWrite + Unpin, R: AsyncBufRead + Unpin>(
+    w: &mut W,
+    r: &mut R,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Result<Value> {
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    write_message(w, &writ_mcp::message::to_line(&msg)).await?;
+    loop {
+        let Some(raw) = read_message(r, MESSAGE_BYTES_MAX).await? else {
+            bail!("the MCP server closed its output before answering {method}");
+        };
+        let m = writ_mcp::message::Message::parse(raw);
+        match m.kind {
+            writ_mcp::message::Kind::Response { id: rid } if rid == json!(id) => {
+                if let Some(e) = m.value.get("error") {
+                    bail!("the MCP server answered {method} with an error: {e}");
+                }
+                return Ok(m.value.get("result").cloned().unwrap_or(Value::Null));
+            }
+            writ_mcp::message::Kind::Request { id: rid, .. } => {
+                // We offer no client capabilities.
+                let e = writ_mcp::message::error_response(&rid, -32601, "method not found");
+                write_message(w, &writ_mcp::message::to_line(&e)).await?;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn list_tools(argv: &[String]) -> Result<Vec<Value>> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run the MCP server {}", argv[0]))?;
+    let (Some(mut w), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+        bail!("the MCP server's pipes were not set up");
+    };
+    let mut r = BufReader::with_capacity(PIPE_BUFFER_BYTES, out);
+    let init = request(
+        &mut w,
+        &mut r,
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "writ", "version": env!("CARGO_PKG_VERSION")}}),
+    )
+    .await?;
+    if init
+        .get("capabilities")
+        .and_then(|c| c.get("tools"))
+        .is_none()
+    {
+        bail!("the MCP server does not offer tools (no `tools` capability)");
+    }
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    write_message(&mut w, &writ_mcp::message::to_line(&note)).await?;
+    let mut tools = Vec::new();
+    let mut cursor: Option<Value> = None;
+    for page in 0..TOOL_PAGES_MAX {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let res = request(&mut w, &mut r, 2 + page as u64, "tools/list", params).await?;
+        if let Some(t) = res.get("tools").and_then(Value::as_array) {
+            tools.extend(t.iter().cloned());
+        }
+        cursor = res.get("nextCursor").filter(|c| !c.is_null()).cloned();
+        if cursor.is_none() {
+            break;
+        }
+    }
+    drop(w);
+    if tokio::time::timeout(Duration::from_secs(2), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    Ok(tools)
+}
+
+pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
+    let tools = tokio::time::timeout(SCHEMA_TIMEOUT, list_tools(&a.argv))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the MCP server did not answer initialize and tools/list within {SCHEMA_TIMEOUT:?}"
+            )
+        })??;
+    let f = writ_mcp::schema::fragment(&a.name, &tools);
+    for w in &f.warnings {
+        eprintln!("warning: {w}");
+    }
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, &f.text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None if g.json => crate::cmd::print_json(
+            &json!({"schema": f.text, "tools": tools.len(), "warnings": f.warnings}),
+        )?,
+        None => print!("{}", f.text),
+    }
+    Ok(Exit::Ok)
+}

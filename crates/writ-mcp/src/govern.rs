@@ -1,0 +1,427 @@
+//! The governance decisions of the proxy, as functions over [`Authority`] so
+//! they can be tested without a network: the authorize request of a
+//! `tools/call`, offline verification of the writ the authority returns
+//! (into a [`VerifiedWrit`]), the finish record of a call, and the filtering
+//! of `tools/list`.
+//!
+//! Fail closed: an authority that cannot be reached, an answer that is not a
+//! writ, a writ that does not verify: each is a denial with a reason code,
+//! and the call is not forwarded.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use writ_artifact::{
+    canonical, Clock, Denial, KeyRing, NoStatus, ReasonCode, VerifiedWrit, VerifyOptions,
+};
+use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest, NAME_BYTES_MAX};
+
+/// The action every governed tool call asks for.
+pub const CALL_TOOL_ACTION: &str = "Action::\"call_tool\"";
+/// The action of the session writ (the root of a session's lineage).
+pub const SESSION_ACTION: &str = "Action::\"mcp_session\"";
+/// Lifetime of a `tools/list` probe's writ, which is never started.
+pub const PROBE_LIFETIME_SECS: u64 = 1;
+/// How many `tools/list` probes are in flight at once.
+pub const PROBES_IN_FLIGHT_MAX: usize = 16;
+/// Clock skew tolerated when verifying a writ, as `writ exec` does.
+pub const SKEW_SECS: u64 = 5;
+
+/// The authority could not be reached or gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// What the proxy needs from the writ authority (over HTTP in the CLI).
+pub trait Authority: Send + Sync + 'static {
+    /// `POST /v1/authorize` as the proxy's principal.
+    fn authorize(
+        &self,
+        req: AuthorizeRequest,
+    ) -> impl Future<Output = Result<AuthorizeResponse, Unavailable>> + Send;
+    /// `POST /v1/executions/{jti}/finish`.
+    fn finish(
+        &self,
+        jti: &str,
+        outcome: FinishRequest,
+    ) -> impl Future<Output = Result<(), Unavailable>> + Send;
+}
+
+/// `Tool::"SERVER/TOOL"`.
+pub fn tool_resource(server: &str, tool: &str) -> String {
+    format!(
+        "Tool::{}",
+        serde_json::to_string(&format!("{server}/{tool}")).unwrap_or_default()
+    )
+}
+
+/// `McpServer::"SERVER"`.
+pub fn server_resource(server: &str) -> String {
+    format!(
+        "McpServer::{}",
+        serde_json::to_string(server).unwrap_or_default()
+    )
+}
+
+/// A `tools/call` whose params are not a call at all (no tool name,
+/// arguments that are not an object): answered with JSON-RPC "invalid
+/// params", never forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadCall(pub String);
+
+/// A governed call that may go to the server: its verified writ.
+#[derive(Debug)]
+pub struct Permit {
+    pub writ: VerifiedWrit,
+    pub started: Instant,
+}
+
+/// The session's fixed facts.
+pub struct Session {
+    /// The server name given with `--name` (`Tool::"NAME/TOOL"`).
+    pub server: String,
+    /// `mcp:NAME`.
+    pub audience: String,
+    /// The session writ's jti: the parent of every call.
+    pub parent: Option<String>,
+    /// The authority's public keys, for offline verification.
+    pub keys: KeyRing,
+}
+
+/// Decides for one proxy session.
+pub struct Governor<A> {
+    authority: A,
+    session: Session,
+    clock: Box<dyn Clock>,
+    /// Set when the session's own writ stops being valid (revoked, renewal
+    /// denied, authority unreachable past the grace): every later call is
+    /// denied with this.
+    ended: Mutex<Option<Denial>>,
+}
+
+/// The exact call a writ binds: `{name, arguments}` (arguments default to
+/// `{}`); the `request` of the authorize request.
+pub fn call_of(params: Option<&Value>) -> Result<(String, Map<String, Value>), BadCall> {
+    let p = params
+        .and_then(Value::as_object)
+        .ok_or_else(|| BadCall("tools/call needs params {name, arguments}".into()))?;
+    let name = p
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| BadCall("tools/call params need a string `name`".into()))?;
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return Err(BadCall(format!(
+            "a tool name must be 1 to {NAME_BYTES_MAX} bytes"
+        )));
+    }
+    let args = match p.get("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(BadCall("tools/call `arguments` must be an object".into())),
+    };
+    Ok((name.to_owned(), args))
+}
+
+impl<A: Authority> Governor<A> {
+    pub fn new(authority: A, session: Session, clock: Box<dyn Clock>) -> Governor<A> {
+        Governor {
+            authority,
+            session,
+            clock,
+            ended: Mutex::new(None),
+        }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn authority(&self) -> &A {
+        &self.authority
+    }
+
+    /// The session's writ is no longer valid: deny every later call with `d`.
+    pub fn end(&self, d: Denial) {
+        let mut e = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        e.get_or_insert(d);
+    }
+
+    fn ended(&self) -> Option<Denial> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The authorize request of a call of `tool` with `arguments`: action
+    /// `call_tool`, resource `Tool::"SERVER/TOOL"`, the arguments as typed
+    /// context values (`context.arguments.path`), the exact call
+    /// `{name, arguments}` as `request`, a child of the session, started on
+    /// issue.
+    pub fn call_request(&self, tool: &str, arguments: Map<String, Value>) -> AuthorizeRequest {
+        let mut context = Map::new();
+        context.insert("server".into(), Value::String(self.session.server.clone()));
+        context.insert("tool".into(), Value::String(tool.to_owned()));
+        context.insert("arguments".into(), Value::Object(arguments.clone()));
+        AuthorizeRequest {
+            action: CALL_TOOL_ACTION.into(),
+            resource: tool_resource(&self.session.server, tool),
+            context,
+            request: json!({"name": tool, "arguments": arguments}),
+            environment: Map::new(),
+            scope: Default::default(),
+            audience: self.session.audience.clone(),
+            parent: self.session.parent.clone(),
+            lifetime_secs: None,
+            start: true,
+        }
+    }
+
+    /// Authorize a call: ask, then verify the writ offline against the
+    /// session's keys, bound to this exact call and this audience. `Err` is
+    /// the denial to answer with; the call must then not be forwarded.
+    pub async fn authorize_call(
+        &self,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Permit, Denial> {
+        if let Some(d) = self.ended() {
+            return Err(d);
+        }
+        let started = Instant::now();
+        let req = self.call_request(tool, arguments);
+        let digest = canonical::digest_value(&req.request)
+            .map_err(|e| Denial::new(ReasonCode::MalformedArtifact, e))?;
+        let writ = match self.authority.authorize(req).await {
+            Err(Unavailable(m)) => return Err(Denial::new(ReasonCode::AuthorityUnavailable, m)),
+            Ok(AuthorizeResponse::Deny {
+                reason, message, ..
+            }) => return Err(Denial::new(reason, message)),
+            Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, jti),
+        };
+        let opts = VerifyOptions {
+            now_unix_secs: self.clock.now_unix_secs(),
+            skew_secs: SKEW_SECS,
+            audience: Some(self.session.audience.clone()),
+            request_digest: Some(digest),
+            environment_digest: None,
+            accepted_policies: None,
+            check_spent: false,
+        };
+        match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
+            Ok(v) if v.jti() == writ.1 => Ok(Permit { writ: v, started }),
+            Ok(v) => {
+                let d = Denial::new(
+                    ReasonCode::MalformedArtifact,
+                    format!(
+                        "the writ's jti {} is not the one the authority named",
+                        v.jti()
+                    ),
+                );
+                self.record_not_started(&writ.1, started, &d).await;
+                Err(d)
+            }
+            Err(d) => {
+                // The nonce was spent on issue: say in the log why it never ran.
+                self.record_not_started(&writ.1, started, &d).await;
+                Err(d)
+            }
+        }
+    }
+
+    async fn record_not_started(&self, jti: &str, started: Instant, d: &Denial) {
+        let outcome = FinishRequest {
+            duration_ms: elapsed_ms(started),
+            terminated: Some(format!("not forwarded: {}: {}", d.reason, d.message)),
+            ..Default::default()
+        };
+        if let Err(e) = self.authority.finish(jti, outcome).await {
+            tracing::warn!("the finish of {jti} was not recorded: {e}");
+        }
+    }
+
+    /// Record how a forwarded call ended: the server's JSON-RPC response.
+    pub async fn record_finish(&self, permit: &Permit, response: &Value) {
+        let outcome = finish_of(response, elapsed_ms(permit.started));
+        if let Err(e) = self.authority.finish(permit.writ.jti(), outcome).await {
+            tracing::warn!("the finish of {} was not recorded: {e}", permit.writ.jti());
+        }
+    }
+
+    /// Record that the server went away before answering a forwarded call.
+    pub async fn record_lost(&self, permit: &Permit) {
+        let outcome = FinishRequest {
+            duration_ms: elapsed_ms(permit.started),
+            terminated: Some("the MCP server exited before answering".into()),
+            ..Default::default()
+        };
+        let _ = self.authority.finish(permit.writ.jti(), outcome).await;
+    }
+
+    /// May the principal call `tool` at all? A probe: the same request as a
+    /// call with empty arguments, not started, lifetime 1 s; its writ is
+    /// dropped here. Any failure hides the tool (fail closed).
+    pub async fn may_call(&self, tool: &str) -> bool {
+        if self.ended().is_some() {
+            return false;
+        }
+        let mut req = self.call_request(tool, Map::new());
+        req.start = false;
+        req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
+        matches!(
+            self.authority.authorize(req).await,
+            Ok(AuthorizeResponse::Allow { .. })
+        )
+    }
+
+    /// Filter a `tools/list` response to the tools [`Governor::may_call`]
+    /// allows; everything else in the response is kept as it was.
+    pub async fn filter_tools(self: &Arc<Self>, mut response: Value) -> Value {
+        let Some(tools) = response
+            .get_mut("result")
+            .and_then(|r| r.get_mut("tools"))
+            .and_then(Value::as_array_mut)
+        else {
+            return response;
+        };
+        let listed = std::mem::take(tools);
+        let mut keep = vec![false; listed.len()];
+        let mut set = tokio::task::JoinSet::new();
+        for (i, t) in listed.iter().enumerate() {
+            if let Some(name) = t.get("name").and_then(Value::as_str) {
+                let g = Arc::clone(self);
+                let name = name.to_owned();
+                if set.len() >= PROBES_IN_FLIGHT_MAX {
+                    if let Some(Ok((j, ok))) = set.join_next().await {
+                        set_keep(&mut keep, j, ok);
+                    }
+                }
+                set.spawn(async move { (i, g.may_call(&name).await) });
+            }
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok((j, ok)) = r {
+                set_keep(&mut keep, j, ok);
+            }
+        }
+        let kept: Vec<Value> = listed
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(t, k)| k.then_some(t))
+            .collect();
+        if let Some(tools) = response.get_mut("result").and_then(|r| r.get_mut("tools")) {
+            *tools = Value::Array(kept);
+        }
+        response
+    }
+}
+
+fn set_keep(keep: &mut [bool], i: usize, ok: bool) {
+    if let Some(k) = keep.get_mut(i) {
+        *k = ok;
+    }
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The finish record of a call from the server's response: a result is
+/// exit status 0, or 1 when `isError` is true, with `stdout_digest` the
+/// `sha256:` of the RFC 8785 bytes of the result; a JSON-RPC error has no
+/// exit status and says why in `terminated`.
+pub fn finish_of(response: &Value, duration_ms: u64) -> FinishRequest {
+    if let Some(result) = response.get("result") {
+        let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+        FinishRequest {
+            exit_status: Some(i64::from(is_error)),
+            duration_ms,
+            stdout_digest: canonical::digest_value(result).ok(),
+            ..Default::default()
+        }
+    } else {
+        let err = response.get("error");
+        let code = err.and_then(|e| e.get("code")).and_then(Value::as_i64);
+        let msg = err
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut msg: String = msg.chars().take(200).collect();
+        if msg.is_empty() {
+            msg = "no message".into();
+        }
+        FinishRequest {
+            duration_ms,
+            terminated: Some(format!(
+                "json-rpc error {}: {msg}",
+                code.map_or("?".into(), |c| c.to_string())
+            )),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_name_and_arguments() {
+        let (n, a) = call_of(Some(
+            &json!({"name": "read_text_file", "arguments": {"path": "/x"}}),
+        ))
+        .unwrap();
+        assert_eq!(n, "read_text_file");
+        assert_eq!(a["path"], "/x");
+        let (_, a) = call_of(Some(&json!({"name": "t"}))).unwrap();
+        assert!(a.is_empty());
+        for bad in [
+            json!(null),
+            json!({"arguments": {}}),
+            json!({"name": 3}),
+            json!({"name": "t", "arguments": [1]}),
+            json!({"name": ""}),
+        ] {
+            assert!(call_of(Some(&bad)).is_err(), "{bad}");
+        }
+        assert!(call_of(None).is_err());
+    }
+
+    #[test]
+    fn finish_records_is_error_and_the_result_digest() {
+        let ok = finish_of(
+            &json!({"id": 1, "result": {"content": [], "isError": false}}),
+            3,
+        );
+        assert_eq!(ok.exit_status, Some(0));
+        assert_eq!(ok.duration_ms, 3);
+        assert_eq!(
+            ok.stdout_digest.as_deref(),
+            canonical::digest_value(&json!({"content": [], "isError": false}))
+                .ok()
+                .as_deref()
+        );
+        let tool_err = finish_of(
+            &json!({"id": 1, "result": {"content": [], "isError": true}}),
+            0,
+        );
+        assert_eq!(tool_err.exit_status, Some(1));
+        let rpc_err = finish_of(
+            &json!({"id": 1, "error": {"code": -32602, "message": "bad"}}),
+            0,
+        );
+        assert_eq!(rpc_err.exit_status, None);
+        assert_eq!(
+            rpc_err.terminated.as_deref(),
+            Some("json-rpc error -32602: bad")
+        );
+    }
+
+    #[test]
+    fn resources_are_cedar_uids() {
+        assert_eq!(tool_resource("fs", "read"), "Tool::\"fs/read\"");
+        assert_eq!(tool_resource("f\"s", "r"), "Tool::\"f\\\"s/r\"");
+        assert_eq!(server_resource("fs"), "McpServer::\"fs\"");
+    }
+}

@@ -1,0 +1,23 @@
+//! MCP governance for `writ mcp-proxy`: every `tools/call` an agent sends is
+//! authorized by the writ authority before it reaches the tool server.
+//!
+//! - [`framing`]: the MCP stdio transport (newline-delimited JSON-RPC
+//!   messages), bounded by [`framing::MESSAGE_BYTES_MAX`].
+//! - [`message`]: classification (request, notification, response) and the
+//!   answers the proxy makes itself (JSON-RPC errors, tool error results).
+//! - [`govern`]: the decisions, as functions over the [`govern::Authority`]
+//!   trait: the authorize request of a call, offline verification into a
+//!   `VerifiedWrit`, the finish record, `tools/list` filtering.
+//! - [`proxy`]: the message router between a client and a server over any
+//!   byte streams (the CLI hands it stdio and a child process's pipes).
+//! - [`schema`]: a Cedar schema fragment from a server's tool list.
+//!
+//! This crate opens no file, socket or process: streams and the authority
+//! come in from the caller.
+#![forbid(unsafe_code)]
+
+pub mod framing;
+pub mod govern;
+pub mod message;
+pub mod proxy;
+pub mod schema;

@@ -1,0 +1,201 @@
+//! JSON-RPC 2.0 messages as MCP uses them: classification of a parsed line,
+//! and the answers the proxy writes itself. Messages the proxy passes on are
+//! forwarded as the exact bytes it read, never re-serialized.
+
+use serde_json::{json, Value};
+use writ_artifact::Denial;
+
+/// JSON-RPC error codes the proxy answers with.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const INVALID_PARAMS: i64 = -32602;
+/// Implementation-defined server error: the MCP server exited (or its pipe
+/// closed) before it answered.
+pub const SERVER_GONE: i64 = -32000;
+
+/// What a message is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// Has `method` and `id`: expects a response.
+    Request { id: Value, method: String },
+    /// Has `method`, no `id`.
+    Notification { method: String },
+    /// Has `id` and `result` or `error`.
+    Response { id: Value },
+    /// Not JSON, a batch (MCP 2025-06-18 removed batching), or no JSON-RPC
+    /// message at all; the text says which.
+    Invalid { code: i64, why: String },
+}
+
+/// A line read from one side: its exact bytes, its parsed value, its kind.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub raw: Vec<u8>,
+    pub value: Value,
+    pub kind: Kind,
+}
+
+impl Message {
+    pub fn parse(raw: Vec<u8>) -> Message {
+        let value: Value = match serde_json::from_slice(&raw) {
+            Ok(v) => v,
+            Err(e) => {
+                return Message {
+                    raw,
+                    value: Value::Null,
+                    kind: Kind::Invalid {
+                        code: PARSE_ERROR,
+                        why: format!("not JSON: {e}"),
+                    },
+                }
+            }
+        };
+        let kind = classify(&value);
+        Message { raw, value, kind }
+    }
+}
+
+/// Classify a parsed JSON-RPC message.
+pub fn classify(v: &Value) -> Kind {
+    let invalid = |why: &str| Kind::Invalid {
+        code: INVALID_REQUEST,
+        why: why.to_owned(),
+    };
+    let Some(obj) = v.as_object() else {
+        return if v.is_array() {
+            invalid("JSON-RPC batches are not part of MCP (removed in 2025-06-18)")
+        } else {
+            invalid("a JSON-RPC message must be a JSON object")
+        };
+    };
+    let id = obj.get("id").filter(|i| i.is_string() || i.is_number());
+    match (obj.get("method"), id) {
+        (Some(Value::String(m)), Some(id)) => Kind::Request {
+            id: id.clone(),
+            method: m.clone(),
+        },
+        (Some(Value::String(m)), None) if !obj.contains_key("id") => {
+            Kind::Notification { method: m.clone() }
+        }
+        (Some(_), _) => invalid("`method` must be a string and `id` a string or a number"),
+        (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
+            Kind::Response { id: id.clone() }
+        }
+        (None, _) => invalid("neither a request, a notification nor a response"),
+    }
+}
+
+/// A JSON-RPC error response.
+pub fn error_response(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// The text a denied tool call answers with: `denied: <reason>: <message>`,
+/// as the CLI prints denials.
+pub fn denial_text(d: &Denial) -> String {
+    format!("denied: {}: {}", d.reason, d.message)
+}
+
+/// A tool result with `isError: true` (a tool execution error in MCP terms,
+/// which the client shows to the model) carrying the denial's reason code and
+/// message, plus the reason in `_meta` for programs.
+pub fn tool_denial_response(id: &Value, d: &Denial) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "content": [{"type": "text", "text": denial_text(d)}],
+            "isError": true,
+            "_meta": {"writ/reason": d.reason.as_str(), "writ/message": d.message},
+        }
+    })
+}
+
+/// Bytes of a value the proxy writes (one line: serde_json writes no newline).
+pub fn to_line(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use writ_artifact::ReasonCode;
+
+    fn check(line: &str, expected: Kind) {
+        assert_eq!(
+            Message::parse(line.as_bytes().to_vec()).kind,
+            expected,
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn messages_are_classified() {
+        check(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            Kind::Request {
+                id: json!(1),
+                method: "tools/call".into(),
+            },
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":"a","method":"ping"}"#,
+            Kind::Request {
+                id: json!("a"),
+                method: "ping".into(),
+            },
+        );
+        check(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+            Kind::Notification {
+                method: "notifications/cancelled".into(),
+            },
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            Kind::Response { id: json!(7) },
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"x"}}"#,
+            Kind::Response { id: json!(7) },
+        );
+        for bad in [
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
+            "3",
+            r#"{"id":null,"method":"x"}"#,
+            r#"{"id":1}"#,
+        ] {
+            assert!(
+                matches!(
+                    Message::parse(bad.as_bytes().to_vec()).kind,
+                    Kind::Invalid {
+                        code: INVALID_REQUEST,
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Message::parse(b"{nope".to_vec()).kind,
+            Kind::Invalid {
+                code: PARSE_ERROR,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_denial_is_a_tool_error_naming_the_reason() {
+        let d = Denial::new(ReasonCode::PolicyDenied, "no permit applies");
+        let r = tool_denial_response(&json!(4), &d);
+        assert_eq!(r["id"], 4);
+        assert_eq!(r["result"]["isError"], true);
+        assert_eq!(
+            r["result"]["content"][0]["text"],
+            "denied: policy_denied: no permit applies"
+        );
+        assert_eq!(r["result"]["_meta"]["writ/reason"], "policy_denied");
+    }
+}

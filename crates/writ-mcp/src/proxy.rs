@@ -1,0 +1,532 @@
+//! The proxy loop: messages from the client go to the server and back,
+//! unchanged, except that
+//! - a `tools/call` is authorized first ([`Governor::authorize_call`]); a
+//!   denied one is answered by the proxy with a tool error and never reaches
+//!   the server; an allowed one is forwarded and its response recorded as
+//!   the execution's finish;
+//! - a `tools/list` response is filtered ([`Governor::filter_tools`]);
+//! - if the server goes away, every request still waiting gets a JSON-RPC
+//!   error, and [`run`] returns [`End::ServerExited`].
+//!
+//! Every request is handled in its own task: a call waiting for the
+//! authority blocks no other traffic in either direction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX};
+use crate::govern::{call_of, Authority, Governor, Permit};
+use crate::message::{
+    error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS, INVALID_REQUEST,
+    SERVER_GONE,
+};
+
+/// Messages queued towards one side before readers wait (backpressure).
+pub const QUEUE_MESSAGES_MAX: usize = 1024;
+/// After the client closed its side, how long the server has to answer what
+/// is still pending before the proxy stops waiting.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The client closed its input (the normal end of an MCP stdio session).
+    ClientClosed,
+    /// The server closed its output (exited) first.
+    ServerExited { pending: usize },
+}
+
+/// What a forwarded request waits for.
+enum Pending {
+    Plain,
+    ToolsList,
+    Call(Box<Permit>),
+}
+
+/// Requests forwarded to the server and not answered yet, by the JSON text
+/// of their id; `closed` once the server is gone.
+struct Table {
+    waiting: HashMap<String, (Value, Pending)>,
+    closed: bool,
+}
+
+type Shared = Arc<Mutex<Table>>;
+
+fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Table> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// Run one session between a client (`client_in`, `client_out`) and a
+/// server (`server_in` is what the server reads, `server_out` what it
+/// writes) until either side closes.
+pub async fn run<A, CI, CO, SI, SO>(
+    gov: Arc<Governor<A>>,
+    mut client_in: CI,
+    client_out: CO,
+    server_in: SI,
+    mut server_out: SO,
+) -> End
+where
+    A: Authority,
+    CI: AsyncBufRead + Unpin + Send + 'static,
+    CO: AsyncWrite + Unpin + Send + 'static,
+    SI: AsyncWrite + Unpin + Send + 'static,
+    SO: AsyncBufRead + Unpin + Send + 'static,
+{
+    let (to_client, client_rx) = mpsc::channel::<Vec<u8>>(QUEUE_MESSAGES_MAX);
+    let (to_server, server_rx) = mpsc::channel::<Vec<u8>>(QUEUE_MESSAGES_MAX);
+    let client_writer = tokio::spawn(writer(client_out, client_rx));
+    let server_writer = tokio::spawn(writer(server_in, server_rx));
+    let table: Shared = Arc::new(Mutex::new(Table {
+        waiting: HashMap::new(),
+        closed: false,
+    }));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+
+    // The server's side, in its own task: its end is the session's end.
+    let server_reader = {
+        let (gov, table, to_client) = (Arc::clone(&gov), Arc::clone(&table), to_client.clone());
+        tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            loop {
+                match read_message(&mut server_out, MESSAGE_BYTES_MAX).await {
+                    Ok(Some(raw)) => from_server(&gov, &table, &to_client, &mut tasks, raw).await,
+                    Ok(None) => break,
+                    Err(FrameError::TooLarge { limit }) => {
+                        tracing::warn!(
+                            "the MCP server sent a message of more than {limit} bytes; dropped"
+                        );
+                    }
+                    Err(FrameError::Io(e)) => {
+                        tracing::warn!("reading the MCP server: {e}");
+                        break;
+                    }
+                }
+            }
+            // Gone: whatever is still waiting gets an error now.
+            let lost: Vec<(Value, Pending)> = {
+                let mut t = lock(&table);
+                t.closed = true;
+                t.waiting.drain().map(|(_, v)| v).collect()
+            };
+            let n = lost.len();
+            for (id, p) in lost {
+                let _ = to_client
+                    .send(to_line(&error_response(
+                        &id,
+                        SERVER_GONE,
+                        "the MCP server exited before answering (writ mcp-proxy)",
+                    )))
+                    .await;
+                if let Pending::Call(permit) = p {
+                    gov.record_lost(&permit).await;
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+            n
+        })
+    };
+    tokio::pin!(server_reader);
+
+    let end = loop {
+        tokio::select! {
+            r = &mut server_reader => break End::ServerExited { pending: r.unwrap_or(0) },
+            m = read_message(&mut client_in, MESSAGE_BYTES_MAX) => match m {
+                Ok(Some(raw)) => from_client(&gov, &table, &to_client, &to_server, &mut tasks, raw).await,
+                Ok(None) => {
+                    // The client is done: let calls in flight finish, close the
+                    // server's input, give it a moment to answer and exit.
+                    while tasks.join_next().await.is_some() {}
+                    drop(to_server);
+                    let _ = server_writer.await;
+                    break match tokio::time::timeout(DRAIN_GRACE, &mut server_reader).await {
+                        Ok(Ok(0)) | Err(_) => End::ClientClosed,
+                        Ok(Ok(n)) => End::ServerExited { pending: n },
+                        Ok(Err(_)) => End::ClientClosed,
+                    };
+                }
+                Err(FrameError::TooLarge { limit }) => {
+                    let _ = to_client.send(to_line(&error_response(&Value::Null, INVALID_REQUEST,
+                        &format!("message of more than {limit} bytes refused by writ mcp-proxy")))).await;
+                }
+                Err(FrameError::Io(e)) => {
+                    tracing::warn!("reading the MCP client: {e}");
+                    break End::ClientClosed;
+                }
+            },
+        }
+    };
+    while tasks.join_next().await.is_some() {}
+    // A server that has not closed its output by now is not waited for: its
+    // reader holds a sender to the client's writer, which must end.
+    // (A handle that already gave its output must not be polled again.)
+    if !server_reader.is_finished() {
+        server_reader.abort();
+        let _ = (&mut server_reader).await;
+    }
+    drop(to_client);
+    let _ = client_writer.await;
+    end
+}
+
+async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(m) = rx.recv().await {
+        if let Err(e) = write_message(&mut w, &m).await {
+            tracing::debug!("writing a message: {e}");
+            // Keep draining so senders never wait on a dead pipe.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+}
+
+/// Record `id` as waiting, unless the server is already gone.
+fn wait_for(table: &Shared, id: &Value, p: Pending) -> Result<(), Pending> {
+    let mut t = lock(table);
+    if t.closed {
+        return Err(p);
+    }
+    t.waiting.insert(key(id), (id.clone(), p));
+    Ok(())
+}
+
+async fn gone(to_client: &mpsc::Sender<Vec<u8>>, id: &Value) {
+    let _ = to_client
+        .send(to_line(&error_response(
+            id,
+            SERVER_GONE,
+            "the MCP server has exited (writ mcp-proxy)",
+        )))
+        .await;
+}
+
+async fn from_client<A: Authority>(
+    gov: &Arc<Governor<A>>,
+    table: &Shared,
+    to_client: &mpsc::Sender<Vec<u8>>,
+    to_server: &mpsc::Sender<Vec<u8>>,
+    tasks: &mut JoinSet<()>,
+    raw: Vec<u8>,
+) {
+    let msg = Message::parse(raw);
+    match msg.kind {
+        Kind::Request { id, method } if method == "tools/call" => {
+            let (gov, table, to_client, to_server) = (
+                Arc::clone(gov),
+                Arc::clone(table),
+                to_client.clone(),
+                to_server.clone(),
+            );
+            tasks.spawn(async move {
+                let (tool, args) = match call_of(msg.value.get("params")) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = to_client
+                            .send(to_line(&error_response(&id, INVALID_PARAMS, &e.0)))
+                            .await;
+                        return;
+                    }
+                };
+                match gov.authorize_call(&tool, args).await {
+                    Err(d) => {
+                        let _ = to_client
+                            .send(to_line(&tool_denial_response(&id, &d)))
+                            .await;
+                    }
+                    Ok(permit) => match wait_for(&table, &id, Pending::Call(Box::new(permit))) {
+                        Ok(()) => {
+                            if to_server.send(msg.raw).await.is_err() {
+                                lost(&gov, &table, &to_client, &id).await;
+                            }
+                        }
+                        Err(Pending::Call(permit)) => {
+                            gov.record_lost(&permit).await;
+                            gone(&to_client, &id).await;
+                        }
+                        Err(_) => gone(&to_client, &id).await,
+                    },
+                }
+            });
+        }
+        Kind::Request { id, method } => {
+            let p = if method == "tools/list" {
+                Pending::ToolsList
+            } else {
+                Pending::Plain
+            };
+            match wait_for(table, &id, p) {
+                Ok(()) => {
+                    if to_server.send(msg.raw).await.is_err() {
+                        lost(gov, table, to_client, &id).await;
+                    }
+                }
+                Err(_) => gone(to_client, &id).await,
+            }
+        }
+        Kind::Notification { .. } | Kind::Response { .. } => {
+            let _ = to_server.send(msg.raw).await;
+        }
+        Kind::Invalid { code, why } => {
+            let id = msg
+                .value
+                .get("id")
+                .filter(|i| i.is_string() || i.is_number())
+                .cloned()
+                .unwrap_or(Value::Null);
+            let _ = to_client
+                .send(to_line(&error_response(&id, code, &why)))
+                .await;
+        }
+    }
+}
+
+/// A forwarded request could not be written to the server.
+async fn lost<A: Authority>(
+    gov: &Arc<Governor<A>>,
+    table: &Shared,
+    to_client: &mpsc::Sender<Vec<u8>>,
+    id: &Value,
+) {
+    let p = lock(table).waiting.remove(&key(id));
+    if let Some((_, p)) = p {
+        if let Pending::Call(permit) = p {
+            gov.record_lost(&permit).await;
+        }
+        gone(to_client, id).await;
+    }
+}
+
+async fn from_server<A: Authority>(
+    gov: &Arc<Governor<A>>,
+    table: &Shared,
+    to_client: &mpsc::Sender<Vec<u8>>,
+    tasks: &mut JoinSet<()>,
+    raw: Vec<u8>,
+) {
+    let msg = Message::parse(raw);
+    let Kind::Response { id } = &msg.kind else {
+        // Server requests (sampling, elicitation, roots, ping) and
+        // notifications (progress, logging, list changes) pass as they are.
+        if let Kind::Invalid { why, .. } = &msg.kind {
+            tracing::warn!("the MCP server sent something that is not a message: {why}");
+            return;
+        }
+        let _ = to_client.send(msg.raw).await;
+        return;
+    };
+    let waiting = lock(table).waiting.remove(&key(id));
+    match waiting {
+        None | Some((_, Pending::Plain)) => {
+            let _ = to_client.send(msg.raw).await;
+        }
+        Some((_, Pending::ToolsList)) => {
+            let (gov, to_client) = (Arc::clone(gov), to_client.clone());
+            tasks.spawn(async move {
+                let filtered = gov.filter_tools(msg.value).await;
+                let _ = to_client.send(to_line(&filtered)).await;
+            });
+        }
+        Some((_, Pending::Call(permit))) => {
+            // The answer first; the log entry of its finish right after.
+            let _ = to_client.send(msg.raw).await;
+            let gov = Arc::clone(gov);
+            tasks.spawn(async move {
+                gov.record_finish(&permit, &msg.value).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::govern::{Session, Unavailable};
+    use serde_json::json;
+    use tokio::io::{
+        duplex, AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf,
+    };
+    use writ_artifact::{FixedClock, KeyRing, ReasonCode};
+    use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+
+    /// Denies every call after `delay`; allows probes of tools named `ok*`
+    /// (with a writ the proxy never uses: probes are not verified).
+    struct Stub {
+        delay: Duration,
+    }
+
+    impl Authority for Stub {
+        async fn authorize(&self, req: AuthorizeRequest) -> Result<AuthorizeResponse, Unavailable> {
+            tokio::time::sleep(self.delay).await;
+            if !req.start && req.resource.starts_with("Tool::\"fs/ok") {
+                return Ok(AuthorizeResponse::Allow {
+                    writ: "unused".into(),
+                    log_index: 0,
+                    jti: "j".into(),
+                    exp: 0,
+                });
+            }
+            Ok(AuthorizeResponse::Deny {
+                reason: ReasonCode::PolicyDenied,
+                message: "no permit applies".into(),
+                log_index: Some(1),
+            })
+        }
+        async fn finish(&self, _jti: &str, _o: FinishRequest) -> Result<(), Unavailable> {
+            Ok(())
+        }
+    }
+
+    type LinesOf = Lines<BufReader<ReadHalf<DuplexStream>>>;
+
+    struct Rig {
+        client_w: WriteHalf<DuplexStream>,
+        client_r: LinesOf,
+        server_w: WriteHalf<DuplexStream>,
+        server_r: LinesOf,
+        run: tokio::task::JoinHandle<End>,
+    }
+
+    fn rig(delay: Duration) -> Rig {
+        let gov = Arc::new(Governor::new(
+            Stub { delay },
+            Session {
+                server: "fs".into(),
+                audience: "mcp:fs".into(),
+                parent: Some("p".into()),
+                keys: KeyRing::new(),
+            },
+            Box::new(FixedClock::new(0)),
+        ));
+        let (client, proxy_client) = duplex(1 << 16);
+        let (proxy_server, server) = duplex(1 << 16);
+        let (pc_r, pc_w) = tokio::io::split(proxy_client);
+        let (ps_r, ps_w) = tokio::io::split(proxy_server);
+        let (c_r, client_w) = tokio::io::split(client);
+        let (s_r, server_w) = tokio::io::split(server);
+        let run = tokio::spawn(run(
+            gov,
+            BufReader::new(pc_r),
+            pc_w,
+            ps_w,
+            BufReader::new(ps_r),
+        ));
+        Rig {
+            client_w,
+            client_r: BufReader::new(c_r).lines(),
+            server_w,
+            server_r: BufReader::new(s_r).lines(),
+            run,
+        }
+    }
+
+    async fn send(w: &mut WriteHalf<DuplexStream>, line: &str) {
+        w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    async fn next(r: &mut LinesOf) -> String {
+        tokio::time::timeout(Duration::from_secs(5), r.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_denied_call_is_answered_by_the_proxy_and_never_reaches_the_server() {
+        let mut r = rig(Duration::from_millis(300));
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/x"}}}"#).await;
+        // A ping sent after the call passes it while the authority thinks: byte for byte.
+        let ping = r#"{"jsonrpc":"2.0","id":"p", "method":"ping"}"#;
+        send(&mut r.client_w, ping).await;
+        assert_eq!(next(&mut r.server_r).await, ping);
+        send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#).await;
+        assert_eq!(
+            next(&mut r.client_r).await,
+            r#"{"jsonrpc":"2.0","id":"p","result":{}}"#
+        );
+        // Then the denial, from the proxy.
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["result"]["isError"], true);
+        assert_eq!(
+            v["result"]["content"][0]["text"],
+            "denied: policy_denied: no permit applies"
+        );
+        // Server-initiated requests and notifications reach the client as they are.
+        let sampling = r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage","params":{}}"#;
+        send(&mut r.server_w, sampling).await;
+        assert_eq!(next(&mut r.client_r).await, sampling);
+        // The client closes: the server saw nothing but the ping.
+        r.client_w.shutdown().await.unwrap();
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(1), r.server_r.next_line())
+                .await
+                .unwrap()
+                .unwrap(),
+            None
+        );
+        drop(r.server_w);
+        assert_eq!(r.run.await.unwrap(), End::ClientClosed);
+    }
+
+    #[tokio::test]
+    async fn tools_list_is_filtered_and_bad_input_answered() {
+        let mut r = rig(Duration::ZERO);
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .await;
+        next(&mut r.server_r).await;
+        send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"ok_read"},{"name":"write"},{"name":"ok_list"}],"nextCursor":"c"}}"#).await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            v["result"],
+            json!({"tools": [{"name": "ok_read"}, {"name": "ok_list"}], "nextCursor": "c"})
+        );
+        send(&mut r.client_w, "{not json").await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["error"]["code"], crate::message::PARSE_ERROR);
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"arguments":{}}}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(3), json!(INVALID_PARAMS))
+        );
+    }
+
+    #[tokio::test]
+    async fn when_the_server_dies_pending_requests_get_errors() {
+        let mut r = rig(Duration::ZERO);
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+        )
+        .await;
+        next(&mut r.server_r).await;
+        drop(r.server_w);
+        drop(r.server_r);
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(5), json!(SERVER_GONE))
+        );
+        assert_eq!(r.run.await.unwrap(), End::ServerExited { pending: 1 });
+    }
+}

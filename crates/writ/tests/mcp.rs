@@ -1,0 +1,669 @@
+//! `writ mcp-proxy` end to end: the real `@modelcontextprotocol/server-filesystem`
+//! (npm) as the server, the real Python `mcp` client (PyPI) and the MCP
+//! TypeScript SDK's client as clients, a real `writ serve` as the authority.
+//!
+//! Needs node, npm and python3. The npm packages are installed into
+//! `target/mcp-e2e` and the Python `mcp` package into the venv
+//! `target/pyenv-mcp` on first use; a failed install fails the test (there
+//! is no skip).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::{json, Value};
+
+const NPM_PACKAGES: [&str; 2] = [
+    "@modelcontextprotocol/server-filesystem",
+    "@modelcontextprotocol/sdk",
+];
+
+static NPM: Mutex<()> = Mutex::new(());
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+/// `target/mcp-e2e`, with the server and the SDK installed.
+fn node_prefix() -> PathBuf {
+    let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
+    let prefix = target_dir().join("mcp-e2e");
+    let ready = |p: &Path| {
+        NPM_PACKAGES.iter().all(|pkg| {
+            p.join("node_modules")
+                .join(pkg)
+                .join("package.json")
+                .is_file()
+        })
+    };
+    if !ready(&prefix) {
+        std::fs::create_dir_all(&prefix).unwrap();
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .args(NPM_PACKAGES)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("cannot run npm (node and npm are needed for the MCP tests): {e}")
+            });
+        assert!(
+            out.status.success(),
+            "npm install {NPM_PACKAGES:?} into {} failed:\n{}\n{}",
+            prefix.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            ready(&prefix),
+            "npm install did not install {NPM_PACKAGES:?}"
+        );
+    }
+    prefix
+}
+
+/// The filesystem server's entry point.
+fn server_js() -> PathBuf {
+    node_prefix().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+}
+
+/// `target/pyenv-mcp/bin/python` with the `mcp` package.
+fn python() -> PathBuf {
+    python_venv(
+        "pyenv-mcp",
+        "mcp",
+        "from mcp import ClientSession, StdioServerParameters; from mcp.client.stdio import stdio_client",
+    )
+}
+
+/// A Python MCP client: launches `job.command job.args` (the proxy), then
+/// runs `job.steps` (list_tools, or call_tool with name and arguments) and
+/// prints one JSON result per step.
+const PY_CLIENT: &str = r#"
+import asyncio, json, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+job = json.load(sys.stdin)
+
+async def main():
+    params = StdioServerParameters(command=job["command"], args=job["args"], env=job["env"])
+    out = []
+    async with stdio_client(params) as streams:
+        async with ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            for step in job["steps"]:
+                if step["op"] == "list_tools":
+                    r = await session.list_tools()
+                    out.append({"tools": sorted(t.name for t in r.tools)})
+                else:
+                    r = await session.call_tool(step["name"], step["arguments"])
+                    texts = [c.text for c in r.content if getattr(c, "type", "") == "text"]
+                    out.append({"isError": bool(getattr(r, "is_error", None) or getattr(r, "isError", False)), "text": "\n".join(texts)})
+    json.dump(out, sys.stdout)
+
+asyncio.run(main())
+"#;
+
+/// The same with the TypeScript SDK's Client and StdioClientTransport.
+const TS_CLIENT: &str = r#"
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { readFileSync } from "node:fs";
+
+const job = JSON.parse(readFileSync(0, "utf8"));
+const transport = new StdioClientTransport({ command: job.command, args: job.args, env: job.env, stderr: "inherit" });
+const client = new Client({ name: "writ-e2e", version: "1.0.0" });
+await client.connect(transport);
+const out = [];
+for (const step of job.steps) {
+  if (step.op === "list_tools") {
+    const r = await client.listTools();
+    out.push({ tools: r.tools.map((t) => t.name).sort() });
+  } else {
+    const r = await client.callTool({ name: step.name, arguments: step.arguments });
+    const texts = r.content.filter((c) => c.type === "text").map((c) => c.text);
+    out.push({ isError: !!r.isError, text: texts.join("\n") });
+  }
+}
+await client.close();
+process.stdout.write(JSON.stringify(out));
+"#;
+
+#[derive(Clone, Copy, Debug)]
+enum Lang {
+    Python,
+    TypeScript,
+}
+
+/// Run a client that launches `writ mcp-proxy --name filesystem -- node
+/// server.js ROOT` and performs `steps`; its results, one per step.
+fn run_client(
+    lang: Lang,
+    srv: &Server,
+    token: &str,
+    root: &Path,
+    extra_env: &[(&str, &str)],
+    steps: &[Value],
+) -> Vec<Value> {
+    let mut env = json!({
+        "WRIT_SERVER": srv.url,
+        "WRIT_TOKEN": token,
+        "PATH": std::env::var("PATH").unwrap_or_default(),
+        "HOME": std::env::var("HOME").unwrap_or_default(),
+    });
+    for (k, v) in extra_env {
+        env[*k] = json!(v);
+    }
+    let job = json!({
+        "command": writ_bin(),
+        "args": ["mcp-proxy", "--name", "filesystem", "--", "node", server_js(), root],
+        "env": env,
+        "steps": steps,
+    });
+    let mut cmd = match lang {
+        Lang::Python => {
+            let mut c = Command::new(python());
+            c.args(["-c", PY_CLIENT]);
+            c
+        }
+        Lang::TypeScript => {
+            let script = node_prefix().join("writ-e2e-client.mjs");
+            std::fs::write(&script, TS_CLIENT).unwrap();
+            let mut c = Command::new("node");
+            c.arg(script);
+            c
+        }
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start the {lang:?} client: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the {lang:?} MCP client failed:\n{stderr}\nserver log:\n{}",
+        srv.log()
+    );
+    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{lang:?} client output is not JSON ({e}): {}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(v.len(), steps.len(), "{v:?}");
+    v
+}
+
+fn list() -> Value {
+    json!({"op": "list_tools"})
+}
+
+fn call(name: &str, arguments: Value) -> Value {
+    json!({"op": "call", "name": name, "arguments": arguments})
+}
+
+/// Decision entries of the log about tool `tool`.
+fn decisions(srv: &Server, tool: &str) -> Vec<Value> {
+    let resource = format!("Tool::\"filesystem/{tool}\"");
+    srv.log_entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "decision" && e["resource"] == resource)
+        .collect()
+}
+
+/// The acceptance scenario, with either client, under the default bundle.
+fn scenario(lang: Lang) {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    std::fs::write(root_path.join("hello.txt"), "hello from the tool\n").unwrap();
+    let target = root_path.join("created.txt");
+    let out = run_client(
+        lang,
+        &srv,
+        &agent,
+        &root_path,
+        &[],
+        &[
+            list(),
+            call(
+                "read_text_file",
+                json!({"path": root_path.join("hello.txt")}),
+            ),
+            call(
+                "write_file",
+                json!({"path": target, "content": "should never be written"}),
+            ),
+        ],
+    );
+    // Listed: the read-only tools of the default bundle, not write_file.
+    let tools: Vec<String> = serde_json::from_value(out[0]["tools"].clone()).unwrap();
+    assert!(tools.contains(&"read_text_file".to_owned()), "{tools:?}");
+    assert!(tools.contains(&"list_directory".to_owned()), "{tools:?}");
+    for hidden in ["write_file", "edit_file", "move_file", "create_directory"] {
+        assert!(
+            !tools.contains(&hidden.to_owned()),
+            "{hidden} must be filtered out: {tools:?}"
+        );
+    }
+    // The permitted read returns the file's content.
+    assert_eq!(out[1]["isError"], false, "{:?}", out[1]);
+    assert!(
+        out[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello from the tool"),
+        "{:?}",
+        out[1]
+    );
+    // The denied write is a tool error naming policy_denied; nothing written.
+    assert_eq!(out[2]["isError"], true, "{:?}", out[2]);
+    assert!(
+        out[2]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: policy_denied: "),
+        "{:?}",
+        out[2]
+    );
+    assert!(!target.exists(), "the denied write reached the server");
+
+    // The log holds both decisions (plus the tools/list probes, not started).
+    let reads = decisions(&srv, "read_text_file");
+    let writes = decisions(&srv, "write_file");
+    assert!(
+        reads.iter().any(|d| d["decision"] == "allow"
+            && d["context"]["arguments"]["path"] == json!(root_path.join("hello.txt"))),
+        "{reads:?}"
+    );
+    let denied: Vec<&Value> = writes
+        .iter()
+        .filter(|d| d["decision"] == "deny" && d["context"]["arguments"]["path"] == json!(target))
+        .collect();
+    assert_eq!(denied.len(), 1, "{writes:?}");
+    assert_eq!(denied[0]["reason"], "policy_denied");
+    assert_eq!(denied[0]["audience"], "mcp:filesystem");
+
+    // Lineage: the session is the root, the read is its child, started and finished.
+    let entries = srv.log_entries();
+    let session = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| {
+            e["type"] == "decision"
+                && e["action"] == "Action::\"mcp_session\""
+                && e["decision"] == "allow"
+        })
+        .expect("a session decision");
+    let sjti = session["jti"].as_str().unwrap();
+    let call_jti = reads
+        .iter()
+        .find(|d| {
+            d["decision"] == "allow" && !d["context"]["arguments"].as_object().unwrap().is_empty()
+        })
+        .unwrap()["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(reads.iter().all(|d| d["parent"] == sjti), "{reads:?}");
+    let lin = srv.cli(Some(&agent), &["lineage", sjti, "--json"]);
+    lin.expect_code(0, "writ lineage SESSION");
+    let tree = lin.json()["tree"].clone();
+    assert_eq!(tree["action"], "Action::\"mcp_session\"");
+    let child = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["jti"] == call_jti.as_str())
+        .unwrap_or_else(|| panic!("the call is not a child of the session: {tree}"));
+    assert_eq!(child["resource"], "Tool::\"filesystem/read_text_file\"");
+    assert_eq!(child["depth"], 1);
+    // The call's finish records the result's digest and isError = false.
+    let fin = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "execution_finish" && e["jti"] == call_jti.as_str())
+        .unwrap_or_else(|| panic!("no finish for {call_jti}"));
+    assert_eq!(fin["exit_status"], 0, "{fin}");
+    assert!(
+        fin["stdout_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{fin}"
+    );
+}
+
+#[test]
+fn python_client_through_the_proxy_filtered_list_permitted_read_denied_write() {
+    scenario(Lang::Python);
+}
+
+#[test]
+fn typescript_sdk_client_through_the_proxy_filtered_list_permitted_read_denied_write() {
+    scenario(Lang::TypeScript);
+}
+
+/// The policies of the README: reads only under public/, writes only at
+/// lineage depth 1 (a session at the top), plus sessions and the read tool.
+fn argument_policies(public: &Path) -> String {
+    format!(
+        r#"@id("mcp-sessions")
+permit (principal, action == Action::"mcp_session", resource);
+
+@id("read-and-write")
+permit (principal, action == Action::"call_tool", resource)
+when {{ resource in [Tool::"filesystem/read_text_file", Tool::"filesystem/write_file"] }};
+
+@id("read-public-only")
+forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/read_text_file")
+when {{ context.arguments has path && !(context.arguments.path like "{}/*") }};
+
+@id("write-file-depth-1")
+forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/write_file")
+when {{ context.lineage.depth > 1 }};
+"#,
+        public.display()
+    )
+}
+
+#[test]
+fn argument_aware_policies_path_prefix_and_lineage_depth() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    let public = root_path.join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("a.txt"), "public text").unwrap();
+    std::fs::write(root_path.join("secret.txt"), "secret text").unwrap();
+    let exec_true = "\n@id(\"exec-true\")\npermit (principal, action == Action::\"exec\", resource == Command::\"/usr/bin/true\");\n";
+    activate_policy(
+        &srv,
+        "mcp-args",
+        &format!("{}{exec_true}", argument_policies(&public)),
+    );
+
+    // A session at the top: calls at depth 1.
+    let top = root_path.join("top.txt");
+    let out = run_client(
+        Lang::Python,
+        &srv,
+        &agent,
+        &root_path,
+        &[],
+        &[
+            call("read_text_file", json!({"path": public.join("a.txt")})),
+            call(
+                "read_text_file",
+                json!({"path": root_path.join("secret.txt")}),
+            ),
+            call(
+                "write_file",
+                json!({"path": top, "content": "from depth 1"}),
+            ),
+        ],
+    );
+    assert_eq!(out[0]["isError"], false, "{:?}", out[0]);
+    assert!(out[0]["text"].as_str().unwrap().contains("public text"));
+    assert_eq!(out[1]["isError"], true, "{:?}", out[1]);
+    let t = out[1]["text"].as_str().unwrap();
+    assert!(
+        t.starts_with("denied: policy_denied: ") && t.contains("read-public-only"),
+        "{t}"
+    );
+    assert!(!t.contains("secret text"));
+    assert_eq!(out[2]["isError"], false, "{:?}", out[2]);
+    assert_eq!(std::fs::read_to_string(&top).unwrap(), "from depth 1");
+
+    // The same proxy under a running parent execution: calls at depth 2.
+    let mut req = exec_req(&["/usr/bin/true"], "exec@host-a");
+    req["start"] = json!(true);
+    let (parent, _, _) = srv.authorize_ok(&agent, &req);
+    let deep = root_path.join("deep.txt");
+    let out = run_client(
+        Lang::Python,
+        &srv,
+        &agent,
+        &root_path,
+        &[("WRIT_PARENT", parent.as_str())],
+        &[call(
+            "write_file",
+            json!({"path": deep, "content": "from depth 2"}),
+        )],
+    );
+    assert_eq!(out[0]["isError"], true, "{:?}", out[0]);
+    let t = out[0]["text"].as_str().unwrap();
+    assert!(
+        t.starts_with("denied: policy_denied: ") && t.contains("write-file-depth-1"),
+        "{t}"
+    );
+    assert!(!deep.exists());
+    let deep_decision = decisions(&srv, "write_file")
+        .into_iter()
+        .find(|d| d["context"]["arguments"]["path"] == json!(deep))
+        .unwrap();
+    assert_eq!(deep_decision["context"]["lineage"]["depth"], 2);
+}
+
+#[test]
+fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    let public = root_path.join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("a.txt"), "typed").unwrap();
+    let bundle = root_path.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let schema = bundle.join("schema.cedarschema");
+    let node = server_js();
+    let out = run_writ(
+        &[
+            "policy",
+            "mcp-schema",
+            "--name",
+            "filesystem",
+            "--out",
+            schema.to_str().unwrap(),
+            "--",
+            "node",
+            node.to_str().unwrap(),
+            root_path.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ policy mcp-schema");
+    let text = std::fs::read_to_string(&schema).unwrap();
+    assert!(text.contains("type read_text_fileInput"), "{text}");
+    assert!(text.contains("type write_fileInput"), "{text}");
+    assert!(text.contains("\"path\"?: String"), "{text}");
+    assert!(text.contains("action \"call_tool\""), "{text}");
+
+    // Argument-aware policies validate against it ...
+    std::fs::write(bundle.join("mcp.cedar"), argument_policies(&public)).unwrap();
+    let check = run_writ(
+        &["policy", "check", bundle.to_str().unwrap(), "--json"],
+        &[],
+        None,
+    );
+    check.expect_code(
+        0,
+        "the argument policies validate against the generated schema",
+    );
+    assert_eq!(check.json()["schema"], true);
+    // ... and a typo in an argument name does not.
+    let typo = root_path.join("typo");
+    std::fs::create_dir_all(&typo).unwrap();
+    std::fs::copy(&schema, typo.join("schema.cedarschema")).unwrap();
+    std::fs::write(
+        typo.join("p.cedar"),
+        "permit (principal, action == Action::\"call_tool\", resource) when { context.arguments has path && context.arguments.pth like \"/x/*\" };",
+    )
+    .unwrap();
+    let bad = run_writ(&["policy", "check", typo.to_str().unwrap()], &[], None);
+    assert_ne!(
+        bad.code, 0,
+        "a policy naming an undeclared argument must be refused: {bad:#?}"
+    );
+
+    // Activated, the schema-typed bundle decides real calls through the proxy.
+    let act = srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", bundle.to_str().unwrap()],
+    );
+    act.expect_code(0, "activate the schema-typed bundle");
+    let out = run_client(
+        Lang::Python,
+        &srv,
+        &agent,
+        &root_path,
+        &[],
+        &[
+            list(),
+            call("read_text_file", json!({"path": public.join("a.txt")})),
+            call("read_text_file", json!({"path": schema})),
+        ],
+    );
+    let tools: Vec<String> = serde_json::from_value(out[0]["tools"].clone()).unwrap();
+    assert_eq!(
+        tools,
+        vec!["read_text_file".to_owned(), "write_file".to_owned()]
+    );
+    assert_eq!(out[1]["isError"], false, "{:?}", out[1]);
+    assert!(out[1]["text"].as_str().unwrap().contains("typed"));
+    assert_eq!(out[2]["isError"], true, "{:?}", out[2]);
+    assert!(
+        out[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("read-public-only"),
+        "{:?}",
+        out[2]
+    );
+}
+
+#[test]
+fn authority_unreachable_denies_calls_with_authority_unavailable() {
+    let mut srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    std::fs::write(root_path.join("x.txt"), "x").unwrap();
+    // A client whose first call comes after the authority died.
+    let script = r#"
+import asyncio, json, os, signal, sys
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+job = json.load(sys.stdin)
+async def main():
+    params = StdioServerParameters(command=job["command"], args=job["args"], env=job["env"])
+    async with stdio_client(params) as s:
+        async with ClientSession(s[0], s[1]) as session:
+            await session.initialize()
+            os.kill(job["authority_pid"], signal.SIGKILL)
+            await asyncio.sleep(0.3)
+            r = await session.call_tool("read_text_file", {"path": job["path"]})
+            json.dump({"isError": bool(getattr(r, "is_error", None) or getattr(r, "isError", False)), "text": r.content[0].text}, sys.stdout)
+asyncio.run(main())
+"#;
+    let job = json!({
+        "command": writ_bin(),
+        "args": ["mcp-proxy", "--name", "filesystem", "--", "node", server_js(), root_path],
+        "env": {"WRIT_SERVER": srv.url, "WRIT_TOKEN": agent, "PATH": std::env::var("PATH").unwrap_or_default()},
+        "authority_pid": srv.pid(),
+        "path": root_path.join("x.txt"),
+    });
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    srv.kill_hard();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["isError"], true, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied: authority_unavailable: "),
+        "{v}"
+    );
+}
+
+#[test]
+fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1() {
+    use std::io::{BufRead as _, BufReader};
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    // A "server" that reads one request and exits without answering.
+    let mut child = Command::new(writ_bin())
+        .args([
+            "mcp-proxy",
+            "--name",
+            "dying",
+            "--",
+            "sh",
+            "-c",
+            "head -n 1 >/dev/null; exit 3",
+        ])
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["id"], 1, "{v}");
+    assert_eq!(v["error"]["code"], -32000, "{v}");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the MCP server exited (status 3)"));
+}
