@@ -128,11 +128,22 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     let mut warnings = Vec::new();
     let mut per_tool: Vec<(String, Attrs)> = Vec::new();
     let mut union: BTreeMap<String, (Ty, bool)> = BTreeMap::new();
+    let mut declared = std::collections::BTreeSet::new();
     for t in tools {
         let Some(name) = t.get("name").and_then(Value::as_str) else {
             warnings.push("a tool without a name was skipped".into());
             continue;
         };
+        // Two tools (a repeated name, or names differing only in characters
+        // a Cedar identifier cannot hold) would declare one type twice.
+        if !declared.insert(type_name(name)) {
+            warnings.push(format!(
+                "tool {}: its type {}Input is declared by an earlier tool; skipped",
+                serde_json::to_string(name).unwrap_or_default(),
+                type_name(name)
+            ));
+            continue;
+        }
         let attrs = match t.get("inputSchema").map(ty_of) {
             Some(Some(Ty::Record(a))) => a,
             None => BTreeMap::new(),
@@ -166,7 +177,8 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     for (name, attrs) in &per_tool {
         let _ = write!(
             text,
-            "// inputSchema of {name}\ntype {}Input = ",
+            "// inputSchema of {}\ntype {}Input = ",
+            serde_json::to_string(name).unwrap_or_default(),
             type_name(name)
         );
         render_record(attrs, &mut text, 0);
@@ -213,6 +225,22 @@ fn type_name(tool: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tools_whose_types_would_clash_are_skipped_and_names_cannot_break_out() {
+        // Found by fuzz/fuzz_targets/mcp_frames.rs: a repeated tool name
+        // declared its type twice and Cedar refused the whole fragment.
+        let tools = vec![
+            json!({"name": "a-b"}),
+            json!({"name": "a_b"}),
+            json!({"name": "a-b"}),
+            json!({"name": "x\ntype Evil = Long;"}),
+        ];
+        let f = fragment("s", &tools);
+        assert_eq!(f.warnings.len(), 2, "{:?}", f.warnings);
+        assert!(!f.text.contains("\ntype Evil"), "{}", f.text);
+        cedar_policy::SchemaFragment::from_cedarschema_str(&f.text).unwrap();
+    }
 
     #[test]
     fn json_schema_types_map_to_cedar_types() {
