@@ -11,11 +11,16 @@
 //! in the batch (none is acknowledged).
 //!
 //! **Invariant:** log indices are dense: entry `n` exists only if `0..n` do.
+//!
+//! The shared store ([`PgStore`]) keeps the same invariants across every
+//! node writing one PostgreSQL database.
 #![forbid(unsafe_code)]
 
+mod pg;
 mod sqlite;
 mod types;
 
+pub use pg::{PgStore, LEADER_LOCK};
 pub use sqlite::{SqliteStore, BATCH_TX_MAX, QUEUE_TX_MAX};
 pub use types::*;
 
@@ -55,6 +60,37 @@ pub trait Store: Send + Sync + 'static {
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError>;
     /// The largest checkpoint.
     fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
+
+    /// Whether other writ nodes write this store too. The authority then
+    /// follows their changes ([`Store::changes`], [`Store::state_seq`]) and
+    /// decides only while it has confirmed it holds the current state.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// A counter that every committed change to state the authority keeps
+    /// in memory (revocations, activations, principals, keys) moves on.
+    fn state_seq(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    /// Changes whenever another node may have changed that state.
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+    /// Whether this node holds (taking it when free) the right to sign
+    /// checkpoints. A store of one node always does.
+    fn lead(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Give up signing checkpoints (shutdown).
+    fn resign(&self) {}
+    /// Record this node's health in the store, for `GET /v1/mesh`.
+    fn heartbeat(&self, _node: &NodeRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Every node that has reported to the store.
+    fn mesh_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 pub use writ_log::merkle::ProofError;

@@ -217,3 +217,20 @@ pub struct CheckpointRecord {
     pub note: String,
     pub time_ms: u64,
 }
+
+/// A registered node of the mesh, as it last reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRecord {
+    pub id: String,
+    pub url: String,
+    pub started_ms: u64,
+    pub seen_ms: u64,
+    pub policy: String,
+    /// Revocations this node holds (its high-water mark).
+    pub revocations: u64,
+    /// The log size this node last saw.
+    pub log_size: u64,
+    /// The state sequence this node has loaded.
+    pub state_seq: u64,
+    pub leader: bool,
+}
