@@ -345,10 +345,11 @@ pub fn assess(e: &Evidence) -> Assessment {
 /// Read the whole log from `src`: tally every entry, then verify it with
 /// `writ_audit::verify_log` (replaying decisions against `policy_keys`, and
 /// requiring the cosignature of every witness in `witnesses`). `Err` only
-/// when the source cannot be read.
+/// when the source cannot be read. `log_keys`: the log's checkpoint keys
+/// (one per node that has led a mesh), at least one.
 pub fn gather(
     src: &(dyn writ_audit::Source + Sync),
-    log_key: NoteVerifier,
+    log_keys: Vec<NoteVerifier>,
     witnesses: Vec<NoteVerifier>,
     policy_keys: writ_artifact::KeyRing,
 ) -> Result<Evidence, String> {
@@ -371,10 +372,16 @@ pub fn gather(
         start = leaves.last().map_or(end, |l| l.index + 1);
     }
     let witnesses_configured = witnesses.len();
+    let mut log_keys = log_keys.into_iter();
+    let log_key = log_keys
+        .next()
+        .ok_or_else(|| "no log key to check checkpoints with".to_owned())?;
+    let other_log_keys: Vec<NoteVerifier> = log_keys.collect();
     let report = writ_audit::verify_log(
         src,
         &writ_audit::Options {
             log_key,
+            other_log_keys,
             witnesses,
             replay: Some(policy_keys),
             progress: None,

@@ -63,6 +63,10 @@ pub trait Source {
 pub struct Options<'a> {
     /// The log's checkpoint key.
     pub log_key: NoteVerifier,
+    /// Further checkpoint keys of the same log: in a mesh each node signs
+    /// checkpoints with its own key while it is the leader. A checkpoint
+    /// signed by any of `log_key` and these verifies.
+    pub other_log_keys: Vec<NoteVerifier>,
     /// Witnesses whose cosignature the latest checkpoint must carry.
     pub witnesses: Vec<NoteVerifier>,
     /// Re-evaluate every decision (needs the trusted policy keys).
@@ -374,7 +378,16 @@ impl Feed {
         for (stored_size, note) in batch {
             self.next_from = stored_size + 1;
             report.checkpoints += 1;
-            match SignedCheckpoint::verify(&note, &opts.log_key) {
+            let mut verified = SignedCheckpoint::verify(&note, &opts.log_key);
+            for k in &opts.other_log_keys {
+                if verified.is_ok() {
+                    break;
+                }
+                if let Ok(sc) = SignedCheckpoint::verify(&note, k) {
+                    verified = Ok(sc);
+                }
+            }
+            match verified {
                 Ok(sc) if sc.checkpoint.size != stored_size => report.problem(
                     None,
                     format!(

@@ -19,6 +19,9 @@ use writ_store::{KeyRecord, Op, PrincipalRecord, RevocationRecord, Store, Tx, Wr
 use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 
+/// Default bound on a mesh node's staleness ([`AuthorityConfig::freshness_ms`]).
+pub const FRESHNESS_MS_DEFAULT: u64 = 1000;
+
 /// Settings of one authority.
 #[derive(Debug, Clone)]
 pub struct AuthorityConfig {
@@ -32,6 +35,10 @@ pub struct AuthorityConfig {
     pub lineage_depth_max: u32,
     /// Bundle hashes accepted besides the active one (e.g. during a roll-out).
     pub extra_accepted_policies: BTreeSet<String>,
+    /// On a shared store: how long this node may go without confirming it
+    /// holds the current bundle, keys and revocations before it denies
+    /// everything with `authority_unavailable` (and `/readyz` says not ready).
+    pub freshness_ms: u64,
 }
 
 impl Default for AuthorityConfig {
@@ -42,6 +49,7 @@ impl Default for AuthorityConfig {
             skew_secs: 5,
             lineage_depth_max: 8,
             extra_accepted_policies: BTreeSet::new(),
+            freshness_ms: FRESHNESS_MS_DEFAULT,
         }
     }
 }
@@ -116,6 +124,10 @@ pub struct Authority {
     state: RwLock<Arc<State>>,
     events: tokio::sync::broadcast::Sender<Event>,
     log_size: AtomicU64,
+    /// When this node last confirmed its state is the store's (unix ms).
+    fresh_ms: AtomicU64,
+    /// The store's state sequence this node's state was loaded at.
+    state_seq: AtomicU64,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -267,8 +279,10 @@ impl Authority {
                     "none of the writ keys at hand is the store's active signing key {active:?}"
                 )
             })?;
+        let seq = store.state_seq().map_err(|e| e.to_string())?;
         let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer))?;
         let log_size = store.log_size().map_err(|e| e.to_string())?;
+        let now_ms = clock.now_unix_ms();
         let (events, _) = tokio::sync::broadcast::channel(EVENTS_BUFFERED_MAX);
         Ok(Authority {
             store,
@@ -278,7 +292,174 @@ impl Authority {
             state: RwLock::new(Arc::new(state)),
             events,
             log_size: AtomicU64::new(log_size),
+            fresh_ms: AtomicU64::new(now_ms),
+            state_seq: AtomicU64::new(seq),
         })
+    }
+
+    /// Join a shared store that another node initialized: record `key` (this
+    /// node's own writ key, whose private half never leaves the node) as an
+    /// active writ key, with its `key_change` entry. Other nodes verify its
+    /// writs once they follow the change.
+    pub async fn join(store: &dyn Store, clock: &dyn Clock, key: &WritKey) -> Result<u64, String> {
+        if store.activations().map_err(|e| e.to_string())?.is_empty() {
+            return Err("the store is not initialized; run `writ init --store URL` once first".into());
+        }
+        let now_ms = clock.now_unix_ms();
+        let record = writ_key_record(key, "active", now_ms, None)?;
+        let leaf = Entry::KeyChange {
+            time_ms: now_ms,
+            by: "writ".into(),
+            kid: key.kid().to_owned(),
+            role: "writ".into(),
+            status: "active".into(),
+        }
+        .to_leaf()?;
+        let indices = store
+            .submit(Tx::new(vec![Op::PutKey(record), Op::Append { leaf }]))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(indices.first().copied().unwrap_or_default())
+    }
+
+    /// `Some(denial)` while this node cannot vouch for its state: on a
+    /// shared store, when it has not confirmed within
+    /// [`AuthorityConfig::freshness_ms`] that it holds the current bundle and
+    /// revocations. A node of its own store is always fresh.
+    pub fn stale(&self) -> Option<Denial> {
+        if !self.store.shared() {
+            return None;
+        }
+        let age = self
+            .clock
+            .now_unix_ms()
+            .saturating_sub(self.fresh_ms.load(Ordering::Relaxed));
+        (age > self.config.freshness_ms).then(|| {
+            unavailable(format!(
+                "this node has not confirmed the current policy and revocations for {age} ms (bound {} ms); the shared store may be unreachable",
+                self.config.freshness_ms
+            ))
+        })
+    }
+
+    /// The store's state sequence this node holds.
+    pub fn state_seq(&self) -> u64 {
+        self.state_seq.load(Ordering::Relaxed)
+    }
+
+    /// Catch up with the shared store (blocking: call from a blocking
+    /// thread). Reloads the state when another node changed it, announces
+    /// revocations and activations made elsewhere on the event stream (so
+    /// gateways attached to this node hear of them), and marks the node
+    /// fresh. An error leaves the node to go stale.
+    pub fn sync(&self) -> Result<(), String> {
+        let checked_at = self.clock.now_unix_ms();
+        let seq = self.store.state_seq().map_err(|e| e.to_string())?;
+        let log_size = self.store.log_size().map_err(|e| e.to_string())?;
+        self.log_size.fetch_max(log_size, Ordering::Relaxed);
+        if seq != self.state_seq.load(Ordering::Relaxed) {
+            let old = self.state();
+            let fresh = load_state(self.store.as_ref(), checked_at, old.signer.clone())?;
+            let new_writs: Vec<String> = fresh
+                .revoked
+                .writs
+                .difference(&old.revoked.writs)
+                .cloned()
+                .collect();
+            let new_principals: Vec<String> = fresh
+                .revoked
+                .principals
+                .difference(&old.revoked.principals)
+                .cloned()
+                .collect();
+            let activated = (fresh.bundle.hash() != old.bundle.hash())
+                .then(|| fresh.bundle.hash().to_owned());
+            self.swap_state(|_| fresh);
+            self.state_seq.store(seq, Ordering::Relaxed);
+            if !new_writs.is_empty() || !new_principals.is_empty() {
+                let reasons: HashMap<String, String> = self
+                    .store
+                    .revocations()
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .map(|r| (r.target, r.reason))
+                    .collect();
+                let reason_of = |t: &str| {
+                    reasons
+                        .get(t)
+                        .cloned()
+                        .unwrap_or_else(|| "revoked on another node".into())
+                };
+                if let Some(first) = new_writs.first() {
+                    let _ = self.events.send(Event::Revocation {
+                        time_ms: checked_at,
+                        target: first.clone(),
+                        kind: "writ".into(),
+                        reason: reason_of(first),
+                        jtis: new_writs.clone(),
+                        log_index: None,
+                    });
+                }
+                for p in &new_principals {
+                    let _ = self.events.send(Event::Revocation {
+                        time_ms: checked_at,
+                        target: p.clone(),
+                        kind: "principal".into(),
+                        reason: reason_of(p),
+                        jtis: Vec::new(),
+                        log_index: None,
+                    });
+                }
+            }
+            if let Some(hash) = activated {
+                let _ = self.events.send(Event::PolicyActivated {
+                    time_ms: checked_at,
+                    hash,
+                    log_index: log_size.saturating_sub(1),
+                });
+            }
+        }
+        self.fresh_ms.fetch_max(checked_at, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Follow a shared store for as long as the task runs: sync on every
+    /// change notification, and at least four times per freshness bound.
+    /// Returns at once for a store of one node.
+    pub async fn follow(self: Arc<Self>) {
+        if !self.store.shared() {
+            return;
+        }
+        let mut changes = self.store.changes();
+        let period = std::time::Duration::from_millis((self.config.freshness_ms / 4).max(10));
+        let mut failing = false;
+        loop {
+            let a = self.clone();
+            match tokio::task::spawn_blocking(move || a.sync()).await {
+                Ok(Ok(())) => {
+                    if failing {
+                        tracing::info!("shared store reachable again; this node is fresh");
+                    }
+                    failing = false;
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot follow the shared store; this node denies once stale");
+                    }
+                    failing = true;
+                }
+                Err(_) => return,
+            }
+            match &mut changes {
+                Some(rx) => {
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { changes = None },
+                        _ = tokio::time::sleep(period) => {}
+                    }
+                }
+                None => tokio::time::sleep(period).await,
+            }
+        }
     }
 
     fn state(&self) -> Arc<State> {
@@ -373,6 +554,9 @@ impl Authority {
         req: AuthorizeRequest,
     ) -> Result<AuthorizeResponse, BadRequest> {
         validate_request(&req)?;
+        if let Some(d) = self.stale() {
+            return Ok(deny_unlogged(d));
+        }
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
         let now = now_ms / 1000;
@@ -740,6 +924,9 @@ impl Authority {
     /// Online verification (`POST /v1/verify`): signature, window, audience,
     /// accepted policy, request, environment, revocation and spent nonce.
     pub fn verify(&self, req: &VerifyRequest) -> Result<VerifiedWrit, Denial> {
+        if let Some(d) = self.stale() {
+            return Err(d);
+        }
         let state = self.state();
         let opts = self.verify_options(
             &state,
@@ -791,6 +978,9 @@ impl Authority {
         jti: &str,
         req: &StartRequest,
     ) -> Result<ExecutionResponse, CallError> {
+        if let Some(d) = self.stale() {
+            return Err(CallError::Unavailable(d.message));
+        }
         let state = self.state();
         let rec = self.store.writ(jti)?.ok_or_else(|| {
             CallError::Denied(Denial::new(
@@ -929,7 +1119,10 @@ impl Authority {
         let lifetime = req
             .lifetime_secs
             .unwrap_or_else(|| rec.exp.saturating_sub(rec.iat).max(1));
-        let decided = self.renewal_decision(&state, &rec, lease_exp, now_ms / 1000, lifetime);
+        let decided = match self.stale() {
+            Some(d) => Err(d),
+            None => self.renewal_decision(&state, &rec, lease_exp, now_ms / 1000, lifetime),
+        };
         let policy = state.bundle.hash().to_owned();
         let (decision, reason, message, new_lease) = match &decided {
             Ok((lease, msg)) => (Outcome::Allow, None, msg.clone(), Some(*lease)),

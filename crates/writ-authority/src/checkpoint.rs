@@ -86,12 +86,48 @@ impl LogPublisher {
         }
     }
 
-    fn check_stored(&self, record: CheckpointRecord) -> Result<Published, PublishError> {
-        let sc = SignedCheckpoint::verify(&record.note, self.verifier()).map_err(|e| {
-            PublishError::BadStored {
-                size: record.size,
-                detail: e.to_string(),
+    /// The log keys the store records (every node of a mesh signs with its
+    /// own), this publisher's first.
+    pub fn log_verifiers(&self) -> Result<Vec<NoteVerifier>, StoreError> {
+        let mut out = vec![self.verifier().clone()];
+        for k in self.store.keys()? {
+            if k.role != "log" || k.kid == self.kid {
+                continue;
             }
+            let key = serde_json::from_str::<Jwk>(&k.public_jwk)
+                .map_err(|e| e.to_string())
+                .and_then(|j| j.verifying_key().map_err(|e| e.to_string()))
+                .and_then(|vk| {
+                    NoteVerifier::new(&self.verifier().name, ALG_ED25519, vk)
+                        .map_err(|e| e.to_string())
+                });
+            match key {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    return Err(StoreError::Integrity(format!(
+                        "stored log key {}: {e}",
+                        k.kid
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_stored(&self, record: CheckpointRecord) -> Result<Published, PublishError> {
+        let mut verified = SignedCheckpoint::verify(&record.note, self.verifier());
+        if verified.is_err() {
+            // Signed by another node of the mesh?
+            for v in self.log_verifiers()?.iter().skip(1) {
+                if let Ok(sc) = SignedCheckpoint::verify(&record.note, v) {
+                    verified = Ok(sc);
+                    break;
+                }
+            }
+        }
+        let sc = verified.map_err(|e| PublishError::BadStored {
+            size: record.size,
+            detail: e.to_string(),
         })?;
         if sc.checkpoint.size != record.size {
             return Err(PublishError::BadStored {

@@ -186,13 +186,14 @@ fn proofs(store: &SqliteStore, count: u64) -> Result<ProofFigures> {
 fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
     let opts = writ_audit::Options {
         log_key: local_log_key(dir)?,
+        other_log_keys: vec![],
         witnesses: vec![],
         replay: None,
         progress: None,
     };
     let t0 = Instant::now();
     let report =
-        writ_audit::verify_log(&StoreSource(store.clone()), &opts).map_err(anyhow::Error::msg)?;
+        writ_audit::verify_log(&StoreSource(store.clone() as Arc<dyn Store>), &opts).map_err(anyhow::Error::msg)?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.ok(),

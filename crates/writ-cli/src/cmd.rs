@@ -13,7 +13,7 @@ use writ_artifact::{
 };
 use writ_authority::{Authority, AuthorizeRequest, AuthorizeResponse, VerifyRequest};
 use writ_policy::{Bundle, SignedBundle, TestFile};
-use writ_store::SqliteStore;
+use writ_store::{PgStore, SqliteStore, Store};
 
 use crate::client::Client;
 use crate::datadir::{read_bundle_dir, write_atomic, Config};
@@ -57,6 +57,13 @@ pub struct InitArgs {
     /// Log origin (checkpoint first line); defaults to a name unique to this data dir.
     #[arg(long)]
     pub origin: Option<String>,
+    /// A shared PostgreSQL store (`postgres://user@host:port/db`) for a mesh
+    /// of nodes. The first `init` against it initializes it (schema, policy,
+    /// first administrator); a later one joins this data dir to it as a new
+    /// node (its own keys; nothing else shared). Default: the embedded SQLite
+    /// store in the data dir.
+    #[arg(long, env = "WRIT_STORE")]
+    pub store: Option<String>,
 }
 
 /// What a fresh data dir holds that the caller may print.
@@ -74,6 +81,16 @@ pub(crate) async fn init_data_dir(
     dir: &DataDir,
     admin: &str,
     origin: Option<String>,
+) -> Result<Initialized> {
+    init_data_dir_with(dir, admin, origin, None).await
+}
+
+/// [`init_data_dir`] on the shared store `store_url` when given.
+pub(crate) async fn init_data_dir_with(
+    dir: &DataDir,
+    admin: &str,
+    origin: Option<String>,
+    store_url: Option<String>,
 ) -> Result<Initialized> {
     if dir.is_initialized() || dir.db().exists() {
         bail!(
@@ -109,9 +126,12 @@ pub(crate) async fn init_data_dir(
         write_atomic(&dir.policy_dir().join(name), text.as_bytes(), 0o644)?;
     }
     let signed = source.sign(&policy_key)?;
-    let store = Arc::new(SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
+    let store: Arc<dyn Store> = match &store_url {
+        Some(url) => Arc::new(PgStore::connect(url).map_err(anyhow::Error::msg)?),
+        None => Arc::new(SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?),
+    };
     let out = Authority::bootstrap(
-        store,
+        store.clone(),
         &SystemClock,
         &OsEntropy,
         &writ_key,
@@ -121,9 +141,22 @@ pub(crate) async fn init_data_dir(
     )
     .await
     .map_err(anyhow::Error::msg)?;
+    if store_url.is_some() {
+        // Nodes joining later learn the log's origin from its checkpoints:
+        // sign the first one now.
+        let log = writ_authority::LogPublisher::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            &origin,
+            dir.log_key()?,
+        )
+        .map_err(|e| anyhow::anyhow!("log origin {origin:?}: {e}"))?;
+        log.publish().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     dir.write_config(&Config {
         issuer: "writ".into(),
         origin: origin.clone(),
+        store: store_url,
     })?;
     Ok(Initialized {
         admin_token: out.admin_token,
@@ -134,9 +167,64 @@ pub(crate) async fn init_data_dir(
     })
 }
 
+/// Join the data dir `dir` (new) to the initialized shared store at `url`
+/// as one more node: its own writ and log keys (private halves stay here),
+/// its writ key recorded as active, the log origin read from the store.
+pub(crate) async fn join_store(dir: &DataDir, url: &str) -> Result<String> {
+    if dir.is_initialized() {
+        bail!("{} is already initialized", dir.root.display());
+    }
+    let store = PgStore::connect(url).map_err(anyhow::Error::msg)?;
+    let origin = store
+        .latest_checkpoint()
+        .map_err(anyhow::Error::msg)?
+        .and_then(|c| c.note.lines().next().map(str::to_owned))
+        .context("the shared store has no checkpoint yet: run `writ init --store URL` once first")?;
+    std::fs::create_dir_all(&dir.root)
+        .with_context(|| format!("creating {}", dir.root.display()))?;
+    let key = WritKey::generate(&OsEntropy)?;
+    dir.save_writ_key(&key)?;
+    dir.mark_current_writ_key(key.kid())?;
+    dir.log_key()?;
+    Authority::join(&store, &SystemClock, &key)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    dir.write_config(&Config {
+        issuer: "writ".into(),
+        origin,
+        store: Some(url.to_owned()),
+    })?;
+    Ok(key.kid().to_owned())
+}
+
 pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
     let dir = DataDir::new(&g.dir);
-    let i = init_data_dir(&dir, &a.admin, a.origin).await?;
+    if let Some(url) = &a.store {
+        if !crate::datadir::is_postgres_url(url) {
+            bail!("--store {url:?}: expected a postgres://user@host:port/db URL");
+        }
+        let initialized = !PgStore::connect(url)
+            .map_err(anyhow::Error::msg)?
+            .activations()
+            .map_err(anyhow::Error::msg)?
+            .is_empty();
+        if initialized {
+            let kid = join_store(&dir, url).await?;
+            if g.json {
+                print_json(&json!({"dir": dir.root, "joined": crate::datadir::redact_url(url), "writ_kid": kid}))?;
+            } else {
+                println!(
+                    "joined {} to the shared store {} as a new node",
+                    dir.root.display(),
+                    crate::datadir::redact_url(url)
+                );
+                println!("  writ key     {kid} (keys/, mode 0600; never stored in the database)");
+                println!("Use the administrator's existing token with this node.");
+            }
+            return Ok(Exit::Ok);
+        }
+    }
+    let i = init_data_dir_with(&dir, &a.admin, a.origin, a.store.clone()).await?;
     if g.json {
         print_json(&json!({
             "dir": dir.root, "admin": a.admin, "admin_token": i.admin_token,

@@ -17,6 +17,15 @@ pub struct Config {
     pub issuer: String,
     /// Log origin (first line of every checkpoint).
     pub origin: String,
+    /// The shared store (`postgres://...`) this node of a mesh uses; absent:
+    /// the embedded store (`writ.db` here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+}
+
+/// Whether `s` names a PostgreSQL store.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 pub struct DataDir {
@@ -61,11 +70,29 @@ impl DataDir {
     }
 
     pub fn write_config(&self, c: &Config) -> Result<()> {
+        // A store URL may carry a password.
+        let mode = if c.store.is_some() { 0o600 } else { 0o644 };
         write_atomic(
             &self.config_path(),
             serde_json::to_string_pretty(c)?.as_bytes(),
-            0o644,
+            mode,
         )
+    }
+
+    /// Open this node's store: the shared PostgreSQL store its config names,
+    /// or the embedded one.
+    pub fn open_store(&self) -> Result<std::sync::Arc<dyn writ_store::Store>> {
+        self.require()?;
+        match self.config()?.store {
+            Some(url) => Ok(std::sync::Arc::new(
+                writ_store::PgStore::connect(&url)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+                    .with_context(|| format!("opening the shared store {}", redact_url(&url)))?,
+            )),
+            None => Ok(std::sync::Arc::new(
+                writ_store::SqliteStore::open(&self.db()).map_err(|e| anyhow::anyhow!("{e}"))?,
+            )),
+        }
     }
 
     /// Store a private key as PKCS#8 PEM, mode 0600.
@@ -205,4 +232,19 @@ pub fn read_bundle_dir(dir: &Path) -> Result<writ_policy::BundleSource> {
         bail!("{} holds no *.cedar policy files", dir.display());
     }
     Ok(source)
+}
+
+/// `url` with any password replaced by `***` (for messages and logs).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(x) => x,
+        None => return url.to_owned(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }

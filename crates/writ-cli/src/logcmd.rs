@@ -14,7 +14,7 @@ use writ_audit::evidence::{self, Evidence, ProofSource};
 use writ_audit::{Leaf, Options, Report, Source};
 use writ_log::note::{NoteVerifier, ALG_COSIGNATURE_V1, ALG_ED25519};
 use writ_log::Hash;
-use writ_store::{SqliteStore, Store};
+use writ_store::Store;
 
 use crate::client::Client;
 use crate::{DataDir, Exit, Global};
@@ -214,25 +214,57 @@ struct Site {
     src: Box<dyn ProofSource + Send + Sync>,
     /// Checks checkpoints: the pinned key, else the data dir's or the server's.
     log_key: NoteVerifier,
+    /// The other nodes' log keys (a mesh read from its store).
+    other_log_keys: Vec<NoteVerifier>,
     /// Witnesses the server asks (none for a data dir).
     witness_keys: Vec<NoteVerifier>,
     writ_keys: Jwks,
     policy_keys: Jwks,
 }
 
+/// The log keys a store records besides `first` (other nodes of a mesh).
+fn stored_log_keys(store: &dyn Store, first: &NoteVerifier) -> Result<Vec<NoteVerifier>> {
+    let mut out = Vec::new();
+    for k in store.keys().map_err(anyhow::Error::msg)? {
+        if k.role != "log" {
+            continue;
+        }
+        let jwk: writ_artifact::Jwk = serde_json::from_str(&k.public_jwk)
+            .with_context(|| format!("stored log key {}", k.kid))?;
+        let vk = jwk.verifying_key().map_err(anyhow::Error::msg)?;
+        if vk == first.key {
+            continue;
+        }
+        out.push(
+            NoteVerifier::new(&first.name, writ_log::note::ALG_ED25519, vk)
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    Ok(out)
+}
+
 async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Result<Site> {
+    let pinned_given = pinned.is_some();
     if !remote {
         let dir = DataDir::new(&g.dir);
         let log_key = match pinned {
             Some(k) => k,
             None => local_log_key(&dir)?,
         };
-        let store = Arc::new(open_store(&dir)?);
+        let store = open_store(&dir)?;
+        // A mesh's checkpoints are signed by whichever node led: every log
+        // key the store records (pinning one key checks that key only).
+        let other_log_keys = if pinned_given {
+            Vec::new()
+        } else {
+            stored_log_keys(store.as_ref(), &log_key)?
+        };
         return Ok(Site {
             writ_keys: jwks_of(store.as_ref(), "writ")?,
             policy_keys: jwks_of(store.as_ref(), "policy")?,
             src: Box::new(StoreSource(store)),
             log_key,
+            other_log_keys,
             witness_keys: vec![],
         });
     }
@@ -270,6 +302,7 @@ async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Re
             handle: tokio::runtime::Handle::current(),
         }),
         log_key,
+        other_log_keys: Vec::new(),
         witness_keys,
         writ_keys,
         policy_keys,
@@ -327,6 +360,7 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
         };
         let opts = Options {
             log_key: site.log_key.clone(),
+            other_log_keys: site.other_log_keys.clone(),
             witnesses,
             replay,
             progress: Some(&progress),
@@ -337,9 +371,8 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
     print_report(g, &r, "log")
 }
 
-pub(crate) fn open_store(dir: &DataDir) -> Result<SqliteStore> {
-    dir.require()?;
-    SqliteStore::open(&dir.db()).map_err(|e| anyhow::anyhow!("{e}"))
+pub(crate) fn open_store(dir: &DataDir) -> Result<Arc<dyn Store>> {
+    dir.open_store()
 }
 
 fn b64s(v: &[Hash]) -> Vec<String> {
@@ -444,7 +477,7 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
 }
 
 /// The data dir's store as a log source.
-pub(crate) struct StoreSource(pub Arc<SqliteStore>);
+pub(crate) struct StoreSource(pub Arc<dyn Store>);
 
 fn se(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -720,9 +753,11 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
     let site = open_site(g, !a.local, None).await?;
     let keys = KeyRing::from_jwks(&site.policy_keys).map_err(anyhow::Error::msg)?;
     let evidence = blocking(site, move |site| {
+        let mut log_keys = vec![site.log_key.clone()];
+        log_keys.extend(site.other_log_keys.iter().cloned());
         writ_assess::gather(
             site.src.as_ref(),
-            site.log_key.clone(),
+            log_keys,
             site.witness_keys.clone(),
             keys,
         )

@@ -9,7 +9,6 @@ use std::time::Duration;
 use writ_artifact::{OsEntropy, SystemClock};
 use writ_authority::{Authority, AuthorityConfig, LogPublisher};
 use writ_server::ServerState;
-use writ_store::SqliteStore;
 
 use crate::{DataDir, Exit, Global};
 
@@ -33,6 +32,17 @@ pub struct ServeArgs {
     /// `writ witness` prints it). Repeatable.
     #[arg(long = "witness", value_name = "URL=VKEY")]
     pub witnesses: Vec<String>,
+    /// Serve as a node of the mesh on this shared PostgreSQL store
+    /// (`postgres://user@host:port/db`, initialized once by `writ init
+    /// --store`). A data dir that does not exist yet joins it as a new node.
+    /// Default: the store named by the data dir's config.
+    #[arg(long, env = "WRIT_STORE")]
+    pub store: Option<String>,
+    /// On a shared store: deny with `authority_unavailable` (and report not
+    /// ready) once this node has gone this long without confirming it holds
+    /// the current policy and revocations, in milliseconds.
+    #[arg(long, default_value_t = writ_authority::FRESHNESS_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(40..))]
+    pub freshness_ms: u64,
 }
 
 impl ServeArgs {
@@ -44,6 +54,8 @@ impl ServeArgs {
             lineage_depth_max: 8,
             checkpoint_interval_ms: 1000,
             witnesses: Vec::new(),
+            store: None,
+            freshness_ms: writ_authority::FRESHNESS_MS_DEFAULT,
         }
     }
 }
@@ -83,19 +95,29 @@ pub fn open_authority(
     skew_secs: u64,
     lineage_depth_max: u32,
 ) -> Result<Arc<Authority>> {
-    dir.require()?;
+    open_authority_with(dir, skew_secs, lineage_depth_max, writ_authority::FRESHNESS_MS_DEFAULT)
+}
+
+/// [`open_authority`] with a freshness bound for a shared store.
+pub fn open_authority_with(
+    dir: &DataDir,
+    skew_secs: u64,
+    lineage_depth_max: u32,
+    freshness_ms: u64,
+) -> Result<Arc<Authority>> {
     let cfg = dir.config()?;
-    let store = SqliteStore::open(&dir.db()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = dir.open_store()?;
     let keys = dir.writ_keys()?;
     let config = AuthorityConfig {
         issuer: cfg.issuer,
         log_origin: cfg.origin,
         skew_secs,
         lineage_depth_max,
+        freshness_ms,
         ..AuthorityConfig::default()
     };
     let a = Authority::open(
-        Arc::new(store),
+        store,
         Arc::new(SystemClock),
         Arc::new(OsEntropy),
         keys,
@@ -109,7 +131,26 @@ pub fn open_authority(
 /// Bind `a.listen` and serve `dir` in a background task, publishing
 /// checkpoints every `a.checkpoint_interval_ms`.
 pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
-    let authority = open_authority(dir, a.skew_secs, a.lineage_depth_max)?;
+    if let Some(url) = &a.store {
+        if !crate::datadir::is_postgres_url(url) {
+            anyhow::bail!("--store {url:?}: expected a postgres://user@host:port/db URL");
+        }
+        if !dir.is_initialized() {
+            let kid = crate::cmd::join_store(dir, url).await?;
+            eprintln!(
+                "joined the shared store {} as a new node (data dir {}, writ key {kid})",
+                crate::datadir::redact_url(url),
+                dir.root.display()
+            );
+        } else if dir.config()?.store.as_deref() != Some(url.as_str()) {
+            anyhow::bail!(
+                "{} is a data dir of another store; give a new --dir to join {}",
+                dir.root.display(),
+                crate::datadir::redact_url(url)
+            );
+        }
+    }
+    let authority = open_authority_with(dir, a.skew_secs, a.lineage_depth_max, a.freshness_ms)?;
     let witnesses = a
         .witnesses
         .iter()
@@ -132,10 +173,12 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     ));
     state.witnesses = witnesses;
     state.node_id = format!("{}@{addr}", host_name());
+    state.url = format!("http://{addr}");
     // Record the log key and sign a first checkpoint before answering
-    // anyone, so the log does not change under a client's first reads.
+    // anyone, so the log does not change under a client's first reads (in
+    // a mesh only the checkpoint leader signs).
     if let Some(log) = &state.log {
-        if let Err(e) = log.publish().await {
+        if let Err(e) = writ_server::publish_and_witness(&state, log).await {
             tracing::error!(error = %e, "no checkpoint at start");
         }
     }
@@ -154,13 +197,20 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         state.clone(),
         Duration::from_millis(a.checkpoint_interval_ms),
     ));
+    // On a shared store: follow the other nodes' changes, report to the mesh.
+    let follower = tokio::spawn(authority.clone().follow());
+    let heartbeat = tokio::spawn(writ_server::run_heartbeat(state.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        let store = state.authority.store().clone();
         let out = writ_server::serve(state, listener, async move {
             let _ = rx.await;
         })
         .await;
         publisher.abort();
+        follower.abort();
+        heartbeat.abort();
+        store.resign();
         out
     });
     Ok(Running {

@@ -457,7 +457,8 @@ pub(crate) async fn assess(State(c): State<Shared>) -> Response {
     let out = tokio::task::spawn_blocking(move || {
         let keys = policy_keys(store.as_ref())?;
         let src = StoreSource(store);
-        writ_assess::gather(&src, log.verifier().clone(), witnesses, keys)
+        let log_keys = log.log_verifiers().map_err(|e| e.to_string())?;
+        writ_assess::gather(&src, log_keys, witnesses, keys)
     })
     .await;
     match out {

@@ -1,6 +1,7 @@
 //! The log routes (checkpoint, proofs, log key), the checkpoint publisher
 //! loop, and the client side of the C2SP `tlog-witness` protocol.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde_json::json;
 use writ_authority::{LogPublisher, PublishError};
 use writ_log::merkle::ProofError;
 use writ_log::note::NoteVerifier;
+use writ_store::StoreError;
 
 use crate::routes::{error, Caller, ServerState};
 
@@ -272,6 +274,35 @@ pub async fn publish_and_witness(
     s: &ServerState,
     log: &LogPublisher,
 ) -> Result<String, PublishError> {
+    // In a mesh exactly one node signs: the holder of the store's leader lock.
+    // The others answer with the latest checkpoint it signed.
+    let store = s.authority.store().clone();
+    let leads = tokio::task::spawn_blocking(move || store.lead())
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let leads = match leads {
+        Ok(l) => l,
+        Err(e) => {
+            s.leader.store(false, Ordering::Relaxed);
+            return Err(e.into());
+        }
+    };
+    if s.leader.swap(leads, Ordering::Relaxed) != leads {
+        tracing::info!(
+            node = %s.node_id,
+            leader = leads,
+            "checkpoint leadership changed"
+        );
+    }
+    if !leads {
+        return match log.latest()? {
+            Some(p) => Ok(p.record.note),
+            None => Err(StoreError::Unavailable(
+                "no checkpoint yet, and this node is not the checkpoint leader".into(),
+            )
+            .into()),
+        };
+    }
     let published = log.publish().await?;
     let size = published.record.size;
     let mut note = published.record.note;

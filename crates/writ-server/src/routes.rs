@@ -54,6 +54,12 @@ pub struct ServerState {
     pub http: reqwest::Client,
     /// This node's name in `GET /v1/mesh` (host and listening address).
     pub node_id: String,
+    /// Where this node answers (reported to the mesh).
+    pub url: String,
+    /// When this node started (unix ms).
+    pub started_ms: u64,
+    /// Whether this node held the checkpoint leader lock at its last try.
+    pub leader: std::sync::atomic::AtomicBool,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -62,7 +68,6 @@ pub type KeyActivated = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 impl ServerState {
     pub fn new(authority: Arc<Authority>) -> ServerState {
         ServerState {
-            authority,
             metrics: Metrics::new(),
             key_saver: None,
             key_activated: None,
@@ -74,6 +79,10 @@ impl ServerState {
                 .build()
                 .unwrap_or_default(),
             node_id: "local".into(),
+            url: String::new(),
+            started_ms: authority.clock().now_unix_ms(),
+            leader: std::sync::atomic::AtomicBool::new(false),
+            authority,
         }
     }
 }
@@ -774,6 +783,13 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
+    if let Some(d) = s.authority.stale() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "reason": d.reason, "message": d.message})),
+        )
+            .into_response();
+    }
     match s.authority.store().log_size() {
         Ok(n) => {
             axum::Json(json!({"ready": true, "log_size": n, "policy": s.authority.active_policy()}))
@@ -794,19 +810,98 @@ async fn openapi() -> Response {
 /// The OpenAPI document; a test checks every route of [`router`] is in it.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// `GET /v1/mesh`: the nodes of the governance mesh. Until the mesh store
-/// exists there is one node, this one: its policy hash (and whether it is the
-/// store's latest activation), revocation high-water mark (revocations it
-/// holds), log size and latest checkpoint.
+/// `GET /v1/mesh`: the nodes of the governance mesh. This node first, as it
+/// sees itself now (policy hash and whether it is the store's latest
+/// activation, revocation high-water mark, log size, latest checkpoint,
+/// freshness, leadership); then, on a shared store, every other node as it
+/// last reported itself (heartbeat), with its lag behind the log.
 async fn mesh(State(s): State<Shared>) -> Response {
     let console = writ_console::Console {
         authority: s.authority.clone(),
         log: s.log.clone(),
         witnesses: s.witnesses.iter().map(|w| w.key.clone()).collect(),
     };
-    match writ_console::node_status(&console, &s.node_id) {
-        Ok(node) => axum::Json(json!({"nodes": [node]})).into_response(),
-        Err(e) => CallErrorResponse(CallError::Unavailable(e)).into_response(),
+    let shared = s.authority.store().shared();
+    let leader = !shared || s.leader.load(std::sync::atomic::Ordering::Relaxed);
+    let state = s.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut me = writ_console::node_status(&console, &state.node_id)?;
+        me["url"] = json!(state.url);
+        me["leader"] = json!(leader);
+        me["fresh"] = json!(state.authority.stale().is_none());
+        me["state_seq"] = json!(state.authority.state_seq());
+        me["lag"] = json!(0);
+        let mut nodes = vec![me];
+        if shared {
+            let store = state.authority.store();
+            let size = store.log_size().map_err(|e| e.to_string())?;
+            let now = state.authority.clock().now_unix_ms();
+            for n in store.mesh_nodes().map_err(|e| e.to_string())? {
+                if n.id == state.node_id {
+                    continue;
+                }
+                let age = now.saturating_sub(n.seen_ms);
+                nodes.push(json!({
+                    "id": n.id,
+                    "self": false,
+                    "url": n.url,
+                    "policy": n.policy,
+                    "revocation_hwm": n.revocations,
+                    "log_size": n.log_size,
+                    "lag": size.saturating_sub(n.log_size),
+                    "state_seq": n.state_seq,
+                    "leader": n.leader && age <= MESH_NODE_LIVE_MS,
+                    "seen_ms": n.seen_ms,
+                    "seen_age_ms": age,
+                    "alive": age <= MESH_NODE_LIVE_MS,
+                    "started_ms": n.started_ms,
+                }));
+            }
+        }
+        Ok::<_, String>(nodes)
+    })
+    .await;
+    match out {
+        Ok(Ok(nodes)) => axum::Json(json!({"shared": shared, "nodes": nodes})).into_response(),
+        Ok(Err(e)) => CallErrorResponse(CallError::Unavailable(e)).into_response(),
+        Err(e) => CallErrorResponse(CallError::Unavailable(e.to_string())).into_response(),
+    }
+}
+
+/// A node whose last heartbeat is older than this is shown as not alive.
+pub const MESH_NODE_LIVE_MS: u64 = 3_000;
+/// How often a node reports itself to a shared store.
+pub const HEARTBEAT_MS: u64 = 1_000;
+
+/// Report this node to a shared store every [`HEARTBEAT_MS`] (for the
+/// other nodes' `GET /v1/mesh`). Returns at once for a store of one node.
+pub async fn run_heartbeat(s: Shared) {
+    if !s.authority.store().shared() {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(HEARTBEAT_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let a = &s.authority;
+        let (writs, principals) = a.revoked_targets();
+        let rec = writ_store::NodeRecord {
+            id: s.node_id.clone(),
+            url: s.url.clone(),
+            started_ms: s.started_ms,
+            seen_ms: a.clock().now_unix_ms(),
+            policy: a.active_policy(),
+            revocations: (writs.len() + principals.len()) as u64,
+            log_size: a.log_size(),
+            state_seq: a.state_seq(),
+            leader: s.leader.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let store = a.store().clone();
+        match tokio::task::spawn_blocking(move || store.heartbeat(&rec)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not recorded"),
+            Err(_) => return,
+        }
     }
 }
 
