@@ -303,7 +303,9 @@ impl Authority {
     /// writs once they follow the change.
     pub async fn join(store: &dyn Store, clock: &dyn Clock, key: &WritKey) -> Result<u64, String> {
         if store.activations().map_err(|e| e.to_string())?.is_empty() {
-            return Err("the store is not initialized; run `writ init --store URL` once first".into());
+            return Err(
+                "the store is not initialized; run `writ init --store URL` once first".into(),
+            );
         }
         let now_ms = clock.now_unix_ms();
         let record = writ_key_record(key, "active", now_ms, None)?;
@@ -372,8 +374,8 @@ impl Authority {
                 .difference(&old.revoked.principals)
                 .cloned()
                 .collect();
-            let activated = (fresh.bundle.hash() != old.bundle.hash())
-                .then(|| fresh.bundle.hash().to_owned());
+            let activated =
+                (fresh.bundle.hash() != old.bundle.hash()).then(|| fresh.bundle.hash().to_owned());
             self.swap_state(|_| fresh);
             self.state_seq.store(seq, Ordering::Relaxed);
             if !new_writs.is_empty() || !new_principals.is_empty() {

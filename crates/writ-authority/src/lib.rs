@@ -20,5 +20,7 @@ mod checkpoint;
 mod status;
 
 pub use api::*;
-pub use authority::{Authority, AuthorityConfig, BootstrapOutput, Event, Principal, FRESHNESS_MS_DEFAULT};
+pub use authority::{
+    Authority, AuthorityConfig, BootstrapOutput, Event, Principal, FRESHNESS_MS_DEFAULT,
+};
 pub use checkpoint::{LogPublisher, PublishError, Published};

@@ -192,8 +192,8 @@ fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
         progress: None,
     };
     let t0 = Instant::now();
-    let report =
-        writ_audit::verify_log(&StoreSource(store.clone() as Arc<dyn Store>), &opts).map_err(anyhow::Error::msg)?;
+    let report = writ_audit::verify_log(&StoreSource(store.clone() as Arc<dyn Store>), &opts)
+        .map_err(anyhow::Error::msg)?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.ok(),

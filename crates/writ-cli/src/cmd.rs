@@ -179,7 +179,9 @@ pub(crate) async fn join_store(dir: &DataDir, url: &str) -> Result<String> {
         .latest_checkpoint()
         .map_err(anyhow::Error::msg)?
         .and_then(|c| c.note.lines().next().map(str::to_owned))
-        .context("the shared store has no checkpoint yet: run `writ init --store URL` once first")?;
+        .context(
+            "the shared store has no checkpoint yet: run `writ init --store URL` once first",
+        )?;
     std::fs::create_dir_all(&dir.root)
         .with_context(|| format!("creating {}", dir.root.display()))?;
     let key = WritKey::generate(&OsEntropy)?;
@@ -211,7 +213,9 @@ pub async fn init(g: &Global, a: InitArgs) -> Result<Exit> {
         if initialized {
             let kid = join_store(&dir, url).await?;
             if g.json {
-                print_json(&json!({"dir": dir.root, "joined": crate::datadir::redact_url(url), "writ_kid": kid}))?;
+                print_json(
+                    &json!({"dir": dir.root, "joined": crate::datadir::redact_url(url), "writ_kid": kid}),
+                )?;
             } else {
                 println!(
                     "joined {} to the shared store {} as a new node",

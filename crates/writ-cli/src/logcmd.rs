@@ -755,12 +755,7 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
     let evidence = blocking(site, move |site| {
         let mut log_keys = vec![site.log_key.clone()];
         log_keys.extend(site.other_log_keys.iter().cloned());
-        writ_assess::gather(
-            site.src.as_ref(),
-            log_keys,
-            site.witness_keys.clone(),
-            keys,
-        )
+        writ_assess::gather(site.src.as_ref(), log_keys, site.witness_keys.clone(), keys)
     })
     .await?;
     let r = writ_assess::assess(&evidence);

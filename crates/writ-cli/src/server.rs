@@ -95,7 +95,12 @@ pub fn open_authority(
     skew_secs: u64,
     lineage_depth_max: u32,
 ) -> Result<Arc<Authority>> {
-    open_authority_with(dir, skew_secs, lineage_depth_max, writ_authority::FRESHNESS_MS_DEFAULT)
+    open_authority_with(
+        dir,
+        skew_secs,
+        lineage_depth_max,
+        writ_authority::FRESHNESS_MS_DEFAULT,
+    )
 }
 
 /// [`open_authority`] with a freshness bound for a shared store.

@@ -13,7 +13,9 @@ mod witness;
 
 pub use log::{publish_and_witness, run_publisher, WitnessTarget};
 pub use metrics::Metrics;
-pub use routes::{router, run_heartbeat, ServerState, BODY_BYTES_MAX, HEARTBEAT_MS, MESH_NODE_LIVE_MS};
+pub use routes::{
+    router, run_heartbeat, ServerState, BODY_BYTES_MAX, HEARTBEAT_MS, MESH_NODE_LIVE_MS,
+};
 pub use witness::{serve_witness, witness_router, StateSaver, Witness};
 pub use writ_console::Console;
 

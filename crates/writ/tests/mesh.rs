@@ -1,0 +1,398 @@
+//! The governance mesh: three `writ serve` nodes on loopback sharing one
+//! throwaway PostgreSQL, acting as one authority with one log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+#[path = "../../writ-store/tests/support/pg.rs"]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const ALLOW_ALL: &str = "@id(\"all\")\npermit (principal, action, resource);\n";
+
+struct Node {
+    dir: PathBuf,
+    addr: String,
+    url: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+impl Node {
+    /// `writ serve --store URL` on `dir` (joining the mesh when `dir` is new).
+    fn start(dir: &Path, store: &str) -> Node {
+        let addr = free_addr();
+        let log = dir.with_extension("log");
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(writ_bin())
+            .args(["--dir", dir.to_str().unwrap(), "serve", "--listen", &addr])
+            .args(["--store", store, "--checkpoint-interval-ms", "200"])
+            .env_remove("WRIT_DIR")
+            .env_remove("WRIT_TOKEN")
+            .env_remove("WRIT_SERVER")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        let n = Node {
+            dir: dir.to_owned(),
+            url: format!("http://{addr}"),
+            addr,
+            child,
+            log,
+        };
+        wait_for(
+            "the node to answer /healthz",
+            Duration::from_secs(30),
+            || try_http(&n.addr, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200),
+        );
+        n
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        http(&self.addr, "GET", path, &[], b"")
+    }
+
+    fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        let auth = format!("Bearer {token}");
+        http(
+            &self.addr,
+            "POST",
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// The size in the latest signed checkpoint (a C2SP note: origin, size, root).
+    fn checkpoint_size(&self) -> u64 {
+        let r = self.get("/v1/log/checkpoint");
+        if r.status != 200 {
+            return 0;
+        }
+        r.text()
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn mesh(&self) -> Value {
+        self.get("/v1/mesh").json()
+    }
+
+    fn leads(&self) -> bool {
+        self.mesh()["nodes"][0]["leader"] == true
+    }
+
+    fn policy(&self) -> String {
+        self.get("/readyz").json()["policy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn cli(&self, token: &str, args: &[&str]) -> CliOut {
+        let mut all = vec!["--dir", self.dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run_writ(
+            &all,
+            &[("WRIT_SERVER", &self.url), ("WRIT_TOKEN", token)],
+            None,
+        )
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A mesh of `n` nodes on a new database; the admin token.
+fn mesh(pg: &pg::Cluster, tmp: &Path, n: usize) -> (Vec<Node>, String) {
+    let url = pg.database();
+    let d1 = tmp.join("node1");
+    let out = run_writ(
+        &[
+            "--dir",
+            d1.to_str().unwrap(),
+            "init",
+            "--store",
+            &url,
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ init --store");
+    let token = out.json()["admin_token"].as_str().unwrap().to_owned();
+    let nodes: Vec<Node> = (1..=n)
+        .map(|i| Node::start(&tmp.join(format!("node{i}")), &url))
+        .collect();
+    // A policy activated through node 1 reaches every node.
+    let pdir = tmp.join("policy-all");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(pdir.join("policy.cedar"), ALLOW_ALL).unwrap();
+    nodes[0]
+        .cli(&token, &["policy", "activate", pdir.to_str().unwrap()])
+        .expect_code(0, "writ policy activate through node 1");
+    let hash = nodes[0].policy();
+    for node in &nodes[1..] {
+        wait_for(
+            "the activation to reach every node",
+            Duration::from_secs(5),
+            || node.policy() == hash,
+        );
+    }
+    (nodes, token)
+}
+
+fn authorize(node: &Node, token: &str, argv: &[&str]) -> Value {
+    let r = node.post("/v1/authorize", token, &exec_req(argv, "mesh-test"));
+    r.json()
+}
+
+#[test]
+fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
+    let pg = pg::Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut nodes, token) = mesh(&pg, tmp.path(), 3);
+
+    // Every node's public key is in the JWKS every node serves.
+    let kids: Vec<Value> = nodes
+        .iter()
+        .map(|n| n.get("/.well-known/jwks.json").json()["keys"].clone())
+        .collect();
+    assert_eq!(kids[0].as_array().unwrap().len(), 3, "{}", kids[0]);
+    assert!(kids.iter().all(|k| k == &kids[0]), "{kids:?}");
+
+    // Concurrent decisions on all three nodes.
+    let allowed: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                let token = &token;
+                (0..4).map(move |t| {
+                    s.spawn(move || {
+                        (0..10)
+                            .map(|k| {
+                                let v =
+                                    authorize(n, token, &["/usr/bin/true", &format!("{t}-{k}")]);
+                                assert_eq!(v["decision"], "allow", "node {i}: {v}");
+                                (i, v)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(allowed.len(), 120);
+    let mut indices: Vec<u64> = allowed
+        .iter()
+        .map(|(_, v)| v["log_index"].as_u64().unwrap())
+        .collect();
+    indices.sort();
+    indices.dedup();
+    assert_eq!(indices.len(), 120, "every decision has its own log index");
+
+    // A writ issued and spent on node 1 is replayed on nodes 2 and 3.
+    let v = authorize(&nodes[0], &token, &["/usr/bin/true", "replay"]);
+    let jti = v["jti"].as_str().unwrap();
+    let path = format!("/v1/executions/{jti}/start");
+    assert_eq!(nodes[0].post(&path, &token, &json!({})).status, 200);
+    for n in &nodes[1..] {
+        let r = n.post(&path, &token, &json!({}));
+        assert_eq!(
+            (r.status, r.json()["reason"].clone()),
+            (403, json!("replayed")),
+            "{}",
+            r.text()
+        );
+    }
+
+    // A revocation on node 1 ends a `writ exec` attached to node 3.
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let t0 = Instant::now();
+    let runner = spawn_writ(
+        &["exec", "--kill-grace", "1", "--", "/bin/sleep", "60"],
+        &[("WRIT_SERVER", &nodes[2].url), ("WRIT_TOKEN", &token)],
+        Some(&work),
+    );
+    let mut started = None;
+    wait_for(
+        "the governed sleep to start",
+        Duration::from_secs(20),
+        || {
+            let entries = nodes[2]
+                .get("/v1/log/entries?start=0")
+                .json()
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            started = entries
+                .iter()
+                .filter(|e| e["entry"]["type"] == "execution_start")
+                .filter_map(|e| e["entry"]["jti"].as_str().map(str::to_owned))
+                .find(|j| j != jti);
+            started.is_some()
+        },
+    );
+    let run_jti = started.unwrap();
+    let revoked_at = Instant::now();
+    nodes[0]
+        .cli(&token, &["revoke", "--jti", &run_jti])
+        .expect_code(0, "writ revoke through node 1");
+    let out = wait_writ(runner, Duration::from_secs(20));
+    out.expect_denied("revoked", "the runner attached to node 3");
+    eprintln!(
+        "revocation on node 1 ended the run on node 3 in {:?} (run started after {:?})",
+        revoked_at.elapsed(),
+        revoked_at - t0
+    );
+
+    // Exactly one leader; when it stops, another node takes over signing.
+    wait_for("a checkpoint leader", Duration::from_secs(5), || {
+        nodes.iter().filter(|n| n.leads()).count() == 1
+    });
+    let leader = nodes.iter().position(Node::leads).unwrap();
+    let before = nodes[(leader + 1) % 3].checkpoint_size();
+    let mesh_view = nodes[(leader + 1) % 3].mesh();
+    assert_eq!(
+        mesh_view["nodes"].as_array().unwrap().len(),
+        3,
+        "{mesh_view}"
+    );
+    let mut gone = nodes.remove(leader);
+    let _ = gone.child.kill();
+    let _ = gone.child.wait();
+    for k in 0..5 {
+        authorize(&nodes[0], &token, &["/usr/bin/true", &format!("after-{k}")]);
+    }
+    wait_for(
+        "another node to lead and sign",
+        Duration::from_secs(15),
+        || nodes.iter().any(Node::leads) && nodes[0].checkpoint_size() > before,
+    );
+    drop(gone);
+
+    // One log, checkpoints by several leaders, consistent throughout: each
+    // surviving node's data dir verifies it offline.
+    for n in &nodes {
+        let out = run_writ(
+            &["--dir", n.dir.to_str().unwrap(), "log", "verify", "--json"],
+            &[],
+            None,
+        );
+        out.expect_code(
+            0,
+            &format!("writ log verify from {}: {}", n.dir.display(), n.log_text()),
+        );
+        let r = out.json();
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(r["report"]["entries"].as_u64().unwrap() >= 120, "{r}");
+        assert!(r["report"]["checkpoints"].as_u64().unwrap() >= 2, "{r}");
+    }
+}
+
+#[test]
+fn with_postgres_down_every_node_denies_and_recovers_after() {
+    let pg = pg::Cluster::start();
+    if !pg.owned() {
+        eprintln!("WRIT_TEST_DATABASE_URL is set: this test needs a cluster it can stop; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (nodes, token) = mesh(&pg, tmp.path(), 3);
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    for n in &nodes {
+        let v = authorize(n, &token, &["/usr/bin/true", "before"]);
+        assert_eq!(v["decision"], "allow", "{v}");
+        acked.push((
+            v["jti"].as_str().unwrap().into(),
+            v["log_index"].as_u64().unwrap(),
+        ));
+    }
+    pg.stop();
+    for n in &nodes {
+        let v = authorize(n, &token, &["/usr/bin/true", "down"]);
+        assert_eq!(
+            (v["decision"].as_str(), v["reason"].as_str()),
+            (Some("deny"), Some("authority_unavailable")),
+            "{v}"
+        );
+    }
+    for n in &nodes {
+        wait_for("readyz to report not ready", Duration::from_secs(5), || {
+            n.get("/readyz").status == 503
+        });
+    }
+    pg.restart();
+    for n in &nodes {
+        let mut v = Value::Null;
+        wait_for("the node to decide again", Duration::from_secs(20), || {
+            v = authorize(n, &token, &["/usr/bin/true", "after"]);
+            v["decision"] == "allow"
+        });
+        acked.push((
+            v["jti"].as_str().unwrap().into(),
+            v["log_index"].as_u64().unwrap(),
+        ));
+        wait_for("readyz to report ready", Duration::from_secs(5), || {
+            n.get("/readyz").status == 200
+        });
+    }
+    // Nothing acknowledged was lost, nothing duplicated: each acknowledged
+    // decision is at its index, and the log verifies.
+    let entries = nodes[0].get("/v1/log/entries?start=0").json();
+    let entries = entries.as_array().unwrap();
+    for (jti, index) in &acked {
+        assert_eq!(
+            entries[*index as usize]["entry"]["jti"],
+            json!(jti),
+            "entry {index}"
+        );
+        let copies = entries
+            .iter()
+            .filter(|e| e["entry"]["type"] == "decision" && e["entry"]["jti"] == json!(jti))
+            .count();
+        assert_eq!(copies, 1, "decision {jti} logged once");
+    }
+    run_writ(
+        &["--dir", nodes[1].dir.to_str().unwrap(), "log", "verify"],
+        &[],
+        None,
+    )
+    .expect_code(0, "writ log verify after the outage");
+}
