@@ -280,7 +280,7 @@ impl Authority {
                 )
             })?;
         let seq = store.state_seq().map_err(|e| e.to_string())?;
-        let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer))?;
+        let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer), None)?;
         let log_size = store.log_size().map_err(|e| e.to_string())?;
         let now_ms = clock.now_unix_ms();
         let (events, _) = tokio::sync::broadcast::channel(EVENTS_BUFFERED_MAX);
@@ -361,7 +361,12 @@ impl Authority {
         self.log_size.fetch_max(log_size, Ordering::Relaxed);
         if seq != self.state_seq.load(Ordering::Relaxed) {
             let old = self.state();
-            let fresh = load_state(self.store.as_ref(), checked_at, old.signer.clone())?;
+            let fresh = load_state(
+                self.store.as_ref(),
+                checked_at,
+                old.signer.clone(),
+                Some(&old.bundle),
+            )?;
             let new_writs: Vec<String> = fresh
                 .revoked
                 .writs
@@ -1568,8 +1573,13 @@ impl Authority {
         ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
-        let fresh = load_state(self.store.as_ref(), now_ms, Arc::new(next))
-            .map_err(CallError::Unavailable)?;
+        let fresh = load_state(
+            self.store.as_ref(),
+            now_ms,
+            Arc::new(next),
+            Some(&state.bundle),
+        )
+        .map_err(CallError::Unavailable)?;
         self.swap_state(|_| fresh);
         Ok(indices.first().copied().unwrap_or_default())
     }
@@ -1669,25 +1679,48 @@ impl State {
     }
 }
 
-fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<State, String> {
+/// Read the authority's state from the store. `current`, when it is still
+/// the active bundle, is kept rather than fetched and compiled again.
+fn load_state(
+    store: &dyn Store,
+    now_ms: u64,
+    signer: Arc<WritKey>,
+    current: Option<&Arc<Bundle>>,
+) -> Result<State, String> {
     let activations = store.activations().map_err(|e| e.to_string())?;
     let active = activations
         .last()
         .ok_or("no policy bundle is active; run `writ init` first")?;
+    let bundle = match current {
+        Some(b) if b.hash() == active.hash => b.clone(),
+        _ => Arc::new(load_bundle(store, &active.hash)?),
+    };
+    load_rest(store, now_ms, signer, bundle)
+}
+
+/// The stored bundle `hash`, its hash checked, compiled.
+fn load_bundle(store: &dyn Store, hash: &str) -> Result<Bundle, String> {
     let json = store
-        .bundle(&active.hash)
+        .bundle(hash)
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("active bundle {} is missing from the store", active.hash))?;
+        .ok_or_else(|| format!("active bundle {hash} is missing from the store"))?;
     let signed: SignedBundle =
-        serde_json::from_str(&json).map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
-    if signed.source.hash().map_err(|e| e.to_string())? != active.hash {
+        serde_json::from_str(&json).map_err(|e| format!("stored bundle {hash}: {e}"))?;
+    if signed.source.hash().map_err(|e| e.to_string())? != hash {
         return Err(format!(
-            "integrity: stored bundle {} does not hash to its name",
-            active.hash
+            "integrity: stored bundle {hash} does not hash to its name"
         ));
     }
-    let bundle = Bundle::compile(signed.source)
-        .map_err(|e| format!("stored bundle {}: {e}", active.hash))?;
+    Bundle::compile(signed.source).map_err(|e| format!("stored bundle {hash}: {e}"))
+}
+
+/// Keys, principals and revocations from the store, around `bundle`.
+fn load_rest(
+    store: &dyn Store,
+    now_ms: u64,
+    signer: Arc<WritKey>,
+    bundle: Arc<Bundle>,
+) -> Result<State, String> {
     let key_records = store.keys().map_err(|e| e.to_string())?;
     let mut ring = KeyRing::new();
     let mut policy_keys = KeyRing::new();
@@ -1739,7 +1772,7 @@ fn load_state(store: &dyn Store, now_ms: u64, signer: Arc<WritKey>) -> Result<St
         }
     }
     Ok(State {
-        bundle: Arc::new(bundle),
+        bundle,
         signer,
         ring,
         key_records,

@@ -287,6 +287,18 @@ async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Re
             served
         }
     };
+    // The mesh's other log keys, unless one key is pinned.
+    let other_log_keys: Vec<NoteVerifier> = if pinned_given {
+        Vec::new()
+    } else {
+        info.body["log_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().and_then(|s| NoteVerifier::parse(s).ok()))
+            .filter(|k| k.key != log_key.key)
+            .collect()
+    };
     let witness_keys = info.body["witnesses"]
         .as_array()
         .into_iter()
@@ -302,7 +314,7 @@ async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Re
             handle: tokio::runtime::Handle::current(),
         }),
         log_key,
-        other_log_keys: Vec::new(),
+        other_log_keys,
         witness_keys,
         writ_keys,
         policy_keys,

@@ -97,8 +97,14 @@ pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
         .filter(|k| k.role == "policy")
         .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
         .collect();
+    // Every node of a mesh signs checkpoints with its own key while it leads.
+    let log_keys: Vec<String> = match log.log_verifiers() {
+        Ok(v) => v.iter().map(NoteVerifier::vkey).collect(),
+        Err(e) => return unavailable(e),
+    };
     axum::Json(json!({
         "vkey": log.verifier().vkey(),
+        "log_keys": log_keys,
         "origin": log.verifier().name,
         "witnesses": witnesses,
         "policy_keys": {"keys": policy_keys},

@@ -323,6 +323,14 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
         assert_eq!(r["ok"], true, "{r}");
         assert!(r["report"]["entries"].as_u64().unwrap() >= 120, "{r}");
         assert!(r["report"]["checkpoints"].as_u64().unwrap() >= 2, "{r}");
+        // And through the node's public log routes, as an outside verifier.
+        let out = run_writ(
+            &["log", "verify", "--remote", "--json"],
+            &[("WRIT_SERVER", &n.url)],
+            None,
+        );
+        out.expect_code(0, &format!("writ log verify --remote against {}", n.url));
+        assert_eq!(out.json()["ok"], true);
     }
 }
 
