@@ -145,6 +145,32 @@ try:
         total = sum(rps(o) for o in outs)
         print(f"  {n} node(s): {total:,.0f} decisions/s aggregate "
               f"(per node: {', '.join(f'{rps(o):,.0f}' for o in outs)}; p99 per node: {', '.join(p99(o) for o in outs)})")
+    # The peer in the same run: one node on the embedded SQLite store.
+    local = os.path.join(tmp, "sqlite-node")
+    li = writ("--dir", local, "init", "--json")
+    if li.returncode != 0:
+        sys.exit(li.stderr)
+    ltoken = json.loads(li.stdout)["admin_token"]
+    lport = free_port()
+    llog = open(os.path.join(tmp, "sqlite-node.log"), "w")
+    lp = subprocess.Popen([WRIT, "--dir", local, "serve", "--listen", f"127.0.0.1:{lport}"],
+                          stdout=llog, stderr=llog, env={**os.environ, "RUST_LOG": "warn"})
+    procs.append(lp)
+    for _ in range(300):
+        try:
+            if request(lport, "GET", "/healthz")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    r = writ("--dir", local, "policy", "activate", pol,
+             env={**os.environ, "WRIT_SERVER": f"http://127.0.0.1:{lport}", "WRIT_TOKEN": ltoken})
+    if r.returncode != 0:
+        sys.exit(r.stderr)
+    # Only the SQLite node runs now (the mesh nodes idle).
+    outs = []
+    wrk(lport, ltoken, SECONDS, outs)
+    print(f"  peer, 1 node on the embedded SQLite store: {rps(outs[0]):,.0f} decisions/s (p99 {p99(outs[0])})")
+    lp.kill()
     # Revocation propagation: node 1 revokes, node 3's stream hears it.
     seen = {}
     ready = threading.Event()

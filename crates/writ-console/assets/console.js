@@ -307,7 +307,7 @@ async function health() {
     const m = parseMetrics(metricsText);
     const nodes = mesh.nodes || [];
     $('nodes').tBodies[0].replaceChildren(...nodes.map((n) => el('tr', { 'data-node': n.id },
-      el('td', { class: 'mono', text: n.id + (n.self ? ' (this node)' : '') }),
+      el('td', { class: 'mono', text: n.id + (n.self ? ' (this node)' : '') + (mesh.shared && n.leader ? ' · checkpoint leader' : '') + (n.alive === false ? ' · not reporting' : '') }),
       el('td', {}, el('code', { text: n.policy })),
       el('td', {}, pill(n.policy_fresh ? 'fresh' : 'stale', n.policy_fresh ? 'ok' : 'bad'), ' activated ' + time(n.policy_activated_ms)),
       el('td', { text: n.log_size }),

@@ -831,17 +831,38 @@ async fn mesh(State(s): State<Shared>) -> Response {
         me["fresh"] = json!(state.authority.stale().is_none());
         me["state_seq"] = json!(state.authority.state_seq());
         me["lag"] = json!(0);
+        // One log: the checkpoint and the latest activation are the mesh's.
+        let latest_policy = me["policy_fresh"]
+            .as_bool()
+            .filter(|fresh| *fresh)
+            .map(|_| me["policy"].clone());
+        let shared_fields = [
+            "policy_activated_ms",
+            "checkpoint_size",
+            "checkpoint_time_ms",
+            "checkpoint_age_ms",
+            "now_ms",
+        ]
+        .map(|k| (k, me[k].clone()));
         let mut nodes = vec![me];
         if shared {
             let store = state.authority.store();
             let size = store.log_size().map_err(|e| e.to_string())?;
             let now = state.authority.clock().now_unix_ms();
+            let latest_policy = match latest_policy {
+                Some(p) => p,
+                None => json!(store
+                    .activations()
+                    .map_err(|e| e.to_string())?
+                    .last()
+                    .map(|a| a.hash.clone())),
+            };
             for n in store.mesh_nodes().map_err(|e| e.to_string())? {
                 if n.id == state.node_id {
                     continue;
                 }
                 let age = now.saturating_sub(n.seen_ms);
-                nodes.push(json!({
+                let mut row = json!({
                     "id": n.id,
                     "self": false,
                     "url": n.url,
@@ -855,7 +876,12 @@ async fn mesh(State(s): State<Shared>) -> Response {
                     "seen_age_ms": age,
                     "alive": age <= MESH_NODE_LIVE_MS,
                     "started_ms": n.started_ms,
-                }));
+                    "policy_fresh": json!(n.policy) == latest_policy,
+                });
+                for (k, v) in &shared_fields {
+                    row[*k] = v.clone();
+                }
+                nodes.push(row);
             }
         }
         Ok::<_, String>(nodes)

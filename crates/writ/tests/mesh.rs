@@ -288,11 +288,20 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
     });
     let leader = nodes.iter().position(Node::leads).unwrap();
     let before = nodes[(leader + 1) % 3].checkpoint_size();
-    let mesh_view = nodes[(leader + 1) % 3].mesh();
-    assert_eq!(
-        mesh_view["nodes"].as_array().unwrap().len(),
-        3,
-        "{mesh_view}"
+    // Every node sees the whole mesh: three live nodes on the current policy.
+    let viewer = &nodes[(leader + 1) % 3];
+    wait_for(
+        "every node reported in /v1/mesh",
+        Duration::from_secs(5),
+        || {
+            let v = viewer.mesh();
+            let rows = v["nodes"].as_array().cloned().unwrap_or_default();
+            rows.len() == 3
+                && rows
+                    .iter()
+                    .all(|n| n["policy_fresh"] == true && n["alive"] != false)
+                && rows.iter().filter(|n| n["leader"] == true).count() == 1
+        },
     );
     let mut gone = nodes.remove(leader);
     let _ = gone.child.kill();
