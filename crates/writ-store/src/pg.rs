@@ -32,7 +32,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 
 use crate::types::*;
-use crate::Store;
+use crate::{node_key, node_of_key, Store};
 use writ_log::merkle::{self, Frontier, NodeReader, ProofError, ReadError};
 use writ_log::Hash;
 
@@ -178,11 +178,10 @@ fn hash_of(v: Vec<u8>) -> Result<Hash, StoreError> {
         .map_err(|_| StoreError::Integrity("a stored hash is not 32 bytes".into()))
 }
 
-/// `tree_nodes.key` of the subtree at `level >= 1`, `index` (as the embedded
-/// store keys it: completion order).
-fn node_key(level: u8, index: u64) -> i64 {
-    let last_leaf = ((index + 1) << level) - 1;
-    (last_leaf as i64) * 64 + i64::from(level)
+/// `(level, index)` of a stored `tree_nodes.key`.
+fn stored_node(key: i64) -> Result<(u8, u64), StoreError> {
+    u64_of(key)?;
+    Ok(node_of_key(key))
 }
 
 type Job = (Tx, oneshot::Sender<TxResult>);
@@ -550,11 +549,8 @@ async fn fetch_nodes(c: &Client, keys: &[(u8, u64)]) -> Result<Fetched, StoreErr
         .await
         .map_err(pg_unavailable)?
         {
-            let key: i64 = r.try_get(0).map_err(pg_unavailable)?;
-            let level = (key & 63) as u8;
-            let last_leaf = u64_of(key >> 6)?;
             out.insert(
-                (level, ((last_leaf + 1) >> level) - 1),
+                stored_node(r.try_get(0).map_err(pg_unavailable)?)?,
                 hash_of(r.try_get(1).map_err(pg_unavailable)?)?,
             );
         }
@@ -1292,10 +1288,8 @@ impl Store for PgStore {
         )?
         .iter()
         .map(|r| {
-            let key: i64 = get(r, 0)?;
-            let level = (key & 63) as u8;
-            let last_leaf = u64_of(key >> 6)?;
-            Ok((level, ((last_leaf + 1) >> level) - 1, hash_of(get(r, 1)?)?))
+            let (level, index) = stored_node(get(r, 0)?)?;
+            Ok((level, index, hash_of(get(r, 1)?)?))
         })
         .collect()
     }

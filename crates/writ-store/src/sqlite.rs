@@ -721,10 +721,8 @@ impl Store for SqliteStore {
                 "SELECT key, hash FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
             )?;
             let rows = s.query_map(params![from, limit as i64], |r| {
-                let key: i64 = r.get(0)?;
-                let level = (key & 63) as u8;
-                let last_leaf = (key >> 6) as u64;
-                Ok((level, ((last_leaf + 1) >> level) - 1, hash32(r.get(1)?)?))
+                let (level, index) = crate::node_of_key(r.get(0)?);
+                Ok((level, index, hash32(r.get(1)?)?))
             })?;
             rows.collect()
         })

@@ -15,11 +15,7 @@ pub(crate) use writ_log::merkle::Frontier;
 use writ_log::merkle::{NodeReader, ReadError};
 use writ_log::Hash;
 
-/// `nodes.key` of the subtree at `level >= 1`, `index`.
-pub(crate) fn node_key(level: u8, index: u64) -> i64 {
-    let last_leaf = ((index + 1) << level) - 1;
-    (last_leaf as i64) * 64 + i64::from(level)
-}
+pub(crate) use crate::node_key;
 
 /// The lowest level [`Upper`] keeps in memory.
 pub(crate) const UPPER_LEVEL: u8 = 8;
