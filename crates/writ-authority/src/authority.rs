@@ -517,6 +517,13 @@ impl Authority {
     pub fn key_records(&self) -> Vec<KeyRecord> {
         self.state().key_records.clone()
     }
+    /// How many writs and principals are revoked (the revocation high-water
+    /// mark a node reports).
+    pub fn revocation_count(&self) -> u64 {
+        let s = self.state();
+        (s.revoked.writs.len() + s.revoked.principals.len()) as u64
+    }
+
     pub fn revoked_targets(&self) -> (Vec<String>, Vec<String>) {
         let s = self.state();
         let mut w: Vec<String> = s.revoked.writs.iter().cloned().collect();

@@ -43,6 +43,32 @@ pub struct Published {
     pub checkpoint: Checkpoint,
 }
 
+/// `first`, then every other log key `store` records, as verifiers under
+/// `first`'s name (in a mesh each node signs checkpoints with its own key
+/// while it leads).
+pub fn stored_log_verifiers(
+    store: &dyn Store,
+    first: &NoteVerifier,
+) -> Result<Vec<NoteVerifier>, StoreError> {
+    let mut out = vec![first.clone()];
+    for k in store.keys()? {
+        if k.role != "log" {
+            continue;
+        }
+        let v = serde_json::from_str::<Jwk>(&k.public_jwk)
+            .map_err(|e| e.to_string())
+            .and_then(|j| j.verifying_key().map_err(|e| e.to_string()))
+            .and_then(|vk| {
+                NoteVerifier::new(&first.name, ALG_ED25519, vk).map_err(|e| e.to_string())
+            })
+            .map_err(|e| StoreError::Integrity(format!("stored log key {}: {e}", k.kid)))?;
+        if v.key != first.key {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
 /// Signs checkpoints of one log.
 pub struct LogPublisher {
     store: Arc<dyn Store>,
@@ -89,29 +115,7 @@ impl LogPublisher {
     /// The log keys the store records (every node of a mesh signs with its
     /// own), this publisher's first.
     pub fn log_verifiers(&self) -> Result<Vec<NoteVerifier>, StoreError> {
-        let mut out = vec![self.verifier().clone()];
-        for k in self.store.keys()? {
-            if k.role != "log" || k.kid == self.kid {
-                continue;
-            }
-            let key = serde_json::from_str::<Jwk>(&k.public_jwk)
-                .map_err(|e| e.to_string())
-                .and_then(|j| j.verifying_key().map_err(|e| e.to_string()))
-                .and_then(|vk| {
-                    NoteVerifier::new(&self.verifier().name, ALG_ED25519, vk)
-                        .map_err(|e| e.to_string())
-                });
-            match key {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    return Err(StoreError::Integrity(format!(
-                        "stored log key {}: {e}",
-                        k.kid
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        stored_log_verifiers(self.store.as_ref(), self.verifier())
     }
 
     fn check_stored(&self, record: CheckpointRecord) -> Result<Published, PublishError> {

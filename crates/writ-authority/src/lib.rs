@@ -23,4 +23,4 @@ pub use api::*;
 pub use authority::{
     Authority, AuthorityConfig, BootstrapOutput, Event, Principal, FRESHNESS_MS_DEFAULT,
 };
-pub use checkpoint::{LogPublisher, PublishError, Published};
+pub use checkpoint::{stored_log_verifiers, LogPublisher, PublishError, Published};

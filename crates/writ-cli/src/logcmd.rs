@@ -222,27 +222,6 @@ struct Site {
     policy_keys: Jwks,
 }
 
-/// The log keys a store records besides `first` (other nodes of a mesh).
-fn stored_log_keys(store: &dyn Store, first: &NoteVerifier) -> Result<Vec<NoteVerifier>> {
-    let mut out = Vec::new();
-    for k in store.keys().map_err(anyhow::Error::msg)? {
-        if k.role != "log" {
-            continue;
-        }
-        let jwk: writ_artifact::Jwk = serde_json::from_str(&k.public_jwk)
-            .with_context(|| format!("stored log key {}", k.kid))?;
-        let vk = jwk.verifying_key().map_err(anyhow::Error::msg)?;
-        if vk == first.key {
-            continue;
-        }
-        out.push(
-            NoteVerifier::new(&first.name, writ_log::note::ALG_ED25519, vk)
-                .map_err(anyhow::Error::msg)?,
-        );
-    }
-    Ok(out)
-}
-
 async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Result<Site> {
     let pinned_given = pinned.is_some();
     if !remote {
@@ -257,7 +236,9 @@ async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Re
         let other_log_keys = if pinned_given {
             Vec::new()
         } else {
-            stored_log_keys(store.as_ref(), &log_key)?
+            let mut all = writ_authority::stored_log_verifiers(store.as_ref(), &log_key)
+                .map_err(anyhow::Error::msg)?;
+            all.split_off(1)
         };
         return Ok(Site {
             writ_keys: jwks_of(store.as_ref(), "writ")?,

@@ -832,10 +832,6 @@ async fn mesh(State(s): State<Shared>) -> Response {
         me["state_seq"] = json!(state.authority.state_seq());
         me["lag"] = json!(0);
         // One log: the checkpoint and the latest activation are the mesh's.
-        let latest_policy = me["policy_fresh"]
-            .as_bool()
-            .filter(|fresh| *fresh)
-            .map(|_| me["policy"].clone());
         let shared_fields = [
             "policy_activated_ms",
             "checkpoint_size",
@@ -849,14 +845,8 @@ async fn mesh(State(s): State<Shared>) -> Response {
             let store = state.authority.store();
             let size = store.log_size().map_err(|e| e.to_string())?;
             let now = state.authority.clock().now_unix_ms();
-            let latest_policy = match latest_policy {
-                Some(p) => p,
-                None => json!(store
-                    .activations()
-                    .map_err(|e| e.to_string())?
-                    .last()
-                    .map(|a| a.hash.clone())),
-            };
+            let activations = store.activations().map_err(|e| e.to_string())?;
+            let latest_policy = activations.last().map(|a| a.hash.as_str());
             for n in store.mesh_nodes().map_err(|e| e.to_string())? {
                 if n.id == state.node_id {
                     continue;
@@ -876,7 +866,7 @@ async fn mesh(State(s): State<Shared>) -> Response {
                     "seen_age_ms": age,
                     "alive": age <= MESH_NODE_LIVE_MS,
                     "started_ms": n.started_ms,
-                    "policy_fresh": json!(n.policy) == latest_policy,
+                    "policy_fresh": latest_policy == Some(n.policy.as_str()),
                 });
                 for (k, v) in &shared_fields {
                     row[*k] = v.clone();
@@ -910,14 +900,13 @@ pub async fn run_heartbeat(s: Shared) {
     loop {
         tick.tick().await;
         let a = &s.authority;
-        let (writs, principals) = a.revoked_targets();
         let rec = writ_store::NodeRecord {
             id: s.node_id.clone(),
             url: s.url.clone(),
             started_ms: s.started_ms,
             seen_ms: a.clock().now_unix_ms(),
             policy: a.active_policy(),
-            revocations: (writs.len() + principals.len()) as u64,
+            revocations: a.revocation_count(),
             log_size: a.log_size(),
             state_seq: a.state_seq(),
             leader: s.leader.load(std::sync::atomic::Ordering::Relaxed),
