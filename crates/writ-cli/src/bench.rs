@@ -53,6 +53,9 @@ pub struct AuthorizeBench {
     /// Run only the governed in-process measurement (for profiling).
     #[arg(long, hide = true)]
     pub governed_only: bool,
+    /// Print the one-thread cost of each part of a governed decision.
+    #[arg(long, hide = true)]
+    pub parts: bool,
 }
 
 fn request() -> AuthorizeRequest {
@@ -169,6 +172,89 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
         let _ = h.join();
     }
     Ok(count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// One thread: what each part of a governed decision costs.
+async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritKey>) -> Result<()> {
+    use writ_log::{DecisionEntry, Entry, Outcome};
+    let req = request();
+    let ctx = json!({
+        "request": req.request, "environment": req.environment, "audience": req.audience,
+        "scope": {"read": req.scope.read, "write": req.scope.write, "net": false},
+        "lineage": {"depth": 0, "root_principal": "Agent::\"bench\"", "parent_action": ""},
+    });
+    let claims = claims_for(
+        &req,
+        bundle.hash(),
+        SystemClock.now_unix_secs(),
+        "0123456789abcdef0123456789abcdef",
+    )?;
+    let entry = Entry::Decision(Box::new(DecisionEntry {
+        time_ms: 1_700_000_000_000,
+        principal: "Agent::\"bench\"".into(),
+        action: req.action.clone(),
+        resource: req.resource.clone(),
+        context: ctx.clone(),
+        request: claims.writ.request.clone(),
+        environment: claims.writ.environment.digest.clone(),
+        audience: req.audience.clone(),
+        scope: req.scope.clone(),
+        policy: bundle.hash().into(),
+        decision: Outcome::Allow,
+        reason: None,
+        message: "permitted by exec-harmless-commands".into(),
+        jti: Some("0123456789abcdef0123456789abcdef".into()),
+        parent: None,
+        exp: Some(1_700_000_060),
+    }));
+    let leaf = entry.to_leaf().map_err(anyhow::Error::msg)?;
+    let decide = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(bundle.decide(DecisionInput {
+            principal: "Agent::\"bench\"",
+            action: &req.action,
+            resource: &req.resource,
+            context: &ctx,
+        }));
+    });
+    let sign = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(writ_artifact::sign(key, &claims));
+    });
+    let to_leaf = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(entry.to_leaf());
+    });
+    let hash = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(writ_log::leaf_hash(&leaf));
+    });
+    let digests = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(writ_artifact::canonical::digest_value(&req.request));
+        let _ = std::hint::black_box(EnvironmentBinding::bind(req.environment.clone()));
+    });
+    let uids = ns_per_op(1.0, || {
+        for u in [
+            "Agent::\"bench\"",
+            req.action.as_str(),
+            req.resource.as_str(),
+        ] {
+            let _ =
+                std::hint::black_box(<cedar_policy::EntityUid as std::str::FromStr>::from_str(u));
+        }
+    });
+    println!("three entity UIDs parsed {:.1} us", uids / 1000.0);
+    let who = Principal {
+        uid: "Agent::\"bench\"".into(),
+        admin: false,
+    };
+    let t0 = Instant::now();
+    let mut n = 0u32;
+    while t0.elapsed() < Duration::from_secs(2) {
+        let _ = authority.authorize(&who, request()).await;
+        n += 1;
+    }
+    let one = t0.elapsed().as_nanos() as f64 / f64::from(n);
+    let ns = |x: f64| format!("{:.1} us", x / 1000.0);
+    println!("decide {}  sign {}  to_leaf {} ({} bytes)  leaf_hash {}  digests {}  authorize one at a time {}",
+        ns(decide), ns(sign), ns(to_leaf), leaf.len(), ns(hash), ns(digests), ns(one));
+    Ok(())
 }
 
 /// The governed decision in-process: decide, durable log with group commit, sign.
@@ -370,6 +456,10 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     );
 
     let (mut ceil, mut gov, mut https, mut wrks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if a.parts {
+        parts(&authority, &bundle, &key).await?;
+        return Ok(Exit::Ok);
+    }
     if a.governed_only {
         for _ in 0..a.runs {
             let gv = governed(&authority, a.tasks, secs).await?;

@@ -107,6 +107,19 @@ CREATE TABLE IF NOT EXISTS keys (
 
 type Job = (Tx, oneshot::Sender<TxResult>);
 
+/// How many batches were applied a second time, with savepoints.
+#[cfg(test)]
+static CAREFUL_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Why an attempt at a group commit ended without committing.
+enum Attempt {
+    /// A transaction failed (a conflict, a statement that erred): retry
+    /// the batch with savepoints.
+    Conflict,
+    /// The store failed: every transaction of the batch is refused.
+    Failed(StoreError),
+}
+
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
@@ -117,15 +130,52 @@ pub struct SqliteStore {
     _writer: Arc<WriterHandle>,
 }
 
-struct WriterHandle(Option<std::thread::JoinHandle<()>>);
+/// The writer thread and the checkpointer thread it feeds.
+struct WriterHandle(Vec<std::thread::JoinHandle<()>>);
 
 impl Drop for WriterHandle {
     fn drop(&mut self) {
         // The queue's sender is dropped before this handle (field order), so the
-        // writer sees a closed channel, finishes its batch, and exits.
-        if let Some(h) = self.0.take() {
+        // writer sees a closed channel, finishes its batch, and exits; its end
+        // of the checkpointer's channel goes with it, which ends that thread.
+        for h in self.0.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+/// Least time between two passive checkpoints of the checkpointer thread.
+const CHECKPOINT_INTERVAL_MS: u64 = 10;
+/// WAL frames after which the writer completes a checkpoint itself, so that
+/// its next transaction starts the WAL over (SQLite's own default
+/// autocheckpoint is 1000 frames).
+const WAL_RESTART_FRAMES: i32 = 2000;
+
+thread_local! {
+    /// Frames in the WAL after the writer's last commit (its WAL hook).
+    static WAL_FRAMES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+fn record_wal_frames(_: &rusqlite::hooks::Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_FRAMES.with(|f| f.set(frames));
+    Ok(())
+}
+
+/// Copies committed WAL frames into the database file (passive
+/// checkpoints) on its own connection, so that the copying and its fsyncs
+/// are not part of any group commit. The writer pokes it after each commit.
+/// A passive checkpoint never catches up with a writer that keeps
+/// committing, so the writer finishes the job itself now and then
+/// ([`WAL_RESTART_FRAMES`]): with the frames already copied that is quick,
+/// and SQLite starts the WAL over at the next transaction.
+fn run_checkpointer(conn: Connection, poke: Receiver<()>) {
+    while poke.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            // The frames stay in the WAL (durable, and read from there); the
+            // next poke tries again.
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+        std::thread::sleep(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
     }
 }
 
@@ -220,6 +270,17 @@ impl SqliteStore {
             tree::Frontier::load(&tree::ConnNodes(&conn, None), next).map_err(incomplete)?;
         let upper = Arc::new(tree::Upper::load(&conn, next).map_err(incomplete)?);
         let (tx, rx) = sync_channel::<Job>(QUEUE_TX_MAX);
+        // Checkpoints are the checkpointer's and the writer's own
+        // (`Writer::finish_checkpoint`), never part of a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(unavailable)?;
+        conn.wal_hook(Some(record_wal_frames));
+        let (poke, poked) = sync_channel::<()>(1);
+        let checkpointer_conn = open_conn(path, false)?;
+        let checkpointer = std::thread::Builder::new()
+            .name("writ-store-checkpointer".into())
+            .spawn(move || run_checkpointer(checkpointer_conn, poked))
+            .map_err(unavailable)?;
         let writer_upper = upper.clone();
         let writer = std::thread::Builder::new()
             .name("writ-store-writer".into())
@@ -230,6 +291,7 @@ impl SqliteStore {
                     frontier,
                     upper: writer_upper,
                     new_upper: Vec::new(),
+                    checkpointer: poke,
                 }
                 .run(rx)
             })
@@ -239,7 +301,7 @@ impl SqliteStore {
             queue: tx,
             readers: Mutex::new(Vec::new()),
             upper,
-            _writer: Arc::new(WriterHandle(Some(writer))),
+            _writer: Arc::new(WriterHandle(vec![writer, checkpointer])),
         })
     }
 
@@ -277,6 +339,8 @@ struct Writer {
     upper: Arc<tree::Upper>,
     /// Upper-level nodes of the batch being written, not yet committed.
     new_upper: Vec<(u8, u64, Hash)>,
+    /// Told after each commit that there are frames to copy.
+    checkpointer: SyncSender<()>,
 }
 
 impl Writer {
@@ -298,51 +362,118 @@ impl Writer {
         }
     }
 
+    /// Commit `batch` as one transaction with one fsync. The first attempt
+    /// applies the transactions one after the other with no savepoints
+    /// (subjournalling every page a savepoint touches was a third of the
+    /// writer's time); conflicts are rare (a replayed nonce, a principal that
+    /// exists), and when one turns up the attempt is rolled back whole and the
+    /// batch is applied again with each transaction in its own savepoint, so
+    /// only the failing one is refused.
     fn commit_batch(&mut self, batch: &mut Vec<Job>) {
         let start_next = self.next;
         let start_frontier = self.frontier.clone();
-        let mut results: Vec<TxResult> = Vec::with_capacity(batch.len());
-        let outcome = (|| -> Result<(), StoreError> {
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(unavailable)?;
-            for (tx, _) in batch.iter() {
-                self.exec_cached("SAVEPOINT tx")?;
-                let before = self.next;
-                let before_frontier = self.frontier.clone();
-                let before_upper = self.new_upper.len();
-                match self.apply(tx) {
-                    Ok(indices) => {
-                        self.exec_cached("RELEASE tx")?;
-                        results.push(Ok(indices));
-                    }
-                    Err(e) => {
-                        self.exec_cached("ROLLBACK TO tx")?;
-                        self.exec_cached("RELEASE tx")?;
-                        self.next = before;
-                        self.frontier = before_frontier;
-                        self.new_upper.truncate(before_upper);
-                        results.push(Err(e));
-                    }
-                }
+        let outcome = match self.attempt(batch, false) {
+            Err(Attempt::Conflict) => {
+                #[cfg(test)]
+                CAREFUL_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.restore(start_next, &start_frontier);
+                self.attempt(batch, true)
             }
-            self.conn.execute_batch("COMMIT").map_err(unavailable)
-        })();
-        if let Err(e) = outcome {
-            // Nothing of this batch is acknowledged: roll back and fail them all.
-            let _ = self.conn.execute_batch("ROLLBACK");
-            self.next = start_next;
-            self.frontier = start_frontier;
-            self.new_upper.clear();
-            tracing::error!(error = %e, txs = batch.len(), "group commit failed; every transaction in it is refused");
-            results = batch.iter().map(|_| Err(e.clone())).collect();
-        } else {
-            self.upper.extend(&self.new_upper);
-            self.new_upper.clear();
-        }
+            other => other,
+        };
+        let results = match outcome {
+            Ok(results) => {
+                self.upper.extend(&self.new_upper);
+                self.new_upper.clear();
+                // Full means a poke is already waiting.
+                let _ = self.checkpointer.try_send(());
+                results
+            }
+            Err(failed) => {
+                // Nothing of this batch is acknowledged: roll back and fail them all.
+                self.restore(start_next, &start_frontier);
+                let e = match failed {
+                    Attempt::Failed(e) => e,
+                    // With savepoints a conflict is one transaction's result;
+                    // `attempt` never returns it then.
+                    Attempt::Conflict => unavailable("a conflict escaped its savepoint"),
+                };
+                tracing::error!(error = %e, txs = batch.len(), "group commit failed; every transaction in it is refused");
+                batch.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
         for ((_, reply), result) in batch.drain(..).zip(results) {
             let _ = reply.send(result);
         }
+        self.finish_checkpoint();
+    }
+
+    /// After the replies: once the WAL holds [`WAL_RESTART_FRAMES`], copy
+    /// what the checkpointer has not yet, so the next transaction restarts
+    /// the WAL instead of growing it.
+    fn finish_checkpoint(&self) {
+        if WAL_FRAMES.with(|f| f.get()) < WAL_RESTART_FRAMES {
+            return;
+        }
+        WAL_FRAMES.with(|f| f.set(0));
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+
+    /// Undo the in-memory effects of a rolled-back attempt.
+    fn restore(&mut self, next: u64, frontier: &tree::Frontier) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        self.next = next;
+        self.frontier = frontier.clone();
+        self.new_upper.clear();
+    }
+
+    /// One attempt at committing `batch`. Without `savepoints`, any failing
+    /// transaction ends the attempt (the caller rolls back and retries with
+    /// them); with them, a failing transaction is rolled back alone.
+    fn attempt(&mut self, batch: &[Job], savepoints: bool) -> Result<Vec<TxResult>, Attempt> {
+        let mut results: Vec<TxResult> = Vec::with_capacity(batch.len());
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| Attempt::Failed(unavailable(e)))?;
+        for (tx, _) in batch.iter() {
+            if !savepoints {
+                // Any error, a conflict or one statement failing, is retried
+                // with savepoints, where it is that transaction's alone.
+                match self.apply(tx) {
+                    Ok(indices) => results.push(Ok(indices)),
+                    Err(_) => return Err(Attempt::Conflict),
+                }
+                continue;
+            }
+            self.exec_cached("SAVEPOINT tx").map_err(Attempt::Failed)?;
+            let before = self.next;
+            let before_frontier = self.frontier.clone();
+            let before_upper = self.new_upper.len();
+            match self.apply(tx) {
+                Ok(indices) => {
+                    self.exec_cached("RELEASE tx").map_err(Attempt::Failed)?;
+                    results.push(Ok(indices));
+                }
+                Err(e) => {
+                    self.exec_cached("ROLLBACK TO tx")
+                        .map_err(Attempt::Failed)?;
+                    self.exec_cached("RELEASE tx").map_err(Attempt::Failed)?;
+                    self.next = before;
+                    self.frontier = before_frontier;
+                    self.new_upper.truncate(before_upper);
+                    results.push(Err(e));
+                }
+            }
+        }
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| Attempt::Failed(unavailable(e)))?;
+        Ok(results)
     }
 
     /// Run a parameterless statement through the statement cache (these run
