@@ -240,3 +240,33 @@ async fn a_writ_started_on_issue_is_spent_in_the_decisions_commit() {
         "only the denial is logged"
     );
 }
+
+#[tokio::test]
+async fn jtis_start_with_the_issue_time_and_end_random() {
+    let f = fixture().await;
+    let mut jtis = Vec::new();
+    for step in [0, 0, 1] {
+        f.clock.advance_secs(step);
+        let AuthorizeResponse::Allow { jti, .. } = f
+            .authority
+            .authorize(&f.admin, exec(&["/usr/bin/true"]))
+            .await
+            .unwrap()
+        else {
+            panic!("expected allow");
+        };
+        assert_eq!(jti.len(), 32);
+        assert!(jti
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        jtis.push(jti);
+    }
+    let ms = |j: &str| u64::from_str_radix(&j[..12], 16).unwrap();
+    assert_eq!(ms(&jtis[0]), T0_MS);
+    assert_eq!(ms(&jtis[1]), T0_MS);
+    assert_eq!(ms(&jtis[2]), T0_MS + 1000);
+    // Same millisecond, different nonces: the 80 bits after the time differ.
+    assert_ne!(jtis[0][12..], jtis[1][12..]);
+    // Later writs sort after earlier ones (what keeps the jti indexes appending).
+    assert!(jtis[2] > jtis[0] && jtis[2] > jtis[1]);
+}
