@@ -12,12 +12,13 @@ pub fn to_canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec
 }
 
 /// Whether serde_json's compact output of `v` is already its RFC 8785 form:
-/// no floats (their ECMAScript formatting differs), and every object's keys
+/// no floats and no integers beyond 2^53 (their ECMAScript formatting
+/// differs), and every object's keys
 /// ASCII and already in order (so insertion order, which serde_json keeps
 /// here, equals the UTF-16 order RFC 8785 asks for).
 pub fn is_plain(v: &Value) -> bool {
     match v {
-        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Number(n) => exact_integer(n),
         Value::Array(items) => items.iter().all(is_plain),
         Value::Object(map) => plain_map(map),
         Value::Null | Value::Bool(_) | Value::String(_) => true,
@@ -36,13 +37,106 @@ pub fn plain_map(map: &Map<String, Value>) -> bool {
     true
 }
 
-/// The RFC 8785 bytes of a JSON value, taking the fast path when the value is
-/// [`is_plain`]. Same bytes as [`to_canonical_bytes`], which a test checks.
+/// The RFC 8785 bytes of a JSON value, taking the fast path of
+/// [`write_value`] when the value holds no float. Same bytes as
+/// [`to_canonical_bytes`], which a test checks.
 pub fn value_to_canonical_bytes(v: &Value) -> Result<Vec<u8>, String> {
-    if is_plain(v) {
-        serde_json::to_vec(v).map_err(|e| format!("cannot serialize JSON: {e}"))
+    let mut out = Vec::with_capacity(256);
+    if write_value(v, &mut out) {
+        Ok(out)
     } else {
         to_canonical_bytes(v)
+    }
+}
+
+/// Append the RFC 8785 form of `v` to `out`, ordering object keys as it
+/// goes (by UTF-16 code units, RFC 8785 section 3.2.3) without copying the
+/// value. Returns `false`, with `out` holding a partial value, when `v`
+/// holds a number that is not an integer: its ECMAScript form is
+/// [`to_canonical_bytes`]'s job (so is an integer beyond 2^53, which
+/// RFC 8785 prints as a double). Strings and integers are serde_json's
+/// compact output, which is already RFC 8785's (escapes only for `"`, `\`
+/// and control characters, lowercase `\u00xx`; integers in decimal).
+pub fn write_value(v: &Value, out: &mut Vec<u8>) -> bool {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => {
+            if !exact_integer(n) {
+                return false;
+            }
+            out.extend_from_slice(n.to_string().as_bytes());
+        }
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                if !write_value(item, out) {
+                    return false;
+                }
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            if !plain_order(&entries) {
+                entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(k, out);
+                out.push(b':');
+                if !write_value(v, out) {
+                    return false;
+                }
+            }
+            out.push(b'}');
+        }
+    }
+    true
+}
+
+/// Largest integer magnitude an IEEE 754 double holds exactly.
+const EXACT_INTEGER_MAX: u64 = 1 << 53;
+
+/// Whether `n` is an integer whose decimal digits are its RFC 8785 form.
+/// RFC 8785 numbers are doubles: a larger integer is printed as the double
+/// nearest to it (`u64::MAX` as `18446744073709552000`), which is
+/// [`to_canonical_bytes`]'s job.
+fn exact_integer(n: &serde_json::Number) -> bool {
+    n.as_i64()
+        .map(i64::unsigned_abs)
+        .or(n.as_u64())
+        .is_some_and(|m| m <= EXACT_INTEGER_MAX)
+}
+
+/// A JSON string as serde_json writes it (RFC 8785's escaping).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and a &str always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Whether keys are already in RFC 8785 order (strictly increasing ASCII).
+fn plain_order(entries: &[(&String, &Value)]) -> bool {
+    entries.iter().all(|(k, _)| k.is_ascii())
+        && entries
+            .windows(2)
+            .all(|w| w[0].0.as_str() < w[1].0.as_str())
+}
+
+/// RFC 8785 key order: by UTF-16 code units (for ASCII, byte order).
+fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
     }
 }
 
@@ -210,6 +304,82 @@ mod tests {
             }
         }
         assert!(!is_plain(&json!(1.5)));
+        // RFC 8785 prints integers as doubles: past 2^53 they change.
+        assert!(is_plain(&json!(9007199254740992_u64)));
+        assert!(!is_plain(&json!(9007199254740993_u64)));
+        assert_eq!(
+            value_to_canonical_bytes(&json!([u64::MAX, i64::MIN])).unwrap(),
+            b"[18446744073709552000,-9223372036854776000]"
+        );
+    }
+
+    /// Random JSON values (a small xorshift generator: no dependency) with
+    /// unordered, non-ASCII and escaped keys and strings, integers at the
+    /// edges, and now and then a float.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    fn random_value(state: &mut u64, depth: u32) -> Value {
+        let next = |s: &mut u64| xorshift(s);
+        const TEXTS: [&str; 9] = [
+            "a",
+            "B",
+            "\u{e9}t\u{e9}",
+            "\u{20ac}",
+            "\u{1f600}",
+            "\u{ffff}",
+            "x\"y\\z",
+            "\u{1}\n\u{7f}",
+            "",
+        ];
+        match next(state) % if depth > 3 { 5 } else { 7 } {
+            0 => Value::Null,
+            1 => Value::Bool(next(state) % 2 == 0),
+            2 => match next(state) % 5 {
+                0 => Value::from(i64::MIN),
+                1 => Value::from(u64::MAX),
+                2 => Value::from(0.5 + (next(state) % 100) as f64),
+                _ => Value::from((next(state) % 2001) as i64 - 1000),
+            },
+            3 | 4 => Value::String(
+                TEXTS[(next(state) % 9) as usize].repeat((next(state) % 3) as usize + 1),
+            ),
+            5 => Value::Array(
+                (0..next(state) % 4)
+                    .map(|_| random_value(state, depth + 1))
+                    .collect(),
+            ),
+            _ => {
+                let mut m = Map::new();
+                for _ in 0..next(state) % 6 {
+                    let k = format!("{}{}", TEXTS[(next(state) % 9) as usize], next(state) % 3);
+                    m.insert(k, random_value(state, depth + 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    #[test]
+    fn the_streaming_writer_gives_the_same_bytes_as_full_jcs() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut floats = 0;
+        for _ in 0..5000 {
+            let v = random_value(&mut state, 0);
+            let jcs = to_canonical_bytes(&v).unwrap();
+            let mut out = Vec::new();
+            if write_value(&v, &mut out) {
+                assert_eq!(out, jcs, "{v}");
+            } else {
+                floats += 1;
+            }
+            assert_eq!(value_to_canonical_bytes(&v).unwrap(), jcs, "{v}");
+        }
+        assert!(floats > 0 && floats < 5000, "{floats} values held floats");
     }
 
     #[test]

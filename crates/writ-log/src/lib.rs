@@ -154,6 +154,64 @@ pub struct DecisionEntry {
     pub exp: Option<u64>,
 }
 
+impl DecisionEntry {
+    /// The leaf of a decision written field by field in RFC 8785 key order,
+    /// with the context ordered as it is written ([`canonical::write_value`]):
+    /// the hot path of every decision, a fifth of the cost of going through
+    /// a JSON value. `None` when the context holds a number only the generic
+    /// path can write. A test checks both paths give the same bytes.
+    fn write_leaf(&self) -> Option<Vec<u8>> {
+        fn key(out: &mut Vec<u8>, k: &str) {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            canonical::write_str(k, out);
+            out.push(b':');
+        }
+        fn text(out: &mut Vec<u8>, k: &str, v: &str) {
+            key(out, k);
+            canonical::write_str(v, out);
+        }
+        fn opt_text(out: &mut Vec<u8>, k: &str, v: Option<&str>) {
+            key(out, k);
+            match v {
+                Some(v) => canonical::write_str(v, out),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        fn json(out: &mut Vec<u8>, k: &str, v: &impl Serialize) -> Option<()> {
+            key(out, k);
+            serde_json::to_writer(&mut *out, v).ok()
+        }
+        let mut out = Vec::with_capacity(1024);
+        out.push(b'{');
+        text(&mut out, "action", &self.action);
+        text(&mut out, "audience", &self.audience);
+        key(&mut out, "context");
+        if !canonical::write_value(&self.context, &mut out) {
+            return None;
+        }
+        json(&mut out, "decision", &self.decision)?;
+        text(&mut out, "environment", &self.environment);
+        json(&mut out, "exp", &self.exp)?;
+        opt_text(&mut out, "jti", self.jti.as_deref());
+        text(&mut out, "message", &self.message);
+        opt_text(&mut out, "parent", self.parent.as_deref());
+        text(&mut out, "policy", &self.policy);
+        text(&mut out, "principal", &self.principal);
+        json(&mut out, "reason", &self.reason)?;
+        text(&mut out, "request", &self.request);
+        text(&mut out, "resource", &self.resource);
+        // `Scope`'s fields are declared in key order (net, read, write).
+        json(&mut out, "scope", &self.scope)?;
+        json(&mut out, "time_ms", &self.time_ms)?;
+        text(&mut out, "type", "decision");
+        json(&mut out, "v", &LEAF_VERSION)?;
+        out.push(b'}');
+        Some(out)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -177,12 +235,14 @@ pub enum LeafError {
 impl Entry {
     /// The exact bytes whose leaf hash goes into the tree.
     pub fn to_leaf(&self) -> Result<Vec<u8>, String> {
-        let mut v = serde_json::to_value(self).map_err(|e| e.to_string())?;
-        if let Value::Object(m) = &mut v {
-            m.insert("v".into(), Value::from(LEAF_VERSION));
-        }
-        canonical::sort_keys_deep(&mut v);
-        let leaf = canonical::value_to_canonical_bytes(&v)?;
+        let fast = match self {
+            Entry::Decision(d) => d.write_leaf(),
+            _ => None,
+        };
+        let leaf = match fast {
+            Some(leaf) => leaf,
+            None => self.generic_leaf()?,
+        };
         if leaf.len() > LEAF_BYTES_MAX {
             return Err(format!(
                 "entry is {} bytes; a log entry holds at most {LEAF_BYTES_MAX}",
@@ -190,6 +250,16 @@ impl Entry {
             ));
         }
         Ok(leaf)
+    }
+
+    /// The leaf through a JSON value: any entry, any context.
+    fn generic_leaf(&self) -> Result<Vec<u8>, String> {
+        let mut v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        if let Value::Object(m) = &mut v {
+            m.insert("v".into(), Value::from(LEAF_VERSION));
+        }
+        canonical::sort_keys_deep(&mut v);
+        canonical::value_to_canonical_bytes(&v)
     }
 
     /// Parse leaf bytes strictly: canonical form, known version, known shape.
@@ -270,6 +340,48 @@ mod tests {
             Entry::from_leaf(&spaced),
             Err(LeafError::Version(_))
         ));
+    }
+
+    #[test]
+    fn a_decision_leaf_written_field_by_field_is_the_generic_one() {
+        let Entry::Decision(base) = decision() else {
+            unreachable!()
+        };
+        let contexts = [
+            json!({}),
+            json!({"z": 1, "a": {"y": [true, null], "\u{e9}": "\u{1}\"", "B": -7}}),
+            json!({"big": u64::MAX, "request": {"argv": ["/bin/echo", "x"]}}),
+            json!({"f": 1.5}),
+        ];
+        for (i, context) in contexts.into_iter().enumerate() {
+            let mut d = base.clone();
+            d.context = context;
+            if i % 2 == 1 {
+                d.decision = Outcome::Allow;
+                d.reason = None;
+                d.jti = Some("0123456789abcdef0123456789abcdef".into());
+                d.parent = Some("fedcba9876543210fedcba9876543210".into());
+                d.exp = Some(1_800_000_060);
+                d.scope = Scope {
+                    net: true,
+                    read: vec!["/tmp".into(), "/\u{e9}".into()],
+                    write: vec!["/var/x".into()],
+                };
+            }
+            let e = Entry::Decision(d.clone());
+            let generic = e.generic_leaf().unwrap();
+            match d.write_leaf() {
+                Some(fast) => assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(generic.clone()).unwrap()
+                ),
+                // A float, or an integer past 2^53 (RFC 8785 prints a double).
+                None => assert!(i >= 2, "context {i} took the generic path"),
+            }
+            let leaf = e.to_leaf().unwrap();
+            assert_eq!(leaf, generic);
+            assert_eq!(Entry::from_leaf(&leaf).unwrap().kind(), "decision");
+        }
     }
 
     #[test]

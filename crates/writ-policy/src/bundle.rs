@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use base64::engine::general_purpose::STANDARD;
@@ -153,6 +153,10 @@ impl SignedBundle {
 pub struct Bundle {
     pub(crate) hash: String,
     pub(crate) policies: PolicySet,
+    /// `@enforcement` of each policy that has one: `(rank, level)`, read
+    /// once here (Cedar parses the annotation key on every lookup, which was
+    /// a fifth of a decision).
+    pub(crate) enforcement: HashMap<PolicyId, (u8, String)>,
     pub(crate) schema: Option<Schema>,
     pub(crate) entities: Entities,
     source: BundleSource,
@@ -174,6 +178,7 @@ impl Bundle {
         source.check_limits()?;
         let hash = source.hash()?;
         let mut policies = PolicySet::new();
+        let mut enforcement = HashMap::new();
         for (file, text) in &source.policies {
             let parsed: PolicySet =
                 text.parse()
@@ -195,14 +200,15 @@ impl Bundle {
                     .annotation("id")
                     .map_or_else(|| format!("{file}#{n}"), str::to_owned);
                 if let Some(level) = policy.annotation(crate::ENFORCEMENT_ANNOTATION) {
-                    if crate::enforcement_rank(level).is_none() {
+                    let Some(rank) = crate::enforcement_rank(level) else {
                         return Err(BundleError::Parse {
                             file: file.clone(),
                             diagnostics: format!(
                                 "policy {id:?}: @enforcement({level:?}) must be \"full\", \"partial\" or \"none\""
                             ),
                         });
-                    }
+                    };
+                    enforcement.insert(PolicyId::new(&id), (rank, level.to_owned()));
                 }
                 policies
                     .add(policy.new_id(PolicyId::new(&id)))
@@ -253,6 +259,7 @@ impl Bundle {
         Ok(Bundle {
             hash,
             policies,
+            enforcement,
             schema,
             entities,
             source,

@@ -174,18 +174,11 @@ impl Bundle {
         let enforcement = if allow {
             diag.reason()
                 .filter_map(|id| {
-                    let level = self
-                        .policies
-                        .policy(id)?
-                        .annotation(crate::ENFORCEMENT_ANNOTATION)?;
-                    Some((
-                        crate::enforcement_rank(level)?,
-                        level.to_owned(),
-                        id.to_string(),
-                    ))
+                    let (rank, level) = self.enforcement.get(id)?;
+                    Some((*rank, level, id))
                 })
                 .max()
-                .map(|(_, level, id)| (level, id))
+                .map(|(_, level, id)| (level.clone(), id.to_string()))
         } else {
             None
         };
@@ -420,6 +413,26 @@ mod tests {
                 .decision(),
             cedar_policy::Decision::Allow
         );
+    }
+
+    #[test]
+    fn the_strictest_enforcement_of_the_permitting_policies_is_demanded() {
+        let text = r#"
+            @id("p-none") @enforcement("none") permit(principal, action, resource);
+            @id("p-full") @enforcement("full") permit(principal, action, resource) when { context.x == 1 };
+            @id("p-partial") @enforcement("partial") permit(principal, action, resource);
+            @id("p-plain") permit(principal, action, resource);
+        "#;
+        let b = bundle(&[("e.cedar", text)], None).unwrap();
+        let ask_x = |x: i64| ask(&b, "U::\"u\"", "A::\"a\"", "R::\"r\"", json!({"x": x})).unwrap();
+        assert_eq!(ask_x(1).enforcement, Some(("full".into(), "p-full".into())));
+        assert_eq!(
+            ask_x(2).enforcement,
+            Some(("partial".into(), "p-partial".into()))
+        );
+        let plain = bundle(&[("p.cedar", "permit(principal, action, resource);")], None).unwrap();
+        let d = ask(&plain, "U::\"u\"", "A::\"a\"", "R::\"r\"", json!({})).unwrap();
+        assert!(d.allow && d.enforcement.is_none());
     }
 
     #[test]
