@@ -14,7 +14,7 @@ use writ_artifact::{
     VerifyOptions,
 };
 use writ_authority::{AuthorizeRequest, AuthorizeResponse};
-use writ_exec::{Confinement, Enforcement, ExecError, Executable};
+use writ_exec::{Confinement, Enforcement, ExecError, Executable, Launcher};
 
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
@@ -161,6 +161,15 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         .audience
         .clone()
         .unwrap_or_else(|| format!("exec@{}", writ_exec::host_name()));
+    let required = if a.require_full_enforcement {
+        Enforcement::Full
+    } else {
+        available
+    };
+    // The confining thread builds the ruleset of the scope asked for while
+    // the authority decides; it is used only if the writ grants exactly
+    // that scope (otherwise one is built for what was granted).
+    let launcher = Launcher::prepare(&exe, &confinement, required)?;
     let client = Client::new(&g.server, g.token.clone());
     // The authority's published keys, fetched while the writ is asked for.
     let jwks = {
@@ -278,11 +287,6 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         }
         return denied(ReasonCode::IntegrityFailure, e.to_string());
     }
-    let required = if a.require_full_enforcement {
-        Enforcement::Full
-    } else {
-        available
-    };
 
     // Spend the nonce of a given writ: the authority re-verifies it and checks
     // revocation and replay.
@@ -308,13 +312,22 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     // Run the measured file, confined, in its own process group.
     let mut child_env = env.clone();
     child_env.push(("WRIT_PARENT".into(), writ.clone()));
-    let mut child = match writ_exec::spawn(&exe, &confinement, required, &a.argv, &child_env) {
-        Ok(c) => c,
+    // The confining thread waits for the program and reports its status.
+    let (exited, mut waiter) = tokio::sync::oneshot::channel();
+    let pgid = match launcher.launch(
+        &exe,
+        &confinement,
+        required,
+        &a.argv,
+        &child_env,
+        move |status| {
+            let _ = exited.send(status);
+        },
+    ) {
+        Ok(pid) => pid,
         Err(e) => return finish_denied(&client, &jti, started, e).await,
     };
     drop(exe);
-    let pgid = child.id();
-    let mut waiter = tokio::task::spawn_blocking(move || child.wait());
     let governor = crate::lease::govern(
         client.clone(),
         jti.clone(),
@@ -384,12 +397,15 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     exit
 }
 
+/// The program's exit status, from the thread that waits for it.
+type Waiter = tokio::sync::oneshot::Receiver<std::io::Result<std::process::ExitStatus>>;
+
 /// SIGTERM to the group, SIGKILL after `grace`, then SIGKILL to whatever of
 /// the group outlived its leader.
 async fn terminate(
     pgid: u32,
     grace: Duration,
-    waiter: &mut tokio::task::JoinHandle<std::io::Result<std::process::ExitStatus>>,
+    waiter: &mut Waiter,
 ) -> Result<std::process::ExitStatus> {
     const SIGTERM: i32 = 15;
     const SIGKILL: i32 = 9;

@@ -119,6 +119,49 @@ pub enum Command {
     Bench(bench::BenchCmd),
 }
 
+/// `writ exec`'s own parser: the global options and exec's arguments, and
+/// nothing of the other commands. Building the whole command tree took a
+/// third of a millisecond of every governed run (BENCHMARKS.md, issue 4).
+#[derive(Parser, Debug)]
+#[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
+struct ExecCli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: ExecOnly,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExecOnly {
+    Exec(exec::ExecArgs),
+}
+
+/// Parse the command line. A line with `exec` before any `--` is tried with
+/// [`ExecCli`] first; anything it does not accept (another command, `--help`,
+/// a mistake) goes to the full [`Cli`], which also writes every help and
+/// error text, so both parse an accepted line alike.
+fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mentions_exec = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "exec");
+    if mentions_exec {
+        if let Ok(ExecCli {
+            global,
+            command: ExecOnly::Exec(e),
+        }) = ExecCli::try_parse_from(&args)
+        {
+            return Cli {
+                global,
+                command: Command::Exec(e),
+            };
+        }
+    }
+    Cli::parse_from(args)
+}
+
 /// How a command ended, when it did not fail.
 pub enum Exit {
     Ok,
@@ -131,7 +174,7 @@ pub enum Exit {
 
 /// Entry point of the `writ` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
@@ -210,7 +253,95 @@ pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_exec_parser_reads_an_exec_line_as_the_full_one_does() {
+        super::ExecCli::command().debug_assert();
+        let lines: &[&[&str]] = &[
+            &["writ", "exec", "--", "/bin/true"],
+            &[
+                "writ",
+                "--server",
+                "http://h:1",
+                "exec",
+                "--net",
+                "--",
+                "ls",
+                "-l",
+            ],
+            &[
+                "writ",
+                "exec",
+                "--read",
+                "/tmp",
+                "--write",
+                "/var/tmp",
+                "--lifetime",
+                "30",
+                "--json",
+                "--",
+                "cp",
+                "a",
+                "b",
+            ],
+            &[
+                "writ",
+                "exec",
+                "--token",
+                "t",
+                "--env-allow",
+                "X",
+                "--system-read",
+                "/usr",
+                "--require-full-enforcement",
+                "--",
+                "x",
+            ],
+            &[
+                "writ",
+                "--dir",
+                "/d",
+                "exec",
+                "--writ",
+                "-",
+                "--unreachable-grace",
+                "3",
+                "--kill-grace",
+                "1",
+                "--",
+                "exec",
+                "--",
+            ],
+        ];
+        for line in lines {
+            let fast = super::ExecCli::try_parse_from(*line).unwrap();
+            let full = super::Cli::try_parse_from(*line).unwrap();
+            let super::ExecOnly::Exec(e) = fast.command;
+            assert_eq!(
+                format!("{:?} {:?}", fast.global, e),
+                format!(
+                    "{:?} {:?}",
+                    full.global,
+                    match full.command {
+                        super::Command::Exec(e) => e,
+                        other => panic!("{other:?}"),
+                    }
+                ),
+                "{line:?}"
+            );
+        }
+        // What the exec parser refuses, the full one parses or explains.
+        for line in [
+            &["writ", "lineage", "exec"][..],
+            &["writ", "exec", "--help"],
+            &["writ", "exec"],
+            &["writ", "exec", "--bogus", "--", "x"],
+        ] {
+            assert!(super::ExecCli::try_parse_from(line).is_err(), "{line:?}");
+        }
+        assert!(super::Cli::try_parse_from(["writ", "lineage", "exec"]).is_ok());
+    }
 
     #[test]
     fn help_lists_every_reason_codes_exit_status() {

@@ -3,9 +3,10 @@
 //! execute that very descriptor.
 //!
 //! The runner opens the executable once ([`Executable::open`]) and hashes
-//! the open file. [`spawn`] builds the Landlock ruleset of the granted scope
-//! ([`Confinement`]), restricts a thread of its own with it and from that
-//! thread starts `/proc/self/fd/N`: the kernel opens the file behind the
+//! the open file. A [`Launcher`] builds the Landlock ruleset of the scope
+//! ([`Confinement`]) on a thread of its own while the authority decides,
+//! restricts that thread with the ruleset of the granted scope and from it
+//! starts `/proc/self/fd/N`: the kernel opens the file behind the
 //! descriptor, not a path, so replacing the file at its path after the
 //! measurement cannot change what runs (no time-of-check to time-of-use
 //! window), and the program inherits the thread's confinement.
@@ -321,29 +322,6 @@ impl Confinement {
         }
         grant(c, exe, false, true)
     }
-
-    /// Restrict the calling thread (and what it starts) to the scope; at least
-    /// `required`, else an error.
-    pub fn apply(&self, exe: &Path, required: Enforcement) -> Result<Enforcement, ExecError> {
-        let level = if required == Enforcement::Full {
-            CompatLevel::HardRequirement
-        } else {
-            CompatLevel::BestEffort
-        };
-        let status = self
-            .ruleset(exe, level)?
-            .restrict_self()
-            .map_err(landlock_err)?;
-        let got = enforcement_of(status.ruleset);
-        if got < required {
-            return Err(ExecError::Confinement(format!(
-                "the kernel enforced {} confinement where {} is required",
-                got.as_str(),
-                required.as_str()
-            )));
-        }
-        Ok(got)
-    }
 }
 
 /// Whether the open file starts with `#!`.
@@ -353,58 +331,157 @@ pub fn is_script(exe: &Executable) -> bool {
     exe.file.read_exact_at(&mut head, 0).is_ok() && &head == b"#!"
 }
 
-/// Run the measured file as `argv` with exactly `env`, in a new process
-/// group, confined to `confinement` (at least `required`, else
-/// [`ExecError::Confinement`] and nothing runs).
-///
-/// Landlock and `no_new_privs` hold for the thread that asks for them and for
-/// every process it starts. So a thread made for this one spawn restricts
-/// itself with the ruleset, starts `/proc/self/fd/N` of the open descriptor
-/// (`posix_spawn`: the child shares the runner's memory until it executes,
-/// so nothing of the runner is copied, and the child is confined from its
-/// first instruction), and ends; the runner's other threads stay
-/// unconfined. An ELF file keeps its close-on-exec flag (the kernel opens it
-/// before close-on-exec descriptors close, so the program does not inherit
-/// it); a `#!` script's interpreter reads it through that descriptor, so it
-/// stays open for a script.
-pub fn spawn(
-    exe: &Executable,
-    confinement: &Confinement,
+/// What [`Launcher::launch`] hands the confining thread.
+struct Launch {
+    cmd: std::process::Command,
+    confinement: Confinement,
+    exe: PathBuf,
     required: Enforcement,
-    argv: &[String],
-    env: &[(String, String)],
-) -> Result<std::process::Child, ExecError> {
-    let Some((arg0, rest)) = argv.split_first() else {
-        return Err(ExecError::NotExecutable("no command".into()));
-    };
-    if is_script(exe) {
-        rustix::io::fcntl_setfd(&exe.file, rustix::io::FdFlags::empty())
-            .map_err(|e| ExecError::Io(format!("cannot pass the script on: {e}")))?;
-    }
-    let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
-    cmd.arg0(arg0)
-        .args(rest)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .process_group(0);
-    let spawned = std::thread::scope(|scope| {
+    on_exit: Box<dyn FnOnce(std::io::Result<std::process::ExitStatus>) + Send>,
+}
+
+/// A thread made for one run, which builds the Landlock ruleset of a scope
+/// ahead of time (the runner prepares it while the authority decides), on
+/// [`Launcher::launch`] restricts itself and starts the program, and then
+/// waits for it to end.
+///
+/// Landlock and `no_new_privs` hold for the thread that asks for them and
+/// for every process it starts, so this thread restricts itself with the
+/// ruleset, starts `/proc/self/fd/N` of the open descriptor (`posix_spawn`:
+/// the child shares the runner's memory until it executes, so nothing of
+/// the runner is copied, and the child is confined from its first
+/// instruction), and ends; the runner's other threads stay unconfined. An
+/// ELF file keeps its close-on-exec flag (the kernel opens it before
+/// close-on-exec descriptors close, so the program does not inherit it); a
+/// `#!` script's interpreter reads it through that descriptor, so it stays
+/// open for a script. Dropped without a launch, the thread ends and nothing
+/// runs.
+pub struct Launcher {
+    go: std::sync::mpsc::Sender<Launch>,
+    started: std::sync::mpsc::Receiver<Result<u32, ExecError>>,
+}
+
+impl Launcher {
+    /// Start the thread and have it build the ruleset of `confinement` for
+    /// `exe` (at least `required`).
+    pub fn prepare(
+        exe: &Executable,
+        confinement: &Confinement,
+        required: Enforcement,
+    ) -> Result<Launcher, ExecError> {
+        let (go, start) = std::sync::mpsc::channel::<Launch>();
+        let (tell, started) = std::sync::mpsc::channel();
+        let prepared = (confinement.clone(), exe.path.clone(), required);
         std::thread::Builder::new()
             .name("writ-confine".into())
-            .spawn_scoped(scope, || -> Result<std::process::Child, ExecError> {
-                confinement.apply(&exe.path, required)?;
-                cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
+            .spawn(move || {
+                let (confinement, exe, required) = prepared;
+                let ruleset = confinement.ruleset(&exe, compat_level(required));
+                let Ok(mut launch) = start.recv() else {
+                    return;
+                };
+                let on_exit = std::mem::replace(&mut launch.on_exit, Box::new(|_| {}));
+                match launch.run((confinement, exe, required), ruleset) {
+                    Ok(mut child) => {
+                        let _ = tell.send(Ok(child.id()));
+                        on_exit(child.wait());
+                    }
+                    Err(e) => {
+                        let _ = tell.send(Err(e));
+                    }
+                }
             })
-            .map_err(|e| ExecError::Io(format!("cannot start the confining thread: {e}")))?
-            .join()
-            .map_err(|_| ExecError::Io("the confining thread failed".into()))?
-    });
-    match spawned {
-        Err(ExecError::Io(e)) => Err(ExecError::Io(format!(
-            "cannot execute {}: {e}",
-            exe.path.display()
-        ))),
-        other => other,
+            .map_err(|e| ExecError::Io(format!("cannot start the confining thread: {e}")))?;
+        Ok(Launcher { go, started })
     }
+
+    /// Run the measured file as `argv` with exactly `env`, in a new process
+    /// group, confined to `confinement` (the one prepared, or, if the writ
+    /// granted another, a ruleset built now for that one; at least
+    /// `required`, else [`ExecError::Confinement`] and nothing runs).
+    /// Returns the program's process id (also its process group's), and
+    /// hands its exit status to `on_exit` when it ends, from the thread
+    /// that waited for it.
+    pub fn launch(
+        self,
+        exe: &Executable,
+        confinement: &Confinement,
+        required: Enforcement,
+        argv: &[String],
+        env: &[(String, String)],
+        on_exit: impl FnOnce(std::io::Result<std::process::ExitStatus>) + Send + 'static,
+    ) -> Result<u32, ExecError> {
+        let Some((arg0, rest)) = argv.split_first() else {
+            return Err(ExecError::NotExecutable("no command".into()));
+        };
+        if is_script(exe) {
+            rustix::io::fcntl_setfd(&exe.file, rustix::io::FdFlags::empty())
+                .map_err(|e| ExecError::Io(format!("cannot pass the script on: {e}")))?;
+        }
+        let mut cmd = std::process::Command::new(format!("/proc/self/fd/{}", exe.file.as_raw_fd()));
+        cmd.arg0(arg0)
+            .args(rest)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .process_group(0);
+        let launch = Launch {
+            cmd,
+            confinement: confinement.clone(),
+            exe: exe.path.clone(),
+            required,
+            on_exit: Box::new(on_exit),
+        };
+        let gone = || ExecError::Io("the confining thread failed".into());
+        self.go.send(launch).map_err(|_| gone())?;
+        match self.started.recv().map_err(|_| gone())? {
+            Err(ExecError::Io(e)) => Err(ExecError::Io(format!(
+                "cannot execute {}: {e}",
+                exe.path.display()
+            ))),
+            other => other,
+        }
+    }
+}
+
+impl Launch {
+    /// On the confining thread: restrict it, then start the program.
+    fn run(
+        mut self,
+        prepared: (Confinement, PathBuf, Enforcement),
+        ruleset: Result<RulesetCreated, ExecError>,
+    ) -> Result<std::process::Child, ExecError> {
+        let ruleset = if prepared == (self.confinement.clone(), self.exe.clone(), self.required) {
+            ruleset?
+        } else {
+            self.confinement
+                .ruleset(&self.exe, compat_level(self.required))?
+        };
+        restrict(ruleset, self.required)?;
+        self.cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
+    }
+}
+
+fn compat_level(required: Enforcement) -> CompatLevel {
+    if required == Enforcement::Full {
+        CompatLevel::HardRequirement
+    } else {
+        CompatLevel::BestEffort
+    }
+}
+
+/// Restrict the calling thread with `ruleset`; at least `required`, else an
+/// error.
+fn restrict(ruleset: RulesetCreated, required: Enforcement) -> Result<Enforcement, ExecError> {
+    let status = ruleset.restrict_self().map_err(landlock_err)?;
+    let got = enforcement_of(status.ruleset);
+    if got < required {
+        return Err(ExecError::Confinement(format!(
+            "the kernel enforced {} confinement where {} is required",
+            got.as_str(),
+            required.as_str()
+        )));
+    }
+    Ok(got)
 }
 
 fn enforcement_of(status: RulesetStatus) -> Enforcement {
