@@ -182,11 +182,14 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // `writ exec` stands between a caller and its program: one thread does
-    // its waiting (no worker threads to start and stop), and it exits as soon
-    // as the outcome is recorded.
+    // `writ exec` stands between a caller and its program, and `writ
+    // mcp-proxy` between an agent and its tool server: one thread does their
+    // waiting (no worker threads to start and stop, and no hand-over between
+    // threads on the path of a message), and an exec exits as soon as the
+    // outcome is recorded.
     let runner = matches!(cli.command, Command::Exec(_));
-    let built = if runner {
+    let one_thread = runner || matches!(cli.command, Command::McpProxy(_));
+    let built = if one_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -267,8 +267,8 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
 
     let end = writ_mcp::proxy::run(
         Arc::clone(&gov),
-        BufReader::with_capacity(PIPE_BUFFER_BYTES, tokio::io::stdin()),
-        tokio::io::stdout(),
+        BufReader::with_capacity(PIPE_BUFFER_BYTES, client_input()),
+        client_output(),
         server_in,
         BufReader::with_capacity(PIPE_BUFFER_BYTES, server_out),
     )
@@ -438,4 +438,34 @@ pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
         None => print!("{}", f.text),
     }
     Ok(Exit::Ok)
+}
+
+/// The proxy's standard input. A pipe (what MCP clients give a server) is
+/// read through the reactor; anything else through tokio's `stdin`, whose
+/// every read is handed over from a blocking thread (that hand-over cost
+/// each message tens of microseconds here).
+fn client_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let piped = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
+    match piped {
+        Ok(p) => Box::new(p),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// The proxy's standard output, written through the reactor when it is a
+/// pipe (see [`client_input`]).
+fn client_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd;
+    let piped = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
+    match piped {
+        Ok(p) => Box::new(p),
+        Err(_) => Box::new(tokio::io::stdout()),
+    }
 }
