@@ -18,7 +18,8 @@ pub struct Claims {
     pub iat: u64,
     /// The authority's name.
     pub iss: String,
-    /// 128-bit random nonce, 32 lowercase hex digits; spent once.
+    /// 128-bit nonce, 32 lowercase hex digits (the authority issues 48 bits
+    /// of issue time in ms, then 80 random bits); spent once.
     pub jti: String,
     pub nbf: u64,
     /// The principal, as a Cedar entity UID (`Agent::"planner"`).
