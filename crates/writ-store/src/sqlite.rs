@@ -366,20 +366,30 @@ impl Writer {
     /// the write lock (no one appends a frame meanwhile). Safe for SQLite:
     /// frames are written at offsets it computes, and recovery stops at
     /// the first frame that does not check (a zeroed one never does).
-    /// Best effort: a WAL that cannot be extended is only slower.
+    /// A WAL already that long (a store a server is using) is left alone
+    /// without taking the lock. Best effort: a WAL that cannot be extended
+    /// is only slower.
     fn preallocate_wal(&self, db: &Path) {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let want = || -> std::io::Result<u64> {
+            let page: u64 = self
+                .conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .map_err(std::io::Error::other)?;
+            Ok(32 + WAL_PREALLOCATED_FRAMES * (24 + page))
+        };
+        let short = |want: u64| std::fs::metadata(&wal).is_ok_and(|m| m.len() < want);
+        match want() {
+            Ok(w) if short(w) => {}
+            _ => return,
+        }
         if self.conn.execute_batch("BEGIN IMMEDIATE").is_err() {
             return;
         }
         let extended = (|| -> std::io::Result<()> {
             use std::os::unix::fs::FileExt;
-            let page: u64 = self
-                .conn
-                .pragma_query_value(None, "page_size", |r| r.get(0))
-                .map_err(std::io::Error::other)?;
-            let want = 32 + WAL_PREALLOCATED_FRAMES * (24 + page);
-            let mut wal = db.as_os_str().to_owned();
-            wal.push("-wal");
+            let want = want()?;
             let f = std::fs::OpenOptions::new().write(true).open(&wal)?;
             let mut at = f.metadata()?.len();
             if at >= want {
