@@ -248,6 +248,7 @@ async function main() {
   for (const [p, name, ready] of narrow) {
     await page.goto(BASE + p);
     await page.locator(ready).first().waitFor();
+    await shot(name + '-390');
     // Hashes and keys are base64 or hex without break opportunities, and
     // how wide one is depends on its letters: give every paragraph a token
     // wider than the screen so the check does not depend on this run's.
@@ -264,7 +265,6 @@ async function main() {
           + ' right=' + Math.ceil(e.getBoundingClientRect().right) + ' "' + (e.textContent || '').slice(0, 60) + '"'),
     }));
     assert.ok(sw <= iw, name + ' scrolls horizontally at 390 px: ' + sw + ' > ' + iw + '; sticking out: ' + wide.join(' | '));
-    await shot(name + '-390');
   }
   log('390 px ok');
 
