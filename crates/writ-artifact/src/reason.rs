@@ -79,7 +79,7 @@ impl ReasonCode {
     }
 
     /// The process exit status the CLI uses for this denial. Documented in
-    /// README.md; 0 is success/allow, 1 is a usage or operating error.
+    /// README.md; 0 is success/allow, 1 an operating error, 2 a usage error.
     pub fn exit_status(self) -> u8 {
         match self {
             ReasonCode::PolicyDenied => 10,

@@ -51,10 +51,10 @@ pub struct AuthorizeBench {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Run only the governed in-process measurement (for profiling).
-    #[arg(long, hide = true)]
+    #[arg(long)]
     pub governed_only: bool,
     /// Print the one-thread cost of each part of a governed decision.
-    #[arg(long, hide = true)]
+    #[arg(long)]
     pub parts: bool,
 }
 

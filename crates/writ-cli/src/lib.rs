@@ -90,7 +90,7 @@ pub enum Command {
     McpProxy(mcp::McpProxyArgs),
     /// Revoke a writ (and its whole subtree) or a principal.
     Revoke(cmd::RevokeArgs),
-    /// Policy bundles: check, test, bundle, activate.
+    /// Policy bundles: check, test, bundle, activate; an MCP server's schema (mcp-schema).
     #[command(subcommand)]
     Policy(cmd::PolicyCmd),
     /// Principals: register one and print its token once.
@@ -99,7 +99,7 @@ pub enum Command {
     /// Signing keys: rotate.
     #[command(subcommand)]
     Key(cmd::KeyCmd),
-    /// Spend a writ's nonce or record its end (what gateways call).
+    /// Spend a writ's nonce, renew its lease, or record its end (what gateways call).
     #[command(subcommand)]
     Execution(cmd::ExecutionCmd),
     /// Print the lineage tree of an execution.

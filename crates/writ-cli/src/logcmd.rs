@@ -35,7 +35,7 @@ pub enum LogCmd {
     Proof(ProofArgs),
     /// Write an evidence bundle: entries FROM..TO (TO exclusive) with their
     /// inclusion proofs, signed checkpoints, public keys and the policy
-    /// bundles the decisions name (format: docs/evidence-bundle.md).
+    /// bundles the decisions name (format: docs/log-formats.md, "Evidence bundles").
     Export(ExportArgs),
     /// Publish a signed checkpoint now (server) and print it.
     Checkpoint,

@@ -3,8 +3,10 @@
 //! The embedded store is SQLite in WAL mode with `synchronous=FULL`: a
 //! transaction is acknowledged only after its commit is on disk. Throughput
 //! comes from *group commit*: one writer thread takes every transaction that is
-//! waiting, applies each inside its own savepoint, and commits them all with a
-//! single fsync.
+//! waiting, applies them one after the other, and commits them all with a
+//! single fsync. Should one of them fail (a conflict), the batch is rolled
+//! back and applied again with each transaction in its own savepoint, so only
+//! the failing one is refused.
 //!
 //! **Invariant:** a [`Ticket`] resolves `Ok` only after the commit that holds
 //! its transaction returned; an error from the commit fails every transaction
