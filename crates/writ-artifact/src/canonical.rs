@@ -172,12 +172,12 @@ pub fn digest_value(v: &Value) -> Result<String, String> {
 
 /// `sha256:<hex>` of arbitrary bytes.
 pub fn digest_bytes(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(DIGEST_PREFIX.len() + 64);
+    let mut hex = [0u8; 64];
+    // Infallible: the buffer is exactly twice the digest's length.
+    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);
+    let mut s = String::with_capacity(DIGEST_PREFIX.len() + hex.len());
     s.push_str(DIGEST_PREFIX);
-    for b in Sha256::digest(bytes) {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-    }
+    s.extend(hex.iter().map(|&c| char::from(c)));
     s
 }
 

@@ -1842,12 +1842,7 @@ fn new_jti(entropy: &dyn Entropy, now_ms: u64) -> Result<String, writ_artifact::
     let mut b = [0u8; 16];
     entropy.fill(&mut b[6..])?;
     b[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
-    let mut s = String::with_capacity(32);
-    for x in b {
-        use std::fmt::Write;
-        let _ = write!(s, "{x:02x}");
-    }
-    Ok(s)
+    Ok(hex::encode(b))
 }
 
 /// A 256-bit random bearer token.

@@ -106,7 +106,7 @@ impl Executable {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 fn resolve(cmd: &str, path_var: Option<&OsStr>) -> Result<PathBuf, ExecError> {
