@@ -19,10 +19,16 @@ pub struct DecisionInput<'a> {
 pub struct Decision {
     pub allow: bool,
     /// Ids of the policies that decided: the permits that matched on allow,
-    /// the forbids that matched on deny (empty on a default deny).
+    /// the forbids that matched (or erred, see [`Decision::erring_forbids`])
+    /// on deny (empty on a default deny).
     pub policies: Vec<String>,
-    /// Policies that erred while evaluating (they are skipped, as Cedar does).
+    /// Policies that erred while evaluating. Cedar skips them; writ does too
+    /// for a permit (one that cannot be evaluated permits nothing), but a
+    /// forbid that errs denies: it might have forbidden the request.
     pub errors: Vec<String>,
+    /// Ids of the forbid policies among [`Decision::errors`]; when there is
+    /// one the decision is a deny whatever the permits say.
+    pub erring_forbids: Vec<String>,
     /// On allow: the strictest `@enforcement("...")` level that a permitting
     /// policy demands of the enforcement point, with that policy's id.
     pub enforcement: Option<(String, String)>,
@@ -31,6 +37,12 @@ pub struct Decision {
 impl Decision {
     /// A one-line explanation naming the deciding policy ids.
     pub fn message(&self) -> String {
+        if !self.erring_forbids.is_empty() {
+            return format!(
+                "denied because forbid policies could not be evaluated (an erring forbid denies): {}",
+                self.errors.join("; ")
+            );
+        }
         let mut m = match (self.allow, self.policies.is_empty()) {
             (true, _) => format!("permitted by {}", self.policies.join(", ")),
             (false, true) => "no policy permits this request".to_string(),
@@ -170,7 +182,29 @@ impl Bundle {
         let mut policies: Vec<String> = diag.reason().map(ToString::to_string).collect();
         policies.sort();
         let errors: Vec<String> = diag.errors().map(|e| e.to_string()).collect();
-        let allow = response.decision() == cedar_policy::Decision::Allow;
+        // Fail closed: Cedar skips a policy whose evaluation errs (a missing
+        // attribute, a type error on caller-supplied context), which for a
+        // forbid would let the request through.
+        let mut erring_forbids: Vec<String> = diag
+            .errors()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(e) => e.policy_id(),
+            })
+            .filter(|id| {
+                self.policies
+                    .policy(id)
+                    .is_none_or(|p| p.effect() == cedar_policy::Effect::Forbid)
+            })
+            .map(ToString::to_string)
+            .collect();
+        erring_forbids.sort();
+        erring_forbids.dedup();
+        let allow =
+            response.decision() == cedar_policy::Decision::Allow && erring_forbids.is_empty();
+        if !erring_forbids.is_empty() {
+            // What decided is the forbids that could not be evaluated.
+            policies.clone_from(&erring_forbids);
+        }
         let enforcement = if allow {
             diag.reason()
                 .filter_map(|id| {
@@ -186,6 +220,7 @@ impl Bundle {
             allow,
             policies,
             errors,
+            erring_forbids,
             enforcement,
         })
     }
@@ -266,6 +301,65 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.policies, vec!["lineage-max-depth-3"]);
+    }
+
+    #[test]
+    fn a_forbid_that_errs_denies_and_a_permit_that_errs_permits_nothing() {
+        // The README's argument-aware example: without a schema the caller
+        // chooses the type of `path`, and a set makes `like` err.
+        let b = bundle(
+            &[(
+                "p.cedar",
+                r#"@id("all-tools") permit (principal, action, resource);
+                @id("read-public-only")
+                forbid (principal, action == Action::"call_tool", resource == Tool::"fs/read_text_file")
+                when { context.arguments has path && !(context.arguments.path like "/data/public/*") };
+                @id("odd-permit") permit (principal, action, resource) when { context.n > 1 };"#,
+            )],
+            None,
+        )
+        .unwrap();
+        let call = |args: Value| {
+            ask(
+                &b,
+                "Agent::\"a\"",
+                "Action::\"call_tool\"",
+                "Tool::\"fs/read_text_file\"",
+                json!({"arguments": args, "n": 2}),
+            )
+            .unwrap()
+        };
+        assert!(call(json!({"path": "/data/public/a"})).allow);
+        assert!(!call(json!({"path": "/etc/shadow"})).allow);
+        for bypass in [
+            json!({"path": ["/etc/shadow"]}),
+            json!({"path": {"p": "/etc/shadow"}}),
+            json!({"path": 1}),
+        ] {
+            let d = call(bypass.clone());
+            assert!(!d.allow, "{bypass} must not be allowed: {}", d.message());
+            assert_eq!(d.erring_forbids, vec!["read-public-only"]);
+            assert_eq!(d.policies, vec!["read-public-only"]);
+            assert!(
+                d.message()
+                    .starts_with("denied because forbid policies could not be evaluated"),
+                "{}",
+                d.message()
+            );
+        }
+        // A permit that errs (`n` is a string) is skipped: the other permit
+        // still allows, and nothing is counted as an erring forbid.
+        let d = ask(
+            &b,
+            "Agent::\"a\"",
+            "Action::\"call_tool\"",
+            "Tool::\"fs/other\"",
+            json!({"arguments": {}, "n": "x"}),
+        )
+        .unwrap();
+        assert!(d.allow, "{}", d.message());
+        assert!(d.erring_forbids.is_empty());
+        assert_eq!(d.errors.len(), 1);
     }
 
     #[test]
