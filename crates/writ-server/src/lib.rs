@@ -22,18 +22,77 @@ pub use writ_console::Console;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Serve `state` on `listener` until `shutdown` resolves.
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+/// How long a shutdown waits for requests in flight before the server
+/// returns anyway.
+pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(5);
+
+/// Serve `state` on `listener` until `shutdown` resolves. Then the server
+/// takes no new connection, ends every event stream at once (the revocation
+/// stream, the console's), so that enforcement points see the authority go
+/// rather than keep-alives from one that no longer decides, and waits at
+/// most [`SHUTDOWN_DRAIN_MAX`] for the requests in flight.
 pub async fn serve(
     state: Arc<ServerState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(
+    let (closing, closed) = watch::channel(false);
+    let mut drain = closing.subscribe();
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        closed,
+        end_streams_on_close,
+    ));
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    });
+    tokio::select! {
+        r = server => r,
+        () = async {
+            if drain.wait_for(|c| *c).await.is_err() {
+                // The server ended first and took the sender with it.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(SHUTDOWN_DRAIN_MAX).await;
+        } => {
+            tracing::warn!("requests still in flight {} s after shutdown; stopping anyway", SHUTDOWN_DRAIN_MAX.as_secs());
+            Ok(())
+        }
+    }
+}
+
+/// Server-sent event streams never end on their own: cut them when the
+/// server shuts down.
+async fn end_streams_on_close(
+    State(mut closed): State<watch::Receiver<bool>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let res = next.run(req).await;
+    let is_stream = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !is_stream {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let until_closed = async move {
+        // A dropped sender means the server is gone: end the stream too.
+        let _ = closed.wait_for(|c| *c).await;
+    };
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(until_closed));
+    Response::from_parts(parts, body)
 }

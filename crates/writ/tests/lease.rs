@@ -406,3 +406,45 @@ fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchil
         assert!(why.starts_with("revoked: "), "{finishes:#?}");
     }
 }
+
+/// SIGTERM stops `writ serve` even while an enforcement point listens to its
+/// revocation stream: the stream ends (the listener sees the authority go,
+/// not keep-alives from a server that no longer decides) and the process
+/// exits instead of waiting for the stream's client to give up.
+#[test]
+fn shutdown_ends_revocation_streams_and_the_server_exits() {
+    use std::io::{Read, Write};
+    let mut srv = Server::start();
+    let mut stream = std::net::TcpStream::connect(&srv.addr).unwrap();
+    write!(
+        stream,
+        "GET /v1/revocations/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        srv.admin_token
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = stream.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"),
+        "{head}"
+    );
+    let t0 = Instant::now();
+    let status = srv.terminate(Duration::from_secs(15));
+    assert!(
+        status.is_some(),
+        "writ serve still runs 15 s after SIGTERM with a stream open"
+    );
+    // The stream was ended by the server, not cut by the read timeout.
+    let mut rest = Vec::new();
+    let end = stream.read_to_end(&mut rest);
+    assert!(end.is_ok(), "the stream did not end: {end:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        t0.elapsed()
+    );
+}

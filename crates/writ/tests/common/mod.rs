@@ -446,6 +446,24 @@ impl Server {
         }
     }
 
+    /// SIGTERM the server (a clean shutdown) and wait up to `limit` for it
+    /// to exit; `None` if it is still running then.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL the server (no chance to flush or clean up) and reap it.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();
