@@ -75,6 +75,34 @@ fn parse_witness(s: &str) -> Result<writ_server::WitnessTarget> {
     })
 }
 
+/// One data dir, one server: a second `writ serve` on the same store would
+/// append under the first one's feet (each writer holds the next log index
+/// in memory), so the first takes an exclusive lock on `serve.lock` in the
+/// data dir, released when its process ends, however it ends.
+fn lock_data_dir(dir: &DataDir) -> Result<Option<std::fs::File>> {
+    if !dir.root.is_dir() {
+        // Not initialized: opening the authority says so.
+        return Ok(None);
+    }
+    let path = dir.root.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => anyhow::bail!(
+            "another writ serve is serving {} (it holds {}); one data dir has one server \
+             (for a mesh of nodes, give each node its own --dir on a shared --store)",
+            dir.root.display(),
+            path.display()
+        ),
+        Err(e) => Err(anyhow::anyhow!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// A running in-process server.
 pub struct Running {
     pub authority: Arc<Authority>,
@@ -155,6 +183,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
             );
         }
     }
+    let lock = lock_data_dir(dir)?;
     let authority = open_authority_with(dir, a.skew_secs, a.lineage_depth_max, a.freshness_ms)?;
     let witnesses = a
         .witnesses
@@ -207,6 +236,8 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     let heartbeat = tokio::spawn(writ_server::run_heartbeat(state.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // Held while this server runs.
+        let _lock = lock;
         let store = state.authority.store().clone();
         let out = writ_server::serve(state, listener, async move {
             let _ = rx.await;

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -879,4 +880,56 @@ fn policy_bundle_signs_with_the_data_dirs_policy_key() {
     let signed: Value = serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
     assert_eq!(signed["hash"], init["policy"]);
     assert_eq!(signed["kid"], v["kid"]);
+}
+
+/// One data dir, one server: a second `writ serve` on a dir that is being
+/// served is refused at once, and the first keeps deciding (two writers on
+/// one store broke the first for good: each holds the next log index).
+#[test]
+fn a_second_server_on_a_served_data_dir_is_refused() {
+    let srv = Server::start();
+    let second = spawn_writ(
+        &[
+            "--dir",
+            srv.dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    let out = wait_writ(second, Duration::from_secs(30));
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("another writ serve is serving"),
+        "{}",
+        out.stderr
+    );
+    let (_, _, claims) = srv.authorize_ok(&srv.admin_token, &exec_req(&["/usr/bin/true"], AUD));
+    assert!(claims["jti"].is_string());
+    // Once the first server is gone, the dir can be served again.
+    let mut srv = srv;
+    assert!(srv.terminate(Duration::from_secs(15)).is_some());
+    let again = spawn_writ(
+        &[
+            "--dir",
+            srv.dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut again = again;
+    let still_running = again.try_wait().unwrap().is_none();
+    let _ = again.kill();
+    let out = again.wait_with_output().unwrap();
+    assert!(
+        still_running,
+        "the dir could not be served after the first server stopped: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
