@@ -11,6 +11,7 @@ use writ_artifact::{Jwks, KeyRing};
 use writ_log::merkle::{verify_consistency, verify_inclusion};
 use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Entry, Hash};
+use writ_policy::SignedBundle;
 
 use crate::{b64, ReplayOutcome, Replayer, Report, Source};
 
@@ -247,11 +248,36 @@ pub fn verify(
             ),
         );
     }
-    let mut replayer = if replay {
-        let ring = KeyRing::from_jwks(&ev.policy_keys).map_err(|e| format!("policy_keys: {e}"))?;
-        Some(Replayer::new(ring))
-    } else {
-        None
+    // Every policy bundle the file carries is the one its hash names and is
+    // signed by a policy key the file lists, replay or not: a bundle is the
+    // evidence of what the rules were.
+    let ring = match KeyRing::from_jwks(&ev.policy_keys) {
+        Ok(ring) => Some(ring),
+        Err(e) => {
+            r.problem(None, format!("policy_keys: {e}"));
+            None
+        }
+    };
+    for (h, v) in &ev.bundles {
+        let checked = serde_json::from_value::<SignedBundle>(v.clone())
+            .map_err(|e| format!("not a signed bundle: {e}"))
+            .and_then(|b| {
+                if b.hash != *h {
+                    return Err(format!("it names itself {}", b.hash));
+                }
+                match &ring {
+                    Some(ring) => b.check(ring).map_err(|e| e.to_string()),
+                    None => Err("no policy key to check its signature with".into()),
+                }
+            });
+        match checked {
+            Ok(()) => r.policy_bundles_checked += 1,
+            Err(e) => r.problem(None, format!("policy bundle {h}: {e}")),
+        }
+    }
+    let mut replayer = match (&ring, replay) {
+        (Some(ring), true) => Some(Replayer::new(ring.clone())),
+        _ => None,
     };
     let fetch = |h: &str| -> Result<Option<String>, String> {
         Ok(ev.bundles.get(h).map(|v| v.to_string()))
@@ -289,6 +315,15 @@ pub fn verify(
         match Entry::from_leaf(&bytes) {
             Err(err) => r.problem(Some(want), format!("entry {want}: {err}")),
             Ok(Entry::Decision(d)) => {
+                if !d.policy.is_empty() && !ev.bundles.contains_key(&d.policy) {
+                    r.problem(
+                        Some(want),
+                        format!(
+                            "entry {want}: the policy bundle {} that decided is not in the evidence",
+                            d.policy
+                        ),
+                    );
+                }
                 if let Some(rp) = replayer.as_mut() {
                     match rp.replay(&d, &fetch) {
                         Ok(ReplayOutcome::Same) => r.decisions_replayed += 1,

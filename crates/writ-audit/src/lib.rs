@@ -95,6 +95,9 @@ pub struct Report {
     pub stored_nodes_checked: u64,
     pub decisions_replayed: u64,
     pub decisions_not_replayable: u64,
+    /// Policy bundles (of an evidence bundle) whose hash and policy-key
+    /// signature were checked.
+    pub policy_bundles_checked: u64,
     pub problems: Vec<Problem>,
 }
 

@@ -162,7 +162,7 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
         crate::cmd::print_json(&json!({"ok": r.ok(), "report": r}))?;
     } else {
         println!(
-            "{what}: {} entries, root {}, {} checkpoints (largest {}){}{}{}",
+            "{what}: {} entries, root {}, {} checkpoints (largest {}){}{}{}{}",
             r.entries,
             r.root,
             r.checkpoints,
@@ -175,6 +175,11 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
             },
             if r.cosigned_checkpoints > 0 {
                 format!(", {} witnessed", r.cosigned_checkpoints)
+            } else {
+                String::new()
+            },
+            if r.policy_bundles_checked > 0 {
+                format!(", {} policy bundles signed", r.policy_bundles_checked)
             } else {
                 String::new()
             },

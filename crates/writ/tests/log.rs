@@ -295,6 +295,41 @@ fn an_evidence_bundle_verifies_alone_and_any_change_is_caught() {
     out.expect_denied("integrity_failure", "altered evidence");
     let idx = ev["entries"][3]["index"].as_u64().unwrap();
     assert_eq!(out.json()["report"]["problems"][0]["index"], idx, "{out:?}");
+    // The policy bundles are evidence too, checked without --replay: a
+    // policy text edited under its hash, or the bundles left out, is caught.
+    std::fs::write(&file, serde_json::to_vec(&ev).unwrap()).unwrap();
+    let out = alone(&[]);
+    out.expect_code(0, "untouched evidence");
+    let n = ev["bundles"].as_object().unwrap().len();
+    assert!(n >= 1, "{ev}");
+    assert_eq!(out.json()["report"]["policy_bundles_checked"], n);
+    let mut forged = ev.clone();
+    let (hash, _) = ev["bundles"].as_object().unwrap().iter().next().unwrap();
+    let policies = forged["bundles"][hash]["source"]["policies"]
+        .as_object_mut()
+        .unwrap();
+    let first = policies.keys().next().unwrap().clone();
+    let text = policies[&first].as_str().unwrap().to_owned();
+    policies.insert(
+        first,
+        json!(format!("{text}\npermit (principal, action, resource);")),
+    );
+    std::fs::write(&file, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = alone(&[]);
+    out.expect_denied("integrity_failure", "a forged policy text");
+    assert!(
+        out.json()["report"]["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the content"),
+        "{out:?}"
+    );
+    let mut emptied = ev.clone();
+    emptied["bundles"] = json!({});
+    std::fs::write(&file, serde_json::to_vec(&emptied).unwrap()).unwrap();
+    let out = alone(&[]);
+    out.expect_denied("integrity_failure", "policy bundles left out");
+    assert!(out.stdout.contains("is not in the evidence"), "{out:?}");
     // A different log key pinned: refused.
     std::fs::write(&file, serde_json::to_vec(&ev).unwrap()).unwrap();
     let other_dir = s.tmp.path().join("other");
