@@ -1853,17 +1853,14 @@ fn new_token(entropy: &dyn Entropy) -> Result<String, writ_artifact::EntropyErro
 }
 
 fn cedar_uid_check(s: &str) -> Result<(), String> {
-    // Type::"id" with a non-empty type path; Cedar parses it fully at decision time.
-    let ok = s.len() <= NAME_BYTES_MAX
-        && s.find("::\"")
-            .is_some_and(|i| i > 0 && s.ends_with('"') && s.len() > i + 3);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?} is not a Cedar entity UID such as User::\"alice\""
-        ))
+    if s.len() > NAME_BYTES_MAX {
+        return Err(format!(
+            "an entity UID is at most {NAME_BYTES_MAX} bytes, not {}",
+            s.len()
+        ));
     }
+    // The parser decisions use: what passes here can be decided for.
+    writ_policy::check_entity_uid(s).map_err(|e| e.0)
 }
 
 impl AuthorizeRequest {

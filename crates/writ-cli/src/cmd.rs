@@ -92,6 +92,14 @@ pub(crate) async fn init_data_dir_with(
     origin: Option<String>,
     store_url: Option<String>,
 ) -> Result<Initialized> {
+    // Refused before anything is written: a data dir made with either would
+    // not serve (the origin names the log's key) or not decide (the admin).
+    writ_policy::check_entity_uid(admin).map_err(|e| anyhow::anyhow!("--admin: {e}"))?;
+    if let Some(o) = &origin {
+        if writ_log::note::check_name(o).is_err() {
+            bail!("--origin {o:?}: a log origin is non-empty, without spaces or '+' (it names the log's key in signed checkpoints)");
+        }
+    }
     if dir.is_initialized() || dir.db().exists() {
         bail!(
             "{} is already initialized; use another --dir or remove it",

@@ -48,8 +48,9 @@ fn malformed(m: impl Into<String>) -> NoteError {
     NoteError::Malformed(m.into())
 }
 
-/// A key name: non-empty, no whitespace, no `+` (C2SP signed-note).
-fn check_name(name: &str) -> Result<(), NoteError> {
+/// A key name: non-empty, no whitespace, no `+` (C2SP signed-note). A log's
+/// origin is the name of its key, so the same rule holds for origins.
+pub fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(malformed(format!(
             "key name {name:?} must be non-empty without spaces or '+'"

@@ -74,6 +74,13 @@ fn uid(what: &str, s: &str) -> Result<EntityUid, InputError> {
     })
 }
 
+/// Whether `s` is an entity UID in Cedar syntax (`User::"alice"`), by the
+/// parser decisions use: a principal registered under anything else could
+/// never be decided for.
+pub fn check_entity_uid(s: &str) -> Result<(), InputError> {
+    uid("entity UID", s).map(|_| ())
+}
+
 /// Cedar has no floats and no null: floats become their decimal string, nulls
 /// are dropped. Everything else keeps its JSON shape (arrays become sets).
 pub fn to_cedar_json(v: &Value) -> Value {

@@ -15,7 +15,7 @@ pub use bundle::{
     Bundle, BundleError, BundleSource, SignedBundle, BUNDLE_BYTES_MAX, BUNDLE_FORMAT,
     BUNDLE_POLICY_FILES_MAX,
 };
-pub use decide::{Decision, DecisionInput, InputError};
+pub use decide::{check_entity_uid, Decision, DecisionInput, InputError};
 pub use testfile::{run_cases, Case, CaseOutcome, TestFile};
 
 /// The bundle `writ init` installs: commented examples that govern

@@ -933,3 +933,53 @@ fn a_second_server_on_a_served_data_dir_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A principal or administrator that is not a Cedar entity UID, or a log
+/// origin that cannot name a key, is refused before anything is written
+/// (each made a principal that could never be decided for, or a data dir
+/// that would not serve).
+#[test]
+fn malformed_uids_and_origins_are_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--admin", "notauid", "--admin"),
+        ("--admin", "Agent::\"a\"::\"b\"", "--admin"),
+        ("--origin", "my log", "--origin"),
+        ("--origin", "", "--origin"),
+        ("--origin", "a\nb", "--origin"),
+    ] {
+        let dir = tmp.path().join("d");
+        let out = run_writ(
+            &["--dir", dir.to_str().unwrap(), "init", flag, value],
+            &[],
+            None,
+        );
+        assert_eq!(out.code, 1, "{flag} {value:?}: {out:?}");
+        assert!(
+            out.stderr.contains(says),
+            "{flag} {value:?}: {}",
+            out.stderr
+        );
+        assert!(!dir.exists(), "{flag} {value:?} left {}", dir.display());
+    }
+    let srv = Server::start();
+    for uid in [
+        "Agent::\"a\"::\"b\"",
+        "Agent::\"a\u{0}b",
+        "notauid",
+        "Agent::",
+    ] {
+        let r = srv.post(
+            "/v1/principals",
+            Some(&srv.admin_token),
+            &json!({"uid": uid}),
+        );
+        assert_eq!(r.status, 400, "{uid:?}: {}", r.text());
+    }
+    let added = srv
+        .log_entries()
+        .into_iter()
+        .filter(|e| e["entry"]["type"] == "principal_added")
+        .count();
+    assert_eq!(added, 1, "only the first administrator was added");
+}
