@@ -110,14 +110,42 @@ pub struct BadRequest(pub String);
 pub struct VerifyRequest {
     #[serde(default)]
     pub writ: String,
-    /// The request being executed; compared by digest.
-    #[serde(default)]
+    /// The request being executed; compared by digest. Left out, it is not
+    /// checked; `null` is refused (a gateway that meant to send one must not
+    /// have the check skipped).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request: Option<Value>,
     /// The re-measured environment facts; compared by digest.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub audience: Option<String>,
+}
+
+/// A field that, when present, must not be `null` (absent is `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "null: leave the field out to skip this check",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

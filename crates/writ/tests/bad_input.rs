@@ -188,6 +188,14 @@ fn malformed_json_is_400_naming_the_field() {
         "{}",
         r.text()
     );
+    // A check asked for with null is refused, not skipped (left out, a
+    // field is not checked): a gateway that meant to send it must know.
+    for field in ["request", "environment", "audience"] {
+        let r = srv.post("/v1/verify", None, &json!({"writ": "x", field: null}));
+        assert_eq!(r.status, 400, "{field}: {}", r.text());
+        let m = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(m.contains(field) && m.contains("null"), "{field}: {m}");
+    }
     let r = srv.post("/v1/principals", Some(&srv.admin_token), &json!({"uid": 7}));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
