@@ -390,7 +390,7 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         });
     // The denial line comes first on standard error, as for every denial.
     let exit = match stop {
-        Some(s) => denied(s.reason(), s.describe()),
+        Some(s) => denied(s.reason(), s.denial_message()),
         None => Ok(Exit::Code(match (code, signal) {
             (Some(c), _) => c as u8,
             (None, Some(s)) => (128 + s) as u8,

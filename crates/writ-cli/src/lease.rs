@@ -58,6 +58,15 @@ impl Stop {
             Stop::Unreachable(m) => format!("authority unreachable: {m}"),
         }
     }
+
+    /// The message of the denial line (`denied: <reason>: <message>`), which
+    /// names the reason code already.
+    pub fn denial_message(&self) -> String {
+        match self {
+            Stop::Revoked(m) | Stop::Unreachable(m) => m.clone(),
+            Stop::RenewalDenied(_, m) => format!("renewal denied: {m}"),
+        }
+    }
 }
 
 fn unix_now() -> f64 {

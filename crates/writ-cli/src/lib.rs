@@ -181,6 +181,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "writ=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not into log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // `writ exec` stands between a caller and its program, and `writ
     // mcp-proxy` between an agent and its tool server: one thread does their

@@ -78,11 +78,13 @@ pub struct ProofArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    /// First entry, inclusive.
     #[arg(long)]
     pub from: u64,
     /// End, exclusive (default: the latest checkpoint's size).
     #[arg(long)]
     pub to: Option<u64>,
+    /// Where to write the bundle (`-`: standard output).
     #[arg(long)]
     pub out: PathBuf,
     /// Export from the server instead of the data dir.
@@ -455,6 +457,15 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
     })
     .await?;
     let bytes = serde_json::to_vec_pretty(&ev)?;
+    if a.out.as_os_str() == "-" {
+        // The bundle itself is the output (`verify --bundle -` reads it back).
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&bytes)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+        return Ok(Exit::Ok);
+    }
     crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;
     if g.json {
         crate::cmd::print_json(

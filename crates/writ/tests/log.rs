@@ -256,6 +256,15 @@ fn an_evidence_bundle_verifies_alone_and_any_change_is_caught() {
     let f = file.to_str().unwrap();
     s.cli(None, &["log", "export", "--from", "2", "--out", f])
         .expect_code(0, "export");
+    // `--out -` writes the bundle to standard output, not to a file named `-`.
+    let to_stdout = s.cli(None, &["log", "export", "--from", "2", "--out", "-"]);
+    to_stdout.expect_code(0, "export to stdout");
+    let piped: Value = serde_json::from_str(&to_stdout.stdout).unwrap();
+    assert_eq!(piped["format"], "writ.evidence.v1");
+    assert!(
+        !std::path::Path::new("-").exists(),
+        "a file named - was written"
+    );
     let vkey = s.get("/v1/log/key", None).json()["vkey"]
         .as_str()
         .unwrap()
