@@ -3,6 +3,7 @@
 //! record how it ended.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -29,7 +30,10 @@ const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
 Exit status: the program's own (128 + N if a signal N ended it), or on a \
 denial the reason code's status (10-26, see `writ help`), with \
 `denied: <reason>: <message>` on standard error. A denial before the run \
-means the program never started. A writ this command asks for is started (its nonce spent) in the same commit as the decision; one given with --writ is started after it is verified here.
+means the program never started. With --json, such a denial is also \
+printed as JSON on standard output ({decision, reason, message}), and \
+--authorize-only prints the authority's answer as JSON ({decision, writ, jti, \
+log_index, exp}); the program's own output is never touched. A writ this command asks for is started (its nonce spent) in the same commit as the decision; one given with --writ is started after it is verified here.
 
 While the program runs, its writ is a lease: writ exec renews it before it \
 ends (each renewal re-evaluates the policy active then) and, from 20 ms \
@@ -98,12 +102,22 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
 }
 
+/// With `--json`, a denial before the program starts is also printed as
+/// JSON on standard output (which is the program's once it runs: a denial
+/// after that is on standard error only).
+static JSON_DENIALS: AtomicBool = AtomicBool::new(false);
+
 fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
-    print_denial(reason, &message.into());
+    let message = message.into();
+    print_denial(reason, &message);
+    if JSON_DENIALS.load(Ordering::Relaxed) {
+        crate::cmd::print_json(&json!({"decision": "deny", "reason": reason, "message": message}))?;
+    }
     Ok(Exit::Denied(reason))
 }
 
 pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
+    JSON_DENIALS.store(g.json, Ordering::Relaxed);
     let path_var = std::env::var_os("PATH");
     let exe = match Executable::open(&a.argv[0], path_var.as_deref()) {
         Ok(e) => e,
@@ -180,8 +194,8 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
 
     // The writ: given, or asked for (and then started on issue: its nonce is
     // spent in the decision's commit, and `issued` is its jti).
-    let (writ, issued) = match &a.writ {
-        Some(f) => (read_writ(f)?, None),
+    let (writ, issued, answer) = match &a.writ {
+        Some(f) => (read_writ(f)?, None, None),
         None => {
             if g.token.is_none() {
                 anyhow::bail!("writ exec needs a token: set WRIT_TOKEN or pass --token");
@@ -214,7 +228,21 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
                 );
             }
             match reply.parse::<AuthorizeResponse>() {
-                Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, Some(jti)),
+                Ok(AuthorizeResponse::Allow {
+                    writ,
+                    jti,
+                    log_index,
+                    exp,
+                }) => {
+                    // What `writ authorize --json` prints, for --authorize-only --json.
+                    let answer = AuthorizeResponse::Allow {
+                        writ: writ.clone(),
+                        jti: jti.clone(),
+                        log_index,
+                        exp,
+                    };
+                    (writ, Some(jti), Some(answer))
+                }
                 Ok(AuthorizeResponse::Deny {
                     reason, message, ..
                 }) => return denied(reason, message),
@@ -228,7 +256,10 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
         }
     };
     if a.authorize_only {
-        println!("{writ}");
+        match answer {
+            Some(answer) if g.json => crate::cmd::print_json(&answer)?,
+            _ => println!("{writ}"),
+        }
         return Ok(Exit::Ok);
     }
 
@@ -315,6 +346,8 @@ pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     child_env.push(("WRIT_PARENT".into(), writ.clone()));
     // The confining thread waits for the program and reports its status.
     let (exited, mut waiter) = tokio::sync::oneshot::channel();
+    // From here standard output is the program's.
+    JSON_DENIALS.store(false, Ordering::Relaxed);
     let pgid = match launcher.launch(
         &exe,
         &confinement,

@@ -174,6 +174,7 @@ pub enum Exit {
 
 /// Entry point of the `writ` binary.
 pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -252,6 +253,20 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 /// Print a denial the way every command does: reason code first, on stderr.
+/// `writ ... | head -1`: Rust ignores SIGPIPE, so printing to a closed pipe
+/// panics ("failed printing to stdout: Broken pipe"). Exit as a program
+/// killed by SIGPIPE would, quietly, instead of with a panic and backtrace.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info.payload_as_str().unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(128 + 13);
+        }
+        default(info);
+    }));
+}
+
 pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
     eprintln!("denied: {reason}: {message}");
 }

@@ -983,3 +983,41 @@ fn malformed_uids_and_origins_are_refused_before_anything_is_written() {
         .count();
     assert_eq!(added, 1, "only the first administrator was added");
 }
+
+/// `writ ... | head -1`: a closed standard output ends the command quietly
+/// with status 141 (as SIGPIPE would), not with a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_dir(&dir);
+    let case = json!({"principal": "User::\"a\"", "action": "Action::\"exec\"",
+        "resource": "Command::\"/usr/bin/ls\"",
+        "context": {"scope": {"net": false, "read": [], "write": []}, "lineage": {"depth": 0}},
+        "expect": "allow"});
+    let file = tmp.path().join("cases.json");
+    let cases = vec![case; 20_000];
+    std::fs::write(&file, json!({ "cases": cases }).to_string()).unwrap();
+    let bundle = dir.join("policy");
+    let mut child = spawn_writ(
+        &[
+            "policy",
+            "test",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ],
+        &[("RUST_BACKTRACE", "1")],
+        None,
+    );
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("ok"), "{first}");
+    // The reader is dropped here: standard output is closed.
+    let out = wait_writ(child, Duration::from_secs(60));
+    assert_eq!(out.code, 141, "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+}

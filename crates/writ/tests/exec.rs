@@ -90,6 +90,28 @@ fn a_denied_command_never_starts() {
         "a command the default policy does not permit",
     );
     assert!(!marker.exists(), "the denied program ran");
+    // With --json the denial is on standard output as JSON too.
+    let out = exec(&srv, tmp.path(), &["--json", "--", tool.to_str().unwrap()]);
+    out.expect_denied("policy_denied", "the same, with --json");
+    let v = out.json();
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("policy_denied")),
+        "{v}"
+    );
+    assert!(!marker.exists(), "the denied program ran");
+    // --authorize-only --json: the authority's answer, as `writ authorize --json`.
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &["--json", "--authorize-only", "--", "/usr/bin/true"],
+    );
+    out.expect_code(0, "--authorize-only --json");
+    let v = out.json();
+    assert_eq!(v["decision"], "allow", "{v}");
+    let writ = v["writ"].as_str().unwrap();
+    assert_eq!(claims_of(writ)["jti"], v["jti"], "{v}");
+    assert!(v["log_index"].is_u64() && v["exp"].is_u64(), "{v}");
 }
 
 #[test]
