@@ -581,7 +581,7 @@ pub enum PolicyCmd {
     },
     /// Run a JSON file of expected decisions against a bundle directory.
     Test {
-        /// The test file: {"cases": [{"principal", "action", "resource", "context"?, "expect": "allow"|"deny", "policies"?}]}.
+        /// The test file: {"cases": [{"name"?, "principal", "action", "resource", "context"?, "expect": "allow"|"deny", "policies"?}]}. The context is what Cedar sees, as given: include the `scope` and `lineage` writ adds to every decision when policies read them (a forbid that cannot be evaluated denies).
         file: PathBuf,
         /// The bundle directory (default: the data dir's policy/).
         #[arg(long)]
@@ -589,13 +589,19 @@ pub enum PolicyCmd {
     },
     /// Sign a bundle directory with the policy key and write the signed bundle.
     Bundle {
+        /// The bundle directory (*.cedar, optional schema.cedarschema and entities.json).
         #[arg(value_name = "DIR")]
         bundle_dir: PathBuf,
+        /// Where to write the signed bundle (JSON).
         #[arg(long)]
         out: PathBuf,
     },
     /// Bundle, sign and activate a directory (or upload a signed bundle file).
-    Activate { path: PathBuf },
+    Activate {
+        /// A bundle directory (signed here with the data dir's policy key) or
+        /// a signed bundle file made by `writ policy bundle`.
+        path: PathBuf,
+    },
     /// Ask an MCP server for its tools (initialize, tools/list) and write a
     /// Cedar schema fragment for `Action::"call_tool"` with the tools'
     /// arguments typed as context attributes.

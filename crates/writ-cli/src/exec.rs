@@ -54,10 +54,12 @@ Examples:
   writ exec --authorize-only -- deploy.sh prod > writ.jws   # obtain, run later
   writ exec --writ writ.jws -- deploy.sh prod")]
 pub struct ExecArgs {
-    /// A path the program may read (repeatable); must exist.
+    /// A path the program may read (repeatable); must exist. A relative
+    /// path is taken from the current directory.
     #[arg(long)]
     pub read: Vec<PathBuf>,
-    /// A path the program may write (repeatable); must exist.
+    /// A path the program may write (repeatable); must exist. A relative
+    /// path is taken from the current directory.
     #[arg(long)]
     pub write: Vec<PathBuf>,
     /// The program may use the network (otherwise TCP bind and connect are
@@ -116,8 +118,15 @@ fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
     Ok(Exit::Denied(reason))
 }
 
-pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
+pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     JSON_DENIALS.store(g.json, Ordering::Relaxed);
+    // The scope the writ binds is absolute: `--read .` means this directory.
+    for p in a.read.iter_mut().chain(a.write.iter_mut()) {
+        if p.is_relative() {
+            *p = std::path::absolute(&*p)
+                .with_context(|| format!("cannot make {} absolute", p.display()))?;
+        }
+    }
     let path_var = std::env::var_os("PATH");
     let exe = match Executable::open(&a.argv[0], path_var.as_deref()) {
         Ok(e) => e,

@@ -205,6 +205,42 @@ fn the_kernel_confines_writes_and_network_to_the_scope() {
     assert!(out.stderr.contains("Permission denied"), "{out:#?}");
     assert_eq!(std::fs::read_to_string(inside.join("a")).unwrap(), "in\n");
     assert!(!outside.exists(), "a write outside the scope went through");
+    // A relative scope path is taken from the current directory, and the
+    // writ binds it absolute.
+    let out = exec(
+        &srv,
+        &inside,
+        &[
+            "--write",
+            ".",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo rel > b && echo wrote-here; echo x > {} || echo refused-outside",
+                outside.display()
+            ),
+        ],
+    );
+    out.expect_code(0, "--write .");
+    assert_eq!(out.stdout, "wrote-here\nrefused-outside\n", "{out:#?}");
+    assert_eq!(std::fs::read_to_string(inside.join("b")).unwrap(), "rel\n");
+    assert!(!outside.exists(), "a write outside the scope went through");
+    let last = srv
+        .log_entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "decision")
+        .unwrap();
+    let write = last["entry"]["scope"]["write"].as_array().unwrap().clone();
+    assert_eq!(write.len(), 1, "{last}");
+    let bound = std::path::PathBuf::from(write[0].as_str().unwrap());
+    assert!(bound.is_absolute(), "{last}");
+    assert_eq!(
+        bound.canonicalize().unwrap(),
+        inside.canonicalize().unwrap(),
+        "{last}"
+    );
     // No --net: a TCP connect (to the writ server itself) is refused.
     let script_path = tmp.path().join("connect.py");
     std::fs::write(
