@@ -228,7 +228,12 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                 lifetime_secs: a.lifetime,
                 start: !a.authorize_only,
             };
-            let reply = client.post("/v1/authorize", &req).await?;
+            // An enforcement point that cannot reach its authority runs
+            // nothing: a denial, as for every other failure on the way.
+            let reply = match client.post("/v1/authorize", &req).await {
+                Ok(r) => r,
+                Err(e) => return denied(ReasonCode::AuthorityUnavailable, format!("{e:#}")),
+            };
             if reply.status == 400 || reply.status == 413 {
                 anyhow::bail!(
                     "server refused the request ({}): {}",

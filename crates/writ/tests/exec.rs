@@ -112,6 +112,17 @@ fn a_denied_command_never_starts() {
     let writ = v["writ"].as_str().unwrap();
     assert_eq!(claims_of(writ)["jti"], v["jti"], "{v}");
     assert!(v["log_index"].is_u64() && v["exp"].is_u64(), "{v}");
+    // No authority to ask: denied (authority_unavailable), never started.
+    let out = run_writ(
+        &["exec", "--", tool.to_str().unwrap()],
+        &[
+            ("WRIT_SERVER", "http://127.0.0.1:9"),
+            ("WRIT_TOKEN", srv.admin_token.as_str()),
+        ],
+        Some(tmp.path()),
+    );
+    out.expect_denied("authority_unavailable", "an unreachable authority");
+    assert!(!marker.exists(), "the program ran without an authority");
 }
 
 #[test]
