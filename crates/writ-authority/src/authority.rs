@@ -541,10 +541,16 @@ impl Authority {
 
     /// Authenticate a bearer token. The principal comes only from here.
     pub fn authenticate(&self, token: &str) -> Result<Principal, Denial> {
-        if token.is_empty() || token.len() > TOKEN_BYTES_MAX {
+        if token.is_empty() {
             return Err(Denial::new(
                 ReasonCode::Unauthenticated,
                 "a bearer token is required",
+            ));
+        }
+        if token.len() > TOKEN_BYTES_MAX {
+            return Err(Denial::new(
+                ReasonCode::Unauthenticated,
+                format!("the bearer token is not valid (longer than {TOKEN_BYTES_MAX} bytes)"),
             ));
         }
         let h = token_hash(token);
