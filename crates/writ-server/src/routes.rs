@@ -320,6 +320,15 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
         .merge(console)
+        // The Error body OpenAPI promises, instead of an empty 405.
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                None,
+                "this route does not take that method; see /openapi.json",
+            )
+        })
 }
 
 async fn authorize(

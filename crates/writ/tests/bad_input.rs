@@ -203,6 +203,10 @@ fn malformed_json_is_400_naming_the_field() {
         "{}",
         r.text()
     );
+    // A method a route does not take: 405 with the Error body.
+    let r = srv.request("DELETE", "/v1/authorize", Some(&srv.admin_token), None);
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.json()["error"], "method_not_allowed", "{}", r.text());
     assert_log_unchanged(&srv, &before, "malformed JSON");
 }
 
