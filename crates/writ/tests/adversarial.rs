@@ -670,13 +670,16 @@ fn a_look_alike_principal_is_policy_denied() {
     activate_policy(&srv, "deploy", DEPLOY_POLICY);
     let planner = srv.add_principal("Agent::\"planner\"");
     assert_eq!(deploy(&planner, &srv, "/usr/local/bin/deploy").status, 200);
-    // Cyrillic a (U+0430), Greek omicron... for Latin letters; a zero-width
-    // space; a full-width letter.
-    for uid in [
-        "Agent::\"pl\u{430}nner\"",
-        "Agent::\"planner\u{200b}\"",
-        "Agent::\"\u{ff50}lanner\"",
-    ] {
+    // A zero-width space is not in Cedar's normal form of a UID: such a
+    // principal is refused at registration (it could never be decided for).
+    let r = srv.post(
+        "/v1/principals",
+        Some(&srv.admin_token),
+        &json!({"uid": "Agent::\"planner\u{200b}\""}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Cyrillic a (U+0430) for a Latin letter; a full-width letter.
+    for uid in ["Agent::\"pl\u{430}nner\"", "Agent::\"\u{ff50}lanner\""] {
         let t = srv.add_principal(uid);
         let r = deploy(&t, &srv, "/usr/local/bin/deploy");
         assert_eq!(
@@ -710,6 +713,55 @@ fn a_look_alike_resource_is_policy_denied() {
             (403, json!("policy_denied")),
             "{res:?}: {}",
             r.text()
+        );
+    }
+}
+
+/// Without a schema the caller chooses the types in its context. A value of
+/// another type makes an argument-aware forbid err, and Cedar skips a policy
+/// that errs: the forbid must deny instead (the README's example policy).
+#[test]
+fn a_value_of_another_type_does_not_slip_past_a_forbid() {
+    let srv = Server::start();
+    activate_policy(
+        &srv,
+        "tools",
+        "@id(\"all-tools\")\npermit (principal, action == Action::\"call_tool\", resource);\n\
+         @id(\"read-public-only\")\nforbid (principal, action == Action::\"call_tool\", resource == Tool::\"fs/read_text_file\")\n\
+         when { context.arguments has path && !(context.arguments.path like \"/data/public/*\") };\n",
+    );
+    let call = |path: Value| {
+        srv.authorize(
+            &srv.admin_token,
+            &json!({
+                "action": "Action::\"call_tool\"",
+                "resource": "Tool::\"fs/read_text_file\"",
+                "context": {"arguments": {"path": path.clone()}},
+                "request": {"name": "read_text_file", "arguments": {"path": path}},
+                "audience": "mcp:fs",
+            }),
+        )
+    };
+    assert_eq!(call(json!("/data/public/a")).status, 200);
+    for path in [
+        json!("/etc/shadow"),
+        json!(["/etc/shadow"]),
+        json!({"p": "/etc/shadow"}),
+        json!(1),
+        json!(true),
+    ] {
+        let r = call(path.clone());
+        assert_eq!(
+            (r.status, r.json()["reason"].clone()),
+            (403, json!("policy_denied")),
+            "{path}: {}",
+            r.text()
+        );
+        let idx = r.json()["log_index"].as_u64().unwrap();
+        assert_eq!(
+            srv.log_entries()[idx as usize]["entry"]["decision"],
+            "deny",
+            "{path}: the log holds the deny"
         );
     }
 }
