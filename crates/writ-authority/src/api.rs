@@ -221,6 +221,11 @@ pub struct RenewResponse {
 pub struct ExecutionResponse {
     pub jti: String,
     pub log_index: u64,
+    /// On a finish: why the writ (or an ancestor, or its principal) was
+    /// already revoked when the finish was recorded, if it was. The finish
+    /// entry says so too, when the caller gave no `terminated` of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
 }
 
 /// `POST /v1/revocations`: exactly one of `jti` and `principal`.

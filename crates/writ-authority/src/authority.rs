@@ -1082,6 +1082,7 @@ impl Authority {
                 Ok(ExecutionResponse {
                     jti: jti.into(),
                     log_index: indices.first().copied().unwrap_or_default(),
+                    revoked: None,
                 })
             }
             Err(writ_store::StoreError::Conflict(m)) => {
@@ -1303,8 +1304,32 @@ impl Authority {
                 )));
             }
         }
+        // A run can end on its own just after its writ was revoked, before
+        // its enforcement point acted on the revocation (a script whose
+        // nested runner heard it first): the log says what the authority
+        // knew when the run ended.
+        let revoked = {
+            let state = self.state();
+            Oracle {
+                store: self.store.as_ref(),
+                revoked: &state.revoked,
+            }
+            .revoked_chain(jti, &rec.principal, rec.parent.as_deref())
+            // The finish is recorded regardless: it is what happened.
+            .unwrap_or_else(|d| {
+                tracing::warn!(jti, error = %d.message, "revocation status unknown at finish");
+                None
+            })
+        };
+        let terminated = match (&req.terminated, &revoked) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(why)) => Some(format!(
+                "revoked: {why} (the program ended before it was stopped)"
+            )),
+            (None, None) => None,
+        };
         let now_ms = self.clock.now_unix_ms();
-        let outcome = req.terminated.clone().unwrap_or_else(|| "exited".into());
+        let outcome = terminated.clone().unwrap_or_else(|| "exited".into());
         let leaf = Entry::ExecutionFinish {
             time_ms: now_ms,
             jti: jti.into(),
@@ -1313,7 +1338,7 @@ impl Authority {
             duration_ms: req.duration_ms,
             stdout_digest: req.stdout_digest.clone(),
             stderr_digest: req.stderr_digest.clone(),
-            terminated: req.terminated.clone(),
+            terminated,
             enforcement: req.enforcement.clone(),
         }
         .to_leaf()
@@ -1332,6 +1357,7 @@ impl Authority {
         Ok(ExecutionResponse {
             jti: jti.into(),
             log_index: indices.first().copied().unwrap_or_default(),
+            revoked,
         })
     }
 

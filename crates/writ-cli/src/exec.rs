@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use writ_artifact::{
     canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
@@ -425,20 +425,35 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         "terminated": terminated,
         "enforcement": available.as_str(),
     });
+    // The finish answers whether the writ was revoked by then: a script
+    // whose nested runner heard a subtree revocation first can exit 0
+    // before this runner's governor has read the same event. The log
+    // records the revocation then, and so does this exit.
     let recorded = client
         .post(&format!("/v1/executions/{jti}/finish"), &outcome)
         .await
         .and_then(|r| {
             if r.ok() {
-                Ok(())
+                Ok(r.body
+                    .get("revoked")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned))
             } else {
                 Err(anyhow::anyhow!(r.message()))
             }
         });
+    let revoked_meanwhile = match (&stop, &recorded) {
+        (None, Ok(Some(why))) => Some(why.clone()),
+        _ => None,
+    };
     // The denial line comes first on standard error, as for every denial.
-    let exit = match stop {
-        Some(s) => denied(s.reason(), s.denial_message()),
-        None => Ok(Exit::Code(match (code, signal) {
+    let exit = match (stop, revoked_meanwhile) {
+        (Some(s), _) => denied(s.reason(), s.denial_message()),
+        (None, Some(why)) => denied(
+            ReasonCode::Revoked,
+            format!("{why} (the program ended before it was stopped)"),
+        ),
+        (None, None) => Ok(Exit::Code(match (code, signal) {
             (Some(c), _) => c as u8,
             (None, Some(s)) => (128 + s) as u8,
             _ => 1,

@@ -448,3 +448,76 @@ fn shutdown_ends_revocation_streams_and_the_server_exits() {
         t0.elapsed()
     );
 }
+
+/// A script that runs a nested `writ exec` and then exits 0 by itself: when
+/// the script's writ is revoked, the nested runner may hear it first, end
+/// its program, and the script exits cleanly before the outer runner's
+/// governor has read the same event. The outer finish must still say the
+/// run was revoked (it said `exit_status: 0` about 1 run in 9).
+#[test]
+fn a_script_that_outlives_its_revoked_child_is_recorded_as_revoked() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().canonicalize().unwrap();
+    let ts = t.to_str().unwrap();
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let w = bin.to_str().unwrap();
+    let env = exec_env(&srv);
+    script(
+        &t.join("s.sh"),
+        &format!("{w} exec --kill-grace 1 -- /usr/bin/sleep 600\necho after-child\nexit 0"),
+    );
+    for round in 0..3 {
+        let before = srv
+            .log_entries()
+            .iter()
+            .filter(|e| e["entry"]["type"] == "execution_start")
+            .count();
+        let top = spawn_writ(
+            &[
+                "exec",
+                "--net",
+                "--read",
+                ts,
+                "--read",
+                &bin_dir,
+                "--env-allow",
+                "WRIT_SERVER",
+                "--env-allow",
+                "WRIT_TOKEN",
+                "--lifetime",
+                "600",
+                "--kill-grace",
+                "1",
+                "--",
+                &format!("{ts}/s.sh"),
+            ],
+            &env,
+            Some(&t),
+        );
+        let mut starts = Vec::new();
+        wait_for("the nested run to start", Duration::from_secs(30), || {
+            starts = srv
+                .log_entries()
+                .into_iter()
+                .filter(|e| e["entry"]["type"] == "execution_start")
+                .skip(before)
+                .collect();
+            starts.len() == 2
+        });
+        let outer = starts[0]["entry"]["jti"].as_str().unwrap().to_owned();
+        srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &outer])
+            .expect_code(0, "revoking the script's writ");
+        let out = wait_writ(top, Duration::from_secs(20));
+        out.expect_denied("revoked", &format!("round {round}: the outer runner"));
+        let finish = &entries_of(&srv, "execution_finish", &outer)[0];
+        assert!(
+            finish["terminated"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("revoked")),
+            "round {round}: {finish}"
+        );
+    }
+}
