@@ -20,9 +20,8 @@ use writ_exec::{Confinement, Enforcement, ExecError, Executable, Launcher};
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
 
-/// How long to wait, after a SIGTERM passed on (or a nested runner's
-/// `revoked` status) ended the program, for the governor to report a reason
-/// of its own.
+/// How long to wait, after a SIGTERM passed on ended the program, for the
+/// governor to report a reason of its own.
 const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
 
 #[derive(Args, Debug)]
@@ -403,12 +402,11 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     // for a reason that concerns this run too (a revocation reaches every
     // descendant's stream at about the same moment): give the governor a
     // moment to say so, so the log records why rather than just "signal 15".
-    // The same holds the other way round: a program that is itself a runner
-    // (a script that `exec`s `writ exec`) may hear of a subtree revocation
-    // first and exit with `revoked`'s status before this runner's stream
-    // delivers the same event.
-    let nested_revoked = status.code() == Some(i32::from(ReasonCode::Revoked.exit_status()));
-    if (forwarded_term || nested_revoked) && stop.is_none() {
+    // (The other way round, a program that is itself a runner hearing of a
+    // subtree revocation first and exiting before this runner's stream
+    // delivers it, needs no wait: the finish answer says the writ was
+    // revoked, below.)
+    if forwarded_term && stop.is_none() {
         if let Ok(s) = tokio::time::timeout(FORWARDED_STOP_WAIT, &mut governor).await {
             stop = Some(s);
         }
