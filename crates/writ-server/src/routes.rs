@@ -435,14 +435,13 @@ async fn authzen_evaluation(
         }
     }
     let request = json!({"action": req.action, "resource": req.resource, "context": req.context});
-    let mut context = req.context.clone();
-    for k in RESERVED_CONTEXT {
-        context.remove(k);
-    }
+    // A reserved name in the context is refused (400, naming it) by the
+    // authority, as on /v1/authorize: writ fills those attributes itself, and
+    // dropping the caller's silently would hide that from them.
     let areq = AuthorizeRequest {
         action: cedar_uid("Action", &req.action.name),
         resource: cedar_uid(&req.resource.type_, &req.resource.id),
-        context,
+        context: req.context.clone(),
         request,
         environment: Default::default(),
         scope: Default::default(),

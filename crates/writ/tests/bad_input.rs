@@ -306,6 +306,19 @@ fn invalid_values_are_400_and_not_logged() {
         out.stderr.contains("400") && out.stderr.contains("context.scope"),
         "{out:#?}"
     );
+    // AuthZEN refuses them too, rather than dropping them unseen.
+    for key in ["request", "environment", "scope", "audience", "lineage"] {
+        let r = srv.post(
+            "/access/v1/evaluation",
+            Some(&srv.admin_token),
+            &json!({"action": {"name": "exec"},
+                    "resource": {"type": "Command", "id": "/usr/bin/true"},
+                    "context": {key: {"depth": 0}}}),
+        );
+        assert_eq!(r.status, 400, "AuthZEN context.{key}: {}", r.text());
+        let m = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(m.contains(&format!("context.{key}")), "{m}");
+    }
     // Administrative bodies.
     let r = srv.post(
         "/v1/principals",

@@ -590,15 +590,13 @@ fn authzen_evaluation() {
         json!({"action": {"name": "call_tool"}, "resource": {"type": "Tool", "id": "filesystem/write_file"}}),
     );
     assert_eq!(v["decision"], false, "{v}");
-    // Reserved context keys cannot be smuggled in through AuthZEN.
+    // Reserved context keys cannot be smuggled in through AuthZEN: refused
+    // as on /v1/authorize (each key: bad_input.rs).
     let mut smuggle = allowed.clone();
-    smuggle["context"] = json!({"scope": {"net": false}, "lineage": {"depth": 0}});
-    let v = ask(smuggle);
-    let claims = claims_of(v["context"]["writ"].as_str().unwrap());
-    assert_eq!(
-        claims["writ"]["scope"],
-        json!({"read": [], "write": [], "net": false})
-    );
+    smuggle["context"] = json!({"scope": {"net": true}});
+    let r = srv.post("/access/v1/evaluation", Some(&agent), &smuggle);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("context.scope"), "{}", r.text());
     // No token: 401.
     let r = srv.post("/access/v1/evaluation", None, &allowed);
     assert_eq!(r.status, 401, "{}", r.text());
