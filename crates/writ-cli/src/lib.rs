@@ -21,7 +21,8 @@ mod witness;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use writ_artifact::ReasonCode;
 
 pub use datadir::DataDir;
@@ -77,6 +78,10 @@ pub enum Command {
     /// Run the authority's HTTP server.
     Serve(server::ServeArgs),
     /// Play the scripted scenario on a throwaway server, then keep serving.
+    ///
+    /// The demo makes its own temporary data dir, server and tokens, so
+    /// `--dir`, `--server` and `--token` are refused here; `writ init` and
+    /// `writ serve` make a lasting one.
     Demo(demo::DemoArgs),
     /// Ask the authority for a writ.
     Authorize(cmd::AuthorizeArgs),
@@ -159,7 +164,26 @@ fn parse() -> Cli {
             };
         }
     }
-    Cli::parse_from(args)
+    let matches = Cli::command().get_matches_from(args);
+    if let Some(("demo", m)) = matches.subcommand() {
+        // Global flags show under every command; the demo would ignore these.
+        let ignored = ["dir", "server", "token"]
+            .into_iter()
+            .find(|f| m.value_source(f) == Some(ValueSource::CommandLine));
+        let mut cli = Cli::command();
+        cli.build();
+        if let (Some(flag), Some(demo)) = (ignored, cli.find_subcommand_mut("demo")) {
+            demo.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "writ demo makes its own temporary data dir, server and tokens and does not \
+                     use --{flag}; for a lasting one run `writ init` and `writ serve`"
+                ),
+            )
+            .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// How a command ended, when it did not fail.

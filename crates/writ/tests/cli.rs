@@ -303,6 +303,27 @@ fn policy_test_reports_mismatches() {
 }
 
 #[test]
+fn demo_refuses_the_flags_it_would_ignore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mine");
+    for args in [
+        vec!["demo", "--once", "--dir", dir.to_str().unwrap()],
+        vec!["demo", "--once", "--server", "http://127.0.0.1:9"],
+        vec!["demo", "--token", "writ_x", "--once"],
+    ] {
+        let out = run_writ(&args, &[], Some(tmp.path()));
+        out.expect_code(2, &format!("writ {}", args.join(" ")));
+        let flag = args.iter().find(|a| a.starts_with("--") && **a != "--once");
+        assert!(
+            out.stderr
+                .contains(&format!("does not use {}", flag.unwrap())),
+            "{out:#?}"
+        );
+    }
+    assert!(!dir.exists(), "a refused demo made its data dir");
+}
+
+#[test]
 fn demo_once_plays_every_step() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run_writ(
@@ -331,10 +352,11 @@ fn demo_once_plays_every_step() {
         out.stdout
     );
     assert!(!out.stdout.contains("UNEXPECTED"), "{}", out.stdout);
-    // The machine-readable form agrees step by step.
+    // The machine-readable form agrees step by step (and an exported
+    // WRIT_DIR, which the demo does not use, does not stop it).
     let out = run_writ(
         &["demo", "--once", "--listen", "127.0.0.1:0", "--json"],
-        &[],
+        &[("WRIT_DIR", "/nonexistent/writ-dir")],
         Some(tmp.path()),
     );
     out.expect_code(0, "writ demo --once --json");
