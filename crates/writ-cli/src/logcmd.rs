@@ -461,10 +461,16 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
         // The bundle itself is the output (`verify --bundle -` reads it back).
         use std::io::Write as _;
         let mut out = std::io::stdout().lock();
-        out.write_all(&bytes)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-        return Ok(Exit::Ok);
+        let written = out
+            .write_all(&bytes)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        return match written {
+            Ok(()) => Ok(Exit::Ok),
+            // `| head`: end as a program killed by SIGPIPE would, quietly.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Code(128 + 13)),
+            Err(e) => Err(e.into()),
+        };
     }
     crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;
     if g.json {

@@ -1005,7 +1005,8 @@ fn malformed_uids_and_origins_are_refused_before_anything_is_written() {
 }
 
 /// `writ ... | head -1`: a closed standard output ends the command quietly
-/// with status 141 (as SIGPIPE would), not with a panic and a backtrace.
+/// with status 141 (as SIGPIPE would), not with a panic and a backtrace
+/// (`writ log export --out -`, which writes its output whole: log.rs).
 #[test]
 fn a_closed_stdout_ends_quietly() {
     use std::io::BufRead;

@@ -265,6 +265,17 @@ fn an_evidence_bundle_verifies_alone_and_any_change_is_caught() {
         !std::path::Path::new("-").exists(),
         "a file named - was written"
     );
+    // `| head`: the reader is gone before the process has even started; it
+    // ends quietly with 141, as SIGPIPE would (lines printed: cli.rs).
+    let mut child = spawn_writ(
+        &["log", "export", "--from", "2", "--out", "-"],
+        &[("WRIT_DIR", s.dir_str())],
+        None,
+    );
+    drop(child.stdout.take());
+    let out = wait_writ(child, std::time::Duration::from_secs(60));
+    assert_eq!(out.code, 141, "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
     let vkey = s.get("/v1/log/key", None).json()["vkey"]
         .as_str()
         .unwrap()
