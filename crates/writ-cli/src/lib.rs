@@ -276,14 +276,18 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Print a denial the way every command does: reason code first, on stderr.
 /// `writ ... | head -1`: Rust ignores SIGPIPE, so printing to a closed pipe
 /// panics ("failed printing to stdout: Broken pipe"). Exit as a program
 /// killed by SIGPIPE would, quietly, instead of with a panic and backtrace.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info.payload_as_str().unwrap_or_default();
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
             std::process::exit(128 + 13);
         }
@@ -291,6 +295,7 @@ fn quiet_on_closed_stdout() {
     }));
 }
 
+/// Print a denial the way every command does: reason code first, on stderr.
 pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
     eprintln!("denied: {reason}: {message}");
 }
