@@ -54,11 +54,13 @@ Examples:
   writ exec --writ writ.jws -- deploy.sh prod")]
 pub struct ExecArgs {
     /// A path the program may read (repeatable); must exist. A relative
-    /// path is taken from the current directory.
+    /// path is taken from the current directory, and `..` is resolved as the
+    /// kernel would.
     #[arg(long)]
     pub read: Vec<PathBuf>,
     /// A path the program may write (repeatable); must exist. A relative
-    /// path is taken from the current directory.
+    /// path is taken from the current directory, and `..` is resolved as the
+    /// kernel would.
     #[arg(long)]
     pub write: Vec<PathBuf>,
     /// The program may use the network (otherwise TCP bind and connect are
@@ -117,14 +119,25 @@ fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
     Ok(Exit::Denied(reason))
 }
 
+/// `p` as the normal absolute path a scope holds: taken from the current
+/// directory when relative, without `.`, doubled or trailing slashes; with
+/// `..`, resolved through the file system (a `..` after a symbolic link is
+/// the link target's parent, which a lexical cut would get wrong).
+fn scope_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(p)?;
+    if abs.components().any(|c| c == Component::ParentDir) {
+        return std::fs::canonicalize(&abs);
+    }
+    Ok(abs.components().collect())
+}
+
 pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     JSON_DENIALS.store(g.json, Ordering::Relaxed);
-    // The scope the writ binds is absolute: `--read .` means this directory.
+    // The scope the writ binds is absolute and normal: `--read .` means this
+    // directory, `--read src/` and `--read ../data` what the shell means.
     for p in a.read.iter_mut().chain(a.write.iter_mut()) {
-        if p.is_relative() {
-            *p = std::path::absolute(&*p)
-                .with_context(|| format!("cannot make {} absolute", p.display()))?;
-        }
+        *p = scope_path(p).with_context(|| format!("--read/--write {}", p.display()))?;
     }
     let path_var = std::env::var_os("PATH");
     let exe = match Executable::open(&a.argv[0], path_var.as_deref()) {

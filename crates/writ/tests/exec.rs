@@ -217,13 +217,16 @@ fn the_kernel_confines_writes_and_network_to_the_scope() {
     assert_eq!(std::fs::read_to_string(inside.join("a")).unwrap(), "in\n");
     assert!(!outside.exists(), "a write outside the scope went through");
     // A relative scope path is taken from the current directory, and the
-    // writ binds it absolute.
+    // writ binds it absolute and normal (no `..`, no trailing slash).
+    let up = format!("../{}/", inside.file_name().unwrap().to_str().unwrap());
     let out = exec(
         &srv,
         &inside,
         &[
             "--write",
             ".",
+            "--read",
+            &up,
             "--",
             "sh",
             "-c",
@@ -250,6 +253,11 @@ fn the_kernel_confines_writes_and_network_to_the_scope() {
     assert_eq!(
         bound.canonicalize().unwrap(),
         inside.canonicalize().unwrap(),
+        "{last}"
+    );
+    assert_eq!(
+        last["entry"]["scope"]["read"],
+        serde_json::json!([inside.canonicalize().unwrap()]),
         "{last}"
     );
     // No --net: a TCP connect (to the writ server itself) is refused.
