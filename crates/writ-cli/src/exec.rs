@@ -372,8 +372,6 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     child_env.push(("WRIT_PARENT".into(), writ.clone()));
     // The confining thread waits for the program and reports its status.
     let (exited, mut waiter) = tokio::sync::oneshot::channel();
-    // From here standard output is the program's.
-    JSON_DENIALS.store(false, Ordering::Relaxed);
     let pgid = match launcher.launch(
         &exe,
         &confinement,
@@ -384,7 +382,12 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
             let _ = exited.send(status);
         },
     ) {
-        Ok(pid) => pid,
+        Ok(pid) => {
+            // From here standard output is the program's.
+            JSON_DENIALS.store(false, Ordering::Relaxed);
+            pid
+        }
+        // The program never started: with --json, the denial is JSON too.
         Err(e) => return finish_denied(&client, &jti, started, e).await,
     };
     drop(exe);

@@ -77,6 +77,48 @@ fn an_allowed_run_passes_output_and_exit_status_through_and_is_logged() {
             && e["entry"]["jti"] == finish["entry"]["jti"]));
 }
 
+/// A program allowed and started but that the kernel will not execute (its
+/// interpreter is missing): denied as `integrity_failure`, as JSON with
+/// `--json` (the program never had standard output), and its finish says
+/// it never started.
+#[test]
+fn a_program_that_cannot_be_executed_is_denied_and_recorded() {
+    let srv = Server::start();
+    activate_policy(
+        &srv,
+        "all",
+        "permit (principal, action == Action::\"exec\", resource);\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let tool = tmp.path().join("tool");
+    std::fs::write(&tool, "#!/nonexistent/interpreter\necho ran\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = exec(&srv, tmp.path(), &["--json", "--", tool.to_str().unwrap()]);
+    out.expect_denied("integrity_failure", "a missing interpreter");
+    let v = out.json();
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("deny"), Some("integrity_failure")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("cannot execute"),
+        "{v}"
+    );
+    let finish = srv
+        .log_entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "execution_finish")
+        .expect("a finish entry");
+    assert!(
+        finish["entry"]["terminated"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("not started")),
+        "{finish}"
+    );
+}
+
 #[test]
 fn a_denied_command_never_starts() {
     let srv = Server::start();
