@@ -168,13 +168,32 @@ pub struct VerifyResponse {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
-    #[serde(default)]
+    /// Left out: the writ the authority issued under this jti is started.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub writ: Option<String>,
-    #[serde(default)]
+    /// Each of these, when present (never `null`), is checked against the
+    /// writ before its nonce is spent, as `POST /v1/verify` does.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request: Option<Value>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub audience: Option<String>,
 }
 

@@ -505,9 +505,12 @@ async fn start(
     let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
     } else {
-        match writ_artifact::canonical::check_no_duplicate_keys(&body)
-            .and_then(|()| serde_json::from_slice(&body).map_err(|e| e.to_string()))
-        {
+        match writ_artifact::canonical::check_no_duplicate_keys(&body).and_then(|()| {
+            // axum's parse names the field (`request: null: ...`).
+            axum::Json::from_bytes(&body)
+                .map(|axum::Json(r)| r)
+                .map_err(|e| e.body_text())
+        }) {
             Ok(r) => r,
             Err(e) => {
                 return error(
@@ -535,9 +538,12 @@ async fn renew(
     let req: RenewRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RenewRequest::default()
     } else {
-        match writ_artifact::canonical::check_no_duplicate_keys(&body)
-            .and_then(|()| serde_json::from_slice(&body).map_err(|e| e.to_string()))
-        {
+        match writ_artifact::canonical::check_no_duplicate_keys(&body).and_then(|()| {
+            // axum's parse names the field (`request: null: ...`).
+            axum::Json::from_bytes(&body)
+                .map(|axum::Json(r)| r)
+                .map_err(|e| e.body_text())
+        }) {
             Ok(r) => r,
             Err(e) => {
                 return error(

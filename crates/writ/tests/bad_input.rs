@@ -196,6 +196,20 @@ fn malformed_json_is_400_naming_the_field() {
         let m = r.json()["message"].as_str().unwrap().to_owned();
         assert!(m.contains(field) && m.contains("null"), "{field}: {m}");
     }
+    // The same at an execution start, where the nonce is spent.
+    for field in ["writ", "request", "environment", "audience"] {
+        let r = srv.post(
+            &format!("/v1/executions/{}/start", "ab".repeat(16)),
+            Some(&srv.admin_token),
+            &json!({ field: null }),
+        );
+        assert_eq!(r.status, 400, "start {field}: {}", r.text());
+        let m = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            m.contains(field) && m.contains("null"),
+            "start {field}: {m}"
+        );
+    }
     let r = srv.post("/v1/principals", Some(&srv.admin_token), &json!({"uid": 7}));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
