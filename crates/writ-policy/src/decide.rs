@@ -26,8 +26,9 @@ pub struct Decision {
     /// for a permit (one that cannot be evaluated permits nothing), but a
     /// forbid that errs denies: it might have forbidden the request.
     pub errors: Vec<String>,
-    /// Ids of the forbid policies among [`Decision::errors`]; when there is
-    /// one the decision is a deny whatever the permits say.
+    /// Ids of the forbid policies among [`Decision::errors`] when they are
+    /// what denied: the permits would have allowed. (A forbid that errs on a
+    /// request denied anyway is only listed in `errors`.)
     pub erring_forbids: Vec<String>,
     /// On allow: the strictest `@enforcement("...")` level that a permitting
     /// policy demands of the enforcement point, with that policy's id.
@@ -38,9 +39,26 @@ impl Decision {
     /// A one-line explanation naming the deciding policy ids.
     pub fn message(&self) -> String {
         if !self.erring_forbids.is_empty() {
+            // Their errors only (Cedar names the policy in backquotes); all
+            // of them should that form ever change.
+            let theirs: Vec<&str> = self
+                .errors
+                .iter()
+                .filter(|e| {
+                    self.erring_forbids
+                        .iter()
+                        .any(|id| e.contains(&format!("`{id}`")))
+                })
+                .map(String::as_str)
+                .collect();
+            let errors = if theirs.is_empty() {
+                self.errors.iter().map(String::as_str).collect()
+            } else {
+                theirs
+            };
             return format!(
                 "denied because forbid policies could not be evaluated (an erring forbid denies): {}",
-                self.errors.join("; ")
+                errors.join("; ")
             );
         }
         let mut m = match (self.allow, self.policies.is_empty()) {
@@ -206,12 +224,16 @@ impl Bundle {
             .collect();
         erring_forbids.sort();
         erring_forbids.dedup();
-        let allow =
-            response.decision() == cedar_policy::Decision::Allow && erring_forbids.is_empty();
-        if !erring_forbids.is_empty() {
+        if response.decision() == cedar_policy::Decision::Allow && !erring_forbids.is_empty() {
             // What decided is the forbids that could not be evaluated.
             policies.clone_from(&erring_forbids);
+        } else {
+            // Denied anyway (a forbid that matched, or no permit): that is
+            // what decided, and is named.
+            erring_forbids.clear();
         }
+        let allow =
+            response.decision() == cedar_policy::Decision::Allow && erring_forbids.is_empty();
         let enforcement = if allow {
             diag.reason()
                 .filter_map(|id| {
@@ -367,6 +389,62 @@ mod tests {
         assert!(d.allow, "{}", d.message());
         assert!(d.erring_forbids.is_empty());
         assert_eq!(d.errors.len(), 1);
+        // The erring permit is not blamed when the forbid errs too.
+        let d = ask(
+            &b,
+            "Agent::\"a\"",
+            "Action::\"call_tool\"",
+            "Tool::\"fs/read_text_file\"",
+            json!({"arguments": {"path": 1}, "n": "x"}),
+        )
+        .unwrap();
+        assert!(!d.allow, "{}", d.message());
+        assert_eq!(d.errors.len(), 2, "{:?}", d.errors);
+        assert!(d.message().contains("read-public-only"), "{}", d.message());
+        assert!(!d.message().contains("odd-permit"), "{}", d.message());
+    }
+
+    /// A forbid that matched decides and is named, even when another
+    /// forbid errs on the same request.
+    #[test]
+    fn a_matching_forbid_is_named_beside_an_erring_one() {
+        let b = bundle(
+            &[(
+                "p.cedar",
+                r#"@id("all") permit (principal, action, resource);
+                @id("no-rm") forbid (principal, action, resource == Command::"/usr/bin/rm");
+                @id("typed") forbid (principal, action, resource) when { context.n > 1 };"#,
+            )],
+            None,
+        )
+        .unwrap();
+        let d = ask(
+            &b,
+            "User::\"a\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/rm\"",
+            json!({"n": "x"}),
+        )
+        .unwrap();
+        assert!(!d.allow);
+        assert_eq!(d.policies, vec!["no-rm"], "{}", d.message());
+        assert!(
+            d.message().starts_with("forbidden by no-rm"),
+            "{}",
+            d.message()
+        );
+        assert!(d.erring_forbids.is_empty());
+        // Without the matching forbid, the erring one denies.
+        let d = ask(
+            &b,
+            "User::\"a\"",
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/ls\"",
+            json!({"n": "x"}),
+        )
+        .unwrap();
+        assert!(!d.allow);
+        assert_eq!(d.policies, vec!["typed"], "{}", d.message());
     }
 
     #[test]
