@@ -276,6 +276,10 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
+/// The status of a command whose standard output was closed under it, as
+/// if SIGPIPE had ended it.
+pub(crate) const CLOSED_STDOUT: u8 = 128 + 13;
+
 /// `writ ... | head -1`: Rust ignores SIGPIPE, so printing to a closed pipe
 /// panics ("failed printing to stdout: Broken pipe"). Exit as a program
 /// killed by SIGPIPE would, quietly, instead of with a panic and backtrace.
@@ -289,7 +293,7 @@ fn quiet_on_closed_stdout() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or_default();
         if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(128 + 13);
+            std::process::exit(i32::from(CLOSED_STDOUT));
         }
         default(info);
     }));

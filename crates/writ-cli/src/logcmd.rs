@@ -468,7 +468,9 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
         return match written {
             Ok(()) => Ok(Exit::Ok),
             // `| head`: end as a program killed by SIGPIPE would, quietly.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Code(128 + 13)),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                Ok(Exit::Code(crate::CLOSED_STDOUT))
+            }
             Err(e) => Err(e.into()),
         };
     }

@@ -224,7 +224,8 @@ impl Bundle {
             .collect();
         erring_forbids.sort();
         erring_forbids.dedup();
-        if response.decision() == cedar_policy::Decision::Allow && !erring_forbids.is_empty() {
+        let cedar_allows = response.decision() == cedar_policy::Decision::Allow;
+        if cedar_allows && !erring_forbids.is_empty() {
             // What decided is the forbids that could not be evaluated.
             policies.clone_from(&erring_forbids);
         } else {
@@ -232,8 +233,7 @@ impl Bundle {
             // what decided, and is named.
             erring_forbids.clear();
         }
-        let allow =
-            response.decision() == cedar_policy::Decision::Allow && erring_forbids.is_empty();
+        let allow = cedar_allows && erring_forbids.is_empty();
         let enforcement = if allow {
             diag.reason()
                 .filter_map(|id| {

@@ -495,6 +495,31 @@ async fn verify(State(s): State<Shared>, Json(req): Json<VerifyRequest>) -> Resp
     axum::Json(resp).into_response()
 }
 
+/// A JSON body that may be left out (empty: the default), else parsed as
+/// [`Json`] does: no duplicate keys, errors naming the field.
+fn optional_body<T: DeserializeOwned + Default>(
+    body: &axum::body::Bytes,
+    what: &str,
+) -> Result<T, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    writ_artifact::canonical::check_no_duplicate_keys(body)
+        .and_then(|()| {
+            axum::Json::from_bytes(body)
+                .map(|axum::Json(r)| r)
+                .map_err(|e| e.body_text())
+        })
+        .map_err(|e| {
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                None,
+                format!("invalid {what} body: {e}"),
+            ))
+        })
+}
+
 async fn start(
     State(s): State<Shared>,
     Caller(who): Caller,
@@ -502,25 +527,9 @@ async fn start(
     body: axum::body::Bytes,
 ) -> Response {
     // The body is optional: an empty one starts by jti alone.
-    let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        StartRequest::default()
-    } else {
-        match writ_artifact::canonical::check_no_duplicate_keys(&body).and_then(|()| {
-            // axum's parse names the field (`request: null: ...`).
-            axum::Json::from_bytes(&body)
-                .map(|axum::Json(r)| r)
-                .map_err(|e| e.body_text())
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    None,
-                    format!("invalid start body: {e}"),
-                )
-            }
-        }
+    let req: StartRequest = match optional_body(&body, "start") {
+        Ok(r) => r,
+        Err(e) => return *e,
     };
     match s.authority.start(&who, &jti, &req).await {
         Ok(r) => axum::Json(r).into_response(),
@@ -535,25 +544,9 @@ async fn renew(
     body: axum::body::Bytes,
 ) -> Response {
     // The body is optional: an empty one renews for the writ's own lifetime.
-    let req: RenewRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RenewRequest::default()
-    } else {
-        match writ_artifact::canonical::check_no_duplicate_keys(&body).and_then(|()| {
-            // axum's parse names the field (`request: null: ...`).
-            axum::Json::from_bytes(&body)
-                .map(|axum::Json(r)| r)
-                .map_err(|e| e.body_text())
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    None,
-                    format!("invalid renew body: {e}"),
-                )
-            }
-        }
+    let req: RenewRequest = match optional_body(&body, "renew") {
+        Ok(r) => r,
+        Err(e) => return *e,
     };
     match s.authority.renew(&who, &jti, &req).await {
         Ok(r) => axum::Json(r).into_response(),

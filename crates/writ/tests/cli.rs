@@ -908,17 +908,9 @@ fn policy_bundle_signs_with_the_data_dirs_policy_key() {
 #[test]
 fn a_second_server_on_a_served_data_dir_is_refused() {
     let srv = Server::start();
-    let second = spawn_writ(
-        &[
-            "--dir",
-            srv.dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-    );
+    let dir = srv.dir.to_str().unwrap().to_owned();
+    let serve = ["--dir", &dir, "serve", "--listen", "127.0.0.1:0"];
+    let second = spawn_writ(&serve, &[], None);
     let out = wait_writ(second, Duration::from_secs(30));
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
@@ -931,17 +923,7 @@ fn a_second_server_on_a_served_data_dir_is_refused() {
     // Once the first server is gone, the dir can be served again.
     let mut srv = srv;
     assert!(srv.terminate(Duration::from_secs(15)).is_some());
-    let again = spawn_writ(
-        &[
-            "--dir",
-            srv.dir.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-    );
+    let again = spawn_writ(&serve, &[], None);
     std::thread::sleep(Duration::from_millis(1500));
     let mut again = again;
     let still_running = again.try_wait().unwrap().is_none();
