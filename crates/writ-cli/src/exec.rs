@@ -372,6 +372,11 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     child_env.push(("WRIT_PARENT".into(), writ.clone()));
     // The confining thread waits for the program and reports its status.
     let (exited, mut waiter) = tokio::sync::oneshot::channel();
+    // Catch SIGTERM, SIGINT and SIGHUP before the program exists: one that
+    // came between the launch and a later set-up killed this runner and left
+    // the program (in its own process group) running, unwatched. Caught now,
+    // it is passed on to the program once it runs.
+    let mut forward = Forwarder::new()?;
     let pgid = match launcher.launch(
         &exe,
         &confinement,
@@ -398,7 +403,6 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         Duration::from_secs(a.unreachable_grace),
     );
     tokio::pin!(governor);
-    let mut forward = Forwarder::new()?;
     let mut stop = None;
     let mut forwarded_term = false;
     let status = loop {
