@@ -139,6 +139,30 @@ const TOKEN_BYTES_MAX: usize = 256;
 pub const WRIT_CARRIED_BYTES_MAX: usize = 8 * 1024;
 /// Descendants one revocation may reach.
 const REVOCATION_SUBTREE_MAX: usize = 100_000;
+/// How many times in a row one call decides again because the state
+/// (revocations, bundle, keys, principals) changed under it before it could
+/// be queued for the log; past this it fails closed.
+const STATE_CHANGES_MAX: usize = 16;
+
+/// Why one attempt at a decision did not finish.
+enum Attempt {
+    /// Input that is not a well-formed question.
+    Bad(BadRequest),
+    /// The state changed before the entry could be queued: decide again.
+    StateChanged,
+}
+
+impl From<BadRequest> for Attempt {
+    fn from(e: BadRequest) -> Attempt {
+        Attempt::Bad(e)
+    }
+}
+
+fn state_kept_changing() -> Denial {
+    unavailable(format!(
+        "the authority's state changed under this call {STATE_CHANGES_MAX} times in a row"
+    ))
+}
 
 fn unavailable(msg: impl std::fmt::Display) -> Denial {
     Denial::new(ReasonCode::AuthorityUnavailable, msg.to_string())
@@ -485,6 +509,39 @@ impl Authority {
         *guard = Arc::new(next);
     }
 
+    /// Queue `tx` for the log if `seen` is still the current state; `None`
+    /// when the state changed since the caller read it (the caller then
+    /// decides again against the new one). With [`Authority::revoke_state`]
+    /// this keeps the log in the order of the states its entries were
+    /// decided against: nothing decided before a revocation is queued after
+    /// it, and the store's writer commits in queue order.
+    fn submit_if_current(&self, seen: &Arc<State>, tx: Tx) -> Option<writ_store::Ticket> {
+        let guard = match self.state.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::ptr_eq(&guard, seen).then(|| self.store.submit(tx))
+    }
+
+    /// Put `revoked` into effect and queue the transaction that logs it, as
+    /// one step: every decision queued after the revocation's entry was
+    /// made knowing it. The revocation takes effect before its commit
+    /// returns; if the commit fails it stays in effect on this node until a
+    /// restart (fail closed: the administrator is told and revokes again).
+    fn revoke_state(&self, add: &Revoked, tx: Tx) -> writ_store::Ticket {
+        let mut guard = match self.state.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut revoked = guard.revoked.clone();
+        revoked.writs.extend(add.writs.iter().cloned());
+        revoked.principals.extend(add.principals.iter().cloned());
+        let next = guard.with_revoked(revoked);
+        let ticket = self.store.submit(tx);
+        *guard = Arc::new(next);
+        ticket
+    }
+
     pub fn config(&self) -> &AuthorityConfig {
         &self.config
     }
@@ -574,9 +631,26 @@ impl Authority {
         req: AuthorizeRequest,
     ) -> Result<AuthorizeResponse, BadRequest> {
         validate_request(&req)?;
-        if let Some(d) = self.stale() {
-            return Ok(deny_unlogged(d));
+        for _ in 0..STATE_CHANGES_MAX {
+            if let Some(d) = self.stale() {
+                return Ok(deny_unlogged(d));
+            }
+            match self.authorize_once(who, &req).await {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Bad(e)) => return Err(e),
+                Err(Attempt::StateChanged) => continue,
+            }
         }
+        Ok(deny_unlogged(state_kept_changing()))
+    }
+
+    /// One decision against the state current now; `StateChanged` if the
+    /// state changed before the allow could be queued for the log.
+    async fn authorize_once(
+        &self,
+        who: &Principal,
+        req: &AuthorizeRequest,
+    ) -> Result<AuthorizeResponse, Attempt> {
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
         let now = now_ms / 1000;
@@ -609,7 +683,7 @@ impl Authority {
         // ask for no more than it holds.
         let lineage = match self.check_parent(
             &state,
-            &req,
+            req,
             now,
             &mut lifetime,
             requested_lifetime.is_some(),
@@ -740,7 +814,10 @@ impl Authority {
             ]);
         }
         // INVARIANT: the writ is signed only after this commit returned Ok.
-        let log_index = match self.store.submit(Tx::new(ops)).await {
+        let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
+            return Err(Attempt::StateChanged);
+        };
+        let log_index = match ticket.await {
             Ok(indices) => {
                 self.note_indices(&indices);
                 match indices.first() {
@@ -759,11 +836,11 @@ impl Authority {
             exp,
             jti: jti.clone(),
             writ: WritBody {
-                action: req.action,
-                resource: req.resource,
+                action: req.action.clone(),
+                resource: req.resource.clone(),
                 request: request_digest,
                 environment,
-                scope: req.scope,
+                scope: req.scope.clone(),
                 policy: state.bundle.hash().to_owned(),
                 lineage: Lineage {
                     parent,
@@ -998,6 +1075,21 @@ impl Authority {
         jti: &str,
         req: &StartRequest,
     ) -> Result<ExecutionResponse, CallError> {
+        for _ in 0..STATE_CHANGES_MAX {
+            if let Some(r) = self.start_once(who, jti, req).await? {
+                return Ok(r);
+            }
+        }
+        Err(CallError::Denied(state_kept_changing()))
+    }
+
+    /// One attempt; `None` if the state changed before the start was queued.
+    async fn start_once(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &StartRequest,
+    ) -> Result<Option<ExecutionResponse>, CallError> {
         if let Some(d) = self.stale() {
             return Err(CallError::Unavailable(d.message));
         }
@@ -1062,28 +1154,28 @@ impl Authority {
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
-        match self
-            .store
-            .submit(Tx::new(vec![
-                Op::Spend {
-                    jti: jti.into(),
-                    time_ms: now_ms,
-                },
-                Op::Lease {
-                    jti: jti.into(),
-                    lease_exp: rec.exp,
-                },
-                Op::Append { leaf },
-            ]))
-            .await
-        {
+        let tx = Tx::new(vec![
+            Op::Spend {
+                jti: jti.into(),
+                time_ms: now_ms,
+            },
+            Op::Lease {
+                jti: jti.into(),
+                lease_exp: rec.exp,
+            },
+            Op::Append { leaf },
+        ]);
+        let Some(ticket) = self.submit_if_current(&state, tx) else {
+            return Ok(None);
+        };
+        match ticket.await {
             Ok(indices) => {
                 self.note_indices(&indices);
-                Ok(ExecutionResponse {
+                Ok(Some(ExecutionResponse {
                     jti: jti.into(),
                     log_index: indices.first().copied().unwrap_or_default(),
                     revoked: None,
-                })
+                }))
             }
             Err(writ_store::StoreError::Conflict(m)) => {
                 Err(CallError::Denied(Denial::new(ReasonCode::Replayed, m)))
@@ -1107,6 +1199,21 @@ impl Authority {
         jti: &str,
         req: &RenewRequest,
     ) -> Result<RenewResponse, CallError> {
+        for _ in 0..STATE_CHANGES_MAX {
+            if let Some(r) = self.renew_once(who, jti, req).await? {
+                return Ok(r);
+            }
+        }
+        Err(CallError::Denied(state_kept_changing()))
+    }
+
+    /// One attempt; `None` if the state changed before the renewal was queued.
+    async fn renew_once(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &RenewRequest,
+    ) -> Result<Option<RenewResponse>, CallError> {
         let state = self.state();
         let rec = self
             .store
@@ -1168,7 +1275,10 @@ impl Authority {
                 lease_exp,
             });
         }
-        let indices = match self.store.submit(Tx::new(ops)).await {
+        let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
+            return Ok(None);
+        };
+        let indices = match ticket.await {
             Ok(i) => i,
             Err(writ_store::StoreError::Conflict(m)) => return Err(CallError::Conflict(m)),
             Err(e) => return Err(CallError::Denied(unavailable(e))),
@@ -1176,12 +1286,12 @@ impl Authority {
         self.note_indices(&indices);
         let log_index = indices.first().copied().unwrap_or_default();
         match decided {
-            Ok((lease_exp, _)) => Ok(RenewResponse {
+            Ok((lease_exp, _)) => Ok(Some(RenewResponse {
                 jti: jti.into(),
                 lease_exp,
                 policy,
                 log_index,
-            }),
+            })),
             Err(d) => Err(CallError::Denied(Denial::new(
                 d.reason,
                 format!("{} (renewal denied, log index {log_index})", d.message),
@@ -1277,6 +1387,21 @@ impl Authority {
         jti: &str,
         req: &FinishRequest,
     ) -> Result<ExecutionResponse, CallError> {
+        for _ in 0..STATE_CHANGES_MAX {
+            if let Some(r) = self.finish_once(who, jti, req).await? {
+                return Ok(r);
+            }
+        }
+        Err(CallError::Denied(state_kept_changing()))
+    }
+
+    /// One attempt; `None` if the state changed before the finish was queued.
+    async fn finish_once(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &FinishRequest,
+    ) -> Result<Option<ExecutionResponse>, CallError> {
         let rec = self
             .store
             .writ(jti)?
@@ -1308,8 +1433,8 @@ impl Authority {
         // its enforcement point acted on the revocation (a script whose
         // nested runner heard it first): the log says what the authority
         // knew when the run ended.
+        let state = self.state();
         let revoked = {
-            let state = self.state();
             Oracle {
                 store: self.store.as_ref(),
                 revoked: &state.revoked,
@@ -1352,13 +1477,16 @@ impl Authority {
             },
             Op::Append { leaf },
         ];
-        let indices = self.store.submit(Tx::new(ops)).await?;
+        let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
+            return Ok(None);
+        };
+        let indices = ticket.await?;
         self.note_indices(&indices);
-        Ok(ExecutionResponse {
+        Ok(Some(ExecutionResponse {
             jti: jti.into(),
             log_index: indices.first().copied().unwrap_or_default(),
             revoked,
-        })
+        }))
     }
 
     /// Revoke a writ with its whole subtree, or a principal. Admin only.
@@ -1420,19 +1548,16 @@ impl Authority {
         .to_leaf()
         .map_err(CallError::Unavailable)?;
         ops.push(Op::Append { leaf });
-        let indices = self.store.submit(Tx::new(ops)).await?;
+        let mut add = Revoked::default();
+        match kind {
+            RevocationKind::Writ => add.writs.extend(jtis.iter().cloned()),
+            RevocationKind::Principal => {
+                add.principals.insert(target.clone());
+            }
+        }
+        let indices = self.revoke_state(&add, Tx::new(ops)).await?;
         self.note_indices(&indices);
         let log_index = indices.first().copied().unwrap_or_default();
-        self.swap_state(|s| {
-            let mut revoked = s.revoked.clone();
-            match kind {
-                RevocationKind::Writ => revoked.writs.extend(jtis.iter().cloned()),
-                RevocationKind::Principal => {
-                    revoked.principals.insert(target.clone());
-                }
-            }
-            s.with_revoked(revoked)
-        });
         let _ = self.events.send(Event::Revocation {
             time_ms: now_ms,
             target: target.clone(),

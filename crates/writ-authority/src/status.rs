@@ -6,8 +6,8 @@ use writ_artifact::{Claims, Denial, ReasonCode, StatusOracle};
 use writ_store::Store;
 
 /// Revoked writs (by jti) and principals, held in memory; the store is the
-/// source of truth and these sets are loaded from it and updated after each
-/// committed revocation.
+/// source of truth and these sets are loaded from it, and take a new
+/// revocation when it is queued for the log (before its commit returns).
 #[derive(Debug, Default, Clone)]
 pub struct Revoked {
     pub writs: HashSet<String>,

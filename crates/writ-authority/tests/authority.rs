@@ -270,3 +270,85 @@ async fn jtis_start_with_the_issue_time_and_end_random() {
     // Later writs sort after earlier ones (what keeps the jti indexes appending).
     assert!(jtis[2] > jtis[0] && jtis[2] > jtis[1]);
 }
+
+/// A revocation bounds the log: no allow for a revoked principal is logged
+/// after the revocation's entry, however the decisions in flight interleave
+/// with it. 32 tasks decide for one principal on two worker threads while it
+/// is revoked; before the revocation took effect when its entry was queued,
+/// decisions read the old state during the revocation's commit and were
+/// logged after it as allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
+    let f = Arc::new(fixture().await);
+    let added = f
+        .authority
+        .add_principal(
+            &f.admin,
+            &PrincipalRequest {
+                uid: "User::\"racer\"".into(),
+                admin: false,
+            },
+        )
+        .await
+        .unwrap();
+    let racer = f.authority.authenticate(&added.token).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (f, racer, stop) = (f.clone(), racer.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                f.authority
+                    .authorize(&racer, exec(&["/usr/bin/true"]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let revoked = f
+        .authority
+        .revoke(
+            &f.admin,
+            &RevokeRequest {
+                jti: None,
+                principal: Some(racer.uid.clone()),
+                reason: Some("race".into()),
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let store = f.authority.store();
+    let (mut before, mut after_denied) = (0, 0);
+    for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
+        let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
+            continue;
+        };
+        if d.principal != racer.uid {
+            continue;
+        }
+        if leaf.index < revoked.log_index {
+            before += usize::from(d.decision == Outcome::Allow);
+            continue;
+        }
+        assert_eq!(
+            (d.decision, d.reason),
+            (Outcome::Deny, Some(ReasonCode::Revoked)),
+            "entry {} follows the revocation at {} and was not denied as revoked",
+            leaf.index,
+            revoked.log_index
+        );
+        after_denied += 1;
+    }
+    assert!(before > 0, "no allow was logged before the revocation");
+    assert!(
+        after_denied > 0,
+        "no decision was logged after the revocation"
+    );
+}
