@@ -265,6 +265,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         })
     };
 
+    // Reading a pipe through the reactor makes it non-blocking, and that
+    // flag belongs to the pipe, not to this process: put it back on exit.
+    let _stdio_flags = StdioFlags::save();
     let end = writ_mcp::proxy::run(
         Arc::clone(&gov),
         BufReader::with_capacity(PIPE_BUFFER_BYTES, client_input()),
@@ -438,6 +441,32 @@ pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
         None => print!("{}", f.text),
     }
     Ok(Exit::Ok)
+}
+
+/// The file status flags of standard input and output as they were, put
+/// back when dropped. `O_NONBLOCK` is a flag of the open file, shared with
+/// every process that holds it (the shell that started the proxy, a command
+/// that reads the same pipe after it).
+struct StdioFlags([Option<rustix::fs::OFlags>; 2]);
+
+impl StdioFlags {
+    fn save() -> StdioFlags {
+        StdioFlags([
+            rustix::fs::fcntl_getfl(std::io::stdin()).ok(),
+            rustix::fs::fcntl_getfl(std::io::stdout()).ok(),
+        ])
+    }
+}
+
+impl Drop for StdioFlags {
+    fn drop(&mut self) {
+        if let Some(f) = self.0[0] {
+            let _ = rustix::fs::fcntl_setfl(std::io::stdin(), f);
+        }
+        if let Some(f) = self.0[1] {
+            let _ = rustix::fs::fcntl_setfl(std::io::stdout(), f);
+        }
+    }
 }
 
 /// The proxy's standard input. A pipe (what MCP clients give a server) is

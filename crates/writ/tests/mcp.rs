@@ -623,11 +623,28 @@ asyncio.run(main())
     );
 }
 
+/// Whether `O_NONBLOCK` is set on the open file behind `fd` of this process.
+fn nonblocking(fd: &impl std::os::fd::AsRawFd) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .unwrap()
+        .trim();
+    u32::from_str_radix(flags, 8).unwrap() & 0o4000 != 0
+}
+
 #[test]
 fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1() {
-    use std::io::{BufRead as _, BufReader};
+    use std::io::{BufRead as _, BufReader, Read as _};
     let srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");
+    // The client's pipes, with a second handle on the very ends the proxy
+    // holds: the flags of those open files are what a shell sharing them
+    // would see after the proxy.
+    let (stdin_r, mut stdin) = std::io::pipe().unwrap();
+    let (stdout_r, stdout_w) = std::io::pipe().unwrap();
+    let (stdin_seen, stdout_seen) = (stdin_r.try_clone().unwrap(), stdout_w.try_clone().unwrap());
     // A "server" that reads one request and exits without answering.
     let mut child = Command::new(writ_bin())
         .args([
@@ -641,29 +658,36 @@ fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1(
         ])
         .env("WRIT_SERVER", &srv.url)
         .env("WRIT_TOKEN", &agent)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdin(stdin_r)
+        .stdout(stdout_w)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut from_proxy = BufReader::new(stdout_r);
+    from_proxy.read_line(&mut line).unwrap();
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(v["id"], 1, "{v}");
     assert_eq!(v["error"]["code"], -32000, "{v}");
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the MCP server exited (status 3)"),
+        "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the MCP server exited (status 3)"));
+    assert!(
+        !nonblocking(&stdin_seen) && !nonblocking(&stdout_seen),
+        "the proxy left its standard input or output non-blocking"
+    );
 }
