@@ -1558,6 +1558,21 @@ impl Authority {
         let indices = self.revoke_state(&add, Tx::new(ops)).await?;
         self.note_indices(&indices);
         let log_index = indices.first().copied().unwrap_or_default();
+        // Children queued before the revocation were not yet in the store
+        // when the subtree was read; now every one of them is (the writer
+        // commits in queue order), and none queued after it was allowed.
+        // They are revoked already (through their parent); this names them
+        // so that their runners, which watch for their own jti, stop too.
+        let (jtis, revoked_targets) = match kind {
+            RevocationKind::Principal => (jtis, revoked_targets),
+            RevocationKind::Writ => match self.subtree(&target) {
+                Ok(all) => (all.clone(), all),
+                Err(e) => {
+                    tracing::warn!(jti = %target, error = %e, "the revoked subtree could not be read again");
+                    (jtis, revoked_targets)
+                }
+            },
+        };
         let _ = self.events.send(Event::Revocation {
             time_ms: now_ms,
             target: target.clone(),

@@ -352,3 +352,80 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
         "no decision was logged after the revocation"
     );
 }
+
+/// A writ's revocation names its whole subtree, children issued while it was
+/// being made included: runners end their program when the revocation
+/// event names their writ. 32 tasks ask for children of one running parent
+/// while the parent is revoked; every child allowed before the revocation's
+/// entry must be in the answer's list (the event carries the same list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_names_every_child_issued_before_its_entry() {
+    let f = Arc::new(fixture().await);
+    let mut parent = exec(&["/usr/bin/sleep", "600"]);
+    parent.start = true;
+    let AuthorizeResponse::Allow { jti: parent, .. } =
+        f.authority.authorize(&f.admin, parent).await.unwrap()
+    else {
+        panic!("the parent was denied");
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (f, parent, stop) = (f.clone(), parent.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut child = exec(&["/usr/bin/true"]);
+                child.parent = Some(parent.clone());
+                child.lifetime_secs = None;
+                f.authority.authorize(&f.admin, child).await.unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let revoked = f
+        .authority
+        .revoke(
+            &f.admin,
+            &RevokeRequest {
+                jti: Some(parent.clone()),
+                principal: None,
+                reason: Some("race".into()),
+            },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let store = f.authority.store();
+    let (mut children, mut after) = (0, 0);
+    for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
+        let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
+            continue;
+        };
+        if d.parent.as_deref() != Some(parent.as_str()) {
+            continue;
+        }
+        if leaf.index > revoked.log_index {
+            assert_eq!(d.decision, Outcome::Deny, "entry {}", leaf.index);
+            after += 1;
+        } else if d.decision == Outcome::Allow {
+            let jti = d.jti.unwrap();
+            assert!(
+                revoked.revoked.contains(&jti),
+                "child {jti} (entry {}, before the revocation at {}) is not named by it",
+                leaf.index,
+                revoked.log_index
+            );
+            children += 1;
+        }
+    }
+    assert!(
+        children > 0 && after > 0,
+        "{children} children, {after} after"
+    );
+    assert!(revoked.revoked.contains(&parent));
+}
