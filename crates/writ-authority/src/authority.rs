@@ -422,12 +422,35 @@ impl Authority {
                         .unwrap_or_else(|| "revoked on another node".into())
                 };
                 if let Some(first) = new_writs.first() {
+                    // The records name the subtree as the revoking node read
+                    // it before its commit; the store has every child now.
+                    let mut jtis = new_writs.clone();
+                    let mut named: BTreeSet<String> = new_writs.iter().cloned().collect();
+                    let mut expanded = BTreeSet::new();
+                    for w in &new_writs {
+                        if expanded.contains(w) {
+                            continue;
+                        }
+                        match self.subtree(w) {
+                            Ok(all) => {
+                                for j in all {
+                                    expanded.insert(j.clone());
+                                    if named.insert(j.clone()) {
+                                        jtis.push(j);
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(jti = %w, error = %e, "a revoked subtree could not be read")
+                            }
+                        }
+                    }
                     let _ = self.events.send(Event::Revocation {
                         time_ms: checked_at,
                         target: first.clone(),
                         kind: "writ".into(),
                         reason: reason_of(first),
-                        jtis: new_writs.clone(),
+                        jtis,
                         log_index: None,
                     });
                 }
