@@ -405,7 +405,7 @@ impl Authority {
                 .collect();
             let activated =
                 (fresh.bundle.hash() != old.bundle.hash()).then(|| fresh.bundle.hash().to_owned());
-            self.swap_state(|_| fresh);
+            self.swap_state(|cur| fresh.keeping_revocations(cur));
             self.state_seq.store(seq, Ordering::Relaxed);
             if !new_writs.is_empty() || !new_principals.is_empty() {
                 let reasons: HashMap<String, String> = self
@@ -1782,7 +1782,7 @@ impl Authority {
             Some(&state.bundle),
         )
         .map_err(CallError::Unavailable)?;
-        self.swap_state(|_| fresh);
+        self.swap_state(|cur| fresh.keeping_revocations(cur));
         Ok(indices.first().copied().unwrap_or_default())
     }
 
@@ -1850,6 +1850,16 @@ struct ParentInfo {
 }
 
 impl State {
+    /// `self`, read from the store, with every revocation `cur` holds too:
+    /// one queued but not yet committed when the store was read is not in
+    /// it, and a revocation is never taken back.
+    fn keeping_revocations(mut self, cur: &State) -> State {
+        self.revoked.writs.extend(cur.revoked.writs.iter().cloned());
+        self.revoked
+            .principals
+            .extend(cur.revoked.principals.iter().cloned());
+        self
+    }
     fn with_revoked(&self, revoked: Revoked) -> State {
         State {
             revoked,
