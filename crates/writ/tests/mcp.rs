@@ -666,21 +666,29 @@ fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1(
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
         .unwrap();
-    let mut line = String::new();
-    let mut from_proxy = BufReader::new(stdout_r);
-    from_proxy.read_line(&mut line).unwrap();
+    // Read on threads: this test holds a write end of the proxy's stdout, so
+    // that pipe never ends, and stderr must drain while the proxy runs.
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout_r).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let mut proxy_stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = proxy_stderr.read_to_string(&mut s);
+        s
+    });
+    let line = line_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the proxy answered nothing within 60 s");
     let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(v["id"], 1, "{v}");
     assert_eq!(v["error"]["code"], -32000, "{v}");
     drop(stdin);
     let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr.join().unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("the MCP server exited (status 3)"),
