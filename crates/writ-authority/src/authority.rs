@@ -407,6 +407,8 @@ impl Authority {
                 (fresh.bundle.hash() != old.bundle.hash()).then(|| fresh.bundle.hash().to_owned());
             self.swap_state(|cur| fresh.keeping_revocations(cur));
             self.state_seq.store(seq, Ordering::Relaxed);
+            // Current from here on; what follows only announces the change.
+            self.fresh_ms.fetch_max(checked_at, Ordering::Relaxed);
             if !new_writs.is_empty() || !new_principals.is_empty() {
                 let reasons: HashMap<String, String> = self
                     .store
@@ -424,24 +426,22 @@ impl Authority {
                 if let Some(first) = new_writs.first() {
                     // The records name the subtree as the revoking node read
                     // it before its commit; the store has every child now.
+                    // One `children` query per revoked writ, as `subtree`.
                     let mut jtis = new_writs.clone();
                     let mut named: BTreeSet<String> = new_writs.iter().cloned().collect();
-                    let mut expanded = BTreeSet::new();
-                    for w in &new_writs {
-                        if expanded.contains(w) {
-                            continue;
-                        }
-                        match self.subtree(w) {
-                            Ok(all) => {
-                                for j in all {
-                                    expanded.insert(j.clone());
-                                    if named.insert(j.clone()) {
-                                        jtis.push(j);
+                    let mut i = 0;
+                    while let Some(w) = jtis.get(i).cloned() {
+                        i += 1;
+                        match self.store.children(&w) {
+                            Ok(children) => {
+                                for c in children {
+                                    if named.insert(c.jti.clone()) {
+                                        jtis.push(c.jti);
                                     }
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(jti = %w, error = %e, "a revoked subtree could not be read")
+                                tracing::warn!(jti = %w, error = %e, "the children of a revoked writ could not be read")
                             }
                         }
                     }
@@ -1782,7 +1782,15 @@ impl Authority {
             Some(&state.bundle),
         )
         .map_err(CallError::Unavailable)?;
-        self.swap_state(|cur| fresh.keeping_revocations(cur));
+        // Only the keys: a revocation, activation or principal that changed
+        // the state since the store was read stays as it is.
+        self.swap_state(|cur| State {
+            signer: fresh.signer,
+            ring: fresh.ring,
+            key_records: fresh.key_records,
+            policy_keys: fresh.policy_keys,
+            ..cur.clone_shallow()
+        });
         Ok(indices.first().copied().unwrap_or_default())
     }
 
@@ -1792,27 +1800,42 @@ impl Authority {
             .store
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
+        let state = self.state();
         let mut ancestors = Vec::new();
+        // Revoked through an ancestor (the writ or its principal), as the
+        // authority decides (`Oracle::revoked_chain`).
+        let mut inherited = false;
         let mut next = rec.parent.clone();
         while let Some(p) = next {
             if ancestors.len() > LINEAGE_DEPTH_MAX as usize {
                 break;
             }
             ancestors.push(p.clone());
-            next = self.store.writ(&p)?.and_then(|r| r.parent);
+            let parent = self.store.writ(&p)?;
+            inherited |= state.revoked.writs.contains(&p)
+                || parent
+                    .as_ref()
+                    .is_some_and(|r| state.revoked.principals.contains(&r.principal));
+            next = parent.and_then(|r| r.parent);
         }
         ancestors.reverse();
-        let tree = self.lineage_node(rec, 0)?;
+        let tree = self.lineage_node(&state, rec, 0, inherited)?;
         Ok(LineageResponse { ancestors, tree })
     }
 
-    fn lineage_node(&self, rec: WritRecord, level: u32) -> Result<LineageNode, CallError> {
-        let state = self.state();
+    fn lineage_node(
+        &self,
+        state: &State,
+        rec: WritRecord,
+        level: u32,
+        inherited: bool,
+    ) -> Result<LineageNode, CallError> {
         let now = self.clock.now_unix_secs();
         let exec = self.store.execution(&rec.jti)?;
-        let status = if state.revoked.writs.contains(&rec.jti)
-            || state.revoked.principals.contains(&rec.principal)
-        {
+        let revoked = inherited
+            || state.revoked.writs.contains(&rec.jti)
+            || state.revoked.principals.contains(&rec.principal);
+        let status = if revoked {
             "revoked".to_string()
         } else {
             match exec {
@@ -1825,7 +1848,7 @@ impl Authority {
         let mut children = Vec::new();
         if level < LINEAGE_DEPTH_MAX {
             for c in self.store.children(&rec.jti)? {
-                children.push(self.lineage_node(c, level + 1)?);
+                children.push(self.lineage_node(state, c, level + 1, revoked)?);
             }
         }
         Ok(LineageNode {

@@ -428,4 +428,11 @@ async fn a_revocation_names_every_child_issued_before_its_entry() {
         "{children} children, {after} after"
     );
     assert!(revoked.revoked.contains(&parent));
+    // The lineage tree says the same of every one of them.
+    let tree = f.authority.lineage(&parent).unwrap().tree;
+    assert_eq!(tree.status, "revoked");
+    assert_eq!(tree.children.len(), children);
+    for c in &tree.children {
+        assert_eq!(c.status, "revoked", "child {} in the lineage tree", c.jti);
+    }
 }

@@ -43,7 +43,10 @@ pub use types::*;
 
 /// What the authority needs from durable storage.
 pub trait Store: Send + Sync + 'static {
-    /// Queue `tx` for the next group commit.
+    /// Queue `tx` for the next group commit. The transaction is queued when
+    /// this returns (not when the ticket is first polled), without blocking,
+    /// and transactions commit in the order they were queued: the authority
+    /// calls this under its state lock to keep the log in decision order.
     fn submit(&self, tx: Tx) -> Ticket;
 
     fn log_size(&self) -> Result<u64, StoreError>;
