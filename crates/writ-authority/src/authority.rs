@@ -158,6 +158,21 @@ impl From<BadRequest> for Attempt {
     }
 }
 
+/// Run `attempt` until it is queued against a current state (`Some`), at
+/// most [`STATE_CHANGES_MAX`] times; then fail closed.
+async fn until_queued<T, F, Fut>(attempt: F) -> Result<T, CallError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, CallError>>,
+{
+    for _ in 0..STATE_CHANGES_MAX {
+        if let Some(r) = attempt().await? {
+            return Ok(r);
+        }
+    }
+    Err(CallError::Denied(state_kept_changing()))
+}
+
 fn state_kept_changing() -> Denial {
     unavailable(format!(
         "the authority's state changed under this call {STATE_CHANGES_MAX} times in a row"
@@ -426,25 +441,10 @@ impl Authority {
                 if let Some(first) = new_writs.first() {
                     // The records name the subtree as the revoking node read
                     // it before its commit; the store has every child now.
-                    // One `children` query per revoked writ, as `subtree`.
-                    let mut jtis = new_writs.clone();
-                    let mut named: BTreeSet<String> = new_writs.iter().cloned().collect();
-                    let mut i = 0;
-                    while let Some(w) = jtis.get(i).cloned() {
-                        i += 1;
-                        match self.store.children(&w) {
-                            Ok(children) => {
-                                for c in children {
-                                    if named.insert(c.jti.clone()) {
-                                        jtis.push(c.jti);
-                                    }
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(jti = %w, error = %e, "the children of a revoked writ could not be read")
-                            }
-                        }
-                    }
+                    let jtis = self.subtree_of(new_writs.clone()).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "a revoked subtree could not be read");
+                        new_writs.clone()
+                    });
                     let _ = self.events.send(Event::Revocation {
                         time_ms: checked_at,
                         target: first.clone(),
@@ -1098,12 +1098,7 @@ impl Authority {
         jti: &str,
         req: &StartRequest,
     ) -> Result<ExecutionResponse, CallError> {
-        for _ in 0..STATE_CHANGES_MAX {
-            if let Some(r) = self.start_once(who, jti, req).await? {
-                return Ok(r);
-            }
-        }
-        Err(CallError::Denied(state_kept_changing()))
+        until_queued(|| self.start_once(who, jti, req)).await
     }
 
     /// One attempt; `None` if the state changed before the start was queued.
@@ -1222,12 +1217,7 @@ impl Authority {
         jti: &str,
         req: &RenewRequest,
     ) -> Result<RenewResponse, CallError> {
-        for _ in 0..STATE_CHANGES_MAX {
-            if let Some(r) = self.renew_once(who, jti, req).await? {
-                return Ok(r);
-            }
-        }
-        Err(CallError::Denied(state_kept_changing()))
+        until_queued(|| self.renew_once(who, jti, req)).await
     }
 
     /// One attempt; `None` if the state changed before the renewal was queued.
@@ -1410,12 +1400,7 @@ impl Authority {
         jti: &str,
         req: &FinishRequest,
     ) -> Result<ExecutionResponse, CallError> {
-        for _ in 0..STATE_CHANGES_MAX {
-            if let Some(r) = self.finish_once(who, jti, req).await? {
-                return Ok(r);
-            }
-        }
-        Err(CallError::Denied(state_kept_changing()))
+        until_queued(|| self.finish_once(who, jti, req)).await
     }
 
     /// One attempt; `None` if the state changed before the finish was queued.
@@ -1635,17 +1620,26 @@ impl Authority {
 
     /// `jti` and every descendant, breadth first.
     fn subtree(&self, jti: &str) -> Result<Vec<String>, CallError> {
-        let mut out = vec![jti.to_owned()];
+        self.subtree_of(vec![jti.to_owned()])
+    }
+
+    /// `roots` and every descendant of them, each once, roots first.
+    fn subtree_of(&self, roots: Vec<String>) -> Result<Vec<String>, CallError> {
+        let mut seen: BTreeSet<String> = roots.iter().cloned().collect();
+        let mut out = roots;
         let mut i = 0;
         while let Some(j) = out.get(i).cloned() {
             i += 1;
             for c in self.store.children(&j)? {
                 if out.len() >= REVOCATION_SUBTREE_MAX {
                     return Err(CallError::BadRequest(format!(
-                        "subtree of {jti} exceeds {REVOCATION_SUBTREE_MAX} writs"
+                        "subtree of {} exceeds {REVOCATION_SUBTREE_MAX} writs",
+                        out[0]
                     )));
                 }
-                out.push(c.jti);
+                if seen.insert(c.jti.clone()) {
+                    out.push(c.jti);
+                }
             }
         }
         Ok(out)
