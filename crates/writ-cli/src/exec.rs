@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::SignalKind;
 use writ_artifact::{
     canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
     VerifyOptions,
@@ -376,7 +376,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     // came between the launch and a later set-up killed this runner and left
     // the program (in its own process group) running, unwatched. Caught now,
     // it is passed on to the program once it runs.
-    let mut forward = Forwarder::new()?;
+    let mut forward = crate::signals::Forwarder::new()?;
     let pgid = match launcher.launch(
         &exe,
         &confinement,
@@ -505,32 +505,6 @@ async fn terminate(
     };
     let _ = writ_exec::signal_group(pgid, SIGKILL);
     Ok(status)
-}
-
-/// SIGINT, SIGTERM and SIGHUP received by the runner, to pass on: the program
-/// runs in its own process group, so a terminal's Ctrl-C reaches only us.
-struct Forwarder {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl Forwarder {
-    fn new() -> Result<Forwarder> {
-        Ok(Forwarder {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) -> i32 {
-        tokio::select! {
-            _ = self.int.recv() => SignalKind::interrupt().as_raw_value(),
-            _ = self.term.recv() => SignalKind::terminate().as_raw_value(),
-            _ = self.hup.recv() => SignalKind::hangup().as_raw_value(),
-        }
-    }
 }
 
 /// The run could not start after the nonce was spent: record that, deny.

@@ -16,6 +16,7 @@ mod lease;
 mod logcmd;
 mod mcp;
 mod server;
+mod signals;
 mod witness;
 
 use std::path::PathBuf;

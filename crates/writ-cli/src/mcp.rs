@@ -31,6 +31,8 @@ const SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
 /// before it ends, so this bounds how long a session outlives a proxy that
 /// died without finishing it.
 const SESSION_LIFETIME_SECS_DEFAULT: u64 = 300;
+/// After a signal, how long the server has to exit before it is killed.
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
 /// Pages of `tools/list` read at most.
 const TOOL_PAGES_MAX: usize = 100;
 
@@ -56,9 +58,16 @@ reached denies with authority_unavailable. tools/list is filtered to the \
 tools a probe (the same request with empty arguments, not started) allows. \
 Everything else passes unchanged.
 
+SIGTERM, SIGINT and SIGHUP end the session as the client closing its \
+input would (a call still waiting gets the server's answer, or an error \
+if the server exits first, and a finish record), are passed on to the \
+server, and the server is killed if it has not exited 1 s later; the \
+session's finish records the signal.
+
 Exit status: 0 when the client closed the session; 1 when the server \
 exited first (pending requests got JSON-RPC errors) or on an operating \
-error; a reason code's status when the session was denied.
+error; 128 + N after signal N (143 for SIGTERM); a reason code's status \
+when the session was denied.
 
 Example (Claude Desktop, Cursor, ... configuration):
   \"command\": \"writ\", \"args\": [\"mcp-proxy\", \"--name\", \"filesystem\", \"--\",
@@ -209,6 +218,10 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     };
     eprintln!("writ mcp-proxy: session {jti} (audience {audience})");
 
+    // From here SIGTERM, SIGINT and SIGHUP end the session in order (an MCP
+    // client stops a stdio server with SIGTERM after closing its input)
+    // rather than killing the proxy with the session still open.
+    let mut signals = crate::signals::Forwarder::new()?;
     let mut child = match tokio::process::Command::new(&a.argv[0])
         .args(&a.argv[1..])
         .stdin(Stdio::piped())
@@ -268,16 +281,51 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     // Reading a pipe through the reactor makes it non-blocking, and that
     // flag belongs to the pipe, not to this process: put it back on exit.
     let _stdio_flags = StdioFlags::save();
-    let end = writ_mcp::proxy::run(
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let run = writ_mcp::proxy::run(
         Arc::clone(&gov),
-        BufReader::with_capacity(PIPE_BUFFER_BYTES, client_input()),
+        UntilStopped::new(
+            BufReader::with_capacity(PIPE_BUFFER_BYTES, client_input()),
+            stopped,
+        ),
         client_output(),
         server_in,
         BufReader::with_capacity(PIPE_BUFFER_BYTES, server_out),
-    )
-    .await;
+    );
+    tokio::pin!(run);
+    // A signal reads as the client closing its side (calls in flight are
+    // answered, by the server or with an error, and recorded; the server's
+    // input is closed), is passed on to the server, and the server is killed
+    // if it outlives SIGNAL_GRACE.
+    let mut stop = Some(stop);
+    let mut received: Option<(i32, Instant)> = None;
+    let mut killed = false;
+    let end = loop {
+        tokio::select! {
+            end = &mut run => break end,
+            sig = signals.recv(), if received.is_none() => {
+                eprintln!(
+                    "writ mcp-proxy: {} received: ending the session",
+                    crate::signals::name(sig)
+                );
+                received = Some((sig, Instant::now()));
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                pass_on(&child, sig);
+            }
+            _ = tokio::time::sleep(SIGNAL_GRACE), if received.is_some() && !killed => {
+                killed = true;
+                let _ = child.start_kill();
+            }
+        }
+    };
     lease.abort();
-    let status = match tokio::time::timeout(writ_mcp::proxy::DRAIN_GRACE, child.wait()).await {
+    let drain = match received {
+        Some((_, at)) => SIGNAL_GRACE.saturating_sub(at.elapsed()),
+        None => writ_mcp::proxy::DRAIN_GRACE,
+    };
+    let status = match tokio::time::timeout(drain, child.wait()).await {
         Ok(s) => s.ok(),
         Err(_) => {
             let _ = child.kill().await;
@@ -289,9 +337,13 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     let outcome = FinishRequest {
         exit_status: code.map(i64::from).or(signal.map(|s| 128 + i64::from(s))),
         duration_ms: started.elapsed().as_millis() as u64,
-        terminated: match &end {
-            End::ClientClosed => None,
-            End::ServerExited { pending } => Some(format!(
+        terminated: match (&end, received) {
+            (_, Some((sig, _))) => Some(format!(
+                "writ mcp-proxy received {}",
+                crate::signals::name(sig)
+            )),
+            (End::ClientClosed, None) => None,
+            (End::ServerExited { pending }, None) => Some(format!(
                 "the MCP server exited with {pending} requests pending"
             )),
         },
@@ -299,6 +351,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     };
     if let Err(e) = gov.authority().finish(&jti, outcome).await {
         eprintln!("writ: warning: the finish of session {jti} was not recorded: {e}");
+    }
+    if let Some((sig, _)) = received {
+        return Ok(Exit::Code(128u8.saturating_add(sig as u8)));
     }
     match end {
         End::ClientClosed => Ok(Exit::Ok),
@@ -465,6 +520,81 @@ impl Drop for StdioFlags {
         }
         if let Some(f) = self.0[1] {
             let _ = rustix::fs::fcntl_setfl(std::io::stdout(), f);
+        }
+    }
+}
+
+/// Pass `sig` on to the server (it shares the proxy's process group, but a
+/// supervisor's SIGTERM is sent to the proxy alone).
+fn pass_on(child: &tokio::process::Child, sig: i32) {
+    let pid = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    if let (Some(pid), Some(sig)) = (pid, rustix::process::Signal::from_named_raw(sig)) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// The client's input, ended early once `stopped` fires: to the proxy
+/// loop, a stop reads as the client closing its side. A stop sender that is
+/// dropped unsent never ends it.
+struct UntilStopped<R> {
+    inner: R,
+    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    ended: bool,
+}
+
+impl<R> UntilStopped<R> {
+    fn new(inner: R, stopped: tokio::sync::oneshot::Receiver<()>) -> UntilStopped<R> {
+        UntilStopped {
+            inner,
+            stopped: Some(stopped),
+            ended: false,
+        }
+    }
+
+    fn ended(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        use std::future::Future as _;
+        if let Some(rx) = self.stopped.as_mut() {
+            if let std::task::Poll::Ready(r) = std::pin::Pin::new(rx).poll(cx) {
+                self.stopped = None;
+                self.ended = r.is_ok();
+            }
+        }
+        self.ended
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilStopped<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.ended(cx) {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<R: AsyncBufRead + Unpin> AsyncBufRead for UntilStopped<R> {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.ended(cx) {
+            return std::task::Poll::Ready(Ok(&[]));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_fill_buf(cx)
+    }
+
+    fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        if !this.ended {
+            std::pin::Pin::new(&mut this.inner).consume(amt);
         }
     }
 }

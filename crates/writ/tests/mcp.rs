@@ -699,3 +699,119 @@ fn when_the_server_dies_the_pending_request_gets_an_error_and_the_proxy_exits_1(
         "the proxy left its standard input or output non-blocking"
     );
 }
+
+/// The pids of the children of process `pid` (any of its threads').
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let f = t.unwrap().path().join("children");
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        out.extend(text.split_whitespace().map(|p| p.parse::<u32>().unwrap()));
+    }
+    out
+}
+
+/// Whether `pid` is gone or a zombie.
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn sigterm_ends_the_session_in_order_records_why_and_stops_the_server() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let root = tempfile::tempdir().unwrap();
+    let root_path = root.path().canonicalize().unwrap();
+    // The client's input stays open: only the signal ends the session.
+    let (stdin_r, mut stdin) = std::io::pipe().unwrap();
+    let stdin_seen = stdin_r.try_clone().unwrap();
+    let mut child = Command::new(writ_bin())
+        .args(["mcp-proxy", "--name", "filesystem", "--", "node"])
+        .arg(server_js())
+        .arg(&root_path)
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &agent)
+        .stdin(stdin_r)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n")
+        .unwrap();
+    let proxy_stdout = child.stdout.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(proxy_stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let mut proxy_stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = proxy_stderr.read_to_string(&mut s);
+        s
+    });
+    let line = line_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the proxy answered nothing within 60 s");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["id"], 1, "{v}");
+    assert!(v["result"]["serverInfo"].is_object(), "{v}");
+    let servers = children_of(child.id());
+    assert_eq!(servers.len(), 1, "the proxy's children: {servers:?}");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy still runs 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = stderr.join().unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?}: {stderr}");
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert!(
+        !nonblocking(&stdin_seen),
+        "the proxy left its standard input non-blocking"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !dead(servers[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the MCP server {} outlived the proxy by 10 s",
+            servers[0]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The session is finished in the log, with the signal as its reason.
+    let jti = stderr
+        .split("writ mcp-proxy: session ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session line: {stderr}"));
+    let finish = srv
+        .log_entries()
+        .into_iter()
+        .find(|e| e["entry"]["type"] == "execution_finish" && e["entry"]["jti"] == jti)
+        .unwrap_or_else(|| panic!("no finish of the session {jti}"));
+    assert_eq!(
+        finish["entry"]["terminated"], "writ mcp-proxy received SIGTERM",
+        "{finish}"
+    );
+}
