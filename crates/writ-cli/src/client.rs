@@ -1,15 +1,24 @@
 //! A small HTTP client for the writ API.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+/// How long a connection to the server may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// How long an answer may take (for a stream: its headers); none by
+    /// default. The enforcement points set one: a server that accepts the
+    /// connection and never answers must not hold a decision forever.
+    answer_within: Option<Duration>,
 }
 
 /// A response: status plus JSON body.
@@ -47,10 +56,32 @@ impl Client {
         Client {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
+                .connect_timeout(CONNECT_TIMEOUT)
                 .build()
                 .unwrap_or_default(),
             base: base.trim_end_matches('/').to_owned(),
             token,
+            answer_within: None,
+        }
+    }
+
+    /// The same client, failing every request not answered within `limit`.
+    pub fn answering_within(mut self, limit: Duration) -> Client {
+        self.answer_within = Some(limit);
+        self
+    }
+
+    /// `f`, bounded by the client's answer limit.
+    async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match self.answer_within {
+            None => f.await,
+            Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| {
+                anyhow!(
+                    "the writ server at {} did not answer within {} s",
+                    self.base,
+                    limit.as_secs_f64()
+                )
+            })?,
         }
     }
 
@@ -63,6 +94,10 @@ impl Client {
     }
 
     async fn send(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
+        self.bounded(self.send_unbounded(r)).await
+    }
+
+    async fn send_unbounded(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
         let resp = r.send().await.map_err(|e| {
             anyhow!("cannot reach the writ server at {}: {e} (start it with `writ serve`, or set WRIT_SERVER)", self.base)
         })?;
@@ -84,10 +119,14 @@ impl Client {
 
     /// A GET whose body is read by the caller as it arrives (event streams).
     pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
-        self.req(reqwest::Method::GET, path)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))
+        let r = self
+            .req(reqwest::Method::GET, path)
+            .header("accept", "text/event-stream");
+        self.bounded(async {
+            r.send()
+                .await
+                .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))
+        })
+        .await
     }
 }

@@ -93,7 +93,9 @@ pub struct ExecArgs {
     pub authorize_only: bool,
     /// How long the authority may be unreachable (revocation stream down, or
     /// renewals failing past the lease's end) before the run is ended with
-    /// authority_unavailable.
+    /// authority_unavailable. An authority that accepts the connection but
+    /// does not answer is unreachable too: a request waits for its answer
+    /// this long (at least 5 s), then fails.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub unreachable_grace: u64,
     /// After SIGTERM to the program's process group, how long to wait before
@@ -206,7 +208,9 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     // the authority decides; it is used only if the writ grants exactly
     // that scope (otherwise one is built for what was granted).
     let launcher = Launcher::prepare(&exe, &confinement, required)?;
-    let client = Client::new(&g.server, g.token.clone());
+    let client = Client::new(&g.server, g.token.clone()).answering_within(
+        crate::lease::answer_limit(Duration::from_secs(a.unreachable_grace)),
+    );
     // The authority's published keys, fetched while the writ is asked for.
     let jwks = {
         let c = client.clone();

@@ -18,6 +18,11 @@ use crate::client::Client;
 const STREAM_SILENCE_MAX: Duration = Duration::from_secs(15);
 /// Pause between attempts to reach an authority that did not answer.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// The least time an enforcement point gives the authority to answer one
+/// request (see [`answer_limit`]).
+const ANSWER_LIMIT_MIN: Duration = Duration::from_secs(5);
+/// The last renewal before the grace runs out still gets this long.
+const LAST_ATTEMPT_MIN: Duration = Duration::from_millis(200);
 /// Renewals are never closer together than this.
 const RENEW_GAP_MIN: Duration = Duration::from_millis(500);
 /// How long a program runs before its runner subscribes to the revocation
@@ -26,6 +31,14 @@ const RENEW_GAP_MIN: Duration = Duration::from_millis(500);
 /// which reports a revocation already in force, so a revocation in the first
 /// moments ends the run this long after its start at the latest.
 pub const WATCH_AFTER: Duration = Duration::from_millis(20);
+
+/// How long `writ exec` and `writ mcp-proxy` wait for one answer of the
+/// authority: an authority that accepts connections and never answers (a
+/// stopped or wedged server) is unreachable too, and must not hold a
+/// decision, or a renewal past the grace, forever.
+pub fn answer_limit(grace: Duration) -> Duration {
+    grace.max(ANSWER_LIMIT_MIN)
+}
 
 /// Why a governed execution must stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,7 +123,18 @@ async fn keep_lease(
             () = tokio::time::sleep(wait) => {}
             Some(()) = kicked.recv() => {}
         }
-        match client.post(&path, &json!({})).await {
+        // No attempt outlasts the grace: past it, the run ends.
+        let left = lease_exp as f64 + grace.as_secs_f64() - unix_now();
+        let limit = Duration::from_secs_f64(left.max(0.0)).max(LAST_ATTEMPT_MIN);
+        let answer = tokio::time::timeout(limit, client.post(&path, &json!({})))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "no answer to the renewal within {:.1} s",
+                    limit.as_secs_f64()
+                ))
+            });
+        match answer {
             Ok(r) if r.ok() => {
                 failing = false;
                 match r.body.get("lease_exp").and_then(Value::as_u64) {

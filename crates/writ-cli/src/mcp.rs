@@ -83,7 +83,9 @@ pub struct McpProxyArgs {
     #[arg(long, value_name = "SECS")]
     pub lifetime: Option<u64>,
     /// How long the authority may be unreachable before the session's writ
-    /// is taken for lost (every later call is then denied).
+    /// is taken for lost (every later call is then denied). A request waits
+    /// for the authority's answer this long (at least 5 s); a call whose
+    /// decision does not come by then is denied with authority_unavailable.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub unreachable_grace: u64,
     /// The server's command and arguments.
@@ -151,7 +153,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     if g.token.is_none() {
         bail!("writ mcp-proxy needs the agent's token: set WRIT_TOKEN or pass --token");
     }
-    let client = Client::new(&g.server, g.token.clone());
+    let client = Client::new(&g.server, g.token.clone()).answering_within(
+        crate::lease::answer_limit(Duration::from_secs(a.unreachable_grace)),
+    );
     let audience = format!("mcp:{}", a.name);
     let keys = match keyring(&client).await {
         Ok(k) => k,

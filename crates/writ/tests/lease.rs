@@ -229,10 +229,11 @@ fn a_denied_renewal_ends_the_run() {
     );
 }
 
-#[test]
-fn an_unreachable_authority_ends_the_run_after_the_grace() {
-    let mut srv = Server::start();
-    activate_policy(&srv, "all", ALLOW_ALL);
+/// Start a governed `sleep` (lease 2 s, grace 2 s), cut the authority off
+/// with `cut`, and check that the run ends with authority_unavailable after
+/// the grace, its program dead.
+fn an_unreachable_authority_ends_the_run(srv: &mut Server, cut: impl FnOnce(&mut Server)) {
+    activate_policy(srv, "all", ALLOW_ALL);
     let tmp = tempfile::tempdir().unwrap();
     let pid_file = tmp.path().join("pid");
     let child = spawn_writ(
@@ -266,7 +267,7 @@ fn an_unreachable_authority_ends_the_run_after_the_grace() {
         pid != 0
     });
     assert!(alive(pid));
-    srv.kill_hard();
+    cut(srv);
     let t0 = Instant::now();
     let out = wait_writ(child, Duration::from_secs(30));
     out.expect_denied(
@@ -281,6 +282,28 @@ fn an_unreachable_authority_ends_the_run_after_the_grace() {
     );
     assert!(took < Duration::from_secs(12), "{took:?}");
     assert!(!alive(pid), "the program outlived its runner");
+}
+
+#[test]
+fn an_unreachable_authority_ends_the_run_after_the_grace() {
+    let mut srv = Server::start();
+    an_unreachable_authority_ends_the_run(&mut srv, Server::kill_hard);
+}
+
+/// A stopped server still accepts connections (the kernel queues them) and
+/// never answers: that is unreachable too, not a reason to wait forever.
+#[test]
+fn a_hung_authority_ends_the_run_after_the_grace() {
+    let mut srv = Server::start();
+    let signal = |srv: &Server, sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    an_unreachable_authority_ends_the_run(&mut srv, |s| signal(s, "-STOP"));
+    signal(&srv, "-CONT");
 }
 
 /// `writ exec` inside a governed program is a child in the lineage: the

@@ -563,6 +563,22 @@ fn mcp_schema_fragment_validates_argument_policies_and_fits_real_calls() {
 
 #[test]
 fn authority_unreachable_denies_calls_with_authority_unavailable() {
+    a_call_after_the_authority_is_cut_off(SIGKILL);
+}
+
+/// A stopped authority accepts the connection and never answers: the call
+/// is denied all the same once the proxy's answer limit (5 s) passes.
+#[test]
+fn a_hung_authority_denies_calls_with_authority_unavailable() {
+    a_call_after_the_authority_is_cut_off(SIGSTOP);
+}
+
+const SIGKILL: i32 = 9;
+const SIGSTOP: i32 = 19;
+
+/// A Python MCP client's first call comes after the authority got `signal`
+/// (its number): it must be a tool error naming `authority_unavailable`.
+fn a_call_after_the_authority_is_cut_off(signal: i32) {
     let mut srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");
     let root = tempfile::tempdir().unwrap();
@@ -570,7 +586,7 @@ fn authority_unreachable_denies_calls_with_authority_unavailable() {
     std::fs::write(root_path.join("x.txt"), "x").unwrap();
     // A client whose first call comes after the authority died.
     let script = r#"
-import asyncio, json, os, signal, sys
+import asyncio, json, os, sys
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 job = json.load(sys.stdin)
@@ -579,17 +595,18 @@ async def main():
     async with stdio_client(params) as s:
         async with ClientSession(s[0], s[1]) as session:
             await session.initialize()
-            os.kill(job["authority_pid"], signal.SIGKILL)
+            os.kill(job["authority_pid"], job["signal"])
             await asyncio.sleep(0.3)
-            r = await session.call_tool("read_text_file", {"path": job["path"]})
+            r = await asyncio.wait_for(session.call_tool("read_text_file", {"path": job["path"]}), 60)
             json.dump({"isError": bool(getattr(r, "is_error", None) or getattr(r, "isError", False)), "text": r.content[0].text}, sys.stdout)
 asyncio.run(main())
 "#;
     let job = json!({
         "command": writ_bin(),
-        "args": ["mcp-proxy", "--name", "filesystem", "--", "node", server_js(), root_path],
+        "args": ["mcp-proxy", "--name", "filesystem", "--unreachable-grace", "1", "--", "node", server_js(), root_path],
         "env": {"WRIT_SERVER": srv.url, "WRIT_TOKEN": agent, "PATH": std::env::var("PATH").unwrap_or_default()},
         "authority_pid": srv.pid(),
+        "signal": signal,
         "path": root_path.join("x.txt"),
     });
     let mut child = Command::new(python())
