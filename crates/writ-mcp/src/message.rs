@@ -13,6 +13,9 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// closed) before it answered.
 pub const SERVER_GONE: i64 = -32000;
 
+/// The one method the proxy governs.
+pub const TOOLS_CALL: &str = "tools/call";
+
 /// What a message is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -50,7 +53,17 @@ impl Message {
                 }
             }
         };
-        let kind = classify(&value);
+        let mut kind = classify(&value);
+        // A governed call is decided on the proxy's reading of it and run on
+        // the server's: refuse what two JSON parsers may read differently.
+        if matches!(&kind, Kind::Request { method, .. } if method == TOOLS_CALL) {
+            if let Err(e) = writ_artifact::canonical::check_no_duplicate_keys(&raw) {
+                kind = Kind::Invalid {
+                    code: INVALID_REQUEST,
+                    why: format!("a tools/call with a duplicate key is refused: {e}"),
+                };
+            }
+        }
         Message { raw, value, kind }
     }
 }
@@ -75,7 +88,12 @@ pub fn classify(v: &Value) -> Kind {
             method: m.clone(),
         },
         (Some(Value::String(m)), None) if !obj.contains_key("id") => {
-            Kind::Notification { method: m.clone() }
+            if m == TOOLS_CALL {
+                // A server that ran it anyway would run it ungoverned.
+                invalid("a tools/call without an id (a notification) is refused: writ mcp-proxy forwards only tool calls it has decided")
+            } else {
+                Kind::Notification { method: m.clone() }
+            }
         }
         (Some(_), _) => invalid("`method` must be a string and `id` a string or a number"),
         (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
@@ -162,6 +180,9 @@ mod tests {
         );
         for bad in [
             r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write_file"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_text_file","name":"write_file"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"path":"/p","path":"/etc/shadow"}}}"#,
             "3",
             r#"{"id":null,"method":"x"}"#,
             r#"{"id":1}"#,

@@ -24,7 +24,7 @@ use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX}
 use crate::govern::{call_of, Authority, Governor, Permit};
 use crate::message::{
     error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS, INVALID_REQUEST,
-    SERVER_GONE,
+    SERVER_GONE, TOOLS_CALL,
 };
 
 /// Messages queued towards one side before readers wait (backpressure).
@@ -221,7 +221,7 @@ async fn from_client<A: Authority>(
 ) {
     let msg = Message::parse(raw);
     match msg.kind {
-        Kind::Request { id, method } if method == "tools/call" => {
+        Kind::Request { id, method } if method == TOOLS_CALL => {
             let (gov, table, to_client, to_server) = (
                 Arc::clone(gov),
                 Arc::clone(table),

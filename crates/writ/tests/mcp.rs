@@ -832,3 +832,70 @@ fn sigterm_ends_the_session_in_order_records_why_and_stops_the_server() {
         "{finish}"
     );
 }
+
+/// A tool call the proxy cannot decide as the server would read it (sent as
+/// a notification, or with duplicate keys) never reaches the server: here a
+/// "server" that writes down every line it gets sees only the notification
+/// sent after them.
+#[test]
+fn smuggled_tool_calls_never_reach_the_server() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let tmp = tempfile::tempdir().unwrap();
+    let seen = tmp.path().join("seen");
+    let mut child = Command::new(writ_bin())
+        .args(["mcp-proxy", "--name", "filesystem", "--", "sh", "-c"])
+        .arg(format!("cat > {}", seen.display()))
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &agent)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in [
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/x","content":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":"/tmp/x"},"name":"write_file"}}"#,
+        r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/x","path":"/tmp/y","content":"x"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    ] {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = wait_with_limit(child, std::time::Duration::from_secs(60));
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+    );
+    // Each refusal is a JSON-RPC error.
+    let answers: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    for (a, id) in answers.iter().zip([Value::Null, json!(5), json!(6)]) {
+        assert_eq!(
+            (&a["id"], &a["error"]["code"]),
+            (&id, &json!(-32600)),
+            "{a}"
+        );
+    }
+    // Nothing was decided: no call_tool decision is in the log.
+    assert!(
+        decisions(&srv, "write_file").is_empty() && decisions(&srv, "read_text_file").is_empty()
+    );
+}
+
+/// `child`'s output once it exits, or a panic after `limit`.
+fn wait_with_limit(child: std::process::Child, limit: std::time::Duration) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the proxy did not exit within {limit:?}"))
+        .unwrap()
+}
