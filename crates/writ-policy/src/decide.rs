@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_forbid_that_errs_denies_and_a_permit_that_errs_permits_nothing() {
-        // The README's argument-aware example: without a schema the caller
+        // The README's argument-aware example, in short: without a schema the caller
         // chooses the type of `path`, and a set makes `like` err.
         let b = bundle(
             &[(

@@ -373,7 +373,9 @@ when {{ resource in [Tool::"filesystem/read_text_file", Tool::"filesystem/write_
 
 @id("read-public-only")
 forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/read_text_file")
-when {{ context.arguments has path && !(context.arguments.path like "{}/*") }};
+when {{ context.arguments has path &&
+       (!(context.arguments.path like "{}/*") ||
+        context.arguments.path like "*/../*" || context.arguments.path like "*/..") }};
 
 @id("write-file-depth-1")
 forbid (principal, action == Action::"call_tool", resource == Tool::"filesystem/write_file")
@@ -418,17 +420,24 @@ fn argument_aware_policies_path_prefix_and_lineage_depth() {
                 "write_file",
                 json!({"path": top, "content": "from depth 1"}),
             ),
+            // The prefix matches, the file is outside it: `..` is refused.
+            call(
+                "read_text_file",
+                json!({"path": format!("{}/../secret.txt", public.display())}),
+            ),
         ],
     );
     assert_eq!(out[0]["isError"], false, "{:?}", out[0]);
     assert!(out[0]["text"].as_str().unwrap().contains("public text"));
-    assert_eq!(out[1]["isError"], true, "{:?}", out[1]);
-    let t = out[1]["text"].as_str().unwrap();
-    assert!(
-        t.starts_with("denied: policy_denied: ") && t.contains("read-public-only"),
-        "{t}"
-    );
-    assert!(!t.contains("secret text"));
+    for denied in [&out[1], &out[3]] {
+        assert_eq!(denied["isError"], true, "{denied:?}");
+        let t = denied["text"].as_str().unwrap();
+        assert!(
+            t.starts_with("denied: policy_denied: ") && t.contains("read-public-only"),
+            "{t}"
+        );
+        assert!(!t.contains("secret text"));
+    }
     assert_eq!(out[2]["isError"], false, "{:?}", out[2]);
     assert_eq!(std::fs::read_to_string(&top).unwrap(), "from depth 1");
 
