@@ -248,6 +248,18 @@ impl<A: Authority> Governor<A> {
         }
     }
 
+    /// Record that an allowed call was not forwarded after all, and why.
+    pub async fn record_unforwarded(&self, permit: &Permit, why: &str) {
+        let outcome = FinishRequest {
+            duration_ms: elapsed_ms(permit.started),
+            terminated: Some(format!("not forwarded: {why}")),
+            ..Default::default()
+        };
+        if let Err(e) = self.authority.finish(permit.writ.jti(), outcome).await {
+            tracing::warn!("the finish of {} was not recorded: {e}", permit.writ.jti());
+        }
+    }
+
     /// Record that the server went away before answering a forwarded call.
     pub async fn record_lost(&self, permit: &Permit) {
         let outcome = FinishRequest {

@@ -54,6 +54,22 @@ impl Message {
             }
         };
         let mut kind = classify(&value);
+        // A raw carriage return can only be whitespace between JSON tokens
+        // (JSON strings escape it), and a server that ends lines at `\r` too
+        // (Python's and Node's line readers do) would read the rest of the
+        // line as further messages, which the proxy never decided.
+        if raw.contains(&b'\r') {
+            return Message {
+                raw,
+                value,
+                kind: Kind::Invalid {
+                    code: INVALID_REQUEST,
+                    why: "a message with a carriage return inside is refused: servers that end \
+                          lines at \\r would read more than one message in it"
+                        .into(),
+                },
+            };
+        }
         // A governed call is decided on the proxy's reading of it and run on
         // the server's: refuse what two JSON parsers may read differently.
         if matches!(&kind, Kind::Request { method, .. } if method == TOOLS_CALL) {
@@ -81,7 +97,7 @@ pub fn classify(v: &Value) -> Kind {
             invalid("a JSON-RPC message must be a JSON object")
         };
     };
-    let id = obj.get("id").filter(|i| i.is_string() || i.is_number());
+    let id = obj.get("id").filter(|i| valid_id(i));
     match (obj.get("method"), id) {
         (Some(Value::String(m)), Some(id)) => Kind::Request {
             id: id.clone(),
@@ -95,11 +111,30 @@ pub fn classify(v: &Value) -> Kind {
                 Kind::Notification { method: m.clone() }
             }
         }
-        (Some(_), _) => invalid("`method` must be a string and `id` a string or a number"),
+        (Some(_), _) => {
+            invalid("`method` must be a string and `id` a string or an integer of at most 2^53 - 1")
+        }
         (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
             Kind::Response { id: id.clone() }
         }
         (None, _) => invalid("neither a request, a notification nor a response"),
+    }
+}
+
+/// The largest integer every JSON reader holds exactly (a JavaScript number).
+const ID_INTEGER_MAX: i64 = (1 << 53) - 1;
+
+/// An id the proxy and any server read as the same value: a string, or an
+/// integer that a JavaScript server does not round (`1.0`, `1e0` or
+/// 2^53 + 1 would come back written otherwise, and the answer would match
+/// no waiting request: an unfiltered `tools/list`, a call without finish).
+pub fn valid_id(id: &Value) -> bool {
+    match id {
+        Value::String(_) => true,
+        Value::Number(n) => n
+            .as_i64()
+            .is_some_and(|i| (-ID_INTEGER_MAX..=ID_INTEGER_MAX).contains(&i)),
+        _ => false,
     }
 }
 
@@ -184,7 +219,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_text_file","name":"write_file"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"path":"/p","path":"/etc/shadow"}}}"#,
             "3",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\r{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\"}\r}",
             r#"{"id":null,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1.0,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":9007199254740993,"method":"tools/list"}"#,
             r#"{"id":1}"#,
         ] {
             assert!(

@@ -191,14 +191,40 @@ async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Vec<u8>>
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
 }
 
-/// Record `id` as waiting, unless the server is already gone.
-fn wait_for(table: &Shared, id: &Value, p: Pending) -> Result<(), Pending> {
+/// Why a request was not recorded as waiting (and must not be forwarded).
+enum NotWaiting {
+    /// The server is gone.
+    Closed(Pending),
+    /// Another request with this id is still waiting: its answer could not
+    /// be told from this one's.
+    IdInUse(Pending),
+}
+
+/// Record `id` as waiting, unless the server is already gone or the id is
+/// taken.
+fn wait_for(table: &Shared, id: &Value, p: Pending) -> Result<(), NotWaiting> {
     let mut t = lock(table);
     if t.closed {
-        return Err(p);
+        return Err(NotWaiting::Closed(p));
     }
-    t.waiting.insert(key(id), (id.clone(), p));
+    let k = key(id);
+    if t.waiting.contains_key(&k) {
+        return Err(NotWaiting::IdInUse(p));
+    }
+    t.waiting.insert(k, (id.clone(), p));
     Ok(())
+}
+
+async fn id_in_use(to_client: &mpsc::Sender<Vec<u8>>, id: &Value) {
+    let _ = to_client
+        .send(to_line(&error_response(
+            id,
+            INVALID_REQUEST,
+            &format!(
+                "request id {id} is in use by a request still waiting; refused by writ mcp-proxy"
+            ),
+        )))
+        .await;
 }
 
 async fn gone(to_client: &mpsc::Sender<Vec<u8>>, id: &Value) {
@@ -250,9 +276,14 @@ async fn from_client<A: Authority>(
                                 lost(&gov, &table, &to_client, &id).await;
                             }
                         }
-                        Err(Pending::Call(permit)) => {
+                        Err(NotWaiting::Closed(Pending::Call(permit))) => {
                             gov.record_lost(&permit).await;
                             gone(&to_client, &id).await;
+                        }
+                        Err(NotWaiting::IdInUse(Pending::Call(permit))) => {
+                            gov.record_unforwarded(&permit, "its request id was in use")
+                                .await;
+                            id_in_use(&to_client, &id).await;
                         }
                         Err(_) => gone(&to_client, &id).await,
                     },
@@ -271,7 +302,8 @@ async fn from_client<A: Authority>(
                         lost(gov, table, to_client, &id).await;
                     }
                 }
-                Err(_) => gone(to_client, &id).await,
+                Err(NotWaiting::Closed(_)) => gone(to_client, &id).await,
+                Err(NotWaiting::IdInUse(_)) => id_in_use(to_client, &id).await,
             }
         }
         Kind::Notification { .. } | Kind::Response { .. } => {
@@ -281,7 +313,7 @@ async fn from_client<A: Authority>(
             let id = msg
                 .value
                 .get("id")
-                .filter(|i| i.is_string() || i.is_number())
+                .filter(|i| crate::message::valid_id(i))
                 .cloned()
                 .unwrap_or(Value::Null);
             let _ = to_client
@@ -441,6 +473,39 @@ mod tests {
             .unwrap()
             .unwrap()
             .unwrap()
+    }
+
+    /// A request reusing the id of one still waiting is refused, not
+    /// forwarded: else the first one's answer (here a tools/list, filtered)
+    /// would be taken for the second's and pass unfiltered.
+    #[tokio::test]
+    async fn a_request_id_in_use_is_refused_and_the_waiting_one_keeps_its_answer() {
+        let mut r = rig(Duration::ZERO);
+        let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
+        send(&mut r.client_w, list).await;
+        assert_eq!(next(&mut r.server_r).await, list);
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            (&v["id"], &v["error"]["code"]),
+            (&json!(7), &json!(INVALID_REQUEST)),
+            "{v}"
+        );
+        send(
+            &mut r.server_w,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"ok_read"},{"name":"write"}]}}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(v["result"], json!({"tools": [{"name": "ok_read"}]}), "{v}");
+        // The ping never reached the server: the next line it sees is this one.
+        let ping = r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#;
+        send(&mut r.client_w, ping).await;
+        assert_eq!(next(&mut r.server_r).await, ping);
     }
 
     #[tokio::test]

@@ -843,7 +843,8 @@ fn sigterm_ends_the_session_in_order_records_why_and_stops_the_server() {
 }
 
 /// A tool call the proxy cannot decide as the server would read it (sent as
-/// a notification, or with duplicate keys) never reaches the server: here a
+/// a notification, with duplicate keys, or hidden behind carriage returns in
+/// another message) never reaches the server: here a
 /// "server" that writes down every line it gets sees only the notification
 /// sent after them.
 #[test]
@@ -867,6 +868,9 @@ fn smuggled_tool_calls_never_reach_the_server() {
         r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/x","content":"x"}}}"#,
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":"/tmp/x"},"name":"write_file"}}"#,
         r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/tmp/x","path":"/tmp/y","content":"x"}}}"#,
+        // A ping that Python's and Node's line readers split at each `\r`
+        // into three lines, the middle one a call.
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"x\":\r{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"write_file\",\"arguments\":{\"path\":\"/tmp/x\",\"content\":\"x\"}}}\r}",
         r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
     ] {
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
@@ -884,8 +888,11 @@ fn smuggled_tool_calls_never_reach_the_server() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(answers.len(), 3, "{answers:?}");
-    for (a, id) in answers.iter().zip([Value::Null, json!(5), json!(6)]) {
+    assert_eq!(answers.len(), 4, "{answers:?}");
+    for (a, id) in answers
+        .iter()
+        .zip([Value::Null, json!(5), json!(6), json!(1)])
+    {
         assert_eq!(
             (&a["id"], &a["error"]["code"]),
             (&id, &json!(-32600)),
