@@ -514,7 +514,11 @@ async fn terminate(
 /// The run could not start after the nonce was spent: record that, deny.
 async fn finish_denied(client: &Client, jti: &str, started: Instant, e: ExecError) -> Result<Exit> {
     record_not_started(client, jti, started, &e.to_string()).await;
-    denied(ReasonCode::IntegrityFailure, e.to_string())
+    let reason = match e {
+        ExecError::Changed(_) => ReasonCode::EnvironmentMismatch,
+        _ => ReasonCode::IntegrityFailure,
+    };
+    denied(reason, e.to_string())
 }
 
 /// Record, as the finish of a spent writ, that its program never started.

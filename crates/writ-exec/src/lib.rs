@@ -54,6 +54,10 @@ pub enum ExecError {
     Confinement(String),
     #[error("{0}")]
     Io(String),
+    /// The executable's file was written to after it was hashed: what would
+    /// run is not what was measured.
+    #[error("{0}")]
+    Changed(String),
 }
 
 /// The executable, open once: what is hashed is what runs.
@@ -63,6 +67,46 @@ pub struct Executable {
     pub path: PathBuf,
     /// `sha256:<hex>` of the open file's bytes.
     pub sha256: String,
+    /// The file's identity and change times, read before it was hashed.
+    stamp: Stamp,
+}
+
+/// What changes when a file is written to in place (same inode): its size,
+/// its modification time and its change time, which no caller can set back
+/// (and which Linux makes fine-grained once read, so a write right after
+/// the reading is seen).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// `file` still has this stamp, else [`ExecError::Changed`].
+    fn check(&self, file: &File, path: &std::path::Path) -> Result<(), ExecError> {
+        let now = file.metadata().map_err(|e| ExecError::Io(e.to_string()))?;
+        if Stamp::of(&now) == *self {
+            Ok(())
+        } else {
+            Err(ExecError::Changed(format!(
+                "{} was written to after it was measured",
+                path.display()
+            )))
+        }
+    }
 }
 
 impl Executable {
@@ -101,7 +145,13 @@ impl Executable {
             hasher.update(&buf[..n]);
         }
         let sha256 = format!("sha256:{}", hex(&hasher.finalize()));
-        Ok(Executable { file, path, sha256 })
+        let stamp = Stamp::of(&meta);
+        Ok(Executable {
+            file,
+            path,
+            sha256,
+            stamp,
+        })
     }
 }
 
@@ -341,6 +391,8 @@ struct Launch {
     cmd: std::process::Command,
     confinement: Confinement,
     exe: PathBuf,
+    /// The measured file and its stamp, checked right before it runs.
+    measured: (File, Stamp),
     required: Enforcement,
     on_exit: Box<dyn FnOnce(std::io::Result<std::process::ExitStatus>) + Send>,
 }
@@ -429,10 +481,15 @@ impl Launcher {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
+        let measured = exe
+            .file
+            .try_clone()
+            .map_err(|e| ExecError::Io(format!("cannot keep the measured file: {e}")))?;
         let launch = Launch {
             cmd,
             confinement: confinement.clone(),
             exe: exe.path.clone(),
+            measured: (measured, exe.stamp.clone()),
             required,
             on_exit: Box::new(on_exit),
         };
@@ -462,6 +519,11 @@ impl Launch {
                 .ruleset(&self.exe, compat_level(self.required))?
         };
         restrict(ruleset, self.required)?;
+        // The last moment before the kernel takes the file: once it runs, a
+        // write to it fails (ETXTBSY) for a binary. (A script's interpreter
+        // reads it later, and the window from here to the exec remains.)
+        let (file, stamp) = &self.measured;
+        stamp.check(file, &self.exe)?;
         self.cmd.spawn().map_err(|e| ExecError::Io(e.to_string()))
     }
 }

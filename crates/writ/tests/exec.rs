@@ -167,6 +167,64 @@ fn a_denied_command_never_starts() {
     assert!(!marker.exists(), "the program ran without an authority");
 }
 
+/// The file `writ exec` hashed is the file it runs, but that file can be
+/// written to in place (same inode) while the authority decides: such a run
+/// is denied with environment_mismatch and never starts. The authority is
+/// stopped for the rewrite, so the window is certain to be open.
+#[test]
+fn an_executable_rewritten_in_place_while_the_authority_decides_never_runs() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let tool = tmp.path().join("tool");
+    std::fs::copy("/usr/bin/true", &tool).unwrap();
+    let signal = |sig: &str| {
+        let st = std::process::Command::new("kill")
+            .args([sig, &srv.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let child = spawn_writ(
+        &["exec", "--", tool.to_str().unwrap()],
+        &[
+            ("WRIT_SERVER", srv.url.as_str()),
+            ("WRIT_TOKEN", srv.admin_token.as_str()),
+        ],
+        Some(tmp.path()),
+    );
+    // The runner hashes the file before it asks (a few ms); then it waits.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&tool).unwrap());
+    std::fs::write(&tool, std::fs::read("/usr/bin/id").unwrap()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&tool).unwrap()),
+        ino,
+        "rewritten in place"
+    );
+    signal("-CONT");
+    let out = wait_writ(child, std::time::Duration::from_secs(60));
+    out.expect_denied("environment_mismatch", "the executable rewritten in place");
+    assert!(
+        !out.stdout.contains("uid="),
+        "the rewritten file ran: {}",
+        out.stdout
+    );
+    let finish = srv
+        .log_entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "execution_finish")
+        .expect("a finish entry");
+    assert!(
+        finish["entry"]["terminated"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("not started") && t.contains("written to")),
+        "{finish}"
+    );
+}
+
 #[test]
 fn the_writ_binds_argv_and_the_measured_file_and_is_single_use() {
     let srv = Server::start();
