@@ -20,6 +20,10 @@ use writ_exec::{Confinement, Enforcement, ExecError, Executable, Launcher};
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
 
+/// The longest `--unreachable-grace` (`writ exec` and `writ mcp-proxy`).
+pub(crate) const UNREACHABLE_GRACE_MAX: u64 = 300;
+/// The longest `--kill-grace`.
+const KILL_GRACE_MAX: u64 = 60;
 /// How long to wait, after a SIGTERM passed on ended the program, for the
 /// governor to report a reason of its own.
 const FORWARDED_STOP_WAIT: Duration = Duration::from_millis(500);
@@ -79,6 +83,8 @@ pub struct ExecArgs {
     pub env_allow: Vec<String>,
     /// Read-only system trees granted besides --read (repeatable; replaces
     /// the default /usr /lib /lib64 /lib32 /bin /sbin /etc /opt /proc /dev).
+    /// They are part of the measured environment (`system_read`): the writ
+    /// binds them and a policy can refuse them.
     #[arg(long = "system-read", value_name = "PATH")]
     pub system_read: Vec<PathBuf>,
     /// Deny with integrity_failure unless the kernel fully enforces the scope.
@@ -96,11 +102,16 @@ pub struct ExecArgs {
     /// authority_unavailable. An authority that accepts the connection but
     /// does not answer is unreachable too: a request waits for its answer
     /// this long (at least 5 s), then fails.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// At most 300: past that a program would run on, ungoverned, for as
+    /// long as the caller chose.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=UNREACHABLE_GRACE_MAX))]
     pub unreachable_grace: u64,
     /// After SIGTERM to the program's process group, how long to wait before
-    /// SIGKILL.
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    /// SIGKILL; at most 60 (a program that ignores SIGTERM must not outlive
+    /// its revocation for long).
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=KILL_GRACE_MAX))]
     pub kill_grace: u64,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -193,7 +204,13 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
         .collect();
-    let facts = writ_exec::measure(&exe, &cwd, &env, available);
+    let mut facts = writ_exec::measure(&exe, &cwd, &env, available);
+    // The read-only system trees widen what the kernel lets the program
+    // read: the writ binds them and the policy sees them.
+    facts.insert(
+        "system_read".into(),
+        json!(path_strings(&confinement.system_read)),
+    );
     let request = json!({"argv": a.argv});
     let audience = a
         .audience

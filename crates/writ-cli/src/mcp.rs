@@ -86,7 +86,9 @@ pub struct McpProxyArgs {
     /// is taken for lost (every later call is then denied). A request waits
     /// for the authority's answer this long (at least 5 s); a call whose
     /// decision does not come by then is denied with authority_unavailable.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// At most 300.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(0..=crate::exec::UNREACHABLE_GRACE_MAX))]
     pub unreachable_grace: u64,
     /// The server's command and arguments.
     #[arg(last = true, required = true, value_name = "SERVER_CMD")]

@@ -167,6 +167,63 @@ fn a_denied_command_never_starts() {
     assert!(!marker.exists(), "the program ran without an authority");
 }
 
+/// `--system-read` widens what the kernel lets the program read: the writ
+/// binds it (a writ obtained without it does not run with it) and the
+/// decision shows it to the policy.
+#[test]
+fn system_read_trees_are_bound_by_the_writ_and_seen_by_the_policy() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, "TOPSECRET").unwrap();
+    let s = secret.to_str().unwrap();
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &["--authorize-only", "--", "/usr/bin/cat", s],
+    );
+    out.expect_code(0, "writ exec --authorize-only");
+    let w = tmp.path().join("w.jws");
+    std::fs::write(&w, out.stdout.trim()).unwrap();
+    let widened = exec(
+        &srv,
+        tmp.path(),
+        &[
+            "--writ",
+            w.to_str().unwrap(),
+            "--system-read",
+            "/",
+            "--",
+            "/usr/bin/cat",
+            s,
+        ],
+    );
+    widened.expect_denied(
+        "environment_mismatch",
+        "--system-read added after authorization",
+    );
+    assert!(!widened.stdout.contains("TOPSECRET"), "{}", widened.stdout);
+    // Asked for with it, the decision carries it.
+    let out = exec(
+        &srv,
+        tmp.path(),
+        &["--system-read", "/", "--", "/usr/bin/cat", s],
+    );
+    out.expect_code(0, "a writ asked for with --system-read /");
+    let last = srv
+        .log_entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "decision")
+        .unwrap();
+    assert_eq!(
+        last["entry"]["context"]["environment"]["system_read"],
+        serde_json::json!(["/"]),
+        "{last}"
+    );
+}
+
 /// The file `writ exec` hashed is the file it runs, but that file can be
 /// written to in place (same inode) while the authority decides: such a run
 /// is denied with environment_mismatch and never starts. The authority is
