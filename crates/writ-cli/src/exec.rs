@@ -45,6 +45,10 @@ made before then is reported as the stream opens). A revocation of the writ or a
 denied renewal, or the authority unreachable past --unreachable-grace ends \
 the program's process group (SIGTERM, SIGKILL after --kill-grace); writ exec \
 then exits with that reason code's status and records why in the log. \
+Every process the program started is ended with it, even one in another \
+process group or session (writ exec is their subreaper), and when the \
+program exits, what it left running is ended too (SIGTERM, SIGKILL after \
+--kill-grace): nothing it started runs on ungoverned. \
 SIGINT, SIGTERM and SIGHUP sent to writ exec are passed to the program.
 
 The program gets its writ in WRIT_PARENT: a writ exec inside it is a child \
@@ -398,6 +402,12 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     // the program (in its own process group) running, unwatched. Caught now,
     // it is passed on to the program once it runs.
     let mut forward = crate::signals::Forwarder::new()?;
+    // Whatever the program starts stays this runner's descendant, even in
+    // another process group or session, or after its parent exits: found,
+    // it can be ended with the run.
+    if let Err(e) = writ_exec::become_subreaper() {
+        eprintln!("writ: warning: {e}; a process the program detaches could outlive the run");
+    }
     let pgid = match launcher.launch(
         &exe,
         &confinement,
@@ -452,10 +462,19 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
             stop = Some(s);
         }
     }
+    // What the program left running (in the background, in a session of its
+    // own) would run on ungoverned once this runner exits: end it too.
+    let left = end_descendants(Duration::from_secs(a.kill_grace)).await;
     let code = status.code().map(i64::from);
     let signal = std::os::unix::process::ExitStatusExt::signal(&status);
     let terminated = match &stop {
         Some(s) => Some(s.describe()),
+        None if left > 0 => Some(format!(
+            "the program exited{}; the {left} processes it left running were ended",
+            signal
+                .map(|s| format!(" on signal {s}"))
+                .unwrap_or_default()
+        )),
         None => signal.map(|s| format!("signal {s}")),
     };
     let outcome = json!({
@@ -514,18 +533,49 @@ async fn terminate(
     grace: Duration,
     waiter: &mut Waiter,
 ) -> Result<std::process::ExitStatus> {
-    const SIGTERM: i32 = 15;
-    const SIGKILL: i32 = 9;
     let _ = writ_exec::signal_group(pgid, SIGTERM);
+    writ_exec::signal_descendants(SIGTERM);
     let status = match tokio::time::timeout(grace, &mut *waiter).await {
         Ok(r) => r??,
         Err(_) => {
             let _ = writ_exec::signal_group(pgid, SIGKILL);
+            writ_exec::signal_descendants(SIGKILL);
             waiter.await??
         }
     };
     let _ = writ_exec::signal_group(pgid, SIGKILL);
+    kill_descendants().await;
     Ok(status)
+}
+
+const SIGTERM: i32 = 15;
+const SIGKILL: i32 = 9;
+
+/// End every live descendant of the runner (the program is gone): SIGTERM,
+/// SIGKILL to those still running after `grace`. How many there were.
+async fn end_descendants(grace: Duration) -> usize {
+    let n = writ_exec::signal_descendants(SIGTERM);
+    if n == 0 {
+        return 0;
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !writ_exec::descendants().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    kill_descendants().await;
+    n
+}
+
+/// SIGKILL every live descendant until none is left (one may fork between
+/// the listing and the signal; a killed one cannot fork again). Gives up
+/// after a second of trying.
+async fn kill_descendants() {
+    for _ in 0..100 {
+        if writ_exec::signal_descendants(SIGKILL) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The run could not start after the nonce was spent: record that, deny.

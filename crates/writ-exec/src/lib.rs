@@ -179,6 +179,69 @@ fn resolve(cmd: &str, path_var: Option<&OsStr>) -> Result<PathBuf, ExecError> {
     )))
 }
 
+/// Make this process the reaper of its orphaned descendants: a process the
+/// program starts stays a descendant of the runner even if it leaves the
+/// program's process group or session (`setsid`) or outlives its parent,
+/// so [`descendants`] still finds it and the runner can still end it.
+pub fn become_subreaper() -> Result<(), ExecError> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| ExecError::Io(format!("cannot become a child subreaper: {e}")))
+}
+
+/// The live (not yet exited) descendants of this process, parents before
+/// their children, read from `/proc/*/task/*/children`.
+pub fn descendants() -> Vec<u32> {
+    fn children_of(pid: u32, out: &mut Vec<u32>) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return;
+        };
+        for task in tasks.flatten() {
+            let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    children_of(std::process::id(), &mut out);
+    let mut i = 0;
+    while let Some(&pid) = out.get(i) {
+        i += 1;
+        children_of(pid, &mut out);
+    }
+    out.retain(|&pid| alive(pid));
+    out
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+/// Send `signal` to every live descendant of this process; how many there
+/// were.
+pub fn signal_descendants(signal: i32) -> usize {
+    let Some(sig) = rustix::process::Signal::from_named_raw(signal) else {
+        return 0;
+    };
+    let all = descendants();
+    for &pid in &all {
+        if let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(p, sig);
+        }
+    }
+    all.len()
+}
+
 /// Send `signal` (a signal number such as 15) to the process group `pgid`.
 /// `Ok(false)` if the group no longer exists.
 pub fn signal_group(pgid: u32, signal: i32) -> Result<bool, ExecError> {

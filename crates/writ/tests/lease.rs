@@ -229,6 +229,98 @@ fn a_denied_renewal_ends_the_run() {
     );
 }
 
+/// The pid a governed script wrote to `file`, once it has.
+fn pid_in(file: &Path) -> u32 {
+    let mut pid = 0;
+    wait_for("a pid in its file", Duration::from_secs(20), || {
+        pid = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+/// A process the program detaches (a session of its own, so not in the
+/// process group the runner signals) still dies with a revocation.
+#[test]
+fn a_revocation_ends_what_the_program_detached() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("pid");
+    let child = spawn_writ(
+        &[
+            "exec",
+            "--kill-grace",
+            "1",
+            "--write",
+            tmp.path().to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "setsid sleep 301 >/dev/null 2>&1 & echo $! > {}; exec sleep 100",
+                pid_file.display()
+            ),
+        ],
+        &exec_env(&srv),
+        Some(tmp.path()),
+    );
+    let detached = pid_in(&pid_file);
+    assert!(alive(detached));
+    let jti = started_jti(&srv).unwrap();
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &jti])
+        .expect_code(0, "writ revoke");
+    wait_writ(child, Duration::from_secs(30)).expect_denied("revoked", "the revoked run");
+    wait_for(
+        "the detached process to die",
+        Duration::from_secs(5),
+        || !alive(detached),
+    );
+}
+
+/// What the program leaves running when it exits would run on ungoverned:
+/// it is ended, and the finish says so.
+#[test]
+fn what_the_program_leaves_running_is_ended_when_it_exits() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("pid");
+    let out = run_writ(
+        &[
+            "exec",
+            "--kill-grace",
+            "1",
+            "--write",
+            tmp.path().to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "sleep 303 >/dev/null 2>&1 & echo $! > {}; exit 3",
+                pid_file.display()
+            ),
+        ],
+        &exec_env(&srv),
+        Some(tmp.path()),
+    );
+    out.expect_code(3, "the program's own status");
+    let left = pid_in(&pid_file);
+    assert!(!alive(left), "the background sleep outlived the run");
+    let jti = started_jti(&srv).unwrap();
+    let finish = &entries_of(&srv, "execution_finish", &jti)[0];
+    assert_eq!(finish["exit_status"], 3, "{finish}");
+    assert!(
+        finish["terminated"]
+            .as_str()
+            .is_some_and(|t| t.contains("1 processes it left running were ended")),
+        "{finish}"
+    );
+}
+
 /// Start a governed `sleep` (lease 2 s, grace 2 s), cut the authority off
 /// with `cut`, and check that the run ends with authority_unavailable after
 /// the grace, its program dead.
