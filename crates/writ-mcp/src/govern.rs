@@ -230,9 +230,15 @@ impl<A: Authority> Governor<A> {
     }
 
     async fn record_not_started(&self, jti: &str, started: Instant, d: &Denial) {
+        self.record_not_forwarded(jti, started, &format!("{}: {}", d.reason, d.message))
+            .await;
+    }
+
+    /// Record, as the finish of `jti`, that its call was never forwarded.
+    async fn record_not_forwarded(&self, jti: &str, started: Instant, why: &str) {
         let outcome = FinishRequest {
             duration_ms: elapsed_ms(started),
-            terminated: Some(format!("not forwarded: {}: {}", d.reason, d.message)),
+            terminated: Some(format!("not forwarded: {why}")),
             ..Default::default()
         };
         if let Err(e) = self.authority.finish(jti, outcome).await {
@@ -250,14 +256,8 @@ impl<A: Authority> Governor<A> {
 
     /// Record that an allowed call was not forwarded after all, and why.
     pub async fn record_unforwarded(&self, permit: &Permit, why: &str) {
-        let outcome = FinishRequest {
-            duration_ms: elapsed_ms(permit.started),
-            terminated: Some(format!("not forwarded: {why}")),
-            ..Default::default()
-        };
-        if let Err(e) = self.authority.finish(permit.writ.jti(), outcome).await {
-            tracing::warn!("the finish of {} was not recorded: {e}", permit.writ.jti());
-        }
+        self.record_not_forwarded(permit.writ.jti(), permit.started, why)
+            .await;
     }
 
     /// Record that the server went away before answering a forwarded call.

@@ -235,14 +235,7 @@ fn an_executable_rewritten_in_place_while_the_authority_decides_never_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let tool = tmp.path().join("tool");
     std::fs::copy("/usr/bin/true", &tool).unwrap();
-    let signal = |sig: &str| {
-        let st = std::process::Command::new("kill")
-            .args([sig, &srv.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    srv.signal("-STOP");
     let child = spawn_writ(
         &["exec", "--", tool.to_str().unwrap()],
         &[
@@ -260,7 +253,7 @@ fn an_executable_rewritten_in_place_while_the_authority_decides_never_runs() {
         ino,
         "rewritten in place"
     );
-    signal("-CONT");
+    srv.signal("-CONT");
     let out = wait_writ(child, std::time::Duration::from_secs(60));
     out.expect_denied("environment_mismatch", "the executable rewritten in place");
     assert!(

@@ -387,15 +387,8 @@ fn an_unreachable_authority_ends_the_run_after_the_grace() {
 #[test]
 fn a_hung_authority_ends_the_run_after_the_grace() {
     let mut srv = Server::start();
-    let signal = |srv: &Server, sig: &str| {
-        let st = std::process::Command::new("kill")
-            .args([sig, &srv.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill {sig}");
-    };
-    an_unreachable_authority_ends_the_run(&mut srv, |s| signal(s, "-STOP"));
-    signal(&srv, "-CONT");
+    an_unreachable_authority_ends_the_run(&mut srv, |s| s.signal("-STOP"));
+    srv.signal("-CONT");
 }
 
 /// `writ exec` inside a governed program is a child in the lineage: the

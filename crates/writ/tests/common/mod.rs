@@ -506,6 +506,15 @@ impl Server {
         self.child.id()
     }
 
+    /// Send the server a signal by `kill`'s name for it (`-STOP`, `-CONT`).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig}");
+    }
+
     /// The server's own log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
