@@ -18,6 +18,7 @@ use writ_store::{KeyRecord, Op, PrincipalRecord, RevocationRecord, Store, Tx, Wr
 
 use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
+use writ_api::*;
 
 /// Default bound on a mesh node's staleness ([`AuthorityConfig::freshness_ms`]).
 pub const FRESHNESS_MS_DEFAULT: u64 = 1000;
@@ -2085,15 +2086,9 @@ fn cedar_uid_check(s: &str) -> Result<(), String> {
     writ_policy::check_entity_uid(s).map_err(|e| e.0)
 }
 
-impl AuthorizeRequest {
-    /// The checks [`Authority::authorize`] makes before it decides anything:
-    /// field sizes, reserved context names, scope paths, what the writ would
-    /// carry, lifetime, parent jti. `Err` is answered 400 and nothing is logged.
-    pub fn validate(&self) -> Result<(), BadRequest> {
-        validate_request(self)
-    }
-}
-
+/// The checks [`Authority::authorize`] makes before it decides anything:
+/// field sizes, reserved context names, scope paths, what the writ would
+/// carry, lifetime, parent jti. `Err` is answered 400 and nothing is logged.
 fn validate_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
     for (name, v) in [
         ("action", &req.action),

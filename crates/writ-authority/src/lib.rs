@@ -24,3 +24,4 @@ pub use authority::{
     Authority, AuthorityConfig, BootstrapOutput, Event, Principal, FRESHNESS_MS_DEFAULT,
 };
 pub use checkpoint::{stored_log_verifiers, LogPublisher, PublishError, Published};
+pub use writ_api::*;

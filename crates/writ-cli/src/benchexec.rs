@@ -76,6 +76,14 @@ impl Target {
     }
 }
 
+/// The binary a user runs `writ exec` with: `writ` beside this one (the
+/// bench runs in `writ-full`, where `writ` sends it), else this one.
+fn gate_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("finding this program's path")?;
+    let gate = me.with_file_name("writ");
+    Ok(if gate.is_file() { gate } else { me })
+}
+
 fn time_run(mut c: Command) -> Result<Duration> {
     let t0 = Instant::now();
     let out = c.output().context("running the benchmark command")?;
@@ -114,7 +122,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     .await?;
     let server = ServeChild::start(&data).await?;
     let t = Target {
-        writ: std::env::current_exe()?,
+        writ: gate_binary()?,
         url: server.url.clone(),
         token: token.trim().to_owned(),
         cwd: tmp.clone(),
@@ -122,7 +130,8 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     let program = a.program.clone();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!(
-        "writ bench exec: `{program}` vs `writ exec -- {program}`, {} runs each, server on loopback, {cores} cores",
+        "writ bench exec: `{program}` vs `writ exec -- {program}` ({}), {} runs each, server on loopback, {cores} cores",
+        t.writ.display(),
         a.runs
     );
 

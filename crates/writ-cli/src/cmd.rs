@@ -18,6 +18,7 @@ use writ_store::{PgStore, SqliteStore, Store};
 use crate::client::Client;
 use crate::datadir::{read_bundle_dir, write_atomic, Config};
 use crate::{print_denial, DataDir, Exit, Global};
+pub(crate) use writ_gate::{parent_from_env, print_json};
 
 fn client(g: &Global) -> Client {
     Client::new(&g.server, g.token.clone())
@@ -28,11 +29,6 @@ fn need_token(g: &Global) -> Result<Client> {
         bail!("this command needs a token: set WRIT_TOKEN (printed by `writ init` or `writ principal add`) or pass --token");
     }
     Ok(client(g))
-}
-
-pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 fn parse_object(what: &str, s: &Option<String>) -> Result<Map<String, Value>> {
@@ -301,14 +297,6 @@ pub struct AuthorizeArgs {
     /// for a gateway that runs at once; the writ then cannot be started again.
     #[arg(long)]
     pub start: bool,
-}
-
-/// The jti of the writ in `$WRIT_PARENT`, if any.
-pub fn parent_from_env() -> Option<String> {
-    let w = std::env::var("WRIT_PARENT").ok()?;
-    writ_artifact::decode_unverified(&w)
-        .ok()
-        .map(|(_, c)| c.jti)
 }
 
 pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {

@@ -7,26 +7,21 @@ mod bench;
 mod benchexec;
 mod benchlog;
 mod benchsoak;
-mod client;
 mod cmd;
 mod datadir;
 mod demo;
-mod exec;
-mod lease;
 mod logcmd;
-mod mcp;
 mod server;
-mod signals;
 mod witness;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use writ_artifact::ReasonCode;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use datadir::DataDir;
+use writ_gate::{client, exec, mcp};
+pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 
 /// writ: nothing runs until it is authorized.
 ///
@@ -49,27 +44,6 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Data directory (store, keys, config).
-    #[arg(long, global = true, env = "WRIT_DIR", default_value = ".writ")]
-    pub dir: PathBuf,
-    /// Server URL for client commands.
-    #[arg(
-        long,
-        global = true,
-        env = "WRIT_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub server: String,
-    /// Bearer token for client commands.
-    #[arg(long, global = true, env = "WRIT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Print a machine-readable JSON answer on standard output.
-    #[arg(long, global = true)]
-    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -125,46 +99,10 @@ pub enum Command {
     Bench(bench::BenchCmd),
 }
 
-/// `writ exec`'s own parser: the global options and exec's arguments, and
-/// nothing of the other commands. Building the whole command tree took a
-/// third of a millisecond of every governed run (BENCHMARKS.md, issue 4).
-#[derive(Parser, Debug)]
-#[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
-struct ExecCli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: ExecOnly,
-}
-
-#[derive(Subcommand, Debug)]
-enum ExecOnly {
-    Exec(exec::ExecArgs),
-}
-
-/// Parse the command line. A line with `exec` before any `--` is tried with
-/// [`ExecCli`] first; anything it does not accept (another command, `--help`,
-/// a mistake) goes to the full [`Cli`], which also writes every help and
-/// error text, so both parse an accepted line alike.
+/// Parse the full command line (a gate line was tried by
+/// [`writ_gate::try_main`] first).
 fn parse() -> Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mentions_exec = args
-        .iter()
-        .skip(1)
-        .take_while(|a| *a != "--")
-        .any(|a| a == "exec");
-    if mentions_exec {
-        if let Ok(ExecCli {
-            global,
-            command: ExecOnly::Exec(e),
-        }) = ExecCli::try_parse_from(&args)
-        {
-            return Cli {
-                global,
-                command: Command::Exec(e),
-            };
-        }
-    }
     let matches = Cli::command().get_matches_from(args);
     if let Some(("demo", m)) = matches.subcommand() {
         // Global flags show under every command; the demo would ignore these.
@@ -187,71 +125,20 @@ fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// How a command ended, when it did not fail.
-pub enum Exit {
-    Ok,
-    Denied(ReasonCode),
-    /// Ran, but found problems (e.g. policy test mismatches).
-    Failed,
-    /// A governed program's own exit status, passed through.
-    Code(u8),
-}
-
 /// Entry point of the `writ` binary.
 pub fn main() -> ExitCode {
-    quiet_on_closed_stdout();
-    let cli = parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WRIT_LOG")
-                .unwrap_or_else(|_| "writ=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, not into log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    // `writ exec` stands between a caller and its program, and `writ
-    // mcp-proxy` between an agent and its tool server: one thread does their
-    // waiting (no worker threads to start and stop, and no hand-over between
-    // threads on the path of a message), and an exec exits as soon as the
-    // outcome is recorded.
-    let runner = matches!(cli.command, Command::Exec(_));
-    let one_thread = runner || matches!(cli.command, Command::McpProxy(_));
-    let built = if one_thread {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
-    let rt = match built {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let code = match rt.block_on(run(cli)) {
-        Ok(Exit::Ok) => 0,
-        Ok(Exit::Denied(r)) => r.exit_status(),
-        Ok(Exit::Failed) => 1,
-        Ok(Exit::Code(c)) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
-    };
-    if runner {
-        // Everything the run owes the log was acknowledged before `run`
-        // returned; what is left (idle connections, the revocation stream,
-        // the runtime) needs no orderly shutdown.
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
-        std::process::exit(i32::from(code));
+    // A gate line (exec, mcp-proxy) runs as the `writ` binary runs it.
+    if let Some(code) = writ_gate::try_main() {
+        return code;
     }
-    ExitCode::from(code)
+    writ_gate::quiet_on_closed_stdout();
+    let cli = parse();
+    writ_gate::init_tracing();
+    // What the gate's parser refused and the full one accepted still runs
+    // as an enforcement point does.
+    let gate = matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
+    let exit_at_once = matches!(cli.command, Command::Exec(_));
+    writ_gate::block_on(gate, exit_at_once, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
@@ -277,41 +164,13 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-/// The status of a command whose standard output was closed under it, as
-/// if SIGPIPE had ended it.
-pub(crate) const CLOSED_STDOUT: u8 = 128 + 13;
-
-/// `writ ... | head -1`: Rust ignores SIGPIPE, so printing to a closed pipe
-/// panics ("failed printing to stdout: Broken pipe"). Exit as a program
-/// killed by SIGPIPE would, quietly, instead of with a panic and backtrace.
-fn quiet_on_closed_stdout() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(i32::from(CLOSED_STDOUT));
-        }
-        default(info);
-    }));
-}
-
-/// Print a denial the way every command does: reason code first, on stderr.
-pub(crate) fn print_denial(reason: ReasonCode, message: &str) {
-    eprintln!("denied: {reason}: {message}");
-}
-
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
 
     #[test]
-    fn the_exec_parser_reads_an_exec_line_as_the_full_one_does() {
-        super::ExecCli::command().debug_assert();
+    fn the_gate_parser_reads_a_gate_line_as_the_full_one_does() {
+        writ_gate::GateCli::command().debug_assert();
         let lines: &[&[&str]] = &[
             &["writ", "exec", "--", "/bin/true"],
             &[
@@ -369,9 +228,11 @@ mod tests {
             ],
         ];
         for line in lines {
-            let fast = super::ExecCli::try_parse_from(*line).unwrap();
+            let fast = writ_gate::GateCli::try_parse_from(*line).unwrap();
             let full = super::Cli::try_parse_from(*line).unwrap();
-            let super::ExecOnly::Exec(e) = fast.command;
+            let writ_gate::GateCommand::Exec(e) = fast.command else {
+                panic!("{line:?} is not an exec line")
+            };
             assert_eq!(
                 format!("{:?} {:?}", fast.global, e),
                 format!(
@@ -385,14 +246,59 @@ mod tests {
                 "{line:?}"
             );
         }
-        // What the exec parser refuses, the full one parses or explains.
+        for line in [
+            &[
+                "writ",
+                "mcp-proxy",
+                "--name",
+                "fs",
+                "--",
+                "npx",
+                "server",
+                "/data",
+            ][..],
+            &[
+                "writ",
+                "--server",
+                "http://h:1",
+                "mcp-proxy",
+                "--name",
+                "fs",
+                "--lifetime",
+                "60",
+                "--unreachable-grace",
+                "2",
+                "--",
+                "srv",
+                "--",
+                "exec",
+            ],
+        ] {
+            let fast = writ_gate::GateCli::try_parse_from(line).unwrap();
+            let full = super::Cli::try_parse_from(line).unwrap();
+            let writ_gate::GateCommand::McpProxy(m) = fast.command else {
+                panic!("{line:?} is not an mcp-proxy line")
+            };
+            let super::Command::McpProxy(n) = full.command else {
+                panic!("{line:?} is not an mcp-proxy line to the full parser")
+            };
+            assert_eq!(
+                format!("{:?} {m:?}", fast.global),
+                format!("{:?} {n:?}", full.global),
+                "{line:?}"
+            );
+        }
+        // What the gate's parser refuses, the full one parses or explains.
         for line in [
             &["writ", "lineage", "exec"][..],
             &["writ", "exec", "--help"],
             &["writ", "exec"],
             &["writ", "exec", "--bogus", "--", "x"],
+            &["writ", "mcp-proxy", "--", "srv"],
+            &["writ", "policy", "mcp-schema", "--name", "x", "--", "srv"],
         ] {
-            assert!(super::ExecCli::try_parse_from(line).is_err(), "{line:?}");
+            let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
+            assert!(writ_gate::parse_gate_line(&args).is_none(), "{line:?}");
         }
         assert!(super::Cli::try_parse_from(["writ", "lineage", "exec"]).is_ok());
     }

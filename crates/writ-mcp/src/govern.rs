@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
+use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest, NAME_BYTES_MAX};
 use writ_artifact::{
     canonical, Clock, Denial, KeyRing, NoStatus, ReasonCode, VerifiedWrit, VerifyOptions,
 };
-use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest, NAME_BYTES_MAX};
 
 /// The action every governed tool call asks for.
 pub const CALL_TOOL_ACTION: &str = "Action::\"call_tool\"";

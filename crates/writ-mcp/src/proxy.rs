@@ -389,8 +389,8 @@ mod tests {
     use tokio::io::{
         duplex, AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines, ReadHalf, WriteHalf,
     };
+    use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
     use writ_artifact::{FixedClock, KeyRing, ReasonCode};
-    use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 
     /// Denies every call after `delay`; allows probes of tools named `ok*`
     /// (with a writ the proxy never uses: probes are not verified).

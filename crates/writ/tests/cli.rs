@@ -1024,3 +1024,68 @@ fn a_closed_stdout_ends_quietly() {
     assert_eq!(out.code, 141, "{out:?}");
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
+
+/// The two binaries: `writ` holds the enforcement points and sends every
+/// other line to `writ-full` beside it. Cedar, SQLite and the server are in
+/// `writ-full` only (the runner's start is on the path of every governed
+/// run), and without `writ-full` a non-gate line fails with a clear error.
+#[test]
+fn writ_runs_the_gate_and_sends_the_rest_to_writ_full() {
+    // As text, so the search is std's (optimized even in a test build).
+    let text = |p: &str| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    let (gate, full) = (text(writ_bin()), text(env!("CARGO_BIN_EXE_writ-full")));
+    let has = |bin: &str, needle: &str| bin.contains(needle);
+    for marker in [
+        "cedar_policy",
+        "sqlite3_prepare_v2",
+        "writ_server",
+        "writ_store",
+    ] {
+        assert!(
+            has(&full, marker),
+            "writ-full lacks {marker}: the check below proves nothing"
+        );
+        assert!(!has(&gate, marker), "the gate binary links {marker}");
+    }
+    assert!(has(&gate, "writ_gate"));
+
+    // A line that is not a gate line reaches writ-full, with its usage as writ's.
+    let out = run_writ(&["--version"], &[], None);
+    out.expect_code(0, "writ --version");
+    assert!(out.stdout.starts_with("writ "), "{out:#?}");
+    let out = run_writ(&["exec", "--help"], &[], None);
+    out.expect_code(0, "writ exec --help");
+    assert!(out.stdout.contains("Usage: writ exec"), "{out:#?}");
+    let out = run_writ(&["lineage", "--bogus"], &[], None);
+    out.expect_code(2, "a usage error");
+    assert!(out.stderr.contains("Usage: writ lineage"), "{out:#?}");
+
+    // Alone, `writ` still runs what it holds and explains what it lacks.
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("writ");
+    std::fs::copy(writ_bin(), &copy).unwrap();
+    let out = std::process::Command::new(&copy)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot run {}",
+            alone.path().join("writ-full").display()
+        )) && stderr.contains("cargo build --release"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(&copy)
+        .args(["exec", "--server", "http://127.0.0.1:9", "--", "/bin/true"])
+        .env("WRIT_TOKEN", "t")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(25), "{stderr}");
+    assert!(
+        stderr.starts_with("denied: authority_unavailable: "),
+        "{stderr}"
+    );
+}

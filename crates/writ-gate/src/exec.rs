@@ -10,18 +10,18 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use tokio::signal::unix::SignalKind;
+use writ_api::{AuthorizeRequest, AuthorizeResponse};
 use writ_artifact::{
     canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
     VerifyOptions,
 };
-use writ_authority::{AuthorizeRequest, AuthorizeResponse};
 use writ_exec::{Confinement, Enforcement, ExecError, Executable, Launcher};
 
 use crate::client::Client;
 use crate::{print_denial, Exit, Global};
 
 /// The longest `--unreachable-grace` (`writ exec` and `writ mcp-proxy`).
-pub(crate) const UNREACHABLE_GRACE_MAX: u64 = 300;
+pub const UNREACHABLE_GRACE_MAX: u64 = 300;
 /// The longest `--kill-grace`.
 const KILL_GRACE_MAX: u64 = 60;
 /// How long to wait, after a SIGTERM passed on ended the program, for the
@@ -131,7 +131,7 @@ fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
     let message = message.into();
     print_denial(reason, &message);
     if JSON_DENIALS.load(Ordering::Relaxed) {
-        crate::cmd::print_json(&json!({"decision": "deny", "reason": reason, "message": message}))?;
+        crate::print_json(&json!({"decision": "deny", "reason": reason, "message": message}))?;
     }
     Ok(Exit::Denied(reason))
 }
@@ -261,7 +261,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                     net: a.net,
                 },
                 audience: audience.clone(),
-                parent: crate::cmd::parent_from_env(),
+                parent: crate::parent_from_env(),
                 lifetime_secs: a.lifetime,
                 start: !a.authorize_only,
             };
@@ -308,7 +308,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     };
     if a.authorize_only {
         match answer {
-            Some(answer) if g.json => crate::cmd::print_json(&answer)?,
+            Some(answer) if g.json => crate::print_json(&answer)?,
             _ => println!("{writ}"),
         }
         return Ok(Exit::Ok);

@@ -10,10 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
+use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_artifact::{
     canonical, Clock, Denial, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock, VerifyOptions,
 };
-use writ_authority::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_mcp::framing::{read_message, write_message, MESSAGE_BYTES_MAX};
 use writ_mcp::govern::{
     server_resource, Authority, Governor, Session, Unavailable, SESSION_ACTION,
@@ -167,7 +167,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
 
     // The session: a root execution (or a child of WRIT_PARENT), started.
     let session_request = json!({"server": a.name, "argv": a.argv});
-    let parent = crate::cmd::parent_from_env();
+    let parent = crate::parent_from_env();
     let lifetime = match (&parent, a.lifetime) {
         (_, Some(l)) => Some(l),
         (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
@@ -496,7 +496,7 @@ pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
         Some(p) => {
             std::fs::write(p, &f.text).with_context(|| format!("cannot write {}", p.display()))?
         }
-        None if g.json => crate::cmd::print_json(
+        None if g.json => crate::print_json(
             &json!({"schema": f.text, "tools": tools.len(), "warnings": f.warnings}),
         )?,
         None => print!("{}", f.text),

@@ -7,14 +7,14 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// SIGINT, SIGTERM and SIGHUP received by this process. Once made, these
 /// signals no longer end the process: whoever holds it must act on them.
-pub(crate) struct Forwarder {
+pub struct Forwarder {
     int: Signal,
     term: Signal,
     hup: Signal,
 }
 
 impl Forwarder {
-    pub(crate) fn new() -> Result<Forwarder> {
+    pub fn new() -> Result<Forwarder> {
         Ok(Forwarder {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
@@ -23,7 +23,7 @@ impl Forwarder {
     }
 
     /// The next of them, by number.
-    pub(crate) async fn recv(&mut self) -> i32 {
+    pub async fn recv(&mut self) -> i32 {
         tokio::select! {
             _ = self.int.recv() => SignalKind::interrupt().as_raw_value(),
             _ = self.term.recv() => SignalKind::terminate().as_raw_value(),
@@ -33,7 +33,7 @@ impl Forwarder {
 }
 
 /// `SIGTERM` for 15 (and the two others caught here); `signal N` else.
-pub(crate) fn name(sig: i32) -> String {
+pub fn name(sig: i32) -> String {
     match sig {
         1 => "SIGHUP".into(),
         2 => "SIGINT".into(),

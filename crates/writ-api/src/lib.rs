@@ -1,0 +1,308 @@
+//! Request and response shapes of the authority's API: the JSON bodies of its
+//! HTTP routes, shared by the server and by the clients (the enforcement
+//! points among them), which must not depend on the authority itself.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use writ_artifact::{Claims, ReasonCode, Scope};
+
+/// `POST /v1/authorize`. The principal is the authenticated caller, never a
+/// field of the body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizeRequest {
+    /// Cedar UID of the action, e.g. `Action::"exec"`.
+    pub action: String,
+    /// Cedar UID of the resource, e.g. `Command::"/usr/bin/ls"`.
+    pub resource: String,
+    /// Extra attributes for the Cedar context (must not use the reserved names
+    /// `request`, `environment`, `scope`, `audience`, `lineage`).
+    #[serde(default)]
+    pub context: Map<String, Value>,
+    /// The exact request; the writ binds its RFC 8785 digest.
+    pub request: Value,
+    /// Environment facts to bind.
+    #[serde(default)]
+    pub environment: Map<String, Value>,
+    #[serde(default)]
+    pub scope: Scope,
+    /// The enforcement point the writ is for.
+    pub audience: String,
+    /// `jti` of the parent writ, for a child execution.
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+    /// Start the execution on issue: on allow, the nonce is spent (an
+    /// `execution_start` entry) in the same commit as the decision, for a
+    /// gateway that runs at once and would otherwise call `start` right after.
+    /// The writ can then never be started elsewhere (`replayed`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start: bool,
+}
+
+impl AuthorizeRequest {
+    /// The plainest request to run a command: action `exec`, resource
+    /// `Command::"<argv[0]>"`, the argv as the request, no environment, no
+    /// scope (what the demos ask for; `writ exec` binds much more).
+    pub fn command(argv: &[&str], audience: &str, lifetime_secs: Option<u64>) -> AuthorizeRequest {
+        AuthorizeRequest {
+            action: "Action::\"exec\"".into(),
+            resource: format!(
+                "Command::{}",
+                serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
+            ),
+            context: Map::new(),
+            request: serde_json::json!({ "argv": argv }),
+            environment: Map::new(),
+            scope: Scope::default(),
+            audience: audience.into(),
+            parent: None,
+            lifetime_secs,
+            start: false,
+        }
+    }
+}
+
+/// Context attribute names writ fills itself.
+pub const RESERVED_CONTEXT: [&str; 5] = ["request", "environment", "scope", "audience", "lineage"];
+/// Longest entity UID, audience or jti accepted.
+pub const NAME_BYTES_MAX: usize = 1024;
+
+/// The authority's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum AuthorizeResponse {
+    Allow {
+        writ: String,
+        log_index: u64,
+        jti: String,
+        exp: u64,
+    },
+    Deny {
+        reason: ReasonCode,
+        message: String,
+        /// The entry recording the denial; absent when the denial could not be
+        /// logged (`authority_unavailable`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_index: Option<u64>,
+    },
+}
+
+impl AuthorizeResponse {
+    pub fn is_allow(&self) -> bool {
+        matches!(self, AuthorizeResponse::Allow { .. })
+    }
+    pub fn reason(&self) -> Option<ReasonCode> {
+        match self {
+            AuthorizeResponse::Allow { .. } => None,
+            AuthorizeResponse::Deny { reason, .. } => Some(*reason),
+        }
+    }
+}
+
+/// Input that is not a question at all: refused with 400, nothing logged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// `POST /v1/verify`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    #[serde(default)]
+    pub writ: String,
+    /// The request being executed; compared by digest. Left out, it is not
+    /// checked; `null` is refused (a gateway that meant to send one must not
+    /// have the check skipped).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request: Option<Value>,
+    /// The re-measured environment facts; compared by digest.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub environment: Option<Map<String, Value>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audience: Option<String>,
+}
+
+/// A field that, when present, must not be `null` (absent is `None`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "null: leave the field out to skip this check",
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ReasonCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The verified claims; present only when `valid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+    /// When not valid: what the writ *says*, decoded without trusting it (for
+    /// display only), if it could be decoded at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified_claims: Option<Claims>,
+}
+
+/// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    /// Left out: the writ the authority issued under this jti is started.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub writ: Option<String>,
+    /// Each of these, when present (never `null`), is checked against the
+    /// writ before its nonce is spent, as `POST /v1/verify` does.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request: Option<Value>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub environment: Option<Map<String, Value>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audience: Option<String>,
+}
+
+/// `POST /v1/executions/{jti}/finish`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    #[serde(default)]
+    pub exit_status: Option<i64>,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub stdout_digest: Option<String>,
+    #[serde(default)]
+    pub stderr_digest: Option<String>,
+    #[serde(default)]
+    pub terminated: Option<String>,
+    /// How much of the scope the kernel enforced: `full`, `partial` or `none`.
+    #[serde(default)]
+    pub enforcement: Option<String>,
+}
+
+/// `POST /v1/executions/{jti}/renew`: extend the lease of a running execution.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// Seconds from now (default: the writ's own lifetime; at most 3600, and
+    /// never beyond the parent's lease).
+    #[serde(default)]
+    pub lifetime_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub jti: String,
+    /// The new end of the lease, unix seconds.
+    pub lease_exp: u64,
+    /// The bundle that re-authorized it.
+    pub policy: String,
+    pub log_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecutionResponse {
+    pub jti: String,
+    pub log_index: u64,
+    /// On a finish: why the writ (or an ancestor, or its principal) was
+    /// already revoked when the finish was recorded, if it was. The finish
+    /// entry says so too, when the caller gave no `terminated` of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+/// `POST /v1/revocations`: exactly one of `jti` and `principal`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub principal: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// Everything revoked: the writ and its descendants, or the principal.
+    pub revoked: Vec<String>,
+    pub log_index: u64,
+}
+
+/// `POST /v1/principals`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalRequest {
+    pub uid: String,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrincipalResponse {
+    pub uid: String,
+    pub admin: bool,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+    pub log_index: u64,
+}
+
+/// A node of a lineage tree (`GET /v1/lineage/{jti}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineageNode {
+    pub jti: String,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub depth: u32,
+    pub status: String,
+    pub log_index: u64,
+    pub children: Vec<LineageNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LineageResponse {
+    /// jtis from the root down to (excluding) the asked-for writ.
+    pub ancestors: Vec<String>,
+    pub tree: LineageNode,
+}

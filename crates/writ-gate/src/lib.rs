@@ -1,0 +1,234 @@
+//! The enforcement points as commands: `writ exec` (the governed process
+//! runner) and `writ mcp-proxy` (the MCP tool-call gate), their own argument
+//! parser, and the small HTTP client they (and the rest of the CLI) use to
+//! reach the authority.
+//!
+//! **Boundary:** nothing here links Cedar, the store or the server. The
+//! `writ` binary is this crate plus a dispatch: a line it does not accept
+//! goes to `writ-full`, the whole command line. A governed run pays for
+//! starting a process before its program starts, and a binary a fifth the
+//! size starts in a third of the page faults (BENCHMARKS.md, issue 4); the
+//! enforcement point's code is also the code of this crate and the crates it
+//! names, not of the authority.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod exec;
+pub mod lease;
+pub mod mcp;
+pub mod signals;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use writ_artifact::ReasonCode;
+
+/// The options every command takes (flattened into the full command line too).
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Data directory (store, keys, config).
+    #[arg(long, global = true, env = "WRIT_DIR", default_value = ".writ")]
+    pub dir: PathBuf,
+    /// Server URL for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "WRIT_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub server: String,
+    /// Bearer token for client commands.
+    #[arg(long, global = true, env = "WRIT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print a machine-readable JSON answer on standard output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// How a command ended, when it did not fail.
+pub enum Exit {
+    Ok,
+    Denied(ReasonCode),
+    /// Ran, but found problems (e.g. policy test mismatches).
+    Failed,
+    /// A governed program's own exit status, passed through.
+    Code(u8),
+}
+
+/// The enforcement points' own parser: the global options and the two gate
+/// commands, nothing of the others. A line it does not accept (another
+/// command, `--help`, a mistake) is parsed by the full command line, which
+/// also writes every help and error text, so both read an accepted line
+/// alike (a test in `writ-cli` holds them to it).
+#[derive(Parser, Debug)]
+#[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
+pub struct GateCli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: GateCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GateCommand {
+    /// Run a command under a writ.
+    Exec(exec::ExecArgs),
+    /// An MCP stdio proxy.
+    McpProxy(mcp::McpProxyArgs),
+}
+
+/// `args` read as a gate line, or `None` when it is not one (the full command
+/// line then parses it). Only a line that names `exec` or `mcp-proxy` before
+/// any `--` is tried.
+pub fn parse_gate_line(args: &[OsString]) -> Option<GateCli> {
+    let mentions = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "exec" || a == "mcp-proxy");
+    if !mentions {
+        return None;
+    }
+    GateCli::try_parse_from(args).ok()
+}
+
+/// The `writ` binary's own work: run a gate line and return its status, or
+/// `None` when the line is not one.
+pub fn try_main() -> Option<ExitCode> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = parse_gate_line(&args)?;
+    quiet_on_closed_stdout();
+    init_tracing();
+    let exit_at_once = matches!(cli.command, GateCommand::Exec(_));
+    Some(block_on(true, exit_at_once, run(cli)))
+}
+
+/// Run a parsed gate line.
+pub async fn run(cli: GateCli) -> anyhow::Result<Exit> {
+    match cli.command {
+        GateCommand::Exec(a) => exec::exec(&cli.global, a).await,
+        GateCommand::McpProxy(a) => mcp::mcp_proxy(&cli.global, a).await,
+    }
+}
+
+/// Log to stderr, filtered by `WRIT_LOG`: `target=level,...` and a bare
+/// level for everything else (default `writ=info,warn`). A value that does
+/// not parse is reported and the default used.
+pub fn init_tracing() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let default = || {
+        Targets::new()
+            .with_target("writ", LevelFilter::INFO)
+            .with_default(LevelFilter::WARN)
+    };
+    let filter = match std::env::var("WRIT_LOG") {
+        Ok(s) => s.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!(
+                "warning: WRIT_LOG={s:?} is not `target=level,...` ({e}); logging writ=info,warn"
+            );
+            default()
+        }),
+        Err(_) => default(),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                // Colour only for a person at a terminal, not into log files.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .with(filter)
+        .init();
+}
+
+/// Run a command to its status. `one_thread`: the enforcement points do
+/// their waiting on one thread (no worker threads to start and stop, no
+/// hand-over between threads on the path of a message). `exit_at_once`: a
+/// governed run exits as soon as its outcome is recorded; what is left
+/// (idle connections, the revocation stream, the runtime) needs no orderly
+/// shutdown.
+pub fn block_on(
+    one_thread: bool,
+    exit_at_once: bool,
+    command: impl Future<Output = anyhow::Result<Exit>>,
+) -> ExitCode {
+    let built = if one_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match rt.block_on(command) {
+        Ok(Exit::Ok) => 0,
+        Ok(Exit::Denied(r)) => r.exit_status(),
+        Ok(Exit::Failed) => 1,
+        Ok(Exit::Code(c)) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    if exit_at_once {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::process::exit(i32::from(code));
+    }
+    ExitCode::from(code)
+}
+
+/// The status of a command whose standard output was closed under it, as
+/// if SIGPIPE had ended it.
+pub const CLOSED_STDOUT: u8 = 128 + 13;
+
+/// `writ ... | head -1`: Rust ignores SIGPIPE, so printing to a closed pipe
+/// panics ("failed printing to stdout: Broken pipe"). Exit as a program
+/// killed by SIGPIPE would, quietly, instead of with a panic and backtrace.
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(i32::from(CLOSED_STDOUT));
+        }
+        default(info);
+    }));
+}
+
+/// Print a denial the way every command does: reason code first, on stderr.
+pub fn print_denial(reason: ReasonCode, message: &str) {
+    eprintln!("denied: {reason}: {message}");
+}
+
+/// Print a JSON answer (`--json`), pretty, on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// The jti of the writ this process runs under (`WRIT_PARENT`, set by a
+/// governing `writ exec`), which makes what it asks for a child.
+pub fn parent_from_env() -> Option<String> {
+    let w = std::env::var("WRIT_PARENT").ok()?;
+    writ_artifact::decode_unverified(&w)
+        .ok()
+        .map(|(_, c)| c.jti)
+}
