@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = serde_json::from_slice::<AuthorizeRequest>(data) else {
         return;
     };
-    if req.validate().is_err() {
+    if writ_authority::validate_authorize_request(&req).is_err() {
         return;
     }
     let digest = canonical::digest_json(&req.request);

@@ -654,7 +654,7 @@ impl Authority {
         who: &Principal,
         req: AuthorizeRequest,
     ) -> Result<AuthorizeResponse, BadRequest> {
-        validate_request(&req)?;
+        validate_authorize_request(&req)?;
         for _ in 0..STATE_CHANGES_MAX {
             if let Some(d) = self.stale() {
                 return Ok(deny_unlogged(d));
@@ -2089,7 +2089,7 @@ fn cedar_uid_check(s: &str) -> Result<(), String> {
 /// The checks [`Authority::authorize`] makes before it decides anything:
 /// field sizes, reserved context names, scope paths, what the writ would
 /// carry, lifetime, parent jti. `Err` is answered 400 and nothing is logged.
-fn validate_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
+pub fn validate_authorize_request(req: &AuthorizeRequest) -> Result<(), BadRequest> {
     for (name, v) in [
         ("action", &req.action),
         ("resource", &req.resource),

@@ -77,11 +77,19 @@ impl Target {
 }
 
 /// The binary a user runs `writ exec` with: `writ` beside this one (the
-/// bench runs in `writ-full`, where `writ` sends it), else this one.
+/// bench runs in `writ-full`, where `writ` sends it). Measuring this one
+/// instead would time a runner no user starts.
 fn gate_binary() -> Result<PathBuf> {
     let me = std::env::current_exe().context("finding this program's path")?;
     let gate = me.with_file_name("writ");
-    Ok(if gate.is_file() { gate } else { me })
+    anyhow::ensure!(
+        gate.is_file(),
+        "{} is missing: the benchmark times `writ exec` as users run it, from the `writ` \
+         binary that `cargo build --release` puts beside {}",
+        gate.display(),
+        me.display()
+    );
+    Ok(gate)
 }
 
 fn time_run(mut c: Command) -> Result<Duration> {

@@ -125,12 +125,14 @@ fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// Entry point of the `writ` binary.
+/// Entry point of the `writ-full` binary (which `writ` runs for every line
+/// that is not a gate line).
 pub fn main() -> ExitCode {
     // A gate line (exec, mcp-proxy) runs as the `writ` binary runs it.
     if let Some(code) = writ_gate::try_main() {
         return code;
     }
+    name_process_as_invoked();
     writ_gate::quiet_on_closed_stdout();
     let cli = parse();
     writ_gate::init_tracing();
@@ -139,6 +141,21 @@ pub fn main() -> ExitCode {
     let gate = matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
     let exit_at_once = matches!(cli.command, Command::Exec(_));
     writ_gate::block_on(gate, exit_at_once, run(cli))
+}
+
+/// `writ` ran this binary for a `writ ...` line and passed its own name as
+/// argv[0]: the process is named `writ` too (`ps`, `pgrep -x writ`, `pkill
+/// -x writ` find a `writ serve` as before), not `writ-full`.
+fn name_process_as_invoked() {
+    let invoked = std::env::args_os().next();
+    let as_writ = invoked
+        .as_deref()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "writ");
+    if as_writ {
+        // Only a name for people and tools to read; nothing depends on it.
+        let _ = rustix::thread::set_name(c"writ");
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {

@@ -114,26 +114,17 @@ pub async fn run(cli: GateCli) -> anyhow::Result<Exit> {
     }
 }
 
-/// Log to stderr, filtered by `WRIT_LOG`: `target=level,...` and a bare
-/// level for everything else (default `writ=info,warn`). A value that does
-/// not parse is reported and the default used.
+/// Log to stderr, filtered by `WRIT_LOG` (see [`log_filter`]). A value
+/// that does not parse is reported and the default used.
 pub fn init_tracing() {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
     use tracing_subscriber::prelude::*;
-    let default = || {
-        Targets::new()
-            .with_target("writ", LevelFilter::INFO)
-            .with_default(LevelFilter::WARN)
-    };
-    let filter = match std::env::var("WRIT_LOG") {
-        Ok(s) => s.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!(
-                "warning: WRIT_LOG={s:?} is not `target=level,...` ({e}); logging writ=info,warn"
-            );
-            default()
-        }),
-        Err(_) => default(),
-    };
+    let spec = std::env::var("WRIT_LOG").ok();
+    let filter = log_filter(spec.as_deref()).unwrap_or_else(|e| {
+        eprintln!(
+            "warning: WRIT_LOG={spec:?} is not `target=level,...` ({e}); logging {LOG_DEFAULT}"
+        );
+        default_log_filter()
+    });
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -143,6 +134,40 @@ pub fn init_tracing() {
         )
         .with(filter)
         .init();
+}
+
+/// What is logged when `WRIT_LOG` is unset or empty.
+pub const LOG_DEFAULT: &str = "writ=info,warn";
+
+fn default_log_filter() -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    Targets::new()
+        .with_target("writ", LevelFilter::INFO)
+        .with_default(LevelFilter::WARN)
+}
+
+/// The filter a `WRIT_LOG` value names: comma-separated `target=level`
+/// (a target is a module path prefix, e.g. `writ_server`) and at most one
+/// bare level for everything else. Blanks around items and empty items are
+/// ignored (an empty item would otherwise be the target `""`, a prefix of
+/// every target, at TRACE); unset or blank means [`LOG_DEFAULT`].
+pub fn log_filter(spec: Option<&str>) -> Result<tracing_subscriber::filter::Targets, String> {
+    let items: Vec<String> = spec
+        .unwrap_or_default()
+        .split(',')
+        .map(|item| match item.split_once('=') {
+            Some((target, level)) => format!("{}={}", target.trim(), level.trim()),
+            None => item.trim().to_owned(),
+        })
+        .filter(|item| !item.is_empty())
+        .collect();
+    if items.is_empty() {
+        return Ok(default_log_filter());
+    }
+    if let Some(bad) = items.iter().find(|i| i.starts_with('=')) {
+        return Err(format!("`{bad}` names no target"));
+    }
+    items.join(",").parse().map_err(|e| format!("{e}"))
 }
 
 /// Run a command to its status. `one_thread`: the enforcement points do
@@ -231,4 +256,41 @@ pub fn parent_from_env() -> Option<String> {
     writ_artifact::decode_unverified(&w)
         .ok()
         .map(|(_, c)| c.jti)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn log_filters_ignore_blanks_and_never_widen_to_everything() {
+        use tracing::Level;
+        let enabled = |spec: &str, target: &str, level: Level| {
+            log_filter(Some(spec))
+                .unwrap_or_else(|e| panic!("{spec:?}: {e}"))
+                .would_enable(target, &level)
+        };
+        for spec in ["", " ", ",", " , "] {
+            assert!(enabled(spec, "writ_server", Level::INFO), "{spec:?}");
+            assert!(!enabled(spec, "writ_server", Level::DEBUG), "{spec:?}");
+            assert!(!enabled(spec, "hyper", Level::INFO), "{spec:?}");
+            assert!(enabled(spec, "hyper", Level::WARN), "{spec:?}");
+        }
+        // A trailing comma does not turn everything else on at TRACE.
+        assert!(enabled("writ=debug,", "writ_gate", Level::DEBUG));
+        assert!(!enabled("writ=debug,", "hyper", Level::ERROR));
+        // Blanks around items and around `=` are the user's spacing.
+        assert!(enabled("writ = info , warn", "writ_mcp", Level::INFO));
+        assert!(enabled("writ = info , warn", "h2", Level::WARN));
+        assert!(!enabled("writ = info , warn", "h2", Level::INFO));
+        assert!(enabled("debug", "anything", Level::DEBUG));
+        for bad in ["writ=loud", "=debug", "writ=info,warn=x=y"] {
+            assert!(log_filter(Some(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            log_filter(None).unwrap().default_level(),
+            Some(LevelFilter::WARN)
+        );
+    }
 }

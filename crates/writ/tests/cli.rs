@@ -1040,6 +1040,7 @@ fn writ_runs_the_gate_and_sends_the_rest_to_writ_full() {
         "sqlite3_prepare_v2",
         "writ_server",
         "writ_store",
+        "writ_authority",
     ] {
         assert!(
             has(&full, marker),
@@ -1059,6 +1060,17 @@ fn writ_runs_the_gate_and_sends_the_rest_to_writ_full() {
     let out = run_writ(&["lineage", "--bogus"], &[], None);
     out.expect_code(2, "a usage error");
     assert!(out.stderr.contains("Usage: writ lineage"), "{out:#?}");
+
+    // `writ serve` is writ-full in the same process, under the name run.
+    let server = Server::start();
+    let proc = format!("/proc/{}", server.pid());
+    let exe = std::fs::read_link(format!("{proc}/exe")).unwrap();
+    assert_eq!(exe.file_name().unwrap(), "writ-full");
+    assert_eq!(
+        std::fs::read_to_string(format!("{proc}/comm")).unwrap(),
+        "writ\n"
+    );
+    drop(server);
 
     // Alone, `writ` still runs what it holds and explains what it lacks.
     let alone = tempfile::tempdir().unwrap();
