@@ -4,7 +4,7 @@ proxy`, with the same client (the Python `mcp` SDK), the same server
 (@modelcontextprotocol/server-filesystem) and the same call, in one run.
 Called by scripts/bench-mcp, which sets the environment up."""
 
-import asyncio, json, os, statistics, sys, time
+import asyncio, json, os, socket, statistics, sys, time
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -37,6 +37,98 @@ async def measure(name, command, args):
     }
 
 
+def floor():
+    """What every governed call costs before any work of writ's: one
+    fdatasync on the data dir's filesystem (the decision is durable before
+    its writ exists) and one HTTP round trip to the authority on loopback
+    (a raw keep-alive socket, the request bytes built once), next to the
+    round trip of the authorize request the proxy sends for a call (a child
+    of a session, started on issue)."""
+    def p50(f, n=1000, warm=50):
+        lat = []
+        for i in range(warm + n):
+            t0 = time.perf_counter()
+            f()
+            if i >= warm:
+                lat.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(lat)
+
+    path = os.path.join(job["data_dir"], "floor.probe")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    block, at = os.urandom(4096), [0]
+
+    def sync():
+        os.pwrite(fd, block, at[0])
+        at[0] = (at[0] + 4096) % (4 << 20)
+        os.fdatasync(fd)
+
+    try:
+        fsync_ms = p50(sync)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+    host, port = job["server"].removeprefix("http://").rsplit(":", 1)
+    s = socket.create_connection((host, int(port)))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def request(method, path, body=None):
+        head = f"{method} {path} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer {os.environ['WRIT_TOKEN']}\r\n"
+        if body is None:
+            return (head + "\r\n").encode()
+        data = json.dumps(body).encode()
+        return (head + f"content-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n").encode() + data
+
+    def exchange(raw):
+        s.sendall(raw)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, _, body = buf.partition(b"\r\n\r\n")
+        length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += s.recv(65536)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"floor: {head[:80]!r} {body[:200]!r}")
+        return json.loads(body)
+
+    health = request("GET", "/healthz")
+    rtt_ms = p50(lambda: exchange(health))
+    session = exchange(request("POST", "/v1/authorize", {
+        "action": 'Action::"mcp_session"', "resource": 'Server::"filesystem"',
+        "request": {"server": "filesystem"}, "audience": "mcp:filesystem",
+        "lifetime_secs": 600, "start": True}))
+    args = {"path": job["file"]}
+    call = request("POST", "/v1/authorize", {
+        "action": 'Action::"call_tool"', "resource": 'Tool::"filesystem/read_text_file"',
+        "context": {"server": "filesystem", "tool": "read_text_file", "arguments": args},
+        "request": {"name": "read_text_file", "arguments": args},
+        "audience": "mcp:filesystem", "parent": session["jti"], "start": True})
+    authorize_ms = p50(lambda: exchange(call))
+    s.close()
+    return {"name": "floor", "fdatasync_4k_p50_ms": fsync_ms, "http_round_trip_p50_ms": rtt_ms,
+            "authorize_call_p50_ms": authorize_ms}
+
+
+def summary(rounds, fl):
+    """Medians per configuration and what each adds over direct, per round."""
+    lines = []
+    direct = [r for r in rounds if r["name"] == "direct"]
+    for name in ("writ mcp-proxy", "agentmesh proxy"):
+        rs = [r for r in rounds if r["name"] == name and "median_ms" in r]
+        if len(rs) != len(direct):
+            continue
+        added = [r["median_ms"] - d["median_ms"] for r, d in zip(rs, direct)]
+        lines.append(f"{name}: added per round " + " / ".join(f"{a:+.2f}" for a in added)
+                     + f" ms, median {statistics.median(added):+.2f} ms")
+    lines.append(f"direct: per round " + " / ".join(f"{d['median_ms']:.3f}" for d in direct) + " ms")
+    lines.append(f"floor: fdatasync (4 KB) {fl['fdatasync_4k_p50_ms']:.3f} ms + HTTP round trip "
+                 f"{fl['http_round_trip_p50_ms']:.3f} ms = {fl['fdatasync_4k_p50_ms'] + fl['http_round_trip_p50_ms']:.3f} ms "
+                 f"(target for all that writ adds: 0.3 ms); authorize round trip of a call "
+                 f"{fl['authorize_call_p50_ms']:.3f} ms")
+    return "\n".join(lines)
+
+
 async def main():
     server = ["node", job["server_js"], job["root"]]
     rounds = []
@@ -51,7 +143,11 @@ async def main():
                 rounds.append(await measure("agentmesh proxy", job["agentmesh"], args))
             except BaseException as e:  # report, keep the other figures
                 rounds.append({"name": "agentmesh proxy", "error": repr(e)})
+    fl = floor()
+    rounds.append(fl)
     json.dump(rounds, sys.stdout, indent=1)
+    print(file=sys.stdout)
+    print(summary(rounds, fl), file=sys.stderr)
 
 
 asyncio.run(main())

@@ -400,7 +400,7 @@ async fn request<W: AsyncWrite + Unpin, R: AsyncBufRead + Unpin>(
     params: Value,
 ) -> Result<Value> {
     let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    write_message(w, &writ_mcp::message::to_line(&msg)).await?;
+    write_message(w, writ_mcp::message::to_line(&msg)).await?;
     loop {
         let Some(raw) = read_message(r, MESSAGE_BYTES_MAX).await? else {
             bail!("the MCP server closed its output before answering {method}");
@@ -416,7 +416,7 @@ async fn request<W: AsyncWrite + Unpin, R: AsyncBufRead + Unpin>(
             writ_mcp::message::Kind::Request { id: rid, .. } => {
                 // We offer no client capabilities.
                 let e = writ_mcp::message::error_response(&rid, -32601, "method not found");
-                write_message(w, &writ_mcp::message::to_line(&e)).await?;
+                write_message(w, writ_mcp::message::to_line(&e)).await?;
             }
             _ => {}
         }
@@ -453,7 +453,7 @@ async fn list_tools(argv: &[String]) -> Result<Vec<Value>> {
         bail!("the MCP server does not offer tools (no `tools` capability)");
     }
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    write_message(&mut w, &writ_mcp::message::to_line(&note)).await?;
+    write_message(&mut w, writ_mcp::message::to_line(&note)).await?;
     let mut tools = Vec::new();
     let mut cursor: Option<Value> = None;
     for page in 0..TOOL_PAGES_MAX {

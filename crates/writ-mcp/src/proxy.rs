@@ -181,7 +181,7 @@ where
 
 async fn writer<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(m) = rx.recv().await {
-        if let Err(e) = write_message(&mut w, &m).await {
+        if let Err(e) = write_message(&mut w, m).await {
             tracing::debug!("writing a message: {e}");
             // Keep draining so senders never wait on a dead pipe.
             while rx.recv().await.is_some() {}
