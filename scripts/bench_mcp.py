@@ -10,6 +10,9 @@ from mcp.client.stdio import stdio_client
 
 job = json.loads(sys.argv[1])
 N, WARM = job["calls"], job["warmup"]
+# Idle time between two calls, as an agent thinking between tool calls
+# leaves it (0: one call right after the other).
+PAUSE = job.get("pause_ms", 0) / 1000
 
 
 async def measure(name, command, args):
@@ -27,6 +30,8 @@ async def measure(name, command, args):
                     raise SystemExit(f"{name}: the call failed: {r.content}")
                 if i >= WARM:
                     lat.append(dt * 1000)
+                if PAUSE:
+                    await asyncio.sleep(PAUSE)
     lat.sort()
     return {
         "name": name,
