@@ -21,7 +21,9 @@ use crate::{DataDir, Exit, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
-    /// Ceiling vs governed in-process decisions vs HTTP decisions; verification cost.
+    /// Ceiling vs governed in-process decisions vs HTTP decisions; verification
+    /// cost. Runs its own server on a fresh data dir under the system's
+    /// temporary directory (removed at the end), not on `--dir`.
     Authorize(AuthorizeBench),
     /// The audit log at ten million entries: durable append, inclusion
     /// proofs, full verification, `writ serve` RSS, and the Agent Governance
@@ -53,7 +55,9 @@ pub struct AuthorizeBench {
     /// Run only the governed in-process measurement (for profiling).
     #[arg(long)]
     pub governed_only: bool,
-    /// Print the one-thread cost of each part of a governed decision.
+    /// Print the one-thread cost of each part of a governed decision (an
+    /// `exec` request with no parent, not started), and the mean time of one
+    /// governed decision at a time; nothing else.
     #[arg(long)]
     pub parts: bool,
 }
@@ -455,16 +459,14 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     );
 
     let (mut ceil, mut gov, mut https, mut wrks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    if a.parts {
-        parts(&authority, &bundle, &key).await?;
-        return Ok(Exit::Ok);
-    }
-    if a.governed_only {
-        for _ in 0..a.runs {
-            let gv = governed(&authority, a.tasks, secs).await?;
-            println!("governed {gv:.0}/s (log {} entries)", authority.log_size());
-        }
-        return Ok(Exit::Ok);
+    if a.parts || a.governed_only {
+        let done = if a.parts {
+            parts(&authority, &bundle, &key).await
+        } else {
+            governed_runs(&authority, a.tasks, secs, a.runs).await
+        };
+        stop(running, &tmp).await;
+        return done.map(|()| Exit::Ok);
     }
     for run in 1..=a.runs {
         let (b, k) = (bundle.clone(), key.clone());
@@ -614,8 +616,27 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
             vf / vb
         );
     }
+    stop(running, &tmp).await;
+    Ok(Exit::Ok)
+}
+
+/// `--governed-only`: the governed measurement alone, each run printed.
+async fn governed_runs(
+    authority: &Arc<Authority>,
+    tasks: usize,
+    secs: u64,
+    runs: usize,
+) -> Result<()> {
+    for _ in 0..runs {
+        let gv = governed(authority, tasks, secs).await?;
+        println!("governed {gv:.0}/s (log {} entries)", authority.log_size());
+    }
+    Ok(())
+}
+
+/// Stop the bench's server and remove its data dir (keys, log).
+async fn stop(running: crate::server::Running, tmp: &std::path::Path) {
     let _ = running.shutdown.send(());
     let _ = running.task.await;
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(Exit::Ok)
+    let _ = std::fs::remove_dir_all(tmp);
 }

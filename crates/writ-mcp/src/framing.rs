@@ -42,6 +42,9 @@ pub async fn read_message<R: AsyncBufRead + Unpin>(
         match buf.iter().position(|b| *b == b'\n') {
             Some(i) => {
                 if !too_large && out.len() + i <= limit {
+                    // One byte to spare: a forwarded message gets its `\n`
+                    // back in place (see `write_message`), not by a copy.
+                    out.reserve(i + 1);
                     out.extend_from_slice(buf.get(..i).unwrap_or_default());
                 } else {
                     too_large = true;
@@ -132,7 +135,8 @@ mod tests {
         assert_eq!(got, vec![Ok(b"0123456789".to_vec())]);
     }
 
-    /// Records each write it is handed, as the kernel would see them.
+    /// Records each write it is handed (each would be one `write(2)` on a
+    /// pipe).
     #[derive(Default)]
     struct Writes(Vec<Vec<u8>>);
 
