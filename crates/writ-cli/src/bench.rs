@@ -21,9 +21,10 @@ use crate::{DataDir, Exit, Global};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
-    /// Ceiling vs governed in-process decisions vs HTTP decisions; verification
-    /// cost. Runs its own server on a fresh data dir under the system's
-    /// temporary directory (removed at the end), not on `--dir`.
+    /// Ceiling vs governed in-process decisions vs HTTP decisions; verification cost.
+    ///
+    /// Runs its own server on a fresh data dir under the system's temporary
+    /// directory (removed at the end), not on `--dir`.
     Authorize(AuthorizeBench),
     /// The audit log at ten million entries: durable append, inclusion
     /// proofs, full verification, `writ serve` RSS, and the Agent Governance
