@@ -1,0 +1,80 @@
+//! `writ bench authorize`, short: every measurement runs and reports, the
+//! governed rate is the best of the caller counts asked for, and the
+//! open-loop HTTP load delivers what it offers with every answer an allow.
+//! (The figures themselves are in BENCHMARKS.md; a test does not time.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn a_short_authorize_bench_reports_every_measurement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = spawn_writ(
+        &[
+            "--dir",
+            tmp.path().join("unused").to_str().unwrap(),
+            "bench",
+            "authorize",
+            "--seconds",
+            "1",
+            "--runs",
+            "1",
+            "--tasks",
+            "4,16",
+            "--rate",
+            "200",
+            "--json",
+        ],
+        &[("TMPDIR", tmp.path().to_str().unwrap())],
+        None,
+    );
+    let out = wait_writ(child, Duration::from_secs(180));
+    eprintln!("{}", out.stderr);
+    out.expect_code(0, "writ bench authorize");
+    let v = out.json();
+    let by = v["governed_by_callers"].as_array().unwrap();
+    let callers: Vec<u64> = by.iter().map(|g| g["callers"].as_u64().unwrap()).collect();
+    assert_eq!(callers, [4, 16], "{v}");
+    assert!(
+        by.iter().all(|g| g["per_sec"].as_f64().unwrap() > 0.0),
+        "{v}"
+    );
+    // The reported rate is the caller count with the best ratio to the
+    // ceiling, with that count's rate and ratio.
+    let ratios: Vec<f64> = by
+        .iter()
+        .map(|g| g["over_ceiling"].as_f64().unwrap())
+        .collect();
+    let best = ratios.iter().copied().fold(0.0, f64::max);
+    assert!(best > 0.0, "{v}");
+    let chosen = v["governed_callers"].as_u64().unwrap();
+    let at = callers.iter().position(|c| *c == chosen).unwrap();
+    assert_eq!(ratios[at], best, "{v}");
+    assert_eq!(v["governed_per_sec"], by[at]["per_sec"], "{v}");
+    assert_eq!(v["governed_over_ceiling"], by[at]["over_ceiling"], "{v}");
+    assert!(v["ceiling_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+
+    // 200/s offered for 1 s: the generator's failures (a non-200 answer, a
+    // closed connection) end the bench with an error, so here every
+    // request was answered with an allow; the rate is over the whole
+    // measurement, a little more than the second offered.
+    let open = &v["http_open_loop"];
+    assert_eq!(open["offered_per_sec"], 200, "{v}");
+    let rate = open["allow_per_sec"].as_f64().unwrap();
+    assert!(
+        (150.0..=201.0).contains(&rate),
+        "open-loop rate {rate}: {v}"
+    );
+    let (p50, p99) = (
+        open["p50_ms"].as_f64().unwrap(),
+        open["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{v}");
+    assert!(v["verify_over_bare"].as_f64().unwrap() > 0.0, "{v}");
+    // Every decision of every measurement went through the log.
+    assert!(v["log_entries"].as_u64().unwrap() > 200, "{v}");
+}
