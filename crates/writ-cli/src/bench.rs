@@ -640,17 +640,15 @@ async fn measure(
         a.runs
     );
 
+    if a.parts {
+        return parts(&authority, &bundle, &key).await;
+    }
+    if a.governed_only {
+        return governed_runs(&authority, &a.tasks, secs, a.runs).await;
+    }
     let (mut ceil, mut https, mut wrks, mut opens) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut gov: Vec<Vec<f64>> = vec![Vec::new(); a.tasks.len()];
-    if a.parts || a.governed_only {
-        let done = if a.parts {
-            parts(&authority, &bundle, &key).await
-        } else {
-            governed_runs(&authority, &a.tasks, secs, a.runs).await
-        };
-        return done;
-    }
     for run in 1..=a.runs {
         let (b, k) = (bundle.clone(), key.clone());
         let c = tokio::task::spawn_blocking(move || ceiling(&b, &k, secs)).await??;
