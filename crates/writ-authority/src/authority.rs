@@ -13,7 +13,7 @@ use writ_artifact::{
     WRIT_LIFETIME_SECS_DEFAULT, WRIT_LIFETIME_SECS_MAX,
 };
 use writ_log::{DecisionEntry, Entry, Outcome, RevocationKind};
-use writ_policy::{Bundle, DecisionInput, SignedBundle};
+use writ_policy::{Bundle, BundleError, DecisionInput, SignedBundle};
 use writ_store::{KeyRecord, Op, PrincipalRecord, RevocationRecord, Store, Tx, WritRecord};
 
 use crate::api::*;
@@ -1421,13 +1421,13 @@ impl Authority {
                 rec.principal, who.uid
             )));
         }
-        for d in [&req.stdout_digest, &req.stderr_digest]
-            .into_iter()
-            .flatten()
-        {
-            if !canonical::is_digest(d) {
+        for (field, d) in [
+            ("stdout_digest", &req.stdout_digest),
+            ("stderr_digest", &req.stderr_digest),
+        ] {
+            if let Some(d) = d.as_deref().filter(|d| !canonical::is_digest(d)) {
                 return Err(CallError::BadRequest(format!(
-                    "{d:?} is not a sha256: digest"
+                    "field `{field}`: {d:?} is not a digest (`sha256:` and 64 lowercase hex digits)"
                 )));
             }
         }
@@ -1699,9 +1699,15 @@ impl Authority {
     pub async fn activate(&self, who: &Principal, signed: SignedBundle) -> Result<u64, CallError> {
         require_admin(who)?;
         let state = self.state();
-        signed
-            .check(&state.policy_keys)
-            .map_err(|e| CallError::BadRequest(e.to_string()))?;
+        signed.check(&state.policy_keys).map_err(|e| match e {
+            // The bundle is not what its hash and signature say: evidence
+            // that failed its own verification, not a malformed request.
+            BundleError::Signature(_) => CallError::Denied(Denial::new(
+                ReasonCode::IntegrityFailure,
+                format!("{e}; the active bundle stays"),
+            )),
+            other => CallError::BadRequest(other.to_string()),
+        })?;
         let bundle = Bundle::compile(signed.source.clone())
             .map_err(|e| CallError::BadRequest(e.to_string()))?;
         let now_ms = self.clock.now_unix_ms();

@@ -20,6 +20,30 @@ use crate::datadir::{read_bundle_dir, write_atomic, Config};
 use crate::{print_denial, DataDir, Exit, Global};
 pub(crate) use writ_gate::{parent_from_env, print_json};
 
+/// A server's refusal of a command. With `--json` its error body
+/// (`{error, reason?, message}`) goes to standard output as it came; the
+/// message goes to standard error either way. The exit status is the reason
+/// code's when the refusal has one (SPEC), 1 when it has none.
+pub(crate) fn refused(g: &Global, what: &str, reply: &crate::client::Reply) -> Result<Exit> {
+    if g.json {
+        print_json(&reply.body)?;
+    }
+    match reply.reason() {
+        Some(r) => {
+            print_denial(r, &format!("{what} refused: {}", reply.message()));
+            Ok(Exit::Denied(r))
+        }
+        None => {
+            eprintln!(
+                "error: {what} refused ({}): {}",
+                reply.status,
+                reply.message()
+            );
+            Ok(Exit::Failed)
+        }
+    }
+}
+
 fn client(g: &Global) -> Client {
     Client::new(&g.server, g.token.clone())
 }
@@ -374,7 +398,9 @@ pub struct VerifyArgs {
     /// revocation or nonce state then).
     #[arg(long)]
     pub jwks: Option<PathBuf>,
-    /// With --jwks: a policy bundle hash to accept (repeatable).
+    /// With --jwks: a policy bundle hash to accept (repeatable). Without
+    /// one, the writ's policy hash is not checked: a note on stderr says so
+    /// (with --json, `"policy_checked": false`).
     #[arg(long = "policy")]
     pub policies: Vec<String>,
     /// Clock skew tolerated, seconds.
@@ -457,10 +483,8 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
                 .then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
             check_spent: false,
         };
-        if a.policies.is_empty() && !g.json {
-            // After the verdict line: a denial's stderr starts with `denied:`.
-            warn_any_policy = true;
-        }
+        // After the verdict line: a denial's stderr starts with `denied:`.
+        warn_any_policy = a.policies.is_empty();
         writ_artifact::verify(&req.writ, &ring, &opts, &NoStatus)
             .map(|v| v.claims().clone())
             .map_err(|d| (d.reason, d.message))
@@ -491,7 +515,11 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
     match result {
         Ok(claims) => {
             if g.json {
-                print_json(&json!({"valid": true, "claims": claims, "logged": a.proof}))?;
+                let mut v = json!({"valid": true, "claims": claims, "logged": a.proof});
+                if warn_any_policy {
+                    v["policy_checked"] = json!(false);
+                }
+                print_json(&v)?;
             } else {
                 println!(
                     "valid: {} may {} on {} (jti {}, log entry {})",
@@ -541,7 +569,7 @@ pub async fn revoke(g: &Global, a: RevokeArgs) -> Result<Exit> {
     };
     let reply = need_token(g)?.post("/v1/revocations", &body).await?;
     if !reply.ok() {
-        bail!("revocation refused ({}): {}", reply.status, reply.message());
+        return refused(g, "revocation", &reply);
     }
     let r: writ_authority::RevokeResponse = reply.parse()?;
     if g.json {
@@ -685,11 +713,7 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
             };
             let reply = need_token(g)?.post("/v1/policies", &signed).await?;
             if !reply.ok() {
-                bail!(
-                    "activation refused ({}); the active bundle stays: {}",
-                    reply.status,
-                    reply.message()
-                );
+                return refused(g, "activation (the active bundle stays)", &reply);
             }
             if g.json {
                 print_json(&reply.body)?;
@@ -710,6 +734,7 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
 pub enum PrincipalCmd {
     /// Register a principal (a Cedar UID such as 'Agent::"planner"') and print its token once.
     Add {
+        /// The principal's Cedar UID, e.g. 'Agent::"planner"'.
         uid: String,
         /// Make it an administrator.
         #[arg(long)]
@@ -726,7 +751,7 @@ pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
         )
         .await?;
     if !reply.ok() {
-        bail!("refused ({}): {}", reply.status, reply.message());
+        return refused(g, "adding the principal", &reply);
     }
     let r: writ_authority::PrincipalResponse = reply.parse()?;
     if g.json {
@@ -752,7 +777,7 @@ pub async fn key(g: &Global, c: KeyCmd) -> Result<Exit> {
     let KeyCmd::Rotate = c;
     let reply = need_token(g)?.post("/v1/keys/rotate", &json!({})).await?;
     if !reply.ok() {
-        bail!("rotation refused ({}): {}", reply.status, reply.message());
+        return refused(g, "key rotation", &reply);
     }
     if g.json {
         print_json(&reply.body)?;
@@ -771,6 +796,7 @@ pub async fn key(g: &Global, c: KeyCmd) -> Result<Exit> {
 pub enum ExecutionCmd {
     /// Spend a writ's nonce (a second start is `replayed`).
     Start {
+        /// The writ's `jti` (its nonce).
         jti: String,
         /// The writ, to re-verify at start.
         #[arg(long)]
@@ -779,6 +805,7 @@ pub enum ExecutionCmd {
     /// Renew the lease of a running execution: the active policy, revocation
     /// and lineage are checked again, and the renewal is logged.
     Renew {
+        /// The `jti` of the running execution's writ.
         jti: String,
         /// Seconds from now (default: the writ's own lifetime).
         #[arg(long)]
@@ -786,11 +813,21 @@ pub enum ExecutionCmd {
     },
     /// Record how an execution ended.
     Finish {
+        /// The `jti` of the execution's writ.
         jti: String,
+        /// The program's exit status (left out: it did not exit normally).
         #[arg(long)]
         exit_status: Option<i64>,
+        /// How long it ran, in milliseconds.
         #[arg(long, default_value_t = 0)]
         duration_ms: u64,
+        /// Digest of what it wrote to standard output (`sha256:` and 64 hex
+        /// digits), for the log.
+        #[arg(long, value_name = "DIGEST")]
+        stdout_digest: Option<String>,
+        /// Digest of what it wrote to standard error.
+        #[arg(long, value_name = "DIGEST")]
+        stderr_digest: Option<String>,
     },
 }
 
@@ -820,21 +857,24 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
             jti,
             exit_status,
             duration_ms,
+            stdout_digest,
+            stderr_digest,
         } => {
             let body = writ_authority::FinishRequest {
                 exit_status: *exit_status,
                 duration_ms: *duration_ms,
+                stdout_digest: stdout_digest.clone(),
+                stderr_digest: stderr_digest.clone(),
                 ..Default::default()
             };
             cl.post(&format!("/v1/executions/{jti}/finish"), &body)
                 .await?
         }
     };
-    if g.json {
-        print_json(&reply.body)?;
-    }
     if reply.ok() {
-        if !g.json {
+        if g.json {
+            print_json(&reply.body)?;
+        } else {
             match reply.body.get("lease_exp") {
                 Some(l) => println!(
                     "ok: leased until {l} (log entry {})",
@@ -845,17 +885,12 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
-    match reply.reason() {
-        Some(r) => {
-            print_denial(r, &reply.message());
-            Ok(Exit::Denied(r))
-        }
-        None => bail!("refused ({}): {}", reply.status, reply.message()),
-    }
+    refused(g, "the execution call", &reply)
 }
 
 #[derive(Args, Debug)]
 pub struct LineageArgs {
+    /// The `jti` of any writ in the lineage.
     pub jti: String,
 }
 
@@ -864,7 +899,7 @@ pub async fn lineage(g: &Global, a: LineageArgs) -> Result<Exit> {
         .get(&format!("/v1/lineage/{}", a.jti))
         .await?;
     if !reply.ok() {
-        bail!("{} ({})", reply.message(), reply.status);
+        return refused(g, "the lineage query", &reply);
     }
     if g.json {
         print_json(&reply.body)?;

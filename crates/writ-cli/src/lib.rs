@@ -160,7 +160,11 @@ fn name_process_as_invoked() {
 
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let g = cli.global;
-    match cli.command {
+    // With `--json` a failure is an answer too: `{"error", "message"}` on
+    // standard output (the text goes to standard error as without it). The
+    // enforcement points' standard output is their program's.
+    let json_failure = g.json && !matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
+    let result = match cli.command {
         Command::Init(a) => cmd::init(&g, a).await,
         Command::Serve(a) => server::serve(&g, a).await,
         Command::Demo(a) => demo::demo(&g, a).await,
@@ -178,7 +182,11 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Witness(a) => witness::witness(&g, a).await,
         Command::Assess(a) => logcmd::assess(&g, a).await,
         Command::Bench(c) => bench::bench(&g, c).await,
+    };
+    if let (true, Err(e)) = (json_failure, &result) {
+        print_json(&serde_json::json!({"error": "failed", "message": format!("{e:#}")}))?;
     }
+    result
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
                 .post("/v1/log/checkpoint", &json!({}))
                 .await?;
             if !reply.ok() {
-                bail!("{}", reply.message());
+                return crate::cmd::refused(g, "the checkpoint", &reply);
             }
             let note = reply.body.as_str().unwrap_or_default().to_owned();
             if g.json {

@@ -271,6 +271,20 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
         running.url(),
         dir.root.display()
     );
+    if g.json {
+        // One line a script can read the address from (`--listen
+        // 127.0.0.1:0` picks a free port).
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": running.url(),
+                "dir": dir.root,
+                "policy": running.authority.active_policy(),
+            })
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
     wait_for_signal().await;
     let _ = running.shutdown.send(());
     let _ = running.task.await;

@@ -316,11 +316,13 @@ pub(crate) async fn run(
 ) -> Response {
     let who = match c.authority.authenticate(bearer(&headers)) {
         Ok(p) => p,
+        // The server's own shape for a denial: its reason code stands apart.
         Err(d) => {
-            return fail(
+            return (
                 StatusCode::UNAUTHORIZED,
-                format!("{}: {}", d.reason, d.message),
+                axum::Json(json!({"error": "denied", "reason": d.reason, "message": d.message})),
             )
+                .into_response()
         }
     };
     if !who.admin {

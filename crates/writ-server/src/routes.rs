@@ -278,7 +278,10 @@ pub fn router(state: Shared) -> Router {
     }));
     let decisions = Router::new()
         .route("/v1/authorize", post(authorize))
-        .route("/access/v1/evaluation", post(authzen_evaluation))
+        .route(
+            "/access/v1/evaluation",
+            post(authzen_evaluation).layer(axum::middleware::from_fn(echo_request_id)),
+        )
         .route("/v1/verify", post(verify))
         .route("/v1/executions/{jti}/start", post(start))
         .route("/v1/executions/{jti}/renew", post(renew))
@@ -405,6 +408,19 @@ struct AuthzenAction {
     name: String,
     #[serde(default)]
     properties: serde_json::Map<String, Value>,
+}
+
+/// AuthZEN 1.0 (Request Identification): the identifier a caller sends in
+/// `X-Request-ID` comes back in the same header of the response, whatever
+/// the response is.
+async fn echo_request_id(req: Request, next: axum::middleware::Next) -> Response {
+    const X_REQUEST_ID: &str = "x-request-id";
+    let id = req.headers().get(X_REQUEST_ID).cloned();
+    let mut resp = next.run(req).await;
+    if let Some(id) = id {
+        resp.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    resp
 }
 
 fn cedar_uid(type_: &str, id: &str) -> String {

@@ -515,6 +515,18 @@ fn a_bundle_that_fails_validation_is_refused_and_the_active_one_stays() {
         out.stderr.contains("do not validate against schema") && out.stderr.contains("ill-typed"),
         "{out:#?}"
     );
+    // With --json the failure is an answer on stdout too, diagnostics included.
+    let out = srv.cli(
+        None,
+        &["policy", "check", bundle.to_str().unwrap(), "--json"],
+    );
+    out.expect_code(1, "writ policy check --json of an ill-typed bundle");
+    let v = out.json();
+    assert_eq!(v["error"], "failed", "{out:#?}");
+    assert!(
+        v["message"].as_str().unwrap().contains("ill-typed"),
+        "{out:#?}"
+    );
     let out = srv.cli(
         Some(&srv.admin_token),
         &["policy", "activate", bundle.to_str().unwrap()],
@@ -580,14 +592,38 @@ fn a_bundle_that_fails_validation_is_refused_and_the_active_one_stays() {
         Some(&srv.admin_token),
         &serde_json::to_value(good.clone().sign(&stranger).unwrap()).unwrap(),
     );
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("not trusted"), "{}", r.text());
+    // A bundle that fails its own verification is an integrity failure
+    // (SPEC), not a malformed request.
+    let integrity_failure = |r: &Resp, says: &str| {
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert_eq!(r.json()["reason"], "integrity_failure", "{}", r.text());
+        assert!(r.text().contains(says), "{}", r.text());
+    };
+    integrity_failure(&r, "not trusted");
     let mut tampered = serde_json::to_value(good.clone().sign(&policy_key).unwrap()).unwrap();
     tampered["source"]["policies"]["p.cedar"] =
         json!("permit (principal, action, resource); // more");
     let r = srv.post("/v1/policies", Some(&srv.admin_token), &tampered);
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("does not match"), "{}", r.text());
+    integrity_failure(&r, "does not match");
+    let mut forged = serde_json::to_value(good.clone().sign(&policy_key).unwrap()).unwrap();
+    let sig = forged["signature"].as_str().unwrap().to_owned();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    forged["signature"] = json!(format!("{flipped}{}", &sig[1..]));
+    let r = srv.post("/v1/policies", Some(&srv.admin_token), &forged);
+    integrity_failure(&r, "signature");
+    // `writ policy activate` says the same, with its reason code's exit
+    // status and, with --json, the server's answer on stdout.
+    let file = srv.tmp.path().join("tampered-bundle.json");
+    std::fs::write(&file, tampered.to_string()).unwrap();
+    let out = srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", file.to_str().unwrap(), "--json"],
+    );
+    out.expect_denied(
+        "integrity_failure",
+        "writ policy activate of a tampered bundle",
+    );
+    assert_eq!(out.json()["reason"], "integrity_failure", "{out:#?}");
     // A non-admin may not activate even a good bundle.
     let agent = srv.add_principal("Agent::\"a\"");
     let before = {
@@ -692,4 +728,60 @@ fn a_checkpoint_page_past_every_size_is_empty() {
     }
     let r = srv.get("/v1/log/checkpoints?from=18446744073709551616", None);
     assert_eq!(r.status, 400, "past u64: {}", r.text());
+}
+
+#[test]
+fn a_finish_names_a_bad_digest_and_the_cli_sends_digests() {
+    let srv = Server::start();
+    let (_, jti, _) = srv.authorize_ok(&srv.admin_token, &exec_req(&["/usr/bin/true"], AUD));
+    assert_eq!(srv.start_execution(&srv.admin_token, &jti).status, 200);
+    let before = srv.log_entries();
+    let path = format!("/v1/executions/{jti}/finish");
+    for field in ["stdout_digest", "stderr_digest"] {
+        let mut body = json!({"exit_status": 0});
+        body[field] = json!("sha256:zz");
+        let r = srv.post(&path, Some(&srv.admin_token), &body);
+        assert_eq!(r.status, 400, "{}", r.text());
+        let m = r.json()["message"].as_str().unwrap().to_owned();
+        assert!(m.contains(&format!("`{field}`")), "{field}: {m}");
+    }
+    assert_log_unchanged(&srv, &before, "finishes with bad digests");
+
+    let (out_digest, err_digest) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    let out = srv.cli(
+        Some(&srv.admin_token),
+        &[
+            "execution",
+            "finish",
+            &jti,
+            "--exit-status",
+            "3",
+            "--stdout-digest",
+            &out_digest,
+            "--stderr-digest",
+            &err_digest,
+            "--json",
+        ],
+    );
+    out.expect_code(0, "writ execution finish with digests");
+    let idx = out.json()["log_index"].as_u64().expect("log_index");
+    let e = &srv.log_entries()[idx as usize]["entry"];
+    assert_eq!(
+        (
+            e["type"].as_str(),
+            e["exit_status"].as_i64(),
+            e["stdout_digest"].as_str(),
+            e["stderr_digest"].as_str()
+        ),
+        (
+            Some("execution_finish"),
+            Some(3),
+            Some(out_digest.as_str()),
+            Some(err_digest.as_str())
+        ),
+        "{e}"
+    );
 }

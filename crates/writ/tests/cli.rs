@@ -483,6 +483,16 @@ fn verify_offline_with_a_jwks_file() {
         out.stderr.contains("any policy bundle hash was accepted"),
         "{out:#?}"
     );
+    let out = run_writ(&["verify", &writ, "--jwks", j, "--json"], &[], None);
+    out.expect_code(0, "writ verify --jwks --json without --policy");
+    assert_eq!(out.json()["policy_checked"], false, "{out:#?}");
+    let out = run_writ(
+        &["verify", &writ, "--jwks", j, "--json", "--policy", policy],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ verify --jwks --json --policy");
+    assert!(out.json().get("policy_checked").is_none(), "{out:#?}");
     let other = format!("sha256:{}", "0".repeat(64));
     run_writ(
         &["verify", &writ, "--jwks", j, "--policy", &other],
@@ -629,6 +639,23 @@ fn authzen_evaluation() {
         &json!({"action": "exec"}),
     );
     assert_eq!(r.status, 400, "{}", r.text());
+    // A request identifier comes back (AuthZEN 1.0), on an answer and on a refusal.
+    let bearer = format!("Bearer {agent}");
+    for (body, status) in [(allowed.to_string(), 200), ("{".to_owned(), 400)] {
+        let r = http(
+            &srv.addr,
+            "POST",
+            "/access/v1/evaluation",
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("X-Request-ID", "req-42"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(r.header("x-request-id"), Some("req-42"), "{:?}", r.headers);
+    }
 }
 
 #[test]
@@ -1100,4 +1127,49 @@ fn writ_runs_the_gate_and_sends_the_rest_to_writ_full() {
         stderr.starts_with("denied: authority_unavailable: "),
         "{stderr}"
     );
+}
+
+#[test]
+fn serve_json_prints_where_it_listens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let init = init_dir(&dir);
+    let mut child = spawn_writ(
+        &[
+            "--dir",
+            dir.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+        ],
+        &[],
+        None,
+    );
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10));
+    // Asked while it still serves; checked after it is stopped.
+    let health = line.as_ref().ok().and_then(|l| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        let addr = v["url"].as_str()?.strip_prefix("http://")?.to_owned();
+        Some(http(&addr, "GET", "/healthz", &[], b"").status)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("writ serve --json printed no line within 10 s");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(v["policy"], init["policy"], "{v}");
+    let url = v["url"].as_str().unwrap();
+    let port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{url}"));
+    assert_ne!(port, 0, "the port it bound, not the one asked for: {v}");
+    assert_eq!(health, Some(200), "GET /healthz at the printed URL");
 }

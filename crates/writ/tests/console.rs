@@ -460,6 +460,7 @@ fn console_pages_are_served_with_a_strict_content_security_policy() {
     // The demo acts only for an administrator.
     let r = srv.post("/console/api/demo", None, &json!({}));
     assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["reason"], "unauthenticated", "{}", r.text());
     let agent = srv.add_principal("Agent::\"a\"");
     let r = srv.post("/console/api/demo", Some(&agent), &json!({}));
     assert_eq!(r.status, 403, "{}", r.text());
