@@ -184,7 +184,7 @@ impl Bundle {
                 text.parse()
                     .map_err(|e: cedar_policy::ParseErrors| BundleError::Parse {
                         file: file.clone(),
-                        diagnostics: render_parse_errors(&e),
+                        diagnostics: render_parse_errors(&e, text),
                     })?;
             if parsed.templates().next().is_some() {
                 return Err(BundleError::Parse {
@@ -222,7 +222,7 @@ impl Bundle {
             None => None,
             Some(text) => {
                 let (schema, _warnings) = Schema::from_cedarschema_str(text)
-                    .map_err(|e| BundleError::Schema(render_diagnostic(&e)))?;
+                    .map_err(|e| BundleError::Schema(miette_like::Diag::render(&e, Some(text))))?;
                 let result =
                     Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
                 if !result.validation_passed() {
@@ -291,36 +291,59 @@ impl Bundle {
     }
 }
 
-fn render_parse_errors(e: &cedar_policy::ParseErrors) -> String {
+fn render_parse_errors(e: &cedar_policy::ParseErrors, text: &str) -> String {
     let mut s = String::new();
     for (i, err) in e.iter().enumerate() {
         if i > 0 {
             s.push_str("; ");
         }
-        s.push_str(&render_diagnostic(err));
+        s.push_str(&miette_like::Diag::render(err, Some(text)));
     }
     s
 }
 
-/// Cedar's message plus its help text and labelled source spans.
+/// Cedar's message, its causes, its help text and where it points.
 pub(crate) fn render_diagnostic<E: miette_like::Diag + ?Sized>(e: &E) -> String {
-    e.render()
+    e.render(None)
 }
 
 pub(crate) mod miette_like {
     /// Renders any Cedar error that implements `miette::Diagnostic`.
     pub trait Diag {
-        fn render(&self) -> String;
+        /// `text`: the source the error's spans point into, when known,
+        /// so they can be given as lines and columns.
+        fn render(&self, text: Option<&str>) -> String;
     }
     impl<T: miette::Diagnostic + ?Sized> Diag for T {
-        fn render(&self) -> String {
+        fn render(&self, text: Option<&str>) -> String {
             let mut s = self.to_string();
+            // Cedar often says what failed at the top and why underneath
+            // ("error during entity deserialization": which attribute, and
+            // how); each cause not already said is added.
+            let mut cause = std::error::Error::source(self);
+            while let Some(c) = cause {
+                let said = c.to_string();
+                if !said.is_empty() && !s.contains(&said) {
+                    s.push_str(": ");
+                    s.push_str(&said);
+                }
+                cause = c.source();
+            }
             if let Some(help) = self.help() {
                 s.push_str(&format!(" (help: {help})"));
             }
             if let Some(labels) = self.labels() {
                 let spans: Vec<String> = labels
-                    .map(|l| format!("at offset {}..{}", l.offset(), l.offset() + l.len()))
+                    .map(|l| {
+                        let at = match text {
+                            Some(t) => line_column(t, l.offset()),
+                            None => format!("offset {}..{}", l.offset(), l.offset() + l.len()),
+                        };
+                        match l.label() {
+                            Some(what) => format!("at {at}: {what}"),
+                            None => format!("at {at}"),
+                        }
+                    })
                     .collect();
                 if !spans.is_empty() {
                     s.push_str(&format!(" [{}]", spans.join(", ")));
@@ -328,5 +351,24 @@ pub(crate) mod miette_like {
             }
             s
         }
+    }
+
+    /// `line L, column C` (both from 1; columns in characters) of a byte
+    /// offset into `text`.
+    pub(crate) fn line_column(text: &str, offset: usize) -> String {
+        // An offset inside a character counts from the character's start.
+        let mut end = offset.min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let before = &text[..end];
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit_once('\n')
+            .map_or(before, |(_, tail)| tail)
+            .chars()
+            .count()
+            + 1;
+        format!("line {line}, column {column}")
     }
 }

@@ -506,6 +506,39 @@ mod tests {
     }
 
     #[test]
+    fn diagnostics_say_where_and_why() {
+        // A syntax error on the second line is given as a line and column.
+        let e = bundle(
+            &[(
+                "p.cedar",
+                "permit(principal, action, resource);\npermit(principal, action, resource) when { context.x == };",
+            )],
+            None,
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("p.cedar") && m.contains("line 2, column"), "{m}");
+        assert!(!m.contains("offset"), "{m}");
+        // Entities that do not deserialize say what is wrong with them, not
+        // only that deserialization failed.
+        let mut s = BundleSource::default();
+        s.policies.insert(
+            "p.cedar".into(),
+            "permit(principal, action, resource);".into(),
+        );
+        s.entities = Some(serde_json::json!({"a": 1}));
+        let m = Bundle::compile(s).unwrap_err().to_string();
+        let top = "error during entity deserialization";
+        assert!(m.contains(top), "{m}");
+        assert!(m.len() > "entities.json: ".len() + top.len() + 10, "{m}");
+        assert_eq!(
+            crate::bundle::miette_like::line_column("ab\ncd\né", 7),
+            "line 3, column 1",
+            "an offset inside a character counts from its start"
+        );
+    }
+
+    #[test]
     fn unknown_types_and_actions_under_a_schema_are_input_errors() {
         let b = bundle(
             &[(
