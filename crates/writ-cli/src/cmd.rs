@@ -315,7 +315,7 @@ pub struct AuthorizeArgs {
     #[arg(long)]
     pub parent: Option<String>,
     /// Lifetime in seconds (default 60, at most 3600).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
     pub lifetime: Option<u64>,
     /// Also start the execution (spend the nonce) in the decision's commit,
     /// for a gateway that runs at once; the writ then cannot be started again.
@@ -807,8 +807,8 @@ pub enum ExecutionCmd {
     Renew {
         /// The `jti` of the running execution's writ.
         jti: String,
-        /// Seconds from now (default: the writ's own lifetime).
-        #[arg(long)]
+        /// Seconds from now (default: the writ's own lifetime; at most 3600).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
         lifetime: Option<u64>,
     },
     /// Record how an execution ended.

@@ -320,6 +320,19 @@ fn invalid_values_are_400_and_not_logged() {
         out.stderr.contains("400") && out.stderr.contains("context.scope"),
         "{out:#?}"
     );
+    // A flag out of range is named as the flag, before anything is sent.
+    let out = srv.cli(
+        Some(&srv.admin_token),
+        &[
+            "authorize",
+            "--resource",
+            "Command::\"/usr/bin/true\"",
+            "--lifetime",
+            "99999",
+        ],
+    );
+    out.expect_code(2, "writ authorize --lifetime 99999");
+    assert!(out.stderr.contains("--lifetime"), "{out:#?}");
     // AuthZEN refuses them too, rather than dropping them unseen.
     for key in ["request", "environment", "scope", "audience", "lineage"] {
         let r = srv.post(
