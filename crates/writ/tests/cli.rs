@@ -729,11 +729,25 @@ fn health_readiness_and_console() {
     );
 }
 
-/// `(path, methods)` of every `.route(...)` in routes.rs (rustfmt may
-/// split a call over several lines, so whitespace is dropped first).
+/// `(path, methods)` of every `.route(...)` in the server's routes.rs, and
+/// of the console's JSON routes (`/console/api/`; its pages and assets are
+/// not API) merged into the same router (rustfmt may split a call over
+/// several lines, so whitespace is dropped first).
 fn registered_routes() -> Vec<(String, Vec<String>)> {
     const ROUTES: &str = include_str!("../../writ-server/src/routes.rs");
-    let compact: String = ROUTES.chars().filter(|c| !c.is_whitespace()).collect();
+    const CONSOLE: &str = include_str!("../../writ-console/src/lib.rs");
+    let mut out = routes_in(ROUTES);
+    let console: Vec<_> = routes_in(CONSOLE)
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("/console/api/"))
+        .collect();
+    assert!(console.len() >= 9, "the console's routes: {console:?}");
+    out.extend(console);
+    out
+}
+
+fn routes_in(source: &str) -> Vec<(String, Vec<String>)> {
+    let compact: String = source.chars().filter(|c| !c.is_whitespace()).collect();
     let mut out = Vec::new();
     for call in compact.split(".route(\"").skip(1) {
         let end = call.find('"').unwrap();
