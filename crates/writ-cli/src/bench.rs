@@ -65,8 +65,12 @@ pub struct AuthorizeBench {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// Run only the governed in-process measurement (for profiling).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "open_loop_only")]
     pub governed_only: bool,
+    /// Run only the open-loop HTTP measurement (`--rate` over `--clients`
+    /// connections): its latency percentiles, for comparing builds.
+    #[arg(long)]
+    pub open_loop_only: bool,
     /// Print the one-thread cost of each part of a governed decision (an
     /// `exec` request with no parent, not started), and the mean time of one
     /// governed decision at a time; nothing else.
@@ -645,6 +649,27 @@ async fn measure(
     }
     if a.governed_only {
         return governed_runs(&authority, &a.tasks, secs, a.runs).await;
+    }
+    if a.open_loop_only {
+        for _ in 0..a.runs {
+            let o = {
+                let (addr, token, clients, rate) = (running.addr, token.clone(), a.clients, a.rate);
+                tokio::task::spawn_blocking(move || {
+                    http_open_loop(addr, &token, clients, rate, secs)
+                })
+                .await??
+            };
+            println!(
+                "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms ({} sent late; log {} entries)",
+                o.rate,
+                o.offered,
+                o.p50_ms,
+                o.p99_ms,
+                o.late,
+                authority.log_size()
+            );
+        }
+        return Ok(());
     }
     let (mut ceil, mut https, mut wrks, mut opens) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -78,3 +78,49 @@ fn a_short_authorize_bench_reports_every_measurement() {
     // Every decision of every measurement went through the log.
     assert!(v["log_entries"].as_u64().unwrap() > 200, "{v}");
 }
+
+#[test]
+fn the_open_loop_alone_runs_as_often_as_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unused = tmp.path().join("unused");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--dir",
+            unused.to_str().unwrap(),
+            "bench",
+            "authorize",
+            "--seconds",
+            "1",
+            "--runs",
+            "2",
+            "--rate",
+            "100",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let env = [("TMPDIR", tmp.path().to_str().unwrap())];
+    let out = wait_writ(
+        spawn_writ(&args(&["--open-loop-only"]), &env, None),
+        Duration::from_secs(60),
+    );
+    out.expect_code(0, "writ bench authorize --open-loop-only");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per run:\n{out:#?}");
+    for l in &lines {
+        assert!(
+            l.starts_with("open loop ") && l.contains("offered 100/s") && l.contains("p99 "),
+            "{l}"
+        );
+    }
+    // Nothing but the open loop ran: about 100 decisions a run were logged
+    // (plus the set-up's few entries), not a governed run's thousands.
+    let logged: u64 = lines[1]
+        .rsplit_once("log ")
+        .and_then(|(_, n)| n.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{}", lines[1]));
+    assert!((150..=300).contains(&logged), "{logged}: {out:#?}");
+
+    let out = run_writ(&args(&["--open-loop-only", "--governed-only"]), &env, None);
+    out.expect_code(2, "--open-loop-only with --governed-only");
+}
