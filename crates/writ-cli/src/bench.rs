@@ -64,12 +64,14 @@ pub struct AuthorizeBench {
     /// Repetitions of each measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Run only the governed in-process measurement (for profiling).
-    #[arg(long, conflicts_with = "open_loop_only")]
+    /// Run only the governed in-process measurement (for profiling); one
+    /// line per caller count and run (with --json, a JSON object per line).
+    #[arg(long, conflicts_with_all = ["open_loop_only", "parts"])]
     pub governed_only: bool,
     /// Run only the open-loop HTTP measurement (`--rate` over `--clients`
-    /// connections): its latency percentiles, for comparing builds.
-    #[arg(long)]
+    /// connections), for comparing builds; one line per run (with --json, a
+    /// JSON object per line).
+    #[arg(long, conflicts_with = "parts")]
     pub open_loop_only: bool,
     /// Print the one-thread cost of each part of a governed decision (an
     /// `exec` request with no parent, not started), and the mean time of one
@@ -648,7 +650,7 @@ async fn measure(
         return parts(&authority, &bundle, &key).await;
     }
     if a.governed_only {
-        return governed_runs(&authority, &a.tasks, secs, a.runs).await;
+        return governed_runs(g, &authority, &a.tasks, secs, a.runs).await;
     }
     if a.open_loop_only {
         for _ in 0..a.runs {
@@ -659,6 +661,17 @@ async fn measure(
                 })
                 .await??
             };
+            if g.json {
+                writ_gate::print_json_line(&json!({
+                    "offered_per_sec": a.rate,
+                    "allow_per_sec": o.rate.round(),
+                    "p50_ms": o.p50_ms,
+                    "p99_ms": o.p99_ms,
+                    "sent_late": o.late,
+                    "log_entries": authority.log_size(),
+                }))?;
+                continue;
+            }
             println!(
                 "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms ({} sent late; log {} entries)",
                 o.rate,
@@ -841,7 +854,7 @@ async fn measure(
         "targets": {"governed_over_ceiling_min": 0.6, "http_allow_per_sec_min": 10000, "http_p99_ms_max": 5.0, "verify_over_bare_max": 1.3},
     });
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::cmd::print_json(&report)?;
     } else {
         println!(
             "ceiling (Cedar + Ed25519 sign, {} threads)   {c:>10.0} /s",
@@ -881,6 +894,7 @@ async fn measure(
 
 /// `--governed-only`: the governed measurement alone, each run printed.
 async fn governed_runs(
+    g: &Global,
     authority: &Arc<Authority>,
     tasks: &[usize],
     secs: u64,
@@ -889,6 +903,14 @@ async fn governed_runs(
     for _ in 0..runs {
         for &t in tasks {
             let gv = governed(authority, t, secs).await?;
+            if g.json {
+                writ_gate::print_json_line(&json!({
+                    "callers": t,
+                    "per_sec": gv.round(),
+                    "log_entries": authority.log_size(),
+                }))?;
+                continue;
+            }
             println!(
                 "governed {gv:.0}/s at {t} callers (log {} entries)",
                 authority.log_size()

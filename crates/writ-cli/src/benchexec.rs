@@ -229,7 +229,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         "revoke_to_death_ms": {"p50": pct(&d, 50.0), "p90": pct(&d, 90.0), "p99": pct(&d, 99.0), "max": pct(&d, 100.0)},
     });
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::cmd::print_json(&out)?;
     }
     Ok(Exit::Ok)
 }

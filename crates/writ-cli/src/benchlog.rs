@@ -584,7 +584,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         },
     });
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::cmd::print_json(&report)?;
     } else {
         println!(
             "durable append   {:>10.0} entries/s (target >= 50,000)",

@@ -293,7 +293,7 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
         "error_samples": t.error_samples,
     });
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        crate::cmd::print_json(&out)?;
     }
     Ok(if errors == 0 { Exit::Ok } else { Exit::Failed })
 }

@@ -450,6 +450,10 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
     let mut warn_any_policy = false;
     let result: Result<writ_artifact::Claims, (ReasonCode, String)> = if a.online {
         let reply = client(g).post("/v1/verify", &req).await?;
+        if !reply.ok() {
+            // Not a verdict (those are 200s): the request itself was refused.
+            return refused(g, "verification", &reply);
+        }
         let v: writ_authority::VerifyResponse = reply.parse()?;
         match (v.valid, v.claims) {
             (true, Some(c)) => Ok(c),

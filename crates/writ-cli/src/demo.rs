@@ -289,12 +289,9 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     let size = running.authority.log_size();
     let failures = s.failures;
     if g.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"server": url, "dir": tmp, "log_size": size, "steps": s.results, "failures": failures})
-            )?
-        );
+        crate::cmd::print_json(
+            &json!({"server": url, "dir": tmp, "log_size": size, "steps": s.results, "failures": failures}),
+        )?;
     } else {
         println!(
             "\n{} steps, {} unexpected; the log now holds {size} entries.",

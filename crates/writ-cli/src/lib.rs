@@ -161,7 +161,8 @@ fn name_process_as_invoked() {
 async fn run(cli: Cli) -> anyhow::Result<Exit> {
     let g = cli.global;
     // With `--json` a failure is an answer too: `{"error", "message"}` on
-    // standard output (the text goes to standard error as without it). The
+    // standard output (the text goes to standard error as without it),
+    // unless the command printed its answer before it failed. The
     // enforcement points' standard output is their program's.
     let json_failure = g.json && !matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
     let result = match cli.command {
@@ -183,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Assess(a) => logcmd::assess(&g, a).await,
         Command::Bench(c) => bench::bench(&g, c).await,
     };
-    if let (true, Err(e)) = (json_failure, &result) {
+    if let (true, false, Err(e)) = (json_failure, writ_gate::printed_json(), &result) {
         print_json(&serde_json::json!({"error": "failed", "message": format!("{e:#}")}))?;
     }
     result

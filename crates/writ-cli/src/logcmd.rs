@@ -471,7 +471,11 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 Ok(Exit::Code(crate::CLOSED_STDOUT))
             }
-            Err(e) => Err(e.into()),
+            // Part of the bundle may be out: nothing more goes to stdout.
+            Err(e) => {
+                eprintln!("error: writing the bundle to standard output: {e}");
+                Ok(Exit::Failed)
+            }
         };
     }
     crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;

@@ -274,16 +274,12 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
     if g.json {
         // One line a script can read the address from (`--listen
         // 127.0.0.1:0` picks a free port).
-        println!(
-            "{}",
-            serde_json::json!({
-                "url": running.url(),
-                "dir": dir.root,
-                "policy": running.authority.active_policy(),
-            })
-        );
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
+        let root = std::fs::canonicalize(&dir.root).unwrap_or_else(|_| dir.root.clone());
+        writ_gate::print_json_line(&serde_json::json!({
+            "url": running.url(),
+            "dir": root.display().to_string(),
+            "policy": running.authority.active_policy(),
+        }))?;
     }
     wait_for_signal().await;
     let _ = running.shutdown.send(());

@@ -76,7 +76,7 @@ pub struct ExecArgs {
     #[arg(long)]
     pub net: bool,
     /// Lifetime of the writ in seconds (default 60, at most 3600).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
     pub lifetime: Option<u64>,
     /// This enforcement point's audience (default `exec@<host name>`).
     #[arg(long)]

@@ -243,10 +243,31 @@ pub fn print_denial(reason: ReasonCode, message: &str) {
     eprintln!("denied: {reason}: {message}");
 }
 
+/// Whether this process has printed a JSON answer on stdout: a command
+/// that failed after printing its answer adds no second one.
+static PRINTED_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Print a JSON answer (`--json`), pretty, on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
+    PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+/// Print a JSON answer on one line and flush it at once (for a command
+/// that goes on running after it: a server says where it listens).
+pub fn print_json_line(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(v)?)?;
+    out.flush()?;
+    PRINTED_JSON.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether [`print_json`] or [`print_json_line`] printed anything yet.
+pub fn printed_json() -> bool {
+    PRINTED_JSON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The jti of the writ this process runs under (`WRIT_PARENT`, set by a

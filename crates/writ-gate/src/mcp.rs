@@ -80,7 +80,7 @@ pub struct McpProxyArgs {
     /// Lifetime of the session's writ (a lease, renewed before it ends), in
     /// seconds; at most 3600. Default 300, or what the parent has left when
     /// run under a writ (WRIT_PARENT).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
     pub lifetime: Option<u64>,
     /// How long the authority may be unreachable before the session's writ
     /// is taken for lost (every later call is then denied). A request waits

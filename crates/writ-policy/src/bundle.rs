@@ -221,19 +221,16 @@ impl Bundle {
         let schema = match &source.schema {
             None => None,
             Some(text) => {
-                let (schema, _warnings) = Schema::from_cedarschema_str(text)
-                    .map_err(|e| BundleError::Schema(miette_like::Diag::render(&e, Some(text))))?;
+                let (schema, _warnings) = Schema::from_cedarschema_str(text).map_err(|e| {
+                    BundleError::Schema(miette_like::Diag::render_rich(&e, Some(text)))
+                })?;
                 let result =
                     Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
                 if !result.validation_passed() {
                     let mut msg = String::new();
                     for e in result.validation_errors() {
-                        let _ = writeln!(
-                            msg,
-                            "  - policy {}: {}",
-                            e.policy_id(),
-                            render_diagnostic(e)
-                        );
+                        let _ =
+                            writeln!(msg, "  - policy {}: {}", e.policy_id(), render_refusal(e));
                     }
                     return Err(BundleError::Validation(msg));
                 }
@@ -243,16 +240,16 @@ impl Bundle {
         let entities = match &source.entities {
             None => Entities::empty(),
             Some(v) => Entities::from_json_value(v.clone(), schema.as_ref())
-                .map_err(|e| BundleError::Entities(render_diagnostic(&e)))?,
+                .map_err(|e| BundleError::Entities(render_refusal(&e)))?,
         };
         let entities = match &schema {
             Some(s) => {
                 let actions = s
                     .action_entities()
-                    .map_err(|e| BundleError::Schema(render_diagnostic(&e)))?;
+                    .map_err(|e| BundleError::Schema(render_refusal(&e)))?;
                 entities
                     .add_entities(actions, Some(s))
-                    .map_err(|e| BundleError::Entities(render_diagnostic(&e)))?
+                    .map_err(|e| BundleError::Entities(render_refusal(&e)))?
             }
             None => entities,
         };
@@ -297,25 +294,54 @@ fn render_parse_errors(e: &cedar_policy::ParseErrors, text: &str) -> String {
         if i > 0 {
             s.push_str("; ");
         }
-        s.push_str(&miette_like::Diag::render(err, Some(text)));
+        s.push_str(&miette_like::Diag::render_rich(err, Some(text)));
     }
     s
 }
 
-/// Cedar's message, its causes, its help text and where it points.
+/// Cedar's message plus its help text and labelled source spans, as
+/// decisions have always logged it.
+///
+/// **Invariant:** this rendering is part of logged decisions (an input
+/// error becomes a `policy_denied` entry's message) and `writ log verify
+/// --replay` compares messages byte for byte: it must not change. Bundle
+/// refusals, which are not logged, use [`miette_like::Diag::render_rich`].
 pub(crate) fn render_diagnostic<E: miette_like::Diag + ?Sized>(e: &E) -> String {
-    e.render(None)
+    e.render()
+}
+
+/// A bundle refusal's diagnostic: the richer rendering.
+fn render_refusal<E: miette_like::Diag + ?Sized>(e: &E) -> String {
+    e.render_rich(None)
 }
 
 pub(crate) mod miette_like {
     /// Renders any Cedar error that implements `miette::Diagnostic`.
     pub trait Diag {
-        /// `text`: the source the error's spans point into, when known,
-        /// so they can be given as lines and columns.
-        fn render(&self, text: Option<&str>) -> String;
+        /// Message, help and byte offsets (see `render_diagnostic`).
+        fn render(&self) -> String;
+        /// Message, the causes it does not already say, help, and where it
+        /// points: as lines and columns of `text` when the source is known.
+        fn render_rich(&self, text: Option<&str>) -> String;
     }
     impl<T: miette::Diagnostic + ?Sized> Diag for T {
-        fn render(&self, text: Option<&str>) -> String {
+        fn render(&self) -> String {
+            let mut s = self.to_string();
+            if let Some(help) = self.help() {
+                s.push_str(&format!(" (help: {help})"));
+            }
+            if let Some(labels) = self.labels() {
+                let spans: Vec<String> = labels
+                    .map(|l| format!("at offset {}..{}", l.offset(), l.offset() + l.len()))
+                    .collect();
+                if !spans.is_empty() {
+                    s.push_str(&format!(" [{}]", spans.join(", ")));
+                }
+            }
+            s
+        }
+
+        fn render_rich(&self, text: Option<&str>) -> String {
             let mut s = self.to_string();
             // Cedar often says what failed at the top and why underneath
             // ("error during entity deserialization": which attribute, and

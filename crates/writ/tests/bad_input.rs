@@ -623,7 +623,7 @@ fn a_bundle_that_fails_validation_is_refused_and_the_active_one_stays() {
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
     forged["signature"] = json!(format!("{flipped}{}", &sig[1..]));
     let r = srv.post("/v1/policies", Some(&srv.admin_token), &forged);
-    integrity_failure(&r, "signature");
+    integrity_failure(&r, "does not verify");
     // `writ policy activate` says the same, with its reason code's exit
     // status and, with --json, the server's answer on stdout.
     let file = srv.tmp.path().join("tampered-bundle.json");

@@ -121,6 +121,26 @@ fn the_open_loop_alone_runs_as_often_as_asked() {
         .unwrap_or_else(|| panic!("{}", lines[1]));
     assert!((150..=300).contains(&logged), "{logged}: {out:#?}");
 
-    let out = run_writ(&args(&["--open-loop-only", "--governed-only"]), &env, None);
-    out.expect_code(2, "--open-loop-only with --governed-only");
+    // With --json, one object per run.
+    let out = wait_writ(
+        spawn_writ(&args(&["--open-loop-only", "--json"]), &env, None),
+        Duration::from_secs(60),
+    );
+    out.expect_code(0, "writ bench authorize --open-loop-only --json");
+    let runs: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(runs.len(), 2, "{out:#?}");
+    for r in &runs {
+        assert_eq!(r["offered_per_sec"], 100, "{r}");
+        let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99, "{r}");
+    }
+
+    for other in ["--governed-only", "--parts"] {
+        let out = run_writ(&args(&["--open-loop-only", other]), &env, None);
+        out.expect_code(2, &format!("--open-loop-only with {other}"));
+    }
 }
