@@ -1702,10 +1702,9 @@ impl Authority {
         signed.check(&state.policy_keys).map_err(|e| match e {
             // The bundle is not what its hash and signature say: evidence
             // that failed its own verification, not a malformed request.
-            BundleError::Signature(_) => CallError::Denied(Denial::new(
-                ReasonCode::IntegrityFailure,
-                format!("{e}; the active bundle stays"),
-            )),
+            BundleError::Signature(_) => {
+                CallError::Denied(Denial::new(ReasonCode::IntegrityFailure, e.to_string()))
+            }
             other => CallError::BadRequest(other.to_string()),
         })?;
         let bundle = Bundle::compile(signed.source.clone())
