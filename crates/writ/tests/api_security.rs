@@ -39,14 +39,17 @@ enum Need {
 
 fn need(path: &str) -> Need {
     match path {
-        "/v1/verify" => Need::Nobody,
+        // The console's proof page checks a pasted writ; it changes nothing.
+        "/v1/verify" | "/console/api/proof" => Need::Nobody,
         "/v1/authorize"
         | "/access/v1/evaluation"
         | "/v1/executions/{jti}/start"
         | "/v1/executions/{jti}/renew"
         | "/v1/executions/{jti}/finish"
         | "/v1/log/checkpoint" => Need::Principal,
-        "/v1/revocations" | "/v1/principals" | "/v1/policies" | "/v1/keys/rotate" => Need::Admin,
+        // The console's demo plays a scenario that revokes a writ.
+        "/v1/revocations" | "/v1/principals" | "/v1/policies" | "/v1/keys/rotate"
+        | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
 }
@@ -102,7 +105,8 @@ fn no_state_changing_route_works_without_the_right_token() {
                 path.to_owned(),
                 json!({"action": {"name": "exec"}, "resource": {"type": "Command", "id": "/usr/bin/true"}}),
             ),
-            "/v1/verify" => (path.to_owned(), json!({"writ": "x.y.z"})),
+            "/v1/verify" | "/console/api/proof" => (path.to_owned(), json!({"writ": "x.y.z"})),
+            "/console/api/demo" => (path.to_owned(), json!({})),
             "/v1/executions/{jti}/start" => (path.replace("{jti}", &jti), json!({})),
             "/v1/executions/{jti}/renew" => (path.replace("{jti}", &run), json!({})),
             "/v1/executions/{jti}/finish" => {
