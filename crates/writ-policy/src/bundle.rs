@@ -179,6 +179,9 @@ impl Bundle {
         let hash = source.hash()?;
         let mut policies = PolicySet::new();
         let mut enforcement = HashMap::new();
+        // Which file each policy came from, so that a validation error can
+        // point at its line and column.
+        let mut file_of: HashMap<String, (&str, &str)> = HashMap::new();
         for (file, text) in &source.policies {
             let parsed: PolicySet =
                 text.parse()
@@ -210,6 +213,7 @@ impl Bundle {
                     };
                     enforcement.insert(PolicyId::new(&id), (rank, level.to_owned()));
                 }
+                file_of.insert(id.clone(), (file.as_str(), text.as_str()));
                 policies
                     .add(policy.new_id(PolicyId::new(&id)))
                     .map_err(|e| BundleError::Parse {
@@ -229,8 +233,15 @@ impl Bundle {
                 if !result.validation_passed() {
                     let mut msg = String::new();
                     for e in result.validation_errors() {
-                        let _ =
-                            writeln!(msg, "  - policy {}: {}", e.policy_id(), render_refusal(e));
+                        let id = e.policy_id().to_string();
+                        let _ = match file_of.get(&id) {
+                            Some((file, text)) => writeln!(
+                                msg,
+                                "  - policy {id} ({file}): {}",
+                                miette_like::Diag::render_rich(e, Some(text))
+                            ),
+                            None => writeln!(msg, "  - policy {id}: {}", render_refusal(e)),
+                        };
                     }
                     return Err(BundleError::Validation(msg));
                 }

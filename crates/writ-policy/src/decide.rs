@@ -531,6 +531,20 @@ mod tests {
         let top = "error during entity deserialization";
         assert!(m.contains(top), "{m}");
         assert!(m.len() > "entities.json: ".len() + top.len() + 10, "{m}");
+        // A validation error names the policy's file and points into it.
+        let e = bundle(
+            &[(
+                "typed.cedar",
+                "permit(principal, action, resource);\n@id(\"bad\")\npermit(principal, action == Action::\"exec\", resource) when { context.force == 3 };",
+            )],
+            Some(SCHEMA),
+        )
+        .unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("policy bad (typed.cedar)") && m.contains("line 3, column"),
+            "{m}"
+        );
         assert_eq!(
             crate::bundle::miette_like::line_column("ab\ncd\né", 7),
             "line 3, column 1",
