@@ -468,6 +468,18 @@ fn http_open_loop(
     })
 }
 
+/// [`http_open_loop`] at `a`'s rate, connections and seconds, on a thread
+/// of its own.
+async fn open_loop(
+    running: &crate::server::Running,
+    token: &str,
+    a: &AuthorizeBench,
+) -> Result<OpenLoopResult> {
+    let (addr, token, clients, rate, secs) =
+        (running.addr, token.to_owned(), a.clients, a.rate, a.seconds);
+    tokio::task::spawn_blocking(move || http_open_loop(addr, &token, clients, rate, secs)).await?
+}
+
 /// Read one HTTP/1.1 response with a `Content-Length` from `conn`; an error
 /// unless its status is 200.
 async fn read_http_ok(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Result<()> {
@@ -654,13 +666,7 @@ async fn measure(
     }
     if a.open_loop_only {
         for _ in 0..a.runs {
-            let o = {
-                let (addr, token, clients, rate) = (running.addr, token.clone(), a.clients, a.rate);
-                tokio::task::spawn_blocking(move || {
-                    http_open_loop(addr, &token, clients, rate, secs)
-                })
-                .await??
-            };
+            let o = open_loop(running, &token, a).await?;
             if g.json {
                 writ_gate::print_json_line(&json!({
                     "offered_per_sec": a.rate,
@@ -703,11 +709,7 @@ async fn measure(
             tokio::task::spawn_blocking(move || http_wrk(&tmp, &url, &token, clients, secs))
                 .await??
         };
-        let o = {
-            let (addr, token, clients, rate) = (running.addr, token.clone(), a.clients, a.rate);
-            tokio::task::spawn_blocking(move || http_open_loop(addr, &token, clients, rate, secs))
-                .await??
-        };
+        let o = open_loop(running, &token, a).await?;
         eprintln!(
             "  run {run}: ceiling {c:.0}/s, governed {}, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){}, http open loop {:.0}/s offered {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, {} sent late)",
             gvs.join(", "),
