@@ -528,12 +528,15 @@ fn replay_across_a_restart_is_replayed() {
 // ---------------------------------------------------------------- lineage
 
 /// Issue and start a writ (a child when `parent` is given); its jti.
+/// Only a root asks for a lifetime: a child left to the default is
+/// capped at what its parent has left, whereas an explicit 600 s would
+/// be refused once the parent's first second has passed.
 fn started(srv: &Server, token: &str, parent: Option<&str>, scope: Value) -> (String, String) {
     let mut req = exec_req(&["/usr/bin/ls", "/data"], AUD);
     req["scope"] = scope;
-    req["lifetime_secs"] = json!(600);
-    if let Some(p) = parent {
-        req["parent"] = json!(p);
+    match parent {
+        None => req["lifetime_secs"] = json!(600),
+        Some(p) => req["parent"] = json!(p),
     }
     let (w, jti, _) = srv.authorize_ok(token, &req);
     assert_eq!(srv.start_execution(token, &jti).status, 200);
