@@ -373,6 +373,9 @@ struct OpenLoopResult {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The p99 of the requests due in each second of the run, to tell a
+    /// stall in one second from a tail spread over all of them.
+    p99_ms_by_second: Vec<f64>,
     /// Requests that were due while their connection still waited for an
     /// earlier answer.
     late: u64,
@@ -419,8 +422,11 @@ fn http_open_loop(
             hs.push(tokio::spawn(async move {
                 let mut conn = tokio::net::TcpStream::connect(addr).await?;
                 conn.set_nodelay(true)?;
-                let mut h =
-                    hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+                // One histogram per second of the run, by due instant.
+                let mut hs = (0..secs.max(1))
+                    .map(|_| hdrhistogram::Histogram::<u64>::new(3))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let (mut buf, mut late) = (Vec::with_capacity(4096), 0u64);
                 // When the previous answer on this connection arrived.
                 let mut answered = start;
@@ -445,17 +451,27 @@ fn http_open_loop(
                     read_http_ok(&mut conn, &mut buf).await?;
                     answered = tokio::time::Instant::now();
                     let latency = (could_leave - due) + (answered - sent);
-                    let _ = h.record(latency.as_micros() as u64);
+                    let second = ((due - start).as_secs() as usize).min(hs.len() - 1);
+                    let _ = hs[second].record(latency.as_micros() as u64);
                 }
-                Ok::<_, anyhow::Error>((h, late))
+                Ok::<_, anyhow::Error>((hs, late))
             }));
         }
-        let mut all = hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let new = || hdrhistogram::Histogram::<u64>::new(3).map_err(|e| anyhow::anyhow!("{e}"));
+        let mut all = new()?;
+        let mut by_second = (0..secs.max(1))
+            .map(|_| new())
+            .collect::<Result<Vec<_>>>()?;
         let mut late = 0;
         for h in hs {
-            let (hist, l) = h.await??;
-            all.add(hist).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (hists, l) = h.await??;
+            for (sum, hist) in by_second.iter_mut().zip(hists) {
+                sum.add(hist).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             late += l;
+        }
+        for h in &by_second {
+            all.add(h).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let elapsed = start.elapsed().as_secs_f64();
         Ok(OpenLoopResult {
@@ -463,9 +479,21 @@ fn http_open_loop(
             rate: all.len() as f64 / elapsed,
             p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
             p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+            p99_ms_by_second: by_second
+                .iter()
+                .map(|h| h.value_at_quantile(0.99) as f64 / 1000.0)
+                .collect(),
             late,
         })
     })
+}
+
+/// Per-second p99s as `1.9/2.4/...` (milliseconds).
+fn by_second(p99s: &[f64]) -> String {
+    p99s.iter()
+        .map(|p| format!("{p:.1}"))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// [`http_open_loop`] at `a`'s rate, connections and seconds, on a thread
@@ -673,17 +701,19 @@ async fn measure(
                     "allow_per_sec": o.rate.round(),
                     "p50_ms": o.p50_ms,
                     "p99_ms": o.p99_ms,
+                    "p99_ms_by_second": o.p99_ms_by_second,
                     "sent_late": o.late,
                     "log_entries": authority.log_size(),
                 }))?;
                 continue;
             }
             println!(
-                "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms ({} sent late; log {} entries)",
+                "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms (by second {}; {} sent late; log {} entries)",
                 o.rate,
                 o.offered,
                 o.p50_ms,
                 o.p99_ms,
+                by_second(&o.p99_ms_by_second),
                 o.late,
                 authority.log_size()
             );
@@ -711,7 +741,7 @@ async fn measure(
         };
         let o = open_loop(running, &token, a).await?;
         eprintln!(
-            "  run {run}: ceiling {c:.0}/s, governed {}, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){}, http open loop {:.0}/s offered {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, {} sent late)",
+            "  run {run}: ceiling {c:.0}/s, governed {}, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){}, http open loop {:.0}/s offered {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, by second {}, {} sent late)",
             gvs.join(", "),
             h.rate,
             h.p50_ms,
@@ -721,6 +751,7 @@ async fn measure(
             o.offered,
             o.p50_ms,
             o.p99_ms,
+            by_second(&o.p99_ms_by_second),
             o.late,
         );
         if let Some(w) = w {
@@ -846,6 +877,7 @@ async fn measure(
             "p50_ms": open.1,
             "p99_ms": open.2,
             "sent_late": open.3,
+            "p99_ms_by_second_per_run": opens.iter().map(|o| &o.p99_ms_by_second).collect::<Vec<_>>(),
         },
         "verify_bare_ed25519_us": (vb / 10.0).round() / 100.0,
         "verify_writ_us": (vf / 10.0).round() / 100.0,

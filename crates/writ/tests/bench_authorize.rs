@@ -74,6 +74,11 @@ fn a_short_authorize_bench_reports_every_measurement() {
         open["p99_ms"].as_f64().unwrap(),
     );
     assert!(p50 > 0.0 && p50 <= p99, "{v}");
+    assert_eq!(
+        open["p99_ms_by_second_per_run"],
+        serde_json::json!([[p99]]),
+        "one run of one second: {v}"
+    );
     assert!(v["verify_over_bare"].as_f64().unwrap() > 0.0, "{v}");
     // Every decision of every measurement went through the log.
     assert!(v["log_entries"].as_u64().unwrap() > 200, "{v}");
@@ -137,6 +142,8 @@ fn the_open_loop_alone_runs_as_often_as_asked() {
         assert_eq!(r["offered_per_sec"], 100, "{r}");
         let (p50, p99) = (r["p50_ms"].as_f64().unwrap(), r["p99_ms"].as_f64().unwrap());
         assert!(p50 > 0.0 && p50 <= p99, "{r}");
+        // One second measured: its p99 is the run's.
+        assert_eq!(r["p99_ms_by_second"], serde_json::json!([p99]), "{r}");
     }
 
     for other in ["--governed-only", "--parts"] {
