@@ -245,7 +245,8 @@ pub struct ExecutionResponse {
     pub log_index: u64,
     /// On a finish: why the writ (or an ancestor, or its principal) was
     /// already revoked when the finish was recorded, if it was. The finish
-    /// entry says so too, when the caller gave no `terminated` of its own.
+    /// entry says so too, unless the caller's own `terminated` already
+    /// names a revocation (a signal it reports is kept beside the reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<String>,
 }

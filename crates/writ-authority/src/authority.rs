@@ -1456,6 +1456,13 @@ impl Authority {
             })
         };
         let terminated = match (&req.terminated, &revoked) {
+            // The enforcement point saw only a signal: an ancestor's runner
+            // ending its revoked subtree signals every descendant at once,
+            // and this run's program may die of it before its own runner
+            // hears of the revocation. The log names both.
+            (Some(t), Some(why)) if !t.starts_with("revoked") => {
+                Some(format!("revoked: {why} (the run ended: {t})"))
+            }
             (Some(t), _) => Some(t.clone()),
             (None, Some(why)) => Some(format!(
                 "revoked: {why} (the program ended before it was stopped)"

@@ -436,3 +436,78 @@ async fn a_revocation_names_every_child_issued_before_its_entry() {
         assert_eq!(c.status, "revoked", "child {} in the lineage tree", c.jti);
     }
 }
+
+#[tokio::test]
+async fn a_finish_after_a_revocation_names_it_beside_the_runners_own_account() {
+    let f = fixture().await;
+    let allow = |req: AuthorizeRequest| {
+        let a = &f.authority;
+        let who = f.admin.clone();
+        async move {
+            match a.authorize(&who, req).await.unwrap() {
+                AuthorizeResponse::Allow { jti, .. } => jti,
+                other => panic!("expected allow, got {other:?}"),
+            }
+        }
+    };
+    let mut root = exec(&["/usr/bin/true"]);
+    root.start = true;
+    let root = allow(root).await;
+    let child = |parent: &str| {
+        let mut c = exec(&["/usr/bin/true"]);
+        c.parent = Some(parent.to_owned());
+        c.lifetime_secs = None;
+        c.start = true;
+        c
+    };
+    let (a, b, c) = (
+        allow(child(&root)).await,
+        allow(child(&root)).await,
+        allow(child(&root)).await,
+    );
+    f.authority
+        .revoke(
+            &f.admin,
+            &RevokeRequest {
+                jti: Some(root.clone()),
+                reason: Some("compromised".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let finish = |jti: String, terminated: Option<&str>| {
+        let a = &f.authority;
+        let who = f.admin.clone();
+        let req = FinishRequest {
+            exit_status: Some(143),
+            terminated: terminated.map(str::to_owned),
+            ..Default::default()
+        };
+        async move {
+            let r = a.finish(&who, &jti, &req).await.unwrap();
+            assert!(r.revoked.is_some(), "{r:?}");
+            let leaf = &a.store().entries(r.log_index, r.log_index + 1).unwrap()[0].leaf;
+            match Entry::from_leaf(leaf).unwrap() {
+                Entry::ExecutionFinish { terminated, .. } => terminated.unwrap(),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    // Killed by a signal an ancestor's runner sent before this run's own
+    // runner heard of the revocation: both are recorded.
+    let t = finish(a, Some("signal 15")).await;
+    assert!(
+        t.starts_with("revoked: ") && t.ends_with("(the run ended: signal 15)"),
+        "{t}"
+    );
+    // Ended on its own: the revocation, and that it came first.
+    let t = finish(b, None).await;
+    assert!(
+        t.starts_with("revoked: ") && t.ends_with("(the program ended before it was stopped)"),
+        "{t}"
+    );
+    // The runner's own account of the revocation stands as it is.
+    let t = finish(c, Some("revoked: by its own stream")).await;
+    assert_eq!(t, "revoked: by its own stream");
+}

@@ -288,8 +288,10 @@ fn small_order_r_with_zero_s_is_invalid_signature() {
 }
 
 // ---------------------------------------------------------------- nbf / exp / skew edges
-// The server tolerates 5 s of skew (its default); the edges below keep
-// margins of at least 2 s to it so a slow test machine cannot flip them.
+// The server tolerates 5 s of skew (its default). The edges below read the
+// clock just before they are made, and each check keeps a margin of at
+// least 3 s (1 s where the clock would have to go back), so a slow test
+// machine cannot flip them.
 
 #[test]
 fn nbf_beyond_the_skew_is_not_yet_valid() {
@@ -302,10 +304,12 @@ fn nbf_beyond_the_skew_is_not_yet_valid() {
         c["exp"] = json!(t + 120);
     });
     denied(&f.srv, &forged, "not_yet_valid", "nbf 60 s ahead");
-    // Inside the skew it is accepted (online skew 5 s), outside a 0 s skew it is not.
+    // Inside the skew it is accepted (online skew 5 s), outside a 0 s skew
+    // it is not (for the 3 s or more until the clock reaches it).
+    let t = now();
     let near = resign(&key, &f.writ, |c| {
-        c["iat"] = json!(t + 2);
-        c["nbf"] = json!(t + 2);
+        c["iat"] = json!(t + 4);
+        c["nbf"] = json!(t + 4);
         c["exp"] = json!(t + 120);
     });
     assert_eq!(f.srv.verify(&json!({"writ": near}))["valid"], true);
@@ -314,7 +318,7 @@ fn nbf_beyond_the_skew_is_not_yet_valid() {
         &near,
         &["--skew-secs", "0"],
         "not_yet_valid",
-        "nbf 2 s ahead, no skew",
+        "nbf 4 s ahead, no skew",
     );
 }
 
@@ -329,22 +333,24 @@ fn exp_beyond_the_skew_is_expired_and_inside_it_is_accepted() {
         c["exp"] = json!(t - 30);
     });
     denied(&f.srv, &old, "expired", "expired 30 s ago");
+    // 1 s past exp: online, inside the skew for 4 s more.
+    let t = now();
     let just = resign(&key, &f.writ, |c| {
         c["iat"] = json!(t - 100);
         c["nbf"] = json!(t - 100);
-        c["exp"] = json!(t - 2);
+        c["exp"] = json!(t - 1);
     });
     assert_eq!(
         f.srv.verify(&json!({"writ": just}))["valid"],
         true,
-        "2 s past exp is inside the 5 s skew"
+        "1 s past exp is inside the 5 s skew"
     );
     offline_denied(
         &f.srv,
         &just,
         &["--skew-secs", "0"],
         "expired",
-        "2 s past exp, no skew",
+        "1 s past exp, no skew",
     );
 }
 

@@ -244,8 +244,15 @@ fn an_executable_rewritten_in_place_while_the_authority_decides_never_runs() {
         ],
         Some(tmp.path()),
     );
-    // The runner hashes the file before it asks (a few ms); then it waits.
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The runner hashes the file before it connects to the authority: once
+    // its connection waits in the stopped server's accept queue, the hash
+    // is taken and the runner waits for the decision.
+    let port: u16 = srv.url.rsplit_once(':').unwrap().1.parse().unwrap();
+    wait_for(
+        "the runner's connection to the stopped server",
+        std::time::Duration::from_secs(30),
+        || queued_connections(port) > 0,
+    );
     let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&tool).unwrap());
     std::fs::write(&tool, std::fs::read("/usr/bin/id").unwrap()).unwrap();
     assert_eq!(

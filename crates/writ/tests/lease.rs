@@ -28,14 +28,6 @@ fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn entries_of(srv: &Server, kind: &str, jti: &str) -> Vec<Value> {
     srv.log_entries()
         .into_iter()
@@ -162,8 +154,10 @@ fn a_running_program_keeps_its_lease_and_the_finish_records_enforcement() {
     out.expect_code(0, "sleep 4.5 under a 2 s lease");
     let jti = started_jti(&srv).unwrap();
     let renewals = entries_of(&srv, "execution_renew", &jti);
+    // About every second (half the lease): 3 or 4 in 4.5 s, at least 2
+    // on a loaded machine whose renewals take long.
     assert!(
-        renewals.len() >= 3,
+        renewals.len() >= 2,
         "renewed about every second: {renewals:#?}"
     );
     assert!(
@@ -209,9 +203,11 @@ fn a_denied_renewal_ends_the_run() {
     let out = wait_writ(child, Duration::from_secs(20));
     out.expect_denied("policy_denied", "the renewal after the policy changed");
     assert!(out.stderr.contains("renewal denied"), "{out:#?}");
+    // The next renewal comes within a second; the rest is a round trip,
+    // the kill grace and the finish, with room for a slow machine.
     assert!(
-        t0.elapsed() < Duration::from_secs(5),
-        "ended within a lease: {:?}",
+        t0.elapsed() < Duration::from_secs(10),
+        "ended within a few seconds: {:?}",
         t0.elapsed()
     );
     let finish = &entries_of(&srv, "execution_finish", &jti)[0];
@@ -359,20 +355,23 @@ fn an_unreachable_authority_ends_the_run(srv: &mut Server, cut: impl FnOnce(&mut
         pid != 0
     });
     assert!(alive(pid));
-    cut(srv);
+    // Before the cut: the runner can notice it before this thread reads
+    // the clock.
     let t0 = Instant::now();
+    cut(srv);
     let out = wait_writ(child, Duration::from_secs(30));
     out.expect_denied(
         "authority_unavailable",
         "the authority gone for longer than the grace",
     );
     let took = t0.elapsed();
-    // Lease end (<= 2 s) + grace 2 s + kill grace, with room for a slow machine.
+    // Lease end (<= 2 s) + grace 2 s + kill grace, and for a hung server
+    // up to the answer limit of the finish, with room for a slow machine.
     assert!(
         took >= Duration::from_secs(2),
         "not before the grace: {took:?}"
     );
-    assert!(took < Duration::from_secs(12), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(!alive(pid), "the program outlived its runner");
 }
 

@@ -128,14 +128,6 @@ impl Node {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A mesh of `n` nodes on a new database; the admin token.
 fn mesh(pg: &pg::Cluster, tmp: &Path, n: usize) -> (Vec<Node>, String) {
     let url = pg.database();

@@ -889,9 +889,11 @@ fn revoked_writ_subtree_and_principal() {
 #[test]
 fn expired() {
     let srv = Server::start_with(&["--skew-secs", "0"]);
-    // A parent that is started now and expires with the writ below.
+    // A parent started now, which expires a few seconds from now (time
+    // enough to start it under a 0 s skew on a slow machine): at the end,
+    // a child of it is asked for after its expiry.
     let mut preq = exec_req(&["/usr/bin/true"], AUD);
-    preq["lifetime_secs"] = json!(2);
+    preq["lifetime_secs"] = json!(4);
     let (_, pjti, _) = srv.authorize_ok(&srv.admin_token, &preq);
     assert_eq!(srv.start_execution(&srv.admin_token, &pjti).status, 200);
     let mut req = exec_req(&["/usr/bin/true"], AUD);

@@ -16,6 +16,34 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use writ_artifact::{ReasonCode, WritKey};
 
+/// Poll `f` every 20 ms until it holds; fail the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Connections waiting in the accept queue of the TCP listener on `port`
+/// (loopback, IPv4 or IPv6), from `/proc/net/tcp*`: a stopped server's
+/// clients queue there.
+pub fn queued_connections(port: u16) -> u64 {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local address, state 0A (LISTEN), then tx_queue:rx_queue,
+            // which for a listener is its accept backlog.
+            (f.get(1)?.ends_with(&port) && *f.get(3)? == "0A")
+                .then(|| u64::from_str_radix(f.get(4)?.split_once(':')?.1, 16).ok())?
+        })
+        .sum()
+}
+
 /// The `writ` binary under test.
 pub fn writ_bin() -> &'static str {
     env!("CARGO_BIN_EXE_writ")
