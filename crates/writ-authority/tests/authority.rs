@@ -277,6 +277,19 @@ async fn jtis_start_with_the_issue_time_and_end_random() {
 /// is revoked; before the revocation took effect when its entry was queued,
 /// decisions read the old state during the revocation's commit and were
 /// logged after it as allows.
+/// Wait (up to 30 s) until the log holds more than `size` entries: the
+/// racing tasks have decided something since.
+async fn logged_beyond(authority: &Authority, size: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while authority.store().log_size().unwrap() <= size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing was logged beyond entry {size} in 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
     let f = Arc::new(fixture().await);
@@ -305,7 +318,9 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
             }
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Some of them decided before the revocation, some after it.
+    let size = f.authority.store().log_size().unwrap();
+    logged_beyond(&f.authority, size + 8).await;
     let revoked = f
         .authority
         .revoke(
@@ -318,7 +333,7 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    logged_beyond(&f.authority, revoked.log_index + 8).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -381,7 +396,8 @@ async fn a_revocation_names_every_child_issued_before_its_entry() {
             }
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let size = f.authority.store().log_size().unwrap();
+    logged_beyond(&f.authority, size + 8).await;
     let revoked = f
         .authority
         .revoke(
@@ -394,7 +410,7 @@ async fn a_revocation_names_every_child_issued_before_its_entry() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    logged_beyond(&f.authority, revoked.log_index + 8).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
