@@ -526,8 +526,11 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
 /// The program's exit status, from the thread that waits for it.
 type Waiter = tokio::sync::oneshot::Receiver<std::io::Result<std::process::ExitStatus>>;
 
-/// SIGTERM to the group, SIGKILL after `grace`, then SIGKILL to whatever of
-/// the group outlived its leader.
+/// SIGTERM to the group and every descendant; SIGKILL to whatever still
+/// runs after `grace`. A process that outlives the group's leader (one that
+/// ends in order on SIGTERM, such as `writ mcp-proxy` finishing its session
+/// while the shell that started it is already gone) has the rest of the
+/// grace too.
 async fn terminate(
     pgid: u32,
     grace: Duration,
@@ -535,7 +538,8 @@ async fn terminate(
 ) -> Result<std::process::ExitStatus> {
     let _ = writ_exec::signal_group(pgid, SIGTERM);
     writ_exec::signal_descendants(SIGTERM);
-    let status = match tokio::time::timeout(grace, &mut *waiter).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    let status = match tokio::time::timeout_at(deadline, &mut *waiter).await {
         Ok(r) => r??,
         Err(_) => {
             let _ = writ_exec::signal_group(pgid, SIGKILL);
@@ -543,6 +547,9 @@ async fn terminate(
             waiter.await??
         }
     };
+    while tokio::time::Instant::now() < deadline && !writ_exec::descendants().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = writ_exec::signal_group(pgid, SIGKILL);
     kill_descendants().await;
     Ok(status)

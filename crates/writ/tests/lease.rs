@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use writ_artifact::ReasonCode;
 
 const ALLOW_ALL: &str =
     "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n";
@@ -634,4 +635,101 @@ fn a_script_that_outlives_its_revoked_child_is_recorded_as_revoked() {
             "round {round}: {finish}"
         );
     }
+}
+
+/// An MCP session that a governed program opens is a child of the run:
+/// revoking the run ends the session, and the session's finish says it was
+/// revoked, though the proxy itself saw only the SIGTERM its runner sent to
+/// the program's process group.
+#[test]
+fn an_mcp_session_under_a_revoked_run_is_recorded_as_revoked() {
+    let srv = Server::start();
+    activate_policy(
+        &srv,
+        "exec-and-mcp",
+        "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n\
+         @id(\"any-session\")\npermit (principal, action == Action::\"mcp_session\", resource);\n",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().canonicalize().unwrap();
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    // The proxy's client input stays open as long as `sleep` runs; `cat`
+    // stands in for the MCP server (no call is made).
+    let top = spawn_writ(
+        &[
+            "exec",
+            "--net",
+            "--read",
+            &bin_dir,
+            "--env-allow",
+            "WRIT_SERVER",
+            "--env-allow",
+            "WRIT_TOKEN",
+            "--kill-grace",
+            "2",
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "/usr/bin/sleep 300 | {} mcp-proxy --name cat -- /bin/cat",
+                bin.display()
+            ),
+        ],
+        &exec_env(&srv),
+        Some(&t),
+    );
+    let session_start = || {
+        let entries = srv.log_entries();
+        entries
+            .iter()
+            .find(|e| {
+                e["entry"]["type"] == "decision"
+                    && e["entry"]["action"] == "Action::\"mcp_session\""
+                    && e["entry"]["decision"] == "allow"
+            })
+            .map(|e| e["entry"]["jti"].as_str().unwrap().to_owned())
+            .filter(|j| !entries_of(&srv, "execution_start", j).is_empty())
+    };
+    let mut session = None;
+    wait_for("the MCP session to start", Duration::from_secs(30), || {
+        session = session_start();
+        session.is_some()
+    });
+    let session = session.unwrap();
+    let run = started_jti(&srv).unwrap();
+    assert_ne!(run, session);
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &run])
+        .expect_code(0, "revoking the run");
+    let out = wait_writ(top, Duration::from_secs(30));
+    // The runner's denial line follows what the proxy wrote on the same
+    // standard error.
+    out.expect_code(
+        ReasonCode::Revoked.exit_status().into(),
+        "the run after its revocation",
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("\ndenied: revoked: writ {run}: ")),
+        "{out:#?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while entries_of(&srv, "execution_finish", &session).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no finish of the session {session}: {out:#?}\n{:#?}",
+            srv.log_entries()
+                .iter()
+                .map(|e| e["entry"].clone())
+                .filter(|e| e["type"] != "decision")
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let finish = &entries_of(&srv, "execution_finish", &session)[0];
+    let why = finish["terminated"].as_str().unwrap_or_default();
+    // Typically `revoked: writ SESSION is revoked (the run ended: writ
+    // mcp-proxy received SIGTERM)` (the run's revocation names its whole
+    // subtree); the proxy's own lease watch may also have heard it first.
+    assert!(why.starts_with("revoked: "), "{finish}\n{out:#?}");
 }
