@@ -426,12 +426,9 @@ fn start_witness(dir: &std::path::Path, log_vkey: &str, addr: Option<&str>) -> W
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the witness to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
     Witness {
         child,
         url: format!("http://{addr}"),
@@ -479,12 +476,9 @@ fn a_witness_cosigns_remembers_across_restarts_and_verifiers_can_require_it() {
         .stderr(std::fs::File::create(keep.path().join("serve.err")).unwrap())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("the server to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
     let env = [
         ("WRIT_SERVER", format!("http://{addr}")),
         ("WRIT_DIR", moved.to_str().unwrap().to_owned()),
