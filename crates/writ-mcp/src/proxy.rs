@@ -394,13 +394,21 @@ mod tests {
 
     /// Denies every call after `delay`; allows probes of tools named `ok*`
     /// (with a writ the proxy never uses: probes are not verified).
+    /// An authority that answers each decision once `gate` gives it a
+    /// permit (a rig made with `thinking` holds them back until the test
+    /// adds some).
     struct Stub {
-        delay: Duration,
+        gate: Arc<tokio::sync::Semaphore>,
     }
 
     impl Authority for Stub {
         async fn authorize(&self, req: AuthorizeRequest) -> Result<AuthorizeResponse, Unavailable> {
-            tokio::time::sleep(self.delay).await;
+            // Each decision takes a permit for good.
+            self.gate
+                .acquire()
+                .await
+                .map_err(|_| Unavailable("closed".into()))?
+                .forget();
             if !req.start && req.resource.starts_with("Tool::\"fs/ok") {
                 return Ok(AuthorizeResponse::Allow {
                     writ: "unused".into(),
@@ -428,11 +436,21 @@ mod tests {
         server_w: WriteHalf<DuplexStream>,
         server_r: LinesOf,
         run: tokio::task::JoinHandle<End>,
+        /// Permits for the authority's decisions.
+        gate: Arc<tokio::sync::Semaphore>,
     }
 
-    fn rig(delay: Duration) -> Rig {
+    /// A proxy between in-memory client and server pipes. With `thinking`,
+    /// the authority answers no decision until the test adds permits to
+    /// `gate`.
+    fn rig(thinking: bool) -> Rig {
+        let gate = Arc::new(tokio::sync::Semaphore::new(if thinking {
+            0
+        } else {
+            tokio::sync::Semaphore::MAX_PERMITS
+        }));
         let gov = Arc::new(Governor::new(
-            Stub { delay },
+            Stub { gate: gate.clone() },
             Session {
                 server: "fs".into(),
                 audience: "mcp:fs".into(),
@@ -460,6 +478,7 @@ mod tests {
             server_w,
             server_r: BufReader::new(s_r).lines(),
             run,
+            gate,
         }
     }
 
@@ -480,7 +499,7 @@ mod tests {
     /// would be taken for the second's and pass unfiltered.
     #[tokio::test]
     async fn a_request_id_in_use_is_refused_and_the_waiting_one_keeps_its_answer() {
-        let mut r = rig(Duration::ZERO);
+        let mut r = rig(false);
         let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
         send(&mut r.client_w, list).await;
         assert_eq!(next(&mut r.server_r).await, list);
@@ -510,7 +529,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_denied_call_is_answered_by_the_proxy_and_never_reaches_the_server() {
-        let mut r = rig(Duration::from_millis(300));
+        let mut r = rig(true);
         send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/x"}}}"#).await;
         // A ping sent after the call passes it while the authority thinks: byte for byte.
         let ping = r#"{"jsonrpc":"2.0","id":"p", "method":"ping"}"#;
@@ -521,7 +540,8 @@ mod tests {
             next(&mut r.client_r).await,
             r#"{"jsonrpc":"2.0","id":"p","result":{}}"#
         );
-        // Then the denial, from the proxy.
+        // Then the authority decides, and the denial comes from the proxy.
+        r.gate.add_permits(1);
         let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
         assert_eq!(v["id"], 1);
         assert_eq!(v["result"]["isError"], true);
@@ -548,7 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn tools_list_is_filtered_and_bad_input_answered() {
-        let mut r = rig(Duration::ZERO);
+        let mut r = rig(false);
         send(
             &mut r.client_w,
             r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
@@ -578,7 +598,7 @@ mod tests {
 
     #[tokio::test]
     async fn when_the_server_dies_pending_requests_get_errors() {
-        let mut r = rig(Duration::ZERO);
+        let mut r = rig(false);
         send(
             &mut r.client_w,
             r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#,
