@@ -99,7 +99,12 @@ impl Client {
 
     async fn send_unbounded(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
         let resp = r.send().await.map_err(|e| {
-            anyhow!("cannot reach the writ server at {}: {e} (start it with `writ serve`, or set WRIT_SERVER)", self.base)
+            anyhow!(
+                "cannot reach the writ server at {}: {} {}",
+                self.base,
+                with_root_cause(&e),
+                unreachable_hint()
+            )
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await?;
@@ -123,10 +128,41 @@ impl Client {
             .req(reqwest::Method::GET, path)
             .header("accept", "text/event-stream");
         self.bounded(async {
-            r.send()
-                .await
-                .map_err(|e| anyhow!("cannot reach the writ server at {}: {e}", self.base))
+            r.send().await.map_err(|e| {
+                anyhow!(
+                    "cannot reach the writ server at {}: {}",
+                    self.base,
+                    with_root_cause(&e)
+                )
+            })
         })
         .await
+    }
+}
+
+/// `e`, and the innermost error under it when that says more (reqwest's own
+/// text, "error sending request", does not say that the kernel refused the
+/// connection, for example).
+fn with_root_cause(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let (top, root) = (e.to_string(), root.to_string());
+    if top.contains(&root) {
+        top
+    } else {
+        format!("{top}: {root}")
+    }
+}
+
+/// What to try when the authority cannot be reached. Inside a governed
+/// program (`WRIT_PARENT` is set) the usual cause is the run's own scope:
+/// Landlock refuses TCP to a run without `--net`.
+fn unreachable_hint() -> &'static str {
+    if std::env::var_os("WRIT_PARENT").is_some() {
+        "(inside a governed program: its run needs `--net` and `--env-allow WRIT_SERVER` to reach the authority)"
+    } else {
+        "(start it with `writ serve`, or set WRIT_SERVER)"
     }
 }

@@ -733,3 +733,46 @@ fn an_mcp_session_under_a_revoked_run_is_recorded_as_revoked() {
     // subtree); the proxy's own lease watch may also have heard it first.
     assert!(why.starts_with("revoked: "), "{finish}\n{out:#?}");
 }
+
+/// A `writ exec` inside a run that was not given `--net` cannot reach the
+/// authority (Landlock refuses TCP): it denies with authority_unavailable
+/// and says that the run needs `--net`, and why the connection failed.
+#[test]
+fn a_nested_run_without_net_says_it_needs_net() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().canonicalize().unwrap();
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let out = run_writ(
+        &[
+            "exec",
+            "--read",
+            &bin_dir,
+            "--env-allow",
+            "WRIT_SERVER",
+            "--env-allow",
+            "WRIT_TOKEN",
+            "--",
+            bin.to_str().unwrap(),
+            "exec",
+            "--",
+            "/usr/bin/true",
+        ],
+        &exec_env(&srv),
+        Some(&t),
+    );
+    // The outer run passes the inner one's status through.
+    out.expect_code(
+        ReasonCode::AuthorityUnavailable.exit_status().into(),
+        "the nested run without --net",
+    );
+    assert!(
+        out.stderr
+            .contains("denied: authority_unavailable: cannot reach the writ server")
+            && out.stderr.contains("its run needs `--net`")
+            && out.stderr.contains("Permission denied"),
+        "{out:#?}"
+    );
+}
