@@ -29,6 +29,14 @@ fn script(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
+/// The `writ` binary under test, resolved, and its directory: what a
+/// governed program that runs `writ` itself must be allowed to read.
+fn writ_bin_and_dir() -> (PathBuf, String) {
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    (bin, dir)
+}
+
 fn entries_of(srv: &Server, kind: &str, jti: &str) -> Vec<Value> {
     srv.log_entries()
         .into_iter()
@@ -401,8 +409,7 @@ fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchil
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().canonicalize().unwrap();
     let ts = t.to_str().unwrap();
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let (bin, bin_dir) = writ_bin_and_dir();
     let w = bin.to_str().unwrap();
     let env = exec_env(&srv);
 
@@ -576,8 +583,7 @@ fn a_script_that_outlives_its_revoked_child_is_recorded_as_revoked() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().canonicalize().unwrap();
     let ts = t.to_str().unwrap();
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let (bin, bin_dir) = writ_bin_and_dir();
     let w = bin.to_str().unwrap();
     let env = exec_env(&srv);
     script(
@@ -652,8 +658,7 @@ fn an_mcp_session_under_a_revoked_run_is_recorded_as_revoked() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().canonicalize().unwrap();
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let (bin, bin_dir) = writ_bin_and_dir();
     // The proxy's client input stays open as long as `sleep` runs; `cat`
     // stands in for the MCP server (no call is made).
     let top = spawn_writ(
@@ -743,8 +748,7 @@ fn a_nested_run_without_net_says_it_needs_net() {
     activate_policy(&srv, "all", ALLOW_ALL);
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path().canonicalize().unwrap();
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let bin_dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    let (bin, bin_dir) = writ_bin_and_dir();
     let out = run_writ(
         &[
             "exec",
