@@ -14,6 +14,7 @@ use crate::Store;
 use writ_log::merkle::{self, NodeReader, ProofError};
 use writ_log::Hash;
 
+mod pace;
 mod tree;
 
 /// Most transactions one group commit takes.
@@ -421,11 +422,18 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Job>) {
         let mut batch: Vec<Job> = Vec::with_capacity(BATCH_TX_MAX);
+        let mut pacer = pace::Pacer::new();
+        let mut last_batch = 0;
         loop {
             match rx.recv_timeout(Duration::from_secs(3600)) {
                 Ok(job) => batch.push(job),
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Under saturation, gather more before committing (see `pace`).
+            let hold = pacer.hold(last_batch);
+            if !hold.is_zero() {
+                std::thread::sleep(hold);
             }
             while batch.len() < BATCH_TX_MAX {
                 match rx.try_recv() {
@@ -433,6 +441,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            last_batch = batch.len();
             self.commit_batch(&mut batch);
         }
     }
