@@ -7,8 +7,9 @@
 //! it often: measured at 256 concurrent callers on 2 cores, most commits
 //! carried 1-7 transactions. So when the machine is saturated (under
 //! [`IDLE_SATURATED`] of its CPU time idle over the last sample) and the
-//! last commit carried several transactions, the writer waits [`HOLD`]
-//! before it collects the next batch. With idle CPU it never waits: a commit
+//! last commit carried several transactions, but not so many that the
+//! writer itself is the bottleneck, the writer waits [`HOLD`] before it
+//! collects the next batch. With idle CPU it never waits: a commit
 //! then costs nothing anyone else could use, and latency comes first. If
 //! holding back leaves the cores idle (every caller waiting for the commit),
 //! the next sample sees the idle time and the writer stops waiting.
@@ -22,6 +23,9 @@ pub(crate) const IDLE_SATURATED: f64 = 0.10;
 /// The last commit must have carried this many transactions: a lone caller
 /// committing one transaction at a time (a script, a test) is never held.
 pub(crate) const HOLD_MIN_BATCH: usize = 4;
+/// A commit this large means the writer is what the callers wait for (the
+/// queue outgrows it): holding back would only idle it.
+pub(crate) const HOLD_MAX_BATCH: usize = 128;
 /// How often the CPU counters are read. They count in ticks of 10 ms per
 /// core, so a sample must span many ticks to tell 5% idle from 25%: 200 ms
 /// on 2 cores is 40 ticks.
@@ -117,7 +121,7 @@ impl Pacer {
             }
             self.last = times.map(|t| (now, t));
         }
-        if self.saturated && last_batch >= HOLD_MIN_BATCH {
+        if self.saturated && (HOLD_MIN_BATCH..HOLD_MAX_BATCH).contains(&last_batch) {
             HOLD
         } else {
             Duration::ZERO
@@ -188,6 +192,12 @@ mod tests {
         assert_eq!(p.hold(64), HOLD, "2% idle is saturated");
         assert_eq!(p.hold(1), Duration::ZERO, "a lone caller is not held");
         assert_eq!(p.hold(HOLD_MIN_BATCH - 1), Duration::ZERO);
+        assert_eq!(p.hold(HOLD_MAX_BATCH - 1), HOLD);
+        assert_eq!(
+            p.hold(HOLD_MAX_BATCH),
+            Duration::ZERO,
+            "a writer that cannot keep up is not held"
+        );
         IDLE.store(30, Ordering::SeqCst);
         std::thread::sleep(SAMPLE);
         assert_eq!(p.hold(64), Duration::ZERO, "30% idle is not saturated");
