@@ -379,6 +379,7 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
 // ---------------------------------------------------------------- verify
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("policy_choice").args(["policies", "any_policy"])))]
 pub struct VerifyArgs {
     /// The writ (compact JWS); `-` or nothing reads standard input.
     pub writ: Option<String>,
@@ -395,14 +396,19 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub online: bool,
     /// Verify offline against this JWKS file instead of the data dir (no
-    /// revocation or nonce state then).
-    #[arg(long)]
+    /// revocation or nonce state then). Needs --policy or --any-policy: a
+    /// JWKS says nothing about which policy bundles to accept.
+    #[arg(long, requires = "policy_choice")]
     pub jwks: Option<PathBuf>,
-    /// With --jwks: a policy bundle hash to accept (repeatable). Without
-    /// one, the writ's policy hash is not checked: a note on stderr says so
-    /// (with --json, `"policy_checked": false`).
-    #[arg(long = "policy")]
+    /// With --jwks: a policy bundle hash to accept (repeatable), as
+    /// `writ init` and `writ policy check` print it; another hash is denied
+    /// with policy_mismatch.
+    #[arg(long = "policy", value_name = "HASH", requires = "jwks")]
     pub policies: Vec<String>,
+    /// With --jwks: accept any policy bundle hash (the writ's policy is then
+    /// not checked; stderr says so, and --json adds `"policy_checked": false`).
+    #[arg(long, requires = "jwks")]
+    pub any_policy: bool,
     /// Clock skew tolerated, seconds.
     #[arg(long, default_value_t = 5)]
     pub skew_secs: u64,
@@ -483,12 +489,15 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
                 .map(canonical::digest_json)
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
-            accepted_policies: (!a.policies.is_empty())
+            // None accepts any hash: only on --any-policy. An empty set
+            // (unreachable past clap) would deny every writ.
+            accepted_policies: (!a.any_policy)
                 .then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
             check_spent: false,
         };
+        // clap made --jwks need --policy or --any-policy (never both).
         // After the verdict line: a denial's stderr starts with `denied:`.
-        warn_any_policy = a.policies.is_empty();
+        warn_any_policy = a.any_policy;
         writ_artifact::verify(&req.writ, &ring, &opts, &NoStatus)
             .map(|v| v.claims().clone())
             .map_err(|d| (d.reason, d.message))
@@ -535,7 +544,7 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
                 );
             }
             if warn_any_policy {
-                eprintln!("note: no --policy given; any policy bundle hash was accepted");
+                eprintln!("note: --any-policy: any policy bundle hash was accepted");
             }
             Ok(Exit::Ok)
         }

@@ -477,14 +477,51 @@ fn verify_offline_with_a_jwks_file() {
         ),
         "{out:#?}"
     );
+    // A JWKS alone does not say which bundles to accept: --jwks without
+    // --policy or --any-policy is a usage error, not an accept-anything.
     let out = run_writ(&["verify", &writ, "--jwks", j], &[], None);
-    out.expect_code(0, "writ verify --jwks without --policy");
+    out.expect_code(2, "writ verify --jwks without --policy");
+    assert!(
+        out.stderr.contains("--policy") && out.stderr.contains("--any-policy"),
+        "{out:#?}"
+    );
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    for (args, what) in [
+        (
+            vec![
+                "verify",
+                &writ,
+                "--jwks",
+                j,
+                "--policy",
+                policy,
+                "--any-policy",
+            ],
+            "--policy with --any-policy",
+        ),
+        (
+            vec!["verify", &writ, "--any-policy"],
+            "--any-policy without --jwks",
+        ),
+        (
+            vec!["verify", &writ, "--policy", policy],
+            "--policy without --jwks",
+        ),
+    ] {
+        run_writ(&args, &[], None).expect_code(2, what);
+    }
+    let out = run_writ(&["verify", &writ, "--jwks", j, "--any-policy"], &[], None);
+    out.expect_code(0, "writ verify --jwks --any-policy");
     assert!(
         out.stderr.contains("any policy bundle hash was accepted"),
         "{out:#?}"
     );
-    let out = run_writ(&["verify", &writ, "--jwks", j, "--json"], &[], None);
-    out.expect_code(0, "writ verify --jwks --json without --policy");
+    let out = run_writ(
+        &["verify", &writ, "--jwks", j, "--any-policy", "--json"],
+        &[],
+        None,
+    );
+    out.expect_code(0, "writ verify --jwks --any-policy --json");
     assert_eq!(out.json()["policy_checked"], false, "{out:#?}");
     let out = run_writ(
         &["verify", &writ, "--jwks", j, "--json", "--policy", policy],
@@ -540,7 +577,7 @@ fn verify_offline_with_a_jwks_file() {
     .expect_denied("malformed_artifact", "--jwks, two parts");
     // The writ on standard input.
     let mut child = std::process::Command::new(writ_bin())
-        .args(["verify", "--jwks", j, "--json"])
+        .args(["verify", "--jwks", j, "--policy", policy, "--json"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
