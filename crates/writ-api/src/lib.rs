@@ -40,6 +40,19 @@ pub struct AuthorizeRequest {
     /// The writ can then never be started elsewhere (`replayed`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub start: bool,
+    /// With `start`: also give the execution a credential (returned once, in
+    /// the answer's `credential`) for the program it runs. A request
+    /// authenticated by it is always a child of this execution, and the
+    /// credential stops working when the execution finishes, its lease
+    /// ends, or it (or an ancestor, or its principal) is revoked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credential: bool,
+    /// Principals (Cedar UIDs) that may name this writ as their parent,
+    /// besides its own principal: an explicit, logged delegation the policy
+    /// sees as `context.delegates`. Without it, a parent must belong to the
+    /// caller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<String>,
 }
 
 impl AuthorizeRequest {
@@ -61,12 +74,27 @@ impl AuthorizeRequest {
             parent: None,
             lifetime_secs,
             start: false,
+            credential: false,
+            delegates: Vec::new(),
         }
     }
 }
 
 /// Context attribute names writ fills itself.
-pub const RESERVED_CONTEXT: [&str; 5] = ["request", "environment", "scope", "audience", "lineage"];
+pub const RESERVED_CONTEXT: [&str; 6] = [
+    "request",
+    "environment",
+    "scope",
+    "audience",
+    "lineage",
+    "delegates",
+];
+/// Most principals one writ may be delegated to.
+pub const DELEGATES_MAX: usize = 16;
+/// How an execution credential begins: `writx_<jti>_<secret>`. A bearer
+/// token that begins so is an execution credential, never a principal's
+/// token (those begin `writ_`).
+pub const CREDENTIAL_PREFIX: &str = "writx_";
 /// Longest entity UID, audience or jti accepted.
 pub const NAME_BYTES_MAX: usize = 1024;
 
@@ -79,6 +107,10 @@ pub enum AuthorizeResponse {
         log_index: u64,
         jti: String,
         exp: u64,
+        /// The execution's credential, when `start` and `credential` were
+        /// asked for: shown once, only its hash is stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
     },
     Deny {
         reason: ReasonCode,
@@ -198,6 +230,10 @@ pub struct StartRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub audience: Option<String>,
+    /// Give the execution a credential for its program (see
+    /// [`AuthorizeRequest::credential`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub credential: bool,
 }
 
 /// `POST /v1/executions/{jti}/finish`.
@@ -249,6 +285,9 @@ pub struct ExecutionResponse {
     /// names a revocation (a signal it reports is kept beside the reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<String>,
+    /// On a start that asked for one: the execution's credential, shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// `POST /v1/revocations`: exactly one of `jti` and `principal`.
@@ -265,7 +304,8 @@ pub struct RevokeRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeResponse {
-    /// Everything revoked: the writ and its descendants, or the principal.
+    /// What was revoked: the writ (every descendant of it is revoked
+    /// through it: verification walks a writ's ancestors), or the principal.
     pub revoked: Vec<String>,
     pub log_index: u64,
 }
@@ -285,6 +325,37 @@ pub struct PrincipalResponse {
     pub admin: bool,
     /// Shown once; only its hash is stored.
     pub token: String,
+    pub log_index: u64,
+}
+
+/// `POST /v1/principals/rotate`, `.../disable`, `.../enable`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalUidRequest {
+    pub uid: String,
+}
+
+/// One principal in `GET /v1/principals` (never its token or its hash).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrincipalInfo {
+    pub uid: String,
+    pub admin: bool,
+    pub created_ms: u64,
+    /// `active`, `disabled` (reversible: `enable`) or `revoked` (for good).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrincipalList {
+    pub principals: Vec<PrincipalInfo>,
+}
+
+/// `POST /v1/principals/{uid}/disable` and `.../enable`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrincipalChangeResponse {
+    pub uid: String,
+    /// `disabled` or `enabled`.
+    pub status: String,
     pub log_index: u64,
 }
 

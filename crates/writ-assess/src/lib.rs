@@ -130,7 +130,9 @@ impl Tally {
             Entry::ExecutionRenew { .. } => self.renewals += 1,
             Entry::Revocation { .. } => self.revocations += 1,
             Entry::PolicyActivation { .. } => self.activations += 1,
-            Entry::KeyChange { .. } | Entry::PrincipalAdded { .. } => {}
+            Entry::KeyChange { .. }
+            | Entry::PrincipalAdded { .. }
+            | Entry::PrincipalChange { .. } => {}
         }
     }
 

@@ -21,6 +21,7 @@ fn decision(
         scope: Default::default(),
         policy: "sha256:bundle".into(),
         decision: if allow { Outcome::Allow } else { Outcome::Deny },
+        delegates: Vec::new(),
         reason,
         message: String::new(),
         jti: jti.map(str::to_owned),

@@ -20,6 +20,8 @@ use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 use writ_api::*;
 
+mod principals;
+
 /// Default bound on a mesh node's staleness ([`AuthorityConfig::freshness_ms`]).
 pub const FRESHNESS_MS_DEFAULT: u64 = 1000;
 
@@ -60,6 +62,22 @@ impl Default for AuthorityConfig {
 pub struct Principal {
     pub uid: String,
     pub admin: bool,
+    /// Set when the caller authenticated with an execution's credential
+    /// (the program a runner started): the jti of that execution. Such a
+    /// caller is never an administrator, asks only for children of that
+    /// execution, and starts, renews and finishes only those children.
+    pub execution: Option<String>,
+}
+
+impl Principal {
+    /// A caller authenticated by its own token.
+    pub fn new(uid: impl Into<String>, admin: bool) -> Principal {
+        Principal {
+            uid: uid.into(),
+            admin,
+            execution: None,
+        }
+    }
 }
 
 /// Something others may want to know at once (console, revocation stream).
@@ -129,6 +147,11 @@ pub struct Authority {
     fresh_ms: AtomicU64,
     /// The store's state sequence this node's state was loaded at.
     state_seq: AtomicU64,
+    /// Moved on (under the state's write lock) by every change this node
+    /// puts into effect before its commit returns; a state read from the
+    /// store meanwhile may not hold it yet and is not installed
+    /// (`Authority::sync` reads again).
+    local_changes: AtomicU64,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -138,8 +161,6 @@ const TOKEN_BYTES_MAX: usize = 256;
 /// Bytes of environment, scope and names one writ may carry, so that every
 /// writ issued stays under `WRIT_BYTES_MAX` once encoded.
 pub const WRIT_CARRIED_BYTES_MAX: usize = 8 * 1024;
-/// Descendants one revocation may reach.
-const REVOCATION_SUBTREE_MAX: usize = 100_000;
 /// How many times in a row one call decides again because the state
 /// (revocations, bundle, keys, principals) changed under it before it could
 /// be queued for the log; past this it fails closed.
@@ -280,6 +301,7 @@ impl Authority {
                 token_hash: token_hash(&token),
                 admin: true,
                 created_ms: now,
+                disabled: false,
             }),
             leaf(Entry::PrincipalAdded {
                 time_ms: now,
@@ -334,6 +356,7 @@ impl Authority {
             log_size: AtomicU64::new(log_size),
             fresh_ms: AtomicU64::new(now_ms),
             state_seq: AtomicU64::new(seq),
+            local_changes: AtomicU64::new(0),
         })
     }
 
@@ -400,6 +423,7 @@ impl Authority {
         let log_size = self.store.log_size().map_err(|e| e.to_string())?;
         self.log_size.fetch_max(log_size, Ordering::Relaxed);
         if seq != self.state_seq.load(Ordering::Relaxed) {
+            let generation = self.local_changes.load(Ordering::Acquire);
             let old = self.state();
             let fresh = load_state(
                 self.store.as_ref(),
@@ -407,25 +431,28 @@ impl Authority {
                 old.signer.clone(),
                 Some(&old.bundle),
             )?;
-            let new_writs: Vec<String> = fresh
-                .revoked
-                .writs
-                .difference(&old.revoked.writs)
-                .cloned()
-                .collect();
-            let new_principals: Vec<String> = fresh
-                .revoked
-                .principals
-                .difference(&old.revoked.principals)
-                .cloned()
-                .collect();
+            let added = |f: fn(&Revoked) -> &std::collections::HashSet<String>| -> Vec<String> {
+                let mut v: Vec<String> = f(&fresh.revoked)
+                    .difference(f(&old.revoked))
+                    .cloned()
+                    .collect();
+                v.sort();
+                v
+            };
+            let new_writs = added(|r| &r.writs);
+            let new_principals = added(|r| &r.principals);
+            let new_disabled = added(|r| &r.disabled);
             let activated =
                 (fresh.bundle.hash() != old.bundle.hash()).then(|| fresh.bundle.hash().to_owned());
-            self.swap_state(|cur| fresh.keeping_revocations(cur));
+            if !self.swap_state_unless_changed(generation, |cur| fresh.keeping_revocations(cur)) {
+                // This node put a change of its own into effect while the
+                // store was read, which the read may not hold: read again.
+                return Ok(());
+            }
             self.state_seq.store(seq, Ordering::Relaxed);
             // Current from here on; what follows only announces the change.
             self.fresh_ms.fetch_max(checked_at, Ordering::Relaxed);
-            if !new_writs.is_empty() || !new_principals.is_empty() {
+            if !new_writs.is_empty() || !new_principals.is_empty() || !new_disabled.is_empty() {
                 let reasons: HashMap<String, String> = self
                     .store
                     .revocations()
@@ -439,28 +466,27 @@ impl Authority {
                         .cloned()
                         .unwrap_or_else(|| "revoked on another node".into())
                 };
-                if let Some(first) = new_writs.first() {
-                    // The records name the subtree as the revoking node read
-                    // it before its commit; the store has every child now.
-                    let jtis = self.subtree_of(new_writs.clone()).unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "a revoked subtree could not be read");
-                        new_writs.clone()
-                    });
-                    let _ = self.events.send(Event::Revocation {
-                        time_ms: checked_at,
-                        target: first.clone(),
-                        kind: "writ".into(),
-                        reason: reason_of(first),
-                        jtis,
-                        log_index: None,
-                    });
+                // Each names its target only: a subscriber's stream tells it
+                // when the target is its own writ, an ancestor of it, or a
+                // principal on its chain.
+                for (targets, kind) in [(&new_writs, "writ"), (&new_principals, "principal")] {
+                    for t in targets {
+                        let _ = self.events.send(Event::Revocation {
+                            time_ms: checked_at,
+                            target: t.clone(),
+                            kind: kind.into(),
+                            reason: reason_of(t),
+                            jtis: if kind == "writ" { vec![t.clone()] } else { Vec::new() },
+                            log_index: None,
+                        });
+                    }
                 }
-                for p in &new_principals {
+                for p in &new_disabled {
                     let _ = self.events.send(Event::Revocation {
                         time_ms: checked_at,
                         target: p.clone(),
                         kind: "principal".into(),
-                        reason: reason_of(p),
+                        reason: format!("principal {p} was disabled on another node"),
                         jtis: Vec::new(),
                         log_index: None,
                     });
@@ -531,6 +557,40 @@ impl Authority {
         };
         let next = f(&guard);
         *guard = Arc::new(next);
+        self.local_changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// [`Authority::swap_state`], unless this node put a change into effect
+    /// since `generation` was read (`false` then, and nothing changes).
+    fn swap_state_unless_changed(&self, generation: u64, f: impl FnOnce(&State) -> State) -> bool {
+        let mut guard = match self.state.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if self.local_changes.load(Ordering::Acquire) != generation {
+            return false;
+        }
+        let next = f(&guard);
+        *guard = Arc::new(next);
+        true
+    }
+
+    /// Put `f`'s state into effect and queue `tx`, as one step (under the
+    /// state's write lock): every decision queued after `tx` was made
+    /// against the new state. The change takes effect before the commit
+    /// returns; if the commit fails it stays in effect on this node until a
+    /// restart, so use it only for changes that withhold (revoke, disable,
+    /// retire a token): they fail closed.
+    fn change_state(&self, f: impl FnOnce(&State) -> State, tx: Tx) -> writ_store::Ticket {
+        let mut guard = match self.state.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let next = f(&guard);
+        let ticket = self.store.submit(tx);
+        *guard = Arc::new(next);
+        self.local_changes.fetch_add(1, Ordering::AcqRel);
+        ticket
     }
 
     /// Queue `tx` for the log if `seen` is still the current state; `None`
@@ -553,17 +613,15 @@ impl Authority {
     /// returns; if the commit fails it stays in effect on this node until a
     /// restart (fail closed: the administrator is told and revokes again).
     fn revoke_state(&self, add: &Revoked, tx: Tx) -> writ_store::Ticket {
-        let mut guard = match self.state.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let mut revoked = guard.revoked.clone();
-        revoked.writs.extend(add.writs.iter().cloned());
-        revoked.principals.extend(add.principals.iter().cloned());
-        let next = guard.with_revoked(revoked);
-        let ticket = self.store.submit(tx);
-        *guard = Arc::new(next);
-        ticket
+        self.change_state(
+            |cur| {
+                let mut revoked = cur.revoked.clone();
+                revoked.writs.extend(add.writs.iter().cloned());
+                revoked.principals.extend(add.principals.iter().cloned());
+                cur.with_revoked(revoked)
+            },
+            tx,
+        )
     }
 
     pub fn config(&self) -> &AuthorityConfig {
@@ -620,41 +678,19 @@ impl Authority {
         }
     }
 
-    /// Authenticate a bearer token. The principal comes only from here.
-    pub fn authenticate(&self, token: &str) -> Result<Principal, Denial> {
-        if token.is_empty() {
-            return Err(Denial::new(
-                ReasonCode::Unauthenticated,
-                "a bearer token is required",
-            ));
-        }
-        if token.len() > TOKEN_BYTES_MAX {
-            return Err(Denial::new(
-                ReasonCode::Unauthenticated,
-                format!("the bearer token is not valid (longer than {TOKEN_BYTES_MAX} bytes)"),
-            ));
-        }
-        let h = token_hash(token);
-        let state = self.state();
-        // The map is keyed by SHA-256 of the token, so lookup timing says nothing
-        // about the token; the final comparison is constant-time anyway.
-        match state.principals.get_key_value(&h) {
-            Some((stored, p)) if bool::from(stored.ct_eq(&h)) => Ok(p.clone()),
-            _ => Err(Denial::new(
-                ReasonCode::Unauthenticated,
-                "the bearer token is not valid",
-            )),
-        }
-    }
-
     /// Decide, log, then sign. Returns `Err` only for input that is not a
     /// well-formed question (nothing is logged then).
     pub async fn authorize(
         &self,
         who: &Principal,
-        req: AuthorizeRequest,
+        mut req: AuthorizeRequest,
     ) -> Result<AuthorizeResponse, BadRequest> {
         validate_authorize_request(&req)?;
+        // A program's request is a child of the execution whose credential
+        // it holds, whether or not it says so.
+        if let (Some(e), None) = (&who.execution, &req.parent) {
+            req.parent = Some(e.clone());
+        }
         for _ in 0..STATE_CHANGES_MAX {
             if let Some(d) = self.stale() {
                 return Ok(deny_unlogged(d));
@@ -696,6 +732,7 @@ impl Authority {
             scope: req.scope.clone(),
             policy: state.bundle.hash().to_owned(),
             decision: Outcome::Deny,
+            delegates: req.delegates.clone(),
             reason: None,
             message: String::new(),
             jti: None,
@@ -707,6 +744,7 @@ impl Authority {
         // ask for no more than it holds.
         let lineage = match self.check_parent(
             &state,
+            who,
             req,
             now,
             &mut lifetime,
@@ -735,17 +773,16 @@ impl Authority {
             "lineage".into(),
             json!({"depth": depth, "root_principal": root_principal, "parent_action": parent_action}),
         );
+        // Only when there are some: a schema written before delegation
+        // existed still validates every other request.
+        if !req.delegates.is_empty() {
+            context.insert("delegates".into(), json!(req.delegates));
+        }
         entry.context = Value::Object(context);
 
-        if state.revoked.principals.contains(&who.uid) {
+        if let Some(why) = state.revoked.principal_barred(&who.uid) {
             return Ok(self
-                .deny(
-                    entry,
-                    Denial::new(
-                        ReasonCode::Revoked,
-                        format!("principal {} is revoked", who.uid),
-                    ),
-                )
+                .deny(entry, Denial::new(ReasonCode::Revoked, why))
                 .await);
         }
         let decision = match state.bundle.decide(DecisionInput {
@@ -815,6 +852,11 @@ impl Authority {
             .to_leaf()
             .map_err(BadRequest)?;
         let mut ops = vec![Op::Append { leaf }, Op::RecordWrit(record)];
+        ops.extend(req.delegates.iter().map(|d| Op::Delegate {
+            jti: jti.clone(),
+            principal: d.clone(),
+        }));
+        let mut credential = None;
         if req.start {
             // Spent on issue: the start entry follows the decision in the
             // same transaction, so both are durable or neither is.
@@ -825,10 +867,22 @@ impl Authority {
             }
             .to_leaf()
             .map_err(BadRequest)?;
+            let credential_hash = if req.credential {
+                match principals::new_credential(self.entropy.as_ref(), &jti) {
+                    Ok((c, h)) => {
+                        credential = Some(c);
+                        Some(h)
+                    }
+                    Err(e) => return Ok(deny_unlogged(unavailable(e))),
+                }
+            } else {
+                None
+            };
             ops.extend([
                 Op::Spend {
                     jti: jti.clone(),
                     time_ms: now_ms,
+                    credential_hash,
                 },
                 Op::Lease {
                     jti: jti.clone(),
@@ -898,26 +952,52 @@ impl Authority {
             log_index,
             jti,
             exp,
+            credential,
         })
     }
 
     fn check_parent(
         &self,
         state: &State,
+        who: &Principal,
         req: &AuthorizeRequest,
         now: u64,
         lifetime: &mut u64,
         lifetime_explicit: bool,
     ) -> Result<Option<(ParentInfo, ())>, Denial> {
+        let broken = |m: String| Denial::new(ReasonCode::LineageBroken, m);
+        // A program's credential asks only for children of its execution.
+        if let Some(e) = &who.execution {
+            if req.parent.as_deref() != Some(e.as_str()) {
+                return Err(broken(format!(
+                    "a request authenticated by the credential of execution {e} must be its child, not {}",
+                    req.parent
+                        .as_deref()
+                        .map_or("a root".to_owned(), |p| format!("a child of {p}"))
+                )));
+            }
+        }
         let Some(parent) = &req.parent else {
             return Ok(None);
         };
-        let broken = |m: String| Denial::new(ReasonCode::LineageBroken, m);
         let rec = self
             .store
             .writ(parent)
             .map_err(unavailable)?
             .ok_or_else(|| broken(format!("parent writ {parent} is unknown to this authority")))?;
+        // Only the parent's own principal, or one it delegated the writ to
+        // when it was issued, may hang children on it: jtis are public.
+        if rec.principal != who.uid
+            && !self
+                .store
+                .delegated(parent, &who.uid)
+                .map_err(unavailable)?
+        {
+            return Err(broken(format!(
+                "parent writ {parent} belongs to {}, not {}; a writ takes children of another principal only if it was delegated to them when issued (`delegates`)",
+                rec.principal, who.uid
+            )));
+        }
         let oracle = Oracle {
             store: self.store.as_ref(),
             revoked: &state.revoked,
@@ -1119,12 +1199,7 @@ impl Authority {
                 format!("no writ {jti} was issued"),
             ))
         })?;
-        if rec.principal != who.uid && !who.admin {
-            return Err(CallError::Forbidden(format!(
-                "writ {jti} belongs to {}, not {}",
-                rec.principal, who.uid
-            )));
-        }
+        may_act_on(who, &rec)?;
         if let Some(token) = &req.writ {
             // Full re-check of what is about to run, when the gateway sends it.
             let opts = self
@@ -1173,10 +1248,18 @@ impl Authority {
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
+        let (credential, credential_hash) = if req.credential {
+            let (c, h) = principals::new_credential(self.entropy.as_ref(), jti)
+                .map_err(|e| CallError::Unavailable(e.to_string()))?;
+            (Some(c), Some(h))
+        } else {
+            (None, None)
+        };
         let tx = Tx::new(vec![
             Op::Spend {
                 jti: jti.into(),
                 time_ms: now_ms,
+                credential_hash,
             },
             Op::Lease {
                 jti: jti.into(),
@@ -1194,6 +1277,7 @@ impl Authority {
                     jti: jti.into(),
                     log_index: indices.first().copied().unwrap_or_default(),
                     revoked: None,
+                    credential,
                 }))
             }
             Err(writ_store::StoreError::Conflict(m)) => {
@@ -1233,12 +1317,7 @@ impl Authority {
             .store
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
-        if rec.principal != who.uid && !who.admin {
-            return Err(CallError::Forbidden(format!(
-                "writ {jti} belongs to {}, not {}",
-                rec.principal, who.uid
-            )));
-        }
+        may_act_on(who, &rec)?;
         if let Some(n) = req.lifetime_secs {
             if n == 0 || n > WRIT_LIFETIME_SECS_MAX {
                 return Err(CallError::BadRequest(format!(
@@ -1415,12 +1494,7 @@ impl Authority {
             .store
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
-        if rec.principal != who.uid && !who.admin {
-            return Err(CallError::Forbidden(format!(
-                "writ {jti} belongs to {}, not {}",
-                rec.principal, who.uid
-            )));
-        }
+        may_act_on(who, &rec)?;
         for (field, d) in [
             ("stdout_digest", &req.stdout_digest),
             ("stderr_digest", &req.stderr_digest),
@@ -1502,10 +1576,19 @@ impl Authority {
             jti: jti.into(),
             log_index: indices.first().copied().unwrap_or_default(),
             revoked,
+            credential: None,
         }))
     }
 
-    /// Revoke a writ with its whole subtree, or a principal. Admin only.
+    /// Revoke a writ (and so its whole subtree), or a principal. Admin only.
+    ///
+    /// Only the target is marked: a descendant is revoked through its
+    /// ancestor (verification, starts, renewals and credentials walk a
+    /// writ's ancestors), so a revocation takes one row and one log entry
+    /// whatever the size of the subtree, and nothing a caller does to the
+    /// subtree can stand in its way. Runners hear of it on their revocation
+    /// stream, which tells each one whose writ, ancestor or principal it
+    /// names. The last administrator that can act cannot be revoked.
     pub async fn revoke(
         &self,
         who: &Principal,
@@ -1517,16 +1600,17 @@ impl Authority {
             .reason
             .clone()
             .unwrap_or_else(|| "revoked by an administrator".into());
-        let (target, kind, jtis) = match (&req.jti, &req.principal) {
+        let (target, kind) = match (&req.jti, &req.principal) {
             (Some(jti), None) => {
                 if self.store.writ(jti)?.is_none() {
                     return Err(CallError::NotFound(format!("no writ {jti} was issued")));
                 }
-                (jti.clone(), RevocationKind::Writ, self.subtree(jti)?)
+                (jti.clone(), RevocationKind::Writ)
             }
             (None, Some(p)) => {
                 cedar_uid_check(p).map_err(CallError::BadRequest)?;
-                (p.clone(), RevocationKind::Principal, Vec::new())
+                self.keep_an_admin(&self.state(), p)?;
+                (p.clone(), RevocationKind::Principal)
             }
             _ => {
                 return Err(CallError::BadRequest(
@@ -1538,69 +1622,74 @@ impl Authority {
             RevocationKind::Writ => "writ",
             RevocationKind::Principal => "principal",
         };
-        let mut ops: Vec<Op> = Vec::new();
-        let revoked_targets: Vec<String> = if kind == RevocationKind::Writ {
-            jtis.clone()
-        } else {
-            vec![target.clone()]
-        };
-        for t in &revoked_targets {
-            ops.push(Op::Revoke(RevocationRecord {
-                target: t.clone(),
-                kind: kind_str.into(),
-                time_ms: now_ms,
-                by: who.uid.clone(),
-                reason: reason.clone(),
-            }));
-        }
-        let reason_text = reason.clone();
         let leaf = Entry::Revocation {
             time_ms: now_ms,
             by: who.uid.clone(),
             target: target.clone(),
             kind,
-            reason,
+            reason: reason.clone(),
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
-        ops.push(Op::Append { leaf });
+        let ops = vec![
+            Op::Revoke(RevocationRecord {
+                target: target.clone(),
+                kind: kind_str.into(),
+                time_ms: now_ms,
+                by: who.uid.clone(),
+                reason: reason.clone(),
+            }),
+            Op::Append { leaf },
+        ];
         let mut add = Revoked::default();
         match kind {
-            RevocationKind::Writ => add.writs.extend(jtis.iter().cloned()),
-            RevocationKind::Principal => {
-                add.principals.insert(target.clone());
-            }
-        }
+            RevocationKind::Writ => add.writs.insert(target.clone()),
+            RevocationKind::Principal => add.principals.insert(target.clone()),
+        };
         let indices = self.revoke_state(&add, Tx::new(ops)).await?;
         self.note_indices(&indices);
         let log_index = indices.first().copied().unwrap_or_default();
-        // Children queued before the revocation were not yet in the store
-        // when the subtree was read; now every one of them is (the writer
-        // commits in queue order), and none queued after it was allowed.
-        // They are revoked already (through their parent); this names them
-        // so that their runners, which watch for their own jti, stop too.
-        let (jtis, revoked_targets) = match kind {
-            RevocationKind::Principal => (jtis, revoked_targets),
-            RevocationKind::Writ => match self.subtree(&target) {
-                Ok(all) => (all.clone(), all),
-                Err(e) => {
-                    tracing::warn!(jti = %target, error = %e, "the revoked subtree could not be read again");
-                    (jtis, revoked_targets)
-                }
-            },
-        };
         let _ = self.events.send(Event::Revocation {
             time_ms: now_ms,
             target: target.clone(),
             kind: kind_str.into(),
-            jtis: jtis.clone(),
-            reason: reason_text,
+            jtis: match kind {
+                RevocationKind::Writ => vec![target.clone()],
+                RevocationKind::Principal => Vec::new(),
+            },
+            reason,
             log_index: Some(log_index),
         });
         Ok(RevokeResponse {
-            revoked: revoked_targets,
+            revoked: vec![target],
             log_index,
         })
+    }
+
+    /// The writ `jti`, its ancestors and the principals of all of them:
+    /// what a revocation must name to reach it. `None` if no such writ was
+    /// issued; an error if the chain cannot be read.
+    pub fn chain_of(&self, jti: &str) -> Result<Option<(Vec<String>, Vec<String>)>, CallError> {
+        let Some(rec) = self.store.writ(jti)? else {
+            return Ok(None);
+        };
+        let mut jtis = vec![rec.jti];
+        let mut principals = vec![rec.principal];
+        let mut next = rec.parent;
+        while let Some(p) = next {
+            if jtis.len() > LINEAGE_DEPTH_MAX as usize {
+                break;
+            }
+            let Some(r) = self.store.writ(&p)? else {
+                break;
+            };
+            jtis.push(r.jti);
+            if !principals.contains(&r.principal) {
+                principals.push(r.principal);
+            }
+            next = r.parent;
+        }
+        Ok(Some((jtis, principals)))
     }
 
     /// A revocation event for `jti` if it, an ancestor, or a principal on its
@@ -1623,81 +1712,6 @@ impl Authority {
             jtis: vec![rec.jti],
             reason: why,
             log_index: None,
-        })
-    }
-
-    /// `jti` and every descendant, breadth first.
-    fn subtree(&self, jti: &str) -> Result<Vec<String>, CallError> {
-        self.subtree_of(vec![jti.to_owned()])
-    }
-
-    /// `roots` and every descendant of them, each once, roots first.
-    fn subtree_of(&self, roots: Vec<String>) -> Result<Vec<String>, CallError> {
-        let mut seen: BTreeSet<String> = roots.iter().cloned().collect();
-        let mut out = roots;
-        let mut i = 0;
-        while let Some(j) = out.get(i).cloned() {
-            i += 1;
-            for c in self.store.children(&j)? {
-                if out.len() >= REVOCATION_SUBTREE_MAX {
-                    return Err(CallError::BadRequest(format!(
-                        "subtree of {} exceeds {REVOCATION_SUBTREE_MAX} writs",
-                        out[0]
-                    )));
-                }
-                if seen.insert(c.jti.clone()) {
-                    out.push(c.jti);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Register a principal and return its token, once. Admin only.
-    pub async fn add_principal(
-        &self,
-        who: &Principal,
-        req: &PrincipalRequest,
-    ) -> Result<PrincipalResponse, CallError> {
-        require_admin(who)?;
-        cedar_uid_check(&req.uid).map_err(CallError::BadRequest)?;
-        let token =
-            new_token(self.entropy.as_ref()).map_err(|e| CallError::Unavailable(e.to_string()))?;
-        let now_ms = self.clock.now_unix_ms();
-        let hash = token_hash(&token);
-        let leaf = Entry::PrincipalAdded {
-            time_ms: now_ms,
-            by: who.uid.clone(),
-            uid: req.uid.clone(),
-            admin: req.admin,
-        }
-        .to_leaf()
-        .map_err(CallError::Unavailable)?;
-        let ops = vec![
-            Op::PutPrincipal(PrincipalRecord {
-                uid: req.uid.clone(),
-                token_hash: hash,
-                admin: req.admin,
-                created_ms: now_ms,
-            }),
-            Op::Append { leaf },
-        ];
-        let indices = self.store.submit(Tx::new(ops)).await?;
-        self.note_indices(&indices);
-        let p = Principal {
-            uid: req.uid.clone(),
-            admin: req.admin,
-        };
-        self.swap_state(|s| {
-            let mut principals = s.principals.clone();
-            principals.insert(hash, p);
-            s.with_principals(principals)
-        });
-        Ok(PrincipalResponse {
-            uid: req.uid.clone(),
-            admin: req.admin,
-            token,
-            log_index: indices.first().copied().unwrap_or_default(),
         })
     }
 
@@ -1822,7 +1836,7 @@ impl Authority {
             inherited |= state.revoked.writs.contains(&p)
                 || parent
                     .as_ref()
-                    .is_some_and(|r| state.revoked.principals.contains(&r.principal));
+                    .is_some_and(|r| state.revoked.principal_barred(&r.principal).is_some());
             next = parent.and_then(|r| r.parent);
         }
         ancestors.reverse();
@@ -1841,7 +1855,7 @@ impl Authority {
         let exec = self.store.execution(&rec.jti)?;
         let revoked = inherited
             || state.revoked.writs.contains(&rec.jti)
-            || state.revoked.principals.contains(&rec.principal);
+            || state.revoked.principal_barred(&rec.principal).is_some();
         let status = if revoked {
             "revoked".to_string()
         } else {
@@ -1883,6 +1897,7 @@ impl State {
     /// `self`, read from the store, with every revocation `cur` holds too:
     /// one queued but not yet committed when the store was read is not in
     /// it, and a revocation is never taken back.
+    /// (Disabled principals are not kept: enabling one is a change too.)
     fn keeping_revocations(mut self, cur: &State) -> State {
         self.revoked.writs.extend(cur.revoked.writs.iter().cloned());
         self.revoked
@@ -1995,17 +2010,17 @@ fn load_rest(
         .principals()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .map(|p| {
-            (
-                p.token_hash,
-                Principal {
-                    uid: p.uid,
-                    admin: p.admin,
-                },
-            )
-        })
-        .collect();
+        .collect::<Vec<PrincipalRecord>>();
     let mut revoked = Revoked::default();
+    revoked.disabled = principals
+        .iter()
+        .filter(|p| p.disabled)
+        .map(|p| p.uid.clone())
+        .collect();
+    let principals = principals
+        .into_iter()
+        .map(|p| (p.token_hash, Principal::new(p.uid, p.admin)))
+        .collect();
     for r in store.revocations().map_err(|e| e.to_string())? {
         if r.kind == "principal" {
             revoked.principals.insert(r.target);
@@ -2053,6 +2068,27 @@ fn deny_unlogged(d: Denial) -> AuthorizeResponse {
         message: d.message,
         log_index: None,
     }
+}
+
+/// May `who` start, renew or finish the execution of `rec`? Its own
+/// principal or an administrator may; a program's credential only on the
+/// children of its own execution.
+fn may_act_on(who: &Principal, rec: &WritRecord) -> Result<(), CallError> {
+    if let Some(e) = &who.execution {
+        if rec.parent.as_deref() != Some(e.as_str()) {
+            return Err(CallError::Forbidden(format!(
+                "the credential of execution {e} acts only on its children; writ {} is not one",
+                rec.jti
+            )));
+        }
+    }
+    if rec.principal != who.uid && !who.admin {
+        return Err(CallError::Forbidden(format!(
+            "writ {} belongs to {}, not {}",
+            rec.jti, rec.principal, who.uid
+        )));
+    }
+    Ok(())
 }
 
 fn require_admin(who: &Principal) -> Result<(), CallError> {
@@ -2155,5 +2191,11 @@ pub fn validate_authorize_request(req: &AuthorizeRequest) -> Result<(), BadReque
             ));
         }
     }
-    Ok(())
+    if req.credential && !req.start {
+        return Err(BadRequest(
+            "field `credential` needs `start`: a credential belongs to a running execution"
+                .into(),
+        ));
+    }
+    principals::check_delegates(&req.delegates)
 }

@@ -5,13 +5,33 @@ use std::collections::HashSet;
 use writ_artifact::{Claims, Denial, ReasonCode, StatusOracle};
 use writ_store::Store;
 
-/// Revoked writs (by jti) and principals, held in memory; the store is the
-/// source of truth and these sets are loaded from it, and take a new
-/// revocation when it is queued for the log (before its commit returns).
+/// Revoked writs (by jti) and principals, and disabled principals, held in
+/// memory; the store is the source of truth and these sets are loaded from
+/// it, and take a new revocation or disabling when it is queued for the log
+/// (before its commit returns). Only the revoked writ itself is in `writs`:
+/// its descendants are revoked through it (the ancestor walk of
+/// [`Oracle::revoked_chain`]), so a revocation costs the same whatever the
+/// size of its subtree.
 #[derive(Debug, Default, Clone)]
 pub struct Revoked {
     pub writs: HashSet<String>,
     pub principals: HashSet<String>,
+    /// Disabled principals: refused at authentication, and their writs do
+    /// not verify (`revoked`) for as long as they stay disabled.
+    pub disabled: HashSet<String>,
+}
+
+impl Revoked {
+    /// Why `principal` cannot act or vouch for a writ now, if it cannot.
+    pub fn principal_barred(&self, principal: &str) -> Option<String> {
+        if self.principals.contains(principal) {
+            Some(format!("principal {principal} is revoked"))
+        } else if self.disabled.contains(principal) {
+            Some(format!("principal {principal} is disabled"))
+        } else {
+            None
+        }
+    }
 }
 
 /// Most ancestors walked when checking revocation (bounded lineage depth).
@@ -30,8 +50,8 @@ impl Oracle<'_> {
         principal: &str,
         parent: Option<&str>,
     ) -> Result<Option<String>, Denial> {
-        if self.revoked.principals.contains(principal) {
-            return Ok(Some(format!("principal {principal} is revoked")));
+        if let Some(why) = self.revoked.principal_barred(principal) {
+            return Ok(Some(why));
         }
         if self.revoked.writs.contains(jti) {
             return Ok(Some(format!("writ {jti} is revoked")));
@@ -59,11 +79,8 @@ impl Oracle<'_> {
                         format!("ancestor {p} is unknown"),
                     )
                 })?;
-            if self.revoked.principals.contains(&rec.principal) {
-                return Ok(Some(format!(
-                    "principal {} of ancestor {p} is revoked",
-                    rec.principal
-                )));
+            if let Some(why) = self.revoked.principal_barred(&rec.principal) {
+                return Ok(Some(format!("{why} (the principal of ancestor {p})")));
             }
             next = rec.parent;
         }

@@ -99,6 +99,8 @@ fn request() -> AuthorizeRequest {
         parent: None,
         lifetime_secs: None,
         start: false,
+        credential: false,
+        delegates: Vec::new(),
     }
 }
 
@@ -223,6 +225,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
         scope: req.scope.clone(),
         policy: bundle.hash().into(),
         decision: Outcome::Allow,
+        delegates: Vec::new(),
         reason: None,
         message: "permitted by exec-harmless-commands".into(),
         jti: Some("0123456789abcdef0123456789abcdef".into()),
@@ -261,10 +264,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
                 std::hint::black_box(<cedar_policy::EntityUid as std::str::FromStr>::from_str(u));
         }
     });
-    let who = Principal {
-        uid: "Agent::\"bench\"".into(),
-        admin: false,
-    };
+    let who = Principal::new("Agent::\"bench\"", false);
     let t0 = Instant::now();
     let mut n = 0u32;
     while t0.elapsed() < Duration::from_secs(2) {
@@ -280,10 +280,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
 
 /// The governed decision in-process: decide, durable log with group commit, sign.
 async fn governed(authority: &Arc<Authority>, tasks: usize, secs: u64) -> Result<f64> {
-    let who = Principal {
-        uid: "Agent::\"bench\"".into(),
-        admin: false,
-    };
+    let who = Principal::new("Agent::\"bench\"", false);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));

@@ -80,6 +80,7 @@ fn entry(i: u64, time_ms: u64) -> Result<Vec<u8>> {
         scope,
         policy: format!("sha256:{}", "ab".repeat(32)),
         decision: Outcome::Allow,
+        delegates: Vec::new(),
         reason: None,
         message: "permitted by policy0".into(),
         jti: Some(format!("{:032x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15)),

@@ -48,7 +48,7 @@ fn client(g: &Global) -> Client {
     Client::new(&g.server, g.token.clone())
 }
 
-fn need_token(g: &Global) -> Result<Client> {
+pub(crate) fn need_token(g: &Global) -> Result<Client> {
     if g.token.is_none() {
         bail!("this command needs a token: set WRIT_TOKEN (printed by `writ init` or `writ principal add`) or pass --token");
     }
@@ -340,6 +340,8 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
         parent: a.parent.or_else(parent_from_env),
         lifetime_secs: a.lifetime,
         start: a.start,
+        credential: false,
+        delegates: Vec::new(),
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
     if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()
@@ -360,6 +362,7 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
             log_index,
             jti,
             exp,
+            ..
         } => {
             if !g.json {
                 println!("{writ}");
@@ -742,43 +745,6 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
 }
 
 // ---------------------------------------------------------------- principal, key
-
-#[derive(Subcommand, Debug)]
-pub enum PrincipalCmd {
-    /// Register a principal (a Cedar UID such as 'Agent::"planner"') and print its token once.
-    Add {
-        /// The principal's Cedar UID, e.g. 'Agent::"planner"'.
-        uid: String,
-        /// Make it an administrator.
-        #[arg(long)]
-        admin: bool,
-    },
-}
-
-pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
-    let PrincipalCmd::Add { uid, admin } = c;
-    let reply = need_token(g)?
-        .post(
-            "/v1/principals",
-            &writ_authority::PrincipalRequest { uid, admin },
-        )
-        .await?;
-    if !reply.ok() {
-        return refused(g, "adding the principal", &reply);
-    }
-    let r: writ_authority::PrincipalResponse = reply.parse()?;
-    if g.json {
-        print_json(&r)?;
-    } else {
-        println!(
-            "added {}{}; its token (shown once):",
-            r.uid,
-            if r.admin { " (admin)" } else { "" }
-        );
-        println!("{}", r.token);
-    }
-    Ok(Exit::Ok)
-}
 
 #[derive(Subcommand, Debug)]
 pub enum KeyCmd {

@@ -11,6 +11,7 @@ mod cmd;
 mod datadir;
 mod demo;
 mod logcmd;
+mod principal;
 mod server;
 mod witness;
 
@@ -68,14 +69,14 @@ pub enum Command {
     /// An MCP stdio proxy a client launches in place of the server: every
     /// tools/call is authorized (and logged) before it reaches the tool.
     McpProxy(mcp::McpProxyArgs),
-    /// Revoke a writ (and its whole subtree) or a principal.
+    /// Revoke a writ (and so its whole subtree) or a principal, for good.
     Revoke(cmd::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate; an MCP server's schema (mcp-schema).
     #[command(subcommand)]
     Policy(cmd::PolicyCmd),
-    /// Principals: register one and print its token once.
+    /// Principals: add, list, rotate a token, disable, enable.
     #[command(subcommand)]
-    Principal(cmd::PrincipalCmd),
+    Principal(principal::PrincipalCmd),
     /// Signing keys: rotate.
     #[command(subcommand)]
     Key(cmd::KeyCmd),
@@ -175,7 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::McpProxy(a) => mcp::mcp_proxy(&g, a).await,
         Command::Revoke(a) => cmd::revoke(&g, a).await,
         Command::Policy(c) => cmd::policy(&g, c).await,
-        Command::Principal(c) => cmd::principal(&g, c).await,
+        Command::Principal(c) => principal::principal(&g, c).await,
         Command::Key(c) => cmd::key(&g, c).await,
         Command::Execution(c) => cmd::execution(&g, c).await,
         Command::Lineage(a) => cmd::lineage(&g, a).await,

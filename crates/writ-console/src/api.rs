@@ -131,6 +131,16 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
             "principal": by, "action": "add principal", "resource": uid,
             "outcome": if *admin { "admin" } else { "added" },
         }),
+        Entry::PrincipalChange {
+            time_ms,
+            by,
+            uid,
+            change,
+        } => json!({
+            "index": index, "type": "principal_change", "time_ms": time_ms,
+            "principal": by, "action": "change principal", "resource": uid,
+            "outcome": change.as_str(),
+        }),
     }
 }
 

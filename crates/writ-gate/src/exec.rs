@@ -264,6 +264,8 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                 parent: crate::parent_from_env(),
                 lifetime_secs: a.lifetime,
                 start: !a.authorize_only,
+                credential: false,
+                delegates: Vec::new(),
             };
             // An enforcement point that cannot reach its authority runs
             // nothing: a denial, as for every other failure on the way.
@@ -284,6 +286,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                     jti,
                     log_index,
                     exp,
+                    credential: _,
                 }) => {
                     // What `writ authorize --json` prints, for --authorize-only --json.
                     let answer = AuthorizeResponse::Allow {
@@ -291,6 +294,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                         jti: jti.clone(),
                         log_index,
                         exp,
+                        credential: None,
                     };
                     (writ, Some(jti), Some(answer))
                 }

@@ -241,7 +241,9 @@ fn on_event(jti: &str, event: &str, data: &str, kick: &mpsc::Sender<()>) -> Opti
             if names_me {
                 let why = v["reason"].as_str().unwrap_or("revoked");
                 let target = v["target"].as_str().unwrap_or(jti);
-                return Some(Stop::Revoked(if target == jti {
+                return Some(Stop::Revoked(if v["kind"] == "principal" {
+                    format!("principal {target} on the chain of writ {jti}: {why}")
+                } else if target == jti {
                     format!("writ {jti}: {why}")
                 } else {
                     format!("ancestor {target} of writ {jti}: {why}")

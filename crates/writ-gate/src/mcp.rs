@@ -184,6 +184,8 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         parent,
         lifetime_secs: lifetime,
         start: true,
+        credential: false,
+        delegates: Vec::new(),
     };
     let started = Instant::now();
     let (writ, jti) = match http.authorize(req).await {

@@ -115,6 +115,32 @@ pub enum Entry {
         uid: String,
         admin: bool,
     },
+    /// A registered principal changed: a new token (the old one stopped
+    /// authenticating with this entry), or disabled, or enabled again.
+    PrincipalChange {
+        time_ms: u64,
+        by: String,
+        uid: String,
+        change: PrincipalChangeKind,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalChangeKind {
+    TokenRotated,
+    Disabled,
+    Enabled,
+}
+
+impl PrincipalChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalChangeKind::TokenRotated => "token_rotated",
+            PrincipalChangeKind::Disabled => "disabled",
+            PrincipalChangeKind::Enabled => "enabled",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +168,10 @@ pub struct DecisionEntry {
     /// `sha256:` of the bundle that decided (empty when no bundle could be used).
     pub policy: String,
     pub decision: Outcome,
+    /// Principals the writ's principal let name this writ as a parent
+    /// (left out when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<String>,
     #[serde(default)]
     pub reason: Option<ReasonCode>,
     pub message: String,
@@ -192,6 +222,9 @@ impl DecisionEntry {
             return None;
         }
         json(&mut out, "decision", &self.decision)?;
+        if !self.delegates.is_empty() {
+            json(&mut out, "delegates", &self.delegates)?;
+        }
         text(&mut out, "environment", &self.environment);
         json(&mut out, "exp", &self.exp)?;
         opt_text(&mut out, "jti", self.jti.as_deref());
@@ -290,6 +323,7 @@ impl Entry {
             Entry::PolicyActivation { .. } => "policy_activation",
             Entry::KeyChange { .. } => "key_change",
             Entry::PrincipalAdded { .. } => "principal_added",
+            Entry::PrincipalChange { .. } => "principal_change",
         }
     }
 }
@@ -312,6 +346,7 @@ mod tests {
             scope: Scope::default(),
             policy: canonical::digest_bytes(b"p"),
             decision: Outcome::Deny,
+            delegates: Vec::new(),
             reason: Some(ReasonCode::PolicyDenied),
             message: "no policy permits this request".into(),
             jti: None,
@@ -362,6 +397,7 @@ mod tests {
                 d.jti = Some("0123456789abcdef0123456789abcdef".into());
                 d.parent = Some("fedcba9876543210fedcba9876543210".into());
                 d.exp = Some(1_800_000_060);
+                d.delegates = vec!["Agent::\"b\"".into(), "Agent::\"\u{e9}\"".into()];
                 d.scope = Scope {
                     net: true,
                     read: vec!["/tmp".into(), "/\u{e9}".into()],

@@ -174,6 +174,8 @@ impl<A: Authority> Governor<A> {
             parent: self.session.parent.clone(),
             lifetime_secs: None,
             start: true,
+            credential: false,
+            delegates: Vec::new(),
         }
     }
 

@@ -415,6 +415,7 @@ mod tests {
                     log_index: 0,
                     jti: "j".into(),
                     exp: 0,
+                    credential: None,
                 });
             }
             Ok(AuthorizeResponse::Deny {

@@ -251,14 +251,7 @@ impl FromRequestParts<Shared> for Caller {
             .authority
             .authenticate(token.unwrap_or_default())
             .map(Caller)
-            .map_err(|d| {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "denied",
-                    Some(d.reason),
-                    d.message,
-                )
-            })
+            .map_err(|d| error(denial_status(d.reason), "denied", Some(d.reason), d.message))
     }
 }
 
@@ -287,7 +280,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/executions/{jti}/renew", post(renew))
         .route("/v1/executions/{jti}/finish", post(finish))
         .route("/v1/revocations", post(revoke).get(list_revocations))
-        .route("/v1/principals", post(add_principal))
+        .route("/v1/principals", post(add_principal).get(list_principals))
+        .route("/v1/principals/rotate", post(rotate_principal))
+        .route("/v1/principals/disable", post(disable_principal))
+        .route("/v1/principals/enable", post(enable_principal))
         .layer(DefaultBodyLimit::max(DECISION_BODY_BYTES_MAX));
     Router::new()
         .merge(decisions)
@@ -465,6 +461,8 @@ async fn authzen_evaluation(
         parent: None,
         lifetime_secs: None,
         start: false,
+        credential: false,
+        delegates: Vec::new(),
     };
     match s.authority.authorize(&who, areq).await {
         Ok(AuthorizeResponse::Allow {
@@ -624,10 +622,49 @@ async fn revocation_stream(
                 .event("revocation")
                 .data(serde_json::to_string(&ev).unwrap_or_default()))
         });
-    let live = BroadcastStream::new(rx).filter_map(|ev| match ev {
-        Ok(ev @ Event::Revocation { .. }) => Some(Ok(SseEvent::default()
-            .event("revocation")
-            .data(serde_json::to_string(&ev).unwrap_or_default()))),
+    // A revocation names its target only (a writ's descendants are revoked
+    // through it): the stream of a watched writ names the writ in every
+    // revocation that reaches it, through an ancestor or a principal on its
+    // chain, so that its runner stops.
+    let chain = q.watch.as_deref().and_then(|jti| {
+        s.authority
+            .chain_of(jti)
+            .unwrap_or_else(|e| {
+                tracing::warn!(jti, error = %e, "the lineage of a watched writ could not be read");
+                None
+            })
+            .map(|(jtis, principals)| (jti.to_owned(), jtis, principals))
+    });
+    let live = BroadcastStream::new(rx).filter_map(move |ev| match ev {
+        Ok(Event::Revocation {
+            time_ms,
+            target,
+            kind,
+            mut jtis,
+            reason,
+            log_index,
+        }) => {
+            if let Some((watch, chain_jtis, chain_principals)) = &chain {
+                let reaches = match kind.as_str() {
+                    "writ" => chain_jtis.contains(&target),
+                    _ => chain_principals.contains(&target),
+                };
+                if reaches && !jtis.contains(watch) {
+                    jtis.push(watch.clone());
+                }
+            }
+            let ev = Event::Revocation {
+                time_ms,
+                target,
+                kind,
+                jtis,
+                reason,
+                log_index,
+            };
+            Some(Ok(SseEvent::default()
+                .event("revocation")
+                .data(serde_json::to_string(&ev).unwrap_or_default())))
+        }
         Ok(_) => None,
         // A lagging subscriber must resynchronize: tell it rather than skip silently.
         Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
@@ -643,6 +680,46 @@ async fn add_principal(
 ) -> Response {
     match s.authority.add_principal(&who, &req).await {
         Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn list_principals(State(s): State<Shared>, Caller(who): Caller) -> Response {
+    match s.authority.list_principals(&who) {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn rotate_principal(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<PrincipalUidRequest>,
+) -> Response {
+    match s.authority.rotate_principal(&who, &req.uid).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn disable_principal(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<PrincipalUidRequest>,
+) -> Response {
+    match s.authority.set_principal_disabled(&who, &req.uid, true).await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn enable_principal(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<PrincipalUidRequest>,
+) -> Response {
+    match s.authority.set_principal_disabled(&who, &req.uid, false).await {
+        Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
     }
 }

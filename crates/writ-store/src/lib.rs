@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writs whose parent is `jti`.
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError>;
     fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// Whether writ `jti`'s principal delegated it to `principal` (who may
+    /// then name it as a parent).
+    fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError>;
     fn revocations(&self) -> Result<Vec<RevocationRecord>, StoreError>;
     fn bundle(&self, hash: &str) -> Result<Option<String>, StoreError>;
     /// Activations, oldest first; the last is the active bundle.

@@ -151,6 +151,14 @@ BEGIN
     RETURN n;
 END
 $$ LANGUAGE plpgsql;
+"#, r#"
+ALTER TABLE principals ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE executions ADD COLUMN cred_hash BYTEA;
+CREATE TABLE delegations (
+    jti TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    PRIMARY KEY (jti, principal)
+);
 "#];
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -462,7 +470,9 @@ enum Param {
     Text(String),
     OptText(Option<String>),
     Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
     Bool(bool),
+    OptBool(Option<bool>),
     Ints(Vec<i64>),
     Bytess(Vec<Vec<u8>>),
 }
@@ -475,7 +485,9 @@ impl Param {
             Param::Text(v) => (v, Type::TEXT),
             Param::OptText(v) => (v, Type::TEXT),
             Param::Bytes(v) => (v, Type::BYTEA),
+            Param::OptBytes(v) => (v, Type::BYTEA),
             Param::Bool(v) => (v, Type::BOOL),
+            Param::OptBool(v) => (v, Type::BOOL),
             Param::Ints(v) => (v, Type::INT8_ARRAY),
             Param::Bytess(v) => (v, Type::BYTEA_ARRAY),
         }
@@ -739,10 +751,18 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                 )
                 .or_conflict(format!("writ {} already recorded", w.jti)),
             ),
-            Op::Spend { jti, time_ms } => stmts.push(
+            Op::Spend {
+                jti,
+                time_ms,
+                credential_hash,
+            } => stmts.push(
                 Stmt::new(
-                    "INSERT INTO executions (jti, started_ms) VALUES ($1, $2)",
-                    vec![Param::Text(jti.clone()), Param::Int(i64_of(*time_ms)?)],
+                    "INSERT INTO executions (jti, started_ms, cred_hash) VALUES ($1, $2, $3)",
+                    vec![
+                        Param::Text(jti.clone()),
+                        Param::Int(i64_of(*time_ms)?),
+                        Param::OptBytes(credential_hash.map(|h| h.to_vec())),
+                    ],
                 )
                 .or_conflict(format!("writ {jti} was already spent")),
             ),
@@ -802,17 +822,45 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                 staged.state_changes += 1;
                 stmts.push(
                     Stmt::new(
-                        "INSERT INTO principals (uid, token_hash, admin, created_ms) VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO principals (uid, token_hash, admin, created_ms, disabled) VALUES ($1, $2, $3, $4, $5)",
                         vec![
                             Param::Text(p.uid.clone()),
                             Param::Bytes(p.token_hash.to_vec()),
                             Param::Bool(p.admin),
                             Param::Int(i64_of(p.created_ms)?),
+                            Param::Bool(p.disabled),
                         ],
                     )
                     .or_conflict(format!("principal {} already exists", p.uid)),
                 )
             }
+            Op::UpdatePrincipal {
+                uid,
+                token_hash,
+                disabled,
+            } => {
+                staged.state_changes += 1;
+                let msg = format!("no principal {uid}");
+                stmts.push(
+                    Stmt::new(
+                        "WITH u AS (UPDATE principals SET token_hash = COALESCE($2, token_hash),
+                                                         disabled = COALESCE($3, disabled)
+                                    WHERE uid = $1 RETURNING 1)
+                         SELECT writ_expect_one(count(*), $4) FROM u",
+                        vec![
+                            Param::Text(uid.clone()),
+                            Param::OptBytes(token_hash.map(|h| h.to_vec())),
+                            Param::OptBool(*disabled),
+                            Param::Text(msg.clone()),
+                        ],
+                    )
+                    .or_conflict(msg),
+                )
+            }
+            Op::Delegate { jti, principal } => stmts.push(Stmt::new(
+                "INSERT INTO delegations (jti, principal) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                vec![Param::Text(jti.clone()), Param::Text(principal.clone())],
+            )),
             Op::PutBundle { hash, signed_json } => stmts.push(Stmt::new(
                 "INSERT INTO bundles (hash, signed_json) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
                 vec![Param::Text(hash.clone()), Param::Text(signed_json.clone())],
@@ -1149,7 +1197,7 @@ impl Store for PgStore {
 
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.rows(
-            "SELECT uid, token_hash, admin, created_ms FROM principals ORDER BY uid",
+            "SELECT uid, token_hash, admin, created_ms, disabled FROM principals ORDER BY uid",
             vec![],
         )?
         .iter()
@@ -1159,6 +1207,7 @@ impl Store for PgStore {
                 token_hash: hash_of(get(r, 1)?)?,
                 admin: get(r, 2)?,
                 created_ms: get_u64(r, 3)?,
+                disabled: get(r, 4)?,
             })
         })
         .collect()
@@ -1182,7 +1231,7 @@ impl Store for PgStore {
 
     fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         self.rows(
-            "SELECT jti, started_ms, finished_ms, exit_status, outcome, lease_exp FROM executions WHERE jti = $1",
+            "SELECT jti, started_ms, finished_ms, exit_status, outcome, lease_exp, cred_hash FROM executions WHERE jti = $1",
             vec![Param::Text(jti.into())],
         )?
         .first()
@@ -1194,9 +1243,19 @@ impl Store for PgStore {
                 exit_status: get(r, 3)?,
                 outcome: get(r, 4)?,
                 lease_exp: get::<Option<i64>>(r, 5)?.map(u64_of).transpose()?,
+                credential_hash: get::<Option<Vec<u8>>>(r, 6)?.map(hash_of).transpose()?,
             })
         })
         .transpose()
+    }
+
+    fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError> {
+        Ok(!self
+            .rows(
+                "SELECT 1 FROM delegations WHERE jti = $1 AND principal = $2",
+                vec![Param::Text(jti.into()), Param::Text(principal.into())],
+            )?
+            .is_empty())
     }
 
     fn revocations(&self) -> Result<Vec<RevocationRecord>, StoreError> {

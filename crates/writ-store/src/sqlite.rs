@@ -31,8 +31,10 @@ const BUSY_TIMEOUT_MS: u64 = 5_000;
 const CACHE_KIB: i64 = 32 * 1024;
 
 /// 1: entries and state tables. 2: the Merkle tree (`nodes`) and checkpoints.
-/// 3: execution leases (`executions.lease_exp`).
-const SCHEMA_VERSION: i64 = 3;
+/// 3: execution leases (`executions.lease_exp`). 4: disabled principals
+/// (`principals.disabled`), execution credentials (`executions.cred_hash`)
+/// and delegations.
+const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -62,7 +64,8 @@ CREATE TABLE IF NOT EXISTS executions (
     finished_ms INTEGER,
     exit_status INTEGER,
     outcome TEXT,
-    lease_exp INTEGER
+    lease_exp INTEGER,
+    cred_hash BLOB
 );
 CREATE TABLE IF NOT EXISTS revocations (
     target TEXT PRIMARY KEY,
@@ -75,8 +78,14 @@ CREATE TABLE IF NOT EXISTS principals (
     uid TEXT PRIMARY KEY,
     token_hash BLOB NOT NULL UNIQUE,
     admin INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS delegations (
+    jti TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    PRIMARY KEY (jti, principal)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS bundles (
     hash TEXT PRIMARY KEY,
     signed_json TEXT NOT NULL
@@ -238,14 +247,22 @@ impl SqliteStore {
             // Version 1 stores get their tree built from the leaves they hold.
             conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable)?;
             let migrated = (|| {
-                if (1..3).contains(&version) {
-                    let has_lease: bool = conn.query_row(
-                        "SELECT COUNT(*) > 0 FROM pragma_table_info('executions') WHERE name = 'lease_exp'",
-                        [],
-                        |r| r.get(0),
-                    )?;
-                    if !has_lease {
-                        conn.execute_batch("ALTER TABLE executions ADD COLUMN lease_exp INTEGER")?;
+                if (1..SCHEMA_VERSION).contains(&version) {
+                    for (table, column, decl) in [
+                        ("executions", "lease_exp", "INTEGER"),
+                        ("executions", "cred_hash", "BLOB"),
+                        ("principals", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+                    ] {
+                        let has: bool = conn.query_row(
+                            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                            [table, column],
+                            |r| r.get(0),
+                        )?;
+                        if !has {
+                            conn.execute_batch(&format!(
+                                "ALTER TABLE {table} ADD COLUMN {column} {decl}"
+                            ))?;
+                        }
                     }
                 }
                 conn.execute_batch(SCHEMA)?;
@@ -621,10 +638,15 @@ impl Writer {
                         })
                         .map_err(|e| conflict_or_unavailable(e, || format!("writ {} already recorded", w.jti)))?;
                 }
-                Op::Spend { jti, time_ms } => {
+                Op::Spend {
+                    jti,
+                    time_ms,
+                    credential_hash,
+                } => {
+                    let cred = credential_hash.as_ref().map(|h| &h[..]);
                     self.conn
-                        .prepare_cached("INSERT INTO executions (jti, started_ms) VALUES (?1, ?2)")
-                        .and_then(|mut s| s.execute(params![jti, time_ms]))
+                        .prepare_cached("INSERT INTO executions (jti, started_ms, cred_hash) VALUES (?1, ?2, ?3)")
+                        .and_then(|mut s| s.execute(params![jti, time_ms, cred]))
                         .map_err(|e| {
                             conflict_or_unavailable(e, || format!("writ {jti} was already spent"))
                         })?;
@@ -673,9 +695,36 @@ impl Writer {
                 }
                 Op::PutPrincipal(p) => {
                     self.conn
-                        .prepare_cached("INSERT INTO principals (uid, token_hash, admin, created_ms) VALUES (?1, ?2, ?3, ?4)")
-                        .and_then(|mut s| s.execute(params![p.uid, &p.token_hash[..], p.admin, p.created_ms]))
+                        .prepare_cached("INSERT INTO principals (uid, token_hash, admin, created_ms, disabled) VALUES (?1, ?2, ?3, ?4, ?5)")
+                        .and_then(|mut s| s.execute(params![p.uid, &p.token_hash[..], p.admin, p.created_ms, p.disabled]))
                         .map_err(|e| conflict_or_unavailable(e, || format!("principal {} already exists", p.uid)))?;
+                }
+                Op::UpdatePrincipal {
+                    uid,
+                    token_hash,
+                    disabled,
+                } => {
+                    let n = self
+                        .conn
+                        .prepare_cached(
+                            "UPDATE principals SET token_hash = COALESCE(?2, token_hash),
+                                                   disabled = COALESCE(?3, disabled) WHERE uid = ?1",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![uid, token_hash.as_ref().map(|h| &h[..]), disabled])
+                        })
+                        .map_err(unavailable)?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!("no principal {uid}")));
+                    }
+                }
+                Op::Delegate { jti, principal } => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO delegations (jti, principal) VALUES (?1, ?2)",
+                        )
+                        .and_then(|mut s| s.execute(params![jti, principal]))
+                        .map_err(unavailable)?;
                 }
                 Op::PutBundle { hash, signed_json } => {
                     self.conn
@@ -838,7 +887,7 @@ impl Store for SqliteStore {
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.read(|c| {
             let mut s = c.prepare_cached(
-                "SELECT uid, token_hash, admin, created_ms FROM principals ORDER BY uid",
+                "SELECT uid, token_hash, admin, created_ms, disabled FROM principals ORDER BY uid",
             )?;
             let rows = s.query_map([], |r| {
                 Ok(PrincipalRecord {
@@ -846,6 +895,7 @@ impl Store for SqliteStore {
                     token_hash: hash32(r.get(1)?)?,
                     admin: r.get(2)?,
                     created_ms: r.get(3)?,
+                    disabled: r.get(4)?,
                 })
             })?;
             rows.collect()
@@ -872,7 +922,7 @@ impl Store for SqliteStore {
 
     fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT jti, started_ms, finished_ms, exit_status, outcome, lease_exp FROM executions WHERE jti = ?1")?
+            c.prepare_cached("SELECT jti, started_ms, finished_ms, exit_status, outcome, lease_exp, cred_hash FROM executions WHERE jti = ?1")?
                 .query_row([jti], |r| {
                     Ok(ExecutionRecord {
                         jti: r.get(0)?,
@@ -881,9 +931,19 @@ impl Store for SqliteStore {
                         exit_status: r.get(3)?,
                         outcome: r.get(4)?,
                         lease_exp: r.get(5)?,
+                        credential_hash: r.get::<_, Option<Vec<u8>>>(6)?.map(hash32).transpose()?,
                     })
                 })
                 .optional()
+        })
+    }
+
+    fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT 1 FROM delegations WHERE jti = ?1 AND principal = ?2")?
+                .query_row([jti, principal], |_| Ok(()))
+                .optional()
+                .map(|r| r.is_some())
         })
     }
 

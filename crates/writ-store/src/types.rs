@@ -29,10 +29,14 @@ pub enum Op {
     /// `log_index` is taken from the last `Append` before it in the same
     /// transaction, when there is one.
     RecordWrit(WritRecord),
-    /// Spend a nonce: a conflict if it was spent before.
+    /// Spend a nonce: a conflict if it was spent before. With
+    /// `credential_hash`, the execution gets a credential (the SHA-256 of
+    /// its secret; the secret itself is never stored) that authenticates
+    /// its program's requests as its children while it runs.
     Spend {
         jti: String,
         time_ms: u64,
+        credential_hash: Option<[u8; 32]>,
     },
     /// Set the lease of a running execution: it may run until `lease_exp`
     /// (unix seconds) unless renewed. A conflict if it is not running.
@@ -50,6 +54,19 @@ pub enum Op {
     Revoke(RevocationRecord),
     /// Register a principal: a conflict if the UID exists.
     PutPrincipal(PrincipalRecord),
+    /// Change a registered principal: a new token hash, disabled or
+    /// enabled. A conflict if the UID does not exist.
+    UpdatePrincipal {
+        uid: String,
+        token_hash: Option<[u8; 32]>,
+        disabled: Option<bool>,
+    },
+    /// Let `principal` name writ `jti` as a parent (a delegation the
+    /// writ's own principal asked for when it was issued).
+    Delegate {
+        jti: String,
+        principal: String,
+    },
     /// Store a signed bundle by hash (kept forever; a no-op if present).
     PutBundle {
         hash: String,
@@ -165,6 +182,9 @@ pub struct ExecutionRecord {
     /// Until when (unix seconds) the running execution is authorized: the
     /// writ's `exp` at start, moved on by each granted renewal.
     pub lease_exp: Option<u64>,
+    /// SHA-256 of the execution's credential, when it was given one.
+    #[serde(skip)]
+    pub credential_hash: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -185,6 +205,9 @@ pub struct PrincipalRecord {
     pub token_hash: [u8; 32],
     pub admin: bool,
     pub created_ms: u64,
+    /// A disabled principal cannot authenticate, and its writs do not verify
+    /// while it stays disabled.
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

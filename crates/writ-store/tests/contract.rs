@@ -59,6 +59,10 @@ const CASES: &[Case] = &[
         "a_lease_is_set_only_on_a_running_execution",
         a_lease_is_set_only_on_a_running_execution,
     ),
+    (
+        "principals_change_and_delegations_and_credentials_are_kept",
+        principals_change_and_delegations_and_credentials_are_kept,
+    ),
 ];
 
 fn run_all(open_fresh: &dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>) {
@@ -110,6 +114,7 @@ fn a_conflicting_transaction_applies_nothing_and_leaves_no_gap(open: Open) {
     let spend = |j: &str| Op::Spend {
         jti: j.into(),
         time_ms: 1,
+        credential_hash: None,
     };
     assert_eq!(
         s.submit(Tx::new(vec![spend("a"), leaf(0)])).wait().unwrap(),
@@ -167,6 +172,7 @@ fn principals_bundles_activations_and_keys_round_trip(open: Open) {
         token_hash: [7; 32],
         admin: true,
         created_ms: 5,
+        disabled: false,
     };
     s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
         .wait()
@@ -274,6 +280,7 @@ fn a_failed_transaction_leaves_the_tree_as_it_was(open: Open) {
         Op::Spend {
             jti: "a".into(),
             time_ms: 1,
+            credential_hash: None,
         },
     ]))
     .wait()
@@ -285,6 +292,7 @@ fn a_failed_transaction_leaves_the_tree_as_it_was(open: Open) {
         Op::Spend {
             jti: "a".into(),
             time_ms: 1,
+            credential_hash: None,
         },
     ]))
     .wait()
@@ -346,6 +354,7 @@ fn a_lease_is_set_only_on_a_running_execution(open: Open) {
         Op::Spend {
             jti: "a".into(),
             time_ms: 1,
+            credential_hash: None,
         },
         lease("a", 10),
     ]))
@@ -365,4 +374,84 @@ fn a_lease_is_set_only_on_a_running_execution(open: Open) {
     let err = s.submit(Tx::new(vec![lease("a", 99)])).wait().unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "finished: {err:?}");
     assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(70));
+}
+
+fn principals_change_and_delegations_and_credentials_are_kept(open: Open) {
+    let s = open();
+    let p = PrincipalRecord {
+        uid: "Agent::\"a\"".into(),
+        token_hash: [1; 32],
+        admin: false,
+        created_ms: 5,
+        disabled: false,
+    };
+    s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
+        .wait()
+        .unwrap();
+    // A new token, then disabled: each field changes alone.
+    s.submit(Tx::new(vec![Op::UpdatePrincipal {
+        uid: p.uid.clone(),
+        token_hash: Some([2; 32]),
+        disabled: None,
+    }]))
+    .wait()
+    .unwrap();
+    s.submit(Tx::new(vec![Op::UpdatePrincipal {
+        uid: p.uid.clone(),
+        token_hash: None,
+        disabled: Some(true),
+    }]))
+    .wait()
+    .unwrap();
+    let got = &s.principals().unwrap()[0];
+    assert_eq!((got.token_hash, got.disabled), ([2; 32], true));
+    // A principal that does not exist is a conflict, and nothing of its
+    // transaction is applied.
+    let err = s
+        .submit(Tx::new(vec![
+            leaf(0),
+            Op::UpdatePrincipal {
+                uid: "Agent::\"nobody\"".into(),
+                token_hash: None,
+                disabled: Some(true),
+            },
+        ]))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.log_size().unwrap(), 0);
+    // Delegations: only the principal named, only on that writ.
+    s.submit(Tx::new(vec![Op::Delegate {
+        jti: "w".into(),
+        principal: "Agent::\"b\"".into(),
+    }]))
+    .wait()
+    .unwrap();
+    assert!(s.delegated("w", "Agent::\"b\"").unwrap());
+    assert!(!s.delegated("w", "Agent::\"c\"").unwrap());
+    assert!(!s.delegated("v", "Agent::\"b\"").unwrap());
+    // An execution's credential hash, and none for another.
+    s.submit(Tx::new(vec![
+        Op::Spend {
+            jti: "w".into(),
+            time_ms: 1,
+            credential_hash: Some([9; 32]),
+        },
+        Op::Spend {
+            jti: "v".into(),
+            time_ms: 1,
+            credential_hash: None,
+        },
+    ]))
+    .wait()
+    .unwrap();
+    drop(s);
+    let s = open();
+    assert_eq!(
+        s.execution("w").unwrap().unwrap().credential_hash,
+        Some([9; 32])
+    );
+    assert_eq!(s.execution("v").unwrap().unwrap().credential_hash, None);
+    assert!(s.principals().unwrap()[0].disabled);
+    assert!(s.delegated("w", "Agent::\"b\"").unwrap());
 }

@@ -80,6 +80,7 @@ fn nodes_sharing_one_database_behave_as_one_store() {
     let spend = Op::Spend {
         jti: "j1".into(),
         time_ms: 1,
+        credential_hash: None,
     };
     a.submit(Tx::new(vec![spend.clone(), leaf(0, 999)]))
         .wait()

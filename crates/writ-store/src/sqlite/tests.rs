@@ -51,6 +51,7 @@ fn a_conflict_inside_a_batch_fails_only_its_own_transaction() {
     let spend = |j: &str| Op::Spend {
         jti: j.into(),
         time_ms: 1,
+        credential_hash: None,
     };
     s.submit(Tx::new(vec![spend("spent")])).wait().unwrap();
     let before = CAREFUL_RETRIES.load(Ordering::Relaxed);
@@ -211,6 +212,7 @@ fn upper_levels_in_memory_match_the_stored_tree() {
     s.submit(Tx::new(vec![Op::Spend {
         jti: "spent".into(),
         time_ms: 1,
+        credential_hash: None,
     }]))
     .wait()
     .unwrap();
@@ -236,6 +238,7 @@ fn upper_levels_in_memory_match_the_stored_tree() {
             ops.push(Op::Spend {
                 jti: "spent".into(),
                 time_ms: 2,
+                credential_hash: None,
             });
             s.submit(Tx::new(ops)).wait().unwrap_err();
         }
@@ -280,6 +283,7 @@ fn a_version_2_store_gains_leases_on_open() {
     s.submit(Tx::new(vec![Op::Spend {
         jti: "a".into(),
         time_ms: 1,
+        credential_hash: None,
     }]))
     .wait()
     .unwrap();
@@ -298,4 +302,52 @@ fn a_version_2_store_gains_leases_on_open() {
     .wait()
     .unwrap();
     assert_eq!(s.execution("a").unwrap().unwrap().lease_exp, Some(5));
+}
+
+#[test]
+fn a_version_3_store_gains_credentials_disabled_principals_and_delegations_on_open() {
+    let (dir, s) = store();
+    s.submit(Tx::new(vec![
+        Op::Spend {
+            jti: "a".into(),
+            time_ms: 1,
+            credential_hash: None,
+        },
+        Op::PutPrincipal(PrincipalRecord {
+            uid: "Agent::\"p\"".into(),
+            token_hash: [3; 32],
+            admin: false,
+            created_ms: 1,
+            disabled: false,
+        }),
+    ]))
+    .wait()
+    .unwrap();
+    drop(s);
+    let path = dir.path().join("writ.db");
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "ALTER TABLE executions DROP COLUMN cred_hash; ALTER TABLE principals DROP COLUMN disabled;
+         DROP TABLE delegations; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(c);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.execution("a").unwrap().unwrap().credential_hash, None);
+    assert!(!s.principals().unwrap()[0].disabled);
+    s.submit(Tx::new(vec![
+        Op::UpdatePrincipal {
+            uid: "Agent::\"p\"".into(),
+            token_hash: None,
+            disabled: Some(true),
+        },
+        Op::Delegate {
+            jti: "a".into(),
+            principal: "Agent::\"q\"".into(),
+        },
+    ]))
+    .wait()
+    .unwrap();
+    assert!(s.principals().unwrap()[0].disabled);
+    assert!(s.delegated("a", "Agent::\"q\"").unwrap());
 }
