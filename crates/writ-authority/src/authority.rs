@@ -2092,13 +2092,16 @@ fn may_act_on(who: &Principal, rec: &WritRecord) -> Result<(), CallError> {
 }
 
 fn require_admin(who: &Principal) -> Result<(), CallError> {
-    if who.admin {
-        Ok(())
-    } else {
-        Err(CallError::Forbidden(format!(
+    match (&who.execution, who.admin) {
+        (None, true) => Ok(()),
+        (Some(e), _) => Err(CallError::Forbidden(format!(
+            "the credential of execution {e} (of {}) has no administrative power",
+            who.uid
+        ))),
+        (None, false) => Err(CallError::Forbidden(format!(
             "{} is not an administrator",
             who.uid
-        )))
+        ))),
     }
 }
 

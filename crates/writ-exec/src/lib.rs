@@ -13,7 +13,9 @@
 //!
 //! **API boundary:** no network, no policy; the runner (writ-cli) asks the
 //! authority and verifies the writ.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod guard;
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -25,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use landlock::{
     Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, ABI,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -317,7 +319,9 @@ pub enum Enforcement {
     /// Landlock enforces part (an older ABI: some rights, e.g. network or
     /// truncation, are not handled).
     Partial,
-    /// Every filesystem right and, without `--net`, TCP bind and connect.
+    /// Every filesystem right, without `--net` TCP bind and connect, and
+    /// Landlock's signal scope (the program cannot signal a process outside
+    /// its domain, its runner among them).
     Full,
 }
 
@@ -339,7 +343,8 @@ impl Enforcement {
     }
 }
 
-/// The newest ABI whose rights a full confinement asks for.
+/// The newest ABI whose file and network rights a full confinement asks for
+/// (the signal scope is ABI 6).
 const ABI_FULL: ABI = ABI::V5;
 
 /// What the program may touch.
@@ -363,6 +368,7 @@ impl Confinement {
             .set_compatibility(CompatLevel::HardRequirement)
             .handle_access(AccessFs::from_all(ABI_FULL))
             .and_then(|r| r.handle_access(AccessNet::from_all(ABI_FULL)))
+            .and_then(|r| r.scope(Scope::Signal))
             .and_then(Ruleset::create);
         if full.is_ok() {
             return Enforcement::Full;
@@ -407,6 +413,9 @@ impl Confinement {
                 .handle_access(AccessNet::from_all(ABI_FULL))
                 .map_err(landlock_err)?;
         }
+        // The program cannot signal (kill) its runner, nor anything else
+        // outside its domain (Landlock ABI 6).
+        rs = rs.scope(Scope::Signal).map_err(landlock_err)?;
         let mut c = rs.create().map_err(landlock_err)?;
         let grant = |c: RulesetCreated, p: &Path, write: bool, must: bool| {
             let fd = match PathFd::new(p) {
@@ -452,7 +461,9 @@ pub fn is_script(exe: &Executable) -> bool {
 /// What [`Launcher::launch`] hands the confining thread.
 struct Launch {
     cmd: std::process::Command,
-    confinement: Confinement,
+    /// `None`: no Landlock ruleset (the seccomp filter and the parent-death
+    /// signal still apply).
+    confinement: Option<Confinement>,
     exe: PathBuf,
     /// The measured file and its stamp, checked right before it runs.
     measured: (File, Stamp),
@@ -460,17 +471,32 @@ struct Launch {
     on_exit: Box<dyn FnOnce(std::io::Result<std::process::ExitStatus>) + Send>,
 }
 
+/// What the prepared thread built ahead of the launch.
+type Prepared = (Option<Confinement>, PathBuf, Enforcement);
+
+/// A started program: its process id (also its process group's) and, when
+/// asked for, the pipes to its standard input and output.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: u32,
+    pub stdin: Option<std::process::ChildStdin>,
+    pub stdout: Option<std::process::ChildStdout>,
+}
+
 /// A thread made for one run, which builds the Landlock ruleset of a scope
 /// ahead of time (the runner prepares it while the authority decides), on
 /// [`Launcher::launch`] restricts itself and starts the program, and then
 /// waits for it to end.
 ///
-/// Landlock and `no_new_privs` hold for the thread that asks for them and
-/// for every process it starts, so this thread restricts itself with the
-/// ruleset, starts `/proc/self/fd/N` of the open descriptor (`posix_spawn`:
-/// the child shares the runner's memory until it executes, so nothing of
-/// the runner is copied, and the child is confined from its first
-/// instruction), and ends; the runner's other threads stay unconfined. An
+/// Landlock, `no_new_privs` and a seccomp filter hold for the thread that
+/// asks for them and for every process it starts, so this thread restricts
+/// itself with the ruleset (and Landlock's signal scope: the program cannot
+/// signal its runner or anything else outside its domain), installs the
+/// filter of [`guard::terminal_filter`], starts `/proc/self/fd/N` of the open
+/// descriptor, and waits; the runner's other threads stay unconfined. The
+/// child asks for the parent-death signal before it executes
+/// ([`guard::die_with_runner`]): this thread lives as long as the program,
+/// and when it dies, with its process, the kernel kills the program. An
 /// ELF file keeps its close-on-exec flag (the kernel opens it before
 /// close-on-exec descriptors close, so the program does not inherit it); a
 /// `#!` script's interpreter reads it through that descriptor, so it stays
@@ -478,32 +504,39 @@ struct Launch {
 /// runs.
 pub struct Launcher {
     go: std::sync::mpsc::Sender<Launch>,
-    started: std::sync::mpsc::Receiver<Result<u32, ExecError>>,
+    started: std::sync::mpsc::Receiver<Result<Launched, ExecError>>,
 }
 
 impl Launcher {
     /// Start the thread and have it build the ruleset of `confinement` for
-    /// `exe` (at least `required`).
+    /// `exe` (at least `required`); `None`: no Landlock ruleset.
     pub fn prepare(
         exe: &Executable,
-        confinement: &Confinement,
+        confinement: Option<&Confinement>,
         required: Enforcement,
     ) -> Result<Launcher, ExecError> {
         let (go, start) = std::sync::mpsc::channel::<Launch>();
         let (tell, started) = std::sync::mpsc::channel();
-        let prepared = (confinement.clone(), exe.path.clone(), required);
+        let prepared: Prepared = (confinement.cloned(), exe.path.clone(), required);
         std::thread::Builder::new()
             .name("writ-confine".into())
             .spawn(move || {
-                let (confinement, exe, required) = prepared;
-                let ruleset = confinement.ruleset(&exe, compat_level(required));
+                let ruleset = prepared
+                    .0
+                    .as_ref()
+                    .map(|c| c.ruleset(&prepared.1, compat_level(prepared.2)));
                 let Ok(mut launch) = start.recv() else {
                     return;
                 };
                 let on_exit = std::mem::replace(&mut launch.on_exit, Box::new(|_| {}));
-                match launch.run((confinement, exe, required), ruleset) {
+                match launch.run(prepared, ruleset) {
                     Ok(mut child) => {
-                        let _ = tell.send(Ok(child.id()));
+                        let launched = Launched {
+                            pid: child.id(),
+                            stdin: child.stdin.take(),
+                            stdout: child.stdout.take(),
+                        };
+                        let _ = tell.send(Ok(launched));
                         on_exit(child.wait());
                     }
                     Err(e) => {
@@ -518,19 +551,21 @@ impl Launcher {
     /// Run the measured file as `argv` with exactly `env`, in a new process
     /// group, confined to `confinement` (the one prepared, or, if the writ
     /// granted another, a ruleset built now for that one; at least
-    /// `required`, else [`ExecError::Confinement`] and nothing runs).
-    /// Returns the program's process id (also its process group's), and
-    /// hands its exit status to `on_exit` when it ends, from the thread
-    /// that waited for it.
+    /// `required`, else [`ExecError::Confinement`] and nothing runs). With
+    /// `piped`, its standard input and output are pipes returned in
+    /// [`Launched`]; otherwise it shares the runner's. Hands its exit status
+    /// to `on_exit` when it ends, from the thread that waited for it.
+    #[allow(clippy::too_many_arguments)]
     pub fn launch(
         self,
         exe: &Executable,
-        confinement: &Confinement,
+        confinement: Option<&Confinement>,
         required: Enforcement,
         argv: &[String],
         env: &[(String, String)],
+        piped: bool,
         on_exit: impl FnOnce(std::io::Result<std::process::ExitStatus>) + Send + 'static,
-    ) -> Result<u32, ExecError> {
+    ) -> Result<Launched, ExecError> {
         let Some((arg0, rest)) = argv.split_first() else {
             return Err(ExecError::NotExecutable("no command".into()));
         };
@@ -544,13 +579,18 @@ impl Launcher {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
+        if piped {
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+        }
+        guard::die_with_runner(&mut cmd, std::process::id());
         let measured = exe
             .file
             .try_clone()
             .map_err(|e| ExecError::Io(format!("cannot keep the measured file: {e}")))?;
         let launch = Launch {
             cmd,
-            confinement: confinement.clone(),
+            confinement: confinement.cloned(),
             exe: exe.path.clone(),
             measured: (measured, exe.stamp.clone()),
             required,
@@ -572,16 +612,28 @@ impl Launch {
     /// On the confining thread: restrict it, then start the program.
     fn run(
         mut self,
-        prepared: (Confinement, PathBuf, Enforcement),
-        ruleset: Result<RulesetCreated, ExecError>,
+        prepared: Prepared,
+        ruleset: Option<Result<RulesetCreated, ExecError>>,
     ) -> Result<std::process::Child, ExecError> {
-        let ruleset = if prepared == (self.confinement.clone(), self.exe.clone(), self.required) {
-            ruleset?
-        } else {
-            self.confinement
-                .ruleset(&self.exe, compat_level(self.required))?
+        let same = prepared == (self.confinement.clone(), self.exe.clone(), self.required);
+        let ruleset = match (&self.confinement, ruleset) {
+            (None, _) => None,
+            (Some(_), Some(prepared)) if same => Some(prepared?),
+            (Some(c), _) => Some(c.ruleset(&self.exe, compat_level(self.required))?),
         };
-        restrict(ruleset, self.required)?;
+        match ruleset {
+            Some(r) => {
+                restrict(r, self.required)?;
+            }
+            None if self.required > Enforcement::None => {
+                return Err(ExecError::Confinement(format!(
+                    "{} confinement is required but no scope was given to enforce",
+                    self.required.as_str()
+                )))
+            }
+            None => {}
+        }
+        guard::apply(&guard::terminal_filter()?)?;
         // The last moment before the kernel takes the file: once it runs, a
         // write to it fails (ETXTBSY) for a binary. (A script's interpreter
         // reads it later, and the window from here to the exec remains.)

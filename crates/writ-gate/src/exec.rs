@@ -51,9 +51,19 @@ program exits, what it left running is ended too (SIGTERM, SIGKILL after \
 --kill-grace): nothing it started runs on ungoverned. \
 SIGINT, SIGTERM and SIGHUP sent to writ exec are passed to the program.
 
-The program gets its writ in WRIT_PARENT: a writ exec inside it is a child \
-whose scope must lie inside this one (pass --env-allow WRIT_TOKEN \
---env-allow WRIT_SERVER, and --net, for it to reach the authority).
+The program gets its writ in WRIT_PARENT, the authority's address in \
+WRIT_SERVER and, in WRIT_TOKEN, a credential of this execution (never the \
+token writ exec itself was given): a writ exec or writ authorize inside it \
+is always a child of this run, asks for no more than it holds, and the \
+credential stops working when the run ends or is revoked. To reach the \
+authority the program needs --net.
+
+The program cannot write into the caller's terminal input (the TIOCSTI \
+and TIOCLINUX ioctls are refused), cannot signal writ exec or anything \
+else outside its confinement, and is killed by the kernel if writ exec \
+itself is killed. By default the kernel must enforce the whole scope \
+(Landlock ABI 6 or later); --allow-partial-enforcement runs with what the \
+kernel gives, which the writ binds and the policy sees.
 
 Examples:
   writ exec -- /usr/bin/make test
@@ -83,7 +93,9 @@ pub struct ExecArgs {
     pub audience: Option<String>,
     /// Another environment variable the program gets and the writ binds
     /// (repeatable; HOME, LANG, LC_ALL, PATH, TERM, TZ and USER always).
-    #[arg(long = "env-allow", value_name = "NAME")]
+    /// WRIT_TOKEN, WRIT_SERVER and WRIT_PARENT are writ exec's own: it sets
+    /// them for the program.
+    #[arg(long = "env-allow", value_name = "NAME", value_parser = env_allow_name)]
     pub env_allow: Vec<String>,
     /// Read-only system trees granted besides --read (repeatable; replaces
     /// the default /usr /lib /lib64 /lib32 /bin /sbin /etc /opt /proc /dev).
@@ -91,8 +103,16 @@ pub struct ExecArgs {
     /// binds them and a policy can refuse them.
     #[arg(long = "system-read", value_name = "PATH")]
     pub system_read: Vec<PathBuf>,
-    /// Deny with integrity_failure unless the kernel fully enforces the scope.
-    #[arg(long)]
+    /// Run even where the kernel enforces only part of the scope, or none of
+    /// it (an older kernel, Landlock off). The writ binds the level the
+    /// kernel gives (`environment.enforcement`) and this choice
+    /// (`environment.allow_partial_enforcement`), so a policy can refuse
+    /// either; without this flag such a run is denied with
+    /// integrity_failure.
+    #[arg(long, conflicts_with = "require_full_enforcement")]
+    pub allow_partial_enforcement: bool,
+    /// The default (kept for scripts that pass it).
+    #[arg(long, hide = true)]
     pub require_full_enforcement: bool,
     /// Run with this writ (a file, or `-` for standard input) instead of
     /// asking for one: it must bind this exact command and environment.
@@ -122,6 +142,25 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
 }
 
+/// Variables writ exec sets for the program itself.
+pub const RUNNER_VARS: [&str; 3] = ["WRIT_TOKEN", "WRIT_SERVER", "WRIT_PARENT"];
+
+/// An `--env-allow` name: not one of [`RUNNER_VARS`] (the program would
+/// otherwise get the caller's own token, with which it could ask for writs
+/// that are not children of its run).
+pub fn env_allow_name(name: &str) -> Result<String, String> {
+    if RUNNER_VARS.contains(&name) {
+        return Err(format!(
+            "{name} is set by writ exec itself: the program gets WRIT_PARENT, WRIT_SERVER and, in \
+             WRIT_TOKEN, a credential of its own run, never the caller's token"
+        ));
+    }
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(format!("{name:?} is not an environment variable name"));
+    }
+    Ok(name.to_owned())
+}
+
 /// With `--json`, a denial before the program starts is also printed as
 /// JSON on standard output (which is the program's once it runs: a denial
 /// after that is on standard error only).
@@ -140,7 +179,7 @@ fn denied(reason: ReasonCode, message: impl Into<String>) -> Result<Exit> {
 /// directory when relative, without `.`, doubled or trailing slashes; with
 /// `..`, resolved through the file system (a `..` after a symbolic link is
 /// the link target's parent, which a lexical cut would get wrong).
-fn scope_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
+pub(crate) fn scope_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
     use std::path::Component;
     let abs = std::path::absolute(p)?;
     if abs.components().any(|c| c == Component::ParentDir) {
@@ -187,11 +226,12 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         anyhow::bail!("{e}");
     }
     let available = confinement.available();
-    if a.require_full_enforcement && available != Enforcement::Full {
+    if !a.allow_partial_enforcement && available != Enforcement::Full {
         return denied(
             ReasonCode::IntegrityFailure,
             format!(
-                "full enforcement is required but this kernel gives {}",
+                "full enforcement is required but this kernel gives {} (Landlock ABI 6 or later \
+                 enforces the whole scope); --allow-partial-enforcement runs with what it gives",
                 available.as_str()
             ),
         );
@@ -209,6 +249,10 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
         .collect();
     let mut facts = writ_exec::measure(&exe, &cwd, &env, available);
+    if a.allow_partial_enforcement {
+        // The policy sees that less than full enforcement was accepted.
+        facts.insert("allow_partial_enforcement".into(), json!(true));
+    }
     // The read-only system trees widen what the kernel lets the program
     // read: the writ binds them and the policy sees them.
     facts.insert(
@@ -220,15 +264,15 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         .audience
         .clone()
         .unwrap_or_else(|| format!("exec@{}", writ_exec::host_name()));
-    let required = if a.require_full_enforcement {
-        Enforcement::Full
-    } else {
+    let required = if a.allow_partial_enforcement {
         available
+    } else {
+        Enforcement::Full
     };
     // The confining thread builds the ruleset of the scope asked for while
     // the authority decides; it is used only if the writ grants exactly
     // that scope (otherwise one is built for what was granted).
-    let launcher = Launcher::prepare(&exe, &confinement, required)?;
+    let launcher = Launcher::prepare(&exe, Some(&confinement), required)?;
     let client = Client::new(&g.server, g.token.clone()).answering_within(
         crate::lease::answer_limit(Duration::from_secs(a.unreachable_grace)),
     );
@@ -240,8 +284,8 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
 
     // The writ: given, or asked for (and then started on issue: its nonce is
     // spent in the decision's commit, and `issued` is its jti).
-    let (writ, issued, answer) = match &a.writ {
-        Some(f) => (read_writ(f)?, None, None),
+    let (writ, issued, answer, mut credential) = match &a.writ {
+        Some(f) => (read_writ(f)?, None, None, None),
         None => {
             if g.token.is_none() {
                 anyhow::bail!("writ exec needs a token: set WRIT_TOKEN or pass --token");
@@ -264,7 +308,8 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                 parent: crate::parent_from_env(),
                 lifetime_secs: a.lifetime,
                 start: !a.authorize_only,
-                credential: false,
+                // The program's own credential, for what it asks in turn.
+                credential: !a.authorize_only,
                 delegates: Vec::new(),
             };
             // An enforcement point that cannot reach its authority runs
@@ -286,7 +331,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                     jti,
                     log_index,
                     exp,
-                    credential: _,
+                    credential,
                 }) => {
                     // What `writ authorize --json` prints, for --authorize-only --json.
                     let answer = AuthorizeResponse::Allow {
@@ -296,7 +341,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                         exp,
                         credential: None,
                     };
-                    (writ, Some(jti), Some(answer))
+                    (writ, Some(jti), Some(answer), credential)
                 }
                 Ok(AuthorizeResponse::Deny {
                     reason, message, ..
@@ -381,7 +426,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         let reply = match client
             .post(
                 &format!("/v1/executions/{jti}/start"),
-                &json!({"writ": writ, "request": request, "environment": facts, "audience": audience}),
+                &json!({"writ": writ, "request": request, "environment": facts, "audience": audience, "credential": true}),
             )
             .await
         {
@@ -394,11 +439,22 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                 reply.message(),
             );
         }
+        credential = reply
+            .body
+            .get("credential")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
     }
 
-    // Run the measured file, confined, in its own process group.
+    // Run the measured file, confined, in its own process group. What the
+    // program asks the authority in turn is a child of this run: it gets
+    // this run's credential, never the token this runner holds.
     let mut child_env = env.clone();
     child_env.push(("WRIT_PARENT".into(), writ.clone()));
+    child_env.push(("WRIT_SERVER".into(), g.server.clone()));
+    if let Some(c) = credential {
+        child_env.push(("WRIT_TOKEN".into(), c));
+    }
     // The confining thread waits for the program and reports its status.
     let (exited, mut waiter) = tokio::sync::oneshot::channel();
     // Catch SIGTERM, SIGINT and SIGHUP before the program exists: one that
@@ -414,18 +470,19 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     }
     let pgid = match launcher.launch(
         &exe,
-        &confinement,
+        Some(&confinement),
         required,
         &a.argv,
         &child_env,
+        false,
         move |status| {
             let _ = exited.send(status);
         },
     ) {
-        Ok(pid) => {
+        Ok(launched) => {
             // From here standard output is the program's.
             JSON_DENIALS.store(false, Ordering::Relaxed);
-            pid
+            launched.pid
         }
         // The program never started: with --json, the denial is JSON too.
         Err(e) => return finish_denied(&client, &jti, started, e).await,

@@ -18,6 +18,7 @@ use writ_mcp::framing::{read_message, write_message, MESSAGE_BYTES_MAX};
 use writ_mcp::govern::{
     server_resource, Authority, Governor, Session, Unavailable, SESSION_ACTION,
 };
+use writ_exec::{Confinement, Enforcement};
 use writ_mcp::proxy::End;
 
 use crate::client::Client;
@@ -90,6 +91,32 @@ pub struct McpProxyArgs {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(0..=crate::exec::UNREACHABLE_GRACE_MAX))]
     pub unreachable_grace: u64,
+    /// Another environment variable the server gets (repeatable; HOME,
+    /// LANG, LC_ALL, PATH, TERM, TZ and USER always). Nothing else of the
+    /// proxy's environment reaches it: WRIT_TOKEN, WRIT_SERVER and
+    /// WRIT_PARENT are the proxy's own, and the server gets the session's
+    /// writ, the authority's address and a credential of the session in
+    /// them, never the agent's token.
+    #[arg(long = "env-allow", value_name = "NAME", value_parser = crate::exec::env_allow_name)]
+    pub env_allow: Vec<String>,
+    /// Confine the server with Landlock to the paths of --read and --write
+    /// (and the read-only system trees), with no TCP unless --net. Implied
+    /// by --read and --write. The session's writ binds the scope.
+    #[arg(long)]
+    pub confine: bool,
+    /// A path the confined server may read (repeatable; must exist).
+    #[arg(long)]
+    pub read: Vec<PathBuf>,
+    /// A path the confined server may write (repeatable; must exist).
+    #[arg(long)]
+    pub write: Vec<PathBuf>,
+    /// The confined server may use the network.
+    #[arg(long)]
+    pub net: bool,
+    /// Run a confined server even where the kernel enforces only part of
+    /// the scope (see `writ exec --allow-partial-enforcement`).
+    #[arg(long)]
+    pub allow_partial_enforcement: bool,
     /// The server's command and arguments.
     #[arg(last = true, required = true, value_name = "SERVER_CMD")]
     pub argv: Vec<String>,
@@ -167,6 +194,33 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
 
     // The session: a root execution (or a child of WRIT_PARENT), started.
     let session_request = json!({"server": a.name, "argv": a.argv});
+    // The server's executable, opened once: what runs is what was found
+    // now (a file replaced at its path later does not change it).
+    let path_var = std::env::var_os("PATH");
+    let exe = writ_exec::Executable::open(&a.argv[0], path_var.as_deref())
+        .with_context(|| format!("the MCP server {}", a.argv[0]))?;
+    let confined = server_confinement(&a)?;
+    let required = match &confined {
+        None => Enforcement::None,
+        Some(c) => {
+            let available = c.available();
+            if !a.allow_partial_enforcement && available != Enforcement::Full {
+                return denied(Denial::new(
+                    ReasonCode::IntegrityFailure,
+                    format!(
+                        "full enforcement of the server's scope is required but this kernel gives {}; \
+                         --allow-partial-enforcement runs with what it gives",
+                        available.as_str()
+                    ),
+                ));
+            }
+            if a.allow_partial_enforcement {
+                available
+            } else {
+                Enforcement::Full
+            }
+        }
+    };
     let parent = crate::parent_from_env();
     let lifetime = match (&parent, a.lifetime) {
         (_, Some(l)) => Some(l),
@@ -179,21 +233,28 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         context: Default::default(),
         request: session_request.clone(),
         environment: Default::default(),
-        scope: Default::default(),
+        scope: confined.as_ref().map(scope_of).unwrap_or_default(),
         audience: audience.clone(),
         parent,
         lifetime_secs: lifetime,
         start: true,
-        credential: false,
+        // The server's own credential: what it asks the authority is a
+        // child of the session.
+        credential: true,
         delegates: Vec::new(),
     };
     let started = Instant::now();
-    let (writ, jti) = match http.authorize(req).await {
+    let (writ, jti, credential) = match http.authorize(req).await {
         Err(Unavailable(m)) => return denied(Denial::new(ReasonCode::AuthorityUnavailable, m)),
         Ok(AuthorizeResponse::Deny {
             reason, message, ..
         }) => return denied(Denial::new(reason, message)),
-        Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, jti),
+        Ok(AuthorizeResponse::Allow {
+            writ,
+            jti,
+            credential,
+            ..
+        }) => (writ, jti, credential),
     };
     let opts = VerifyOptions {
         now_unix_secs: SystemClock.now_unix_secs(),
@@ -230,14 +291,16 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     // client stops a stdio server with SIGTERM after closing its input)
     // rather than killing the proxy with the session still open.
     let mut signals = crate::signals::Forwarder::new()?;
-    let mut child = match tokio::process::Command::new(&a.argv[0])
-        .args(&a.argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let env = server_env(&a, g, &writ, credential);
+    // The kernel confines the server to what the session's writ grants.
+    let granted = confined.map(|mut c| {
+        let scope = &session.claims().writ.scope;
+        c.read = scope.read.iter().map(PathBuf::from).collect();
+        c.write = scope.write.iter().map(PathBuf::from).collect();
+        c.net = scope.net;
+        c
+    });
+    let mut child = match spawn_server(&exe, granted.as_ref(), required, &a.argv, &env) {
         Ok(c) => c,
         Err(e) => {
             let _ = http
@@ -250,9 +313,13 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
                     },
                 )
                 .await;
+            if matches!(e, writ_exec::ExecError::Confinement(_)) {
+                return denied(Denial::new(ReasonCode::IntegrityFailure, e.to_string()));
+            }
             bail!("cannot run the MCP server {}: {e}", a.argv[0]);
         }
     };
+    drop(exe);
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         bail!("the MCP server's pipes were not set up");
     };
@@ -324,7 +391,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
             }
             _ = tokio::time::sleep(SIGNAL_GRACE), if received.is_some() && !killed => {
                 killed = true;
-                let _ = child.start_kill();
+                child.kill();
             }
         }
     };
@@ -333,11 +400,11 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         Some((_, at)) => SIGNAL_GRACE.saturating_sub(at.elapsed()),
         None => writ_mcp::proxy::DRAIN_GRACE,
     };
-    let status = match tokio::time::timeout(drain, child.wait()).await {
-        Ok(s) => s.ok(),
+    let status = match tokio::time::timeout(drain, &mut child.exited).await {
+        Ok(s) => s.ok().and_then(Result::ok),
         Err(_) => {
-            let _ = child.kill().await;
-            child.wait().await.ok()
+            child.kill();
+            (&mut child.exited).await.ok().and_then(Result::ok)
         }
     };
     let code = status.and_then(|s| s.code());
@@ -532,15 +599,127 @@ impl Drop for StdioFlags {
     }
 }
 
-/// Pass `sig` on to the server (it shares the proxy's process group, but a
-/// supervisor's SIGTERM is sent to the proxy alone).
-fn pass_on(child: &tokio::process::Child, sig: i32) {
-    let pid = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
-    if let (Some(pid), Some(sig)) = (pid, rustix::process::Signal::from_named_raw(sig)) {
-        let _ = rustix::process::kill_process(pid, sig);
+/// Pass `sig` on to the server (it runs in a process group of its own, and
+/// a supervisor's SIGTERM is sent to the proxy alone).
+fn pass_on(child: &ServerProcess, sig: i32) {
+    let _ = writ_exec::signal_group(child.pid, sig);
+}
+
+/// The MCP server, started by [`spawn_server`].
+struct ServerProcess {
+    pid: u32,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: Option<tokio::process::ChildStdout>,
+    exited: tokio::sync::oneshot::Receiver<std::io::Result<std::process::ExitStatus>>,
+}
+
+impl ServerProcess {
+    /// SIGKILL to the server's process group.
+    fn kill(&self) {
+        let _ = writ_exec::signal_group(self.pid, 9);
     }
+}
+
+/// The confinement asked for the server, if any (`--confine`, `--read`,
+/// `--write`): the paths as `writ exec` takes them, the default read-only
+/// system trees.
+fn server_confinement(a: &McpProxyArgs) -> Result<Option<Confinement>> {
+    if !(a.confine || !a.read.is_empty() || !a.write.is_empty()) {
+        if a.net {
+            bail!("--net applies to a confined server: give --confine (or --read/--write) too");
+        }
+        return Ok(None);
+    }
+    let abs = |v: &[PathBuf]| -> Result<Vec<PathBuf>> {
+        v.iter()
+            .map(|p| {
+                crate::exec::scope_path(p)
+                    .with_context(|| format!("--read/--write {}", p.display()))
+            })
+            .collect()
+    };
+    let c = Confinement {
+        read: abs(&a.read)?,
+        write: abs(&a.write)?,
+        net: a.net,
+        system_read: writ_exec::DEFAULT_SYSTEM_READ
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        system_write: writ_exec::DEFAULT_SYSTEM_WRITE
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    };
+    c.check_paths().map_err(anyhow::Error::msg)?;
+    Ok(Some(c))
+}
+
+fn scope_of(c: &Confinement) -> writ_artifact::Scope {
+    let strings = |v: &[PathBuf]| v.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    writ_artifact::Scope {
+        read: strings(&c.read),
+        write: strings(&c.write),
+        net: c.net,
+    }
+}
+
+/// The server's environment: the allow-listed variables of the proxy's,
+/// and the session's writ, the authority's address and the session's
+/// credential, never the agent's token.
+fn server_env(
+    a: &McpProxyArgs,
+    g: &Global,
+    writ: &str,
+    credential: Option<String>,
+) -> Vec<(String, String)> {
+    let mut allow: Vec<&str> = writ_exec::DEFAULT_ENV_ALLOW.to_vec();
+    allow.extend(a.env_allow.iter().map(String::as_str));
+    allow.sort_unstable();
+    allow.dedup();
+    let mut env: Vec<(String, String)> = allow
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+        .collect();
+    env.push(("WRIT_PARENT".into(), writ.to_owned()));
+    env.push(("WRIT_SERVER".into(), g.server.clone()));
+    if let Some(c) = credential {
+        env.push(("WRIT_TOKEN".into(), c));
+    }
+    env
+}
+
+/// Start the server: the measured executable, with `env` only, in its own
+/// process group, with pipes for its standard input and output, under the
+/// terminal-injection filter and the parent-death signal, and confined to
+/// `confinement` when given.
+fn spawn_server(
+    exe: &writ_exec::Executable,
+    confinement: Option<&Confinement>,
+    required: Enforcement,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<ServerProcess, writ_exec::ExecError> {
+    let launcher = writ_exec::Launcher::prepare(exe, confinement, required)?;
+    let (tell, exited) = tokio::sync::oneshot::channel();
+    let launched = launcher.launch(exe, confinement, required, argv, env, true, move |s| {
+        let _ = tell.send(s);
+    })?;
+    let io = |e: std::io::Error| writ_exec::ExecError::Io(e.to_string());
+    Ok(ServerProcess {
+        pid: launched.pid,
+        stdin: launched
+            .stdin
+            .map(tokio::process::ChildStdin::from_std)
+            .transpose()
+            .map_err(io)?,
+        stdout: launched
+            .stdout
+            .map(tokio::process::ChildStdout::from_std)
+            .transpose()
+            .map_err(io)?,
+        exited,
+    })
 }
 
 /// The client's input, ended early once `stopped` fires: to the proxy

@@ -12,14 +12,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::{json, Map, Value};
-use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest, NAME_BYTES_MAX};
+use serde_json::{Map, Value};
+use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_artifact::{
     canonical, Clock, Denial, KeyRing, NoStatus, ReasonCode, VerifiedWrit, VerifyOptions,
 };
 
 /// The action every governed tool call asks for.
-pub const CALL_TOOL_ACTION: &str = "Action::\"call_tool\"";
+pub const CALL_TOOL_ACTION: &str = crate::methods::CALL_TOOL;
 /// The action of the session writ (the root of a session's lineage).
 pub const SESSION_ACTION: &str = "Action::\"mcp_session\"";
 /// Lifetime of a `tools/list` probe's writ, which is never started.
@@ -102,28 +102,8 @@ pub struct Governor<A> {
     ended: Mutex<Option<Denial>>,
 }
 
-/// The exact call a writ binds: `{name, arguments}` (arguments default to
-/// `{}`); the `request` of the authorize request.
-pub fn call_of(params: Option<&Value>) -> Result<(String, Map<String, Value>), BadCall> {
-    let p = params
-        .and_then(Value::as_object)
-        .ok_or_else(|| BadCall("tools/call needs params {name, arguments}".into()))?;
-    let name = p
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| BadCall("tools/call params need a string `name`".into()))?;
-    if name.is_empty() || name.len() > NAME_BYTES_MAX {
-        return Err(BadCall(format!(
-            "a tool name must be 1 to {NAME_BYTES_MAX} bytes"
-        )));
-    }
-    let args = match p.get("arguments") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(BadCall("tools/call `arguments` must be an object".into())),
-    };
-    Ok((name.to_owned(), args))
-}
+pub use crate::methods::call_of;
+use crate::methods::{resource_read, tool_call, Ask};
 
 impl<A: Authority> Governor<A> {
     pub fn new(authority: A, session: Session, clock: Box<dyn Clock>) -> Governor<A> {
@@ -153,45 +133,53 @@ impl<A: Authority> Governor<A> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The authorize request of `ask`: a child of the session, started on
+    /// issue unless it is a probe (`start` false).
+    pub fn request_for(&self, ask: &Ask, start: bool) -> AuthorizeRequest {
+        AuthorizeRequest {
+            action: ask.action.into(),
+            resource: ask.resource.clone(),
+            context: ask.context.clone(),
+            request: ask.request.clone(),
+            environment: Map::new(),
+            scope: Default::default(),
+            audience: self.session.audience.clone(),
+            parent: self.session.parent.clone(),
+            lifetime_secs: None,
+            start,
+            credential: false,
+            delegates: Vec::new(),
+        }
+    }
+
     /// The authorize request of a call of `tool` with `arguments`: action
     /// `call_tool`, resource `Tool::"SERVER/TOOL"`, the arguments as typed
     /// context values (`context.arguments.path`), the exact call
     /// `{name, arguments}` as `request`, a child of the session, started on
     /// issue.
     pub fn call_request(&self, tool: &str, arguments: Map<String, Value>) -> AuthorizeRequest {
-        let mut context = Map::new();
-        context.insert("server".into(), Value::String(self.session.server.clone()));
-        context.insert("tool".into(), Value::String(tool.to_owned()));
-        context.insert("arguments".into(), Value::Object(arguments.clone()));
-        AuthorizeRequest {
-            action: CALL_TOOL_ACTION.into(),
-            resource: tool_resource(&self.session.server, tool),
-            context,
-            request: json!({"name": tool, "arguments": arguments}),
-            environment: Map::new(),
-            scope: Default::default(),
-            audience: self.session.audience.clone(),
-            parent: self.session.parent.clone(),
-            lifetime_secs: None,
-            start: true,
-            credential: false,
-            delegates: Vec::new(),
-        }
+        self.request_for(&tool_call(&self.session.server, tool, arguments), true)
     }
 
-    /// Authorize a call: ask, then verify the writ offline against the
-    /// session's keys, bound to this exact call and this audience. `Err` is
-    /// the denial to answer with; the call must then not be forwarded.
+    /// Authorize a call of `tool` (see [`Governor::authorize`]).
     pub async fn authorize_call(
         &self,
         tool: &str,
         arguments: Map<String, Value>,
     ) -> Result<Permit, Denial> {
+        self.authorize(tool_call(&self.session.server, tool, arguments))
+            .await
+    }
+
+    /// Authorize a request: ask, then verify the writ offline against the
+    /// session's keys, bound to this exact request and this audience. `Err`
+    /// is the denial to answer with; the request must then not be forwarded.
+    pub async fn authorize(&self, ask: Ask) -> Result<Permit, Denial> {
         if let Some(d) = self.ended() {
             return Err(d);
         }
         let started = Instant::now();
-        let req = self.call_request(tool, arguments);
+        let req = self.request_for(&ask, true);
         let digest = canonical::digest_value(&req.request)
             .map_err(|e| Denial::new(ReasonCode::MalformedArtifact, e))?;
         let writ = match self.authority.authorize(req).await {
@@ -272,15 +260,21 @@ impl<A: Authority> Governor<A> {
         let _ = self.authority.finish(permit.writ.jti(), outcome).await;
     }
 
-    /// May the principal call `tool` at all? A probe: the same request as a
-    /// call with empty arguments, not started, lifetime 1 s; its writ is
-    /// dropped here. Any failure hides the tool (fail closed).
+    /// May the principal call `tool` at all? A probe (see [`Governor::may`])
+    /// of a call with empty arguments.
     pub async fn may_call(&self, tool: &str) -> bool {
+        self.may(tool_call(&self.session.server, tool, Map::new()))
+            .await
+    }
+
+    /// Would `ask` be allowed? A probe: the same request, not started,
+    /// lifetime 1 s; its writ is dropped here. Any failure is a no (fail
+    /// closed).
+    pub async fn may(&self, ask: Ask) -> bool {
         if self.ended().is_some() {
             return false;
         }
-        let mut req = self.call_request(tool, Map::new());
-        req.start = false;
+        let mut req = self.request_for(&ask, false);
         req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
         matches!(
             self.authority.authorize(req).await,
@@ -290,43 +284,77 @@ impl<A: Authority> Governor<A> {
 
     /// Filter a `tools/list` response to the tools [`Governor::may_call`]
     /// allows; everything else in the response is kept as it was.
-    pub async fn filter_tools(self: &Arc<Self>, mut response: Value) -> Value {
-        let Some(tools) = response
+    pub async fn filter_tools(self: &Arc<Self>, response: Value) -> Value {
+        self.filter_list(response, Listed::Tools).await
+    }
+
+    /// Filter a `tools/list` or `resources/list` response to the items a
+    /// probe allows (a call of the tool with empty arguments, a read of the
+    /// resource); an item the probe cannot be made for is dropped, and
+    /// everything else in the response is kept as it was.
+    pub async fn filter_list(self: &Arc<Self>, mut response: Value, listed: Listed) -> Value {
+        let field = listed.field();
+        let Some(items) = response
             .get_mut("result")
-            .and_then(|r| r.get_mut("tools"))
+            .and_then(|r| r.get_mut(field))
             .and_then(Value::as_array_mut)
         else {
             return response;
         };
-        let listed = std::mem::take(tools);
-        let mut keep = vec![false; listed.len()];
+        let items = std::mem::take(items);
+        let mut keep = vec![false; items.len()];
         let mut set = tokio::task::JoinSet::new();
-        for (i, t) in listed.iter().enumerate() {
-            if let Some(name) = t.get("name").and_then(Value::as_str) {
-                let g = Arc::clone(self);
-                let name = name.to_owned();
-                if set.len() >= PROBES_IN_FLIGHT_MAX {
-                    if let Some(Ok((j, ok))) = set.join_next().await {
-                        set_keep(&mut keep, j, ok);
-                    }
+        for (i, item) in items.iter().enumerate() {
+            let server = &self.session.server;
+            let ask = match listed {
+                Listed::Tools => item
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(|n| tool_call(server, n, Map::new())),
+                Listed::Resources => item
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .map(|u| resource_read(server, u)),
+            };
+            let Some(ask) = ask else { continue };
+            if set.len() >= PROBES_IN_FLIGHT_MAX {
+                if let Some(Ok((j, ok))) = set.join_next().await {
+                    set_keep(&mut keep, j, ok);
                 }
-                set.spawn(async move { (i, g.may_call(&name).await) });
             }
+            let g = Arc::clone(self);
+            set.spawn(async move { (i, g.may(ask).await) });
         }
         while let Some(r) = set.join_next().await {
             if let Ok((j, ok)) = r {
                 set_keep(&mut keep, j, ok);
             }
         }
-        let kept: Vec<Value> = listed
+        let kept: Vec<Value> = items
             .into_iter()
             .zip(keep)
             .filter_map(|(t, k)| k.then_some(t))
             .collect();
-        if let Some(tools) = response.get_mut("result").and_then(|r| r.get_mut("tools")) {
-            *tools = Value::Array(kept);
+        if let Some(items) = response.get_mut("result").and_then(|r| r.get_mut(field)) {
+            *items = Value::Array(kept);
         }
         response
+    }
+}
+
+/// A list response the proxy filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Tools,
+    Resources,
+}
+
+impl Listed {
+    fn field(self) -> &'static str {
+        match self {
+            Listed::Tools => "tools",
+            Listed::Resources => "resources",
+        }
     }
 }
 
@@ -379,6 +407,7 @@ pub fn finish_of(response: &Value, duration_ms: u64) -> FinishRequest {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_call_is_name_and_arguments() {

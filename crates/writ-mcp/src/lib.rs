@@ -5,6 +5,10 @@
 //!   messages), bounded by [`framing::MESSAGE_BYTES_MAX`].
 //! - [`message`]: classification (request, notification, response) and the
 //!   answers the proxy makes itself (JSON-RPC errors, tool error results).
+//! - [`keys`]: refusal of messages whose keys another JSON parser reads
+//!   differently (duplicates, keys equal under case folding).
+//! - [`methods`]: which requests are decided, and the Cedar request each
+//!   becomes.
 //! - [`govern`]: the decisions, as functions over the [`govern::Authority`]
 //!   trait: the authorize request of a call, offline verification into a
 //!   `VerifiedWrit`, the finish record, `tools/list` filtering.
@@ -18,6 +22,8 @@
 
 pub mod framing;
 pub mod govern;
+pub mod keys;
 pub mod message;
+pub mod methods;
 pub mod proxy;
 pub mod schema;

@@ -12,8 +12,11 @@ pub const INVALID_PARAMS: i64 = -32602;
 /// Implementation-defined server error: the MCP server exited (or its pipe
 /// closed) before it answered.
 pub const SERVER_GONE: i64 = -32000;
+/// Implementation-defined server error: writ denied the request (its
+/// reason code is in `data["writ/reason"]`).
+pub const DENIED: i64 = -32001;
 
-/// The one method the proxy governs.
+/// The method whose denials are tool errors rather than JSON-RPC errors.
 pub const TOOLS_CALL: &str = "tools/call";
 
 /// What a message is.
@@ -70,15 +73,17 @@ impl Message {
                 },
             };
         }
-        // A governed call is decided on the proxy's reading of it and run on
-        // the server's: refuse what two JSON parsers may read differently.
-        if matches!(&kind, Kind::Request { method, .. } if method == TOOLS_CALL) {
-            if let Err(e) = writ_artifact::canonical::check_no_duplicate_keys(&raw) {
-                kind = Kind::Invalid {
-                    code: INVALID_REQUEST,
-                    why: format!("a tools/call with a duplicate key is refused: {e}"),
-                };
-            }
+        // The proxy decides (or lets pass) on its reading of a message and
+        // the other side acts on its own: refuse, whatever the method, what
+        // two JSON parsers may read differently (a key named twice, or two
+        // keys one under case folding, at any depth; `keys`).
+        if let Err(e) = crate::keys::check_one_meaning(&raw) {
+            kind = Kind::Invalid {
+                code: INVALID_REQUEST,
+                why: format!(
+                    "a message whose keys another JSON parser reads differently is refused: {e}"
+                ),
+            };
         }
         Message { raw, value, kind }
     }
@@ -160,6 +165,21 @@ pub fn tool_denial_response(id: &Value, d: &Denial) -> Value {
             "content": [{"type": "text", "text": denial_text(d)}],
             "isError": true,
             "_meta": {"writ/reason": d.reason.as_str(), "writ/message": d.message},
+        }
+    })
+}
+
+/// A JSON-RPC error answering a denied request other than a tool call:
+/// code [`DENIED`], the text `denied: <reason>: <message>`, the reason and
+/// message in `data`.
+pub fn denied_response(id: &Value, d: &Denial) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": DENIED,
+            "message": denial_text(d),
+            "data": {"writ/reason": d.reason.as_str(), "writ/message": d.message},
         }
     })
 }

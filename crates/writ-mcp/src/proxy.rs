@@ -1,10 +1,18 @@
 //! The proxy loop: messages from the client go to the server and back,
 //! unchanged, except that
-//! - a `tools/call` is authorized first ([`Governor::authorize_call`]); a
-//!   denied one is answered by the proxy with a tool error and never reaches
-//!   the server; an allowed one is forwarded and its response recorded as
-//!   the execution's finish;
-//! - a `tools/list` response is filtered ([`Governor::filter_tools`]);
+//! - a request that makes the server act or disclose (`methods::ask_of`:
+//!   `tools/call`, `resources/read`, `prompts/get`, ... and any request the
+//!   proxy does not know) is authorized first ([`Governor::authorize`]); a
+//!   denied one is answered by the proxy (a tool error for a tool call, a
+//!   JSON-RPC error otherwise) and never reaches the server; an allowed one
+//!   is forwarded and its response recorded as the execution's finish;
+//! - a request the server sends the client (sampling, elicitation, roots) is
+//!   decided and recorded the same way, and a denied one answered with an
+//!   error to the server;
+//! - `tools/list` and `resources/list` responses are filtered
+//!   ([`Governor::filter_list`]);
+//! - a message whose keys another JSON parser would read differently is
+//!   refused in either direction (`keys`);
 //! - if the server goes away, every request still waiting gets a JSON-RPC
 //!   error, and [`run`] returns [`End::ServerExited`].
 //!
@@ -21,11 +29,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX};
-use crate::govern::{call_of, Authority, Governor, Permit};
+use crate::govern::{Authority, Governor, Listed, Permit};
 use crate::message::{
-    error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS, INVALID_REQUEST,
-    SERVER_GONE, TOOLS_CALL,
+    denied_response, error_response, to_line, tool_denial_response, Kind, Message,
+    INVALID_PARAMS, INVALID_REQUEST, SERVER_GONE,
 };
+use crate::methods::{ask_of, From};
 
 /// Messages queued towards one side before readers wait (backpressure).
 pub const QUEUE_MESSAGES_MAX: usize = 1024;
@@ -45,14 +54,17 @@ pub enum End {
 /// What a forwarded request waits for.
 enum Pending {
     Plain,
-    ToolsList,
+    List(Listed),
     Call(Box<Permit>),
 }
 
 /// Requests forwarded to the server and not answered yet, by the JSON text
-/// of their id; `closed` once the server is gone.
+/// of their id; `closed` once the server is gone. `from_server`: the
+/// server's own requests forwarded to the client, allowed, waiting for the
+/// client's answer (their finish records).
 struct Table {
     waiting: HashMap<String, (Value, Pending)>,
+    from_server: HashMap<String, Box<Permit>>,
     closed: bool,
 }
 
@@ -89,18 +101,28 @@ where
     let server_writer = tokio::spawn(writer(server_in, server_rx));
     let table: Shared = Arc::new(Mutex::new(Table {
         waiting: HashMap::new(),
+        from_server: HashMap::new(),
         closed: false,
     }));
     let mut tasks: JoinSet<()> = JoinSet::new();
 
     // The server's side, in its own task: its end is the session's end.
     let server_reader = {
-        let (gov, table, to_client) = (Arc::clone(&gov), Arc::clone(&table), to_client.clone());
+        // Weak: the server's input closes when the client's side is done,
+        // whatever the server still asks.
+        let (gov, table, to_client, to_server) = (
+            Arc::clone(&gov),
+            Arc::clone(&table),
+            to_client.clone(),
+            to_server.downgrade(),
+        );
         tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             loop {
                 match read_message(&mut server_out, MESSAGE_BYTES_MAX).await {
-                    Ok(Some(raw)) => from_server(&gov, &table, &to_client, &mut tasks, raw).await,
+                    Ok(Some(raw)) => {
+                        from_server(&gov, &table, &to_client, &to_server, &mut tasks, raw).await
+                    }
                     Ok(None) => break,
                     Err(FrameError::TooLarge { limit }) => {
                         tracing::warn!(
@@ -114,11 +136,18 @@ where
                 }
             }
             // Gone: whatever is still waiting gets an error now.
-            let lost: Vec<(Value, Pending)> = {
+            let (lost, unanswered): (Vec<(Value, Pending)>, Vec<Box<Permit>>) = {
                 let mut t = lock(&table);
                 t.closed = true;
-                t.waiting.drain().map(|(_, v)| v).collect()
+                (
+                    t.waiting.drain().map(|(_, v)| v).collect(),
+                    t.from_server.drain().map(|(_, p)| p).collect(),
+                )
             };
+            for permit in unanswered {
+                gov.record_unforwarded(&permit, "the MCP server exited before the client answered")
+                    .await;
+            }
             let n = lost.len();
             for (id, p) in lost {
                 let _ = to_client
@@ -167,6 +196,12 @@ where
         }
     };
     while tasks.join_next().await.is_some() {}
+    // The server's requests the client never answered: their finish records.
+    let unanswered: Vec<Box<Permit>> = lock(&table).from_server.drain().map(|(_, p)| p).collect();
+    for permit in unanswered {
+        gov.record_unforwarded(&permit, "the client closed the session before answering")
+            .await;
+    }
     // A server that has not closed its output by now is not waited for: its
     // reader holds a sender to the client's writer, which must end.
     // (A handle that already gave its output must not be polled again.)
@@ -247,7 +282,38 @@ async fn from_client<A: Authority>(
 ) {
     let msg = Message::parse(raw);
     match msg.kind {
-        Kind::Request { id, method } if method == TOOLS_CALL => {
+        Kind::Request { id, method } => {
+            let ask = match ask_of(
+                &gov.session().server,
+                &method,
+                msg.value.get("params"),
+                From::Client,
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    let _ = to_client
+                        .send(to_line(&error_response(&id, INVALID_PARAMS, &e.0)))
+                        .await;
+                    return;
+                }
+            };
+            let Some(ask) = ask else {
+                let p = match method.as_str() {
+                    "tools/list" => Pending::List(Listed::Tools),
+                    "resources/list" => Pending::List(Listed::Resources),
+                    _ => Pending::Plain,
+                };
+                match wait_for(table, &id, p) {
+                    Ok(()) => {
+                        if to_server.send(msg.raw).await.is_err() {
+                            lost(gov, table, to_client, &id).await;
+                        }
+                    }
+                    Err(NotWaiting::Closed(_)) => gone(to_client, &id).await,
+                    Err(NotWaiting::IdInUse(_)) => id_in_use(to_client, &id).await,
+                }
+                return;
+            };
             let (gov, table, to_client, to_server) = (
                 Arc::clone(gov),
                 Arc::clone(table),
@@ -255,20 +321,15 @@ async fn from_client<A: Authority>(
                 to_server.clone(),
             );
             tasks.spawn(async move {
-                let (tool, args) = match call_of(msg.value.get("params")) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = to_client
-                            .send(to_line(&error_response(&id, INVALID_PARAMS, &e.0)))
-                            .await;
-                        return;
-                    }
-                };
-                match gov.authorize_call(&tool, args).await {
+                let tool_call = ask.tool_call;
+                match gov.authorize(ask).await {
                     Err(d) => {
-                        let _ = to_client
-                            .send(to_line(&tool_denial_response(&id, &d)))
-                            .await;
+                        let answer = if tool_call {
+                            tool_denial_response(&id, &d)
+                        } else {
+                            denied_response(&id, &d)
+                        };
+                        let _ = to_client.send(to_line(&answer)).await;
                     }
                     Ok(permit) => match wait_for(&table, &id, Pending::Call(Box::new(permit))) {
                         Ok(()) => {
@@ -290,23 +351,17 @@ async fn from_client<A: Authority>(
                 }
             });
         }
-        Kind::Request { id, method } => {
-            let p = if method == "tools/list" {
-                Pending::ToolsList
-            } else {
-                Pending::Plain
-            };
-            match wait_for(table, &id, p) {
-                Ok(()) => {
-                    if to_server.send(msg.raw).await.is_err() {
-                        lost(gov, table, to_client, &id).await;
-                    }
-                }
-                Err(NotWaiting::Closed(_)) => gone(to_client, &id).await,
-                Err(NotWaiting::IdInUse(_)) => id_in_use(to_client, &id).await,
+        Kind::Response { id } => {
+            // The client's answer to a request of the server's: its finish.
+            let permit = lock(table).from_server.remove(&key(&id));
+            if let Some(permit) = permit {
+                let gov = Arc::clone(gov);
+                let value = msg.value.clone();
+                tasks.spawn(async move { gov.record_finish(&permit, &value).await });
             }
+            let _ = to_server.send(msg.raw).await;
         }
-        Kind::Notification { .. } | Kind::Response { .. } => {
+        Kind::Notification { .. } => {
             let _ = to_server.send(msg.raw).await;
         }
         Kind::Invalid { code, why } => {
@@ -343,29 +398,129 @@ async fn from_server<A: Authority>(
     gov: &Arc<Governor<A>>,
     table: &Shared,
     to_client: &mpsc::Sender<Vec<u8>>,
+    to_server: &mpsc::WeakSender<Vec<u8>>,
     tasks: &mut JoinSet<()>,
     raw: Vec<u8>,
 ) {
     let msg = Message::parse(raw);
-    let Kind::Response { id } = &msg.kind else {
-        // Server requests (sampling, elicitation, roots, ping) and
-        // notifications (progress, logging, list changes) pass as they are.
-        if let Kind::Invalid { why, .. } = &msg.kind {
-            tracing::warn!("the MCP server sent something that is not a message: {why}");
-            return;
+    match &msg.kind {
+        Kind::Response { id } => {
+            let waiting = lock(table).waiting.remove(&key(id));
+            answer_client(gov, to_client, tasks, waiting, msg).await;
         }
-        let _ = to_client.send(msg.raw).await;
-        return;
-    };
-    let waiting = lock(table).waiting.remove(&key(id));
+        Kind::Request { id, method } => {
+            let id = id.clone();
+            let ask = ask_of(
+                &gov.session().server,
+                method,
+                msg.value.get("params"),
+                From::Server,
+            );
+            let ask = match ask {
+                Ok(Some(a)) => a,
+                Ok(None) => {
+                    let _ = to_client.send(msg.raw).await;
+                    return;
+                }
+                Err(e) => {
+                    if let Some(to_server) = to_server.upgrade() {
+                        let _ = to_server
+                            .send(to_line(&error_response(&id, INVALID_PARAMS, &e.0)))
+                            .await;
+                    }
+                    return;
+                }
+            };
+            let Some(to_server) = to_server.upgrade() else {
+                // The client is gone and the server's input closed: nobody
+                // would answer it.
+                return;
+            };
+            let (gov, table, to_client, to_server) = (
+                Arc::clone(gov),
+                Arc::clone(table),
+                to_client.clone(),
+                to_server.clone(),
+            );
+            tasks.spawn(async move {
+                match gov.authorize(ask).await {
+                    Err(d) => {
+                        let _ = to_server.send(to_line(&denied_response(&id, &d))).await;
+                    }
+                    Ok(permit) => {
+                        let taken = {
+                            let mut t = lock(&table);
+                            let k = key(&id);
+                            if t.from_server.contains_key(&k) {
+                                Some(permit)
+                            } else {
+                                t.from_server.insert(k, Box::new(permit));
+                                None
+                            }
+                        };
+                        match taken {
+                            Some(permit) => {
+                                gov.record_unforwarded(&permit, "its request id was in use")
+                                    .await;
+                                let _ = to_server
+                                    .send(to_line(&error_response(
+                                        &id,
+                                        INVALID_REQUEST,
+                                        "request id in use by a request still waiting; refused by writ mcp-proxy",
+                                    )))
+                                    .await;
+                            }
+                            None => {
+                                let _ = to_client.send(msg.raw).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        // Notifications (progress, logging, list changes) pass as they are.
+        Kind::Notification { .. } => {
+            let _ = to_client.send(msg.raw).await;
+        }
+        Kind::Invalid { why, .. } => {
+            tracing::warn!("the MCP server sent a message writ mcp-proxy refuses: {why}");
+            // An answer the client waits for must not be lost: it gets an
+            // error in its place.
+            let id = msg.value.get("id").filter(|i| crate::message::valid_id(i));
+            let waiting = id.and_then(|id| lock(table).waiting.remove(&key(id)));
+            if let (Some(id), Some((_, p))) = (id, waiting) {
+                if let Pending::Call(permit) = p {
+                    gov.record_unforwarded(&permit, &format!("the server's answer was refused: {why}"))
+                        .await;
+                }
+                let _ = to_client
+                    .send(to_line(&error_response(
+                        id,
+                        SERVER_GONE,
+                        &format!("the MCP server's answer was refused by writ mcp-proxy: {why}"),
+                    )))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The server's answer to a waiting request of the client's.
+async fn answer_client<A: Authority>(
+    gov: &Arc<Governor<A>>,
+    to_client: &mpsc::Sender<Vec<u8>>,
+    tasks: &mut JoinSet<()>,
+    waiting: Option<(Value, Pending)>,
+    msg: Message,
+) {
     match waiting {
         None | Some((_, Pending::Plain)) => {
             let _ = to_client.send(msg.raw).await;
         }
-        Some((_, Pending::ToolsList)) => {
+        Some((_, Pending::List(listed))) => {
             let (gov, to_client) = (Arc::clone(gov), to_client.clone());
             tasks.spawn(async move {
-                let filtered = gov.filter_tools(msg.value).await;
+                let filtered = gov.filter_list(msg.value, listed).await;
                 let _ = to_client.send(to_line(&filtered)).await;
             });
         }
@@ -550,10 +705,50 @@ mod tests {
             v["result"]["content"][0]["text"],
             "denied: policy_denied: no permit applies"
         );
-        // Server-initiated requests and notifications reach the client as they are.
+        // A server's own request is decided too: denied here, so the server
+        // gets the error and the client never sees it; a notification and a
+        // ping pass as they are.
         let sampling = r#"{"jsonrpc":"2.0","id":9,"method":"sampling/createMessage","params":{}}"#;
         send(&mut r.server_w, sampling).await;
-        assert_eq!(next(&mut r.client_r).await, sampling);
+        r.gate.add_permits(1);
+        let v: Value = serde_json::from_str(&next(&mut r.server_r).await).unwrap();
+        assert_eq!(
+            (&v["id"], &v["error"]["code"], &v["error"]["data"]["writ/reason"]),
+            (&json!(9), &json!(crate::message::DENIED), &json!("policy_denied")),
+            "{v}"
+        );
+        let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        send(&mut r.server_w, note).await;
+        assert_eq!(next(&mut r.client_r).await, note);
+        let ping = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
+        send(&mut r.server_w, ping).await;
+        assert_eq!(next(&mut r.client_r).await, ping);
+        // A read of a resource is decided like a call, and its denial is a
+        // JSON-RPC error (not a tool result).
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":11,"method":"resources/read","params":{"uri":"file:///etc/shadow"}}"#,
+        )
+        .await;
+        r.gate.add_permits(1);
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            (&v["id"], &v["error"]["code"]),
+            (&json!(11), &json!(crate::message::DENIED)),
+            "{v}"
+        );
+        // Keys another parser reads as one are refused, whatever the method.
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":12,"method":"ping","Method":"tools/call","params":{"name":"write_file"}}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+        assert_eq!(
+            (&v["id"], &v["error"]["code"]),
+            (&json!(12), &json!(INVALID_REQUEST)),
+            "{v}"
+        );
         // The client closes: the server saw nothing but the ping.
         r.client_w.shutdown().await.unwrap();
         assert_eq!(
@@ -602,7 +797,7 @@ mod tests {
         let mut r = rig(false);
         send(
             &mut r.client_w,
-            r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}}"#,
+            r#"{"jsonrpc":"2.0","id":5,"method":"resources/templates/list","params":{}}"#,
         )
         .await;
         next(&mut r.server_r).await;

@@ -173,7 +173,9 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
         "// Cedar schema fragment for the tools of MCP server {}, written by\n// `writ policy mcp-schema`. Merge it into the bundle's schema.cedarschema.\n",
         serde_json::to_string(server).unwrap_or_default()
     );
-    text.push_str("entity User, Agent;\nentity Tool;\nentity McpServer;\n\n");
+    text.push_str(
+        "entity User, Agent;\nentity Tool;\nentity McpServer;\nentity Resource, Prompt, McpMethod;\n\n",
+    );
     for (name, attrs) in &per_tool {
         let _ = write!(
             text,
@@ -194,8 +196,71 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
         text,
         "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
     );
+    text.push_str(OTHER_METHODS);
     Fragment { text, warnings }
 }
+
+/// The other requests `writ mcp-proxy` decides (`methods`), whose shapes do
+/// not depend on the server. `get_prompt` is not declared: a prompt's
+/// arguments are the server's to name, so under a bundle with this schema
+/// a prompt request does not validate and is denied.
+const OTHER_METHODS: &str = r#"
+action "read_resource", "subscribe_resource" appliesTo {
+  principal: [User, Agent],
+  resource: [Resource],
+  context: {
+    "server": String,
+    "uri": String,
+    "request": { "method": String, "uri": String },
+    "environment": {},
+    "scope": WritScope,
+    "audience": String,
+    "lineage": WritLineage,
+  }
+};
+
+action "complete" appliesTo {
+  principal: [User, Agent],
+  resource: [Prompt, Resource],
+  context: {
+    "server": String,
+    "argument"?: String,
+    "request": { "method": String, "params": String },
+    "environment": {},
+    "scope": WritScope,
+    "audience": String,
+    "lineage": WritLineage,
+  }
+};
+
+action "set_log_level" appliesTo {
+  principal: [User, Agent],
+  resource: [McpServer],
+  context: {
+    "server": String,
+    "level": String,
+    "request": { "method": String, "level": String },
+    "environment": {},
+    "scope": WritScope,
+    "audience": String,
+    "lineage": WritLineage,
+  }
+};
+
+action "mcp_request", "server_request" appliesTo {
+  principal: [User, Agent],
+  resource: [McpMethod],
+  context: {
+    "server": String,
+    "method": String,
+    "request": { "method": String, "params": String },
+    "environment": {},
+    "scope": WritScope,
+    "audience": String,
+    "lineage": WritLineage,
+  }
+};
+"#;
 
 const WRIT_CONTEXT_TYPES: &str = "// What writ adds to every context.
 type WritScope = { \"read\": Set<String>, \"write\": Set<String>, \"net\": Bool };
