@@ -321,6 +321,11 @@ pub struct AuthorizeArgs {
     /// for a gateway that runs at once; the writ then cannot be started again.
     #[arg(long)]
     pub start: bool,
+    /// Let another principal (a Cedar UID) name this writ as its parent
+    /// (repeatable, at most 16). Logged, and seen by the policy as
+    /// `context.delegates`; without it only this writ's own principal may.
+    #[arg(long = "delegate", value_name = "UID")]
+    pub delegates: Vec<String>,
 }
 
 pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
@@ -341,7 +346,7 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
         lifetime_secs: a.lifetime,
         start: a.start,
         credential: false,
-        delegates: Vec::new(),
+        delegates: a.delegates,
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
     if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()

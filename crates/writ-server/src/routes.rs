@@ -255,6 +255,24 @@ impl FromRequestParts<Shared> for Caller {
     }
 }
 
+/// The caller of `POST /v1/executions/{jti}/finish`, which records how a run
+/// ended and grants nothing: the runner a revocation stopped may still
+/// record why, without administrative power
+/// (`Authority::authenticate_for_finish`).
+pub struct FinishCaller(pub Principal);
+
+impl FromRequestParts<Shared> for FinishCaller {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
+        let token = bearer(&parts.headers);
+        state
+            .authority
+            .authenticate_for_finish(token.unwrap_or_default())
+            .map(FinishCaller)
+            .map_err(|d| error(denial_status(d.reason), "denied", Some(d.reason), d.message))
+    }
+}
+
 fn bearer(h: &HeaderMap) -> Option<&str> {
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -570,7 +588,7 @@ async fn renew(
 
 async fn finish(
     State(s): State<Shared>,
-    Caller(who): Caller,
+    FinishCaller(who): FinishCaller,
     Path(jti): Path<String>,
     Json(req): Json<FinishRequest>,
 ) -> Response {

@@ -891,8 +891,8 @@ fn security_md_attack_table_matches_the_tests() {
         let code = cols[2].trim_matches('`');
         assert!(
             writ_artifact::ReasonCode::parse(code).is_some()
-                || ["400", "403", "413"].contains(&code),
-            "row {row:?}: {code} is neither a reason code nor 400, 403 or 413"
+                || ["400", "403", "413", "usage", "EPERM", "SIGKILL"].contains(&code),
+            "row {row:?}: {code} is neither a reason code nor 400, 403, 413, usage, EPERM or SIGKILL"
         );
         let test = cols[3].trim_matches('`');
         let (file, func) = test

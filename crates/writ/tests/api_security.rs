@@ -23,8 +23,10 @@ fn state(srv: &Server) -> Value {
         .get("/v1/log/checkpoints?from=0&limit=1000", None)
         .json();
     let kid = std::fs::read_to_string(srv.dir.join("keys/current")).unwrap();
+    let principals = srv.get("/v1/principals", Some(&srv.admin_token)).json();
     json!({"entries": entries, "revocations": revocations, "policies": policies,
-           "jwks": jwks, "checkpoints": checkpoints.as_array().map(Vec::len), "kid": kid})
+           "jwks": jwks, "checkpoints": checkpoints.as_array().map(Vec::len), "kid": kid,
+           "principals": principals})
 }
 
 /// Who may call each POST route.
@@ -48,7 +50,13 @@ fn need(path: &str) -> Need {
         | "/v1/executions/{jti}/finish"
         | "/v1/log/checkpoint" => Need::Principal,
         // The console's demo plays a scenario that revokes a writ.
-        "/v1/revocations" | "/v1/principals" | "/v1/policies" | "/v1/keys/rotate"
+        "/v1/revocations"
+        | "/v1/principals"
+        | "/v1/principals/rotate"
+        | "/v1/principals/disable"
+        | "/v1/principals/enable"
+        | "/v1/policies"
+        | "/v1/keys/rotate"
         | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
@@ -118,6 +126,9 @@ fn no_state_changing_route_works_without_the_right_token() {
                 path.to_owned(),
                 json!({"uid": "Agent::\"eve\"", "admin": true}),
             ),
+            "/v1/principals/rotate" | "/v1/principals/disable" | "/v1/principals/enable" => {
+                (path.to_owned(), json!({"uid": "Agent::\"mallory\""}))
+            }
             "/v1/policies" => (path.to_owned(), bundle.clone()),
             "/v1/keys/rotate" => (path.to_owned(), json!({})),
             other => panic!("no body for POST {other}"),
@@ -190,10 +201,12 @@ fn no_state_changing_route_works_without_the_right_token() {
     for path in [
         "/v1/revocations",
         "/v1/policies",
+        "/v1/principals",
         &format!("/v1/lineage/{jti}"),
     ] {
         assert_eq!(srv.get(path, None).status, 401, "GET {path}");
     }
+    assert_eq!(srv.get("/v1/principals", Some(&agent)).status, 403);
 
     // The same bodies with the right token do change state: the check above
     // could fail.
@@ -202,6 +215,7 @@ fn no_state_changing_route_works_without_the_right_token() {
         "/v1/principals",
         "/v1/policies",
         "/v1/keys/rotate",
+        "/v1/principals/disable",
     ] {
         let (path, body) = body_for(p);
         let r = srv.post(&path, Some(&srv.admin_token), &body);
@@ -212,7 +226,7 @@ fn no_state_changing_route_works_without_the_right_token() {
         );
     }
     let after = state(&srv);
-    for k in ["entries", "revocations", "policies", "jwks", "kid"] {
+    for k in ["entries", "revocations", "policies", "jwks", "kid", "principals"] {
         assert_ne!(
             after[k], before[k],
             "{k} did not change with the admin token"

@@ -153,7 +153,7 @@ fn policy_check_prints_the_bundle_hash() {
     );
     out.expect_code(0, "writ policy check");
     assert!(
-        out.stdout.starts_with(&format!("ok: {hash} (5 policies)")),
+        out.stdout.starts_with(&format!("ok: {hash} (6 policies)")),
         "{out:#?}"
     );
     let out = run_writ(
@@ -171,6 +171,7 @@ fn policy_check_prints_the_bundle_hash() {
             "exec-harmless-commands",
             "exec-no-network",
             "lineage-max-depth-3",
+            "mcp-server-requests",
             "mcp-sessions",
             "tools-read-only"
         ])

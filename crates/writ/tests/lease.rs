@@ -425,12 +425,12 @@ fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchil
     run_writ(&["exec", "--", "/usr/bin/true"], &env_unstarted, Some(&t))
         .expect_denied("lineage_broken", "a child of a writ never started");
 
-    let pass = "--env-allow WRIT_SERVER --env-allow WRIT_TOKEN";
+    
     script(
         &t.join("p.sh"),
         &format!(
             "echo \"$WRIT_PARENT\" > {ts}/p.writ\n\
-             exec {w} exec --net --read {ts} --read {bin_dir} --write {ts} {pass} --kill-grace 1 -- {ts}/c.sh"
+             exec {w} exec --net --read {ts} --read {bin_dir} --write {ts} --kill-grace 1 -- {ts}/c.sh"
         ),
     );
     script(
@@ -455,10 +455,6 @@ fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchil
             &bin_dir,
             "--write",
             ts,
-            "--env-allow",
-            "WRIT_SERVER",
-            "--env-allow",
-            "WRIT_TOKEN",
             "--lifetime",
             "600",
             "--kill-grace",
@@ -604,10 +600,6 @@ fn a_script_that_outlives_its_revoked_child_is_recorded_as_revoked() {
                 ts,
                 "--read",
                 &bin_dir,
-                "--env-allow",
-                "WRIT_SERVER",
-                "--env-allow",
-                "WRIT_TOKEN",
                 "--lifetime",
                 "600",
                 "--kill-grace",
@@ -667,10 +659,6 @@ fn an_mcp_session_under_a_revoked_run_is_recorded_as_revoked() {
             "--net",
             "--read",
             &bin_dir,
-            "--env-allow",
-            "WRIT_SERVER",
-            "--env-allow",
-            "WRIT_TOKEN",
             "--kill-grace",
             "2",
             "--",
@@ -754,10 +742,6 @@ fn a_nested_run_without_net_says_it_needs_net() {
             "exec",
             "--read",
             &bin_dir,
-            "--env-allow",
-            "WRIT_SERVER",
-            "--env-allow",
-            "WRIT_TOKEN",
             "--",
             bin.to_str().unwrap(),
             "exec",

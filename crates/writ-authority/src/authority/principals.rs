@@ -73,6 +73,67 @@ impl Authority {
         Ok(p.clone())
     }
 
+    /// Authenticate the caller of `POST /v1/executions/{jti}/finish`, which
+    /// records how an execution ended and grants nothing: as
+    /// [`Authority::authenticate`], but a revoked or disabled principal's
+    /// token, and the credential of a revoked execution or one whose lease
+    /// ended, still authenticate here, without administrative power, so that
+    /// the runner a revocation stopped can record why (refusing it would
+    /// only lose the record). The caller still finishes only its own
+    /// executions (a credential: its execution's children).
+    pub fn authenticate_for_finish(&self, token: &str) -> Result<Principal, Denial> {
+        let refused = match self.authenticate(token) {
+            Ok(p) => return Ok(p),
+            Err(d) if matches!(d.reason, ReasonCode::Unauthenticated | ReasonCode::Revoked) => d,
+            Err(d) => return Err(d),
+        };
+        if token.len() > TOKEN_BYTES_MAX {
+            return Err(refused);
+        }
+        if let Some(rest) = token.strip_prefix(CREDENTIAL_PREFIX) {
+            return match self.credential_holder(rest) {
+                Ok(Some((jti, uid))) => Ok(Principal {
+                    uid,
+                    admin: false,
+                    execution: Some(jti),
+                }),
+                Ok(None) => Err(refused),
+                Err(d) => Err(d),
+            };
+        }
+        let h = token_hash(token);
+        let state = self.state();
+        match state.principals.get_key_value(&h) {
+            Some((stored, p)) if bool::from(stored.ct_eq(&h)) => Ok(Principal::new(p.uid.clone(), false)),
+            _ => Err(refused),
+        }
+    }
+
+    /// The execution and principal of a credential whose secret matches and
+    /// whose execution has not finished (revocation and lease not checked).
+    fn credential_holder(&self, rest: &str) -> Result<Option<(String, String)>, Denial> {
+        let Some((jti, secret)) = rest.split_once('_') else {
+            return Ok(None);
+        };
+        if jti.len() != 32 || !jti.bytes().all(|b| b.is_ascii_hexdigit()) || secret.is_empty() {
+            return Ok(None);
+        }
+        let Some(exec) = self.store.execution(jti).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let matches = exec
+            .credential_hash
+            .is_some_and(|stored| bool::from(stored.ct_eq(&token_hash(secret))));
+        if !matches || exec.finished_ms.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .writ(jti)
+            .map_err(unavailable)?
+            .map(|r| (jti.to_owned(), r.principal)))
+    }
+
     /// An execution credential (`writx_<jti>_<secret>`, after the prefix):
     /// valid while its execution runs, its lease lasts, and neither it, an
     /// ancestor nor a principal on its chain is revoked or disabled.
@@ -112,9 +173,12 @@ impl Authority {
             revoked: &state.revoked,
         };
         if let Some(why) = oracle.revoked_chain(jti, &rec.principal, rec.parent.as_deref())? {
-            return Err(unauthenticated(format!(
-                "the credential of execution {jti} no longer works: {why}"
-            )));
+            // The credential is genuine; what it speaks for is revoked (the
+            // runner that holds it reports that, not a bad token).
+            return Err(Denial::new(
+                ReasonCode::Revoked,
+                format!("the credential of execution {jti} no longer works: {why}"),
+            ));
         }
         Ok(Principal {
             uid: rec.principal,

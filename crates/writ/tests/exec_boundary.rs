@@ -1,0 +1,279 @@
+//! What a governed program must not be able to do from inside its run, with
+//! real processes and a real pseudo-terminal: type into the caller's
+//! terminal (TIOCSTI), outlive or kill its runner, or run at all where the
+//! kernel cannot confine it (unless the caller says so, on the record).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ALLOW_ALL: &str =
+    "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n";
+
+/// Runs in a fresh pseudo-terminal (it is the session's controlling
+/// terminal, as a user's shell has): `writ exec` of a program that pushes
+/// `echo INJECTED` into the terminal's input queue with TIOCSTI (with the
+/// plain request and with high bits set, which the kernel ignores), then
+/// reads what is waiting in the queue, as the caller's shell would next.
+/// With `--bare`, the same program runs without writ (the baseline that
+/// shows the attack works on this host).
+const PTY_HARNESS: &str = r#"
+import ctypes, fcntl, json, os, pty, subprocess, sys, time
+writ, server, token, mode = sys.argv[1:5]
+ATTACK = r'''
+import ctypes, fcntl, sys, termios
+libc = ctypes.CDLL(None, use_errno=True)
+results = []
+for request in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32)):
+    ok = True
+    for c in b"echo INJECTED\n":
+        if libc.ioctl(0, ctypes.c_ulong(request), ctypes.c_char_p(bytes([c]))) != 0:
+            ok = False
+            results.append(ctypes.get_errno())
+            break
+    if ok:
+        results.append(0)
+print("ERRNOS", results, flush=True)
+'''
+pid, fd = pty.fork()
+if pid == 0:
+    env = dict(os.environ, WRIT_SERVER=server, WRIT_TOKEN=token)
+    cmd = [sys.executable, "-c", ATTACK] if mode == "--bare" else [writ, "exec", "--", "/usr/bin/python3", "-c", ATTACK]
+    rc = subprocess.run(cmd, env=env).returncode
+    fl = fcntl.fcntl(0, fcntl.F_GETFL)
+    fcntl.fcntl(0, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+    time.sleep(0.3)
+    try:
+        queued = os.read(0, 4096)
+    except BlockingIOError:
+        queued = b""
+    print("RESULT " + json.dumps({"rc": rc, "queued": queued.decode(errors="replace")}), flush=True)
+    os._exit(0)
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+"#;
+
+fn in_a_terminal(srv: &Server, mode: &str) -> (Value, String) {
+    let out = Command::new("python3")
+        .args(["-c", PTY_HARNESS, writ_bin(), &srv.url, &srv.admin_token, mode])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result from the terminal: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (serde_json::from_str(line).unwrap(), text)
+}
+
+/// A governed program with the caller's terminal on its standard input
+/// pushed a command into the caller's shell with TIOCSTI, to run after the
+/// governed run, ungoverned (Landlock does not cover an inherited
+/// descriptor). The kernel now refuses the ioctl (EPERM) to the program
+/// and everything it starts: nothing reaches the terminal's input.
+#[test]
+fn a_governed_program_cannot_type_into_the_callers_terminal() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").unwrap_or_default();
+    if legacy.trim() == "1" {
+        // The baseline: on this host the attack works outside writ.
+        let (bare, text) = in_a_terminal(&srv, "--bare");
+        assert_eq!(bare["queued"], "echo INJECTED\n", "{text}");
+    } else {
+        eprintln!("dev.tty.legacy_tiocsti is {legacy:?}: the kernel refuses TIOCSTI itself; checking writ's refusal only");
+    }
+    let (governed, text) = in_a_terminal(&srv, "--governed");
+    assert_eq!(governed["rc"], 0, "{text}\n{}", srv.log());
+    assert_eq!(governed["queued"], "", "the program typed into the terminal: {text}");
+    assert!(
+        text.contains("ERRNOS [1, 1]"),
+        "both requests must fail with EPERM: {text}"
+    );
+    assert!(!text.contains("INJECTED\r\n"), "{text}");
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|s| {
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
+/// A runner killed with SIGKILL left its program running, no longer
+/// renewed or watched. The kernel now kills the program with it (the
+/// parent-death signal the program asks for before it executes), and the
+/// program cannot kill its runner first (Landlock's signal scope).
+#[test]
+fn a_program_dies_with_its_killed_runner_and_cannot_kill_it() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let env = [("WRIT_SERVER", srv.url.as_str()), ("WRIT_TOKEN", srv.admin_token.as_str())];
+    let mut runner = spawn_writ(
+        &["exec", "--lifetime", "600", "--", "/usr/bin/sleep", "600"],
+        &env,
+        Some(tmp.path()),
+    );
+    let rpid = runner.id();
+    let mut program = 0;
+    wait_for("the program to start", Duration::from_secs(30), || {
+        program = children(rpid).first().copied().unwrap_or(0);
+        program != 0
+            && std::fs::read(format!("/proc/{program}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"/usr/bin/sleep\0"))
+    });
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    wait_for("the program to die with its runner", Duration::from_secs(5), || !alive(program));
+
+    // The program cannot kill its runner: kill fails (EPERM), the runner
+    // records the run.
+    let t = tmp.path().canonicalize().unwrap();
+    let out = run_writ(
+        &["exec", "--write", t.to_str().unwrap(), "--", "/bin/sh", "-c", &format!("kill -9 $PPID 2> {}/kill.err; echo $? > {}/kill.rc", t.display(), t.display())],
+        &env,
+        Some(&t),
+    );
+    out.expect_code(0, "a program that tries to kill its runner");
+    assert_ne!(std::fs::read_to_string(t.join("kill.rc")).unwrap().trim(), "0");
+    let err = std::fs::read_to_string(t.join("kill.err")).unwrap();
+    assert!(err.contains("not permitted"), "{err}");
+}
+
+/// A C program that makes Landlock's system calls fail with ENOSYS, then
+/// executes its arguments: the kernel as an older one, or one with Landlock
+/// off, would be for what it runs.
+const NO_LANDLOCK_C: &str = r#"
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    (void)argc;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 444, 0, 2),
+        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 446, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog p = { sizeof f / sizeof f[0], f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p))
+        return 126;
+    execv(argv[1], argv + 1);
+    return 127;
+}
+"#;
+
+fn no_landlock_helper(dir: &Path) -> PathBuf {
+    let src = dir.join("no_landlock.c");
+    let bin = dir.join("no_landlock");
+    std::fs::write(&src, NO_LANDLOCK_C).unwrap();
+    let st = Command::new("gcc")
+        .args(["-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("gcc is needed for this test: {e}"));
+    assert!(st.success(), "gcc failed");
+    bin
+}
+
+/// Where the kernel could not confine the program, it ran anyway with
+/// whatever the kernel gave, recorded but not refused. Without the scope
+/// enforced in full nothing runs now, unless the caller says
+/// `--allow-partial-enforcement`, which the writ binds and the policy sees.
+#[test]
+fn no_confinement_means_no_run_unless_the_caller_accepts_it_on_the_record() {
+    let srv = Server::start();
+    activate_policy(&srv, "all", ALLOW_ALL);
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path().canonicalize().unwrap();
+    let helper = no_landlock_helper(&t);
+    let marker = t.join("ran");
+    let argv = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![helper.to_str().unwrap().into(), writ_bin().into(), "exec".into()];
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v.extend(["--write", t.to_str().unwrap(), "--", "/usr/bin/touch", marker.to_str().unwrap()].map(String::from));
+        v
+    };
+    let run = |args: Vec<String>| {
+        let out = Command::new(&args[0])
+            .args(&args[1..])
+            .env("WRIT_SERVER", &srv.url)
+            .env("WRIT_TOKEN", &srv.admin_token)
+            .current_dir(&t)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let decisions = || srv.log_entries().iter().filter(|e| e["entry"]["type"] == "decision").count();
+    let before = decisions();
+    let (code, err) = run(argv(&[]));
+    assert_eq!(code, 26, "{err}");
+    assert!(err.starts_with("denied: integrity_failure: full enforcement is required"), "{err}");
+    assert!(!marker.exists(), "the program ran without confinement");
+    assert_eq!(decisions(), before, "nothing was asked");
+
+    let (code, err) = run(argv(&["--allow-partial-enforcement"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(marker.exists());
+    let entries = srv.log_entries();
+    let d = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .rfind(|e| e["type"] == "decision" && e["decision"] == "allow")
+        .unwrap();
+    let facts = &d["context"]["environment"];
+    assert_eq!(
+        (&facts["enforcement"], &facts["allow_partial_enforcement"]),
+        (&json!("none"), &json!(true)),
+        "{d}"
+    );
+    let finish = entries.iter().map(|e| &e["entry"]).rfind(|e| e["type"] == "execution_finish").unwrap();
+    assert_eq!(finish["enforcement"], "none", "{finish}");
+    // And a policy can refuse it.
+    activate_policy(
+        &srv,
+        "no-partial",
+        &format!("{ALLOW_ALL}@id(\"no-partial\")\nforbid (principal, action, resource) when {{ context.environment has allow_partial_enforcement }};\n"),
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let (code, err) = run(argv(&["--allow-partial-enforcement"]));
+    assert_eq!(code, 10, "{err}");
+    assert!(!marker.exists());
+}
