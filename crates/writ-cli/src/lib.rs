@@ -234,7 +234,7 @@ mod tests {
                 "X",
                 "--system-read",
                 "/usr",
-                "--require-full-enforcement",
+                "--allow-partial-enforcement",
                 "--",
                 "x",
             ],

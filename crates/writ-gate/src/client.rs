@@ -161,7 +161,7 @@ fn with_root_cause(e: &reqwest::Error) -> String {
 /// Landlock refuses TCP to a run without `--net`.
 fn unreachable_hint() -> &'static str {
     if std::env::var_os("WRIT_PARENT").is_some() {
-        "(inside a governed program: its run needs `--net` and `--env-allow WRIT_SERVER` to reach the authority)"
+        "(inside a governed program: its run needs `--net` to reach the authority)"
     } else {
         "(start it with `writ serve`, or set WRIT_SERVER)"
     }
