@@ -476,7 +476,11 @@ impl Authority {
                             target: t.clone(),
                             kind: kind.into(),
                             reason: reason_of(t),
-                            jtis: if kind == "writ" { vec![t.clone()] } else { Vec::new() },
+                            jtis: if kind == "writ" {
+                                vec![t.clone()]
+                            } else {
+                                Vec::new()
+                            },
                             log_index: None,
                         });
                     }
@@ -1669,7 +1673,7 @@ impl Authority {
     /// The writ `jti`, its ancestors and the principals of all of them:
     /// what a revocation must name to reach it. `None` if no such writ was
     /// issued; an error if the chain cannot be read.
-    pub fn chain_of(&self, jti: &str) -> Result<Option<(Vec<String>, Vec<String>)>, CallError> {
+    pub fn chain_of(&self, jti: &str) -> Result<Option<Chain>, CallError> {
         let Some(rec) = self.store.writ(jti)? else {
             return Ok(None);
         };
@@ -1885,6 +1889,10 @@ impl Authority {
     }
 }
 
+/// A writ's chain: its jti and its ancestors' (nearest first), and the
+/// principals of all of them.
+pub type Chain = (Vec<String>, Vec<String>);
+
 struct ParentInfo {
     jti: String,
     root: String,
@@ -2011,12 +2019,14 @@ fn load_rest(
         .map_err(|e| e.to_string())?
         .into_iter()
         .collect::<Vec<PrincipalRecord>>();
-    let mut revoked = Revoked::default();
-    revoked.disabled = principals
-        .iter()
-        .filter(|p| p.disabled)
-        .map(|p| p.uid.clone())
-        .collect();
+    let mut revoked = Revoked {
+        disabled: principals
+            .iter()
+            .filter(|p| p.disabled)
+            .map(|p| p.uid.clone())
+            .collect(),
+        ..Revoked::default()
+    };
     let principals = principals
         .into_iter()
         .map(|p| (p.token_hash, Principal::new(p.uid, p.admin)))
@@ -2196,8 +2206,7 @@ pub fn validate_authorize_request(req: &AuthorizeRequest) -> Result<(), BadReque
     }
     if req.credential && !req.start {
         return Err(BadRequest(
-            "field `credential` needs `start`: a credential belongs to a running execution"
-                .into(),
+            "field `credential` needs `start`: a credential belongs to a running execution".into(),
         ));
     }
     principals::check_delegates(&req.delegates)

@@ -93,9 +93,7 @@ pub fn die_with_runner(cmd: &mut std::process::Command, runner: u32) {
     // not allocate either. It touches no memory shared with other threads.
     unsafe {
         cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::KILL,
-            ))?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             let parent = rustix::process::getppid().map(rustix::process::Pid::as_raw_nonzero);
             if parent.map(|p| p.get()) != runner {
                 // The runner is already gone: the signal it would have sent

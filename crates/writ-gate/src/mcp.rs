@@ -14,11 +14,11 @@ use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_artifact::{
     canonical, Clock, Denial, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock, VerifyOptions,
 };
+use writ_exec::{Confinement, Enforcement};
 use writ_mcp::framing::{read_message, write_message, MESSAGE_BYTES_MAX};
 use writ_mcp::govern::{
     server_resource, Authority, Governor, Session, Unavailable, SESSION_ACTION,
 };
-use writ_exec::{Confinement, Enforcement};
 use writ_mcp::proxy::End;
 
 use crate::client::Client;

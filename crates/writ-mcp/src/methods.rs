@@ -219,7 +219,11 @@ pub fn ask_of(
             let resource = match r.get("type").and_then(Value::as_str) {
                 Some("ref/prompt") => uid("Prompt", server, string_param(r, "name")?),
                 Some("ref/resource") => uid("Resource", server, string_param(r, "uri")?),
-                _ => return Err(BadCall("`ref.type` must be ref/prompt or ref/resource".into())),
+                _ => {
+                    return Err(BadCall(
+                        "`ref.type` must be ref/prompt or ref/resource".into(),
+                    ))
+                }
             };
             if let Some(name) = p
                 .get("argument")
@@ -293,7 +297,10 @@ mod tests {
         );
         assert_eq!(a.context["uri"], "file:///etc/shadow");
         let a = ask("prompts/get", json!({"name": "p", "arguments": {"x": "1"}})).unwrap();
-        assert_eq!((a.action, a.resource.as_str()), (GET_PROMPT, "Prompt::\"fs/p\""));
+        assert_eq!(
+            (a.action, a.resource.as_str()),
+            (GET_PROMPT, "Prompt::\"fs/p\"")
+        );
         let a = ask(
             "completion/complete",
             json!({"ref": {"type": "ref/resource", "uri": "file:///{x}"}, "argument": {"name": "x", "value": "a"}}),
@@ -304,7 +311,10 @@ mod tests {
             (COMPLETE, "Resource::\"fs/file:///{x}\"")
         );
         let a = ask("logging/setLevel", json!({"level": "debug"})).unwrap();
-        assert_eq!((a.action, a.resource.as_str()), (SET_LOG_LEVEL, "McpServer::\"fs\""));
+        assert_eq!(
+            (a.action, a.resource.as_str()),
+            (SET_LOG_LEVEL, "McpServer::\"fs\"")
+        );
         // What the proxy does not know is decided too (denied unless permitted).
         let a = ask("tasks/result", json!({"taskId": "t"})).unwrap();
         assert_eq!(
@@ -316,9 +326,14 @@ mod tests {
         assert!(a.tool_call);
         assert_eq!(a.request, json!({"name": "t", "arguments": {"a": 1}}));
         // A server's requests are recorded as decisions; its pings pass.
-        let s = ask_of("fs", "sampling/createMessage", Some(&json!({})), From::Server)
-            .unwrap()
-            .unwrap();
+        let s = ask_of(
+            "fs",
+            "sampling/createMessage",
+            Some(&json!({})),
+            From::Server,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(
             (s.action, s.resource.as_str()),
             (SERVER_REQUEST, "McpMethod::\"fs/sampling/createMessage\"")
@@ -331,7 +346,10 @@ mod tests {
             ("completion/complete", json!({"ref": {"type": "ref/x"}})),
             ("tools/call", json!({"arguments": {}})),
         ] {
-            assert!(ask_of("fs", m, Some(&bad), From::Client).is_err(), "{m} {bad}");
+            assert!(
+                ask_of("fs", m, Some(&bad), From::Client).is_err(),
+                "{m} {bad}"
+            );
         }
     }
 }

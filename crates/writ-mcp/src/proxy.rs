@@ -31,8 +31,8 @@ use tokio::task::JoinSet;
 use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX};
 use crate::govern::{Authority, Governor, Listed, Permit};
 use crate::message::{
-    denied_response, error_response, to_line, tool_denial_response, Kind, Message,
-    INVALID_PARAMS, INVALID_REQUEST, SERVER_GONE,
+    denied_response, error_response, to_line, tool_denial_response, Kind, Message, INVALID_PARAMS,
+    INVALID_REQUEST, SERVER_GONE,
 };
 use crate::methods::{ask_of, From};
 
@@ -448,13 +448,10 @@ async fn from_server<A: Authority>(
                         let _ = to_server.send(to_line(&denied_response(&id, &d))).await;
                     }
                     Ok(permit) => {
-                        let taken = {
-                            let mut t = lock(&table);
-                            let k = key(&id);
-                            if t.from_server.contains_key(&k) {
-                                Some(permit)
-                            } else {
-                                t.from_server.insert(k, Box::new(permit));
+                        let taken = match lock(&table).from_server.entry(key(&id)) {
+                            std::collections::hash_map::Entry::Occupied(_) => Some(permit),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                v.insert(Box::new(permit));
                                 None
                             }
                         };
@@ -490,8 +487,11 @@ async fn from_server<A: Authority>(
             let waiting = id.and_then(|id| lock(table).waiting.remove(&key(id)));
             if let (Some(id), Some((_, p))) = (id, waiting) {
                 if let Pending::Call(permit) = p {
-                    gov.record_unforwarded(&permit, &format!("the server's answer was refused: {why}"))
-                        .await;
+                    gov.record_unforwarded(
+                        &permit,
+                        &format!("the server's answer was refused: {why}"),
+                    )
+                    .await;
                 }
                 let _ = to_client
                     .send(to_line(&error_response(
@@ -713,8 +713,16 @@ mod tests {
         r.gate.add_permits(1);
         let v: Value = serde_json::from_str(&next(&mut r.server_r).await).unwrap();
         assert_eq!(
-            (&v["id"], &v["error"]["code"], &v["error"]["data"]["writ/reason"]),
-            (&json!(9), &json!(crate::message::DENIED), &json!("policy_denied")),
+            (
+                &v["id"],
+                &v["error"]["code"],
+                &v["error"]["data"]["writ/reason"]
+            ),
+            (
+                &json!(9),
+                &json!(crate::message::DENIED),
+                &json!("policy_denied")
+            ),
             "{v}"
         );
         let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;

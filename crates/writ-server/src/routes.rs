@@ -725,7 +725,11 @@ async fn disable_principal(
     Caller(who): Caller,
     Json(req): Json<PrincipalUidRequest>,
 ) -> Response {
-    match s.authority.set_principal_disabled(&who, &req.uid, true).await {
+    match s
+        .authority
+        .set_principal_disabled(&who, &req.uid, true)
+        .await
+    {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
     }
@@ -736,7 +740,11 @@ async fn enable_principal(
     Caller(who): Caller,
     Json(req): Json<PrincipalUidRequest>,
 ) -> Response {
-    match s.authority.set_principal_disabled(&who, &req.uid, false).await {
+    match s
+        .authority
+        .set_principal_disabled(&who, &req.uid, false)
+        .await
+    {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
     }

@@ -56,7 +56,8 @@ const STATE_CHANNEL: &str = "writ_state";
 const NO_ROW: &str = "WR001";
 
 /// Schema migrations, applied in order; `writ_schema.version` is how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE writ_head (
     id INT PRIMARY KEY CHECK (id = 1),
     size BIGINT NOT NULL,
@@ -151,7 +152,8 @@ BEGIN
     RETURN n;
 END
 $$ LANGUAGE plpgsql;
-"#, r#"
+"#,
+    r#"
 ALTER TABLE principals ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE executions ADD COLUMN cred_hash BYTEA;
 CREATE TABLE delegations (
@@ -159,7 +161,8 @@ CREATE TABLE delegations (
     principal TEXT NOT NULL,
     PRIMARY KEY (jti, principal)
 );
-"#];
+"#,
+];
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())

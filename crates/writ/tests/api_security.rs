@@ -226,7 +226,14 @@ fn no_state_changing_route_works_without_the_right_token() {
         );
     }
     let after = state(&srv);
-    for k in ["entries", "revocations", "policies", "jwks", "kid", "principals"] {
+    for k in [
+        "entries",
+        "revocations",
+        "policies",
+        "jwks",
+        "kid",
+        "principals",
+    ] {
         assert_ne!(
             after[k], before[k],
             "{k} did not change with the admin token"

@@ -70,14 +70,26 @@ sys.stdout.write(out.decode(errors="replace"))
 
 fn in_a_terminal(srv: &Server, mode: &str) -> (Value, String) {
     let out = Command::new("python3")
-        .args(["-c", PTY_HARNESS, writ_bin(), &srv.url, &srv.admin_token, mode])
+        .args([
+            "-c",
+            PTY_HARNESS,
+            writ_bin(),
+            &srv.url,
+            &srv.admin_token,
+            mode,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no result from the terminal: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the terminal: {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     (serde_json::from_str(line).unwrap(), text)
 }
 
@@ -100,7 +112,10 @@ fn a_governed_program_cannot_type_into_the_callers_terminal() {
     }
     let (governed, text) = in_a_terminal(&srv, "--governed");
     assert_eq!(governed["rc"], 0, "{text}\n{}", srv.log());
-    assert_eq!(governed["queued"], "", "the program typed into the terminal: {text}");
+    assert_eq!(
+        governed["queued"], "",
+        "the program typed into the terminal: {text}"
+    );
     assert!(
         text.contains("ERRNOS [1, 1]"),
         "both requests must fail with EPERM: {text}"
@@ -140,7 +155,10 @@ fn a_program_dies_with_its_killed_runner_and_cannot_kill_it() {
     let srv = Server::start();
     activate_policy(&srv, "all", ALLOW_ALL);
     let tmp = tempfile::tempdir().unwrap();
-    let env = [("WRIT_SERVER", srv.url.as_str()), ("WRIT_TOKEN", srv.admin_token.as_str())];
+    let env = [
+        ("WRIT_SERVER", srv.url.as_str()),
+        ("WRIT_TOKEN", srv.admin_token.as_str()),
+    ];
     let mut runner = spawn_writ(
         &["exec", "--lifetime", "600", "--", "/usr/bin/sleep", "600"],
         &env,
@@ -156,18 +174,37 @@ fn a_program_dies_with_its_killed_runner_and_cannot_kill_it() {
     });
     runner.kill().unwrap();
     runner.wait().unwrap();
-    wait_for("the program to die with its runner", Duration::from_secs(5), || !alive(program));
+    wait_for(
+        "the program to die with its runner",
+        Duration::from_secs(5),
+        || !alive(program),
+    );
 
     // The program cannot kill its runner: kill fails (EPERM), the runner
     // records the run.
     let t = tmp.path().canonicalize().unwrap();
     let out = run_writ(
-        &["exec", "--write", t.to_str().unwrap(), "--", "/bin/sh", "-c", &format!("kill -9 $PPID 2> {}/kill.err; echo $? > {}/kill.rc", t.display(), t.display())],
+        &[
+            "exec",
+            "--write",
+            t.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            &format!(
+                "kill -9 $PPID 2> {}/kill.err; echo $? > {}/kill.rc",
+                t.display(),
+                t.display()
+            ),
+        ],
         &env,
         Some(&t),
     );
     out.expect_code(0, "a program that tries to kill its runner");
-    assert_ne!(std::fs::read_to_string(t.join("kill.rc")).unwrap().trim(), "0");
+    assert_ne!(
+        std::fs::read_to_string(t.join("kill.rc")).unwrap().trim(),
+        "0"
+    );
     let err = std::fs::read_to_string(t.join("kill.err")).unwrap();
     assert!(err.contains("not permitted"), "{err}");
 }
@@ -226,9 +263,22 @@ fn no_confinement_means_no_run_unless_the_caller_accepts_it_on_the_record() {
     let helper = no_landlock_helper(&t);
     let marker = t.join("ran");
     let argv = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = vec![helper.to_str().unwrap().into(), writ_bin().into(), "exec".into()];
+        let mut v: Vec<String> = vec![
+            helper.to_str().unwrap().into(),
+            writ_bin().into(),
+            "exec".into(),
+        ];
         v.extend(extra.iter().map(|s| (*s).to_owned()));
-        v.extend(["--write", t.to_str().unwrap(), "--", "/usr/bin/touch", marker.to_str().unwrap()].map(String::from));
+        v.extend(
+            [
+                "--write",
+                t.to_str().unwrap(),
+                "--",
+                "/usr/bin/touch",
+                marker.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
         v
     };
     let run = |args: Vec<String>| {
@@ -239,13 +289,24 @@ fn no_confinement_means_no_run_unless_the_caller_accepts_it_on_the_record() {
             .current_dir(&t)
             .output()
             .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let decisions = || srv.log_entries().iter().filter(|e| e["entry"]["type"] == "decision").count();
+    let decisions = || {
+        srv.log_entries()
+            .iter()
+            .filter(|e| e["entry"]["type"] == "decision")
+            .count()
+    };
     let before = decisions();
     let (code, err) = run(argv(&[]));
     assert_eq!(code, 26, "{err}");
-    assert!(err.starts_with("denied: integrity_failure: full enforcement is required"), "{err}");
+    assert!(
+        err.starts_with("denied: integrity_failure: full enforcement is required"),
+        "{err}"
+    );
     assert!(!marker.exists(), "the program ran without confinement");
     assert_eq!(decisions(), before, "nothing was asked");
 
@@ -264,7 +325,11 @@ fn no_confinement_means_no_run_unless_the_caller_accepts_it_on_the_record() {
         (&json!("none"), &json!(true)),
         "{d}"
     );
-    let finish = entries.iter().map(|e| &e["entry"]).rfind(|e| e["type"] == "execution_finish").unwrap();
+    let finish = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .rfind(|e| e["type"] == "execution_finish")
+        .unwrap();
     assert_eq!(finish["enforcement"], "none", "{finish}");
     // And a policy can refuse it.
     activate_policy(

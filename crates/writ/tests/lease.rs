@@ -425,7 +425,6 @@ fn nested_runs_are_children_and_revoking_a_parent_terminates_a_running_grandchil
     run_writ(&["exec", "--", "/usr/bin/true"], &env_unstarted, Some(&t))
         .expect_denied("lineage_broken", "a child of a writ never started");
 
-    
     script(
         &t.join("p.sh"),
         &format!(

@@ -70,7 +70,13 @@ impl Proxy {
     /// `writ mcp-proxy --name rec [extra] -- /usr/bin/python3 recorder.py
     /// seen facts.json [probe...]` in a fresh directory, as `token`, with
     /// `env` added.
-    fn start(srv: &Server, token: &str, extra: &[&str], env: &[(&str, &str)], probes: &[&str]) -> Proxy {
+    fn start(
+        srv: &Server,
+        token: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        probes: &[&str],
+    ) -> Proxy {
         let dir = tempfile::tempdir().unwrap().keep().canonicalize().unwrap();
         Proxy::start_in(srv, token, extra, env, probes, &dir)
     }
@@ -117,7 +123,12 @@ impl Proxy {
                 let _ = tx.send(l);
             }
         });
-        Proxy { child, stdin, lines, dir: dir.to_path_buf() }
+        Proxy {
+            child,
+            stdin,
+            lines,
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn send(&mut self, line: &str) {
@@ -196,10 +207,23 @@ fn messages_another_json_parser_reads_differently_never_reach_the_server() {
     for a in attacks {
         p.send(a);
     }
-    let answers = p.answers(&[json!(1), json!(2), json!(3), json!(4), json!(5), Value::Null]);
+    let answers = p.answers(&[
+        json!(1),
+        json!(2),
+        json!(3),
+        json!(4),
+        json!(5),
+        Value::Null,
+    ]);
     for (id, a) in &answers {
         assert_eq!(a["error"]["code"], -32600, "{id}: {a}");
-        assert!(a["error"]["message"].as_str().unwrap().contains("another JSON parser"), "{a}");
+        assert!(
+            a["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("another JSON parser"),
+            "{a}"
+        );
     }
     // Every class of characters Unicode case folding (Python's, from its
     // own Unicode database) makes one.
@@ -230,14 +254,21 @@ fn messages_another_json_parser_reads_differently_never_reach_the_server() {
     let answers = p.answers(&ids);
     for (n, class) in classes.iter().enumerate() {
         let a = &answers[&json!(format!("c{n}")).to_string()];
-        assert_eq!(a["error"]["code"], -32600, "class {class:?} was not refused: {a}");
+        assert_eq!(
+            a["error"]["code"], -32600,
+            "class {class:?} was not refused: {a}"
+        );
     }
     // A clean ping still passes.
     p.send(r#"{"jsonrpc":"2.0","id":"clean","method":"ping"}"#);
     p.answers(&[json!("clean")]);
     let (_, dir) = p.close();
     let seen = Proxy::seen(&dir);
-    assert_eq!(seen, vec![json!({"jsonrpc":"2.0","id":"clean","method":"ping"})], "the server saw more");
+    assert_eq!(
+        seen,
+        vec![json!({"jsonrpc":"2.0","id":"clean","method":"ping"})],
+        "the server saw more"
+    );
 }
 
 fn decisions_about(srv: &Server, action: &str) -> Vec<Value> {
@@ -270,12 +301,30 @@ fn every_mcp_request_that_acts_or_discloses_is_decided_and_logged() {
     p.send(INIT);
     p.answers(&[json!("init")]);
     let requests = [
-        (1, r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/shadow"}}"#),
-        (2, r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"secrets","arguments":{}}}"#),
-        (3, r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"secrets"},"argument":{"name":"a","value":"b"}}}"#),
-        (4, r#"{"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"debug"}}"#),
-        (5, r#"{"jsonrpc":"2.0","id":5,"method":"tasks/result","params":{"taskId":"t"}}"#),
-        (6, r#"{"jsonrpc":"2.0","id":6,"method":"resources/subscribe","params":{"uri":"file:///etc/shadow"}}"#),
+        (
+            1,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/shadow"}}"#,
+        ),
+        (
+            2,
+            r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"secrets","arguments":{}}}"#,
+        ),
+        (
+            3,
+            r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"secrets"},"argument":{"name":"a","value":"b"}}}"#,
+        ),
+        (
+            4,
+            r#"{"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"debug"}}"#,
+        ),
+        (
+            5,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tasks/result","params":{"taskId":"t"}}"#,
+        ),
+        (
+            6,
+            r#"{"jsonrpc":"2.0","id":6,"method":"resources/subscribe","params":{"uri":"file:///etc/shadow"}}"#,
+        ),
     ];
     for (_, r) in requests {
         p.send(r);
@@ -292,8 +341,15 @@ fn every_mcp_request_that_acts_or_discloses_is_decided_and_logged() {
     p.send(r#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"file:///data/public.txt"}}"#);
     p.send(r#"{"jsonrpc":"2.0","id":8,"method":"resources/list","params":{}}"#);
     let a = p.answers(&[json!(7), json!(8)]);
-    assert_eq!(a["7"]["result"]["contents"][0]["text"], "content of file:///data/public.txt", "{}", a["7"]);
-    assert_eq!(a["8"]["result"]["resources"], json!([{"uri": "file:///data/public.txt", "name": "public"}]));
+    assert_eq!(
+        a["7"]["result"]["contents"][0]["text"], "content of file:///data/public.txt",
+        "{}",
+        a["7"]
+    );
+    assert_eq!(
+        a["8"]["result"]["resources"],
+        json!([{"uri": "file:///data/public.txt", "name": "public"}])
+    );
     // A call that makes the server ask the client for a completion: the
     // server's request is decided, forwarded, and answered by the client.
     p.send(r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"ask_client","arguments":{}}}"#);
@@ -314,16 +370,32 @@ fn every_mcp_request_that_acts_or_discloses_is_decided_and_logged() {
     // The server saw none of the denied requests, and the client's answer.
     let seen = Proxy::seen(&dir);
     // (A list passes while a read waits for its decision: order by method.)
-    let mut methods: Vec<String> = seen.iter().filter_map(|m| m["method"].as_str().map(str::to_owned)).collect();
+    let mut methods: Vec<String> = seen
+        .iter()
+        .filter_map(|m| m["method"].as_str().map(str::to_owned))
+        .collect();
     methods.sort();
     assert_eq!(
         methods,
-        ["initialize", "ping", "resources/list", "resources/read", "tools/call"],
+        [
+            "initialize",
+            "ping",
+            "resources/list",
+            "resources/read",
+            "tools/call"
+        ],
         "{seen:#?}"
     );
-    let read = seen.iter().find(|m| m["method"] == "resources/read").unwrap();
+    let read = seen
+        .iter()
+        .find(|m| m["method"] == "resources/read")
+        .unwrap();
     assert_eq!(read["params"]["uri"], "file:///data/public.txt");
-    assert!(seen.iter().any(|m| m["id"] == "s1" && m["result"]["model"] == "m"), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|m| m["id"] == "s1" && m["result"]["model"] == "m"),
+        "{seen:#?}"
+    );
 
     // Each one is in the log: denials, the allowed read, the list's probes
     // and the server's request with its finish.
@@ -335,22 +407,44 @@ fn every_mcp_request_that_acts_or_discloses_is_decided_and_logged() {
             .map(|d| d["decision"].as_str().unwrap())
             .collect()
     };
-    assert!(outcome("file:///etc/shadow").iter().all(|d| *d == "deny"), "{reads:#?}");
-    assert!(outcome("file:///data/public.txt").contains(&"allow"), "{reads:#?}");
-    for action in ["get_prompt", "complete", "set_log_level", "mcp_request", "subscribe_resource"] {
+    assert!(
+        outcome("file:///etc/shadow").iter().all(|d| *d == "deny"),
+        "{reads:#?}"
+    );
+    assert!(
+        outcome("file:///data/public.txt").contains(&"allow"),
+        "{reads:#?}"
+    );
+    for action in [
+        "get_prompt",
+        "complete",
+        "set_log_level",
+        "mcp_request",
+        "subscribe_resource",
+    ] {
         let d = decisions_about(&srv, &format!("Action::\"{action}\""));
         assert_eq!(d.len(), 1, "{action}: {d:#?}");
-        assert_eq!((d[0]["decision"].as_str(), d[0]["reason"].as_str()), (Some("deny"), Some("policy_denied")));
+        assert_eq!(
+            (d[0]["decision"].as_str(), d[0]["reason"].as_str()),
+            (Some("deny"), Some("policy_denied"))
+        );
     }
     let asked = decisions_about(&srv, "Action::\"server_request\"");
     assert_eq!(asked.len(), 1, "{asked:#?}");
-    assert_eq!(asked[0]["resource"], "McpMethod::\"rec/sampling/createMessage\"");
+    assert_eq!(
+        asked[0]["resource"],
+        "McpMethod::\"rec/sampling/createMessage\""
+    );
     let jti = asked[0]["jti"].as_str().unwrap();
-    let finished = srv
-        .log_entries()
-        .into_iter()
-        .any(|e| e["entry"]["type"] == "execution_finish" && e["entry"]["jti"] == jti && e["entry"]["exit_status"] == 0);
-    assert!(finished, "the client's answer is the finish of the server's request");
+    let finished = srv.log_entries().into_iter().any(|e| {
+        e["entry"]["type"] == "execution_finish"
+            && e["entry"]["jti"] == jti
+            && e["entry"]["exit_status"] == 0
+    });
+    assert!(
+        finished,
+        "the client's answer is the finish of the server's request"
+    );
 }
 
 /// The server inherited the proxy's whole environment, the agent's token
@@ -363,7 +457,9 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
     activate_policy(
         &srv,
         "mcp",
-        &format!("{POLICY}\n@id(\"exec\") permit (principal, action == Action::\"exec\", resource);\n"),
+        &format!(
+            "{POLICY}\n@id(\"exec\") permit (principal, action == Action::\"exec\", resource);\n"
+        ),
     );
     let agent = srv.add_principal("Agent::\"planner\"");
     let outside = tempfile::tempdir().unwrap();
@@ -372,19 +468,32 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
     let env = [("PROXY_SECRET_VALUE", "hunter2"), ("PASSED_ON", "yes")];
 
     // Unconfined, with one variable passed on.
-    let mut p = Proxy::start(&srv, &agent, &["--env-allow", "PASSED_ON"], &env, &[secret_file.to_str().unwrap()]);
+    let mut p = Proxy::start(
+        &srv,
+        &agent,
+        &["--env-allow", "PASSED_ON"],
+        &env,
+        &[secret_file.to_str().unwrap()],
+    );
     p.send(INIT);
     p.answers(&[json!("init")]);
-    let facts: Value = serde_json::from_str(&std::fs::read_to_string(p.dir.join("facts.json")).unwrap()).unwrap();
+    let facts: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.dir.join("facts.json")).unwrap()).unwrap();
     let e = &facts["env"];
     assert_eq!(e["PASSED_ON"], "yes");
     assert!(e.get("PROXY_SECRET_VALUE").is_none(), "{e}");
-    assert!(!facts.to_string().contains(&agent), "the agent's token reached the server");
+    assert!(
+        !facts.to_string().contains(&agent),
+        "the agent's token reached the server"
+    );
     let cred = e["WRIT_TOKEN"].as_str().unwrap().to_owned();
     assert!(cred.starts_with("writx_"), "{cred}");
     assert_eq!(facts[secret_file.to_str().unwrap()], "read");
     // The credential asks as a child of the session, never as a root.
-    let session = claims_of(e["WRIT_PARENT"].as_str().unwrap())["jti"].as_str().unwrap().to_owned();
+    let session = claims_of(e["WRIT_PARENT"].as_str().unwrap())["jti"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (w, _, _) = srv.authorize_ok(&cred, &exec_req(&["/usr/bin/true"], "exec@x"));
     assert_eq!(claims_of(&w)["writ"]["lineage"]["parent"], session);
     let (st, _) = p.close();
@@ -402,16 +511,27 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
     let mut p = Proxy::start_in(
         &srv,
         &agent,
-        &["--read", &dir_of(&inside), "--write", scratch.to_str().unwrap()],
+        &[
+            "--read",
+            &dir_of(&inside),
+            "--write",
+            scratch.to_str().unwrap(),
+        ],
         &[],
         &[inside.to_str().unwrap(), secret_file.to_str().unwrap()],
         &scratch,
     );
     p.send(INIT);
     p.answers(&[json!("init")]);
-    let facts: Value = serde_json::from_str(&std::fs::read_to_string(scratch.join("facts.json")).unwrap()).unwrap();
+    let facts: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.join("facts.json")).unwrap())
+            .unwrap();
     assert_eq!(facts[inside.to_str().unwrap()], "read", "{facts}");
-    assert_eq!(facts[secret_file.to_str().unwrap()], "PermissionError", "{facts}");
+    assert_eq!(
+        facts[secret_file.to_str().unwrap()],
+        "PermissionError",
+        "{facts}"
+    );
     let (st, _) = p.close();
     assert!(st.success());
     // The session's writ binds the scope.
@@ -419,4 +539,3 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
     let last = sessions.last().unwrap();
     assert_eq!(last["scope"]["read"], json!([dir_of(&inside)]), "{last}");
 }
-

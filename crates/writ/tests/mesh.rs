@@ -285,9 +285,20 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
     let ops = r.json()["token"].as_str().unwrap().to_owned();
     let on_node3 = |t: &str| {
         let auth = format!("Bearer {t}");
-        http(&nodes[2].addr, "GET", "/v1/principals", &[("Authorization", &auth)], b"").status
+        http(
+            &nodes[2].addr,
+            "GET",
+            "/v1/principals",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .status
     };
-    wait_for("node 3 to know the new admin", Duration::from_secs(5), || on_node3(&ops) == 200);
+    wait_for(
+        "node 3 to know the new admin",
+        Duration::from_secs(5),
+        || on_node3(&ops) == 200,
+    );
     for (verb, want) in [("disable", 401), ("enable", 200)] {
         let r = nodes[0].post(
             &format!("/v1/principals/{verb}"),
@@ -296,10 +307,15 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
         );
         assert_eq!(r.status, 200, "{verb}: {}", r.text());
         let t0 = Instant::now();
-        wait_for(&format!("node 3 after {verb}"), Duration::from_secs(2), || {
-            on_node3(&ops) == want
-        });
-        eprintln!("{verb} on node 1 took effect on node 3 in {:?}", t0.elapsed());
+        wait_for(
+            &format!("node 3 after {verb}"),
+            Duration::from_secs(2),
+            || on_node3(&ops) == want,
+        );
+        eprintln!(
+            "{verb} on node 1 took effect on node 3 in {:?}",
+            t0.elapsed()
+        );
     }
     let r = nodes[0].post(
         "/v1/revocations",
@@ -307,20 +323,30 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
         &json!({"principal": "User::\"ops\"", "reason": "leaked"}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    wait_for("node 3 to refuse the revoked admin", Duration::from_secs(2), || {
-        on_node3(&ops) == 401
-    });
+    wait_for(
+        "node 3 to refuse the revoked admin",
+        Duration::from_secs(2),
+        || on_node3(&ops) == 401,
+    );
     let r = {
         let auth = format!("Bearer {ops}");
         http(
             &nodes[2].addr,
             "POST",
             "/v1/principals",
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
             br#"{"uid":"User::\"minted\"","admin":true}"#,
         )
     };
-    assert_eq!(r.status, 401, "the revoked admin minted an admin on node 3: {}", r.text());
+    assert_eq!(
+        r.status,
+        401,
+        "the revoked admin minted an admin on node 3: {}",
+        r.text()
+    );
 
     // Exactly one leader; when it stops, another node takes over signing.
     wait_for("a checkpoint leader", Duration::from_secs(5), || {

@@ -44,31 +44,67 @@ fn every_authenticated_call(srv: &Server, jti: &str) -> Vec<(&'static str, Strin
     let signed = srv.tmp.path().join("bundle-for-calls.json");
     srv.cli(
         None,
-        &["policy", "bundle", bundle_dir.to_str().unwrap(), "--out", signed.to_str().unwrap()],
+        &[
+            "policy",
+            "bundle",
+            bundle_dir.to_str().unwrap(),
+            "--out",
+            signed.to_str().unwrap(),
+        ],
     )
     .expect_code(0, "writ policy bundle");
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&signed).unwrap()).unwrap();
     vec![
-        ("POST", "/v1/principals".into(), Some(json!({"uid": "Agent::\"minted\"", "admin": true}))),
+        (
+            "POST",
+            "/v1/principals".into(),
+            Some(json!({"uid": "Agent::\"minted\"", "admin": true})),
+        ),
         ("GET", "/v1/principals".into(), None),
-        ("POST", "/v1/principals/rotate".into(), Some(json!({"uid": "User::\"admin\""}))),
-        ("POST", "/v1/principals/disable".into(), Some(json!({"uid": "Agent::\"bystander\""}))),
-        ("POST", "/v1/principals/enable".into(), Some(json!({"uid": "Agent::\"bystander\""}))),
+        (
+            "POST",
+            "/v1/principals/rotate".into(),
+            Some(json!({"uid": "User::\"admin\""})),
+        ),
+        (
+            "POST",
+            "/v1/principals/disable".into(),
+            Some(json!({"uid": "Agent::\"bystander\""})),
+        ),
+        (
+            "POST",
+            "/v1/principals/enable".into(),
+            Some(json!({"uid": "Agent::\"bystander\""})),
+        ),
         ("POST", "/v1/revocations".into(), Some(json!({"jti": jti}))),
         ("GET", "/v1/revocations".into(), None),
         ("POST", "/v1/keys/rotate".into(), Some(json!({}))),
         ("POST", "/v1/policies".into(), Some(bundle)),
         ("GET", "/v1/policies".into(), None),
-        ("POST", "/v1/authorize".into(), Some(exec_req(&["/usr/bin/true"], "exec@x"))),
-        ("POST", format!("/v1/executions/{jti}/renew"), Some(json!({}))),
-        ("POST", format!("/v1/executions/{jti}/finish"), Some(json!({"exit_status": 0}))),
+        (
+            "POST",
+            "/v1/authorize".into(),
+            Some(exec_req(&["/usr/bin/true"], "exec@x")),
+        ),
+        (
+            "POST",
+            format!("/v1/executions/{jti}/renew"),
+            Some(json!({})),
+        ),
+        (
+            "POST",
+            format!("/v1/executions/{jti}/finish"),
+            Some(json!({"exit_status": 0})),
+        ),
         ("GET", format!("/v1/lineage/{jti}"), None),
         ("GET", "/v1/revocations/stream".into(), None),
         ("POST", "/v1/log/checkpoint".into(), Some(json!({}))),
         (
             "POST",
             "/access/v1/evaluation".into(),
-            Some(json!({"action": {"name": "exec"}, "resource": {"type": "Command", "id": "/usr/bin/true"}})),
+            Some(
+                json!({"action": {"name": "exec"}, "resource": {"type": "Command", "id": "/usr/bin/true"}}),
+            ),
         ),
     ]
 }
@@ -152,7 +188,10 @@ fn a_revoked_or_disabled_admin_has_no_power_on_any_route() {
         &json!({"principal": "User::\"admin\""}),
     );
     assert_eq!(r.status, 409, "{}", r.text());
-    assert_eq!(srv.get("/v1/principals", Some(&srv.admin_token)).status, 200);
+    assert_eq!(
+        srv.get("/v1/principals", Some(&srv.admin_token)).status,
+        200
+    );
 }
 
 /// A lost token no longer costs the principal its name: `rotate` gives a
@@ -169,14 +208,21 @@ fn principals_rotate_disable_enable_and_list_each_logged() {
     assert_eq!(ok(&old), 200);
 
     // Rotate (through the CLI): the old token stops, the new one works.
-    let out = srv.cli(admin, &["principal", "rotate", "Agent::\"planner\"", "--json"]);
+    let out = srv.cli(
+        admin,
+        &["principal", "rotate", "Agent::\"planner\"", "--json"],
+    );
     out.expect_code(0, "writ principal rotate");
     let new = out.json()["token"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
     assert_eq!(ok(&old), 401);
     assert_eq!(ok(&new), 200);
     // A principal that holds no admin role cannot rotate anyone.
-    let r = srv.post("/v1/principals/rotate", Some(&new), &json!({"uid": "User::\"admin\""}));
+    let r = srv.post(
+        "/v1/principals/rotate",
+        Some(&new),
+        &json!({"uid": "User::\"admin\""}),
+    );
     assert_eq!(r.status, 403, "{}", r.text());
 
     // A running program of the principal, and a writ it holds unstarted.
@@ -202,7 +248,11 @@ fn principals_rotate_disable_enable_and_list_each_logged() {
     out.expect_code(0, "writ principal disable");
     assert_eq!(ok(&new), 401);
     let v = srv.verify(&json!({"writ": held}));
-    assert_eq!((v["valid"].as_bool(), v["reason"].as_str()), (Some(false), Some("revoked")), "{v}");
+    assert_eq!(
+        (v["valid"].as_bool(), v["reason"].as_str()),
+        (Some(false), Some("revoked")),
+        "{v}"
+    );
     // The runner hears it on its revocation stream (`revoked`), or, if it
     // had not opened the stream yet, from its renewal (`unauthenticated`).
     let out = wait_writ(run, Duration::from_secs(20));
@@ -211,7 +261,10 @@ fn principals_rotate_disable_enable_and_list_each_logged() {
             || (out.code == 24 && out.stderr.starts_with("denied: unauthenticated: ")),
         "{out:#?}"
     );
-    assert!(out.stderr.contains("is disabled") || out.stderr.contains("was disabled"), "{out:#?}");
+    assert!(
+        out.stderr.contains("is disabled") || out.stderr.contains("was disabled"),
+        "{out:#?}"
+    );
     assert!(
         t0.elapsed() < Duration::from_secs(10),
         "the run ended {:?} after the principal was disabled",
@@ -227,7 +280,10 @@ fn principals_rotate_disable_enable_and_list_each_logged() {
             .find(|p| p["uid"] == uid)
             .map(|p| p["status"].as_str().unwrap().to_owned())
     };
-    assert_eq!(status_of(&list.json(), "Agent::\"planner\"").as_deref(), Some("disabled"));
+    assert_eq!(
+        status_of(&list.json(), "Agent::\"planner\"").as_deref(),
+        Some("disabled")
+    );
     assert!(!list.stdout.contains("token"), "{}", list.stdout);
 
     // Enable: the token works again, and so does the unexpired writ.
@@ -240,10 +296,17 @@ fn principals_rotate_disable_enable_and_list_each_logged() {
     // Revocation is for good: the name cannot be rotated back to life.
     srv.cli(admin, &["revoke", "--principal", "Agent::\"planner\""])
         .expect_code(0, "writ revoke --principal");
-    let r = srv.post("/v1/principals/rotate", admin, &json!({"uid": "Agent::\"planner\""}));
+    let r = srv.post(
+        "/v1/principals/rotate",
+        admin,
+        &json!({"uid": "Agent::\"planner\""}),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
     let list = srv.cli(admin, &["principal", "list", "--json"]);
-    assert_eq!(status_of(&list.json(), "Agent::\"planner\"").as_deref(), Some("revoked"));
+    assert_eq!(
+        status_of(&list.json(), "Agent::\"planner\"").as_deref(),
+        Some("revoked")
+    );
 
     // Each change is in the log, in order, by the administrator.
     let changes: Vec<(String, String)> = entries_of_type(&srv, "principal_change")
@@ -297,10 +360,22 @@ fn another_principals_writ_cannot_be_a_parent_unless_delegated() {
     for _ in 0..20 {
         let r = srv.authorize(&bob, &run(&alices));
         let v = r.json();
-        assert_eq!((r.status, v["reason"].as_str()), (403, Some("lineage_broken")), "{v}");
-        assert!(v["message"].as_str().unwrap().contains("belongs to Agent::\"alice\""), "{v}");
+        assert_eq!(
+            (r.status, v["reason"].as_str()),
+            (403, Some("lineage_broken")),
+            "{v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("belongs to Agent::\"alice\""),
+            "{v}"
+        );
     }
-    let lineage = srv.get(&format!("/v1/lineage/{alices}"), Some(&alice)).json();
+    let lineage = srv
+        .get(&format!("/v1/lineage/{alices}"), Some(&alice))
+        .json();
     assert_eq!(lineage["tree"]["children"], json!([]), "{lineage}");
     // Even an administrator cannot adopt another principal's writ.
     let r = srv.authorize(&srv.admin_token, &run(&alices));
@@ -328,10 +403,16 @@ fn another_principals_writ_cannot_be_a_parent_unless_delegated() {
         .map(|e| &e["entry"])
         .find(|e| e["parent"] == shared && e["decision"] == "allow")
         .unwrap();
-    assert_eq!(child_entry["context"]["lineage"]["root_principal"], "Agent::\"alice\"");
+    assert_eq!(
+        child_entry["context"]["lineage"]["root_principal"],
+        "Agent::\"alice\""
+    );
     // Delegated to Bob is not delegated to anyone else.
     let carol = add(&srv, "Agent::\"carol\"", false);
-    assert_eq!(srv.authorize(&carol, &run(&shared)).json()["reason"], "lineage_broken");
+    assert_eq!(
+        srv.authorize(&carol, &run(&shared)).json()["reason"],
+        "lineage_broken"
+    );
     // And a delegation is a decision: a policy can refuse it.
     let mut to_mallory = root.clone();
     to_mallory["delegates"] = json!(["Agent::\"mallory\""]);
@@ -369,16 +450,20 @@ fn bulk_descendants(db: &Path, root: &str, principal: &str, n: usize) -> Vec<Str
         };
         while out.len() < n {
             let child = jti();
-            ins.execute(rusqlite::params![child, principal, root, root, 1, policy, exp, log_index])
-                .unwrap();
+            ins.execute(rusqlite::params![
+                child, principal, root, root, 1, policy, exp, log_index
+            ])
+            .unwrap();
             out.push(child.clone());
             for _ in 0..99 {
                 if out.len() >= n {
                     break;
                 }
                 let g = jti();
-                ins.execute(rusqlite::params![g, principal, child, root, 2, policy, exp, log_index])
-                    .unwrap();
+                ins.execute(rusqlite::params![
+                    g, principal, child, root, 2, policy, exp, log_index
+                ])
+                .unwrap();
                 out.push(g);
             }
         }
@@ -423,11 +508,21 @@ fn a_writ_with_100000_descendants_is_revoked_in_one_call_within_a_second() {
     let took = t0.elapsed();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["revoked"], json!([rj]));
-    assert!(took < Duration::from_secs(1), "the revocation took {took:?}");
-    eprintln!("revoked a writ with {} descendants in {took:?}", bulk.len() + 2);
+    assert!(
+        took < Duration::from_secs(1),
+        "the revocation took {took:?}"
+    );
+    eprintln!(
+        "revoked a writ with {} descendants in {took:?}",
+        bulk.len() + 2
+    );
     // One row, one entry.
     let revocations = srv.get("/v1/revocations", Some(&srv.admin_token)).json();
-    assert_eq!(revocations["revocations"].as_array().unwrap().len(), 1, "{revocations}");
+    assert_eq!(
+        revocations["revocations"].as_array().unwrap().len(),
+        1,
+        "{revocations}"
+    );
     assert_eq!(entries_of_type(&srv, "revocation").len(), 1);
     // Every descendant is revoked: a real grandchild at verification, a
     // bulk one, the deepest and the last, at its start.
@@ -446,7 +541,10 @@ fn a_writ_with_100000_descendants_is_revoked_in_one_call_within_a_second() {
     // And nothing new hangs from it.
     let mut late = exec_req(&["/usr/bin/true"], "exec@x");
     late["parent"] = json!(cj);
-    assert_eq!(srv.authorize(&alice, &late).json()["reason"], "lineage_broken");
+    assert_eq!(
+        srv.authorize(&alice, &late).json()["reason"],
+        "lineage_broken"
+    );
 }
 
 fn writ_bin_and_dir() -> (PathBuf, String) {
@@ -476,13 +574,24 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
     let ts = t.to_str().unwrap();
     let (bin, bin_dir) = writ_bin_and_dir();
     let w = bin.to_str().unwrap();
-    let env = [("WRIT_SERVER", srv.url.as_str()), ("WRIT_TOKEN", agent.as_str())];
+    let env = [
+        ("WRIT_SERVER", srv.url.as_str()),
+        ("WRIT_TOKEN", agent.as_str()),
+    ];
 
     // The caller's token cannot be handed down.
     for name in ["WRIT_TOKEN", "WRIT_SERVER", "WRIT_PARENT"] {
-        let out = run_writ(&["exec", "--env-allow", name, "--", "/usr/bin/true"], &env, Some(&t));
+        let out = run_writ(
+            &["exec", "--env-allow", name, "--", "/usr/bin/true"],
+            &env,
+            Some(&t),
+        );
         out.expect_code(2, "--env-allow of a runner variable");
-        assert!(out.stderr.contains("set by writ exec itself"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("set by writ exec itself"),
+            "{}",
+            out.stderr
+        );
     }
     // Another running writ of the same principal: not the program's to use.
     let mut other = exec_req(&["/usr/bin/sleep", "60"], "exec@x");
@@ -505,7 +614,19 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
     );
     // The run's jti, for the script: the writ is obtained first.
     let auth = run_writ(
-        &["exec", "--authorize-only", "--net", "--read", ts, "--read", &bin_dir, "--write", ts, "--", &format!("{ts}/p.sh")],
+        &[
+            "exec",
+            "--authorize-only",
+            "--net",
+            "--read",
+            ts,
+            "--read",
+            &bin_dir,
+            "--write",
+            ts,
+            "--",
+            &format!("{ts}/p.sh"),
+        ],
         &env,
         Some(&t),
     );
@@ -515,7 +636,20 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
     std::fs::write(t.join("p.jti"), &jti).unwrap();
     std::fs::write(t.join("w.jws"), &writ).unwrap();
     let out = run_writ(
-        &["exec", "--writ", &format!("{ts}/w.jws"), "--net", "--read", ts, "--read", &bin_dir, "--write", ts, "--", &format!("{ts}/p.sh")],
+        &[
+            "exec",
+            "--writ",
+            &format!("{ts}/w.jws"),
+            "--net",
+            "--read",
+            ts,
+            "--read",
+            &bin_dir,
+            "--write",
+            ts,
+            "--",
+            &format!("{ts}/p.sh"),
+        ],
         &env,
         Some(&t),
     );
@@ -526,18 +660,39 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
     let cred = read("cred").trim().to_owned();
     assert!(cred.starts_with(&format!("writx_{jti}_")), "{cred}");
     let env_text = read("env.txt");
-    assert!(!env_text.contains(&agent), "the agent's token reached the program");
-    assert!(env_text.contains(&format!("WRIT_SERVER={}", srv.url)), "{env_text}");
+    assert!(
+        !env_text.contains(&agent),
+        "the agent's token reached the program"
+    );
+    assert!(
+        env_text.contains(&format!("WRIT_SERVER={}", srv.url)),
+        "{env_text}"
+    );
     // Asking without a parent still made a child of the run.
     let orphan: Value = serde_json::from_str(&read("orphan.json")).unwrap();
     let oc = claims_of(orphan["writ"].as_str().unwrap());
     assert_eq!(oc["writ"]["lineage"]["parent"], jti, "{oc}");
     assert_eq!(oc["sub"], "Agent::\"planner\"");
-    assert!(read("escalation.err").starts_with("denied: scope_escalation"), "{}", read("escalation.err"));
+    assert!(
+        read("escalation.err").starts_with("denied: scope_escalation"),
+        "{}",
+        read("escalation.err")
+    );
     let adopt = read("adopt.err");
-    assert!(adopt.starts_with("denied: lineage_broken") && adopt.contains("must be its child"), "{adopt}");
-    assert!(read("admin.err").contains("no administrative power"), "{}", read("admin.err"));
-    assert!(read("finish.err").contains("acts only on its children"), "{}", read("finish.err"));
+    assert!(
+        adopt.starts_with("denied: lineage_broken") && adopt.contains("must be its child"),
+        "{adopt}"
+    );
+    assert!(
+        read("admin.err").contains("no administrative power"),
+        "{}",
+        read("admin.err")
+    );
+    assert!(
+        read("finish.err").contains("acts only on its children"),
+        "{}",
+        read("finish.err")
+    );
     assert_eq!(read("nested").trim(), "nested-ok");
     // The credential died with the run.
     let r = srv.get("/v1/revocations", Some(&cred));

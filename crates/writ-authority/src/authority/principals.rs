@@ -104,7 +104,9 @@ impl Authority {
         let h = token_hash(token);
         let state = self.state();
         match state.principals.get_key_value(&h) {
-            Some((stored, p)) if bool::from(stored.ct_eq(&h)) => Ok(Principal::new(p.uid.clone(), false)),
+            Some((stored, p)) if bool::from(stored.ct_eq(&h)) => {
+                Ok(Principal::new(p.uid.clone(), false))
+            }
             _ => Err(refused),
         }
     }
@@ -157,11 +159,7 @@ impl Authority {
                 "execution {jti} has finished: its credential no longer works"
             )));
         }
-        let rec = self
-            .store
-            .writ(jti)
-            .map_err(unavailable)?
-            .ok_or_else(bad)?;
+        let rec = self.store.writ(jti).map_err(unavailable)?.ok_or_else(bad)?;
         let lease_exp = exec.lease_exp.unwrap_or(rec.exp);
         if self.clock.now_unix_secs() >= lease_exp {
             return Err(unauthenticated(format!(
@@ -432,9 +430,7 @@ pub(super) fn check_delegates(delegates: &[String]) -> Result<(), BadRequest> {
     for d in delegates {
         cedar_uid_check(d).map_err(|e| BadRequest(format!("field `delegates`: {e}")))?;
         if !seen.insert(d.as_str()) {
-            return Err(BadRequest(format!(
-                "field `delegates` names {d} twice"
-            )));
+            return Err(BadRequest(format!("field `delegates` names {d} twice")));
         }
     }
     Ok(())
