@@ -152,6 +152,15 @@ pub struct Authority {
     /// store meanwhile may not hold it yet and is not installed
     /// (`Authority::sync` reads again).
     local_changes: AtomicU64,
+    /// Changes put into effect before their commit (revocations,
+    /// disablings, retired tokens) whose commit has not returned yet: a
+    /// state read from the store meanwhile may lack them, and is not
+    /// installed while any is pending.
+    withholding: Arc<AtomicU64>,
+    /// Serializes the principal lifecycle (add, rotate, disable, enable,
+    /// revoke): each reads the principals, checks (the last administrator
+    /// stays), and changes them; two at once could both pass the check.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -357,6 +366,8 @@ impl Authority {
             fresh_ms: AtomicU64::new(now_ms),
             state_seq: AtomicU64::new(seq),
             local_changes: AtomicU64::new(0),
+            withholding: Arc::new(AtomicU64::new(0)),
+            lifecycle: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -571,7 +582,9 @@ impl Authority {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if self.local_changes.load(Ordering::Acquire) != generation {
+        if self.local_changes.load(Ordering::Acquire) != generation
+            || self.withholding.load(Ordering::Acquire) != 0
+        {
             return false;
         }
         let next = f(&guard);
@@ -585,16 +598,22 @@ impl Authority {
     /// returns; if the commit fails it stays in effect on this node until a
     /// restart, so use it only for changes that withhold (revoke, disable,
     /// retire a token): they fail closed.
-    fn change_state(&self, f: impl FnOnce(&State) -> State, tx: Tx) -> writ_store::Ticket {
-        let mut guard = match self.state.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+    async fn change_state(&self, f: impl FnOnce(&State) -> State, tx: Tx) -> writ_store::TxResult {
+        let pending = Withholding::new(&self.withholding);
+        let ticket = {
+            let mut guard = match self.state.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let next = f(&guard);
+            let ticket = self.store.submit(tx);
+            *guard = Arc::new(next);
+            self.local_changes.fetch_add(1, Ordering::AcqRel);
+            ticket
         };
-        let next = f(&guard);
-        let ticket = self.store.submit(tx);
-        *guard = Arc::new(next);
-        self.local_changes.fetch_add(1, Ordering::AcqRel);
-        ticket
+        let r = ticket.await;
+        drop(pending);
+        r
     }
 
     /// Queue `tx` for the log if `seen` is still the current state; `None`
@@ -616,7 +635,7 @@ impl Authority {
     /// made knowing it. The revocation takes effect before its commit
     /// returns; if the commit fails it stays in effect on this node until a
     /// restart (fail closed: the administrator is told and revokes again).
-    fn revoke_state(&self, add: &Revoked, tx: Tx) -> writ_store::Ticket {
+    async fn revoke_state(&self, add: &Revoked, tx: Tx) -> writ_store::TxResult {
         self.change_state(
             |cur| {
                 let mut revoked = cur.revoked.clone();
@@ -626,6 +645,7 @@ impl Authority {
             },
             tx,
         )
+        .await
     }
 
     pub fn config(&self) -> &AuthorityConfig {
@@ -843,6 +863,7 @@ impl Authority {
             iat: now,
             exp,
             log_index: 0, // filled in by the store from this transaction's append
+            via: who.execution.clone(),
         };
         let event_base = (
             entry.principal.clone(),
@@ -1204,6 +1225,18 @@ impl Authority {
             ))
         })?;
         may_act_on(who, &rec)?;
+        if req.credential && rec.principal != who.uid {
+            // A credential speaks as the writ's principal: only that
+            // principal may take one (an administrator would otherwise act
+            // as anyone).
+            return Err(CallError::Forbidden(format!(
+                "only {} may take a credential for the run of writ {jti}",
+                rec.principal
+            )));
+        }
+        if let Some(why) = state.revoked.principal_barred(&who.uid) {
+            return Err(CallError::Denied(Denial::new(ReasonCode::Revoked, why)));
+        }
         if let Some(token) = &req.writ {
             // Full re-check of what is about to run, when the gateway sends it.
             let opts = self
@@ -1598,7 +1631,8 @@ impl Authority {
         who: &Principal,
         req: &RevokeRequest,
     ) -> Result<RevokeResponse, CallError> {
-        require_admin(who)?;
+        let _serial = self.lifecycle.lock().await;
+        self.require_admin_now(who)?;
         let now_ms = self.clock.now_unix_ms();
         let reason = req
             .reason
@@ -1722,7 +1756,7 @@ impl Authority {
     /// Check, store and activate a signed bundle. A bundle that fails is
     /// refused with Cedar's diagnostics and the active one stays. Admin only.
     pub async fn activate(&self, who: &Principal, signed: SignedBundle) -> Result<u64, CallError> {
-        require_admin(who)?;
+        self.require_admin_now(who)?;
         let state = self.state();
         signed.check(&state.policy_keys).map_err(|e| match e {
             // The bundle is not what its hash and signature say: evidence
@@ -1773,7 +1807,7 @@ impl Authority {
     /// keeps verifying until every writ it signed has expired. Admin only;
     /// the caller has already stored `next`'s private key.
     pub async fn rotate_key(&self, who: &Principal, next: WritKey) -> Result<u64, CallError> {
-        require_admin(who)?;
+        self.require_admin_now(who)?;
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
         let until = now_ms + (WRIT_LIFETIME_SECS_MAX + self.config.skew_secs) * 1000;
@@ -1817,6 +1851,19 @@ impl Authority {
             ..cur.clone_shallow()
         });
         Ok(indices.first().copied().unwrap_or_default())
+    }
+
+    /// [`require_admin`], and `who` is not revoked or disabled in the state
+    /// current now (it may have been since it authenticated).
+    fn require_admin_now(&self, who: &Principal) -> Result<(), CallError> {
+        require_admin(who)?;
+        match self.state().revoked.principal_barred(&who.uid) {
+            Some(why) => Err(CallError::Denied(Denial::new(
+                ReasonCode::Unauthenticated,
+                why,
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Ancestry and descendants of a writ.
@@ -1892,6 +1939,23 @@ impl Authority {
 /// A writ's chain: its jti and its ancestors' (nearest first), and the
 /// principals of all of them.
 pub type Chain = (Vec<String>, Vec<String>);
+
+/// A withholding change in flight (see `Authority::withholding`), counted
+/// until dropped: also when the caller's future is dropped mid-commit.
+struct Withholding(Arc<AtomicU64>);
+
+impl Withholding {
+    fn new(count: &Arc<AtomicU64>) -> Withholding {
+        count.fetch_add(1, Ordering::AcqRel);
+        Withholding(count.clone())
+    }
+}
+
+impl Drop for Withholding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 struct ParentInfo {
     jti: String,
@@ -2085,9 +2149,12 @@ fn deny_unlogged(d: Denial) -> AuthorizeResponse {
 /// children of its own execution.
 fn may_act_on(who: &Principal, rec: &WritRecord) -> Result<(), CallError> {
     if let Some(e) = &who.execution {
-        if rec.parent.as_deref() != Some(e.as_str()) {
+        // Its own children, asked for with this credential: not the
+        // siblings its runner asked for (an MCP server holding its session's
+        // credential must not finish the proxy's tool calls).
+        if rec.parent.as_deref() != Some(e.as_str()) || rec.via.as_deref() != Some(e.as_str()) {
             return Err(CallError::Forbidden(format!(
-                "the credential of execution {e} acts only on its children; writ {} is not one",
+                "the credential of execution {e} acts only on the children it asked for; writ {} is not one",
                 rec.jti
             )));
         }

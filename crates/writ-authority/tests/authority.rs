@@ -530,3 +530,96 @@ async fn a_finish_after_a_revocation_names_it_beside_the_runners_own_account() {
     let t = finish(c, Some("revoked: by its own stream")).await;
     assert_eq!(t, "revoked: by its own stream");
 }
+
+/// Lifecycle changes are serialized: disabling and revoking every
+/// administrator at once, from many tasks and each in its own name, leaves
+/// one that can act (each change checks the others under one lock), and
+/// two rotations of one principal at once leave exactly one working token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_lifecycle_changes_keep_an_administrator_and_one_token() {
+    let f = Arc::new(fixture().await);
+    let mut admins = vec![f.admin.clone()];
+    for n in 0..3 {
+        let uid = format!("User::\"admin{n}\"");
+        let r = f
+            .authority
+            .add_principal(
+                &f.admin,
+                &PrincipalRequest {
+                    uid: uid.clone(),
+                    admin: true,
+                },
+            )
+            .await
+            .unwrap();
+        admins.push(f.authority.authenticate(&r.token).unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, who) in admins.iter().enumerate() {
+        // Each administrator takes out the next one, by disabling or
+        // revoking it.
+        let (f, who, target) = (
+            f.clone(),
+            who.clone(),
+            admins[(i + 1) % admins.len()].uid.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                f.authority
+                    .set_principal_disabled(&who, &target, true)
+                    .await
+                    .map(|_| ())
+            } else {
+                f.authority
+                    .revoke(
+                        &who,
+                        &RevokeRequest {
+                            jti: None,
+                            principal: Some(target),
+                            reason: None,
+                        },
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await.unwrap();
+    }
+    let able = admins
+        .iter()
+        .filter(|a| f.authority.list_principals(a).is_ok())
+        .count();
+    assert!(able >= 1, "no administrator can act any more");
+
+    let agent = f
+        .authority
+        .add_principal(
+            admins
+                .iter()
+                .find(|a| f.authority.list_principals(a).is_ok())
+                .unwrap(),
+            &PrincipalRequest {
+                uid: "Agent::\"twice\"".into(),
+                admin: false,
+            },
+        )
+        .await
+        .unwrap();
+    let admin = admins
+        .iter()
+        .find(|a| f.authority.list_principals(a).is_ok())
+        .unwrap()
+        .clone();
+    let (a, b) = tokio::join!(
+        f.authority.rotate_principal(&admin, "Agent::\"twice\""),
+        f.authority.rotate_principal(&admin, "Agent::\"twice\"")
+    );
+    let tokens = [a.unwrap().token, b.unwrap().token, agent.token];
+    let working = tokens
+        .iter()
+        .filter(|t| f.authority.authenticate(t).is_ok())
+        .count();
+    assert_eq!(working, 1, "exactly the last token works");
+}

@@ -1,21 +1,33 @@
 //! What keeps a governed program inside its run besides Landlock's file and
-//! network rules:
+//! network rules, all applied in the child between fork and exec
+//! ([`harden_child`]), so that no thread of the runner shares anything with
+//! the program:
 //!
-//! - a seccomp filter refusing (`EPERM`) the two ioctls that write into a
-//!   terminal's input queue, `TIOCSTI` and `TIOCLINUX`: a program holding
-//!   the caller's terminal (its standard input, or `/dev/tty`) could
-//!   otherwise type a command into the caller's shell, to run after the
-//!   governed run ends, ungoverned. (Linux 6.2 and later can refuse
-//!   `TIOCSTI` to unprivileged callers, `dev.tty.legacy_tiocsti=0`; where
-//!   it is 1, as on many hosts, only a filter stops it.)
 //! - the parent-death signal: the program is killed by the kernel (SIGKILL)
 //!   when the runner's thread that started it ends, so a runner killed with
-//!   SIGKILL does not leave its program running, unwatched.
+//!   SIGKILL does not leave its program running, unwatched;
+//! - a Landlock layer of its own with the signal scope (and, for a confined
+//!   program, the abstract Unix socket scope): the program is in a domain
+//!   nested in any its launching thread has, so it can neither signal nor
+//!   ptrace (nor read `/proc/PID/environ` of) its runner or anything else
+//!   outside its domain, nor reach an X server's abstract socket;
+//! - a seccomp filter refusing (`EPERM`) the two ioctls that write into a
+//!   terminal's input queue, `TIOCSTI` and `TIOCLINUX` (a program holding
+//!   the caller's terminal could otherwise type a command into the caller's
+//!   shell, to run after the governed run, ungoverned; Linux 6.2 and later
+//!   can refuse `TIOCSTI` itself, `dev.tty.legacy_tiocsti=0`, but where it
+//!   is 1 only a filter stops it), and `prctl(PR_SET_PDEATHSIG)` with any
+//!   signal but SIGKILL, so the program cannot clear or weaken the
+//!   parent-death signal.
 //!
-//! Both are applied on the launching thread (the filter) or in the child
-//! between fork and exec (the signal), and hold for the program and, for the
-//! filter, everything it starts (filters are inherited and cannot be removed).
+//! The runner itself is made not dumpable ([`undumpable`]), and the program
+//! never holds `CAP_SYS_PTRACE` (dropped from its bounding set when it runs
+//! as root): it cannot read its runner's environment or memory, where the
+//! caller's token is.
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use landlock::{Compatible, Ruleset, RulesetAttr, Scope};
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -26,40 +38,74 @@ use crate::ExecError;
 /// `ioctl` request numbers (asm-generic, the same on x86-64 and arm64).
 const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541C;
-/// x32's `ioctl` (system call 514 with the x32 bit): a 64-bit process can
-/// make x32 system calls where the kernel allows them, and they carry the
-/// x86-64 architecture tag, so the filter must name this number too.
+/// `prctl` option.
+const PR_SET_PDEATHSIG: u64 = 1;
+/// The capability that reads another process's memory whatever its owner.
+const CAP_SYS_PTRACE: libc::c_ulong = 19;
+/// The x32 bit of a system call number: a 64-bit process can make x32
+/// system calls where the kernel allows them, and they carry the x86-64
+/// architecture tag, so the filter names their numbers too (`ioctl` is 514
+/// in x32's table, `prctl` the common 157).
 #[cfg(target_arch = "x86_64")]
-const X32_IOCTL: i64 = 0x4000_0000 | 514;
+const X32: i64 = 0x4000_0000;
 
 fn filter_err(e: impl std::fmt::Display) -> ExecError {
-    ExecError::Confinement(format!("cannot build the terminal-injection filter: {e}"))
+    ExecError::Confinement(format!("cannot build the seccomp filter: {e}"))
 }
 
-/// The seccomp program: `ioctl(_, TIOCSTI | TIOCLINUX, ...)` fails with
-/// `EPERM`, everything else is allowed. The request is compared on its low
-/// 32 bits, as the kernel reads it (`unsigned int`): setting high bits does
-/// not get past it. A system call of another architecture (32-bit `int
-/// 0x80` from an x86-64 process) is not covered by these numbers, so it
-/// kills the process, as seccompiler's architecture check does: a 32-bit
-/// program cannot run under writ.
-pub fn terminal_filter() -> Result<BpfProgram, ExecError> {
+/// Rules that match when argument `arg` (compared on its low 32 bits, as
+/// the kernel reads an `int` or `unsigned int`: high bits set do not get
+/// past it) is one of `values`.
+fn any_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, ExecError> {
+    values
+        .iter()
+        .map(|v| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *v)
+                .and_then(|c| SeccompRule::new(vec![c]))
+                .map_err(filter_err)
+        })
+        .collect()
+}
+
+/// `prctl(PR_SET_PDEATHSIG, s)` for any `s` but SIGKILL: the program may
+/// not clear or weaken its parent-death signal (a `writ exec` inside it
+/// sets SIGKILL for its own program, which stays allowed).
+fn pdeathsig_change() -> Result<Vec<SeccompRule>, ExecError> {
+    let option = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        PR_SET_PDEATHSIG,
+    )
+    .map_err(filter_err)?;
+    let not_kill = SeccompCondition::new(
+        1,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Ne,
+        libc::SIGKILL as u64,
+    )
+    .map_err(filter_err)?;
+    Ok(vec![
+        SeccompRule::new(vec![option, not_kill]).map_err(filter_err)?
+    ])
+}
+
+/// The seccomp program: `ioctl(_, TIOCSTI | TIOCLINUX, ...)` and
+/// `prctl(PR_SET_PDEATHSIG, s)` with `s` other than SIGKILL fail with
+/// `EPERM`, everything else is allowed. A system call of another architecture (32-bit `int 0x80` from
+/// an x86-64 process) is not covered by these numbers, so it kills the
+/// process, as seccompiler's architecture check does: a 32-bit program
+/// cannot run under writ.
+pub fn child_filter() -> Result<BpfProgram, ExecError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(filter_err)?;
-    let injecting = || -> Result<Vec<SeccompRule>, ExecError> {
-        [TIOCSTI, TIOCLINUX]
-            .into_iter()
-            .map(|req| {
-                SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, req)
-                    .and_then(|c| SeccompRule::new(vec![c]))
-                    .map_err(filter_err)
-            })
-            .collect()
-    };
-    #[allow(unused_mut)]
     let mut rules = std::collections::BTreeMap::new();
-    rules.insert(libc::SYS_ioctl, injecting()?);
+    rules.insert(libc::SYS_ioctl, any_of(1, &[TIOCSTI, TIOCLINUX])?);
+    rules.insert(libc::SYS_prctl, pdeathsig_change()?);
     #[cfg(target_arch = "x86_64")]
-    rules.insert(X32_IOCTL, injecting()?);
+    {
+        rules.insert(X32 | 514, any_of(1, &[TIOCSTI, TIOCLINUX])?);
+        rules.insert(X32 | libc::SYS_prctl, pdeathsig_change()?);
+    }
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -70,36 +116,87 @@ pub fn terminal_filter() -> Result<BpfProgram, ExecError> {
     BpfProgram::try_from(filter).map_err(filter_err)
 }
 
-/// Install `filter` on the calling thread (it also sets `no_new_privs`,
-/// which Landlock has set already on a confined thread). What the thread
-/// starts inherits it.
-pub fn apply(filter: &BpfProgram) -> Result<(), ExecError> {
-    seccompiler::apply_filter(filter)
-        .map_err(|e| ExecError::Confinement(format!("cannot install the seccomp filter: {e}")))
+/// A Landlock ruleset that handles no file or network right, only scopes:
+/// signals (and abstract Unix sockets when `sockets`). `None` where the
+/// kernel has no scopes (Landlock ABI 5 or older) and `required` is false;
+/// an error where it is true.
+pub fn scope_layer(sockets: bool, required: bool) -> Result<Option<OwnedFd>, ExecError> {
+    let err = |e: landlock::RulesetError| {
+        ExecError::Confinement(format!("cannot build the program's Landlock scope: {e}"))
+    };
+    let level = if required {
+        landlock::CompatLevel::HardRequirement
+    } else {
+        landlock::CompatLevel::BestEffort
+    };
+    let mut rs = Ruleset::default()
+        .set_compatibility(level)
+        .scope(Scope::Signal)
+        .map_err(err)?;
+    if sockets {
+        rs = rs.scope(Scope::AbstractUnixSocket).map_err(err)?;
+    }
+    let created = rs.create().map_err(err)?;
+    Ok(created.into())
 }
 
-/// Have the child of `cmd` killed (SIGKILL) when the thread that spawns it
-/// ends: a runner killed outright takes its program with it. The child
-/// checks that its parent is still `runner` right after asking, so a runner
-/// that died in between does not leave it running either.
+/// Make this process not dumpable: no process of the same user without
+/// `CAP_SYS_PTRACE` can read its environment, command line or memory
+/// through `/proc` or ptrace it. (What it executes becomes dumpable again.)
+pub fn undumpable() -> Result<(), ExecError> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| ExecError::Io(format!("cannot make this process undumpable: {e}")))
+}
+
+/// Between fork and exec, in the child of `cmd`: ask for the parent-death
+/// signal (SIGKILL when the spawning thread ends) and check the parent is
+/// still `runner`; enter the Landlock layer `scope` (after
+/// `no_new_privs`); install `filter`. Any failure fails the spawn: nothing
+/// runs half guarded.
 #[allow(unsafe_code)]
-pub fn die_with_runner(cmd: &mut std::process::Command, runner: u32) {
+pub fn harden_child(
+    cmd: &mut std::process::Command,
+    runner: u32,
+    scope: Option<OwnedFd>,
+    filter: BpfProgram,
+) {
     use std::os::unix::process::CommandExt as _;
     let runner = i32::try_from(runner).ok();
     // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe operations are allowed. It makes two raw system calls
-    // (rustix's prctl and getppid wrappers, which neither allocate nor take
-    // locks) and builds an `io::Error` from a raw OS error code, which does
-    // not allocate either. It touches no memory shared with other threads.
+    // async-signal-safe operations are allowed. Everything it uses was made
+    // before the fork (the ruleset's descriptor, the filter's instructions);
+    // it makes raw system calls only (prctl, getppid, landlock_restrict_self
+    // and seccomp, through rustix, libc and seccompiler's `apply_filter`,
+    // which builds its `sock_fprog` on the stack), and its errors are
+    // `io::Error`s made from OS error codes, which do not allocate. It
+    // touches no memory shared with other threads and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-            let parent = rustix::process::getppid().map(rustix::process::Pid::as_raw_nonzero);
-            if parent.map(|p| p.get()) != runner {
+            let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+            if parent != runner {
                 // The runner is already gone: the signal it would have sent
                 // will never come.
                 return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
+            // Run as root, the program would hold CAP_SYS_PTRACE, which
+            // reads an undumpable runner's memory and environment (the
+            // caller's token) all the same: drop it from the bounding set,
+            // so the program never has it. Without CAP_SETPCAP (not root)
+            // this fails, and there is nothing to drop.
+            let _ = libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0, 0, 0);
+            if let Some(fd) = &scope {
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            seccompiler::apply_filter(&filter).map_err(|e| match e {
+                seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io,
+                _ => std::io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
             Ok(())
         });
     }

@@ -488,15 +488,16 @@ pub struct Launched {
 /// [`Launcher::launch`] restricts itself and starts the program, and then
 /// waits for it to end.
 ///
-/// Landlock, `no_new_privs` and a seccomp filter hold for the thread that
-/// asks for them and for every process it starts, so this thread restricts
-/// itself with the ruleset (and Landlock's signal scope: the program cannot
-/// signal its runner or anything else outside its domain), installs the
-/// filter of [`guard::terminal_filter`], starts `/proc/self/fd/N` of the open
-/// descriptor, and waits; the runner's other threads stay unconfined. The
-/// child asks for the parent-death signal before it executes
-/// ([`guard::die_with_runner`]): this thread lives as long as the program,
-/// and when it dies, with its process, the kernel kills the program. An
+/// Landlock and `no_new_privs` hold for the thread that asks for them and
+/// for every process it starts, so this thread restricts itself with the
+/// ruleset, starts `/proc/self/fd/N` of the open descriptor, and waits; the
+/// runner's other threads stay unconfined. Between fork and exec the child
+/// adds its own guards ([`guard::harden_child`]): the parent-death signal
+/// (this thread lives as long as the program, and when it dies, with its
+/// process, the kernel kills the program), a nested Landlock layer with the
+/// signal scope (so the program cannot signal or ptrace this thread, which
+/// would otherwise share its domain) and the seccomp filter of
+/// [`guard::child_filter`]. An
 /// ELF file keeps its close-on-exec flag (the kernel opens it before
 /// close-on-exec descriptors close, so the program does not inherit it); a
 /// `#!` script's interpreter reads it through that descriptor, so it stays
@@ -583,7 +584,6 @@ impl Launcher {
             cmd.stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped());
         }
-        guard::die_with_runner(&mut cmd, std::process::id());
         let measured = exe
             .file
             .try_clone()
@@ -633,7 +633,18 @@ impl Launch {
             }
             None => {}
         }
-        guard::apply(&guard::terminal_filter()?)?;
+        // The program's own guards, applied in it between fork and exec: no
+        // thread of the runner shares its Landlock domain or its filter.
+        let scope = guard::scope_layer(
+            self.confinement.is_some(),
+            self.required == Enforcement::Full,
+        )?;
+        guard::harden_child(
+            &mut self.cmd,
+            std::process::id(),
+            scope,
+            guard::child_filter()?,
+        );
         // The last moment before the kernel takes the file: once it runs, a
         // write to it fails (ETXTBSY) for a binary. (A script's interpreter
         // reads it later, and the window from here to the exec remains.)

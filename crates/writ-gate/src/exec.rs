@@ -190,6 +190,10 @@ pub(crate) fn scope_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
 
 pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     JSON_DENIALS.store(g.json, Ordering::Relaxed);
+    // The caller's token is in this process: nothing of the same user (the
+    // program cannot anyway, being in a Landlock domain of its own) may
+    // read it from /proc.
+    writ_exec::guard::undumpable()?;
     // The scope the writ binds is absolute and normal: `--read .` means this
     // directory, `--read src/` and `--read ../data` what the shell means.
     for p in a.read.iter_mut().chain(a.write.iter_mut()) {

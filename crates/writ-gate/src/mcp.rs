@@ -179,6 +179,9 @@ async fn keyring(client: &Client) -> Result<KeyRing, String> {
 }
 
 pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
+    // The agent's token is in this process: the server it starts (same
+    // user) must not read it from /proc.
+    writ_exec::guard::undumpable()?;
     if g.token.is_none() {
         bail!("writ mcp-proxy needs the agent's token: set WRIT_TOKEN or pass --token");
     }
@@ -232,7 +235,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         resource: server_resource(&a.name),
         context: Default::default(),
         request: session_request.clone(),
-        environment: Default::default(),
+        environment: session_facts(confined.is_some(), required, a.allow_partial_enforcement),
         scope: confined.as_ref().map(scope_of).unwrap_or_default(),
         audience: audience.clone(),
         parent,
@@ -456,6 +459,11 @@ pub struct McpSchemaArgs {
     /// Write the fragment here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Another environment variable the server gets (repeatable; as for
+    /// `writ mcp-proxy`, the server gets HOME, LANG, LC_ALL, PATH, TERM, TZ
+    /// and USER, and nothing else of this command's environment).
+    #[arg(long = "env-allow", value_name = "NAME", value_parser = crate::exec::env_allow_name)]
+    pub env_allow: Vec<String>,
     /// The server's command and arguments.
     #[arg(last = true, required = true, value_name = "SERVER_CMD")]
     pub argv: Vec<String>,
@@ -492,9 +500,16 @@ async fn request<W: AsyncWrite + Unpin, R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn list_tools(argv: &[String]) -> Result<Vec<Value>> {
+async fn list_tools(argv: &[String], env_allow: &[String]) -> Result<Vec<Value>> {
+    let mut allow: Vec<&str> = writ_exec::DEFAULT_ENV_ALLOW.to_vec();
+    allow.extend(env_allow.iter().map(String::as_str));
+    let env = allow
+        .into_iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)));
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
+        .env_clear()
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -550,7 +565,7 @@ async fn list_tools(argv: &[String]) -> Result<Vec<Value>> {
 }
 
 pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
-    let tools = tokio::time::timeout(SCHEMA_TIMEOUT, list_tools(&a.argv))
+    let tools = tokio::time::timeout(SCHEMA_TIMEOUT, list_tools(&a.argv, &a.env_allow))
         .await
         .map_err(|_| {
             anyhow::anyhow!(
@@ -653,6 +668,24 @@ fn server_confinement(a: &McpProxyArgs) -> Result<Option<Confinement>> {
     };
     c.check_paths().map_err(anyhow::Error::msg)?;
     Ok(Some(c))
+}
+
+/// What the session's writ binds of the server's confinement: nothing for
+/// an unconfined server; else the level the kernel enforces, and whether
+/// less than full was accepted (a policy can refuse either).
+fn session_facts(
+    confined: bool,
+    level: Enforcement,
+    partial: bool,
+) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    if confined {
+        m.insert("enforcement".into(), json!(level.as_str()));
+        if partial {
+            m.insert("allow_partial_enforcement".into(), json!(true));
+        }
+    }
+    m
 }
 
 fn scope_of(c: &Confinement) -> writ_artifact::Scope {

@@ -109,11 +109,14 @@ pub fn classify(v: &Value) -> Kind {
             method: m.clone(),
         },
         (Some(Value::String(m)), None) if !obj.contains_key("id") => {
-            if m == TOOLS_CALL {
-                // A server that ran it anyway would run it ungoverned.
-                invalid("a tools/call without an id (a notification) is refused: writ mcp-proxy forwards only tool calls it has decided")
-            } else {
+            if m.starts_with("notifications/") {
                 Kind::Notification { method: m.clone() }
+            } else {
+                // A request sent as a notification is not answered, so the
+                // proxy could not decide it; a server that ran it anyway
+                // (some SDKs run a handler for either) would run it
+                // ungoverned.
+                invalid("a message without an id (a notification) whose method is not notifications/... is refused: writ mcp-proxy forwards only requests it has decided")
             }
         }
         (Some(_), _) => {
@@ -236,6 +239,7 @@ mod tests {
         for bad in [
             r#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
             r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write_file"}}"#,
+            r#"{"jsonrpc":"2.0","method":"resources/read","params":{"uri":"file:///etc/shadow"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_text_file","name":"write_file"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"path":"/p","path":"/etc/shadow"}}}"#,
             "3",

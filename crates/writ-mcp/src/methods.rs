@@ -3,9 +3,11 @@
 //! Every request a client sends that makes the server act or disclose
 //! something is decided, logged and (on allow) a child execution of the
 //! session; nothing passes that a policy did not permit. What passes
-//! undecided: `initialize`, `ping`, the lists (`*/list`; `tools/list` and
-//! `resources/list` are filtered by probes), `resources/unsubscribe` (it
-//! only stops updates) and notifications. Requests the server sends the
+//! undecided: `initialize`, `ping`, the lists of the specification
+//! (`tools/list`, `resources/list`, `resources/templates/list`,
+//! `prompts/list`; the first two filtered by probes), `resources/unsubscribe`
+//! (it only stops updates) and notifications (`notifications/...`: a
+//! message without an id and another method is refused). Requests the server sends the
 //! client (sampling, elicitation, roots) are decided the same way, as
 //! `Action::"server_request"`, so that each is in the log; only `ping`
 //! passes.
@@ -180,7 +182,11 @@ pub fn ask_of(
     }
     let ask = match method {
         "initialize" | "ping" | "resources/unsubscribe" => return Ok(None),
-        m if m.ends_with("/list") => return Ok(None),
+        // The lists of the specification, no others: a server's own
+        // `secrets/list` is decided like any other method.
+        "tools/list" | "resources/list" | "resources/templates/list" | "prompts/list" => {
+            return Ok(None)
+        }
         "tools/call" => {
             let (tool, args) = call_of(params)?;
             tool_call(server, &tool, args)
@@ -315,7 +321,10 @@ mod tests {
             (a.action, a.resource.as_str()),
             (SET_LOG_LEVEL, "McpServer::\"fs\"")
         );
-        // What the proxy does not know is decided too (denied unless permitted).
+        // What the proxy does not know is decided too (denied unless
+        // permitted), a list of the server's own among it.
+        let a = ask("secrets/list", json!({})).unwrap();
+        assert_eq!(a.action, MCP_REQUEST);
         let a = ask("tasks/result", json!({"taskId": "t"})).unwrap();
         assert_eq!(
             (a.action, a.resource.as_str()),

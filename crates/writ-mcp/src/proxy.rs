@@ -64,7 +64,10 @@ enum Pending {
 /// client's answer (their finish records).
 struct Table {
     waiting: HashMap<String, (Value, Pending)>,
-    from_server: HashMap<String, Box<Permit>>,
+    /// The server's requests forwarded to the client and not answered yet:
+    /// the permit of a decided one (its finish record), `None` for a ping.
+    /// Only an answer to one of these reaches the server.
+    from_server: HashMap<String, Option<Box<Permit>>>,
     closed: bool,
 }
 
@@ -141,7 +144,7 @@ where
                 t.closed = true;
                 (
                     t.waiting.drain().map(|(_, v)| v).collect(),
-                    t.from_server.drain().map(|(_, p)| p).collect(),
+                    t.from_server.drain().filter_map(|(_, p)| p).collect(),
                 )
             };
             for permit in unanswered {
@@ -197,7 +200,11 @@ where
     };
     while tasks.join_next().await.is_some() {}
     // The server's requests the client never answered: their finish records.
-    let unanswered: Vec<Box<Permit>> = lock(&table).from_server.drain().map(|(_, p)| p).collect();
+    let unanswered: Vec<Box<Permit>> = lock(&table)
+        .from_server
+        .drain()
+        .filter_map(|(_, p)| p)
+        .collect();
     for permit in unanswered {
         gov.record_unforwarded(&permit, "the client closed the session before answering")
             .await;
@@ -352,14 +359,24 @@ async fn from_client<A: Authority>(
             });
         }
         Kind::Response { id } => {
-            // The client's answer to a request of the server's: its finish.
-            let permit = lock(table).from_server.remove(&key(&id));
-            if let Some(permit) = permit {
-                let gov = Arc::clone(gov);
-                let value = msg.value.clone();
-                tasks.spawn(async move { gov.record_finish(&permit, &value).await });
+            // The client's answer to a request of the server's that was
+            // forwarded (and decided): its finish. An answer to anything else
+            // (a request still being decided, or denied) is dropped: the
+            // server would take it for its request's answer.
+            let answered = lock(table).from_server.remove(&key(&id));
+            match answered {
+                Some(permit) => {
+                    if let Some(permit) = permit {
+                        let gov = Arc::clone(gov);
+                        let value = msg.value.clone();
+                        tasks.spawn(async move { gov.record_finish(&permit, &value).await });
+                    }
+                    let _ = to_server.send(msg.raw).await;
+                }
+                None => tracing::warn!(
+                    "the MCP client answered {id}, which no forwarded request of the server's has; dropped"
+                ),
             }
-            let _ = to_server.send(msg.raw).await;
         }
         Kind::Notification { .. } => {
             let _ = to_server.send(msg.raw).await;
@@ -419,7 +436,17 @@ async fn from_server<A: Authority>(
             let ask = match ask {
                 Ok(Some(a)) => a,
                 Ok(None) => {
-                    let _ = to_client.send(msg.raw).await;
+                    // A ping: its answer may pass.
+                    let free = match lock(table).from_server.entry(key(&id)) {
+                        std::collections::hash_map::Entry::Occupied(_) => false,
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(None);
+                            true
+                        }
+                    };
+                    if free {
+                        let _ = to_client.send(msg.raw).await;
+                    }
                     return;
                 }
                 Err(e) => {
@@ -451,7 +478,7 @@ async fn from_server<A: Authority>(
                         let taken = match lock(&table).from_server.entry(key(&id)) {
                             std::collections::hash_map::Entry::Occupied(_) => Some(permit),
                             std::collections::hash_map::Entry::Vacant(v) => {
-                                v.insert(Box::new(permit));
+                                v.insert(Some(Box::new(permit)));
                                 None
                             }
                         };
@@ -731,6 +758,19 @@ mod tests {
         let ping = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
         send(&mut r.server_w, ping).await;
         assert_eq!(next(&mut r.client_r).await, ping);
+        // The client's answer to the denied sampling request (or to any
+        // request the server did not send it) never reaches the server; its
+        // answer to the ping does.
+        send(
+            &mut r.client_w,
+            r#"{"jsonrpc":"2.0","id":9,"result":{"forged":true}}"#,
+        )
+        .await;
+        send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":10,"result":{}}"#).await;
+        assert_eq!(
+            next(&mut r.server_r).await,
+            r#"{"jsonrpc":"2.0","id":10,"result":{}}"#
+        );
         // A read of a resource is decided like a call, and its denial is a
         // JSON-RPC error (not a tool result).
         send(

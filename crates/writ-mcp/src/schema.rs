@@ -194,7 +194,7 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     text.push_str(WRIT_CONTEXT_TYPES);
     let _ = writeln!(
         text,
-        "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
+        "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{ \"enforcement\"?: String, \"allow_partial_enforcement\"?: Bool }},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
     );
     text.push_str(OTHER_METHODS);
     Fragment { text, warnings }

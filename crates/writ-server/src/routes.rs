@@ -10,7 +10,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use futures_util::stream::Stream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -628,7 +627,7 @@ async fn revocation_stream(
     State(s): State<Shared>,
     Caller(_): Caller,
     Query(q): Query<StreamQuery>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Response {
     // Subscribe first, then look: a revocation is either seen now or sent later.
     let rx = s.authority.subscribe();
     let already = q
@@ -636,23 +635,30 @@ async fn revocation_stream(
         .as_deref()
         .and_then(|jti| s.authority.revoked_status(jti))
         .map(|ev| {
-            Ok(SseEvent::default()
-                .event("revocation")
-                .data(serde_json::to_string(&ev).unwrap_or_default()))
+            Ok::<_, Infallible>(
+                SseEvent::default()
+                    .event("revocation")
+                    .data(serde_json::to_string(&ev).unwrap_or_default()),
+            )
         });
     // A revocation names its target only (a writ's descendants are revoked
     // through it): the stream of a watched writ names the writ in every
     // revocation that reaches it, through an ancestor or a principal on its
     // chain, so that its runner stops.
-    let chain = q.watch.as_deref().and_then(|jti| {
-        s.authority
-            .chain_of(jti)
-            .unwrap_or_else(|e| {
-                tracing::warn!(jti, error = %e, "the lineage of a watched writ could not be read");
-                None
-            })
-            .map(|(jtis, principals)| (jti.to_owned(), jtis, principals))
-    });
+    // A chain that cannot be read fails the stream (the runner reconnects,
+    // and renews meanwhile) rather than leaving it deaf to its ancestors.
+    let chain = match q
+        .watch
+        .as_deref()
+        .map(|jti| (jti, s.authority.chain_of(jti)))
+    {
+        None => None,
+        Some((jti, Ok(c))) => c.map(|(jtis, principals)| (jti.to_owned(), jtis, principals)),
+        Some((jti, Err(e))) => {
+            tracing::warn!(jti, error = %e, "the lineage of a watched writ could not be read");
+            return CallErrorResponse(e).into_response();
+        }
+    };
     let live = BroadcastStream::new(rx).filter_map(move |ev| match ev {
         Ok(Event::Revocation {
             time_ms,
@@ -688,7 +694,9 @@ async fn revocation_stream(
         Err(_) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
     });
     let stream = tokio_stream::iter(already).chain(live);
-    Sse::new(stream).keep_alive(KeepAlive::default().interval(STREAM_KEEP_ALIVE))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default().interval(STREAM_KEEP_ALIVE))
+        .into_response()
 }
 
 async fn add_principal(
@@ -721,28 +729,30 @@ async fn rotate_principal(
 }
 
 async fn disable_principal(
-    State(s): State<Shared>,
-    Caller(who): Caller,
-    Json(req): Json<PrincipalUidRequest>,
+    s: State<Shared>,
+    who: Caller,
+    req: Json<PrincipalUidRequest>,
 ) -> Response {
-    match s
-        .authority
-        .set_principal_disabled(&who, &req.uid, true)
-        .await
-    {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => CallErrorResponse(e).into_response(),
-    }
+    set_disabled(s, who, req, true).await
 }
 
 async fn enable_principal(
+    s: State<Shared>,
+    who: Caller,
+    req: Json<PrincipalUidRequest>,
+) -> Response {
+    set_disabled(s, who, req, false).await
+}
+
+async fn set_disabled(
     State(s): State<Shared>,
     Caller(who): Caller,
     Json(req): Json<PrincipalUidRequest>,
+    disabled: bool,
 ) -> Response {
     match s
         .authority
-        .set_principal_disabled(&who, &req.uid, false)
+        .set_principal_disabled(&who, &req.uid, disabled)
         .await
     {
         Ok(r) => axum::Json(r).into_response(),

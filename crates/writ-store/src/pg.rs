@@ -156,6 +156,7 @@ $$ LANGUAGE plpgsql;
     r#"
 ALTER TABLE principals ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE executions ADD COLUMN cred_hash BYTEA;
+ALTER TABLE writs ADD COLUMN via TEXT;
 CREATE TABLE delegations (
     jti TEXT NOT NULL,
     principal TEXT NOT NULL,
@@ -734,8 +735,8 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
             }
             Op::RecordWrit(w) => stmts.push(
                 Stmt::new(
-                    "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                     vec![
                         Param::Text(w.jti.clone()),
                         Param::Text(w.principal.clone()),
@@ -750,6 +751,7 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                         Param::Int(i64_of(w.iat)?),
                         Param::Int(i64_of(w.exp)?),
                         Param::Int(i64_of(indices.last().copied().unwrap_or(w.log_index))?),
+                        Param::OptText(w.via.clone()),
                     ],
                 )
                 .or_conflict(format!("writ {} already recorded", w.jti)),
@@ -1146,6 +1148,7 @@ fn writ_row(r: &Row) -> Result<WritRecord, StoreError> {
         iat: get_u64(r, 10)?,
         exp: get_u64(r, 11)?,
         log_index: get_u64(r, 12)?,
+        via: get(r, 13)?,
     })
 }
 
@@ -1217,7 +1220,7 @@ impl Store for PgStore {
     }
 
     fn writ(&self, jti: &str) -> Result<Option<WritRecord>, StoreError> {
-        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index FROM writs WHERE jti = $1";
+        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via FROM writs WHERE jti = $1";
         self.rows(SQL, vec![Param::Text(jti.into())])?
             .first()
             .map(writ_row)
@@ -1225,7 +1228,7 @@ impl Store for PgStore {
     }
 
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError> {
-        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index FROM writs WHERE parent = $1 ORDER BY log_index";
+        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via FROM writs WHERE parent = $1 ORDER BY log_index";
         self.rows(SQL, vec![Param::Text(jti.into())])?
             .iter()
             .map(writ_row)

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS writs (
     policy TEXT NOT NULL,
     iat INTEGER NOT NULL,
     exp INTEGER NOT NULL,
-    log_index INTEGER NOT NULL
+    log_index INTEGER NOT NULL,
+    via TEXT
 );
 -- Partial: roots (most writs) add no index entry on the hot path.
 CREATE INDEX IF NOT EXISTS writs_parent ON writs(parent) WHERE parent IS NOT NULL;
@@ -250,6 +251,7 @@ impl SqliteStore {
                 if (1..SCHEMA_VERSION).contains(&version) {
                     for (table, column, decl) in [
                         ("executions", "lease_exp", "INTEGER"),
+                        ("writs", "via", "TEXT"),
                         ("executions", "cred_hash", "BLOB"),
                         ("principals", "disabled", "INTEGER NOT NULL DEFAULT 0"),
                     ] {
@@ -627,13 +629,13 @@ impl Writer {
                 Op::RecordWrit(w) => {
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                            "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
                                 w.jti, w.principal, w.action, w.resource, w.audience, w.parent, w.root, w.depth,
-                                w.scope, w.policy, w.iat, w.exp, indices.last().copied().unwrap_or(w.log_index)
+                                w.scope, w.policy, w.iat, w.exp, indices.last().copied().unwrap_or(w.log_index), w.via
                             ])
                         })
                         .map_err(|e| conflict_or_unavailable(e, || format!("writ {} already recorded", w.jti)))?;
@@ -817,11 +819,12 @@ fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
         iat: r.get(10)?,
         exp: r.get(11)?,
         log_index: r.get(12)?,
+        via: r.get(13)?,
     })
 }
 
 const WRIT_COLUMNS: &str =
-    "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index";
+    "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via";
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRecord> {
     Ok(CheckpointRecord {

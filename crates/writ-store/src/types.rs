@@ -170,6 +170,11 @@ pub struct WritRecord {
     pub iat: u64,
     pub exp: u64,
     pub log_index: u64,
+    /// The execution whose credential asked for this writ (its parent),
+    /// when one did: that credential may start, renew and finish it, and
+    /// only then.
+    #[serde(default)]
+    pub via: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -40,11 +40,6 @@ fn exec(srv: &Server, cwd: &Path, args: &[&str]) -> CliOut {
     )
 }
 
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
-
 #[test]
 fn an_allowed_run_passes_output_and_exit_status_through_and_is_logged() {
     let srv = Server::start();

@@ -146,6 +146,27 @@ fn alive(pid: u32) -> bool {
     })
 }
 
+/// Run as a governed program: tries signal 0 on every thread of its parent
+/// (the runner), reads each thread's environ, and tries to clear its own
+/// parent-death signal; writes what worked to OUT.
+const PROBE_RUNNER: &str = r#"
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+ppid = os.getppid()
+out = {"threads": 0, "signalled": 0, "environ": 0}
+for tid in os.listdir(f"/proc/{ppid}/task"):
+    out["threads"] += 1
+    if libc.syscall(234, ppid, int(tid), 0) == 0:
+        out["signalled"] += 1
+    try:
+        open(f"/proc/{ppid}/task/{tid}/environ", "rb").read()
+        out["environ"] += 1
+    except OSError:
+        pass
+out["pdeathsig_cleared"] = libc.prctl(1, 0, 0, 0, 0) == 0
+open("OUT", "w").write(json.dumps(out))
+"#;
+
 /// A runner killed with SIGKILL left its program running, no longer
 /// renewed or watched. The kernel now kills the program with it (the
 /// parent-death signal the program asks for before it executes), and the
@@ -180,9 +201,65 @@ fn a_program_dies_with_its_killed_runner_and_cannot_kill_it() {
         || !alive(program),
     );
 
+    // Nor any thread of it (the one that started the program waits for it
+    // and was in the program's Landlock domain before the program got a
+    // layer of its own), nor read the runner's environment, where the
+    // caller's token is: each thread is probed with signal 0 (tgkill) and
+    // its /proc environ opened.
+    let t = tmp.path().canonicalize().unwrap();
+    // As an unprivileged user, as a governed program runs: a program run
+    // as root reads a same-user process's /proc environ on this kernel even
+    // without CAP_SYS_PTRACE (SECURITY.md, after the attack table).
+    let probe = PROBE_RUNNER.replace("OUT", &t.join("probe.json").to_string_lossy());
+    std::fs::set_permissions(&t, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let mut argv: Vec<&str> = Vec::new();
+    if root {
+        argv.extend([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]);
+    }
+    argv.extend([
+        writ_bin(),
+        "exec",
+        "--write",
+        t.to_str().unwrap(),
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        &probe,
+    ]);
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &srv.admin_token)
+        .env("HOME", &t)
+        .current_dir(&t)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("probe.json")).unwrap()).unwrap();
+    assert!(seen["threads"].as_u64().unwrap() >= 2, "{seen}");
+    assert_eq!(
+        (
+            &seen["signalled"],
+            &seen["environ"],
+            &seen["pdeathsig_cleared"]
+        ),
+        (&json!(0), &json!(0), &json!(false)),
+        "{seen}"
+    );
+
     // The program cannot kill its runner: kill fails (EPERM), the runner
     // records the run.
-    let t = tmp.path().canonicalize().unwrap();
     let out = run_writ(
         &[
             "exec",

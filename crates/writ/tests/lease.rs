@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -22,19 +22,6 @@ fn exec_env(srv: &Server) -> Vec<(&str, &str)> {
         ("WRIT_SERVER", srv.url.as_str()),
         ("WRIT_TOKEN", srv.admin_token.as_str()),
     ]
-}
-
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
-
-/// The `writ` binary under test, resolved, and its directory: what a
-/// governed program that runs `writ` itself must be allowed to read.
-fn writ_bin_and_dir() -> (PathBuf, String) {
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let dir = bin.parent().unwrap().to_str().unwrap().to_owned();
-    (bin, dir)
 }
 
 fn entries_of(srv: &Server, kind: &str, jti: &str) -> Vec<Value> {

@@ -496,6 +496,20 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
         .to_owned();
     let (w, _, _) = srv.authorize_ok(&cred, &exec_req(&["/usr/bin/true"], "exec@x"));
     assert_eq!(claims_of(&w)["writ"]["lineage"]["parent"], session);
+    // It cannot write the record of the proxy's tool calls, children of the
+    // same session that it did not ask for.
+    p.send(r#"{"jsonrpc":"2.0","id":"call","method":"tools/call","params":{"name":"ask_client","arguments":{}}}"#);
+    p.answers(&[json!("call")]);
+    let call = decisions_about(&srv, "Action::\"call_tool\"")
+        .into_iter()
+        .find(|d| d["decision"] == "allow")
+        .unwrap();
+    let r = srv.post(
+        &format!("/v1/executions/{}/finish", call["jti"].as_str().unwrap()),
+        Some(&cred),
+        &json!({"exit_status": 0, "terminated": "forged by the server"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
     let (st, _) = p.close();
     assert!(st.success());
     // It died with the session.

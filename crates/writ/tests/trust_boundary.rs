@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -547,17 +547,6 @@ fn a_writ_with_100000_descendants_is_revoked_in_one_call_within_a_second() {
     );
 }
 
-fn writ_bin_and_dir() -> (PathBuf, String) {
-    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
-    let dir = bin.parent().unwrap().to_str().unwrap().to_owned();
-    (bin, dir)
-}
-
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
-
 /// A governed program used to need the caller's own token to nest (and so
 /// could always ask without a parent). It now gets a credential of its own
 /// run in WRIT_TOKEN: everything it asks is a child of its run, within its
@@ -689,7 +678,7 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
         read("admin.err")
     );
     assert!(
-        read("finish.err").contains("acts only on its children"),
+        read("finish.err").contains("acts only on the children it asked for"),
         "{}",
         read("finish.err")
     );
@@ -698,6 +687,15 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
     let r = srv.get("/v1/revocations", Some(&cred));
     assert_eq!(r.status, 401, "{}", r.text());
     assert!(r.text().contains("has finished"), "{}", r.text());
+    // An administrator cannot take a credential for another principal's
+    // run (it would then ask as that principal).
+    let (_, unstarted, _) = srv.authorize_ok(&agent, &exec_req(&["/usr/bin/true"], "exec@x"));
+    let r = srv.post(
+        &format!("/v1/executions/{unstarted}/start"),
+        Some(&srv.admin_token),
+        &json!({"credential": true}),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
     // A made-up credential for a real execution is refused too.
     let forged = format!("writx_{jti}_{}", "A".repeat(43));
     assert_eq!(srv.get("/v1/revocations", Some(&forged)).status, 401);

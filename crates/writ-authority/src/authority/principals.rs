@@ -191,7 +191,8 @@ impl Authority {
         who: &Principal,
         req: &PrincipalRequest,
     ) -> Result<PrincipalResponse, CallError> {
-        require_admin(who)?;
+        let _serial = self.lifecycle.lock().await;
+        self.require_admin_now(who)?;
         cedar_uid_check(&req.uid).map_err(CallError::BadRequest)?;
         let token =
             new_token(self.entropy.as_ref()).map_err(|e| CallError::Unavailable(e.to_string()))?;
@@ -284,7 +285,8 @@ impl Authority {
         who: &Principal,
         uid: &str,
     ) -> Result<PrincipalResponse, CallError> {
-        require_admin(who)?;
+        let _serial = self.lifecycle.lock().await;
+        self.require_admin_now(who)?;
         let state = self.state();
         let (old, p) = self.registered(&state, uid)?;
         if state.revoked.principals.contains(uid) {
@@ -304,16 +306,17 @@ impl Authority {
             },
             Self::principal_change_leaf(who, uid, PrincipalChangeKind::TokenRotated, now_ms)?,
         ]);
-        let ticket = self.change_state(
-            |cur| {
-                let mut principals = cur.principals.clone();
-                principals.remove(&old);
-                principals.insert(hash, p.clone());
-                cur.with_principals(principals)
-            },
-            tx,
-        );
-        let indices = ticket.await?;
+        let indices = self
+            .change_state(
+                |cur| {
+                    let mut principals = cur.principals.clone();
+                    principals.remove(&old);
+                    principals.insert(hash, p.clone());
+                    cur.with_principals(principals)
+                },
+                tx,
+            )
+            .await?;
         self.note_indices(&indices);
         Ok(PrincipalResponse {
             uid: uid.to_owned(),
@@ -335,7 +338,8 @@ impl Authority {
         uid: &str,
         disabled: bool,
     ) -> Result<PrincipalChangeResponse, CallError> {
-        require_admin(who)?;
+        let _serial = self.lifecycle.lock().await;
+        self.require_admin_now(who)?;
         let state = self.state();
         self.registered(&state, uid)?;
         if disabled {
@@ -393,7 +397,7 @@ impl Authority {
     /// Every registered principal and its status (never a token or its
     /// hash). Admin only.
     pub fn list_principals(&self, who: &Principal) -> Result<PrincipalList, CallError> {
-        require_admin(who)?;
+        self.require_admin_now(who)?;
         let state = self.state();
         let principals = self
             .store

@@ -16,6 +16,20 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use writ_artifact::{ReasonCode, WritKey};
 
+/// Write an executable `#!/bin/sh` script.
+pub fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// The `writ` binary under test, resolved, and its directory: what a
+/// governed program that runs `writ` itself must be allowed to read.
+pub fn writ_bin_and_dir() -> (PathBuf, String) {
+    let bin: PathBuf = Path::new(writ_bin()).canonicalize().unwrap();
+    let dir = bin.parent().unwrap().to_str().unwrap().to_owned();
+    (bin, dir)
+}
+
 /// Poll `f` every 20 ms until it holds; fail the test after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
