@@ -67,7 +67,8 @@ pub enum Command {
     /// spend the nonce, run the measured file confined to the scope.
     Exec(exec::ExecArgs),
     /// An MCP stdio proxy a client launches in place of the server: every
-    /// tools/call is authorized (and logged) before it reaches the tool.
+    /// request that makes the server act or disclose (tools/call,
+    /// resources/read, prompts/get, ...) is authorized and logged first.
     McpProxy(mcp::McpProxyArgs),
     /// Revoke a writ (and so its whole subtree) or a principal, for good.
     Revoke(cmd::RevokeArgs),

@@ -55,9 +55,23 @@ context.arguments (and context.request.arguments), started on issue, \
 verified offline, forwarded, and its outcome recorded (result digest, \
 isError). A denied call is answered with a tool error `denied: <reason>: \
 <message>` and never reaches the server; an authority that cannot be \
-reached denies with authority_unavailable. tools/list is filtered to the \
-tools a probe (the same request with empty arguments, not started) allows. \
-Everything else passes unchanged.
+reached denies with authority_unavailable. Every other request that makes \
+the server act or disclose is decided the same way (resources/read and \
+subscribe: read_resource, subscribe_resource on Resource::\"NAME/URI\"; \
+prompts/get: get_prompt; completion/complete: complete; logging/setLevel: \
+set_log_level; any other method: mcp_request on McpMethod::\"NAME/METHOD\"), \
+a denial being a JSON-RPC error -32001; so is every request the server \
+sends the client (server_request), but ping. tools/list and resources/list \
+are filtered to what a probe (the same request, not started) allows. \
+initialize, ping, the four lists, resources/unsubscribe and notifications \
+pass unchanged; a message whose keys another JSON parser reads \
+differently (two keys equal under Unicode case folding) is refused.
+
+The server gets HOME, LANG, LC_ALL, PATH, TERM, TZ, USER and --env-allow \
+variables, the session's writ (WRIT_PARENT), WRIT_SERVER and a credential \
+of the session (WRIT_TOKEN): never the agent's token. With --read, \
+--write or --confine it runs confined by Landlock to that scope, which the \
+session's writ binds.
 
 SIGTERM, SIGINT and SIGHUP end the session as the client closing its \
 input would (a call still waiting gets the server's answer, or an error \
