@@ -328,6 +328,13 @@ pub struct PrincipalResponse {
     pub log_index: u64,
 }
 
+/// `POST /v1/keys/retire`: a writ key to stop verifying for good.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRetireRequest {
+    pub kid: String,
+}
+
 /// `POST /v1/principals/rotate`, `.../disable`, `.../enable`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,7 @@ use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 use writ_api::*;
 
+mod keys;
 mod principals;
 
 /// Default bound on a mesh node's staleness ([`AuthorityConfig::freshness_ms`]).
@@ -1801,56 +1802,6 @@ impl Authority {
             log_index,
         });
         Ok(log_index)
-    }
-
-    /// Make `next` the signing key. The old key stops signing at once but
-    /// keeps verifying until every writ it signed has expired. Admin only;
-    /// the caller has already stored `next`'s private key.
-    pub async fn rotate_key(&self, who: &Principal, next: WritKey) -> Result<u64, CallError> {
-        self.require_admin_now(who)?;
-        let state = self.state();
-        let now_ms = self.clock.now_unix_ms();
-        let until = now_ms + (WRIT_LIFETIME_SECS_MAX + self.config.skew_secs) * 1000;
-        let old = writ_key_record(&state.signer, "verify_only", now_ms, Some(until))
-            .map_err(CallError::Unavailable)?;
-        let new = writ_key_record(&next, "active", now_ms, None).map_err(CallError::Unavailable)?;
-        let leaf = |kid: &str, status: &str| {
-            Entry::KeyChange {
-                time_ms: now_ms,
-                by: who.uid.clone(),
-                kid: kid.into(),
-                role: "writ".into(),
-                status: status.into(),
-            }
-            .to_leaf()
-            .map(|leaf| Op::Append { leaf })
-            .map_err(CallError::Unavailable)
-        };
-        let ops = vec![
-            Op::PutKey(new),
-            leaf(next.kid(), "active")?,
-            Op::PutKey(old),
-            leaf(state.signer.kid(), "verify_only")?,
-        ];
-        let indices = self.store.submit(Tx::new(ops)).await?;
-        self.note_indices(&indices);
-        let fresh = load_state(
-            self.store.as_ref(),
-            now_ms,
-            Arc::new(next),
-            Some(&state.bundle),
-        )
-        .map_err(CallError::Unavailable)?;
-        // Only the keys: a revocation, activation or principal that changed
-        // the state since the store was read stays as it is.
-        self.swap_state(|cur| State {
-            signer: fresh.signer,
-            ring: fresh.ring,
-            key_records: fresh.key_records,
-            policy_keys: fresh.policy_keys,
-            ..cur.clone_shallow()
-        });
-        Ok(indices.first().copied().unwrap_or_default())
     }
 
     /// [`require_admin`], and `who` is not revoked or disabled in the state

@@ -126,8 +126,7 @@ pub(crate) async fn init_data_dir_with(
             dir.root.display()
         );
     }
-    std::fs::create_dir_all(&dir.root)
-        .with_context(|| format!("creating {}", dir.root.display()))?;
+    dir.create()?;
     let origin = match origin {
         Some(o) => o,
         None => {
@@ -210,8 +209,7 @@ pub(crate) async fn join_store(dir: &DataDir, url: &str) -> Result<String> {
         .context(
             "the shared store has no checkpoint yet: run `writ init --store URL` once first",
         )?;
-    std::fs::create_dir_all(&dir.root)
-        .with_context(|| format!("creating {}", dir.root.display()))?;
+    dir.create()?;
     let key = WritKey::generate(&OsEntropy)?;
     dir.save_writ_key(&key)?;
     dir.mark_current_writ_key(key.kid())?;
@@ -755,10 +753,34 @@ pub async fn policy(g: &Global, c: PolicyCmd) -> Result<Exit> {
 pub enum KeyCmd {
     /// Make a new writ signing key; the old one keeps verifying the writs it signed until they expire.
     Rotate,
+    /// Retire another node's writ key for good (compromised, or the node is
+    /// gone): it and the writs it signed stop verifying at once, on every
+    /// node; that node denies until it joins again with a new key.
+    Retire {
+        /// The key's id (`kid`, as in the JWKS and `GET /v1/mesh`).
+        kid: String,
+    },
 }
 
 pub async fn key(g: &Global, c: KeyCmd) -> Result<Exit> {
-    let KeyCmd::Rotate = c;
+    if let KeyCmd::Retire { kid } = c {
+        let reply = need_token(g)?
+            .post("/v1/keys/retire", &writ_authority::KeyRetireRequest { kid })
+            .await?;
+        if !reply.ok() {
+            return refused(g, "key retirement", &reply);
+        }
+        if g.json {
+            print_json(&reply.body)?;
+        } else {
+            println!(
+                "retired {} (log entry {})",
+                reply.body["kid"].as_str().unwrap_or_default(),
+                reply.body["log_index"]
+            );
+        }
+        return Ok(Exit::Ok);
+    }
     let reply = need_token(g)?.post("/v1/keys/rotate", &json!({})).await?;
     if !reply.ok() {
         return refused(g, "key rotation", &reply);

@@ -69,13 +69,21 @@ impl DataDir {
             .with_context(|| format!("parsing {}", self.config_path().display()))
     }
 
+    /// Make the data dir, readable by its owner only (mode 0700: it holds
+    /// the log's content and the private keys).
+    pub fn create(&self) -> Result<()> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {} to its owner", self.root.display()))
+    }
+
     pub fn write_config(&self, c: &Config) -> Result<()> {
-        // A store URL may carry a password.
-        let mode = if c.store.is_some() { 0o600 } else { 0o644 };
+        // Its owner's only (a store URL may carry a password).
         write_atomic(
             &self.config_path(),
             serde_json::to_string_pretty(c)?.as_bytes(),
-            mode,
+            0o600,
         )
     }
 

@@ -75,7 +75,17 @@ pub(crate) async fn get_checkpoint(State(s): State<Shared>) -> Response {
 }
 
 /// `POST /v1/log/checkpoint`: publish now (any authenticated caller).
-pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(_): Caller) -> Response {
+pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(who): Caller) -> Response {
+    // Forcing a checkpoint costs a signature, a consistency proof and a
+    // round to every witness: an administrator's call.
+    if !who.admin || who.execution.is_some() {
+        return crate::routes::error(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            None,
+            format!("{} is not an administrator", who.uid),
+        );
+    }
     let Some(log) = &s.log else { return no_log() };
     match publish_and_witness(&s, log).await {
         Ok(note) => note_response(note),

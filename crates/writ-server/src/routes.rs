@@ -307,6 +307,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/revocations/stream", get(revocation_stream))
         .route("/v1/policies", get(list_policies).post(upload_policy))
         .route("/v1/keys/rotate", post(rotate_key))
+        .route("/v1/keys/retire", post(retire_key))
         .route("/v1/lineage/{jti}", get(lineage))
         .route("/v1/log/entries", get(log_entries))
         .route(
@@ -822,6 +823,20 @@ async fn rotate_key(State(s): State<Shared>, Caller(who): Caller) -> Response {
                 }
             }
             axum::Json(json!({"kid": kid, "log_index": log_index})).into_response()
+        }
+        Err(e) => CallErrorResponse(e).into_response(),
+    }
+}
+
+async fn retire_key(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<KeyRetireRequest>,
+) -> Response {
+    match s.authority.retire_key(&who, &req.kid).await {
+        Ok(log_index) => {
+            axum::Json(json!({"kid": req.kid, "status": "retired", "log_index": log_index}))
+                .into_response()
         }
         Err(e) => CallErrorResponse(e).into_response(),
     }

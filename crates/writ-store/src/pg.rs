@@ -170,10 +170,24 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn pg_unavailable(e: tokio_postgres::Error) -> StoreError {
-    // The server's own message says more than the client's summary.
+    // The server's own message says more than the client's summary; a
+    // connection's error names its cause (refused, a name that does not
+    // resolve, TLS) only in its source chain.
     match e.as_db_error() {
         Some(db) => StoreError::Unavailable(format!("postgres: {}", db.message())),
-        None => StoreError::Unavailable(format!("postgres: {e}")),
+        None => {
+            let mut msg = format!("postgres: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(": ");
+                    msg.push_str(&text);
+                }
+                cause = c.source();
+            }
+            StoreError::Unavailable(msg)
+        }
     }
 }
 
@@ -281,12 +295,18 @@ impl PgStore {
             idle: Mutex::new(Vec::new()),
         });
         let migrate_pool = pool.clone();
-        block_on(&rt, async move {
+        let first = block_on(&rt, async move {
             let mut c = migrate_pool.get().await?;
             migrate(&mut c).await?;
             migrate_pool.put(c);
             Ok(())
-        })?;
+        });
+        if let Err(e) = first {
+            // A runtime dropped from async code panics (the caller may be
+            // on one): shut it down in the background, and report the cause.
+            rt.shutdown_background();
+            return Err(e);
+        }
         let (queue, rx) = mpsc::channel::<Job>(QUEUE_TX_MAX);
         rt.spawn(writer(config.clone(), rx));
         let (changes_tx, changes) = watch::channel(0u64);

@@ -233,6 +233,17 @@ fn open_conn(path: &Path, create: bool) -> Result<Connection, StoreError> {
 impl SqliteStore {
     /// Open (creating if needed) the store at `path` and start its writer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // A new store is its owner's only (mode 0600; SQLite gives its WAL
+        // and shared-memory files the same mode): it holds the log.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", path.display())))?;
+        }
         let conn = open_conn(path, true)?;
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))

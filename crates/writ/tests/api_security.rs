@@ -47,16 +47,17 @@ fn need(path: &str) -> Need {
         | "/access/v1/evaluation"
         | "/v1/executions/{jti}/start"
         | "/v1/executions/{jti}/renew"
-        | "/v1/executions/{jti}/finish"
-        | "/v1/log/checkpoint" => Need::Principal,
+        | "/v1/executions/{jti}/finish" => Need::Principal,
         // The console's demo plays a scenario that revokes a writ.
         "/v1/revocations"
+        | "/v1/log/checkpoint"
         | "/v1/principals"
         | "/v1/principals/rotate"
         | "/v1/principals/disable"
         | "/v1/principals/enable"
         | "/v1/policies"
         | "/v1/keys/rotate"
+        | "/v1/keys/retire"
         | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
@@ -131,6 +132,7 @@ fn no_state_changing_route_works_without_the_right_token() {
             }
             "/v1/policies" => (path.to_owned(), bundle.clone()),
             "/v1/keys/rotate" => (path.to_owned(), json!({})),
+            "/v1/keys/retire" => (path.to_owned(), json!({"kid": "not-a-key"})),
             other => panic!("no body for POST {other}"),
         };
         (path, body)

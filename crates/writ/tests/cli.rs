@@ -1225,3 +1225,55 @@ fn serve_json_prints_where_it_listens() {
     assert_ne!(port, 0, "the port it bound, not the one asked for: {v}");
     assert_eq!(health, Some(200), "GET /healthz at the printed URL");
 }
+
+/// A shared store that cannot be reached (a port nobody listens on, a host
+/// name that does not resolve) used to panic ("Cannot drop a runtime in a
+/// context where blocking is not allowed", exit 101) without naming the
+/// cause. It is an error now, exit 1, naming it, for `init` and `serve`.
+#[test]
+fn a_store_that_cannot_be_reached_is_a_clear_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (url, cause) in [
+        ("postgres://writ@127.0.0.1:1/writ", "Connection refused"),
+        ("postgres://writ@host.invalid/writ", "lookup"),
+    ] {
+        for cmd in [
+            &["init", "--store", url][..],
+            &["serve", "--store", url][..],
+        ] {
+            let dir = tmp.path().join(format!("d{}", rand_dir()));
+            let mut args = vec!["--dir", dir.to_str().unwrap()];
+            args.extend_from_slice(cmd);
+            let out = run_writ(&args, &[], None);
+            assert_eq!(out.code, 1, "{cmd:?}: {out:#?}");
+            assert!(
+                out.stderr.contains(cause) && !out.stderr.contains("panicked"),
+                "{cmd:?}: {out:#?}"
+            );
+        }
+    }
+}
+
+fn rand_dir() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// The data dir holds the log's content and the private keys: `writ init`
+/// makes it its owner's only (0700), with the store and config 0600.
+#[test]
+fn a_new_data_dir_is_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    init_dir(&dir);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    for f in ["writ.db", "config.json", "keys"] {
+        let m = mode(&dir.join(f));
+        assert_eq!(m & 0o077, 0, "{f} is {m:o}");
+    }
+}

@@ -407,6 +407,38 @@ fn three_nodes_on_one_postgres_are_one_authority_with_one_log() {
         out.expect_code(0, &format!("writ log verify --remote against {}", n.url));
         assert_eq!(out.json()["ok"], true);
     }
+
+    // A compromised node's key, retired from another node: the writs it
+    // signed stop verifying everywhere, and that node denies (it can sign
+    // nothing any more) until it joins again with a new key.
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let v = authorize(b, &token, &["/usr/bin/true", "by-b"]);
+    let writ = v["writ"].as_str().unwrap().to_owned();
+    let kid = claims_of_header(&writ);
+    a.cli(&token, &["key", "retire", &kid])
+        .expect_code(0, "writ key retire through another node");
+    let verify =
+        |n: &Node| n.post("/v1/verify", &token, &json!({"writ": writ})).json()["reason"].clone();
+    assert_eq!(verify(a), "invalid_signature");
+    // The retired node itself cannot load a state without its own key: it
+    // goes stale and denies everything, this writ among it.
+    wait_for(
+        "the retired node to refuse the writ",
+        Duration::from_secs(5),
+        || verify(b) == "authority_unavailable",
+    );
+    wait_for("the retired node to deny", Duration::from_secs(5), || {
+        authorize(b, &token, &["/usr/bin/true", "after"])["reason"] == "authority_unavailable"
+    });
+    assert_eq!(
+        authorize(a, &token, &["/usr/bin/true", "still"])["decision"],
+        "allow"
+    );
+}
+
+/// The `kid` of a writ's header.
+fn claims_of_header(writ: &str) -> String {
+    header_of(writ)["kid"].as_str().unwrap().to_owned()
 }
 
 #[test]
