@@ -317,6 +317,10 @@ pub struct PrincipalRequest {
     pub uid: String,
     #[serde(default)]
     pub admin: bool,
+    /// May read the content the log commits to (requests, contexts,
+    /// environments, arguments) and the console's views of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auditor: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,6 +351,8 @@ pub struct PrincipalUidRequest {
 pub struct PrincipalInfo {
     pub uid: String,
     pub admin: bool,
+    #[serde(default)]
+    pub auditor: bool,
     pub created_ms: u64,
     /// `active`, `disabled` (reversible: `enable`) or `revoked` (for good).
     pub status: String,

@@ -63,6 +63,8 @@ impl Default for AuthorityConfig {
 pub struct Principal {
     pub uid: String,
     pub admin: bool,
+    /// May read the log's content and the console's views of it.
+    pub auditor: bool,
     /// Set when the caller authenticated with an execution's credential
     /// (the program a runner started): the jti of that execution. Such a
     /// caller is never an administrator, asks only for children of that
@@ -76,6 +78,7 @@ impl Principal {
         Principal {
             uid: uid.into(),
             admin,
+            auditor: false,
             execution: None,
         }
     }
@@ -310,6 +313,7 @@ impl Authority {
                 uid: admin_uid.into(),
                 token_hash: token_hash(&token),
                 admin: true,
+                auditor: false,
                 created_ms: now,
                 disabled: false,
             }),
@@ -318,6 +322,7 @@ impl Authority {
                 by,
                 uid: admin_uid.into(),
                 admin: true,
+                auditor: false,
             })?,
         ];
         store.submit(Tx::new(ops)).await?;
@@ -2044,7 +2049,11 @@ fn load_rest(
     };
     let principals = principals
         .into_iter()
-        .map(|p| (p.token_hash, Principal::new(p.uid, p.admin)))
+        .map(|p| {
+            let mut who = Principal::new(p.uid, p.admin);
+            who.auditor = p.auditor;
+            (p.token_hash, who)
+        })
         .collect();
     for r in store.revocations().map_err(|e| e.to_string())? {
         if r.kind == "principal" {

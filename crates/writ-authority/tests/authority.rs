@@ -302,6 +302,7 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
             &PrincipalRequest {
                 uid: "User::\"racer\"".into(),
                 admin: false,
+                auditor: false,
             },
         )
         .await
@@ -548,6 +549,7 @@ async fn concurrent_lifecycle_changes_keep_an_administrator_and_one_token() {
                 &PrincipalRequest {
                     uid: uid.clone(),
                     admin: true,
+                    auditor: false,
                 },
             )
             .await
@@ -603,6 +605,7 @@ async fn concurrent_lifecycle_changes_keep_an_administrator_and_one_token() {
             &PrincipalRequest {
                 uid: "Agent::\"twice\"".into(),
                 admin: false,
+                auditor: false,
             },
         )
         .await

@@ -34,6 +34,11 @@ pub enum PrincipalCmd {
         /// Make it an administrator.
         #[arg(long)]
         admin: bool,
+        /// Make it an auditor: it may read what the log's entries commit to
+        /// (requests, contexts, environments, arguments) and the console's
+        /// views of the log, and nothing more.
+        #[arg(long)]
+        auditor: bool,
     },
     /// List the registered principals and their status (active, disabled, revoked). Admin only.
     List,
@@ -58,9 +63,20 @@ pub enum PrincipalCmd {
 pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
     let client = need_token(g)?;
     match c {
-        PrincipalCmd::Add { uid, admin } => {
+        PrincipalCmd::Add {
+            uid,
+            admin,
+            auditor,
+        } => {
             let reply = client
-                .post("/v1/principals", &PrincipalRequest { uid, admin })
+                .post(
+                    "/v1/principals",
+                    &PrincipalRequest {
+                        uid,
+                        admin,
+                        auditor,
+                    },
+                )
                 .await?;
             if !reply.ok() {
                 return refused(g, "adding the principal", &reply);
@@ -72,7 +88,11 @@ pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
                 println!(
                     "added {}{}; its token (shown once):",
                     r.uid,
-                    if r.admin { " (admin)" } else { "" }
+                    match (r.admin, auditor) {
+                        (true, _) => " (admin)",
+                        (false, true) => " (auditor)",
+                        _ => "",
+                    }
                 );
                 println!("{}", r.token);
             }
@@ -92,7 +112,13 @@ pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
                         "{:<width$}  {:<8}  {}",
                         p.uid,
                         p.status,
-                        if p.admin { "admin" } else { "" }
+                        if p.admin {
+                            "admin"
+                        } else if p.auditor {
+                            "auditor"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }

@@ -35,12 +35,21 @@ function time(ms) { return ms ? new Date(ms).toISOString().replace('T', ' ').sli
 function short(s, n) { s = String(s || ''); n = n || 14; return s.length > n ? s.slice(0, n) + '…' : s; }
 function pill(text, kind) { return el('span', { class: 'pill ' + (kind || text), text }); }
 
+function authHeaders(h) {
+  h = h || {};
+  if (token()) h.Authorization = 'Bearer ' + token();
+  return h;
+}
+
+const SIGN_IN = 'Sign in (top right) with an auditor or administrator token to see this: the log\'s content and the console\'s views are not public.';
+
+// Pages whose views need a token ask for one before they ask the server.
+function needToken() { if (!token()) throw new Error(SIGN_IN); }
+
 async function api(path, opts) {
   const o = Object.assign({ headers: {} }, opts || {});
-  if (o.auth) {
-    if (!token()) throw new Error('sign in with an administrator token first');
-    o.headers.Authorization = 'Bearer ' + token();
-  }
+  if (o.auth && !token()) throw new Error('sign in with an administrator token first');
+  authHeaders(o.headers);
   if (o.json !== undefined) {
     o.method = o.method || 'POST';
     o.headers['Content-Type'] = 'application/json';
@@ -50,6 +59,7 @@ async function api(path, opts) {
   const text = await r.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = text; }
+  if (r.status === 401 && !token()) throw new Error(SIGN_IN);
   if (!r.ok) {
     const m = body && body.message ? body.message : (typeof body === 'string' ? body : r.statusText);
     const code = body && body.reason ? body.reason + ': ' : '';
@@ -68,10 +78,34 @@ function setupAuth() {
     const t = $('admin-token').value.trim();
     if (t) sessionStorage.setItem(TOKEN_KEY, t);
     $('admin-token').value = '';
-    render();
+    // The page's views depend on who reads them: load them again.
+    location.reload();
   });
-  $('logout').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); render(); $('admin-token').focus(); });
+  $('logout').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); location.reload(); });
   render();
+}
+
+// A server-sent event stream read with fetch (an EventSource cannot send
+// the bearer token): calls on.open, on[event](data) and on.error; it
+// reconnects after an error, from the start path given by `path()`.
+function sse(path, on) {
+  let stopped = false, ctl = null;
+  const run = async () => {
+    while (!stopped) {
+      ctl = new AbortController();
+      try {
+        const r = await fetch(path(), { headers: authHeaders({ Accept: 'text/event-stream' }), signal: ctl.signal });
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        if (on.open) on.open();
+        await readSse(r, (event, data) => { if (on[event]) on[event](data); });
+      } catch (_) { /* reconnect below */ }
+      if (stopped) return;
+      if (on.error) on.error();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
+  run();
+  return { close() { stopped = true; if (ctl) ctl.abort(); } };
 }
 
 function proofLink(index) {
@@ -143,17 +177,21 @@ async function loadRevocations() {
 }
 
 async function governance() {
+  needToken();
   for (const id of ['f-type', 'f-outcome', 'f-principal', 'f-reason']) $(id).addEventListener('input', applyFilters);
   $('filters').addEventListener('submit', (e) => e.preventDefault());
   const tb = $('decisions').tBodies[0];
   const first = await api('/console/api/entries?limit=500');
   tb.replaceChildren(...first.entries.slice().reverse().map(entryRow));
   applyFilters();
-  const es = new EventSource('/console/api/stream?from=' + first.size);
-  es.addEventListener('open', () => { $('live-state').textContent = 'live'; $('live-state').classList.add('on'); });
-  es.addEventListener('error', () => { $('live-state').textContent = 'reconnecting…'; $('live-state').classList.remove('on'); });
-  es.addEventListener('entry', (m) => {
-    const e = JSON.parse(m.data);
+  let from = first.size;
+  const es = sse(() => '/console/api/stream?from=' + from, {
+    open: () => { $('live-state').textContent = 'live'; $('live-state').classList.add('on'); },
+    error: () => { $('live-state').textContent = 'reconnecting…'; $('live-state').classList.remove('on'); },
+    entry: (data) => onEntry(data),
+  });
+  const onEntry = (e) => {
+    if (typeof e.index === 'number') from = Math.max(from, e.index + 1);
     const tr = entryRow(e);
     tr.classList.add('fresh');
     tb.prepend(tr);
@@ -162,7 +200,7 @@ async function governance() {
     applyFilters();
     if (e.type === 'revocation') loadRevocations().catch((err) => status(err.message));
     if (e.type === 'policy_activation') loadPolicy().catch((err) => status(err.message));
-  });
+  };
   window.addEventListener('pagehide', () => es.close());
   $('revoke-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -299,10 +337,11 @@ function fmt(v) {
 }
 
 async function health() {
+  needToken();
   const samples = [];
   const MAX = 60;
   const tick = async () => {
-    const [mesh, metricsText] = await Promise.all([api('/v1/mesh'), fetch('/metrics').then((r) => r.text())]);
+    const [mesh, metricsText] = await Promise.all([api('/v1/mesh'), fetch('/metrics', { headers: authHeaders() }).then((r) => r.text())]);
     const now = performance.now();
     const m = parseMetrics(metricsText);
     const nodes = mesh.nodes || [];
@@ -437,6 +476,7 @@ async function lineage() {
     history.replaceState(null, '', '?jti=' + encodeURIComponent(j));
     showTree(j).catch((err) => status(err.message));
   });
+  needToken();
   const list = await api('/console/api/executions');
   const seen = new Set();
   const items = [];
@@ -487,7 +527,7 @@ async function demo() {
     list.replaceChildren();
     note.textContent = 'running…';
     try {
-      const r = await fetch('/console/api/demo', { method: 'POST', headers: { Authorization: 'Bearer ' + token() } });
+      const r = await fetch('/console/api/demo', { method: 'POST', headers: authHeaders() });
       if (!r.ok) { const b = await r.json().catch(() => ({})); throw new Error('HTTP ' + r.status + ': ' + (b.message || r.statusText)); }
       await readSse(r, (event, d) => {
         if (event === 'step') {
@@ -508,6 +548,7 @@ async function demo() {
 // ------------------------------------------------------------ maturity
 
 async function maturity() {
+  needToken();
   const run = async () => {
     $('level').textContent = 'assessing…';
     const r = await api('/console/api/assess');

@@ -126,10 +126,15 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
             by,
             uid,
             admin,
+            auditor,
         } => json!({
             "index": index, "type": "principal_added", "time_ms": time_ms,
             "principal": by, "action": "add principal", "resource": uid,
-            "outcome": if *admin { "admin" } else { "added" },
+            "outcome": match (*admin, *auditor) {
+                (true, _) => "admin",
+                (false, true) => "auditor",
+                _ => "added",
+            },
         }),
         Entry::PrincipalChange {
             time_ms,

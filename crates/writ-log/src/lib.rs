@@ -114,6 +114,9 @@ pub enum Entry {
         by: String,
         uid: String,
         admin: bool,
+        /// Left out when false (leaves written before auditors existed).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auditor: bool,
     },
     /// A registered principal changed: a new token (the old one stopped
     /// authenticating with this entry), or disabled, or enabled again.

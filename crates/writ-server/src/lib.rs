@@ -6,6 +6,7 @@
 //! the offending field named.
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod log;
 mod metrics;
 mod routes;

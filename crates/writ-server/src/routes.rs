@@ -114,7 +114,7 @@ pub(crate) fn error(
         .into_response()
 }
 
-fn denial_status(r: ReasonCode) -> StatusCode {
+pub(crate) fn denial_status(r: ReasonCode) -> StatusCode {
     match r {
         ReasonCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ReasonCode::AuthorityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -239,40 +239,31 @@ fn json_rejection(rej: JsonRejection) -> Response {
     )
 }
 
-/// The authenticated caller.
+/// The authenticated caller: the principal the access guard
+/// (`access::guard`) authenticated for this route and put in the request's
+/// extensions. The guard runs before any body is read.
 pub struct Caller(pub Principal);
 
-impl FromRequestParts<Shared> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
-        let token = bearer(&parts.headers);
-        state
-            .authority
-            .authenticate(token.unwrap_or_default())
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
             .map(Caller)
-            .map_err(|d| error(denial_status(d.reason), "denied", Some(d.reason), d.message))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "denied",
+                    Some(ReasonCode::Unauthenticated),
+                    "a bearer token is required",
+                )
+            })
     }
 }
 
-/// The caller of `POST /v1/executions/{jti}/finish`, which records how a run
-/// ended and grants nothing: the runner a revocation stopped may still
-/// record why, without administrative power
-/// (`Authority::authenticate_for_finish`).
-pub struct FinishCaller(pub Principal);
-
-impl FromRequestParts<Shared> for FinishCaller {
-    type Rejection = Response;
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Response> {
-        let token = bearer(&parts.headers);
-        state
-            .authority
-            .authenticate_for_finish(token.unwrap_or_default())
-            .map(FinishCaller)
-            .map_err(|d| error(denial_status(d.reason), "denied", Some(d.reason), d.message))
-    }
-}
-
-fn bearer(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(h: &HeaderMap) -> Option<&str> {
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -335,7 +326,7 @@ pub fn router(state: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(console)
         // The Error body OpenAPI promises, instead of an empty 405.
         .method_not_allowed_fallback(|| async {
@@ -346,26 +337,20 @@ pub fn router(state: Shared) -> Router {
                 "this route does not take that method; see /openapi.json",
             )
         })
+        // Every route's access class, checked before its handler (and its
+        // body extractor) runs.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::access::guard,
+        ))
 }
 
 async fn authorize(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    Caller(who): Caller,
     body: Result<Json<AuthorizeRequest>, Response>,
 ) -> Response {
     let t0 = Instant::now();
-    // Authenticate before looking at the body: an anonymous caller learns nothing.
-    let who = match s
-        .authority
-        .authenticate(bearer(&headers).unwrap_or_default())
-    {
-        Ok(p) => p,
-        Err(d) => {
-            s.metrics
-                .record("deny", d.reason.as_str(), t0.elapsed().as_secs_f64());
-            return deny_response(&d, None);
-        }
-    };
     let Json(req) = match body {
         Ok(b) => b,
         Err(r) => return r,
@@ -388,7 +373,7 @@ async fn authorize(
     }
 }
 
-fn deny_response(d: &Denial, log_index: Option<u64>) -> Response {
+pub(crate) fn deny_response(d: &Denial, log_index: Option<u64>) -> Response {
     let body = AuthorizeResponse::Deny {
         reason: d.reason,
         message: d.message.clone(),
@@ -588,7 +573,7 @@ async fn renew(
 
 async fn finish(
     State(s): State<Shared>,
-    FinishCaller(who): FinishCaller,
+    Caller(who): Caller,
     Path(jti): Path<String>,
     Json(req): Json<FinishRequest>,
 ) -> Response {

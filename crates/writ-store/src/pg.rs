@@ -155,6 +155,7 @@ $$ LANGUAGE plpgsql;
 "#,
     r#"
 ALTER TABLE principals ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE principals ADD COLUMN auditor BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE executions ADD COLUMN cred_hash BYTEA;
 ALTER TABLE writs ADD COLUMN via TEXT;
 CREATE TABLE delegations (
@@ -847,13 +848,14 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                 staged.state_changes += 1;
                 stmts.push(
                     Stmt::new(
-                        "INSERT INTO principals (uid, token_hash, admin, created_ms, disabled) VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO principals (uid, token_hash, admin, created_ms, disabled, auditor) VALUES ($1, $2, $3, $4, $5, $6)",
                         vec![
                             Param::Text(p.uid.clone()),
                             Param::Bytes(p.token_hash.to_vec()),
                             Param::Bool(p.admin),
                             Param::Int(i64_of(p.created_ms)?),
                             Param::Bool(p.disabled),
+                            Param::Bool(p.auditor),
                         ],
                     )
                     .or_conflict(format!("principal {} already exists", p.uid)),
@@ -1223,7 +1225,7 @@ impl Store for PgStore {
 
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.rows(
-            "SELECT uid, token_hash, admin, created_ms, disabled FROM principals ORDER BY uid",
+            "SELECT uid, token_hash, admin, created_ms, disabled, auditor FROM principals ORDER BY uid",
             vec![],
         )?
         .iter()
@@ -1234,6 +1236,7 @@ impl Store for PgStore {
                 admin: get(r, 2)?,
                 created_ms: get_u64(r, 3)?,
                 disabled: get(r, 4)?,
+                auditor: get(r, 5)?,
             })
         })
         .collect()

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS principals (
     token_hash BLOB NOT NULL UNIQUE,
     admin INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
+    disabled INTEGER NOT NULL DEFAULT 0,
+    auditor INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS delegations (
     jti TEXT NOT NULL,
@@ -265,6 +266,7 @@ impl SqliteStore {
                         ("writs", "via", "TEXT"),
                         ("executions", "cred_hash", "BLOB"),
                         ("principals", "disabled", "INTEGER NOT NULL DEFAULT 0"),
+                        ("principals", "auditor", "INTEGER NOT NULL DEFAULT 0"),
                     ] {
                         let has: bool = conn.query_row(
                             "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
@@ -708,8 +710,8 @@ impl Writer {
                 }
                 Op::PutPrincipal(p) => {
                     self.conn
-                        .prepare_cached("INSERT INTO principals (uid, token_hash, admin, created_ms, disabled) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .and_then(|mut s| s.execute(params![p.uid, &p.token_hash[..], p.admin, p.created_ms, p.disabled]))
+                        .prepare_cached("INSERT INTO principals (uid, token_hash, admin, created_ms, disabled, auditor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                        .and_then(|mut s| s.execute(params![p.uid, &p.token_hash[..], p.admin, p.created_ms, p.disabled, p.auditor]))
                         .map_err(|e| conflict_or_unavailable(e, || format!("principal {} already exists", p.uid)))?;
                 }
                 Op::UpdatePrincipal {
@@ -901,7 +903,7 @@ impl Store for SqliteStore {
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.read(|c| {
             let mut s = c.prepare_cached(
-                "SELECT uid, token_hash, admin, created_ms, disabled FROM principals ORDER BY uid",
+                "SELECT uid, token_hash, admin, created_ms, disabled, auditor FROM principals ORDER BY uid",
             )?;
             let rows = s.query_map([], |r| {
                 Ok(PrincipalRecord {
@@ -910,6 +912,7 @@ impl Store for SqliteStore {
                     admin: r.get(2)?,
                     created_ms: r.get(3)?,
                     disabled: r.get(4)?,
+                    auditor: r.get(5)?,
                 })
             })?;
             rows.collect()

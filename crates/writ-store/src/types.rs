@@ -209,6 +209,9 @@ pub struct PrincipalRecord {
     /// SHA-256 of the bearer token; the token itself is never stored.
     pub token_hash: [u8; 32],
     pub admin: bool,
+    /// May read what the log's entries commit to (the requests' content)
+    /// and the console's views of it; distinct from `admin`.
+    pub auditor: bool,
     pub created_ms: u64,
     /// A disabled principal cannot authenticate, and its writs do not verify
     /// while it stays disabled.

@@ -173,6 +173,7 @@ fn principals_bundles_activations_and_keys_round_trip(open: Open) {
         admin: true,
         created_ms: 5,
         disabled: false,
+        auditor: false,
     };
     s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
         .wait()
@@ -384,6 +385,7 @@ fn principals_change_and_delegations_and_credentials_are_kept(open: Open) {
         admin: false,
         created_ms: 5,
         disabled: false,
+        auditor: false,
     };
     s.submit(Tx::new(vec![Op::PutPrincipal(p.clone())]))
         .wait()

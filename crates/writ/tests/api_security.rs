@@ -356,3 +356,171 @@ fn secrets_never_appear_in_logs_metrics_or_pages() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The status line of one request (the body is not waited for: an event
+/// stream never ends).
+fn status_of(srv: &Server, method: &str, path: &str, token: Option<&str>, body: &Value) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(&srv.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let bytes = if method == "POST" {
+        serde_json::to_vec(body).unwrap()
+    } else {
+        Vec::new()
+    };
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        bytes.len()
+    );
+    if method == "POST" {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&bytes).unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        if s.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        line.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&line);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: no status line: {text:?}"))
+}
+
+/// One permission table: every route of the OpenAPI document is called as
+/// an anonymous caller, a principal, an auditor and an administrator, and
+/// each is let through exactly as its class (`writ_server::access::TABLE`)
+/// says: a route a class may not call answers 401 (no token) or 403, one it
+/// may call answers anything else.
+#[test]
+fn every_route_lets_through_exactly_its_class() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let r = srv.post(
+        "/v1/principals",
+        Some(&srv.admin_token),
+        &json!({"uid": "User::\"auditor\"", "auditor": true}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let auditor = r.json()["token"].as_str().unwrap().to_owned();
+    srv.add_principal("Agent::\"victim\"");
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["lifetime_secs"] = json!(600);
+    let (_, unstarted, _) = srv.authorize_ok(&agent, &req);
+    let (_, running, _) = srv.authorize_ok(&agent, &req);
+    assert_eq!(srv.start_execution(&agent, &running).status, 200);
+    let hash = srv.active_policy();
+    let openapi = srv.get("/openapi.json", None).json();
+    // The classes this test expects, written out independently of the
+    // server's table.
+    let class_of = |m: &str, p: &str| -> &'static str {
+        match (m, p) {
+            ("GET", "/")
+            | ("GET", "/healthz")
+            | ("GET", "/readyz")
+            | ("GET", "/openapi.json")
+            | ("GET", "/.well-known/jwks.json")
+            | ("POST", "/v1/verify")
+            | ("POST", "/console/api/proof")
+            | ("GET", "/console/api/proof") => "public",
+            ("GET", p) if p.starts_with("/v1/log/") && p != "/v1/log/bundles/{hash}" => "public",
+            ("GET", "/v1/log/bundles/{hash}") => "auditor",
+            ("GET", p) if p.starts_with("/console/api/") && p != "/console/api/health" => "auditor",
+            ("POST", "/v1/revocations")
+            | ("POST", "/v1/policies")
+            | ("POST", "/v1/keys/rotate")
+            | ("POST", "/v1/keys/retire")
+            | ("POST", "/v1/log/checkpoint")
+            | ("POST", "/console/api/demo")
+            | ("GET", "/v1/principals") => "admin",
+            (_, p) if p.starts_with("/v1/principals") => "admin",
+            _ => "principal",
+        }
+    };
+    let body_for = |m: &str, p: &str| -> Value {
+        if m != "POST" {
+            return json!({});
+        }
+        match p {
+            "/v1/authorize" => exec_req(&["/usr/bin/true"], AUD),
+            "/access/v1/evaluation" => {
+                json!({"action": {"name": "exec"}, "resource": {"type": "Command", "id": "/usr/bin/true"}})
+            }
+            "/v1/verify" | "/console/api/proof" => json!({"writ": "x.y.z"}),
+            "/v1/revocations" => json!({"principal": "Agent::\"victim\""}),
+            "/v1/principals" => json!({"uid": "Agent::\"new\""}),
+            "/v1/principals/rotate" | "/v1/principals/disable" | "/v1/principals/enable" => {
+                json!({"uid": "Agent::\"victim\""})
+            }
+            "/v1/keys/retire" => json!({"kid": "none"}),
+            "/v1/executions/{jti}/finish" => json!({"exit_status": 0}),
+            _ => json!({}),
+        }
+    };
+    let mut checked = 0;
+    for (path, ops) in openapi["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let m = method.to_ascii_uppercase();
+            let class = class_of(&m, path);
+            let concrete = path.replace("{hash}", &hash).replace(
+                "{jti}",
+                if path.ends_with("/start") {
+                    &unstarted
+                } else {
+                    &running
+                },
+            );
+            let concrete = if concrete == "/v1/log/proof/inclusion" {
+                "/v1/log/proof/inclusion?index=0&size=1".to_owned()
+            } else if concrete == "/v1/log/proof/consistency" {
+                "/v1/log/proof/consistency?first=1&second=1".to_owned()
+            } else {
+                concrete
+            };
+            let body = body_for(&m, path);
+            let execution = path.starts_with("/v1/executions/");
+            for (who, token, rank) in [
+                ("anonymous", None, 0),
+                ("a principal", Some(agent.as_str()), 1),
+                ("an auditor", Some(auditor.as_str()), 2),
+                ("an administrator", Some(srv.admin_token.as_str()), 3),
+            ] {
+                // The execution routes are the writ's owner's: only the
+                // owner and anonymous are asked (the class is principal).
+                if execution && rank >= 2 {
+                    continue;
+                }
+                let need = match class {
+                    "public" => 0,
+                    "principal" => 1,
+                    "auditor" => 2,
+                    _ => 3,
+                };
+                let auditor_passes = class == "auditor" && rank == 3;
+                let may = rank >= need || auditor_passes;
+                let status = status_of(&srv, &m, &concrete, token, &body);
+                if may {
+                    assert!(
+                        status != 401 && status != 403,
+                        "{m} {path} ({class}) as {who}: {status}"
+                    );
+                } else {
+                    let want = if rank == 0 { 401 } else { 403 };
+                    assert_eq!(status, want, "{m} {path} ({class}) as {who}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 150, "only {checked} calls were checked");
+}

@@ -711,7 +711,9 @@ fn metrics_count_decisions_by_outcome() {
             .status,
         401
     );
-    let r = srv.get("/metrics", None);
+    // Metrics are a principal's to read (SECURITY.md: the permission table).
+    assert_eq!(srv.get("/metrics", None).status, 401);
+    let r = srv.get("/metrics", Some(&srv.admin_token));
     assert_eq!(r.status, 200);
     assert!(
         r.header("content-type")
@@ -880,7 +882,8 @@ fn every_spec_route_is_served() {
 #[test]
 fn the_mesh_route_is_served() {
     let srv = Server::start();
-    let r = srv.request("GET", "/v1/mesh", None, None);
+    assert_eq!(srv.request("GET", "/v1/mesh", None, None).status, 401);
+    let r = srv.request("GET", "/v1/mesh", Some(&srv.admin_token), None);
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

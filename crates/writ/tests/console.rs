@@ -312,7 +312,10 @@ fn the_console_in_headless_chromium() {
         }
     }
     // The CLI agrees with the maturity page.
-    let a = srv.cli(None, &["assess", "--json", "--require", "5"]);
+    let a = srv.cli(
+        Some(&srv.admin_token),
+        &["assess", "--json", "--require", "5"],
+    );
     a.expect_code(0, "writ assess --require 5 after the browser run");
     assert_eq!(a.json()["level"], 5, "{}", a.stdout);
     eprintln!(
@@ -323,7 +326,7 @@ fn the_console_in_headless_chromium() {
 }
 
 fn assess(srv: &Server) -> Value {
-    let out = srv.cli(None, &["assess", "--json"]);
+    let out = srv.cli(Some(&srv.admin_token), &["assess", "--json"]);
     out.expect_code(0, "writ assess --json");
     out.json()
 }
@@ -344,7 +347,7 @@ fn writ_assess_reports_the_level_the_log_demonstrates() {
     let a = assess(&srv);
     assert_eq!(a["level"], 0, "{a:#}");
     assert_eq!(criterion(&a, "execution activity is logged")["met"], false);
-    let out = srv.cli(None, &["assess", "--require", "1"]);
+    let out = srv.cli(Some(&srv.admin_token), &["assess", "--require", "1"]);
     out.expect_code(1, "writ assess --require 1 on a fresh deployment");
     assert!(
         out.stdout.starts_with("EGMM level 0: Untrusted Execution"),
@@ -391,7 +394,7 @@ fn writ_assess_reports_the_level_the_log_demonstrates() {
 #[test]
 fn the_mesh_lists_this_node() {
     let srv = Server::start();
-    let r = srv.get("/v1/mesh", None);
+    let r = srv.get("/v1/mesh", Some(&srv.admin_token));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     let nodes = v["nodes"].as_array().unwrap();
@@ -409,7 +412,7 @@ fn the_mesh_lists_this_node() {
         &json!({"jti": jti}),
     );
     assert_eq!(
-        srv.get("/v1/mesh", None).json()["nodes"][0]["revocation_hwm"],
+        srv.get("/v1/mesh", Some(&srv.admin_token)).json()["nodes"][0]["revocation_hwm"],
         1
     );
 }

@@ -137,7 +137,8 @@ fn log_verify_replays_every_decision_offline_and_remotely() {
     ] {
         let mut a = vec!["--json"];
         a.extend_from_slice(args);
-        let out = s.cli(None, &a);
+        // Replay needs the bundles, an auditor's to read.
+        let out = s.cli(Some(&s.admin_token), &a);
         out.expect_code(0, "log verify");
         let r = &out.json()["report"];
         assert_eq!(r["problems"], json!([]));

@@ -555,7 +555,7 @@ fn independent_rfc6962_verifiers_accept_writs_proofs_and_c2sp_checkpoints() {
         let (a, d) = decisions(&s, &agent, n, round);
         allows += a;
         denies += d;
-        published.push(publish(&s, &agent));
+        published.push(publish(&s, &s.admin_token));
     }
     assert!(
         allows > 20 && denies > 10,

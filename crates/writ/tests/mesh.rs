@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 const ALLOW_ALL: &str = "@id(\"all\")\npermit (principal, action, resource);\n";
 
 struct Node {
+    /// A token the node accepts, for its routes that need one (`/v1/mesh`).
+    token: String,
     dir: PathBuf,
     addr: String,
     url: String,
@@ -53,6 +55,7 @@ impl Node {
             .spawn()
             .unwrap();
         let n = Node {
+            token: String::new(),
             dir: dir.to_owned(),
             url: format!("http://{addr}"),
             addr,
@@ -103,7 +106,15 @@ impl Node {
     }
 
     fn mesh(&self) -> Value {
-        self.get("/v1/mesh").json()
+        let auth = format!("Bearer {}", self.token);
+        http(
+            &self.addr,
+            "GET",
+            "/v1/mesh",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .json()
     }
 
     fn leads(&self) -> bool {
@@ -147,7 +158,11 @@ fn mesh(pg: &pg::Cluster, tmp: &Path, n: usize) -> (Vec<Node>, String) {
     out.expect_code(0, "writ init --store");
     let token = out.json()["admin_token"].as_str().unwrap().to_owned();
     let nodes: Vec<Node> = (1..=n)
-        .map(|i| Node::start(&tmp.join(format!("node{i}")), &url))
+        .map(|i| {
+            let mut node = Node::start(&tmp.join(format!("node{i}")), &url);
+            node.token = token.clone();
+            node
+        })
         .collect();
     // A policy activated through node 1 reaches every node.
     let pdir = tmp.join("policy-all");

@@ -673,7 +673,7 @@ fn a_governed_program_holds_a_credential_that_asks_only_for_its_own_children() {
         "{adopt}"
     );
     assert!(
-        read("admin.err").contains("no administrative power"),
+        read("admin.err").contains("holds no such role"),
         "{}",
         read("admin.err")
     );

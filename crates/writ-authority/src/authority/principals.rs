@@ -95,6 +95,7 @@ impl Authority {
                 Ok(Some((jti, uid))) => Ok(Principal {
                     uid,
                     admin: false,
+                    auditor: false,
                     execution: Some(jti),
                 }),
                 Ok(None) => Err(refused),
@@ -181,6 +182,7 @@ impl Authority {
         Ok(Principal {
             uid: rec.principal,
             admin: false,
+            auditor: false,
             execution: Some(jti.to_owned()),
         })
     }
@@ -203,6 +205,7 @@ impl Authority {
             by: who.uid.clone(),
             uid: req.uid.clone(),
             admin: req.admin,
+            auditor: req.auditor,
         }
         .to_leaf()
         .map_err(CallError::Unavailable)?;
@@ -211,6 +214,7 @@ impl Authority {
                 uid: req.uid.clone(),
                 token_hash: hash,
                 admin: req.admin,
+                auditor: req.auditor,
                 created_ms: now_ms,
                 disabled: false,
             }),
@@ -218,7 +222,8 @@ impl Authority {
         ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
-        let p = Principal::new(req.uid.clone(), req.admin);
+        let mut p = Principal::new(req.uid.clone(), req.admin);
+        p.auditor = req.auditor;
         self.swap_state(|s| {
             let mut principals = s.principals.clone();
             principals.insert(hash, p);
@@ -414,6 +419,7 @@ impl Authority {
                 .into(),
                 uid: p.uid,
                 admin: p.admin,
+                auditor: p.auditor,
                 created_ms: p.created_ms,
             })
             .collect();

@@ -319,6 +319,7 @@ fn a_version_3_store_gains_credentials_disabled_principals_and_delegations_on_op
             admin: false,
             created_ms: 1,
             disabled: false,
+            auditor: false,
         }),
     ]))
     .wait()

@@ -76,6 +76,16 @@ async function main() {
   // ---------------------------------------------------------- governance
   await page.goto(BASE + '/');
   await page.getByRole('heading', { level: 1, name: 'Governance' }).waitFor();
+  // Without a token the log's content is not shown: the page says to sign in.
+  await until('the sign-in prompt', async () => (await page.locator('#status').innerText()).includes('Sign in'));
+  assert.equal(await page.locator('#decisions tbody tr').count(), 0, 'no decision is shown before signing in');
+  // Token login: kept in sessionStorage, not in the page; the page loads
+  // again with it.
+  await page.getByLabel('Token', { exact: true }).fill(ADMIN);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#signed-in').waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('writ.admin-token')), ADMIN);
+  assert.ok(!(await page.content()).includes(ADMIN), 'the token is not in the DOM');
   await until('the stream to be live', async () => (await page.locator('#live-state').innerText()) === 'live');
   const rows = page.locator('#decisions tbody tr:not([hidden])');
   await until('decision rows', async () => (await rows.count()) >= 3);
@@ -104,12 +114,6 @@ async function main() {
   assert.ok((await page.locator('#policy-ids').innerText()).includes('never-rm'));
   assert.ok((await page.locator('#activations tbody tr').count()) >= 2, 'two activations: init and the test bundle');
   assert.ok((await page.locator('#revocations').innerText()).includes('test'));
-  // Token login: kept in sessionStorage, not in the page.
-  await page.getByLabel('Admin token').fill(ADMIN);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.locator('#signed-in').waitFor();
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('writ.admin-token')), ADMIN);
-  assert.ok(!(await page.content()).includes(ADMIN), 'the token is not in the DOM');
   await shot('governance-1280');
   log('governance ok');
 

@@ -1,0 +1,216 @@
+//! Who may call what: one table, one guard.
+//!
+//! Every route (the API, AuthZEN, the console's API and pages, metrics) has
+//! exactly one [`Class`] in [`TABLE`]; [`guard`], a layer over the whole
+//! router, authenticates the bearer token (before the body is read) and
+//! refuses a caller below the route's class, and hands handlers the
+//! authenticated principal in the request's extensions (`routes::Caller`).
+//! A route missing from the table is refused (fail closed); a test walks
+//! the OpenAPI document and calls every route as each class.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use writ_authority::Principal;
+
+use crate::routes::{bearer, denial_status, error, ServerState};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Anyone, without a token: what outside verification needs (proofs,
+    /// checkpoints, keys, the log's leaves, which carry commitments only),
+    /// health, the console's pages.
+    Public,
+    /// Any registered principal (or a run's credential).
+    Principal,
+    /// A principal marked auditor, or an administrator: the content the
+    /// log commits to and the console's views of it.
+    Auditor,
+    /// An administrator (never through a run's credential).
+    Admin,
+}
+
+/// Every route and its class, by method and the route's template.
+pub const TABLE: &[(&str, &str, Class)] = &[
+    ("GET", "/", Class::Public),
+    ("GET", "/healthz", Class::Public),
+    ("GET", "/readyz", Class::Public),
+    ("GET", "/openapi.json", Class::Public),
+    ("GET", "/.well-known/jwks.json", Class::Public),
+    ("POST", "/v1/verify", Class::Public),
+    ("GET", "/v1/log/entries", Class::Public),
+    ("GET", "/v1/log/checkpoint", Class::Public),
+    ("GET", "/v1/log/checkpoints", Class::Public),
+    ("GET", "/v1/log/key", Class::Public),
+    ("GET", "/v1/log/proof/inclusion", Class::Public),
+    ("GET", "/v1/log/proof/consistency", Class::Public),
+    ("GET", "/console/proof", Class::Public),
+    ("GET", "/console/health", Class::Public),
+    ("GET", "/console/lineage", Class::Public),
+    ("GET", "/console/demo", Class::Public),
+    ("GET", "/console/maturity", Class::Public),
+    ("GET", "/console/assets/console.css", Class::Public),
+    ("GET", "/console/assets/console.js", Class::Public),
+    ("POST", "/console/api/proof", Class::Public),
+    ("GET", "/console/api/proof", Class::Public),
+    ("POST", "/v1/authorize", Class::Principal),
+    ("POST", "/access/v1/evaluation", Class::Principal),
+    ("POST", "/v1/executions/{jti}/start", Class::Principal),
+    ("POST", "/v1/executions/{jti}/renew", Class::Principal),
+    ("POST", "/v1/executions/{jti}/finish", Class::Principal),
+    ("GET", "/v1/revocations", Class::Principal),
+    ("GET", "/v1/revocations/stream", Class::Principal),
+    ("GET", "/v1/lineage/{jti}", Class::Principal),
+    ("GET", "/v1/policies", Class::Principal),
+    ("GET", "/v1/mesh", Class::Principal),
+    ("GET", "/metrics", Class::Principal),
+    ("GET", "/console/api/health", Class::Principal),
+    ("GET", "/v1/log/bundles/{hash}", Class::Auditor),
+    ("GET", "/console/api/entries", Class::Auditor),
+    ("GET", "/console/api/stream", Class::Auditor),
+    ("GET", "/console/api/policy", Class::Auditor),
+    ("GET", "/console/api/revocations", Class::Auditor),
+    ("GET", "/console/api/executions", Class::Auditor),
+    ("GET", "/console/api/lineage/{jti}", Class::Auditor),
+    ("GET", "/console/api/assess", Class::Auditor),
+    ("POST", "/v1/revocations", Class::Admin),
+    ("POST", "/v1/principals", Class::Admin),
+    ("GET", "/v1/principals", Class::Admin),
+    ("POST", "/v1/principals/rotate", Class::Admin),
+    ("POST", "/v1/principals/disable", Class::Admin),
+    ("POST", "/v1/principals/enable", Class::Admin),
+    ("POST", "/v1/policies", Class::Admin),
+    ("POST", "/v1/keys/rotate", Class::Admin),
+    ("POST", "/v1/keys/retire", Class::Admin),
+    ("POST", "/v1/log/checkpoint", Class::Admin),
+    ("POST", "/console/api/demo", Class::Admin),
+];
+
+/// The class of `method` on the route `template`; `None` if the table does
+/// not name it (refused). HEAD is GET's.
+pub fn class_of(method: &Method, template: &str) -> Option<Class> {
+    let m = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    TABLE
+        .iter()
+        .find(|(tm, tp, _)| *tm == m && *tp == template)
+        .map(|(_, _, c)| *c)
+}
+
+/// Whether `who` holds `class`.
+fn holds(who: &Principal, class: Class) -> bool {
+    match class {
+        Class::Public | Class::Principal => true,
+        Class::Auditor => (who.auditor || who.admin) && who.execution.is_none(),
+        Class::Admin => who.admin && who.execution.is_none(),
+    }
+}
+
+/// The guard: the route's class from [`TABLE`]; for anything above
+/// [`Class::Public`], the bearer token authenticated (before any body is
+/// read; the finish record takes `authenticate_for_finish`) and the
+/// caller's class checked. The principal goes into the request's
+/// extensions.
+pub async fn guard(
+    State(s): State<Arc<ServerState>>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(template) = matched.as_ref().map(MatchedPath::as_str) else {
+        // No route matched: the router's fallbacks answer (404, 405).
+        return next.run(req).await;
+    };
+    let Some(class) = class_of(req.method(), template) else {
+        // The route takes other methods: its own answer (405) says which.
+        if TABLE.iter().any(|(_, p, _)| *p == template) {
+            return next.run(req).await;
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            None,
+            "this route has no access class; refused",
+        );
+    };
+    if class == Class::Public {
+        return next.run(req).await;
+    }
+    let token = bearer(req.headers()).unwrap_or_default().to_owned();
+    let authenticated = if template == "/v1/executions/{jti}/finish" {
+        s.authority.authenticate_for_finish(&token)
+    } else {
+        s.authority.authenticate(&token)
+    };
+    let who = match authenticated {
+        Ok(p) => p,
+        Err(d) => {
+            // The decision route answers a refusal in its own shape, and
+            // counts it.
+            if template == "/v1/authorize" {
+                s.metrics.record("deny", d.reason.as_str(), 0.0);
+                return crate::routes::deny_response(&d, None);
+            }
+            return error(denial_status(d.reason), "denied", Some(d.reason), d.message);
+        }
+    };
+    if !holds(&who, class) {
+        let what = match class {
+            Class::Auditor => "an auditor or an administrator",
+            _ => "an administrator",
+        };
+        let how = match &who.execution {
+            Some(e) => format!(" (a credential of execution {e} holds no such role)"),
+            None => String::new(),
+        };
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            None,
+            format!("{} is not {what}{how}", who.uid),
+        );
+    }
+    req.extensions_mut().insert(who);
+    next.run(req).await.into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The table and the OpenAPI document name the same routes: a route
+    /// added without a class (or a class for a route that went) fails here.
+    #[test]
+    fn every_documented_route_has_one_class_and_every_class_a_route() {
+        let doc: serde_json::Value = serde_json::from_str(crate::routes::OPENAPI).unwrap();
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                let m = method.to_ascii_uppercase();
+                assert!(
+                    class_of(&Method::from_bytes(m.as_bytes()).unwrap(), path).is_some(),
+                    "{m} {path} has no access class"
+                );
+                documented.insert((m, path.clone()));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (m, p, _) in TABLE {
+            assert!(seen.insert((*m, *p)), "{m} {p} is in the table twice");
+            let console_page = p.starts_with("/console/") && !p.starts_with("/console/api/");
+            assert!(
+                console_page || documented.contains(&((*m).to_owned(), (*p).to_owned())),
+                "{m} {p} is classified but not in the OpenAPI document"
+            );
+        }
+    }
+}
