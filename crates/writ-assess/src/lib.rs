@@ -132,7 +132,8 @@ impl Tally {
             Entry::PolicyActivation { .. } => self.activations += 1,
             Entry::KeyChange { .. }
             | Entry::PrincipalAdded { .. }
-            | Entry::PrincipalChange { .. } => {}
+            | Entry::PrincipalChange { .. }
+            | Entry::ContentErased { .. } => {}
         }
     }
 
@@ -155,6 +156,9 @@ pub struct LogCheck {
     pub cosigned_checkpoints: u64,
     pub decisions_replayed: u64,
     pub decisions_not_replayable: u64,
+    /// Sealed decisions whose content was not at hand (erased, or not
+    /// given to this reader): not replayed.
+    pub decisions_content_unavailable: u64,
     /// Unreadable entries (not log entries of this format).
     pub unreadable_entries: u64,
     pub problems: Vec<String>,
@@ -302,8 +306,8 @@ pub fn assess(e: &Evidence) -> Assessment {
             "decisions replay identically against the bundles they name",
             l.ran && l.decisions_replayed > 0 && l.problems.is_empty(),
             format!(
-                "{} decisions replayed, {} not replayable (decided before any bundle)",
-                l.decisions_replayed, l.decisions_not_replayable
+                "{} decisions replayed, {} not replayable (decided before any bundle), {} without their content (erased, or an auditor's to read)",
+                l.decisions_replayed, l.decisions_not_replayable, l.decisions_content_unavailable
             ),
         ),
         c(
@@ -399,6 +403,7 @@ pub fn gather(
             cosigned_checkpoints: report.cosigned_checkpoints,
             decisions_replayed: report.decisions_replayed,
             decisions_not_replayable: report.decisions_not_replayable,
+            decisions_content_unavailable: report.decisions_content_unavailable,
             unreadable_entries: unreadable,
             problems: report
                 .problems

@@ -27,6 +27,7 @@ fn decision(
         jti: jti.map(str::to_owned),
         parent: parent.map(str::to_owned),
         exp: None,
+        content: None,
     }))
 }
 
@@ -79,6 +80,7 @@ fn verified_log(cosigned: u64) -> LogCheck {
         cosigned_checkpoints: cosigned,
         decisions_replayed: 3,
         decisions_not_replayable: 0,
+        decisions_content_unavailable: 0,
         unreadable_entries: 0,
         problems: vec![],
     }

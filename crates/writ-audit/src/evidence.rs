@@ -8,12 +8,13 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use writ_artifact::{Jwks, KeyRing};
+use writ_log::content::{Content, SALT_BYTES};
 use writ_log::merkle::{verify_consistency, verify_inclusion};
 use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Entry, Hash};
 use writ_policy::SignedBundle;
 
-use crate::{b64, ReplayOutcome, Replayer, Report, Source};
+use crate::{b64, Replayer, Report, Source};
 
 /// The `format` of version 1.
 pub const FORMAT_V1: &str = "writ.evidence.v1";
@@ -58,8 +59,18 @@ pub struct Evidence {
 #[serde(deny_unknown_fields)]
 pub struct EvidenceEntry {
     pub index: u64,
-    /// Standard base64 of the exact leaf bytes.
+    /// Standard base64 of the exact leaf bytes; empty when the leaf's
+    /// content was erased (then `leaf_hash` stands in for it).
     pub leaf: String,
+    /// An erased leaf's hash (standard base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_hash: Option<String>,
+    /// A sealed decision's salt and content (standard base64), in a bundle
+    /// exported with them: they open its commitment, for replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
     /// RFC 9162 inclusion proof in the checkpoint's tree (standard base64).
     pub proof: Vec<String>,
 }
@@ -79,8 +90,16 @@ pub struct Keys {
     pub policy_keys: Jwks,
 }
 
-/// Export entries `from..to` under the latest checkpoint that covers them.
-pub fn build(src: &dyn ProofSource, keys: Keys, from: u64, to: u64) -> Result<Evidence, String> {
+/// Export entries `from..to` under the latest checkpoint that covers them;
+/// `with_content`: with what the sealed decisions commit to (the source
+/// must give it: an auditor's).
+pub fn build(
+    src: &dyn ProofSource,
+    keys: Keys,
+    from: u64,
+    to: u64,
+    with_content: bool,
+) -> Result<Evidence, String> {
     if from >= to {
         return Err(format!("empty range {from}..{to}"));
     }
@@ -115,6 +134,14 @@ pub fn build(src: &dyn ProofSource, keys: Keys, from: u64, to: u64) -> Result<Ev
     let mut start = from;
     while start < to {
         let end = (start + crate::CHUNK).min(to);
+        let mut contents: BTreeMap<u64, Content> = BTreeMap::new();
+        if with_content {
+            contents = src
+                .contents(start, end)?
+                .ok_or("this source gives no request contents (an auditor's token is needed)")?
+                .into_iter()
+                .collect();
+        }
         for leaf in src.leaves(start, end)? {
             if let Ok(Entry::Decision(d)) = Entry::from_leaf(&leaf.bytes) {
                 if !d.policy.is_empty() && !bundles.contains_key(&d.policy) {
@@ -125,9 +152,19 @@ pub fn build(src: &dyn ProofSource, keys: Keys, from: u64, to: u64) -> Result<Ev
                     }
                 }
             }
+            let content = contents.remove(&leaf.index);
             entries.push(EvidenceEntry {
                 index: leaf.index,
                 leaf: STANDARD.encode(&leaf.bytes),
+                leaf_hash: match (leaf.bytes.is_empty(), leaf.stored_hash) {
+                    (true, Some(h)) => Some(b64(&h)),
+                    (true, None) => {
+                        return Err(format!("entry {} has no bytes and no hash", leaf.index))
+                    }
+                    _ => None,
+                },
+                salt: content.as_ref().map(|c| STANDARD.encode(c.salt)),
+                content: content.map(|c| STANDARD.encode(c.bytes)),
                 proof: src
                     .inclusion_proof(leaf.index, size)?
                     .iter()
@@ -292,24 +329,38 @@ pub fn verify(
             );
             continue;
         }
-        let Some(bytes) = STANDARD
-            .decode(&e.leaf)
-            .ok()
-            .filter(|b| STANDARD.encode(b) == e.leaf)
-        else {
+        let Some(bytes) = decode(&e.leaf) else {
             r.problem(
                 Some(want),
                 format!("entry {want}: leaf is not canonical base64"),
             );
             continue;
         };
-        let included = hashes(&e.proof)
-            .is_some_and(|p| verify_inclusion(want, size, &leaf_hash(&bytes), &p, &root));
+        // An erased leaf: its hash stands in for it.
+        let h = match (bytes.is_empty(), e.leaf_hash.as_deref().map(hash)) {
+            (false, None) => leaf_hash(&bytes),
+            (true, Some(Some(h))) => h,
+            _ => {
+                r.problem(
+                    Some(want),
+                    format!(
+                        "entry {want}: give the leaf's bytes or, erased, its hash: one of them"
+                    ),
+                );
+                continue;
+            }
+        };
+        let included =
+            hashes(&e.proof).is_some_and(|p| verify_inclusion(want, size, &h, &p, &root));
         if !included {
             r.problem(
                 Some(want),
                 format!("entry {want} is not included in the signed checkpoint (its bytes or proof were altered)"),
             );
+            continue;
+        }
+        if bytes.is_empty() {
+            r.leaves_without_bytes += 1;
             continue;
         }
         match Entry::from_leaf(&bytes) {
@@ -324,21 +375,49 @@ pub fn verify(
                         ),
                     );
                 }
-                if let Some(rp) = replayer.as_mut() {
-                    match rp.replay(&d, &fetch) {
-                        Ok(ReplayOutcome::Same) => r.decisions_replayed += 1,
-                        Ok(ReplayOutcome::NotReplayable(_)) => r.decisions_not_replayable += 1,
-                        Ok(ReplayOutcome::Different(m)) => {
-                            r.problem(Some(want), format!("entry {want}: replay differs: {m}"))
-                        }
-                        Err(m) => {
-                            r.problem(Some(want), format!("entry {want}: cannot replay: {m}"))
-                        }
+                let content = match opening(e, &d) {
+                    Ok(c) => c,
+                    Err(m) => {
+                        r.problem(Some(want), format!("entry {want}: {m}"));
+                        continue;
                     }
+                };
+                if let Some(rp) = replayer.as_mut() {
+                    let outcome = rp.replay(&d, content.as_ref(), &fetch);
+                    r.replayed(want, outcome);
                 }
             }
+            Ok(_) if e.salt.is_some() || e.content.is_some() => r.problem(
+                Some(want),
+                format!("entry {want}: only a sealed decision has content"),
+            ),
             Ok(_) => {}
         }
     }
     Ok(r)
+}
+
+fn decode(s: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(s).ok().filter(|b| STANDARD.encode(b) == s)
+}
+
+/// The content an evidence entry gives for sealed decision `d`, checked
+/// against its commitment.
+fn opening(e: &EvidenceEntry, d: &writ_log::DecisionEntry) -> Result<Option<Content>, String> {
+    let (salt, content) = match (&e.salt, &e.content) {
+        (None, None) => return Ok(None),
+        (Some(s), Some(c)) => (s, c),
+        _ => return Err("salt and content go together".into()),
+    };
+    let Some(committed) = &d.content else {
+        return Err("only a sealed decision has content".into());
+    };
+    let salt: [u8; SALT_BYTES] = decode(salt)
+        .and_then(|b| b.try_into().ok())
+        .ok_or("salt is not 32 bytes of canonical base64")?;
+    let bytes = decode(content).ok_or("content is not canonical base64")?;
+    if &writ_log::content::commitment(&salt, &bytes) != committed {
+        return Err("its content does not match the decision's commitment (altered)".into());
+    }
+    Ok(Some(Content { salt, bytes }))
 }

@@ -19,6 +19,7 @@ mod replay;
 
 use std::collections::VecDeque;
 
+use writ_log::content::Content;
 use writ_log::merkle::Frontier;
 use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Hash};
@@ -32,6 +33,9 @@ pub const CHUNK: u64 = 8192;
 #[derive(Debug, Clone)]
 pub struct Leaf {
     pub index: u64,
+    /// The leaf's bytes; empty when the source gives only its hash (the
+    /// content was erased, or is withheld from this reader). A log entry
+    /// is never empty.
     pub bytes: Vec<u8>,
     /// The leaf hash the source stored beside the bytes, when it keeps one.
     pub stored_hash: Option<Hash>,
@@ -57,6 +61,12 @@ pub trait Source {
     fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String>;
     /// A signed policy bundle (JSON) by hash.
     fn bundle(&self, hash: &str) -> Result<Option<String>, String>;
+    /// What the sealed decisions among entries `start..end` commit to, by
+    /// index; `None` if this source gives none (it is not an auditor's).
+    fn contents(&self, start: u64, end: u64) -> Result<Option<Vec<(u64, Content)>>, String> {
+        let _ = (start, end);
+        Ok(None)
+    }
 }
 
 /// What to check besides the tree.
@@ -95,6 +105,13 @@ pub struct Report {
     pub stored_nodes_checked: u64,
     pub decisions_replayed: u64,
     pub decisions_not_replayable: u64,
+    /// Leaves the source gave as a hash only (erased, or withheld from this
+    /// reader): they count in the tree, their bytes were not checked.
+    pub leaves_without_bytes: u64,
+    /// Sealed decisions that could not be replayed because their content
+    /// was not at hand (erased, or not given); the first 1000 indices.
+    pub content_unavailable: Vec<u64>,
+    pub decisions_content_unavailable: u64,
     /// Policy bundles (of an evidence bundle) whose hash and policy-key
     /// signature were checked.
     pub policy_bundles_checked: u64,
@@ -104,6 +121,23 @@ pub struct Report {
 impl Report {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+    /// Count one replay's outcome for entry `index`.
+    fn replayed(&mut self, index: u64, outcome: Result<ReplayOutcome, String>) {
+        match outcome {
+            Ok(ReplayOutcome::Same) => self.decisions_replayed += 1,
+            Ok(ReplayOutcome::NotReplayable(_)) => self.decisions_not_replayable += 1,
+            Ok(ReplayOutcome::ContentUnavailable) => {
+                self.decisions_content_unavailable += 1;
+                if self.content_unavailable.len() < 1000 {
+                    self.content_unavailable.push(index);
+                }
+            }
+            Ok(ReplayOutcome::Different(m)) => {
+                self.problem(Some(index), format!("entry {index}: replay differs: {m}"))
+            }
+            Err(e) => self.problem(Some(index), format!("entry {index}: cannot replay: {e}")),
+        }
     }
     fn problem(&mut self, index: Option<u64>, message: impl Into<String>) {
         // A rewritten log can produce millions of findings; keep the first ones.
@@ -185,6 +219,11 @@ fn verify_chunks(
                 }
             }
         }
+        // What this chunk's sealed decisions commit to, for replay.
+        let contents: Option<std::collections::HashMap<u64, Content>> = match &replayer {
+            Some(_) => src.contents(start, end)?.map(|v| v.into_iter().collect()),
+            None => None,
+        };
         let mut expect = start;
         for leaf in leaves {
             if leaf.index != expect {
@@ -198,8 +237,26 @@ fn verify_chunks(
                 return Ok(finish(report, frontier, feed.last, opts));
             }
             expect += 1;
-            let h = leaf_hash(&leaf.bytes);
-            if let Some(stored) = leaf.stored_hash {
+            // A leaf given as its hash alone counts with that hash.
+            let given = !leaf.bytes.is_empty();
+            let h = match (given, leaf.stored_hash) {
+                (true, _) => leaf_hash(&leaf.bytes),
+                (false, Some(h)) => {
+                    report.leaves_without_bytes += 1;
+                    h
+                }
+                (false, None) => {
+                    report.problem(
+                        Some(leaf.index),
+                        format!(
+                            "entry {}: neither its bytes nor its hash were given",
+                            leaf.index
+                        ),
+                    );
+                    return Ok(finish(report, frontier, feed.last, opts));
+                }
+            };
+            if let Some(stored) = leaf.stored_hash.filter(|_| given) {
                 if stored != h {
                     report.problem(
                         Some(leaf.index),
@@ -250,23 +307,16 @@ fn verify_chunks(
                 );
                 stored_available = false;
             }
-            if let Some(r) = replayer.as_mut() {
+            if let Some(r) = replayer.as_mut().filter(|_| given) {
                 match writ_log::Entry::from_leaf(&leaf.bytes) {
                     Err(e) => {
                         report.problem(Some(leaf.index), format!("entry {}: {e}", leaf.index))
                     }
-                    Ok(writ_log::Entry::Decision(d)) => match r.replay(&d, &|h| src.bundle(h)) {
-                        Ok(ReplayOutcome::Same) => report.decisions_replayed += 1,
-                        Ok(ReplayOutcome::NotReplayable(_)) => report.decisions_not_replayable += 1,
-                        Ok(ReplayOutcome::Different(m)) => report.problem(
-                            Some(leaf.index),
-                            format!("entry {}: replay differs: {m}", leaf.index),
-                        ),
-                        Err(e) => report.problem(
-                            Some(leaf.index),
-                            format!("entry {}: cannot replay: {e}", leaf.index),
-                        ),
-                    },
+                    Ok(writ_log::Entry::Decision(d)) => {
+                        let content = contents.as_ref().and_then(|m| m.get(&leaf.index));
+                        let outcome = r.replay(&d, content, &|h| src.bundle(h));
+                        report.replayed(leaf.index, outcome);
+                    }
                     Ok(_) => {}
                 }
             }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use writ_artifact::{KeyRing, ReasonCode};
+use writ_log::content::Content;
 use writ_log::{DecisionEntry, Outcome};
 use writ_policy::{Bundle, DecisionInput, SignedBundle};
 
@@ -15,6 +16,9 @@ pub enum ReplayOutcome {
     /// Decided before policy evaluation (lineage, authentication, ...): there
     /// is no Cedar answer to compare. The reason says why.
     NotReplayable(String),
+    /// A sealed decision whose content is not at hand (erased, or not
+    /// given to this verifier): its Cedar answer cannot be checked.
+    ContentUnavailable,
     Different(String),
 }
 
@@ -62,10 +66,13 @@ impl Replayer {
         built
     }
 
-    /// Replay one decision; `Err` when its bundle cannot be had or checked.
+    /// Replay one decision, opening a sealed one with `content` (its
+    /// commitment must match); `Err` when its bundle cannot be had or
+    /// checked.
     pub fn replay(
         &mut self,
         d: &DecisionEntry,
+        content: Option<&Content>,
         fetch: &dyn Fn(&str) -> Result<Option<String>, String>,
     ) -> Result<ReplayOutcome, String> {
         if d.decision == Outcome::Deny && d.reason != Some(ReasonCode::PolicyDenied) {
@@ -77,6 +84,22 @@ impl Replayer {
         if d.policy.is_empty() {
             return Ok(ReplayOutcome::NotReplayable("no bundle named".into()));
         }
+        let opened;
+        let d = if d.is_open() {
+            d
+        } else {
+            let Some(c) = content else {
+                return Ok(ReplayOutcome::ContentUnavailable);
+            };
+            let mut o = d.clone();
+            if let Err(e) = o.open(c) {
+                return Ok(ReplayOutcome::Different(format!(
+                    "{e}: what is kept beside the log was altered"
+                )));
+            }
+            opened = o;
+            &opened
+        };
         let bundle = self.bundle(&d.policy, fetch)?;
         let again = match bundle.decide(DecisionInput {
             principal: &d.principal,

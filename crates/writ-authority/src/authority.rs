@@ -20,6 +20,7 @@ use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 use writ_api::*;
 
+mod erase;
 mod keys;
 mod principals;
 
@@ -768,6 +769,7 @@ impl Authority {
             jti: None,
             parent: req.parent.clone(),
             exp: None,
+            content: None,
         };
 
         // Lineage: a child must hang from a live, unrevoked, running parent and
@@ -877,12 +879,24 @@ impl Authority {
             entry.resource.clone(),
             entry.message.clone(),
         );
+        // The leaf commits to what was asked; the values go beside it.
+        let content = match self.seal(&mut entry) {
+            Ok(c) => c,
+            Err(d) => return Ok(deny_unlogged(d)),
+        };
         // A leaf that cannot be encoded (too large) is refused before anything
         // is logged; the request never was a question the log can hold.
         let leaf = Entry::Decision(Box::new(entry))
             .to_leaf()
             .map_err(BadRequest)?;
-        let mut ops = vec![Op::Append { leaf }, Op::RecordWrit(record)];
+        let mut ops = vec![
+            Op::Append { leaf },
+            Op::PutContent {
+                salt: content.salt,
+                content: content.bytes,
+            },
+            Op::RecordWrit(record),
+        ];
         ops.extend(req.delegates.iter().map(|d| Op::Delegate {
             jti: jti.clone(),
             principal: d.clone(),
@@ -1106,6 +1120,14 @@ impl Authority {
         )))
     }
 
+    /// Seal a decision entry with a fresh salt (its leaf will carry the
+    /// commitment); the content to keep beside it.
+    fn seal(&self, entry: &mut DecisionEntry) -> Result<writ_log::content::Content, Denial> {
+        let mut salt = [0u8; writ_log::content::SALT_BYTES];
+        self.entropy.fill(&mut salt).map_err(unavailable)?;
+        entry.seal(salt).map_err(unavailable)
+    }
+
     /// Log a denial and answer it. If even the denial cannot be logged, the
     /// answer is `authority_unavailable`.
     async fn deny(&self, mut entry: DecisionEntry, d: Denial) -> AuthorizeResponse {
@@ -1121,11 +1143,22 @@ impl Authority {
             entry.action.clone(),
             entry.resource.clone(),
         );
+        let content = match self.seal(&mut entry) {
+            Ok(c) => c,
+            Err(d) => return deny_unlogged(d),
+        };
         let leaf = match Entry::Decision(Box::new(entry)).to_leaf() {
             Ok(l) => l,
             Err(e) => return deny_unlogged(unavailable(e)),
         };
-        match self.store.submit(Tx::new(vec![Op::Append { leaf }])).await {
+        let ops = vec![
+            Op::Append { leaf },
+            Op::PutContent {
+                salt: content.salt,
+                content: content.bytes,
+            },
+        ];
+        match self.store.submit(Tx::new(ops)).await {
             Ok(indices) => {
                 self.note_indices(&indices);
                 let log_index = indices.first().copied();
@@ -1486,18 +1519,46 @@ impl Authority {
             .map_err(unavailable)?
             .pop()
             .ok_or_else(|| unavailable(format!("log entry {} is missing", rec.log_index)))?;
-        let entry = match Entry::from_leaf(&leaf.leaf) {
+        let mut entry = match Entry::from_leaf(&leaf.leaf) {
             Ok(Entry::Decision(d)) if d.jti.as_deref() == Some(jti.as_str()) => d,
             _ => {
                 return Err(Denial::new(
                     ReasonCode::IntegrityFailure,
                     format!(
-                        "log entry {} is not the decision that issued {jti}",
+                        "log entry {} is not the decision that issued {jti} (or its content was erased)",
                         rec.log_index
                     ),
                 ))
             }
         };
+        if !entry.is_open() {
+            // A sealed decision: the question is kept beside the log.
+            let stored = self
+                .store
+                .contents(rec.log_index, rec.log_index + 1)
+                .map_err(unavailable)?
+                .pop()
+                .ok_or_else(|| {
+                    Denial::new(
+                        ReasonCode::IntegrityFailure,
+                        format!(
+                            "the content of decision entry {} was erased: the decision cannot be made again",
+                            rec.log_index
+                        ),
+                    )
+                })?;
+            entry
+                .open(&writ_log::content::Content {
+                    salt: stored.salt,
+                    bytes: stored.content,
+                })
+                .map_err(|e| {
+                    Denial::new(
+                        ReasonCode::IntegrityFailure,
+                        format!("decision entry {}: {e}", rec.log_index),
+                    )
+                })?;
+        }
         let decision = state
             .bundle
             .decide(DecisionInput {

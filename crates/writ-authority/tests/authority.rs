@@ -98,6 +98,21 @@ async fn a_writ_from_the_future_is_not_yet_valid_and_one_from_the_past_expired()
     assert_eq!(check(&writ).unwrap_err().reason, ReasonCode::Expired);
 }
 
+/// A sealed decision opened with the content the store keeps for it.
+fn opened(
+    store: &dyn writ_store::Store,
+    index: u64,
+    mut d: writ_log::DecisionEntry,
+) -> writ_log::DecisionEntry {
+    let c = store.contents(index, index + 1).unwrap().pop().unwrap();
+    d.open(&writ_log::content::Content {
+        salt: c.salt,
+        bytes: c.content,
+    })
+    .unwrap();
+    d
+}
+
 #[tokio::test]
 async fn every_logged_decision_replays_to_the_same_answer() {
     let f = fixture().await;
@@ -119,6 +134,7 @@ async fn every_logged_decision_replays_to_the_same_answer() {
         let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
             continue;
         };
+        let d = opened(store.as_ref(), leaf.index, *d);
         decisions += 1;
         assert_eq!(
             d.policy,
@@ -186,6 +202,9 @@ async fn the_log_index_in_a_writ_is_its_decision_entry() {
         panic!("not a decision")
     };
     assert_eq!(d.jti.as_deref(), Some(jti.as_str()));
+    // The leaf commits to the request; the content kept beside it opens it.
+    assert!(d.request.is_empty() && d.content.is_some());
+    let d = opened(f.authority.store().as_ref(), log_index, *d);
     assert_eq!(d.request, v.claims().writ.request);
     assert_eq!(
         f.authority.store().writ(&jti).unwrap().unwrap().log_index,

@@ -231,6 +231,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
         jti: Some("0123456789abcdef0123456789abcdef".into()),
         parent: None,
         exp: Some(1_700_000_060),
+        content: None,
     }));
     let leaf = entry.to_leaf().map_err(anyhow::Error::msg)?;
     let decide = ns_per_op(1.0, || {

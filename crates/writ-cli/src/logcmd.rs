@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use writ_artifact::{Jwk, Jwks, KeyRing};
 use writ_audit::evidence::{self, Evidence, ProofSource};
 use writ_audit::{Leaf, Options, Report, Source};
+use writ_log::content::Content;
 use writ_log::note::{NoteVerifier, ALG_COSIGNATURE_V1, ALG_ED25519};
 use writ_log::Hash;
 use writ_store::Store;
@@ -39,6 +40,13 @@ pub enum LogCmd {
     Export(ExportArgs),
     /// Publish a signed checkpoint now (server) and print it.
     Checkpoint,
+    /// Erase what a decision entry holds of its request (an administrator's
+    /// call, on the server): the content kept beside the log, or the bytes
+    /// of a leaf logged before decisions were sealed. The leaf hash, every
+    /// checkpoint and proof stay valid (`writ log verify` still passes);
+    /// the decision can no longer be replayed, nor its execution renewed.
+    /// Logged as a `content_erased` entry naming the index and the reason.
+    Erase(EraseArgs),
 }
 
 #[derive(Args, Debug)]
@@ -90,6 +98,23 @@ pub struct ExportArgs {
     /// Export from the server instead of the data dir.
     #[arg(long)]
     pub remote: bool,
+    /// Include what each sealed decision commits to (its Cedar context,
+    /// request and environment, with the salt), so that the bundle can be
+    /// replayed. These are the requests' contents (argv, paths, arguments):
+    /// hand such a bundle only to whom may read them. From a server this
+    /// needs an auditor's token.
+    #[arg(long)]
+    pub with_content: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EraseArgs {
+    /// The decision entry whose content to erase.
+    #[arg(long, value_name = "INDEX")]
+    pub entry: u64,
+    /// Why (logged in the `content_erased` entry; at most 1024 bytes).
+    #[arg(long)]
+    pub reason: String,
 }
 
 pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
@@ -97,6 +122,27 @@ pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
         LogCmd::Verify(a) => verify(g, a).await,
         LogCmd::Proof(a) => proof(g, a).await,
         LogCmd::Export(a) => export(g, a).await,
+        LogCmd::Erase(a) => {
+            let reply = Client::new(&g.server, g.token.clone())
+                .post(
+                    "/v1/log/erase",
+                    &json!({"index": a.entry, "reason": a.reason}),
+                )
+                .await?;
+            if !reply.ok() {
+                return crate::cmd::refused(g, "the erasure", &reply);
+            }
+            if g.json {
+                crate::cmd::print_json(&reply.body)?;
+            } else {
+                println!(
+                    "erased the content of entry {} (logged at {}); its leaf hash and every proof stay",
+                    a.entry,
+                    reply.body["log_index"]
+                );
+            }
+            Ok(Exit::Ok)
+        }
         LogCmd::Checkpoint => {
             let reply = Client::new(&g.server, g.token.clone())
                 .post("/v1/log/checkpoint", &json!({}))
@@ -194,6 +240,24 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
                 String::new()
             },
         );
+        if r.leaves_without_bytes > 0 {
+            println!(
+                "{} entries were given as their hash alone (erased, or withheld from this reader): they count in the tree; their bytes were not checked",
+                r.leaves_without_bytes
+            );
+        }
+        if r.decisions_content_unavailable > 0 {
+            println!(
+                "{} decisions were not replayed: what they commit to is not at hand (erased, or it needs an auditor's token):",
+                r.decisions_content_unavailable
+            );
+            for i in r.content_unavailable.iter().take(20) {
+                println!("  entry {i}: content not available, not replayed");
+            }
+            if r.decisions_content_unavailable > 20 {
+                println!("  ... (--json lists the first 1000)");
+            }
+        }
     }
     if r.ok() {
         if !g.json {
@@ -229,7 +293,14 @@ struct Site {
     policy_keys: Jwks,
 }
 
-async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Result<Site> {
+/// `with_contents`: read what decisions hold of their requests too (a
+/// server gives it to an auditor's token; a data dir has it).
+async fn open_site(
+    g: &Global,
+    remote: bool,
+    pinned: Option<NoteVerifier>,
+    with_contents: bool,
+) -> Result<Site> {
     let pinned_given = pinned.is_some();
     if !remote {
         let dir = DataDir::new(&g.dir);
@@ -300,6 +371,7 @@ async fn open_site(g: &Global, remote: bool, pinned: Option<NoteVerifier>) -> Re
         src: Box::new(HttpSource {
             client,
             handle: tokio::runtime::Handle::current(),
+            with_contents,
         }),
         log_key,
         other_log_keys,
@@ -345,7 +417,11 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
         return print_report(g, &r, "evidence bundle");
     }
     let quiet = g.json;
-    let site = open_site(g, a.remote, pinned).await?;
+    // A replay needs what sealed decisions commit to: a server gives it to
+    // an auditor's token; without one, those decisions are reported as not
+    // replayed.
+    let with_contents = a.replay && (!a.remote || g.token.is_some());
+    let site = open_site(g, a.remote, pinned, with_contents).await?;
     let replay = a
         .replay
         .then(|| KeyRing::from_jwks(&site.policy_keys))
@@ -383,7 +459,7 @@ async fn proof(g: &Global, a: ProofArgs) -> Result<Exit> {
     if a.index.is_none() && a.first.is_none() {
         bail!("give --index I (inclusion) or --first M (consistency)");
     }
-    let site = open_site(g, a.remote, None).await?;
+    let site = open_site(g, a.remote, None, false).await?;
     let out = blocking(site, move |site| {
         let src = site.src.as_ref();
         if let Some(i) = a.index {
@@ -440,8 +516,8 @@ async fn proof(g: &Global, a: ProofArgs) -> Result<Exit> {
 }
 
 async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
-    let site = open_site(g, a.remote, None).await?;
-    let (from, to) = (a.from, a.to);
+    let site = open_site(g, a.remote, None, a.with_content).await?;
+    let (from, to, with_content) = (a.from, a.to, a.with_content);
     let ev = blocking(site, move |site| {
         let to = match to {
             Some(t) => t,
@@ -453,7 +529,7 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
             writ_keys: site.writ_keys.clone(),
             policy_keys: site.policy_keys.clone(),
         };
-        evidence::build(site.src.as_ref(), keys, from, to)
+        evidence::build(site.src.as_ref(), keys, from, to, with_content)
     })
     .await?;
     let bytes = serde_json::to_vec_pretty(&ev)?;
@@ -540,6 +616,22 @@ impl Source for StoreSource {
     fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
         self.0.bundle(hash).map_err(se)
     }
+    fn contents(&self, start: u64, end: u64) -> Result<Option<Vec<(u64, Content)>>, String> {
+        Ok(Some(
+            self.0
+                .contents(start, end)
+                .map_err(se)?
+                .into_iter()
+                .map(|c| {
+                    let content = Content {
+                        salt: c.salt,
+                        bytes: c.content,
+                    };
+                    (c.index, content)
+                })
+                .collect(),
+        ))
+    }
 }
 
 impl ProofSource for StoreSource {
@@ -563,7 +655,15 @@ impl ProofSource for StoreSource {
 pub(crate) struct HttpSource {
     pub client: Client,
     pub handle: tokio::runtime::Handle,
+    /// Read what decisions hold of their requests too
+    /// (`GET /v1/log/contents`, an auditor's token).
+    pub with_contents: bool,
 }
+
+/// One page of `GET /v1/log/contents`: sealed decisions' contents, and the
+/// whole leaves of decisions logged before sealing (withheld from the
+/// public), by index.
+type ContentsPage = (Vec<(u64, Content)>, std::collections::HashMap<u64, Vec<u8>>);
 
 impl HttpSource {
     fn get(&self, path: &str) -> Result<Value, String> {
@@ -572,6 +672,44 @@ impl HttpSource {
             return Err(format!("GET {path}: {}", r.message()));
         }
         Ok(r.body)
+    }
+
+    fn read_contents(&self, start: u64, end: u64) -> Result<ContentsPage, String> {
+        let b64 = |v: &Value, what: &str| -> Result<Vec<u8>, String> {
+            v.as_str()
+                .and_then(|s| STANDARD.decode(s).ok())
+                .ok_or_else(|| format!("the server's {what} is not base64"))
+        };
+        let (mut sealed, mut leaves) = (Vec::new(), std::collections::HashMap::new());
+        let mut at = start;
+        while at < end {
+            let page = self
+                .get(&format!("/v1/log/contents?start={at}&end={end}"))
+                .map_err(|e| format!("{e} (reading request contents needs an auditor's token)"))?;
+            for c in page["contents"]
+                .as_array()
+                .ok_or("contents is not an array")?
+            {
+                let index = c["index"].as_u64().ok_or("index")?;
+                if c.get("leaf").is_some() {
+                    leaves.insert(index, b64(&c["leaf"], "leaf")?);
+                    continue;
+                }
+                let salt = b64(&c["salt"], "salt")?
+                    .try_into()
+                    .map_err(|_| "a salt is not 32 bytes".to_owned())?;
+                let bytes = b64(&c["content"], "content")?;
+                sealed.push((index, Content { salt, bytes }));
+            }
+            let next = page["next"].as_u64().ok_or("next")?;
+            if next <= at {
+                return Err(format!(
+                    "the server's contents page at {at} did not advance"
+                ));
+            }
+            at = next;
+        }
+        Ok((sealed, leaves))
     }
 }
 
@@ -604,10 +742,16 @@ impl Source for HttpSource {
                 break;
             }
             for e in arr {
-                let bytes = e["leaf"]
-                    .as_str()
-                    .and_then(|s| STANDARD.decode(s).ok())
-                    .ok_or("leaf is not base64")?;
+                // Erased, or withheld from the public: the hash alone.
+                let bytes = if e.get("erased").is_some() || e.get("withheld").is_some() {
+                    Vec::new()
+                } else {
+                    e["leaf"]
+                        .as_str()
+                        .and_then(|s| STANDARD.decode(s).ok())
+                        .filter(|b| !b.is_empty())
+                        .ok_or("leaf is not base64")?
+                };
                 out.push(Leaf {
                     index: e["index"].as_u64().ok_or("index")?,
                     bytes,
@@ -620,7 +764,23 @@ impl Source for HttpSource {
             }
             at = out.last().map_or(end, |l| l.index + 1);
         }
+        // An auditor reads the leaves withheld from the public; the
+        // verifier checks them against their hashes.
+        if self.with_contents && out.iter().any(|l| l.bytes.is_empty()) {
+            let (_, mut leaves) = self.read_contents(start, end)?;
+            for l in out.iter_mut().filter(|l| l.bytes.is_empty()) {
+                if let Some(b) = leaves.remove(&l.index) {
+                    l.bytes = b;
+                }
+            }
+        }
         Ok(out)
+    }
+    fn contents(&self, start: u64, end: u64) -> Result<Option<Vec<(u64, Content)>>, String> {
+        if !self.with_contents {
+            return Ok(None);
+        }
+        Ok(Some(self.read_contents(start, end)?.0))
     }
     fn stored_nodes(
         &self,
@@ -696,7 +856,7 @@ pub(crate) async fn prove_writ(
     witness_keys: &[String],
 ) -> Result<std::result::Result<String, String>> {
     let (pinned, witnesses) = parse_keys(log_key, witness_keys)?;
-    let site = open_site(g, remote, pinned).await?;
+    let site = open_site(g, remote, pinned, false).await?;
     let index = claims.writ.log.index;
     let origin = claims.writ.log.origin.clone();
     let jti = claims.jti.clone();
@@ -771,7 +931,10 @@ pub struct AssessArgs {
 /// log verified with replay and the server's witnesses required), then let
 /// `writ_assess::assess` judge it.
 pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
-    let site = open_site(g, !a.local, None).await?;
+    // The replay needs what decisions commit to: the data dir has it; a
+    // server gives it to an auditor's token.
+    let with_contents = a.local || g.token.is_some();
+    let site = open_site(g, !a.local, None, with_contents).await?;
     let keys = KeyRing::from_jwks(&site.policy_keys).map_err(anyhow::Error::msg)?;
     let evidence = blocking(site, move |site| {
         let mut log_keys = vec![site.log_key.clone()];

@@ -136,6 +136,16 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
                 _ => "added",
             },
         }),
+        Entry::ContentErased {
+            time_ms,
+            by,
+            index: erased,
+            reason,
+        } => json!({
+            "index": index, "type": "content_erased", "time_ms": time_ms,
+            "principal": by, "action": "erase content", "resource": format!("entry {erased}"),
+            "outcome": "erased", "message": reason,
+        }),
         Entry::PrincipalChange {
             time_ms,
             by,
@@ -155,6 +165,9 @@ fn summaries(store: &dyn Store, start: u64, end: u64) -> Result<Vec<Value>, Stri
         .map_err(|e| e.to_string())?
         .iter()
         .map(|l| match Entry::from_leaf(&l.leaf) {
+            _ if l.leaf.is_empty() => {
+                json!({"index": l.index, "type": "erased", "message": "the content of this entry was erased; its hash stays in the log"})
+            }
             Ok(e) => summarize(l.index, &e),
             Err(err) => json!({"index": l.index, "type": "unreadable", "message": err.to_string()}),
         })
@@ -445,6 +458,25 @@ impl writ_audit::Source for StoreSource {
     }
     fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
         self.0.bundle(hash).map_err(|e| e.to_string())
+    }
+    fn contents(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<Vec<(u64, writ_log::content::Content)>>, String> {
+        let stored = self.0.contents(start, end).map_err(|e| e.to_string())?;
+        Ok(Some(
+            stored
+                .into_iter()
+                .map(|c| {
+                    let content = writ_log::content::Content {
+                        salt: c.salt,
+                        bytes: c.content,
+                    };
+                    (c.index, content)
+                })
+                .collect(),
+        ))
     }
 }
 

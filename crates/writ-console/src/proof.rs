@@ -178,10 +178,25 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
             return json!({"index": index, "checks": checks});
         }
     };
+    if leaf.leaf.is_empty() {
+        // Erased (a decision logged before sealing held its request): the
+        // hash stays, so the proofs below still hold.
+        checks.push(pending(
+            "decision entry in the log",
+            "the content of this entry was erased; its leaf hash stays in the log",
+        ));
+    }
     let entry = Entry::from_leaf(&leaf.leaf);
     let summary = entry.as_ref().ok().map(|e| summarize(index, e));
+    // A decision logged before sealing holds its request: this page is
+    // public, so its values are not shown (docs/log-formats.md).
+    let raw = match &entry {
+        Ok(Entry::Decision(d)) if d.content.is_none() => None,
+        Ok(e) => serde_json::to_value(e).ok(),
+        Err(_) => None,
+    };
     let leaf_ok = writ_log::leaf_hash(&leaf.leaf) == leaf.leaf_hash;
-    let entry_check = match (&entry, jti) {
+    let entry_check = (!leaf.leaf.is_empty()).then(|| match (&entry, jti) {
         (Err(e), _) => Err(Denial::new(ReasonCode::IntegrityFailure, e.to_string())),
         (Ok(_), _) if !leaf_ok => Err(Denial::new(
             ReasonCode::IntegrityFailure,
@@ -195,12 +210,14 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
             "entry {index}, leaf hash {}",
             STANDARD.encode(leaf.leaf_hash)
         )),
-    };
-    checks.push(check("decision entry in the log", entry_check));
+    });
+    if let Some(entry_check) = entry_check {
+        checks.push(check("decision entry in the log", entry_check));
+    }
     let mut out = json!({
         "index": index,
         "entry": summary,
-        "raw": entry.ok().and_then(|e| serde_json::to_value(e).ok()),
+        "raw": raw,
         "leaf_hash": STANDARD.encode(leaf.leaf_hash),
     });
     let Some(log) = &c.log else {

@@ -9,6 +9,7 @@
 //! **API boundary:** pure functions; no IO.
 #![forbid(unsafe_code)]
 
+pub mod content;
 pub mod merkle;
 pub mod note;
 pub mod witness;
@@ -18,8 +19,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use writ_artifact::{canonical, ReasonCode, Scope};
 
-/// Version tag inside every leaf.
+/// Version tag inside every leaf but a sealed decision's.
 pub const LEAF_VERSION: u64 = 1;
+/// Version tag of a sealed decision's leaf: its request, context and
+/// environment are a salted commitment ([`content`]), not values.
+pub const LEAF_VERSION_SEALED: u64 = 2;
 /// A leaf larger than this is refused (requests are size-limited upstream).
 pub const LEAF_BYTES_MAX: usize = 1024 * 1024;
 
@@ -118,6 +122,15 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         auditor: bool,
     },
+    /// The content of entry `index` (a sealed decision's values, or the
+    /// bytes of an older leaf that held them) was erased from the store;
+    /// its leaf hash, and every proof through it, stay.
+    ContentErased {
+        time_ms: u64,
+        by: String,
+        index: u64,
+        reason: String,
+    },
     /// A registered principal changed: a new token (the old one stopped
     /// authenticating with this entry), or disabled, or enabled again.
     PrincipalChange {
@@ -162,10 +175,21 @@ pub struct DecisionEntry {
     pub principal: String,
     pub action: String,
     pub resource: String,
-    /// The full Cedar context the policy saw.
+    /// The full Cedar context the policy saw. In a sealed leaf (version 2)
+    /// it is left out (`Null` until [`DecisionEntry::open`]): the leaf
+    /// carries [`DecisionEntry::content`] instead.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub context: Value,
+    /// `sha256:` of the request the writ binds (left out when sealed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request: String,
+    /// `sha256:` of the environment the writ binds (left out when sealed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub environment: String,
+    /// A sealed decision: the salted commitment to its context, request and
+    /// environment ([`content`]); the values live beside the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
     pub audience: String,
     pub scope: Scope,
     /// `sha256:` of the bundle that decided (empty when no bundle could be used).
@@ -220,15 +244,21 @@ impl DecisionEntry {
         out.push(b'{');
         text(&mut out, "action", &self.action);
         text(&mut out, "audience", &self.audience);
-        key(&mut out, "context");
-        if !canonical::write_value(&self.context, &mut out) {
-            return None;
+        if let Some(c) = &self.content {
+            text(&mut out, "content", c);
+        } else {
+            key(&mut out, "context");
+            if !canonical::write_value(&self.context, &mut out) {
+                return None;
+            }
         }
         json(&mut out, "decision", &self.decision)?;
         if !self.delegates.is_empty() {
             json(&mut out, "delegates", &self.delegates)?;
         }
-        text(&mut out, "environment", &self.environment);
+        if self.content.is_none() {
+            text(&mut out, "environment", &self.environment);
+        }
         json(&mut out, "exp", &self.exp)?;
         opt_text(&mut out, "jti", self.jti.as_deref());
         text(&mut out, "message", &self.message);
@@ -236,13 +266,15 @@ impl DecisionEntry {
         text(&mut out, "policy", &self.policy);
         text(&mut out, "principal", &self.principal);
         json(&mut out, "reason", &self.reason)?;
-        text(&mut out, "request", &self.request);
+        if self.content.is_none() {
+            text(&mut out, "request", &self.request);
+        }
         text(&mut out, "resource", &self.resource);
         // `Scope`'s fields are declared in key order (net, read, write).
         json(&mut out, "scope", &self.scope)?;
         json(&mut out, "time_ms", &self.time_ms)?;
         text(&mut out, "type", "decision");
-        json(&mut out, "v", &LEAF_VERSION)?;
+        json(&mut out, "v", &self.leaf_version())?;
         out.push(b'}');
         Some(out)
     }
@@ -262,7 +294,9 @@ pub enum LeafError {
     TooLarge(usize),
     #[error("leaf is not a writ log entry: {0}")]
     Parse(String),
-    #[error("leaf version {0} is not {LEAF_VERSION}")]
+    #[error(
+        "leaf version {0} is not {LEAF_VERSION} (or {LEAF_VERSION_SEALED} for a sealed decision)"
+    )]
     Version(String),
     #[error("leaf is not in RFC 8785 canonical form")]
     NotCanonical,
@@ -290,9 +324,26 @@ impl Entry {
 
     /// The leaf through a JSON value: any entry, any context.
     fn generic_leaf(&self) -> Result<Vec<u8>, String> {
-        let mut v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let (mut v, version) = match self {
+            // A sealed decision's leaf holds its commitment, not its values.
+            Entry::Decision(d) if d.content.is_some() => {
+                let mut bare = d.as_ref().clone();
+                bare.context = Value::Null;
+                bare.request.clear();
+                bare.environment.clear();
+                (
+                    serde_json::to_value(Entry::Decision(Box::new(bare)))
+                        .map_err(|e| e.to_string())?,
+                    LEAF_VERSION_SEALED,
+                )
+            }
+            _ => (
+                serde_json::to_value(self).map_err(|e| e.to_string())?,
+                LEAF_VERSION,
+            ),
+        };
         if let Value::Object(m) = &mut v {
-            m.insert("v".into(), Value::from(LEAF_VERSION));
+            m.insert("v".into(), Value::from(version));
         }
         canonical::sort_keys_deep(&mut v);
         canonical::value_to_canonical_bytes(&v)
@@ -309,10 +360,35 @@ impl Entry {
             return Err(LeafError::NotCanonical);
         }
         let version = v.as_object_mut().and_then(|m| m.remove("v"));
-        if version != Some(Value::from(LEAF_VERSION)) {
-            return Err(LeafError::Version(format!("{version:?}")));
+        let sealed = match version.as_ref().and_then(Value::as_u64) {
+            Some(LEAF_VERSION) => false,
+            Some(LEAF_VERSION_SEALED) => true,
+            _ => return Err(LeafError::Version(format!("{version:?}"))),
+        };
+        let e: Entry = serde_json::from_value(v).map_err(|e| LeafError::Parse(e.to_string()))?;
+        // One shape per version: a sealed leaf is a decision with a
+        // commitment and no values; any other leaf has no commitment.
+        let shape_ok = match &e {
+            Entry::Decision(d) if sealed => {
+                d.content.is_some()
+                    && d.context.is_null()
+                    && d.request.is_empty()
+                    && d.environment.is_empty()
+            }
+            Entry::Decision(d) => d.content.is_none() && !d.request.is_empty(),
+            _ => !sealed,
+        };
+        if !shape_ok {
+            return Err(LeafError::Parse(format!(
+                "a version {} leaf of this shape is not a writ log entry",
+                if sealed {
+                    LEAF_VERSION_SEALED
+                } else {
+                    LEAF_VERSION
+                }
+            )));
         }
-        serde_json::from_value(v).map_err(|e| LeafError::Parse(e.to_string()))
+        Ok(e)
     }
 
     /// The entry's `type` tag.
@@ -327,6 +403,7 @@ impl Entry {
             Entry::KeyChange { .. } => "key_change",
             Entry::PrincipalAdded { .. } => "principal_added",
             Entry::PrincipalChange { .. } => "principal_change",
+            Entry::ContentErased { .. } => "content_erased",
         }
     }
 }
@@ -355,6 +432,7 @@ mod tests {
             jti: None,
             parent: None,
             exp: None,
+            content: None,
         }))
     }
 
@@ -373,7 +451,7 @@ mod tests {
             Entry::from_leaf(&spaced),
             Err(LeafError::NotCanonical)
         ));
-        spaced = s.replace("\"v\":1", "\"v\":2").into_bytes();
+        spaced = s.replace("\"v\":1", "\"v\":3").into_bytes();
         assert!(matches!(
             Entry::from_leaf(&spaced),
             Err(LeafError::Version(_))
@@ -421,6 +499,61 @@ mod tests {
             assert_eq!(leaf, generic);
             assert_eq!(Entry::from_leaf(&leaf).unwrap().kind(), "decision");
         }
+    }
+
+    #[test]
+    fn a_sealed_decision_leaf_carries_a_commitment_and_opens_with_its_content() {
+        let Entry::Decision(mut d) = decision() else {
+            unreachable!()
+        };
+        d.context = json!({"request": {"argv": ["/bin/echo", "--api-key=sk_live_1"]}});
+        let content = d.seal([7; content::SALT_BYTES]).unwrap();
+        let e = Entry::Decision(d.clone());
+        let leaf = e.to_leaf().unwrap();
+        let text = String::from_utf8(leaf.clone()).unwrap();
+        // The fast path and the generic one agree, and neither lets a value out.
+        assert_eq!(leaf, e.generic_leaf().unwrap());
+        for secret in ["sk_live_1", "argv", &d.request, &d.environment] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("\"v\":2") && text.contains("\"content\":\"sha256:"),
+            "{text}"
+        );
+        let Entry::Decision(mut parsed) = Entry::from_leaf(&leaf).unwrap() else {
+            unreachable!()
+        };
+        assert!(parsed.context.is_null() && !parsed.is_open());
+        parsed.open(&content).unwrap();
+        assert_eq!(parsed.context, d.context);
+        assert_eq!(
+            (&parsed.request, &parsed.environment),
+            (&d.request, &d.environment)
+        );
+        // Another salt, or content changed by one byte, does not open it.
+        let mut other = content.clone();
+        other.salt[0] ^= 1;
+        assert!(parsed.clone().open(&other).is_err());
+        let mut other = content.clone();
+        other.bytes[5] ^= 1;
+        assert!(parsed.clone().open(&other).is_err());
+        // One shape per version: values in a version 2 leaf, or a
+        // commitment in a version 1 leaf, are not entries.
+        let forged = text.replacen("\"content\":", "\"context\":{},\"content\":", 1);
+        assert!(Entry::from_leaf(forged.as_bytes()).is_err());
+        let v1 = text.replace("\"v\":2", "\"v\":1");
+        assert!(Entry::from_leaf(v1.as_bytes()).is_err());
+        let bad = Entry::ExecutionStart {
+            time_ms: 1,
+            jti: "j".into(),
+            principal: "p".into(),
+        }
+        .to_leaf()
+        .unwrap();
+        let bad = String::from_utf8(bad)
+            .unwrap()
+            .replace("\"v\":1", "\"v\":2");
+        assert!(Entry::from_leaf(bad.as_bytes()).is_err());
     }
 
     #[test]

@@ -71,6 +71,7 @@ pub const TABLE: &[(&str, &str, Class)] = &[
     ("GET", "/metrics", Class::Principal),
     ("GET", "/console/api/health", Class::Principal),
     ("GET", "/v1/log/bundles/{hash}", Class::Auditor),
+    ("GET", "/v1/log/contents", Class::Auditor),
     ("GET", "/console/api/entries", Class::Auditor),
     ("GET", "/console/api/stream", Class::Auditor),
     ("GET", "/console/api/policy", Class::Auditor),
@@ -88,6 +89,7 @@ pub const TABLE: &[(&str, &str, Class)] = &[
     ("POST", "/v1/keys/rotate", Class::Admin),
     ("POST", "/v1/keys/retire", Class::Admin),
     ("POST", "/v1/log/checkpoint", Class::Admin),
+    ("POST", "/v1/log/erase", Class::Admin),
     ("POST", "/console/api/demo", Class::Admin),
 ];
 

@@ -427,3 +427,177 @@ pub async fn run_publisher(state: Shared, interval: Duration) {
         }
     }
 }
+
+/// Most bytes of leaves (or contents) one page of `GET /v1/log/entries` or
+/// `/v1/log/contents` returns (at least one item: a leaf is at most 1 MiB).
+pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+#[derive(Deserialize)]
+pub(crate) struct Range {
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+/// `start..end` of a page: within the log, at most
+/// `routes::ENTRIES_PAGE_MAX` entries.
+fn page(
+    s: &ServerState,
+    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Result<(u64, u64), Box<Response>> {
+    let Ok(Query(q)) = q else {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            "start and end must be non-negative integers",
+        )));
+    };
+    // The store's size: the checkpoint publisher appends too (key changes).
+    let size = s
+        .authority
+        .store()
+        .log_size()
+        .map_err(|e| Box::new(crate::routes::CallErrorResponse(e.into()).into_response()))?;
+    let start = q.start.unwrap_or(0);
+    let end = q
+        .end
+        .unwrap_or(size)
+        .min(size)
+        .min(start.saturating_add(crate::routes::ENTRIES_PAGE_MAX));
+    if start > end {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            format!("start {start} is past end {end}"),
+        )));
+    }
+    Ok((start, end))
+}
+
+/// Run a store read off the async workers (a large page must not hold up
+/// decisions).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(crate::routes::CallErrorResponse(e.into()).into_response()),
+        Err(e) => Err(
+            crate::routes::CallErrorResponse(writ_authority::CallError::Unavailable(e.to_string()))
+                .into_response(),
+        ),
+    }
+}
+
+/// `GET /v1/log/entries` (public): the leaves `start..end`, at most
+/// [`PAGE_BYTES_MAX`] of them. A sealed decision's leaf carries only a
+/// commitment to the request; a decision logged before sealing carries
+/// the request's values, so its bytes are withheld (its leaf hash, which
+/// proofs need, is given); an erased leaf is its hash alone.
+pub(crate) async fn entries(
+    State(s): State<Shared>,
+    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (start, end) = match page(&s, q) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let store = s.authority.store().clone();
+    let leaves = match blocking(move || store.entries(start, end)).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for l in leaves {
+        if bytes >= PAGE_BYTES_MAX && !out.is_empty() {
+            break;
+        }
+        let hash = STANDARD.encode(l.leaf_hash);
+        if l.leaf.is_empty() {
+            out.push(json!({"index": l.index, "leaf_hash": hash, "erased": true}));
+            continue;
+        }
+        let entry = writ_log::Entry::from_leaf(&l.leaf).ok();
+        if matches!(&entry, Some(writ_log::Entry::Decision(d)) if d.content.is_none()) {
+            out.push(json!({"index": l.index, "leaf_hash": hash, "withheld": "content"}));
+            continue;
+        }
+        bytes += l.leaf.len();
+        out.push(json!({
+            "index": l.index,
+            "leaf": STANDARD.encode(&l.leaf),
+            "leaf_hash": hash,
+            "entry": entry.and_then(|e| serde_json::to_value(e).ok()).unwrap_or(serde_json::Value::Null),
+        }));
+    }
+    axum::Json(out).into_response()
+}
+
+/// `GET /v1/log/contents` (auditor): what entries `start..end` commit to:
+/// a sealed decision's `salt` and `content` (standard base64 of its bytes),
+/// and the whole `leaf` of a decision logged before sealing. At most
+/// [`PAGE_BYTES_MAX`] a page; `next` is where the following page starts.
+pub(crate) async fn contents(
+    State(s): State<Shared>,
+    Caller(_): Caller,
+    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let (start, end) = match page(&s, q) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let store = s.authority.store().clone();
+    let read =
+        blocking(move || Ok((store.contents(start, end)?, store.entries(start, end)?))).await;
+    let (contents, leaves) = match read {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut next = end;
+    let mut sealed = contents.into_iter().peekable();
+    for l in leaves {
+        if bytes >= PAGE_BYTES_MAX && !out.is_empty() {
+            next = l.index;
+            break;
+        }
+        if let Some(c) = sealed.next_if(|c| c.index == l.index) {
+            bytes += c.content.len();
+            out.push(json!({"index": c.index, "salt": STANDARD.encode(c.salt), "content": STANDARD.encode(&c.content)}));
+        } else if matches!(writ_log::Entry::from_leaf(&l.leaf), Ok(writ_log::Entry::Decision(d)) if d.content.is_none())
+        {
+            bytes += l.leaf.len();
+            out.push(json!({"index": l.index, "leaf": STANDARD.encode(&l.leaf)}));
+        }
+    }
+    axum::Json(json!({"contents": out, "next": next})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EraseRequest {
+    index: u64,
+    reason: String,
+}
+
+/// `POST /v1/log/erase` (admin): erase what entry `index` holds of a
+/// request (`Authority::erase_content`).
+pub(crate) async fn erase(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    crate::routes::Json(req): crate::routes::Json<EraseRequest>,
+) -> Response {
+    match s
+        .authority
+        .erase_content(&who, req.index, &req.reason)
+        .await
+    {
+        Ok(log_index) => {
+            axum::Json(json!({"erased": req.index, "log_index": log_index})).into_response()
+        }
+        Err(e) => crate::routes::CallErrorResponse(e).into_response(),
+    }
+}

@@ -122,7 +122,7 @@ pub(crate) fn denial_status(r: ReasonCode) -> StatusCode {
     }
 }
 
-struct CallErrorResponse(CallError);
+pub(crate) struct CallErrorResponse(pub(crate) CallError);
 
 impl IntoResponse for CallErrorResponse {
     fn into_response(self) -> Response {
@@ -300,7 +300,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/keys/rotate", post(rotate_key))
         .route("/v1/keys/retire", post(retire_key))
         .route("/v1/lineage/{jti}", get(lineage))
-        .route("/v1/log/entries", get(log_entries))
+        .route("/v1/log/entries", get(crate::log::entries))
+        .route("/v1/log/contents", get(crate::log::contents))
+        .route("/v1/log/erase", post(crate::log::erase))
         .route(
             "/v1/log/checkpoint",
             get(crate::log::get_checkpoint).post(crate::log::post_checkpoint),
@@ -831,67 +833,6 @@ async fn lineage(State(s): State<Shared>, Caller(_): Caller, Path(jti): Path<Str
     match s.authority.lineage(&jti) {
         Ok(r) => axum::Json(r).into_response(),
         Err(e) => CallErrorResponse(e).into_response(),
-    }
-}
-
-#[derive(Deserialize)]
-struct Range {
-    start: Option<u64>,
-    end: Option<u64>,
-}
-
-async fn log_entries(
-    State(s): State<Shared>,
-    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            None,
-            "start and end must be non-negative integers",
-        );
-    };
-    // The store's size: the checkpoint publisher appends too (key changes).
-    let size = match s.authority.store().log_size() {
-        Ok(n) => n,
-        Err(e) => return CallErrorResponse(e.into()).into_response(),
-    };
-    let start = q.start.unwrap_or(0);
-    let end = q
-        .end
-        .unwrap_or(size)
-        .min(size)
-        .min(start.saturating_add(ENTRIES_PAGE_MAX));
-    if start > end {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            None,
-            format!("start {start} is past end {end}"),
-        );
-    }
-    match s.authority.store().entries(start, end) {
-        Ok(leaves) => {
-            use base64::Engine as _;
-            let out: Vec<Value> = leaves
-                .into_iter()
-                .map(|l| {
-                    let entry = writ_log::Entry::from_leaf(&l.leaf)
-                        .ok()
-                        .and_then(|e| serde_json::to_value(e).ok())
-                        .unwrap_or(Value::Null);
-                    json!({
-                        "index": l.index,
-                        "leaf": base64::engine::general_purpose::STANDARD.encode(&l.leaf),
-                        "leaf_hash": base64::engine::general_purpose::STANDARD.encode(l.leaf_hash),
-                        "entry": entry,
-                    })
-                })
-                .collect();
-            axum::Json(out).into_response()
-        }
-        Err(e) => CallErrorResponse(e.into()).into_response(),
     }
 }
 

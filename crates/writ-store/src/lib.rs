@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writs whose parent is `jti`.
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError>;
     fn execution(&self, jti: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    /// The contents kept for entries `start..end` (those that have one), in
+    /// index order.
+    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError>;
     /// Whether writ `jti`'s principal delegated it to `principal` (who may
     /// then name it as a parent).
     fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError>;

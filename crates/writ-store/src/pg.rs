@@ -158,6 +158,11 @@ ALTER TABLE principals ADD COLUMN disabled BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE principals ADD COLUMN auditor BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE executions ADD COLUMN cred_hash BYTEA;
 ALTER TABLE writs ADD COLUMN via TEXT;
+CREATE TABLE entry_content (
+    idx BIGINT PRIMARY KEY,
+    salt BYTEA NOT NULL,
+    content BYTEA NOT NULL
+);
 CREATE TABLE delegations (
     jti TEXT NOT NULL,
     principal TEXT NOT NULL,
@@ -884,6 +889,33 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                     .or_conflict(msg),
                 )
             }
+            Op::PutContent { salt, content } => {
+                let Some(index) = indices.last().copied() else {
+                    return Err(StoreError::Integrity(
+                        "content without an entry in its transaction".into(),
+                    ));
+                };
+                stmts.push(Stmt::new(
+                    "INSERT INTO entry_content (idx, salt, content) VALUES ($1, $2, $3)",
+                    vec![
+                        Param::Int(i64_of(index)?),
+                        Param::Bytes(salt.to_vec()),
+                        Param::Bytes(content.clone()),
+                    ],
+                ))
+            }
+            Op::EraseContent { index, leaf_too } => {
+                stmts.push(Stmt::new(
+                    "DELETE FROM entry_content WHERE idx = $1",
+                    vec![Param::Int(i64_of(*index)?)],
+                ));
+                if *leaf_too {
+                    stmts.push(Stmt::new(
+                        "UPDATE entries SET leaf = ''::bytea WHERE idx = $1",
+                        vec![Param::Int(i64_of(*index)?)],
+                    ));
+                }
+            }
             Op::Delegate { jti, principal } => stmts.push(Stmt::new(
                 "INSERT INTO delegations (jti, principal) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 vec![Param::Text(jti.clone()), Param::Text(principal.clone())],
@@ -1276,6 +1308,22 @@ impl Store for PgStore {
             })
         })
         .transpose()
+    }
+
+    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
+        self.rows(
+            "SELECT idx, salt, content FROM entry_content WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            vec![Param::Int(i64_of(start)?), Param::Int(i64_of(end)?)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(StoredContent {
+                index: get_u64(r, 0)?,
+                salt: hash_of(get(r, 1)?)?,
+                content: get(r, 2)?,
+            })
+        })
+        .collect()
     }
 
     fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError> {

@@ -32,8 +32,9 @@ const CACHE_KIB: i64 = 32 * 1024;
 
 /// 1: entries and state tables. 2: the Merkle tree (`nodes`) and checkpoints.
 /// 3: execution leases (`executions.lease_exp`). 4: disabled principals
-/// (`principals.disabled`), execution credentials (`executions.cred_hash`)
-/// and delegations.
+/// (`principals.disabled`, `principals.auditor`), execution credentials
+/// (`executions.cred_hash`), delegations, `writs.via`, and the content of
+/// sealed decisions (`entry_content`).
 const SCHEMA_VERSION: i64 = 4;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
@@ -82,6 +83,11 @@ CREATE TABLE IF NOT EXISTS principals (
     created_ms INTEGER NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0,
     auditor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entry_content (
+    idx INTEGER PRIMARY KEY,
+    salt BLOB NOT NULL,
+    content BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS delegations (
     jti TEXT NOT NULL,
@@ -733,6 +739,31 @@ impl Writer {
                         return Err(StoreError::Conflict(format!("no principal {uid}")));
                     }
                 }
+                Op::PutContent { salt, content } => {
+                    let Some(index) = indices.last().copied() else {
+                        return Err(StoreError::Integrity(
+                            "content without an entry in its transaction".into(),
+                        ));
+                    };
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO entry_content (idx, salt, content) VALUES (?1, ?2, ?3)",
+                        )
+                        .and_then(|mut s| s.execute(params![index, &salt[..], content]))
+                        .map_err(unavailable)?;
+                }
+                Op::EraseContent { index, leaf_too } => {
+                    self.conn
+                        .prepare_cached("DELETE FROM entry_content WHERE idx = ?1")
+                        .and_then(|mut s| s.execute(params![index]))
+                        .map_err(unavailable)?;
+                    if *leaf_too {
+                        self.conn
+                            .prepare_cached("UPDATE entries SET leaf = x'' WHERE idx = ?1")
+                            .and_then(|mut s| s.execute(params![index]))
+                            .map_err(unavailable)?;
+                    }
+                }
                 Op::Delegate { jti, principal } => {
                     self.conn
                         .prepare_cached(
@@ -952,6 +983,22 @@ impl Store for SqliteStore {
                     })
                 })
                 .optional()
+        })
+    }
+
+    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT idx, salt, content FROM entry_content WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let rows = s.query_map(params![start, end], |r| {
+                Ok(StoredContent {
+                    index: r.get(0)?,
+                    salt: hash32(r.get(1)?)?,
+                    content: r.get(2)?,
+                })
+            })?;
+            rows.collect()
         })
     }
 

@@ -61,6 +61,19 @@ pub enum Op {
         token_hash: Option<[u8; 32]>,
         disabled: Option<bool>,
     },
+    /// Keep the content of the last `Append` before it in the same
+    /// transaction (a sealed decision's salt and values) beside the log.
+    PutContent {
+        salt: [u8; 32],
+        content: Vec<u8>,
+    },
+    /// Erase the content kept for entry `index` and, when `leaf_too`, the
+    /// bytes of its leaf (an older decision's, which held the values); its
+    /// leaf hash stays, and so does every proof through it.
+    EraseContent {
+        index: u64,
+        leaf_too: bool,
+    },
     /// Let `principal` name writ `jti` as a parent (a delegation the
     /// writ's own principal asked for when it was issued).
     Delegate {
@@ -145,12 +158,21 @@ impl Future for Ticket {
     }
 }
 
-/// A stored leaf.
+/// A stored leaf. `leaf` is empty when its bytes were erased
+/// ([`Op::EraseContent`]); `leaf_hash` always stays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLeaf {
     pub index: u64,
     pub leaf: Vec<u8>,
     pub leaf_hash: [u8; 32],
+}
+
+/// The content kept beside a sealed decision's leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContent {
+    pub index: u64,
+    pub salt: [u8; 32],
+    pub content: Vec<u8>,
 }
 
 /// An issued writ, as remembered by the authority.

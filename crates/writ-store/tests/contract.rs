@@ -63,6 +63,10 @@ const CASES: &[Case] = &[
         "principals_change_and_delegations_and_credentials_are_kept",
         principals_change_and_delegations_and_credentials_are_kept,
     ),
+    (
+        "content_is_kept_beside_its_entry_and_erased_leaving_the_tree",
+        content_is_kept_beside_its_entry_and_erased_leaving_the_tree,
+    ),
 ];
 
 fn run_all(open_fresh: &dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>) {
@@ -456,4 +460,61 @@ fn principals_change_and_delegations_and_credentials_are_kept(open: Open) {
     assert_eq!(s.execution("v").unwrap().unwrap().credential_hash, None);
     assert!(s.principals().unwrap()[0].disabled);
     assert!(s.delegated("w", "Agent::\"b\"").unwrap());
+}
+
+fn content_is_kept_beside_its_entry_and_erased_leaving_the_tree(open: Open) {
+    let s = open();
+    // Content goes with the entry appended just before it.
+    let put = |salt: u8, c: &str| Op::PutContent {
+        salt: [salt; 32],
+        content: c.as_bytes().to_vec(),
+    };
+    s.submit(Tx::new(vec![leaf(0), put(1, "zero"), leaf(1)]))
+        .wait()
+        .unwrap();
+    s.submit(Tx::new(vec![leaf(2), put(2, "two")]))
+        .wait()
+        .unwrap();
+    // Content with no entry before it is refused, and nothing is applied.
+    let err = s
+        .submit(Tx::new(vec![put(3, "orphan"), leaf(3)]))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Integrity(_)), "{err:?}");
+    assert_eq!(s.log_size().unwrap(), 3);
+    let got = s.contents(0, 3).unwrap();
+    assert_eq!(
+        got.iter()
+            .map(|c| (c.index, c.salt[0], c.content.clone()))
+            .collect::<Vec<_>>(),
+        vec![(0, 1, b"zero".to_vec()), (2, 2, b"two".to_vec())]
+    );
+    assert_eq!(s.contents(1, 2).unwrap(), vec![]);
+    let root = s.tree_root(3).unwrap();
+    let proof = s.inclusion_proof(2, 3).unwrap();
+    // Erase entry 0's content, and entry 1's leaf bytes: the hashes, the
+    // root and every proof stay.
+    s.submit(Tx::new(vec![
+        Op::EraseContent {
+            index: 0,
+            leaf_too: false,
+        },
+        Op::EraseContent {
+            index: 1,
+            leaf_too: true,
+        },
+        leaf(3),
+    ]))
+    .wait()
+    .unwrap();
+    drop(s);
+    let s = open();
+    assert_eq!(s.contents(0, 4).unwrap().len(), 1);
+    let e = s.entries(0, 3).unwrap();
+    assert_eq!(e[0].leaf, b"{\"n\":0}".to_vec());
+    assert!(e[1].leaf.is_empty());
+    assert_eq!(e[1].leaf_hash, writ_log::leaf_hash(b"{\"n\":1}"));
+    assert_eq!(s.tree_root(3).unwrap(), root);
+    assert_eq!(s.inclusion_proof(2, 3).unwrap(), proof);
+    assert_eq!(s.log_size().unwrap(), 4);
 }

@@ -58,6 +58,7 @@ fn need(path: &str) -> Need {
         | "/v1/policies"
         | "/v1/keys/rotate"
         | "/v1/keys/retire"
+        | "/v1/log/erase"
         | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
@@ -70,7 +71,8 @@ fn no_state_changing_route_works_without_the_right_token() {
     let mallory = srv.add_principal("Agent::\"mallory\"");
     let mut req = exec_req(&["/usr/bin/true"], AUD);
     req["lifetime_secs"] = json!(600);
-    let (_, jti, _) = srv.authorize_ok(&agent, &req);
+    let (_, jti, first) = srv.authorize_ok(&agent, &req);
+    let first_index = first["log_index"].as_u64().unwrap();
     // A second writ, started, for renew and finish.
     let (_, run, _) = srv.authorize_ok(&agent, &req);
     assert_eq!(srv.start_execution(&agent, &run).status, 200);
@@ -133,6 +135,10 @@ fn no_state_changing_route_works_without_the_right_token() {
             "/v1/policies" => (path.to_owned(), bundle.clone()),
             "/v1/keys/rotate" => (path.to_owned(), json!({})),
             "/v1/keys/retire" => (path.to_owned(), json!({"kid": "not-a-key"})),
+            "/v1/log/erase" => (
+                path.to_owned(),
+                json!({"index": first_index, "reason": "x"}),
+            ),
             other => panic!("no body for POST {other}"),
         };
         (path, body)
@@ -218,6 +224,7 @@ fn no_state_changing_route_works_without_the_right_token() {
         "/v1/policies",
         "/v1/keys/rotate",
         "/v1/principals/disable",
+        "/v1/log/erase",
     ] {
         let (path, body) = body_for(p);
         let r = srv.post(&path, Some(&srv.admin_token), &body);
@@ -433,14 +440,15 @@ fn every_route_lets_through_exactly_its_class() {
             | ("POST", "/v1/verify")
             | ("POST", "/console/api/proof")
             | ("GET", "/console/api/proof") => "public",
-            ("GET", p) if p.starts_with("/v1/log/") && p != "/v1/log/bundles/{hash}" => "public",
-            ("GET", "/v1/log/bundles/{hash}") => "auditor",
+            ("GET", "/v1/log/bundles/{hash}") | ("GET", "/v1/log/contents") => "auditor",
+            ("GET", p) if p.starts_with("/v1/log/") => "public",
             ("GET", p) if p.starts_with("/console/api/") && p != "/console/api/health" => "auditor",
             ("POST", "/v1/revocations")
             | ("POST", "/v1/policies")
             | ("POST", "/v1/keys/rotate")
             | ("POST", "/v1/keys/retire")
             | ("POST", "/v1/log/checkpoint")
+            | ("POST", "/v1/log/erase")
             | ("POST", "/console/api/demo")
             | ("GET", "/v1/principals") => "admin",
             (_, p) if p.starts_with("/v1/principals") => "admin",
@@ -463,6 +471,8 @@ fn every_route_lets_through_exactly_its_class() {
                 json!({"uid": "Agent::\"victim\""})
             }
             "/v1/keys/retire" => json!({"kid": "none"}),
+            // Entry 0 is not a decision: refused after the permission check.
+            "/v1/log/erase" => json!({"index": 0, "reason": "x"}),
             "/v1/executions/{jti}/finish" => json!({"exit_status": 0}),
             _ => json!({}),
         }

@@ -1279,4 +1279,28 @@ fn a_new_data_dir_is_its_owners_only() {
         let m = mode(&dir.join(f));
         assert_eq!(m & 0o077, 0, "{f} is {m:o}");
     }
+    // Another local user, for real: `nobody` cannot read the store (run as
+    // root, as CI does; the modes above hold either way).
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if root {
+        // The tempdir is made traversable (it is 0700), so that only the data
+        // dir's own modes stand in the way.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for f in ["writ.db", "config.json"] {
+            let out = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+                .arg(dir.join(f))
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "nobody read {f}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("Permission denied"),
+                "{f}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

@@ -257,8 +257,11 @@ fn an_evidence_bundle_verifies_alone_and_any_change_is_caught() {
     let s = busy_server(&[]);
     let file = s.tmp.path().join("evidence.json");
     let f = file.to_str().unwrap();
-    s.cli(None, &["log", "export", "--from", "2", "--out", f])
-        .expect_code(0, "export");
+    s.cli(
+        None,
+        &["log", "export", "--from", "2", "--with-content", "--out", f],
+    )
+    .expect_code(0, "export");
     // `--out -` writes the bundle to standard output, not to a file named `-`.
     let to_stdout = s.cli(None, &["log", "export", "--from", "2", "--out", "-"]);
     to_stdout.expect_code(0, "export to stdout");

@@ -656,8 +656,9 @@ impl Server {
         )
     }
 
-    /// Every log entry, in order.
-    pub fn log_entries(&self) -> Vec<Value> {
+    /// Every log entry, in order, as the public reads them: a decision
+    /// carries a commitment to its request, not the request.
+    pub fn public_log_entries(&self) -> Vec<Value> {
         let mut out = Vec::new();
         loop {
             let r = self.get(&format!("/v1/log/entries?start={}", out.len()), None);
@@ -668,6 +669,36 @@ impl Server {
             }
             out.extend(page);
         }
+    }
+
+    /// Every log entry, in order, each sealed decision opened with what it
+    /// commits to (`GET /v1/log/contents`, as the administrator): its
+    /// `entry` has `context`, `request` and `environment` again.
+    pub fn log_entries(&self) -> Vec<Value> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut out = self.public_log_entries();
+        let mut at = 0;
+        while at < out.len() {
+            let r = self.get(
+                &format!("/v1/log/contents?start={at}&end={}", out.len()),
+                Some(&self.admin_token),
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            let page = r.json();
+            for c in page["contents"].as_array().unwrap() {
+                let i = c["index"].as_u64().unwrap() as usize;
+                let Some(content) = c["content"].as_str() else {
+                    continue;
+                };
+                let opened: Value = serde_json::from_slice(&b64.decode(content).unwrap()).unwrap();
+                for k in ["context", "request", "environment"] {
+                    out[i]["entry"][k] = opened[k].clone();
+                }
+            }
+            at = page["next"].as_u64().unwrap() as usize;
+        }
+        out
     }
 
     /// Log entries that are allow decisions.
