@@ -78,7 +78,7 @@ def node_start(i, store):
     port = free_port()
     d = os.path.join(tmp, f"node{i}")
     log = open(os.path.join(tmp, f"node{i}.log"), "w")
-    p = subprocess.Popen([WRIT, "--dir", d, "serve", "--listen", f"127.0.0.1:{port}", "--store", store],
+    p = subprocess.Popen([WRIT, "--dir", d, "serve", "--rate-limit", "0", "--listen", f"127.0.0.1:{port}", "--store", store],
                          stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
     procs.append(p)
     for _ in range(300):
@@ -153,7 +153,7 @@ try:
     ltoken = json.loads(li.stdout)["admin_token"]
     lport = free_port()
     llog = open(os.path.join(tmp, "sqlite-node.log"), "w")
-    lp = subprocess.Popen([WRIT, "--dir", local, "serve", "--listen", f"127.0.0.1:{lport}"],
+    lp = subprocess.Popen([WRIT, "--dir", local, "serve", "--rate-limit", "0", "--listen", f"127.0.0.1:{lport}"],
                           stdout=llog, stderr=llog, env={**os.environ, "RUST_LOG": "warn"})
     procs.append(lp)
     for _ in range(300):

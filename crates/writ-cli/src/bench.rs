@@ -639,7 +639,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
             ..g.clone()
         })
         .await?;
-        let running = crate::server::start(&dir, &crate::server::ServeArgs::defaults()).await?;
+        let running = crate::server::start(&dir, &crate::server::ServeArgs::unlimited()).await?;
         Ok::<_, anyhow::Error>((admin, running))
     }
     .await;

@@ -242,7 +242,13 @@ impl ServeChild {
         let child = std::process::Command::new(std::env::current_exe()?)
             .arg("--dir")
             .arg(dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "serve",
+                "--rate-limit",
+                "0",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -429,7 +435,7 @@ fn agt(python: &Path, n: u64, proofs: u64, dir: &Path) -> Result<Value> {
 /// Serve `dir` in process just long enough to sign a checkpoint of its
 /// current size (and, the first time, to record its log key).
 async fn publish_checkpoint(dir: &DataDir) -> Result<()> {
-    let running = crate::server::start(dir, &crate::server::ServeArgs::defaults()).await?;
+    let running = crate::server::start(dir, &crate::server::ServeArgs::unlimited()).await?;
     let _ = running.shutdown.send(());
     let _ = running.task.await;
     Ok(())

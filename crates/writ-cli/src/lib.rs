@@ -10,6 +10,7 @@ mod benchsoak;
 mod cmd;
 mod datadir;
 mod demo;
+mod listen;
 mod logcmd;
 mod principal;
 mod server;

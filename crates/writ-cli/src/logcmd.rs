@@ -809,6 +809,9 @@ impl Source for HttpSource {
         match self.get(&format!("/v1/log/bundles/{hash}")) {
             Ok(v) => Ok(Some(v.to_string())),
             Err(e) if e.contains("no bundle") => Ok(None),
+            Err(e) if e.contains("token") || e.contains("not an auditor") => Err(format!(
+                "{e} (policy bundles are an auditor's to read: set WRIT_TOKEN to an auditor's token)"
+            )),
             Err(e) => Err(e),
         }
     }

@@ -43,9 +43,30 @@ pub struct ServeArgs {
     /// the current policy and revocations, in milliseconds.
     #[arg(long, default_value_t = writ_authority::FRESHNESS_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(40..))]
     pub freshness_ms: u64,
+    /// Decision requests (authorize, AuthZEN evaluation, execution start and
+    /// renewal) each principal may make a second; over it, 429 with
+    /// Retry-After (enforcement points deny `authority_unavailable`). 0: no
+    /// limit.
+    #[arg(long, value_name = "N", default_value_t = writ_server::rate::RATE_LIMIT_DEFAULT)]
+    pub rate_limit: u32,
+    /// Requests a principal may make at once above `--rate-limit` (default:
+    /// twice it).
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u32>,
+    #[command(flatten)]
+    pub net: crate::listen::ListenArgs,
 }
 
 impl ServeArgs {
+    /// [`ServeArgs::defaults`] without rate limits: benchmarks measure the
+    /// authority, not the limiter.
+    pub fn unlimited() -> ServeArgs {
+        ServeArgs {
+            rate_limit: 0,
+            ..ServeArgs::defaults()
+        }
+    }
+
     /// The settings `writ serve` uses when none are given (demo, bench, tests).
     pub fn defaults() -> ServeArgs {
         ServeArgs {
@@ -56,6 +77,13 @@ impl ServeArgs {
             witnesses: Vec::new(),
             store: None,
             freshness_ms: writ_authority::FRESHNESS_MS_DEFAULT,
+            rate_limit: writ_server::rate::RATE_LIMIT_DEFAULT,
+            rate_burst: None,
+            net: crate::listen::ListenArgs {
+                max_connections: writ_server::listen::MAX_CONNECTIONS_DEFAULT,
+                request_timeout_secs: writ_server::listen::REQUEST_TIMEOUT_SECS_DEFAULT,
+                ..Default::default()
+            },
         }
     }
 }
@@ -107,13 +135,15 @@ fn lock_data_dir(dir: &DataDir) -> Result<Option<std::fs::File>> {
 pub struct Running {
     pub authority: Arc<Authority>,
     pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
     pub shutdown: tokio::sync::oneshot::Sender<()>,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 }
 
@@ -190,11 +220,24 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         .iter()
         .map(|w| parse_witness(w))
         .collect::<Result<Vec<_>>>()?;
+    // What this server's own requests (to witnesses) trust and present: a
+    // setting that cannot be used stops it here, not at the first call.
+    let http =
+        writ_tls::client::http_client(reqwest::Client::builder().timeout(Duration::from_secs(10)))
+            .context("WRIT_CA / WRIT_CLIENT_CERT / WRIT_CLIENT_KEY")?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    let listen = a.net.listen(addr)?;
+    let scheme = crate::listen::scheme(&listen);
+    crate::listen::reload_on_sighup(&listen);
     let mut state = ServerState::new(authority.clone());
+    state.http = http;
+    state.rate = writ_server::rate::Limiter::new(
+        a.rate_limit,
+        a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),
+    );
     let cfg = dir.config()?;
     state.log = Some(Arc::new(
         LogPublisher::new(
@@ -207,7 +250,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     ));
     state.witnesses = witnesses;
     state.node_id = format!("{}@{addr}", host_name());
-    state.url = format!("http://{addr}");
+    state.url = format!("{scheme}://{addr}");
     // Record the log key and sign a first checkpoint before answering
     // anyone, so the log does not change under a client's first reads (in
     // a mesh only the checkpoint leader signs).
@@ -239,7 +282,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         // Held while this server runs.
         let _lock = lock;
         let store = state.authority.store().clone();
-        let out = writ_server::serve(state, listener, async move {
+        let out = writ_server::serve_with(state, listener, listen, async move {
             let _ = rx.await;
         })
         .await;
@@ -252,6 +295,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     Ok(Running {
         authority,
         addr,
+        scheme,
         shutdown: tx,
         task,
     })

@@ -19,7 +19,8 @@ pub struct WitnessArgs {
     /// checkpoint it last cosigned per log, `state.json`).
     #[arg(long, env = "WRIT_WITNESS_DIR", default_value = ".writ-witness")]
     pub witness_dir: PathBuf,
-    /// Address to listen on; logs POST to `http://ADDR/add-checkpoint`.
+    /// Address to listen on; logs POST to `https://ADDR/add-checkpoint`
+    /// (`http://` on loopback without `--tls-cert`).
     #[arg(long, default_value = "127.0.0.1:7071")]
     pub listen: String,
     /// The witness's key name (a schema-less URL identifying it).
@@ -36,6 +37,8 @@ pub struct WitnessArgs {
     /// Print this witness's verifier key and exit.
     #[arg(long)]
     pub print_key: bool,
+    #[command(flatten)]
+    pub net: crate::listen::ListenArgs,
 }
 
 pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
@@ -76,6 +79,9 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    let listen = a.net.listen(addr)?;
+    let scheme = crate::listen::scheme(&listen);
+    crate::listen::reload_on_sighup(&listen);
     let w = Arc::new(writ_server::Witness {
         logs,
         signer,
@@ -88,12 +94,14 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
     });
     if g.json {
         crate::cmd::print_json(
-            &serde_json::json!({"vkey": vkey, "url": format!("http://{addr}")}),
+            &serde_json::json!({"vkey": vkey, "url": format!("{scheme}://{addr}")}),
         )?;
     } else {
         println!("witness {vkey}");
-        println!("listening on http://{addr} (logs: writ serve --witness http://{addr}={vkey})");
+        println!(
+            "listening on {scheme}://{addr} (logs: writ serve --witness {scheme}://{addr}={vkey})"
+        );
     }
-    writ_server::serve_witness(w, listener, crate::server::wait_for_signal()).await?;
+    writ_server::serve_witness(w, listener, listen, crate::server::wait_for_signal()).await?;
     Ok(Exit::Ok)
 }

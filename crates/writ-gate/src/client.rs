@@ -10,9 +10,15 @@ use serde_json::Value;
 /// How long a connection to the server may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Set to `1` to let a client send its token to a server that is not on
+/// this machine over plain HTTP (refused otherwise).
+pub const INSECURE_PLAIN_HTTP_ENV: &str = "WRIT_INSECURE_PLAIN_HTTP";
+
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// `Err`: why no request can be sent (a TLS setting that cannot be
+    /// used, a cleartext URL off this machine): every request fails with it.
+    http: std::result::Result<reqwest::Client, String>,
     base: String,
     token: Option<String>,
     /// How long an answer may take (for a stream: its headers); none by
@@ -52,14 +58,15 @@ impl Reply {
 }
 
 impl Client {
+    /// A client of the server at `base`. An `https://` server is checked
+    /// against the system's roots and `WRIT_CA`, and `WRIT_CLIENT_CERT` /
+    /// `WRIT_CLIENT_KEY` are presented when set (`writ_tls::client`);
+    /// `http://` is for this machine only, unless `WRIT_INSECURE_PLAIN_HTTP=1`.
     pub fn new(base: &str, token: Option<String>) -> Client {
+        let base = base.trim_end_matches('/').to_owned();
         Client {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
-            base: base.trim_end_matches('/').to_owned(),
+            http: http_for(&base),
+            base,
             token,
             answer_within: None,
         }
@@ -85,25 +92,26 @@ impl Client {
         }
     }
 
-    fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let r = self.http.request(m, format!("{}{path}", self.base));
-        match &self.token {
+    fn req(&self, m: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
+        let http = self.http.as_ref().map_err(|e| anyhow!("{e}"))?;
+        let r = http.request(m, format!("{}{path}", self.base));
+        Ok(match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
-        }
+        })
     }
 
-    async fn send(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
-        self.bounded(self.send_unbounded(r)).await
+    async fn send(&self, r: Result<reqwest::RequestBuilder>) -> Result<Reply> {
+        self.bounded(self.send_unbounded(r?)).await
     }
 
     async fn send_unbounded(&self, r: reqwest::RequestBuilder) -> Result<Reply> {
         let resp = r.send().await.map_err(|e| {
+            let cause = with_root_cause(&e);
             anyhow!(
-                "cannot reach the writ server at {}: {} {}",
+                "cannot reach the writ server at {}: {cause} {}",
                 self.base,
-                with_root_cause(&e),
-                unreachable_hint()
+                unreachable_hint(&cause)
             )
         })?;
         let status = resp.status().as_u16();
@@ -114,7 +122,7 @@ impl Client {
     }
 
     pub async fn post<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Reply> {
-        self.send(self.req(reqwest::Method::POST, path).json(body))
+        self.send(self.req(reqwest::Method::POST, path).map(|r| r.json(body)))
             .await
     }
 
@@ -125,7 +133,7 @@ impl Client {
     /// A GET whose body is read by the caller as it arrives (event streams).
     pub async fn open(&self, path: &str) -> Result<reqwest::Response> {
         let r = self
-            .req(reqwest::Method::GET, path)
+            .req(reqwest::Method::GET, path)?
             .header("accept", "text/event-stream");
         self.bounded(async {
             r.send().await.map_err(|e| {
@@ -156,13 +164,52 @@ fn with_root_cause(e: &reqwest::Error) -> String {
     }
 }
 
-/// What to try when the authority cannot be reached. Inside a governed
-/// program (`WRIT_PARENT` is set) the usual cause is the run's own scope:
-/// Landlock refuses TCP to a run without `--net`.
-fn unreachable_hint() -> &'static str {
-    if std::env::var_os("WRIT_PARENT").is_some() {
+/// What to try when the authority cannot be reached. A certificate that
+/// does not verify says so. Inside a governed program (`WRIT_PARENT` is
+/// set) the usual cause is the run's own scope: Landlock refuses TCP to a
+/// run without `--net`.
+fn unreachable_hint(cause: &str) -> &'static str {
+    if cause.contains("certificate") {
+        "(the server's TLS certificate does not verify: set WRIT_CA to a PEM file of the CA that issued it)"
+    } else if std::env::var_os("WRIT_PARENT").is_some() {
         "(inside a governed program: its run needs `--net` to reach the authority)"
     } else {
         "(start it with `writ serve`, or set WRIT_SERVER)"
     }
+}
+
+/// The HTTP client for `base`, or why there is none.
+fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        // Below the server's header timeout (20 s), which closes idle
+        // connections: the client lets go of them first.
+        .pool_idle_timeout(Duration::from_secs(15))
+        .connect_timeout(CONNECT_TIMEOUT);
+    let url = reqwest::Url::parse(base).map_err(|e| format!("WRIT_SERVER {base:?}: {e}"))?;
+    match url.scheme() {
+        "https" => writ_tls::client::http_client(builder)
+            .map_err(|e| format!("TLS for {base}: {e}")),
+        "http" if is_loopback(&url) || insecure_allowed() => builder
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}")),
+        "http" => Err(format!(
+            "refusing to send a token to {base} in cleartext: use https:// (writ serve --tls-cert), or set {INSECURE_PLAIN_HTTP_ENV}=1"
+        )),
+        other => Err(format!("WRIT_SERVER {base:?}: scheme {other}:// is neither https nor http")),
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h.eq_ignore_ascii_case("localhost")
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+fn insecure_allowed() -> bool {
+    std::env::var(INSECURE_PLAIN_HTTP_ENV).is_ok_and(|v| v == "1")
 }

@@ -180,8 +180,43 @@ pub async fn guard(
             format!("{} is not {what}{how}", who.uid),
         );
     }
+    if is_decision_route(req.method(), template) {
+        if let Err(wait) = s.rate.take(&who.uid) {
+            s.metrics.rate_limited.inc();
+            return rate_limited(&who.uid, wait);
+        }
+    }
     req.extensions_mut().insert(who);
     next.run(req).await.into_response()
+}
+
+/// The routes that ask for a decision (rate-limited per principal). The
+/// finish record is not: refusing it would lose what a run did.
+fn is_decision_route(method: &Method, template: &str) -> bool {
+    method == Method::POST
+        && matches!(
+            template,
+            "/v1/authorize"
+                | "/access/v1/evaluation"
+                | "/v1/executions/{jti}/start"
+                | "/v1/executions/{jti}/renew"
+        )
+}
+
+/// 429 with `Retry-After`; an enforcement point denies
+/// `authority_unavailable`, as for any authority that does not answer.
+fn rate_limited(uid: &str, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+        format!("{uid} is over its rate limit; retry in {secs} s"),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 #[cfg(test)]

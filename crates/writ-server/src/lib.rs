@@ -7,13 +7,16 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod listen;
 mod log;
 mod metrics;
+pub mod rate;
 mod routes;
 mod witness;
 
+pub use listen::Listen;
 pub use log::{publish_and_witness, run_publisher, WitnessTarget};
-pub use metrics::Metrics;
+pub use metrics::{ConnMetrics, Metrics};
 pub use routes::{
     router, run_heartbeat, ServerState, BODY_BYTES_MAX, HEARTBEAT_MS, MESH_NODE_LIVE_MS,
 };
@@ -21,7 +24,6 @@ pub use witness::{serve_witness, witness_router, StateSaver, Witness};
 pub use writ_console::Console;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,27 +37,36 @@ use tokio::sync::watch;
 /// returns anyway.
 pub const SHUTDOWN_DRAIN_MAX: Duration = Duration::from_secs(5);
 
-/// Serve `state` on `listener` until `shutdown` resolves. Then the server
-/// takes no new connection, ends every event stream at once (the revocation
-/// stream, the console's), so that enforcement points see the authority go
-/// rather than keep-alives from one that no longer decides, and waits at
-/// most [`SHUTDOWN_DRAIN_MAX`] for the requests in flight.
+/// Serve `state` on `listener` with the default [`Listen`] settings (plain
+/// HTTP) until `shutdown` resolves; see [`serve_with`].
 pub async fn serve(
     state: Arc<ServerState>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(state, listener, Listen::default(), shutdown).await
+}
+
+/// Serve `state` on `listener` as `listen` says until `shutdown` resolves.
+/// Then the server takes no new connection, ends every event stream at
+/// once (the revocation stream, the console's), so that enforcement points
+/// see the authority go rather than keep-alives from one that no longer
+/// decides, and waits at most [`SHUTDOWN_DRAIN_MAX`] for the requests in
+/// flight.
+pub async fn serve_with(
+    state: Arc<ServerState>,
+    listener: tokio::net::TcpListener,
+    listen: Listen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing, closed) = watch::channel(false);
     let mut drain = closing.subscribe();
+    let metrics = state.metrics.connections.clone();
     let app = router(state).layer(axum::middleware::from_fn_with_state(
         closed,
         end_streams_on_close,
     ));
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let server = listen::run(listener, app, listen, metrics, async move {
         shutdown.await;
         let _ = closing.send(true);
     });

@@ -1,5 +1,6 @@
 //! Prometheus metrics: decisions by outcome and reason, decision latency,
-//! log size.
+//! log size; connections open, refused over the limit, timed out, failed
+//! TLS handshakes; requests refused by a principal's rate limit.
 
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +21,18 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub latency: Histogram,
     pub log_size: Gauge<u64, AtomicU64>,
+    pub connections: ConnMetrics,
+    /// Requests refused by their principal's rate limit.
+    pub rate_limited: Counter,
+}
+
+/// What the accept loop counts (`listen::run`).
+#[derive(Clone, Debug, Default)]
+pub struct ConnMetrics {
+    pub open: Gauge,
+    pub refused: Counter,
+    pub timed_out: Counter,
+    pub tls_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -46,11 +59,40 @@ impl Metrics {
             latency.clone(),
         );
         registry.register("log_entries", "Entries in the audit log", log_size.clone());
+        let connections = ConnMetrics::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the server had its maximum open",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed because a request head or TLS handshake did not arrive in time",
+            connections.timed_out.clone(),
+        );
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes that failed (a certificate that does not verify, not TLS at all)",
+            connections.tls_failed.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited",
+            "Decision requests refused (429) by their principal's rate limit",
+            rate_limited.clone(),
+        );
         Metrics {
             registry,
             decisions,
             latency,
             log_size,
+            connections,
+            rate_limited,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct ServerState {
     pub started_ms: u64,
     /// Whether this node held the checkpoint leader lock at its last try.
     pub leader: std::sync::atomic::AtomicBool,
+    /// Per-principal rate limits on the decision routes.
+    pub rate: crate::rate::Limiter,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -81,6 +83,10 @@ impl ServerState {
             url: String::new(),
             started_ms: authority.clock().now_unix_ms(),
             leader: std::sync::atomic::AtomicBool::new(false),
+            rate: crate::rate::Limiter::new(
+                crate::rate::RATE_LIMIT_DEFAULT,
+                2 * crate::rate::RATE_LIMIT_DEFAULT,
+            ),
             authority,
         }
     }

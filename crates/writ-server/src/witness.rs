@@ -75,13 +75,20 @@ async fn add(State(w): State<Arc<Witness>>, body: String) -> Response {
     }
 }
 
-/// Serve a witness on `listener` until `shutdown` resolves.
+/// Serve a witness on `listener` as `listen` says (TLS, limits) until
+/// `shutdown` resolves.
 pub async fn serve_witness(
     w: Arc<Witness>,
     listener: tokio::net::TcpListener,
+    listen: crate::Listen,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, witness_router(w))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listen::run(
+        listener,
+        witness_router(w),
+        listen,
+        crate::ConnMetrics::default(),
+        shutdown,
+    )
+    .await
 }

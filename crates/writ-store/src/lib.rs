@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod pg;
+mod pgtls;
 mod sqlite;
 mod types;
 

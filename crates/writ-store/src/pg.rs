@@ -29,7 +29,7 @@ use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, Row};
 
 use crate::types::*;
 use crate::{node_key, node_of_key, Store};
@@ -219,8 +219,15 @@ fn stored_node(key: i64) -> Result<(u8, u64), StoreError> {
 type Job = (Tx, oneshot::Sender<TxResult>);
 
 struct Pool {
-    config: tokio_postgres::Config,
+    dial: Dial,
     idle: Mutex<Vec<Client>>,
+}
+
+/// How to open a connection: the parsed URL and its TLS (`tls.rs`).
+#[derive(Clone)]
+struct Dial {
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl Pool {
@@ -230,7 +237,7 @@ impl Pool {
             match c {
                 Some(c) if !c.is_closed() => return Ok(c),
                 Some(_) => continue,
-                None => return connect(&self.config).await,
+                None => return connect(&self.dial).await,
             }
         }
     }
@@ -247,11 +254,12 @@ impl Pool {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, conn) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
-        .await
-        .map_err(|_| unavailable("postgres: connecting timed out"))?
-        .map_err(pg_unavailable)?;
+async fn connect(dial: &Dial) -> Result<Client, StoreError> {
+    let (client, conn) =
+        tokio::time::timeout(CONNECT_TIMEOUT, dial.config.connect(dial.tls.clone()))
+            .await
+            .map_err(|_| unavailable("postgres: connecting timed out"))?
+            .map_err(pg_unavailable)?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection ended");
@@ -283,6 +291,9 @@ impl PgStore {
     /// Connect to the database at `url` (`postgres://user@host:port/db`),
     /// apply any schema migrations not yet applied, and start the writer.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        // libpq's `sslmode` and `sslrootcert`, which tokio-postgres does not
+        // read in full, are taken out and applied here.
+        let (url, tls) = crate::pgtls::from_url(url)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Unavailable(format!(
                 "bad PostgreSQL URL (postgres://user@host:port/db): {e}"
@@ -290,6 +301,11 @@ impl PgStore {
         })?;
         config.application_name("writ");
         config.connect_timeout(CONNECT_TIMEOUT);
+        config.ssl_mode(tls.mode);
+        let dial = Dial {
+            config,
+            tls: tokio_postgres_rustls::MakeRustlsConnect::new(tls.config),
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("writ-pg")
@@ -297,7 +313,7 @@ impl PgStore {
             .build()
             .map_err(unavailable)?;
         let pool = Arc::new(Pool {
-            config: config.clone(),
+            dial: dial.clone(),
             idle: Mutex::new(Vec::new()),
         });
         let migrate_pool = pool.clone();
@@ -314,9 +330,9 @@ impl PgStore {
             return Err(e);
         }
         let (queue, rx) = mpsc::channel::<Job>(QUEUE_TX_MAX);
-        rt.spawn(writer(config.clone(), rx));
+        rt.spawn(writer(dial.clone(), rx));
         let (changes_tx, changes) = watch::channel(0u64);
-        rt.spawn(listener(config, changes_tx));
+        rt.spawn(listener(dial, changes_tx));
         Ok(PgStore {
             pool,
             queue,
@@ -615,10 +631,10 @@ async fn load_frontier(c: &Client, size: u64) -> Result<Frontier, StoreError> {
 /// Follow `NOTIFY writ_state` on a connection of its own, reconnecting when
 /// it drops; each notification (and each reconnection, which may have missed
 /// some) bumps the watch.
-async fn listener(config: tokio_postgres::Config, changes: watch::Sender<u64>) {
+async fn listener(dial: Dial, changes: watch::Sender<u64>) {
     let mut bumps: u64 = 0;
     loop {
-        match config.connect(NoTls).await {
+        match dial.config.connect(dial.tls.clone()).await {
             Ok((client, mut conn)) => {
                 let (note_tx, mut note_rx) = mpsc::unbounded_channel::<()>();
                 let driver = tokio::spawn(async move {
@@ -662,7 +678,7 @@ async fn listener(config: tokio_postgres::Config, changes: watch::Sender<u64>) {
     }
 }
 
-async fn writer(config: tokio_postgres::Config, mut rx: mpsc::Receiver<Job>) {
+async fn writer(dial: Dial, mut rx: mpsc::Receiver<Job>) {
     let mut client: Option<Client> = None;
     // The right edge of the tree as this writer last committed it; used when
     // no other node appended since.
@@ -677,7 +693,7 @@ async fn writer(config: tokio_postgres::Config, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if client.as_ref().is_none_or(Client::is_closed) {
-            client = connect(&config).await.ok();
+            client = connect(&dial).await.ok();
         }
         let results: Vec<TxResult> = match &client {
             None => {
@@ -1473,7 +1489,7 @@ impl Store for PgStore {
             return Err(unavailable("the store is shut down"));
         };
         let leader = self.leader.clone();
-        let config = self.pool.config.clone();
+        let dial = self.pool.dial.clone();
         block_on(rt, async move {
             let mut held = leader.lock().await;
             if let Some(c) = held.as_ref() {
@@ -1483,7 +1499,7 @@ impl Store for PgStore {
                 }
                 *held = None;
             }
-            let c = connect(&config).await?;
+            let c = connect(&dial).await?;
             let got: bool = c
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
                 .await

@@ -23,6 +23,8 @@ struct Own {
     bin: PathBuf,
     port: u16,
     as_postgres: bool,
+    /// More `-c` settings (TLS).
+    extra: String,
 }
 
 static DATABASES: AtomicU32 = AtomicU32::new(0);
@@ -85,7 +87,17 @@ impl Own {
 impl Cluster {
     /// Start a new cluster (or use `WRIT_TEST_DATABASE_URL`).
     pub fn start() -> Cluster {
-        if let Ok(url) = std::env::var("WRIT_TEST_DATABASE_URL") {
+        Cluster::start_with(None)
+    }
+
+    /// Start a new cluster that speaks TLS (`ssl=on`) with this certificate
+    /// and key (PEM); never `WRIT_TEST_DATABASE_URL`'s.
+    pub fn start_tls(cert: &Path, key: &Path) -> Cluster {
+        Cluster::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Cluster {
+        if let (Ok(url), None) = (std::env::var("WRIT_TEST_DATABASE_URL"), tls) {
             let base = match url.rfind('/') {
                 Some(i) if i > "postgres://".len() => url[..i].to_owned(),
                 _ => url,
@@ -104,11 +116,16 @@ impl Cluster {
                 .success();
             assert!(ok, "cannot give the cluster directory to the postgres user");
         }
+        let extra = match tls {
+            None => String::new(),
+            Some(_) => " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into(),
+        };
         let own = Own {
             data,
             bin: bindir(),
             port: free_port(),
             as_postgres,
+            extra,
             _dir: dir,
         };
         let data = own.data.to_string_lossy().into_owned();
@@ -131,6 +148,28 @@ impl Cluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            // The server reads them from its data dir; the key must be its
+            // owner's alone.
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let dest = own.data.join(to);
+                std::fs::copy(from, &dest).unwrap();
+                std::fs::set_permissions(
+                    &dest,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+                if as_postgres {
+                    let ok = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&dest)
+                        .status()
+                        .unwrap()
+                        .success();
+                    assert!(ok, "cannot give {to} to the postgres user");
+                }
+            }
+        }
         let c = Cluster {
             base: format!("postgres://postgres@127.0.0.1:{}", own.port),
             own: Some(own),
@@ -144,9 +183,10 @@ impl Cluster {
             panic!("a cluster from WRIT_TEST_DATABASE_URL cannot be started here")
         };
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200{}",
             own.port,
-            own.data.display()
+            own.data.display(),
+            own.extra
         );
         let log = own.data.join("server.log").to_string_lossy().into_owned();
         let out = own.pg_ctl(&["-l", &log, "-o", &opts, "-w", "-t", "60", "start"]);
@@ -156,6 +196,11 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout),
             std::fs::read_to_string(own.data.join("server.log")).unwrap_or_default()
         );
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT` (no database).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// A URL to a new, empty database.

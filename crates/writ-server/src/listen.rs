@@ -1,0 +1,219 @@
+//! Accepting connections: TLS (rustls) when configured, a bound on the
+//! connections open at once, and deadlines for a request's head and body,
+//! so that no client can hold the server's connections or memory by
+//! sending slowly or not at all.
+//!
+//! One accept loop serves the API (`writ serve`) and the witness (`writ
+//! witness`): hyper's HTTP/1.1 connection with a header read timeout (which
+//! also closes a keep-alive connection idle for as long), each request's
+//! body under [`Deadline`], graceful shutdown through hyper-util.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::Router;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use crate::metrics::ConnMetrics;
+
+/// How a server accepts connections.
+#[derive(Clone)]
+pub struct Listen {
+    /// TLS, reloadable; `None`: plain HTTP.
+    pub tls: Option<Arc<writ_tls::server::ServerTls>>,
+    /// Connections open at once; one more is closed as soon as it is
+    /// accepted (and counted), so that it cannot queue behind the others.
+    pub max_connections: usize,
+    /// A request's head (and a TLS handshake) must arrive within this; a
+    /// keep-alive connection idle this long is closed.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its head.
+    pub body_timeout: Duration,
+}
+
+/// Open connections at most, by default.
+pub const MAX_CONNECTIONS_DEFAULT: usize = 1024;
+/// Seconds a request's head, or its body, may take, by default.
+pub const REQUEST_TIMEOUT_SECS_DEFAULT: u64 = 20;
+
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen {
+            tls: None,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            header_timeout: Duration::from_secs(REQUEST_TIMEOUT_SECS_DEFAULT),
+            body_timeout: Duration::from_secs(REQUEST_TIMEOUT_SECS_DEFAULT),
+        }
+    }
+}
+
+/// Accept connections on `listener` and serve `app` on each until
+/// `shutdown` resolves; then accept no more and wait for the open ones to
+/// finish (the caller bounds that wait).
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    listen: Listen,
+    metrics: ConnMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(listen.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up: wait a
+                    // little rather than spin, and go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let listen = listen.clone();
+        let metrics = metrics.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics.open.inc();
+            serve_one(stream, app, &listen, &metrics, watcher).await;
+            metrics.open.dec();
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+async fn serve_one(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    listen: &Listen,
+    metrics: &ConnMetrics,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let body_timeout = listen.body_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let app = app.clone();
+        async move {
+            let req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
+            app.oneshot(req).await
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(listen.header_timeout);
+    let result = match &listen.tls {
+        None => {
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn).await
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let stream =
+                match tokio::time::timeout(listen.header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics.tls_failed.inc();
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.timed_out.inc();
+                        return;
+                    }
+                };
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn).await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics.timed_out.inc();
+        }
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A request body that must arrive within a deadline from its head: a
+/// client that sends its body slowly, or stops half-way, gets an error (the
+/// route answers 400 and the connection closes) instead of holding it.
+pub struct Deadline<B> {
+    inner: B,
+    timeout: Duration,
+    /// Made on the first poll: a body never read costs no timer.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    started: tokio::time::Instant,
+}
+
+impl<B> Deadline<B> {
+    pub fn new(inner: B, timeout: Duration) -> Deadline<B> {
+        Deadline {
+            inner,
+            timeout,
+            sleep: None,
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl<B> Body for Deadline<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.started + this.timeout;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within {} s",
+                this.timeout.as_secs()
+            )
+            .into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
