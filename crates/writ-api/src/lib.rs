@@ -390,4 +390,11 @@ pub struct LineageResponse {
     /// jtis from the root down to (excluding) the asked-for writ.
     pub ancestors: Vec<String>,
     pub tree: LineageNode,
+    /// The tree has more than [`LINEAGE_NODES_MAX`] nodes: the first ones
+    /// (depth first) are given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// Nodes one lineage answer holds at most.
+pub const LINEAGE_NODES_MAX: usize = 10_000;

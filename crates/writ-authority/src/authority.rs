@@ -1908,17 +1908,28 @@ impl Authority {
             next = parent.and_then(|r| r.parent);
         }
         ancestors.reverse();
-        let tree = self.lineage_node(&state, rec, 0, inherited)?;
-        Ok(LineageResponse { ancestors, tree })
+        let mut budget = Budget {
+            left: LINEAGE_NODES_MAX,
+            cut: false,
+        };
+        let tree = self.lineage_node(&state, rec, 0, inherited, &mut budget)?;
+        Ok(LineageResponse {
+            ancestors,
+            tree,
+            truncated: budget.cut,
+        })
     }
 
+    /// One node and, while `budget` lasts, its subtree (depth first).
     fn lineage_node(
         &self,
         state: &State,
         rec: WritRecord,
         level: u32,
         inherited: bool,
+        budget: &mut Budget,
     ) -> Result<LineageNode, CallError> {
+        budget.left = budget.left.saturating_sub(1);
         let now = self.clock.now_unix_secs();
         let exec = self.store.execution(&rec.jti)?;
         let revoked = inherited
@@ -1937,7 +1948,11 @@ impl Authority {
         let mut children = Vec::new();
         if level < LINEAGE_DEPTH_MAX {
             for c in self.store.children(&rec.jti)? {
-                children.push(self.lineage_node(state, c, level + 1, revoked)?);
+                if budget.left == 0 {
+                    budget.cut = true;
+                    break;
+                }
+                children.push(self.lineage_node(state, c, level + 1, revoked, budget)?);
             }
         }
         Ok(LineageNode {
@@ -1951,6 +1966,12 @@ impl Authority {
             children,
         })
     }
+}
+
+/// Lineage nodes still to give, and whether some were left out.
+struct Budget {
+    left: usize,
+    cut: bool,
 }
 
 /// A writ's chain: its jti and its ancestors' (nearest first), and the

@@ -37,6 +37,10 @@ pub enum BenchCmd {
     /// A steady offered rate (authorize + verify) for a long time: errors,
     /// latency percentiles and `writ serve` RSS over the run.
     Soak(crate::benchsoak::SoakBench),
+    /// Authorize latency (open loop) alone and while clients hammer the
+    /// heaviest reads (lineage trees, console scans, the assessment, 4 MiB
+    /// log pages), alternating on one server: does reading move deciding?
+    Readers(crate::benchreaders::ReadersBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -80,7 +84,7 @@ pub struct AuthorizeBench {
     pub parts: bool,
 }
 
-fn request() -> AuthorizeRequest {
+pub(crate) fn request() -> AuthorizeRequest {
     AuthorizeRequest {
         action: "Action::\"exec\"".into(),
         resource: "Command::\"/usr/bin/echo\"".into(),
@@ -366,11 +370,11 @@ async fn http(url: &str, token: &str, clients: usize, secs: u64) -> Result<HttpR
 }
 
 /// What the open-loop HTTP measurement saw.
-struct OpenLoopResult {
+pub(crate) struct OpenLoopResult {
     offered: f64,
     rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     /// The p99 of the requests due in each second of the run, to tell a
     /// stall in one second from a tail spread over all of them.
     p99_ms_by_second: Vec<f64>,
@@ -484,6 +488,18 @@ fn http_open_loop(
             late,
         })
     })
+}
+
+/// [`http_open_loop`] on a thread of its own.
+pub(crate) async fn open_loop_at(
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    rate: u64,
+    secs: u64,
+) -> Result<OpenLoopResult> {
+    let token = token.to_owned();
+    tokio::task::spawn_blocking(move || http_open_loop(addr, &token, clients, rate, secs)).await?
 }
 
 /// Per-second p99s as `1.9/2.4/...` (milliseconds).
@@ -621,6 +637,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
         BenchCmd::Log(l) => return crate::benchlog::bench(g, l).await,
         BenchCmd::Exec(e) => return crate::benchexec::bench_exec(g, e).await,
         BenchCmd::Soak(s) => return crate::benchsoak::bench_soak(g, s).await,
+        BenchCmd::Readers(r) => return crate::benchreaders::bench_readers(g, r).await,
     };
     anyhow::ensure!(
         !a.tasks.is_empty() && a.tasks.iter().all(|&t| t > 0),

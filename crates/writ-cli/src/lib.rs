@@ -6,6 +6,7 @@
 mod bench;
 mod benchexec;
 mod benchlog;
+mod benchreaders;
 mod benchsoak;
 mod cmd;
 mod datadir;

@@ -93,7 +93,8 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
         clock: Arc::new(SystemClock),
     });
     if g.json {
-        crate::cmd::print_json(
+        // One line, flushed: it goes on serving (as `writ serve --json`).
+        writ_gate::print_json_line(
             &serde_json::json!({"vkey": vkey, "url": format!("{scheme}://{addr}")}),
         )?;
     } else {

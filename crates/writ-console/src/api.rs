@@ -44,6 +44,51 @@ pub(crate) fn unavailable(e: impl std::fmt::Display) -> Response {
     fail(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
+/// A JSON body serialized on a reader thread.
+pub(crate) fn json_bytes(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// [`read`] a JSON value, serialized on the reader thread too.
+pub(crate) async fn read_json(
+    c: &Shared,
+    f: impl FnOnce(&Console) -> Result<Value, String> + Send + 'static,
+) -> Response {
+    match read(c, move |c| {
+        serde_json::to_vec(&f(c)?).map_err(|e| e.to_string())
+    })
+    .await
+    {
+        Ok(body) => json_bytes(body),
+        Err(r) => r,
+    }
+}
+
+/// Run `f` on a reader thread (`crate::readers`): never on the workers that
+/// decide. A full reader queue is 503 with `Retry-After`.
+pub(crate) async fn read<T: Send + 'static>(
+    c: &Shared,
+    f: impl FnOnce(&Console) -> Result<T, String> + Send + 'static,
+) -> Result<T, Response> {
+    let c2 = c.clone();
+    match c.readers.run(move || f(&c2)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(e)),
+        Err(busy) => {
+            let mut r = fail(StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+            Err(r)
+        }
+    }
+}
+
 /// The fields every list shows, for any kind of entry.
 pub fn summarize(index: u64, e: &Entry) -> Value {
     let outcome = |o: Outcome| match o {
@@ -192,18 +237,15 @@ pub(crate) async fn entries(
             "before and limit must be non-negative integers",
         );
     };
-    let store = c.authority.store();
-    let size = match store.log_size() {
-        Ok(n) => n,
-        Err(e) => return unavailable(e),
-    };
     let (before, limit) = (q.before, q.limit);
-    let end = before.unwrap_or(size).min(size);
-    let start = end.saturating_sub(limit.unwrap_or(ENTRIES_PAGE_MAX).min(ENTRIES_PAGE_MAX));
-    match summaries(store.as_ref(), start, end) {
-        Ok(v) => axum::Json(json!({"size": size, "entries": v})).into_response(),
-        Err(e) => unavailable(e),
-    }
+    read_json(&c, move |c| {
+        let store = c.authority.store();
+        let size = store.log_size().map_err(|e| e.to_string())?;
+        let end = before.unwrap_or(size).min(size);
+        let start = end.saturating_sub(limit.unwrap_or(ENTRIES_PAGE_MAX).min(ENTRIES_PAGE_MAX));
+        Ok(json!({"size": size, "entries": summaries(store.as_ref(), start, end)?}))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -233,7 +275,12 @@ pub(crate) async fn stream(
                 let size = c.authority.store().log_size().unwrap_or(next);
                 if size > next {
                     let end = size.min(next + STREAM_BATCH_MAX);
-                    if let Ok(mut v) = summaries(c.authority.store().as_ref(), next, end) {
+                    let from = next;
+                    let batch = read(&c, move |c| {
+                        summaries(c.authority.store().as_ref(), from, end)
+                    })
+                    .await;
+                    if let Ok(mut v) = batch {
                         next = end;
                         v.reverse();
                         pending = v;
@@ -254,11 +301,27 @@ pub(crate) async fn stream(
     Sse::new(s).keep_alive(KeepAlive::default().interval(Duration::from_secs(5)))
 }
 
-/// `GET /console/api/policy`: the active bundle and every activation.
+/// Activations `GET /console/api/policy` lists at most (the latest).
+const ACTIVATIONS_MAX: usize = 100;
+/// Revocations `GET /console/api/revocations` lists at most (the latest).
+const REVOCATIONS_MAX: usize = 1000;
+
+/// `GET /console/api/policy`: the active bundle and the latest activations.
 pub(crate) async fn policy(State(c): State<Shared>) -> Response {
-    let activations = match c.authority.store().activations() {
+    let activations = read(&c, |c| {
+        let mut a = c
+            .authority
+            .store()
+            .activations()
+            .map_err(|e| e.to_string())?;
+        let total = a.len();
+        a.drain(..a.len().saturating_sub(ACTIVATIONS_MAX));
+        Ok((a, total))
+    })
+    .await;
+    let (activations, total) = match activations {
         Ok(a) => a,
-        Err(e) => return unavailable(e),
+        Err(r) => return r,
     };
     let bundle = c.authority.active_bundle();
     axum::Json(json!({
@@ -266,16 +329,24 @@ pub(crate) async fn policy(State(c): State<Shared>) -> Response {
         "policy_ids": bundle.policy_ids(),
         "source": bundle.source(),
         "activations": activations,
+        "activations_total": total,
     }))
     .into_response()
 }
 
-/// `GET /console/api/revocations`.
+/// `GET /console/api/revocations`: the latest revocations.
 pub(crate) async fn revocations(State(c): State<Shared>) -> Response {
-    match c.authority.store().revocations() {
-        Ok(list) => axum::Json(json!({"revocations": list})).into_response(),
-        Err(e) => unavailable(e),
-    }
+    read_json(&c, |c| {
+        let mut list = c
+            .authority
+            .store()
+            .revocations()
+            .map_err(|e| e.to_string())?;
+        let total = list.len();
+        list.drain(..list.len().saturating_sub(REVOCATIONS_MAX));
+        Ok(json!({"revocations": list, "total": total}))
+    })
+    .await
 }
 
 fn recent_entries(store: &dyn Store) -> Result<Vec<(u64, Entry)>, String> {
@@ -292,11 +363,14 @@ fn recent_entries(store: &dyn Store) -> Result<Vec<(u64, Entry)>, String> {
 /// `GET /console/api/executions`: recent execution starts with their roots,
 /// newest first (the lineage explorer's picker).
 pub(crate) async fn executions(State(c): State<Shared>) -> Response {
-    let store = c.authority.store();
-    let recent = match recent_entries(store.as_ref()) {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
+    read_json(&c, |c| {
+        Ok(json!({"executions": recent_executions(c.authority.store().as_ref())?}))
+    })
+    .await
+}
+
+fn recent_executions(store: &dyn Store) -> Result<Vec<Value>, String> {
+    let recent = recent_entries(store)?;
     let mut out = Vec::new();
     for (index, e) in recent.iter().rev() {
         if out.len() >= EXECUTIONS_MAX {
@@ -308,10 +382,7 @@ pub(crate) async fn executions(State(c): State<Shared>) -> Response {
             principal,
         } = e
         {
-            let rec = match store.writ(jti) {
-                Ok(r) => r,
-                Err(e) => return unavailable(e),
-            };
+            let rec = store.writ(jti).map_err(|e| e.to_string())?;
             out.push(json!({
                 "index": index, "time_ms": time_ms, "jti": jti, "principal": principal,
                 "resource": rec.as_ref().map(|r| r.resource.clone()),
@@ -320,7 +391,7 @@ pub(crate) async fn executions(State(c): State<Shared>) -> Response {
             }));
         }
     }
-    axum::Json(json!({"executions": out})).into_response()
+    Ok(out)
 }
 
 fn collect_jtis(node: &Value, out: &mut HashSet<String>) {
@@ -348,21 +419,26 @@ fn add_denied(node: &mut Value, denied: &HashMap<String, Vec<Value>>) {
 /// children it refused (denied decisions naming a node as parent, among the
 /// latest [`LINEAGE_SCAN_ENTRIES_MAX`] entries), as nodes of status `denied`.
 pub(crate) async fn lineage(State(c): State<Shared>, Path(jti): Path<String>) -> Response {
-    let r = match c.authority.lineage(&jti) {
+    let c2 = c.clone();
+    match c.readers.run(move || lineage_with_denied(&c2, &jti)).await {
+        Ok(Ok(body)) => json_bytes(body),
+        Ok(Err((status, m))) => fail(status, m),
+        Err(busy) => unavailable(busy),
+    }
+}
+
+fn lineage_with_denied(c: &Console, jti: &str) -> Result<Vec<u8>, (StatusCode, String)> {
+    let r = match c.authority.lineage(jti) {
         Ok(r) => r,
-        Err(writ_authority::CallError::NotFound(m)) => return fail(StatusCode::NOT_FOUND, m),
-        Err(e) => return unavailable(e),
+        Err(writ_authority::CallError::NotFound(m)) => return Err((StatusCode::NOT_FOUND, m)),
+        Err(e) => return Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     };
-    let mut v = match serde_json::to_value(&r) {
-        Ok(v) => v,
-        Err(e) => return unavailable(e),
-    };
+    let mut v =
+        serde_json::to_value(&r).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut jtis = HashSet::new();
     collect_jtis(&v["tree"], &mut jtis);
-    let recent = match recent_entries(c.authority.store().as_ref()) {
-        Ok(r) => r,
-        Err(e) => return unavailable(e),
-    };
+    let recent = recent_entries(c.authority.store().as_ref())
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut denied: HashMap<String, Vec<Value>> = HashMap::new();
     for (index, e) in &recent {
         if let Entry::Decision(d) = e {
@@ -378,7 +454,7 @@ pub(crate) async fn lineage(State(c): State<Shared>, Path(jti): Path<String>) ->
         }
     }
     add_denied(&mut v["tree"], &denied);
-    axum::Json(v).into_response()
+    serde_json::to_vec(&v).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
 /// This node, as `GET /v1/mesh` and the health dashboard show it.
@@ -411,9 +487,9 @@ pub fn node_status(c: &Console, node_id: &str) -> Result<Value, String> {
 
 /// `GET /console/api/health`: this node (the mesh route lists the same).
 pub(crate) async fn health(State(c): State<Shared>) -> Response {
-    match node_status(&c, "this node") {
+    match read(&c, |c| node_status(c, "this node")).await {
         Ok(v) => axum::Json(v).into_response(),
-        Err(e) => unavailable(e),
+        Err(r) => r,
     }
 }
 
@@ -493,27 +569,55 @@ pub(crate) fn policy_keys(store: &dyn Store) -> Result<writ_artifact::KeyRing, S
     writ_artifact::KeyRing::from_jwks(&writ_artifact::Jwks { keys })
 }
 
+/// An assessment replays the whole log: it is kept, and made again only
+/// when the log has grown and this long has passed.
+const ASSESS_FRESH: Duration = Duration::from_secs(30);
+
+/// The last assessment: when, at what log size, what.
+pub struct Assessed {
+    at: std::time::Instant,
+    size: u64,
+    value: Value,
+}
+
 /// `GET /console/api/assess`: the EGMM level this deployment demonstrates
-/// (`writ_assess::gather` over the store, then `writ_assess::assess`).
+/// (`writ_assess::gather` over the store, then `writ_assess::assess`), made
+/// at most once per [`ASSESS_FRESH`] while the log grows, one at a time, on
+/// a reader thread.
 pub(crate) async fn assess(State(c): State<Shared>) -> Response {
     let Some(log) = c.log.clone() else {
         return unavailable("this server has no log key, so its checkpoints cannot be assessed");
     };
-    let store = c.authority.store().clone();
+    // Held while one is made: callers meanwhile wait for it, not redo it.
+    let mut kept = c.assessed.lock().await;
+    let size = match c.authority.store().log_size() {
+        Ok(n) => n,
+        Err(e) => return unavailable(e),
+    };
+    if let Some(a) = kept.as_ref() {
+        if a.size == size || a.at.elapsed() < ASSESS_FRESH {
+            return axum::Json(a.value.clone()).into_response();
+        }
+    }
     let witnesses = c.witnesses.clone();
-    let out = tokio::task::spawn_blocking(move || {
+    let evidence = read(&c, move |c| {
+        let store = c.authority.store().clone();
         let keys = policy_keys(store.as_ref())?;
-        let src = StoreSource(store);
         let log_keys = log.log_verifiers().map_err(|e| e.to_string())?;
-        writ_assess::gather(&src, log_keys, witnesses, keys)
+        writ_assess::gather(&StoreSource(store), log_keys, witnesses, keys)
     })
     .await;
-    match out {
-        Ok(Ok(evidence)) => {
+    match evidence {
+        Ok(evidence) => {
             let a = writ_assess::assess(&evidence);
-            axum::Json(json!({"assessment": a, "evidence": evidence})).into_response()
+            let value = json!({"assessment": a, "evidence": evidence, "log_size": size});
+            *kept = Some(Assessed {
+                at: std::time::Instant::now(),
+                size,
+                value: value.clone(),
+            });
+            axum::Json(value).into_response()
         }
-        Ok(Err(e)) => unavailable(e),
-        Err(e) => unavailable(e),
+        Err(r) => r,
     }
 }

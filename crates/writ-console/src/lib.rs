@@ -20,6 +20,7 @@
 pub mod api;
 mod demo;
 mod proof;
+pub mod readers;
 
 use std::sync::Arc;
 
@@ -39,6 +40,27 @@ pub struct Console {
     pub log: Option<Arc<LogPublisher>>,
     /// Witnesses asked to cosign each checkpoint.
     pub witnesses: Vec<NoteVerifier>,
+    /// Where large or slow reads run (low priority, bounded).
+    pub readers: Arc<readers::Readers>,
+    /// The last maturity assessment (`api::assess`).
+    pub assessed: tokio::sync::Mutex<Option<api::Assessed>>,
+}
+
+impl Console {
+    pub fn new(
+        authority: Arc<Authority>,
+        log: Option<Arc<LogPublisher>>,
+        witnesses: Vec<NoteVerifier>,
+        readers: Arc<readers::Readers>,
+    ) -> Console {
+        Console {
+            authority,
+            log,
+            witnesses,
+            readers,
+            assessed: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 /// Largest body a console route accepts (a pasted writ).

@@ -363,7 +363,7 @@ pub(crate) async fn by_index(
         );
     };
     let c2 = c.clone();
-    match tokio::task::spawn_blocking(move || log_proof(&c2, q.index, None)).await {
+    match c.readers.run(move || log_proof(&c2, q.index, None)).await {
         Ok(v) => axum::Json(json!({"log": v})).into_response(),
         Err(e) => unavailable(e),
     }
@@ -386,7 +386,8 @@ pub(crate) async fn by_writ(
         );
     };
     let token = b.writ.trim().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
+    let c2 = c.clone();
+    let out = c2.readers.run(move || {
         let decoded = writ_artifact::decode_unverified(&token);
         let (kid, claims) = match decoded {
             Ok(d) => d,

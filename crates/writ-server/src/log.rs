@@ -428,8 +428,8 @@ pub async fn run_publisher(state: Shared, interval: Duration) {
     }
 }
 
-/// Most bytes of leaves (or contents) one page of `GET /v1/log/entries` or
-/// `/v1/log/contents` returns (at least one item: a leaf is at most 1 MiB).
+/// Most bytes one page of `GET /v1/log/entries` or `/v1/log/contents`
+/// returns, or one item if that alone is larger (a leaf is at most 1 MiB).
 pub const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 #[derive(Deserialize)]
@@ -475,26 +475,35 @@ fn page(
     Ok((start, end))
 }
 
-/// Run a store read off the async workers (a large page must not hold up
-/// decisions).
+/// Run a store read on a reader thread (`writ_console::readers`): off the
+/// workers that decide, at the lowest priority; a full queue is 503.
 async fn blocking<T: Send + 'static>(
+    s: &ServerState,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
-    match tokio::task::spawn_blocking(f).await {
+    match s.readers.run(f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(crate::routes::CallErrorResponse(e.into()).into_response()),
-        Err(e) => Err(
-            crate::routes::CallErrorResponse(writ_authority::CallError::Unavailable(e.to_string()))
-                .into_response(),
-        ),
+        Err(busy) => Err(crate::routes::busy(busy)),
     }
+}
+
+/// Entries read from the store at a time while a page is built: a page
+/// stops at [`PAGE_BYTES_MAX`] without reading the rest of its range (a
+/// leaf or a content can be hundreds of KiB).
+const READ_CHUNK: u64 = 8;
+
+/// A JSON body already serialized (on a reader thread).
+fn json_bytes(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// `GET /v1/log/entries` (public): the leaves `start..end`, at most
 /// [`PAGE_BYTES_MAX`] of them. A sealed decision's leaf carries only a
 /// commitment to the request; a decision logged before sealing carries
 /// the request's values, so its bytes are withheld (its leaf hash, which
-/// proofs need, is given); an erased leaf is its hash alone.
+/// proofs need, is given); an erased leaf is its hash alone. Read, built
+/// and serialized on a reader thread.
 pub(crate) async fn entries(
     State(s): State<Shared>,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
@@ -504,35 +513,75 @@ pub(crate) async fn entries(
         Err(r) => return *r,
     };
     let store = s.authority.store().clone();
-    let leaves = match blocking(move || store.entries(start, end)).await {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    for l in leaves {
-        if bytes >= PAGE_BYTES_MAX && !out.is_empty() {
-            break;
-        }
-        let hash = STANDARD.encode(l.leaf_hash);
-        if l.leaf.is_empty() {
-            out.push(json!({"index": l.index, "leaf_hash": hash, "erased": true}));
-            continue;
-        }
-        let entry = writ_log::Entry::from_leaf(&l.leaf).ok();
-        if matches!(&entry, Some(writ_log::Entry::Decision(d)) if d.content.is_none()) {
-            out.push(json!({"index": l.index, "leaf_hash": hash, "withheld": "content"}));
-            continue;
-        }
-        bytes += l.leaf.len();
-        out.push(json!({
-            "index": l.index,
-            "leaf": STANDARD.encode(&l.leaf),
-            "leaf_hash": hash,
-            "entry": entry.and_then(|e| serde_json::to_value(e).ok()).unwrap_or(serde_json::Value::Null),
-        }));
+    match blocking(&s, move || entries_page(store.as_ref(), start, end)).await {
+        Ok(body) => json_bytes(body),
+        Err(r) => r,
     }
-    axum::Json(out).into_response()
+}
+
+fn entries_page(
+    store: &dyn writ_store::Store,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut page = Page::default();
+    let mut at = start;
+    'chunks: while at < end {
+        let chunk_end = (at + READ_CHUNK).min(end);
+        for l in store.entries(at, chunk_end)? {
+            if page.full() {
+                break 'chunks;
+            }
+            let hash = STANDARD.encode(l.leaf_hash);
+            if l.leaf.is_empty() {
+                page.push(&json!({"index": l.index, "leaf_hash": hash, "erased": true}))?;
+                continue;
+            }
+            let entry = writ_log::Entry::from_leaf(&l.leaf).ok();
+            if matches!(&entry, Some(writ_log::Entry::Decision(d)) if d.content.is_none()) {
+                page.push(&json!({"index": l.index, "leaf_hash": hash, "withheld": "content"}))?;
+                continue;
+            }
+            page.push(&json!({
+                "index": l.index,
+                "leaf": STANDARD.encode(&l.leaf),
+                "leaf_hash": hash,
+                "entry": entry.and_then(|e| serde_json::to_value(e).ok()).unwrap_or(serde_json::Value::Null),
+            }))?;
+        }
+        at = chunk_end;
+    }
+    Ok(page.finish(b"[", b"]"))
+}
+
+/// A JSON array built item by item, so that its size is known as it grows.
+#[derive(Default)]
+struct Page {
+    body: Vec<u8>,
+    items: usize,
+}
+
+impl Page {
+    /// Holds [`PAGE_BYTES_MAX`] already (and at least one item).
+    fn full(&self) -> bool {
+        self.items > 0 && self.body.len() >= PAGE_BYTES_MAX
+    }
+    fn push(&mut self, item: &serde_json::Value) -> Result<(), StoreError> {
+        if self.items > 0 {
+            self.body.push(b',');
+        }
+        serde_json::to_writer(&mut self.body, item)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.items += 1;
+        Ok(())
+    }
+    fn finish(self, open: &[u8], close: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + open.len() + close.len());
+        out.extend_from_slice(open);
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(close);
+        out
+    }
 }
 
 /// `GET /v1/log/contents` (auditor): what entries `start..end` commit to:
@@ -549,31 +598,41 @@ pub(crate) async fn contents(
         Err(r) => return *r,
     };
     let store = s.authority.store().clone();
-    let read =
-        blocking(move || Ok((store.contents(start, end)?, store.entries(start, end)?))).await;
-    let (contents, leaves) = match read {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let mut out = Vec::new();
-    let mut bytes = 0usize;
-    let mut next = end;
-    let mut sealed = contents.into_iter().peekable();
-    for l in leaves {
-        if bytes >= PAGE_BYTES_MAX && !out.is_empty() {
-            next = l.index;
-            break;
-        }
-        if let Some(c) = sealed.next_if(|c| c.index == l.index) {
-            bytes += c.content.len();
-            out.push(json!({"index": c.index, "salt": STANDARD.encode(c.salt), "content": STANDARD.encode(&c.content)}));
-        } else if matches!(writ_log::Entry::from_leaf(&l.leaf), Ok(writ_log::Entry::Decision(d)) if d.content.is_none())
-        {
-            bytes += l.leaf.len();
-            out.push(json!({"index": l.index, "leaf": STANDARD.encode(&l.leaf)}));
-        }
+    match blocking(&s, move || contents_page(store.as_ref(), start, end)).await {
+        Ok(body) => json_bytes(body),
+        Err(r) => r,
     }
-    axum::Json(json!({"contents": out, "next": next})).into_response()
+}
+
+fn contents_page(
+    store: &dyn writ_store::Store,
+    start: u64,
+    end: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let mut page = Page::default();
+    let mut next = end;
+    let mut at = start;
+    'chunks: while at < end {
+        let chunk_end = (at + READ_CHUNK).min(end);
+        let mut sealed = store.contents(at, chunk_end)?.into_iter().peekable();
+        for l in store.entries(at, chunk_end)? {
+            if page.full() {
+                next = l.index;
+                break 'chunks;
+            }
+            if let Some(c) = sealed.next_if(|c| c.index == l.index) {
+                page.push(&json!({"index": c.index, "salt": STANDARD.encode(c.salt), "content": STANDARD.encode(&c.content)}))?;
+            } else if matches!(writ_log::Entry::from_leaf(&l.leaf), Ok(writ_log::Entry::Decision(d)) if d.content.is_none())
+            {
+                page.push(&json!({"index": l.index, "leaf": STANDARD.encode(&l.leaf)}))?;
+            }
+        }
+        at = chunk_end;
+    }
+    Ok(page.finish(
+        b"{\"contents\":[",
+        format!("],\"next\":{next}}}").as_bytes(),
+    ))
 }
 
 #[derive(Deserialize)]

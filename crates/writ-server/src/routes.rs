@@ -61,6 +61,8 @@ pub struct ServerState {
     pub leader: std::sync::atomic::AtomicBool,
     /// Per-principal rate limits on the decision routes.
     pub rate: crate::rate::Limiter,
+    /// Where large or slow reads run: low-priority threads, bounded queue.
+    pub readers: Arc<writ_console::readers::Readers>,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -83,6 +85,7 @@ impl ServerState {
             url: String::new(),
             started_ms: authority.clock().now_unix_ms(),
             leader: std::sync::atomic::AtomicBool::new(false),
+            readers: writ_console::readers::Readers::new(writ_console::readers::default_threads()),
             rate: crate::rate::Limiter::new(
                 crate::rate::RATE_LIMIT_DEFAULT,
                 2 * crate::rate::RATE_LIMIT_DEFAULT,
@@ -278,11 +281,12 @@ pub(crate) fn bearer(h: &HeaderMap) -> Option<&str> {
 
 pub fn router(state: Shared) -> Router {
     // The console reads what the public log routes reveal; it decides nothing.
-    let console = writ_console::router(Arc::new(writ_console::Console {
-        authority: state.authority.clone(),
-        log: state.log.clone(),
-        witnesses: state.witnesses.iter().map(|w| w.key.clone()).collect(),
-    }));
+    let console = writ_console::router(Arc::new(writ_console::Console::new(
+        state.authority.clone(),
+        state.log.clone(),
+        state.witnesses.iter().map(|w| w.key.clone()).collect(),
+        state.readers.clone(),
+    )));
     let decisions = Router::new()
         .route("/v1/authorize", post(authorize))
         .route(
@@ -602,10 +606,54 @@ async fn revoke(
     }
 }
 
-async fn list_revocations(State(s): State<Shared>, Caller(_): Caller) -> Response {
-    match s.authority.store().revocations() {
-        Ok(list) => axum::Json(json!({"revocations": list})).into_response(),
-        Err(e) => CallErrorResponse(e.into()).into_response(),
+/// Revocations one page of `GET /v1/revocations` holds at most (each is
+/// under 2 KiB: a page stays under 4 MiB).
+pub const REVOCATIONS_PAGE_MAX: usize = 1000;
+
+#[derive(serde::Deserialize)]
+struct RevocationsQuery {
+    /// The position in the list to start at (default 0).
+    from: Option<usize>,
+}
+
+/// `GET /v1/revocations?from=N`: revocations in the order they were made,
+/// [`REVOCATIONS_PAGE_MAX`] a page; `next` is where the following page
+/// starts (`null` after the last).
+async fn list_revocations(
+    State(s): State<Shared>,
+    Caller(_): Caller,
+    q: Result<Query<RevocationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            None,
+            "from must be a non-negative integer",
+        );
+    };
+    let from = q.from.unwrap_or(0);
+    let store = s.authority.store().clone();
+    let page = s
+        .readers
+        .run(move || -> Result<_, writ_store::StoreError> {
+            let all = store.revocations()?;
+            let total = all.len();
+            let page: Vec<_> = all
+                .into_iter()
+                .skip(from)
+                .take(REVOCATIONS_PAGE_MAX)
+                .collect();
+            let next = (from + page.len() < total).then_some(from + page.len());
+            Ok((page, next, total))
+        })
+        .await;
+    match page {
+        Ok(Ok((list, next, total))) => {
+            axum::Json(json!({"revocations": list, "next": next, "total": total})).into_response()
+        }
+        Ok(Err(e)) => CallErrorResponse(e.into()).into_response(),
+        Err(b) => busy(b),
     }
 }
 
@@ -836,10 +884,22 @@ async fn retire_key(
 }
 
 async fn lineage(State(s): State<Shared>, Caller(_): Caller, Path(jti): Path<String>) -> Response {
-    match s.authority.lineage(&jti) {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => CallErrorResponse(e).into_response(),
+    let authority = s.authority.clone();
+    match s.readers.run(move || authority.lineage(&jti)).await {
+        Ok(Ok(r)) => axum::Json(r).into_response(),
+        Ok(Err(e)) => CallErrorResponse(e).into_response(),
+        Err(b) => busy(b),
     }
+}
+
+/// 503 with `Retry-After`: the reader queue is full.
+pub(crate) fn busy(b: writ_console::readers::Busy) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "busy", None, b.to_string());
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
 }
 
 async fn jwks(State(s): State<Shared>) -> Response {
@@ -899,67 +959,70 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// freshness, leadership); then, on a shared store, every other node as it
 /// last reported itself (heartbeat), with its lag behind the log.
 async fn mesh(State(s): State<Shared>) -> Response {
-    let console = writ_console::Console {
-        authority: s.authority.clone(),
-        log: s.log.clone(),
-        witnesses: s.witnesses.iter().map(|w| w.key.clone()).collect(),
-    };
+    let console = writ_console::Console::new(
+        s.authority.clone(),
+        s.log.clone(),
+        s.witnesses.iter().map(|w| w.key.clone()).collect(),
+        s.readers.clone(),
+    );
     let shared = s.authority.store().shared();
     let leader = !shared || s.leader.load(std::sync::atomic::Ordering::Relaxed);
     let state = s.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut me = writ_console::node_status(&console, &state.node_id)?;
-        me["url"] = json!(state.url);
-        me["leader"] = json!(leader);
-        me["fresh"] = json!(state.authority.stale().is_none());
-        me["state_seq"] = json!(state.authority.state_seq());
-        me["lag"] = json!(0);
-        // One log: the checkpoint and the latest activation are the mesh's.
-        let shared_fields = [
-            "policy_activated_ms",
-            "checkpoint_size",
-            "checkpoint_time_ms",
-            "checkpoint_age_ms",
-            "now_ms",
-        ]
-        .map(|k| (k, me[k].clone()));
-        let mut nodes = vec![me];
-        if shared {
-            let store = state.authority.store();
-            let size = store.log_size().map_err(|e| e.to_string())?;
-            let now = state.authority.clock().now_unix_ms();
-            let activations = store.activations().map_err(|e| e.to_string())?;
-            let latest_policy = activations.last().map(|a| a.hash.as_str());
-            for n in store.mesh_nodes().map_err(|e| e.to_string())? {
-                if n.id == state.node_id {
-                    continue;
+    let out = s
+        .readers
+        .run(move || {
+            let mut me = writ_console::node_status(&console, &state.node_id)?;
+            me["url"] = json!(state.url);
+            me["leader"] = json!(leader);
+            me["fresh"] = json!(state.authority.stale().is_none());
+            me["state_seq"] = json!(state.authority.state_seq());
+            me["lag"] = json!(0);
+            // One log: the checkpoint and the latest activation are the mesh's.
+            let shared_fields = [
+                "policy_activated_ms",
+                "checkpoint_size",
+                "checkpoint_time_ms",
+                "checkpoint_age_ms",
+                "now_ms",
+            ]
+            .map(|k| (k, me[k].clone()));
+            let mut nodes = vec![me];
+            if shared {
+                let store = state.authority.store();
+                let size = store.log_size().map_err(|e| e.to_string())?;
+                let now = state.authority.clock().now_unix_ms();
+                let activations = store.activations().map_err(|e| e.to_string())?;
+                let latest_policy = activations.last().map(|a| a.hash.as_str());
+                for n in store.mesh_nodes().map_err(|e| e.to_string())? {
+                    if n.id == state.node_id {
+                        continue;
+                    }
+                    let age = now.saturating_sub(n.seen_ms);
+                    let mut row = json!({
+                        "id": n.id,
+                        "self": false,
+                        "url": n.url,
+                        "policy": n.policy,
+                        "revocation_hwm": n.revocations,
+                        "log_size": n.log_size,
+                        "lag": size.saturating_sub(n.log_size),
+                        "state_seq": n.state_seq,
+                        "leader": n.leader && age <= MESH_NODE_LIVE_MS,
+                        "seen_ms": n.seen_ms,
+                        "seen_age_ms": age,
+                        "alive": age <= MESH_NODE_LIVE_MS,
+                        "started_ms": n.started_ms,
+                        "policy_fresh": latest_policy == Some(n.policy.as_str()),
+                    });
+                    for (k, v) in &shared_fields {
+                        row[*k] = v.clone();
+                    }
+                    nodes.push(row);
                 }
-                let age = now.saturating_sub(n.seen_ms);
-                let mut row = json!({
-                    "id": n.id,
-                    "self": false,
-                    "url": n.url,
-                    "policy": n.policy,
-                    "revocation_hwm": n.revocations,
-                    "log_size": n.log_size,
-                    "lag": size.saturating_sub(n.log_size),
-                    "state_seq": n.state_seq,
-                    "leader": n.leader && age <= MESH_NODE_LIVE_MS,
-                    "seen_ms": n.seen_ms,
-                    "seen_age_ms": age,
-                    "alive": age <= MESH_NODE_LIVE_MS,
-                    "started_ms": n.started_ms,
-                    "policy_fresh": latest_policy == Some(n.policy.as_str()),
-                });
-                for (k, v) in &shared_fields {
-                    row[*k] = v.clone();
-                }
-                nodes.push(row);
             }
-        }
-        Ok::<_, String>(nodes)
-    })
-    .await;
+            Ok::<_, String>(nodes)
+        })
+        .await;
     match out {
         Ok(Ok(nodes)) => axum::Json(json!({"shared": shared, "nodes": nodes})).into_response(),
         Ok(Err(e)) => CallErrorResponse(CallError::Unavailable(e)).into_response(),

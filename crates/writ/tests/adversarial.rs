@@ -891,9 +891,9 @@ fn security_md_attack_table_matches_the_tests() {
         let code = cols[2].trim_matches('`');
         assert!(
             writ_artifact::ReasonCode::parse(code).is_some()
-                || ["400", "403", "413", "usage", "EPERM", "EACCES", "SIGKILL", "withheld", "error", "closed"]
+                || ["400", "403", "413", "usage", "EPERM", "EACCES", "SIGKILL", "withheld", "error", "closed", "paged"]
                     .contains(&code),
-            "row {row:?}: {code} is neither a reason code nor 400, 403, 413, usage, EPERM, EACCES, SIGKILL, withheld, error or closed"
+            "row {row:?}: {code} is neither a reason code nor 400, 403, 413, usage, EPERM, EACCES, SIGKILL, withheld, error, closed or paged"
         );
         let test = cols[3].trim_matches('`');
         let (file, func) = test

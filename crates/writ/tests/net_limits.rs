@@ -11,6 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::json;
 
 const AUD: &str = "exec@host-a";
 
@@ -206,4 +207,78 @@ fn a_principal_over_its_rate_limit_gets_429_and_the_others_go_on() {
     wait_for("the budget to refill", Duration::from_secs(3), || {
         srv.authorize(&agent, &req).status == 200
     });
+}
+
+/// The server's resident memory (KiB).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// One anonymous read of the log used to return every leaf asked for, with
+/// its context (230 MB for 400 requests of 240 KB), and to hold it all in
+/// memory: six in parallel, 2.4 GB. Contexts are now beside the log, and a
+/// page of leaves or of contents stops at 4 MiB (or one entry), read from
+/// the store a few entries at a time; the pages still chain to the end.
+#[test]
+fn a_page_of_the_log_is_at_most_four_mib_and_reading_it_does_not_balloon_memory() {
+    let srv = Server::start();
+    // What a writ binds is at most 8 KiB; what the policy saw (the context,
+    // kept beside the log) can be 240 KB a request.
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["context"] = json!({"note": "n".repeat(240_000)});
+    // 120 of them: 29 MB of contents, which read whole six times at once
+    // (and encoded) would take hundreds of MB.
+    for _ in 0..120 {
+        let r = srv.authorize(&srv.admin_token, &req);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let size = srv.public_log_entries().len();
+    let rss_before = rss_kib(srv.pid());
+    let pages: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, token) = (srv.addr.clone(), srv.admin_token.clone());
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {token}");
+                let e = http(&addr, "GET", "/v1/log/entries?start=0", &[], b"");
+                let c = http(
+                    &addr,
+                    "GET",
+                    "/v1/log/contents?start=0",
+                    &[("authorization", &auth)],
+                    b"",
+                );
+                (e, c)
+            })
+        })
+        .collect();
+    for p in pages {
+        let (e, c) = p.join().unwrap();
+        assert_eq!((e.status, c.status), (200, 200));
+        for (what, body) in [("entries", &e.body), ("contents", &c.body)] {
+            // 4 MiB, plus at most the one entry that crossed it.
+            assert!(
+                body.len() < 4 * 1024 * 1024 + 700 * 1024,
+                "{what}: {} bytes",
+                body.len()
+            );
+        }
+        // The leaves are small (what was asked is beside them); the
+        // contents are not, and take several pages.
+        assert_eq!(e.json().as_array().unwrap().len(), size);
+        let next = c.json()["next"].as_u64().unwrap();
+        assert!((next as usize) < size, "{next}");
+    }
+    let grew_mib = rss_kib(srv.pid()).saturating_sub(rss_before) / 1024;
+    assert!(
+        grew_mib < 100,
+        "six page reads grew the server by {grew_mib} MiB"
+    );
+    // Page by page, every entry is there.
+    assert_eq!(srv.log_entries().len(), size);
 }

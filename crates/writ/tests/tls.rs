@@ -494,3 +494,84 @@ fn a_mesh_over_tls_on_a_postgres_with_verify_full() {
     });
     assert_eq!(plain_sessions, 0);
 }
+
+/// A log asks its witness over HTTPS: `writ witness --tls-cert`, and `writ
+/// serve --witness https://...` trusting the witness's CA through WRIT_CA.
+#[test]
+fn a_log_asks_its_witness_over_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Pki::new(tmp.path(), "good");
+    let (cert, key) = ca.server("server", "IP:127.0.0.1");
+    let dir = tmp.path().join("d");
+    let admin = init_dir(&dir)["admin_token"].as_str().unwrap().to_owned();
+    let ca_path = ca.ca();
+    let env = [("WRIT_CA", s(&ca_path))];
+    // The log's key, from a first start.
+    let log_vkey = {
+        let srv = Tls::start(&dir, &["--tls-cert", s(&cert), "--tls-key", s(&key)], &[]);
+        let (code, body) = curl(&["--cacert", s(&ca_path), &format!("{}/v1/log/key", srv.url)]);
+        assert_eq!(code, 0, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["vkey"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let wdir = tmp.path().join("w");
+    let mut witness = Command::new(writ_bin())
+        .args([
+            "--json",
+            "witness",
+            "--witness-dir",
+            s(&wdir),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--log-key",
+            &log_vkey,
+            "--tls-cert",
+            s(&cert),
+            "--tls-key",
+            s(&key),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(witness.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let w: Value = serde_json::from_str(&line).unwrap();
+    let (wurl, wkey) = (w["url"].as_str().unwrap(), w["vkey"].as_str().unwrap());
+    assert!(wurl.starts_with("https://"), "{wurl}");
+    let witness_arg = format!("{wurl}={wkey}");
+    let srv = Tls::start(
+        &dir,
+        &[
+            "--tls-cert",
+            s(&cert),
+            "--tls-key",
+            s(&key),
+            "--witness",
+            &witness_arg,
+        ],
+        &env,
+    );
+    let out = srv.cli(&env, Some(&admin), &["log", "checkpoint"]);
+    out.expect_code(0, "checkpoint");
+    let name = wkey.split('+').next().unwrap();
+    assert!(
+        out.stdout.contains(&format!("— {name} ")),
+        "not cosigned: {}",
+        out.stdout
+    );
+    srv.cli(
+        &env,
+        None,
+        &["log", "verify", "--remote", "--witness-key", wkey],
+    )
+    .expect_code(0, "log verify requiring the witness");
+    let _ = witness.kill();
+    let _ = witness.wait();
+}

@@ -516,6 +516,23 @@ fn a_writ_with_100000_descendants_is_revoked_in_one_call_within_a_second() {
         "revoked a writ with {} descendants in {took:?}",
         bulk.len() + 2
     );
+    // Its lineage is bounded: the first 10,000 nodes, said to be cut, read
+    // off the decision path (`/v1/lineage` and the console's).
+    for path in [
+        format!("/v1/lineage/{rj}"),
+        format!("/console/api/lineage/{rj}"),
+    ] {
+        let l = srv.get(&path, Some(&srv.admin_token));
+        assert_eq!(l.status, 200, "{path}: {}", l.text());
+        let v = l.json();
+        assert_eq!(v["truncated"], true, "{path}");
+        fn count(n: &Value) -> usize {
+            1 + n["children"]
+                .as_array()
+                .map_or(0, |c| c.iter().map(count).sum())
+        }
+        assert_eq!(count(&v["tree"]), 10_000, "{path}");
+    }
     // One row, one entry.
     let revocations = srv.get("/v1/revocations", Some(&srv.admin_token)).json();
     assert_eq!(
