@@ -25,7 +25,8 @@ use writ_log::{DecisionEntry, Entry, Outcome};
 use writ_store::{Op, SqliteStore, Store, Tx};
 
 use crate::client::Client;
-use crate::logcmd::{local_log_key, StoreSource};
+use crate::logcmd::local_log_key;
+use crate::logsource::StoreSource;
 use crate::{DataDir, Exit, Global};
 
 #[derive(clap::Args, Debug)]

@@ -13,6 +13,7 @@ mod datadir;
 mod demo;
 mod listen;
 mod logcmd;
+mod logsource;
 mod principal;
 mod server;
 mod witness;

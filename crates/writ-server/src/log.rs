@@ -508,15 +508,7 @@ pub(crate) async fn entries(
     State(s): State<Shared>,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (start, end) = match page(&s, q) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
-    let store = s.authority.store().clone();
-    match blocking(&s, move || entries_page(store.as_ref(), start, end)).await {
-        Ok(body) => json_bytes(body),
-        Err(r) => r,
-    }
+    serve_page(&s, q, entries_page).await
 }
 
 fn entries_page(
@@ -593,12 +585,24 @@ pub(crate) async fn contents(
     Caller(_): Caller,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let (start, end) = match page(&s, q) {
+    serve_page(&s, q, contents_page).await
+}
+
+/// Builds one page of a range of the log, as JSON bytes.
+type BuildPage = fn(&dyn writ_store::Store, u64, u64) -> Result<Vec<u8>, StoreError>;
+
+/// The range `q` asks for, built by `build` on a reader thread.
+async fn serve_page(
+    s: &Shared,
+    q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
+    build: BuildPage,
+) -> Response {
+    let (start, end) = match page(s, q) {
         Ok(r) => r,
         Err(r) => return *r,
     };
     let store = s.authority.store().clone();
-    match blocking(&s, move || contents_page(store.as_ref(), start, end)).await {
+    match blocking(s, move || build(store.as_ref(), start, end)).await {
         Ok(body) => json_bytes(body),
         Err(r) => r,
     }
