@@ -391,6 +391,7 @@ pub fn gather(
             witnesses,
             replay: Some(policy_keys),
             progress: None,
+            accept_withheld: false,
         },
     )?;
     Ok(Evidence {

@@ -174,6 +174,20 @@ pub fn build(
         }
         start = end;
     }
+    let named: std::collections::BTreeSet<u64> = entries
+        .iter()
+        .filter_map(|e| decode(&e.leaf))
+        .filter_map(|b| crate::erasure_named(&b))
+        .collect();
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.leaf.is_empty() && !named.contains(&e.index))
+    {
+        return Err(format!(
+            "entry {} was erased; export a range that also holds the content_erased entry naming it (a later --to)",
+            e.index
+        ));
+    }
     Ok(Evidence {
         format: FORMAT_V1.into(),
         origin: sc.checkpoint.origin,
@@ -319,6 +333,14 @@ pub fn verify(
     let fetch = |h: &str| -> Result<Option<String>, String> {
         Ok(ev.bundles.get(h).map(|v| v.to_string()))
     };
+    // An erased leaf must be named by a `content_erased` entry of the
+    // bundle: otherwise it was removed, not erased.
+    let named: std::collections::BTreeSet<u64> = ev
+        .entries
+        .iter()
+        .filter_map(|e| decode(&e.leaf))
+        .filter_map(|b| crate::erasure_named(&b))
+        .collect();
     for (k, e) in ev.entries.iter().enumerate() {
         let want = ev.from + k as u64;
         r.entries += 1;
@@ -361,6 +383,12 @@ pub fn verify(
         }
         if bytes.is_empty() {
             r.leaves_without_bytes += 1;
+            if !named.contains(&want) {
+                r.problem(
+                    Some(want),
+                    format!("entry {want} has no bytes, and no content_erased entry of the bundle names it: it was removed, not erased"),
+                );
+            }
             continue;
         }
         match Entry::from_leaf(&bytes) {

@@ -39,6 +39,10 @@ pub struct Leaf {
     pub bytes: Vec<u8>,
     /// The leaf hash the source stored beside the bytes, when it keeps one.
     pub stored_hash: Option<Hash>,
+    /// The source withheld the bytes from this reader (an unsealed decision
+    /// the public may not read); empty bytes without it mean erased, which
+    /// a later `content_erased` entry must explain.
+    pub withheld: bool,
 }
 
 /// A stored subtree hash: `(level, index, hash)`.
@@ -83,6 +87,10 @@ pub struct Options<'a> {
     pub replay: Option<writ_artifact::KeyRing>,
     /// Told `(entries done, total)` after every chunk.
     pub progress: Option<&'a dyn Fn(u64, u64)>,
+    /// Count leaves the source withheld by their hashes, without a finding
+    /// (a public reader of a log with decisions from before sealing).
+    /// Otherwise each is a finding: a source can withhold any entry.
+    pub accept_withheld: bool,
 }
 
 /// One thing found wrong.
@@ -106,8 +114,11 @@ pub struct Report {
     pub decisions_replayed: u64,
     pub decisions_not_replayable: u64,
     /// Leaves the source gave as a hash only (erased, or withheld from this
-    /// reader): they count in the tree, their bytes were not checked.
+    /// reader): they count in the tree, their bytes were not checked. An
+    /// erased one must be named by a later `content_erased` entry; a
+    /// withheld one is a finding unless `Options::accept_withheld`.
     pub leaves_without_bytes: u64,
+    pub leaves_withheld: u64,
     /// Sealed decisions that could not be replayed because their content
     /// was not at hand (erased, or not given); the first 1000 indices.
     pub content_unavailable: Vec<u64>,
@@ -201,6 +212,10 @@ fn verify_chunks(
     let mut stored_after: Option<(u8, u64)> = None;
     let mut stored_available = true;
     let mut replayer = opts.replay.clone().map(Replayer::new);
+    // Erased leaves not (yet) named by a `content_erased` entry, and
+    // withheld ones a finding.
+    let mut unexplained: std::collections::BTreeSet<u64> = Default::default();
+    let mut withheld: Vec<u64> = Vec::new();
 
     let mut start = 0u64;
     while start < size {
@@ -240,9 +255,22 @@ fn verify_chunks(
             // A leaf given as its hash alone counts with that hash.
             let given = !leaf.bytes.is_empty();
             let h = match (given, leaf.stored_hash) {
-                (true, _) => leaf_hash(&leaf.bytes),
+                (true, _) => {
+                    if let Some(i) = erasure_named(&leaf.bytes) {
+                        unexplained.remove(&i);
+                    }
+                    leaf_hash(&leaf.bytes)
+                }
                 (false, Some(h)) => {
                     report.leaves_without_bytes += 1;
+                    if leaf.withheld {
+                        report.leaves_withheld += 1;
+                        if !opts.accept_withheld {
+                            withheld.push(leaf.index);
+                        }
+                    } else {
+                        unexplained.insert(leaf.index);
+                    }
                     h
                 }
                 (false, None) => {
@@ -330,6 +358,22 @@ fn verify_chunks(
         if let Some(p) = opts.progress {
             p(start, size);
         }
+    }
+    for i in unexplained.iter().take(100) {
+        report.problem(
+            Some(*i),
+            format!("entry {i} has no bytes, and no content_erased entry names it: it was removed, not erased"),
+        );
+    }
+    if !withheld.is_empty() {
+        report.problem(
+            withheld.first().copied(),
+            format!(
+                "{} entries were withheld by the source (from entry {}): read the log with an auditor's token, or accept them by their hashes (--accept-withheld)",
+                withheld.len(),
+                withheld[0]
+            ),
+        );
     }
     // Checkpoints signed for more entries than the log holds: truncation.
     loop {
@@ -490,4 +534,17 @@ fn finish(
         }
     }
     report
+}
+
+/// The index a `content_erased` entry names, read from its leaf without a
+/// full parse (its canonical JSON ends with its type): the check runs on
+/// every leaf.
+pub(crate) fn erasure_named(leaf: &[u8]) -> Option<u64> {
+    if !leaf.ends_with(b"\"type\":\"content_erased\",\"v\":1}") {
+        return None;
+    }
+    match writ_log::Entry::from_leaf(leaf) {
+        Ok(writ_log::Entry::ContentErased { index, .. }) => Some(index),
+        _ => None,
+    }
 }

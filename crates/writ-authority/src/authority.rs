@@ -1423,6 +1423,15 @@ impl Authority {
         let policy = state.bundle.hash().to_owned();
         let (decision, reason, message, new_lease) = match &decided {
             Ok((lease, msg)) => (Outcome::Allow, None, msg.clone(), Some(*lease)),
+            // Cedar's error quotes the values of the (sealed) question: the
+            // log says only that it could not be evaluated; the caller is
+            // told why, and an auditor can replay the question.
+            Err(d) if d.message.starts_with(CANNOT_EVALUATE) => (
+                Outcome::Deny,
+                Some(d.reason),
+                CANNOT_EVALUATE.to_owned(),
+                None,
+            ),
             Err(d) => (Outcome::Deny, Some(d.reason), d.message.clone(), None),
         };
         let leaf = Entry::ExecutionRenew {
@@ -1567,7 +1576,12 @@ impl Authority {
                 resource: &entry.resource,
                 context: &entry.context,
             })
-            .map_err(|e| Denial::new(ReasonCode::PolicyDenied, e.0))?;
+            .map_err(|e| {
+                Denial::new(
+                    ReasonCode::PolicyDenied,
+                    format!("{CANNOT_EVALUATE}: {}", e.0),
+                )
+            })?;
         if !decision.allow {
             return Err(Denial::new(ReasonCode::PolicyDenied, decision.message()));
         }
@@ -1968,6 +1982,10 @@ impl Authority {
     }
 }
 
+/// A renewal the bundle could not evaluate (its error follows in what the
+/// caller is told, not in the log).
+const CANNOT_EVALUATE: &str = "the active bundle cannot evaluate the original request";
+
 /// Lineage nodes still to give, and whether some were left out.
 struct Budget {
     left: usize,
@@ -2168,6 +2186,13 @@ fn enforcement_shortfall(
         .and_then(Value::as_str)
         .unwrap_or("none");
     let rank = |l: &str| writ_policy::enforcement_rank(l).unwrap_or(0);
+    // The runner's word is quoted only when it is a level: the message is
+    // logged, and a caller's string is not the log's to publish.
+    let reported = if writ_policy::enforcement_rank(reported).is_some() {
+        reported
+    } else {
+        "an unknown level"
+    };
     (rank(reported) < rank(demanded)).then(|| {
         Denial::new(
             ReasonCode::IntegrityFailure,

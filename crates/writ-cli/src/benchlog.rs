@@ -193,6 +193,7 @@ fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
         witnesses: vec![],
         replay: None,
         progress: None,
+        accept_withheld: false,
     };
     let t0 = Instant::now();
     let report = writ_audit::verify_log(&StoreSource(store.clone() as Arc<dyn Store>), &opts)

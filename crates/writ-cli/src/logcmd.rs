@@ -68,6 +68,12 @@ pub struct VerifyLogArgs {
     /// Require a cosignature by this witness on the latest checkpoint (repeatable).
     #[arg(long = "witness-key", value_name = "VKEY")]
     pub witness_keys: Vec<String>,
+    /// Count the leaves a server withholds from the public (decisions logged
+    /// before sealing) by their hashes alone. Without it each is a finding,
+    /// since a server could withhold any entry; an auditor's token reads
+    /// their bytes instead.
+    #[arg(long)]
+    pub accept_withheld: bool,
 }
 
 #[derive(Args, Debug)]
@@ -418,10 +424,13 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
         return print_report(g, &r, "evidence bundle");
     }
     let quiet = g.json;
-    // A replay needs what sealed decisions commit to: a server gives it to
-    // an auditor's token; without one, those decisions are reported as not
-    // replayed.
-    let with_contents = a.replay && (!a.remote || g.token.is_some());
+    // A replay needs what sealed decisions commit to, and leaves a server
+    // withholds from the public need reading too: a server gives both to an
+    // auditor's token; without one, sealed decisions are reported as not
+    // replayed and withheld leaves as findings (or, --accept-withheld,
+    // counted by hash).
+    let with_contents = !a.remote || g.token.is_some();
+    let accept_withheld = a.accept_withheld;
     let site = open_site(g, a.remote, pinned, with_contents).await?;
     let replay = a
         .replay
@@ -441,6 +450,7 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
             witnesses,
             replay,
             progress: Some(&progress),
+            accept_withheld,
         };
         writ_audit::verify_log(site.src.as_ref(), &opts)
     })

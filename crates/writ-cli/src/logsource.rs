@@ -35,6 +35,7 @@ impl Source for StoreSource {
                 index: l.index,
                 bytes: l.leaf,
                 stored_hash: Some(l.leaf_hash),
+                withheld: false,
             })
             .collect())
     }
@@ -201,15 +202,16 @@ impl Source for HttpSource {
                         .as_str()
                         .and_then(|s| STANDARD.decode(s).ok())
                         .and_then(|b| b.try_into().ok()),
+                    withheld: e.get("withheld").is_some(),
                 });
             }
             at = out.last().map_or(end, |l| l.index + 1);
         }
         // An auditor reads the leaves withheld from the public; the
         // verifier checks them against their hashes.
-        if self.with_contents && out.iter().any(|l| l.bytes.is_empty()) {
+        if self.with_contents && out.iter().any(|l| l.withheld) {
             let (_, mut leaves) = self.read_contents(start, end)?;
-            for l in out.iter_mut().filter(|l| l.bytes.is_empty()) {
+            for l in out.iter_mut().filter(|l| l.withheld) {
                 if let Some(b) = leaves.remove(&l.index) {
                     l.bytes = b;
                 }

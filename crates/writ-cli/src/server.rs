@@ -234,6 +234,9 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     crate::listen::reload_on_sighup(&listen);
     let mut state = ServerState::new(authority.clone());
     state.http = http;
+    // A quarter of the connections for one principal's event streams (each
+    // `writ exec` holds one): nobody holds them all.
+    state.streams_per_principal = (listen.max_connections / 4).max(16);
     state.rate = writ_server::rate::Limiter::new(
         a.rate_limit,
         a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),

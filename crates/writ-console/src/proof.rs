@@ -158,7 +158,7 @@ fn path_steps(index: u64, size: u64, leaf: &Hash, proof: &[Hash]) -> Vec<Value> 
 fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
     let store = c.authority.store();
     let mut checks = Vec::new();
-    let leaf = match store.entries(index, index + 1) {
+    let leaf = match store.entries(index, index.saturating_add(1)) {
         Ok(mut v) if v.len() == 1 => v.remove(0),
         Ok(_) => {
             checks.push(check(

@@ -49,7 +49,15 @@ impl Readers {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
+                            // A read that panics fails alone (its caller
+                            // gets 503); the thread goes on.
+                            Ok(job) => {
+                                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                                    .is_err()
+                                {
+                                    tracing::error!("a read panicked");
+                                }
+                            }
                             Err(_) => return,
                         }
                     }

@@ -181,6 +181,9 @@ fn unreachable_hint(cause: &str) -> &'static str {
 /// The HTTP client for `base`, or why there is none.
 fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
     let builder = reqwest::Client::builder()
+        // A redirect could carry the token elsewhere (or from https to http):
+        // the API never redirects, so none is followed.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(256)
         // Below the server's header timeout (20 s), which closes idle
         // connections: the client lets go of them first.
@@ -190,7 +193,10 @@ fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
     match url.scheme() {
         "https" => writ_tls::client::http_client(builder)
             .map_err(|e| format!("TLS for {base}: {e}")),
+        // Never through a proxy (HTTP_PROXY would get the token in
+        // cleartext): plain HTTP is for this machine.
         "http" if is_loopback(&url) || insecure_allowed() => builder
+            .no_proxy()
             .build()
             .map_err(|e| format!("building the HTTP client: {e}")),
         "http" => Err(format!(

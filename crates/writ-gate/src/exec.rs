@@ -533,7 +533,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     let code = status.code().map(i64::from);
     let signal = std::os::unix::process::ExitStatusExt::signal(&status);
     let terminated = match &stop {
-        Some(s) => Some(s.describe()),
+        Some(s) => Some(s.record()),
         None if left > 0 => Some(format!(
             "the program exited{}; the {left} processes it left running were ended",
             signal

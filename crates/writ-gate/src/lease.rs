@@ -63,7 +63,19 @@ impl Stop {
         }
     }
 
-    /// One line for the finish entry's `terminated` and for standard error.
+    /// What the finish entry's `terminated` records: the reason, and a
+    /// revocation's reason (public in its own entry); not the message of a
+    /// denied renewal, which can quote the request (the log keeps that
+    /// sealed).
+    pub fn record(&self) -> String {
+        match self {
+            Stop::Revoked(m) => format!("revoked: {m}"),
+            Stop::RenewalDenied(r, _) => format!("renewal denied: {r}"),
+            Stop::Unreachable(_) => "authority unreachable".into(),
+        }
+    }
+
+    /// One line for standard error.
     pub fn describe(&self) -> String {
         match self {
             Stop::Revoked(m) => format!("revoked: {m}"),

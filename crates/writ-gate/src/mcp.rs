@@ -366,7 +366,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
                 "writ mcp-proxy: the session's writ ended: {}",
                 stop.describe()
             );
-            gov.end(Denial::new(stop.reason(), stop.describe()));
+            gov.end(Denial::new(stop.reason(), stop.record()));
         })
     };
 

@@ -3,7 +3,9 @@
 //! carrying only a salted commitment to it.
 //!
 //! A decision's **content** is the RFC 8785 canonical JSON of
-//! `{"context", "environment", "request"}`; its **commitment**, the leaf's
+//! `{"context", "environment", "message", "request"}` (the message too:
+//! Cedar's errors quote the values they could not use); its
+//! **commitment**, the leaf's
 //! `content`, is `sha256:` and the hex of SHA-256 over the domain tag
 //! [`CONTENT_DOMAIN`], a random 32-byte salt and the content. The salt makes
 //! the commitment say nothing about a guessable content (an argv, a path);
@@ -26,7 +28,7 @@ pub const SALT_BYTES: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     pub salt: [u8; SALT_BYTES],
-    /// The canonical JSON of `{"context", "environment", "request"}`.
+    /// The canonical JSON of `{"context", "environment", "message", "request"}`.
     pub bytes: Vec<u8>,
 }
 
@@ -42,11 +44,13 @@ pub fn commitment(salt: &[u8; SALT_BYTES], bytes: &[u8]) -> String {
 impl DecisionEntry {
     /// Seal this decision with `salt`: its content becomes a commitment in
     /// `content`, and its leaf (version 2) carries that instead of the
-    /// values, which stay in this entry for the caller (not in the leaf).
+    /// values and the message, which stay in this entry for the caller
+    /// (not in the leaf).
     pub fn seal(&mut self, salt: [u8; SALT_BYTES]) -> Result<Content, String> {
         let bytes = canonical::to_canonical_bytes(&json!({
             "context": self.context,
             "environment": self.environment,
+            "message": self.message,
             "request": self.request,
         }))?;
         self.content = Some(commitment(&salt, &bytes));
@@ -71,6 +75,7 @@ impl DecisionEntry {
         };
         self.request = text("request")?;
         self.environment = text("environment")?;
+        self.message = text("message")?;
         self.context = v
             .get("context")
             .cloned()

@@ -201,6 +201,9 @@ pub struct DecisionEntry {
     pub delegates: Vec<String>,
     #[serde(default)]
     pub reason: Option<ReasonCode>,
+    /// What the policy (or the check that denied) said. In a sealed leaf it
+    /// is left out: part of the content (Cedar's errors quote values).
+    #[serde(default)]
     pub message: String,
     /// The writ's nonce on allow.
     #[serde(default)]
@@ -261,7 +264,9 @@ impl DecisionEntry {
         }
         json(&mut out, "exp", &self.exp)?;
         opt_text(&mut out, "jti", self.jti.as_deref());
-        text(&mut out, "message", &self.message);
+        if self.content.is_none() {
+            text(&mut out, "message", &self.message);
+        }
         opt_text(&mut out, "parent", self.parent.as_deref());
         text(&mut out, "policy", &self.policy);
         text(&mut out, "principal", &self.principal);
@@ -331,11 +336,12 @@ impl Entry {
                 bare.context = Value::Null;
                 bare.request.clear();
                 bare.environment.clear();
-                (
-                    serde_json::to_value(Entry::Decision(Box::new(bare)))
-                        .map_err(|e| e.to_string())?,
-                    LEAF_VERSION_SEALED,
-                )
+                let mut v = serde_json::to_value(Entry::Decision(Box::new(bare)))
+                    .map_err(|e| e.to_string())?;
+                if let Value::Object(m) = &mut v {
+                    m.remove("message");
+                }
+                (v, LEAF_VERSION_SEALED)
             }
             _ => (
                 serde_json::to_value(self).map_err(|e| e.to_string())?,
@@ -374,6 +380,7 @@ impl Entry {
                     && d.context.is_null()
                     && d.request.is_empty()
                     && d.environment.is_empty()
+                    && d.message.is_empty()
             }
             Entry::Decision(d) => d.content.is_none() && !d.request.is_empty(),
             _ => !sealed,
@@ -507,13 +514,15 @@ mod tests {
             unreachable!()
         };
         d.context = json!({"request": {"argv": ["/bin/echo", "--api-key=sk_live_1"]}});
+        // Cedar's errors quote the values they could not use.
+        d.message = "invalid IP address: db.internal?token=sk_live_2".into();
         let content = d.seal([7; content::SALT_BYTES]).unwrap();
         let e = Entry::Decision(d.clone());
         let leaf = e.to_leaf().unwrap();
         let text = String::from_utf8(leaf.clone()).unwrap();
         // The fast path and the generic one agree, and neither lets a value out.
         assert_eq!(leaf, e.generic_leaf().unwrap());
-        for secret in ["sk_live_1", "argv", &d.request, &d.environment] {
+        for secret in ["sk_live_1", "sk_live_2", "argv", &d.request, &d.environment] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(
@@ -526,6 +535,7 @@ mod tests {
         assert!(parsed.context.is_null() && !parsed.is_open());
         parsed.open(&content).unwrap();
         assert_eq!(parsed.context, d.context);
+        assert_eq!(parsed.message, d.message);
         assert_eq!(
             (&parsed.request, &parsed.environment),
             (&d.request, &d.environment)

@@ -147,10 +147,30 @@ pub async fn guard(
         return next.run(req).await;
     }
     let token = bearer(req.headers()).unwrap_or_default().to_owned();
-    let authenticated = if template == "/v1/executions/{jti}/finish" {
-        s.authority.authenticate_for_finish(&token)
+    let finish = template == "/v1/executions/{jti}/finish";
+    let authenticate = {
+        let s = s.clone();
+        move |token: &str| {
+            if finish {
+                s.authority.authenticate_for_finish(token)
+            } else {
+                s.authority.authenticate(token)
+            }
+        }
+    };
+    // An execution's credential is looked up in the store (a query on a
+    // shared one): off the async workers. A principal's token is checked
+    // against the cached registry.
+    let authenticated = if token.starts_with("writx_") {
+        match tokio::task::spawn_blocking(move || authenticate(&token)).await {
+            Ok(r) => r,
+            Err(e) => Err(writ_artifact::Denial::new(
+                writ_artifact::ReasonCode::AuthorityUnavailable,
+                e.to_string(),
+            )),
+        }
     } else {
-        s.authority.authenticate(&token)
+        authenticate(&token)
     };
     let who = match authenticated {
         Ok(p) => p,
@@ -181,13 +201,97 @@ pub async fn guard(
         );
     }
     if is_decision_route(req.method(), template) {
-        if let Err(wait) = s.rate.take(&who.uid) {
+        // One bucket per principal; a governed program's credential has its
+        // own (a flooding program must not starve its principal's other
+        // runs), and so does each run's renewal (refusing it ends the run).
+        let bucket = match (&who.execution, template) {
+            (_, "/v1/executions/{jti}/renew") => format!("{} {}", who.uid, req.uri().path()),
+            (Some(e), _) => format!("{} {e}", who.uid),
+            (None, _) => who.uid.clone(),
+        };
+        if let Err(wait) = s.rate.take(&bucket) {
             s.metrics.rate_limited.inc();
             return rate_limited(&who.uid, wait);
         }
     }
+    let stream = if is_stream_route(template) {
+        match StreamPermit::take(&s, &who.uid) {
+            Some(p) => Some(p),
+            None => {
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_streams",
+                    None,
+                    format!(
+                        "{} holds {} event streams already; close one first",
+                        who.uid, s.streams_per_principal
+                    ),
+                )
+            }
+        }
+    } else {
+        None
+    };
     req.extensions_mut().insert(who);
-    next.run(req).await.into_response()
+    let res = next.run(req).await.into_response();
+    match stream {
+        None => res,
+        // The permit lives as long as the stream's body.
+        Some(permit) => {
+            use futures_util::StreamExt as _;
+            let (parts, body) = res.into_parts();
+            let body = axum::body::Body::from_stream(body.into_data_stream().map(move |f| {
+                let _held = &permit;
+                f
+            }));
+            Response::from_parts(parts, body)
+        }
+    }
+}
+
+/// Routes that answer with an event stream (they hold their connection).
+fn is_stream_route(template: &str) -> bool {
+    matches!(template, "/v1/revocations/stream" | "/console/api/stream")
+}
+
+/// One of a principal's event streams, counted until dropped.
+struct StreamPermit {
+    state: Arc<ServerState>,
+    uid: String,
+}
+
+impl StreamPermit {
+    /// `None` when `uid` holds `streams_per_principal` already.
+    fn take(s: &Arc<ServerState>, uid: &str) -> Option<StreamPermit> {
+        let mut open = match s.streams.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let n = open.entry(uid.to_owned()).or_insert(0);
+        if *n >= s.streams_per_principal {
+            return None;
+        }
+        *n += 1;
+        Some(StreamPermit {
+            state: s.clone(),
+            uid: uid.to_owned(),
+        })
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = match self.state.streams.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = open.get_mut(&self.uid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.uid);
+            }
+        }
+    }
 }
 
 /// The routes that ask for a decision (rate-limited per principal). The

@@ -68,10 +68,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(listen.max_connections));
+    let per_peer = Arc::new(PerPeer::new(per_peer_max(listen.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -85,6 +86,11 @@ pub async fn run(
                 }
             },
         };
+        let Some(peer_slot) = per_peer.take(peer.ip()) else {
+            metrics.refused.inc();
+            drop(stream);
+            continue;
+        };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics.refused.inc();
             drop(stream);
@@ -96,7 +102,7 @@ pub async fn run(
         let metrics = metrics.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _peer_slot) = (permit, peer_slot);
             metrics.open.inc();
             serve_one(stream, app, &listen, &metrics, watcher).await;
             metrics.open.dec();
@@ -125,6 +131,10 @@ async fn serve_one(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(listen.header_timeout);
+    // A client that stops reading what it asked for holds its connection
+    // and the answer's memory: a write that cannot go on for as long as a
+    // request may take ends the connection.
+    let stream = WriteDeadline::new(stream, listen.header_timeout);
     let result = match &listen.tls {
         None => {
             let conn = http.serve_connection(TokioIo::new(stream), service);
@@ -215,5 +225,197 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Connections one peer address may hold at once: half the limit, so that
+/// one address cannot take them all.
+fn per_peer_max(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
+}
+
+/// Open connections by peer address.
+struct PerPeer {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One connection of a peer, counted until dropped.
+struct PeerSlot {
+    peers: Arc<PerPeer>,
+    ip: std::net::IpAddr,
+}
+
+impl PerPeer {
+    fn new(max: usize) -> PerPeer {
+        PerPeer {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = match self.open.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = match self.peers.open.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A stream whose writes must make progress: a write (or flush) that stays
+/// pending for `timeout` fails with `TimedOut`, ending the connection.
+pub struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    pending_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            timeout,
+            pending_since: None,
+        }
+    }
+
+    /// After the inner write returned `r`: arm the deadline on `Pending`,
+    /// disarm it on progress, fail once it passed.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        match r {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let sleep = self
+                    .pending_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.pending_since = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn a_write_the_peer_does_not_read_fails_at_its_deadline() {
+        // The peer's end of a 64-byte pipe, never read.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(ours, Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        let err = w.write_all(&[0u8; 4096]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            t.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
+        // Progress re-arms it: a reader that keeps up is never cut.
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut w = WriteDeadline::new(ours, Duration::from_millis(200));
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            tokio::io::AsyncReadExt::read_exact(&mut theirs, &mut buf)
+                .await
+                .unwrap();
+        });
+        w.write_all(&[0u8; 4096]).await.unwrap();
+        reader.await.unwrap();
+    }
+
+    #[test]
+    fn one_peer_holds_at_most_half_the_connections() {
+        let peers = Arc::new(PerPeer::new(per_peer_max(8)));
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let held: Vec<_> = (0..4).map(|_| peers.take(a).unwrap()).collect();
+        assert!(peers.take(a).is_none());
+        assert!(peers.take(b).is_some());
+        drop(held);
+        assert!(peers.take(a).is_some());
     }
 }

@@ -143,13 +143,30 @@ pub(crate) async fn list_checkpoints(
         .limit
         .unwrap_or(CHECKPOINTS_PAGE_MAX)
         .min(CHECKPOINTS_PAGE_MAX);
-    match s.authority.store().checkpoints(q.from.unwrap_or(0), limit) {
-        Ok(v) => axum::Json(json!(v
-            .into_iter()
-            .map(|c| json!({"size": c.size, "note": c.note, "time_ms": c.time_ms}))
-            .collect::<Vec<_>>()))
-        .into_response(),
-        Err(e) => unavailable(e),
+    on_reader(&s, move |s| {
+        match s.authority.store().checkpoints(q.from.unwrap_or(0), limit) {
+            Ok(v) => axum::Json(json!(v
+                .into_iter()
+                .map(|c| json!({"size": c.size, "note": c.note, "time_ms": c.time_ms}))
+                .collect::<Vec<_>>()))
+            .into_response(),
+            Err(e) => unavailable(e),
+        }
+    })
+    .await
+}
+
+/// Run a handler's store reads on a reader thread (`writ_console::readers`):
+/// public routes too must not hold the workers that decide (on a shared
+/// store every read is a query). A full queue is 503.
+async fn on_reader(
+    s: &Shared,
+    f: impl FnOnce(&ServerState) -> Response + Send + 'static,
+) -> Response {
+    let s2 = s.clone();
+    match s.readers.run(move || f(&s2)).await {
+        Ok(r) => r,
+        Err(b) => crate::routes::busy(b),
     }
 }
 
@@ -212,9 +229,13 @@ pub(crate) async fn inclusion(
     let Ok(Query(q)) = q else {
         return bad_query("index (and optional size) must be non-negative integers");
     };
+    on_reader(&s, move |s| inclusion_now(s, &q)).await
+}
+
+fn inclusion_now(s: &ServerState, q: &InclusionQuery) -> Response {
     let size = match q.size {
         Some(n) => n,
-        None => match latest_size(&s) {
+        None => match latest_size(s) {
             Ok(n) => n,
             Err(r) => return *r,
         },
@@ -224,7 +245,7 @@ pub(crate) async fn inclusion(
         Ok(p) => p,
         Err(e) => return proof_error(e),
     };
-    let leaf_hash = match store.entries(q.index, q.index + 1) {
+    let leaf_hash = match store.entries(q.index, q.index.saturating_add(1)) {
         Ok(mut v) if v.len() == 1 => v.remove(0).leaf_hash,
         Ok(_) => return bad_query("no such entry"),
         Err(e) => return unavailable(e),
@@ -247,9 +268,13 @@ pub(crate) async fn consistency(
     let Ok(Query(q)) = q else {
         return bad_query("first (and optional second) must be non-negative integers");
     };
+    on_reader(&s, move |s| consistency_now(s, &q)).await
+}
+
+fn consistency_now(s: &ServerState, q: &ConsistencyQuery) -> Response {
     let second = match q.second {
         Some(n) => n,
-        None => match latest_size(&s) {
+        None => match latest_size(s) {
             Ok(n) => n,
             Err(r) => return *r,
         },
@@ -529,16 +554,23 @@ fn entries_page(
                 page.push(&json!({"index": l.index, "leaf_hash": hash, "erased": true}))?;
                 continue;
             }
-            let entry = writ_log::Entry::from_leaf(&l.leaf).ok();
-            if matches!(&entry, Some(writ_log::Entry::Decision(d)) if d.content.is_none()) {
+            // Bytes are published only when they are an entry the public may
+            // read: not an unsealed decision, and not bytes this writ cannot
+            // read (from another version, or damaged), which could be one.
+            let entry = match writ_log::Entry::from_leaf(&l.leaf) {
+                Ok(writ_log::Entry::Decision(d)) if d.content.is_none() => None,
+                Ok(e) => Some(e),
+                Err(_) => None,
+            };
+            let Some(entry) = entry else {
                 page.push(&json!({"index": l.index, "leaf_hash": hash, "withheld": "content"}))?;
                 continue;
-            }
+            };
             page.push(&json!({
                 "index": l.index,
                 "leaf": STANDARD.encode(&l.leaf),
                 "leaf_hash": hash,
-                "entry": entry.and_then(|e| serde_json::to_value(e).ok()).unwrap_or(serde_json::Value::Null),
+                "entry": serde_json::to_value(entry).unwrap_or(serde_json::Value::Null),
             }))?;
         }
         at = chunk_end;

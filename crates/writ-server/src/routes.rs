@@ -63,6 +63,9 @@ pub struct ServerState {
     pub rate: crate::rate::Limiter,
     /// Where large or slow reads run: low-priority threads, bounded queue.
     pub readers: Arc<writ_console::readers::Readers>,
+    /// Event streams each principal holds open, and how many it may.
+    pub streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    pub streams_per_principal: usize,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -85,6 +88,8 @@ impl ServerState {
             url: String::new(),
             started_ms: authority.clock().now_unix_ms(),
             leader: std::sync::atomic::AtomicBool::new(false),
+            streams: Default::default(),
+            streams_per_principal: crate::listen::MAX_CONNECTIONS_DEFAULT / 4,
             readers: writ_console::readers::Readers::new(writ_console::readers::default_threads()),
             rate: crate::rate::Limiter::new(
                 crate::rate::RATE_LIMIT_DEFAULT,
@@ -933,7 +938,12 @@ async fn readyz(State(s): State<Shared>) -> Response {
         )
             .into_response();
     }
-    match s.authority.store().log_size() {
+    // Off the async workers: on a shared store this is a query.
+    let store = s.authority.store().clone();
+    let size = tokio::task::spawn_blocking(move || store.log_size())
+        .await
+        .unwrap_or_else(|e| Err(writ_store::StoreError::Unavailable(e.to_string())));
+    match size {
         Ok(n) => {
             axum::Json(json!({"ready": true, "log_size": n, "policy": s.authority.active_policy()}))
                 .into_response()

@@ -4,16 +4,19 @@
 //! | `sslmode` | TLS | the server's certificate |
 //! | --- | --- | --- |
 //! | `disable` | never | - |
-//! | `allow`, `prefer` (the default) | if the server offers it | not checked |
+//! | `allow`, `prefer` (the default, on this machine only) | if the server offers it | not checked |
 //! | `require` | always | not checked; with `sslrootcert`, as `verify-ca` (as libpq) |
-//! | `verify-ca` | always | chains to a trusted root |
+//! | `verify-ca` | always | chains to `sslrootcert` (or `WRIT_CA`): never to the public CAs, since no name is checked |
 //! | `verify-full` | always | chains to a trusted root and names the host |
 //!
-//! Trusted roots: the PEM file `sslrootcert` (`system`: the system's roots),
-//! else the system's roots plus `WRIT_CA`. The client certificate, when
-//! the server asks for one, is `WRIT_CLIENT_CERT` / `WRIT_CLIENT_KEY`. Only
-//! `verify-full` protects against someone on the path: a store on another
-//! host should use it (a warning says so otherwise).
+//! Trusted roots for `verify-full`: the PEM file `sslrootcert`
+//! (`system`: the system's roots; allowed with `verify-full` only, as
+//! libpq), else the system's roots plus `WRIT_CA`. `PGSSLMODE` and
+//! `PGSSLROOTCERT` apply when the URL names neither. A store on another host
+//! needs an explicit `sslmode`: without one it is refused (`prefer` would
+//! let anyone on the path strip TLS); any mode but `verify-full` is warned
+//! about. The client certificate, when the server asks for one, is
+//! `WRIT_CLIENT_CERT` / `WRIT_CLIENT_KEY`.
 
 use std::path::PathBuf;
 
@@ -53,20 +56,24 @@ pub(crate) fn from_url(url: &str) -> Result<(String, PgTls), StoreError> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let explicit = sslmode.is_some() || env("PGSSLMODE").is_some();
+    let sslmode = sslmode.or_else(|| env("PGSSLMODE"));
+    let rootcert = rootcert.or_else(|| env("PGSSLROOTCERT"));
+    let local = is_local(base);
+    if !local && !explicit {
+        return Err(bad(
+            "the store is on another host: give sslmode=verify-full (and sslrootcert=) in its URL, or name a weaker sslmode explicitly",
+        ));
+    }
     let client = ClientTls::from_env();
-    let roots = || -> Result<writ_tls::rustls::RootCertStore, StoreError> {
-        match rootcert.as_deref() {
-            Some("system") => Ok(writ_tls::client::system_roots().clone()),
-            Some(path) => {
-                let mut r = writ_tls::rustls::RootCertStore::empty();
-                writ_tls::client::add_roots(&mut r, &PathBuf::from(path))
-                    .map_err(|e| bad(format!("sslrootcert: {e}")))?;
-                Ok(r)
-            }
-            None => client.roots().map_err(|e| bad(e.to_string())),
-        }
-    };
-    let (mode, verify) = match sslmode.as_deref().unwrap_or("prefer") {
+    let mode_name = sslmode.as_deref().unwrap_or("prefer");
+    if rootcert.as_deref() == Some("system") && mode_name != "verify-full" {
+        return Err(bad(format!(
+            "sslrootcert=system trusts every public CA: it goes with sslmode=verify-full only, not {mode_name}"
+        )));
+    }
+    let (mode, verify) = match mode_name {
         "disable" => (SslMode::Disable, Verify::EncryptOnly),
         "allow" | "prefer" => (SslMode::Prefer, Verify::EncryptOnly),
         "require" if rootcert.is_some() => (SslMode::Require, Verify::CaOnly),
@@ -79,16 +86,37 @@ pub(crate) fn from_url(url: &str) -> Result<(String, PgTls), StoreError> {
         )))
         }
     };
-    let roots = match verify {
-        Verify::EncryptOnly => writ_tls::rustls::RootCertStore::empty(),
-        _ => roots()?,
+    let roots = match (verify, rootcert.as_deref()) {
+        (Verify::EncryptOnly, _) => writ_tls::rustls::RootCertStore::empty(),
+        (_, Some("system")) => writ_tls::client::system_roots().clone(),
+        (_, Some(path)) => {
+            let mut r = writ_tls::rustls::RootCertStore::empty();
+            writ_tls::client::add_roots(&mut r, &PathBuf::from(path))
+                .map_err(|e| bad(format!("sslrootcert: {e}")))?;
+            r
+        }
+        // verify-ca checks no name: it trusts only the CA named for it.
+        (Verify::CaOnly, None) => match &client.ca {
+            Some(ca) => {
+                let mut r = writ_tls::rustls::RootCertStore::empty();
+                writ_tls::client::add_roots(&mut r, ca).map_err(|e| bad(e.to_string()))?;
+                r
+            }
+            None => {
+                return Err(bad(
+                    "sslmode=verify-ca checks no host name, so it needs the CA itself: give sslrootcert=FILE (or WRIT_CA)",
+                ))
+            }
+        },
+        (Verify::Full, None) => client.roots().map_err(|e| bad(e.to_string()))?,
     };
     let config = client
         .config_with(roots, verify)
         .map_err(|e| bad(format!("TLS to PostgreSQL: {e}")))?;
-    if verify != Verify::Full && !is_local(base) {
+    if verify != Verify::Full && !local {
         tracing::warn!(
-            "the store is reached without sslmode=verify-full: someone on the network path could read or change what writ stores"
+            sslmode = mode_name,
+            "the store is on another host and reached without sslmode=verify-full: someone on the network path could read or change what writ stores"
         );
     }
     Ok((url, PgTls { mode, config }))
@@ -144,10 +172,10 @@ mod tests {
             from_url("postgres://u@127.0.0.1:5432/db?sslmode=disable&application_name=x").unwrap();
         assert_eq!(url, "postgres://u@127.0.0.1:5432/db?application_name=x");
         assert_eq!(tls.mode, SslMode::Disable);
-        let (url, tls) = from_url("postgres://u@h/db").unwrap();
+        let (url, tls) = from_url("postgres://u@localhost/db").unwrap();
         assert_eq!(
             (url.as_str(), tls.mode),
-            ("postgres://u@h/db", SslMode::Prefer)
+            ("postgres://u@localhost/db", SslMode::Prefer)
         );
         assert!(from_url("postgres://u@h/db?sslmode=verify-everything").is_err());
         let err =
@@ -157,6 +185,16 @@ mod tests {
                 .to_string();
         assert!(err.contains("/nonexistent/ca.pem"), "{err}");
         assert!(is_local("postgres://u@localhost:5/db") && is_local("postgres://u@[::1]:5/db"));
+        // Another host needs a mode named; verify-ca never trusts public CAs.
+        let err = |u: &str| from_url(u).err().unwrap().to_string();
+        assert!(err("postgres://u@db.example.org/db").contains("sslmode=verify-full"));
+        assert!(err("postgres://u@h/db?sslmode=verify-ca").contains("sslrootcert"));
+        assert!(err("postgres://u@h/db?sslmode=require&sslrootcert=system")
+            .contains("verify-full only"));
+        assert!(
+            from_url("postgres://u@db.example.org/db?sslmode=verify-full&sslrootcert=system")
+                .is_ok()
+        );
         assert!(is_local("postgres://u@%2Frun%2Fpostgresql/db"));
         assert!(!is_local("postgres://u@db.example.org:5432/db"));
     }

@@ -142,6 +142,7 @@ pub fn system_roots() -> &'static RootCertStore {
 pub fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, TlsError> {
     let config = ClientTls::from_env().config()?;
     builder
+        .redirect(reqwest::redirect::Policy::none())
         .use_preconfigured_tls(config)
         .build()
         .map_err(|e| TlsError::Config(format!("building the HTTP client: {e}")))

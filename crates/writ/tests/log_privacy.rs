@@ -39,6 +39,17 @@ fn secret_requests(srv: &Server, agent: &str) -> (String, u64, u64) {
     denied["environment"] = json!({"cwd": PROJECT});
     let d = srv.authorize(agent, &denied).json();
     assert_eq!(d["reason"], "policy_denied", "{d}");
+    // Cedar's errors quote the values they could not use: the message is
+    // sealed too.
+    let mut quoted = exec_req(&["/usr/bin/true"], AUD);
+    quoted["context"] = json!({"x": {"__entity": {"type": "Bad Type", "id": SECRET}}});
+    let q = srv.authorize(agent, &quoted);
+    assert!(
+        q.text().contains(SECRET),
+        "the caller is told: {}",
+        q.text()
+    );
+    assert!(q.json()["log_index"].is_u64(), "logged: {}", q.text());
     (
         jti,
         v["log_index"].as_u64().unwrap(),
@@ -340,8 +351,15 @@ fn an_older_decision_leaf_is_withheld_and_erased_by_its_bytes() {
         Some(legacy),
         "{c}"
     );
-    srv.cli(None, &["log", "verify", "--remote"])
-        .expect_code(0, "verify --remote with a withheld leaf");
+    // A withheld leaf is a finding for the public (a server could withhold
+    // any entry), unless accepted by its hash; an auditor reads its bytes.
+    let out = srv.cli(None, &["log", "verify", "--remote"]);
+    assert_eq!(out.code, 26, "{out:#?}");
+    assert!(out.stderr.contains("withheld"), "{out:#?}");
+    srv.cli(None, &["log", "verify", "--remote", "--accept-withheld"])
+        .expect_code(0, "verify --remote --accept-withheld");
+    srv.cli(Some(&srv.admin_token), &["log", "verify", "--remote"])
+        .expect_code(0, "verify --remote as an auditor");
     // The console's proof page is public too: it shows no values of it.
     let proof = srv.get(&format!("/console/api/proof?index={index}"), None);
     assert_eq!(proof.status, 200);
@@ -369,4 +387,32 @@ fn an_older_decision_leaf_is_withheld_and_erased_by_its_bytes() {
     assert_eq!(out.json()["report"]["leaves_without_bytes"], 1);
     srv.cli(None, &["log", "verify", "--remote"])
         .expect_code(0, "verify --remote with an erased leaf");
+
+    // A leaf blanked in the store with no erasure naming it (someone with
+    // the database hiding a policy activation) is a finding, by index.
+    let activation = srv
+        .public_log_entries()
+        .iter()
+        .find(|e| e["entry"]["type"] == "policy_activation")
+        .map(|e| e["index"].as_u64().unwrap())
+        .unwrap();
+    srv.kill_hard();
+    rusqlite::Connection::open(srv.dir.join("writ.db"))
+        .unwrap()
+        .execute(
+            "UPDATE entries SET leaf = x'' WHERE idx = ?1",
+            [activation as i64],
+        )
+        .unwrap();
+    srv.restart();
+    for args in [&["log", "verify"][..], &["log", "verify", "--remote"]] {
+        let out = srv.cli(Some(&srv.admin_token), args);
+        assert_eq!(out.code, 26, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.contains(&format!(
+                "entry {activation} has no bytes, and no content_erased"
+            )),
+            "{out:#?}"
+        );
+    }
 }

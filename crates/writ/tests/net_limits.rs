@@ -94,10 +94,12 @@ fn half_sent_requests_are_dropped_and_health_answers_meanwhile() {
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
+/// Past the limit (or, from one address, past half of it: one peer cannot
+/// take them all) a connection is closed at once.
 #[test]
 fn connections_past_the_limit_are_closed_at_once() {
     let srv = Server::start_with(&["--max-connections", "8", "--request-timeout-secs", "3"]);
-    let held: Vec<TcpStream> = (0..8)
+    let held: Vec<TcpStream> = (0..4)
         .map(|_| half_sent(&srv.addr, b"GET /healthz HTTP/1.1\r\n"))
         .collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -182,7 +184,12 @@ fn a_principal_over_its_rate_limit_gets_429_and_the_others_go_on() {
     let agent = srv.add_principal("Agent::\"busy\"");
     let other = srv.add_principal("Agent::\"quiet\"");
     let req = exec_req(&["/usr/bin/true"], AUD);
-    for _ in 0..5 {
+    // A run of the agent's, started in the same request.
+    let mut run = exec_req(&["/usr/bin/sleep", "60"], AUD);
+    run["start"] = json!(true);
+    run["lifetime_secs"] = json!(600);
+    let (_, run_jti, _) = srv.authorize_ok(&agent, &run);
+    for _ in 0..4 {
         assert_eq!(srv.authorize(&agent, &req).status, 200);
     }
     let before = srv.public_log_entries().len();
@@ -198,6 +205,14 @@ fn a_principal_over_its_rate_limit_gets_429_and_the_others_go_on() {
         .is_some_and(|s| s.parse::<u64>().unwrap() >= 1));
     // Refused before anything is decided: a flood does not fill the log.
     assert_eq!(srv.public_log_entries().len(), before);
+    // The run's renewal has a budget of its own: a flood by the principal
+    // (or by a governed program with its credential) does not end it.
+    let r = srv.post(
+        &format!("/v1/executions/{run_jti}/renew"),
+        Some(&agent),
+        &json!({}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
     // Another principal has its own budget; an enforcement point denies.
     assert_eq!(srv.authorize(&other, &req).status, 200);
     let out = srv.cli(Some(&agent), &["exec", "--", "/usr/bin/true"]);
@@ -281,4 +296,46 @@ fn a_page_of_the_log_is_at_most_four_mib_and_reading_it_does_not_balloon_memory(
     );
     // Page by page, every entry is there.
     assert_eq!(srv.log_entries().len(), size);
+}
+
+/// An event stream holds its connection for as long as it is open: any
+/// principal (or a governed program's credential) used to be able to hold
+/// every connection with them. A principal holds at most a quarter of the
+/// connection limit in streams (at least 16).
+#[test]
+fn a_principal_holds_a_bounded_number_of_event_streams() {
+    let srv = Server::start_with(&["--max-connections", "64"]);
+    let greedy = srv.add_principal("Agent::\"greedy\"");
+    let other = srv.add_principal("Agent::\"other\"");
+    let open = |token: &str| -> (TcpStream, String) {
+        let mut s = TcpStream::connect(&srv.addr).unwrap();
+        write!(
+            s,
+            "GET /v1/revocations/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = vec![0u8; 256];
+        let n = s.read(&mut head).unwrap();
+        (s, String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let (s, head) = open(&greedy);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(s);
+    }
+    let (_, head) = open(&greedy);
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(
+        head.contains("too_many_streams") || head.contains("429"),
+        "{head}"
+    );
+    // Another principal is not affected; a closed stream frees its place.
+    let (_s, head) = open(&other);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(held.pop());
+    wait_for("a stream place", Duration::from_secs(5), || {
+        open(&greedy).1.starts_with("HTTP/1.1 200")
+    });
 }

@@ -386,6 +386,25 @@ fn plain_http_is_for_loopback_only() {
     );
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("cleartext"), "{out:#?}");
+    // Nor to a proxy: plain HTTP to loopback never goes through HTTP_PROXY
+    // (which would see the token).
+    let srv = Server::start();
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let out = run_writ(
+        &["principal", "list"],
+        &[
+            ("WRIT_SERVER", srv.url.as_str()),
+            ("WRIT_TOKEN", srv.admin_token.as_str()),
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+        ],
+        None,
+    );
+    out.expect_code(0, "principal list with a proxy set");
+    assert!(proxy.accept().is_err(), "the proxy was asked");
     // Unless told to, in so many words.
     let mut srv = spawn_writ(
         &[

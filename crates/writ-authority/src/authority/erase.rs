@@ -17,6 +17,12 @@ impl Authority {
         reason: &str,
     ) -> Result<u64, CallError> {
         self.require_admin_now(who)?;
+        // One erasure at a time (on this node): two of the same entry would
+        // both pass the check below and log it twice.
+        let _serial = self.lifecycle.lock().await;
+        let end = index
+            .checked_add(1)
+            .ok_or_else(|| CallError::NotFound(format!("the log has no entry {index}")))?;
         if reason.trim().is_empty() || reason.len() > NAME_BYTES_MAX {
             return Err(CallError::BadRequest(format!(
                 "give a reason of 1 to {NAME_BYTES_MAX} bytes: it is logged"
@@ -24,7 +30,7 @@ impl Authority {
         }
         let leaf = self
             .store
-            .entries(index, index + 1)?
+            .entries(index, end)?
             .pop()
             .ok_or_else(|| CallError::NotFound(format!("the log has no entry {index}")))?;
         if leaf.leaf.is_empty() {
@@ -34,7 +40,7 @@ impl Authority {
         }
         let leaf_too = match Entry::from_leaf(&leaf.leaf) {
             Ok(Entry::Decision(d)) if d.content.is_some() => {
-                if self.store.contents(index, index + 1)?.is_empty() {
+                if self.store.contents(index, end)?.is_empty() {
                     return Err(CallError::Conflict(format!(
                         "the content of entry {index} was erased already"
                     )));
