@@ -29,12 +29,14 @@ pub struct ListenArgs {
     #[arg(long)]
     pub insecure_plain_http: bool,
     /// Connections open at once; one more is closed as soon as it is
-    /// accepted (`writ_connections_refused_total`).
+    /// accepted (`writ_connections_refused_total`). One peer address may
+    /// hold half of them, one principal's event streams a quarter.
     #[arg(long, value_name = "N", default_value_t = writ_server::listen::MAX_CONNECTIONS_DEFAULT,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub max_connections: usize,
     /// Seconds a request's head (or TLS handshake), and then its body, may
-    /// take to arrive; a keep-alive connection idle this long is closed.
+    /// take to arrive, and an answer may wait for the client to read it; a
+    /// keep-alive connection idle this long is closed.
     #[arg(long, value_name = "SECS", default_value_t = writ_server::listen::REQUEST_TIMEOUT_SECS_DEFAULT,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout_secs: u64,

@@ -1238,7 +1238,12 @@ fn a_store_that_cannot_be_reached_is_a_clear_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     for (url, cause) in [
         ("postgres://writ@127.0.0.1:1/writ", "Connection refused"),
-        ("postgres://writ@host.invalid/writ", "lookup"),
+        (
+            "postgres://writ@host.invalid/writ?sslmode=disable",
+            "lookup",
+        ),
+        // Another host with no sslmode named: refused before connecting.
+        ("postgres://writ@host.invalid/writ", "sslmode=verify-full"),
     ] {
         for cmd in [
             &["init", "--store", url][..],
