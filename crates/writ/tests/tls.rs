@@ -493,24 +493,30 @@ fn a_mesh_over_tls_on_a_postgres_with_verify_full() {
         .expect_code(0, "the writ verifies on node b");
     b.cli(&env, Some(&admin), &["log", "verify", "--remote"])
         .expect_code(0, "log verify on node b");
-    // Every connection to the store was TLS (the server's view).
+    // Every connection of the nodes to the store is TLS (the server's view),
+    // and there are some.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let plain_sessions: i64 = rt.block_on(async {
-        let (c, conn) = tokio_postgres::connect(&format!("{}/postgres", cluster.base()), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c.query_one(
-            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'writ' AND NOT s.ssl",
-            &[],
+    let (tls_sessions, plain_sessions): (i64, i64) = rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(
+            &format!("{}/postgres", cluster.base()),
+            tokio_postgres::NoTls,
         )
         .await
-        .unwrap()
-        .get(0)
+        .unwrap();
+        tokio::spawn(conn);
+        let row = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'writ'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
     });
+    assert!(tls_sessions >= 2, "{tls_sessions} TLS sessions of writ");
     assert_eq!(plain_sessions, 0);
 }
 
