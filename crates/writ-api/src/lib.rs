@@ -81,13 +81,14 @@ impl AuthorizeRequest {
 }
 
 /// Context attribute names writ fills itself.
-pub const RESERVED_CONTEXT: [&str; 6] = [
+pub const RESERVED_CONTEXT: [&str; 7] = [
     "request",
     "environment",
     "scope",
     "audience",
     "lineage",
     "delegates",
+    "identity",
 ];
 /// Most principals one writ may be delegated to.
 pub const DELEGATES_MAX: usize = 16;
@@ -361,6 +362,58 @@ pub struct PrincipalInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PrincipalList {
     pub principals: Vec<PrincipalInfo>,
+}
+
+/// `POST /v1/issuers`: register an external identity issuer whose JWTs
+/// authenticate callers as `TYPE::"<claim>"` (docs/spec/identity.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerRequest {
+    pub name: String,
+    /// The `iss` of its tokens.
+    pub issuer: String,
+    /// The `aud` its tokens must hold.
+    pub audience: String,
+    /// Where its keys are fetched (https), or ...
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// ... its key set itself.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// PEM CA certificates trusted for `jwks_url` besides the system's.
+    #[serde(default)]
+    pub jwks_ca: Option<String>,
+    /// Cedar entity type of its principals (default `Agent`).
+    #[serde(default)]
+    pub principal_type: Option<String>,
+    /// The claim that names the principal (default `sub`).
+    #[serde(default)]
+    pub claim: Option<String>,
+}
+
+/// A registered issuer, as listed (no keys, no CA).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuerInfo {
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    /// The JWKS URL, or `sha256:` of the registered key set.
+    pub jwks: String,
+    pub principal_type: String,
+    pub claim: String,
+    /// `TYPE::"<claim>"`.
+    pub maps_to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuerResponse {
+    pub issuer: IssuerInfo,
+    pub log_index: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IssuerList {
+    pub issuers: Vec<IssuerInfo>,
 }
 
 /// `POST /v1/principals/{uid}/disable` and `.../enable`.

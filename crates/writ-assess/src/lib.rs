@@ -133,7 +133,8 @@ impl Tally {
             Entry::KeyChange { .. }
             | Entry::PrincipalAdded { .. }
             | Entry::PrincipalChange { .. }
-            | Entry::ContentErased { .. } => {}
+            | Entry::ContentErased { .. }
+            | Entry::IssuerChange { .. } => {}
         }
     }
 

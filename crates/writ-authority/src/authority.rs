@@ -21,6 +21,7 @@ use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 use writ_api::*;
 
 mod erase;
+mod identity;
 mod keys;
 mod principals;
 
@@ -71,6 +72,8 @@ pub struct Principal {
     /// caller is never an administrator, asks only for children of that
     /// execution, and starts, renews and finishes only those children.
     pub execution: Option<String>,
+    /// How it authenticated, and what that proved (`context.identity`).
+    pub identity: writ_identity::Identity,
 }
 
 impl Principal {
@@ -81,6 +84,7 @@ impl Principal {
             admin,
             auditor: false,
             execution: None,
+            identity: writ_identity::Identity::of(writ_identity::Method::Token),
         }
     }
 }
@@ -137,6 +141,8 @@ struct State {
     /// SHA-256 of token -> principal.
     principals: HashMap<[u8; 32], Principal>,
     revoked: Revoked,
+    /// External identity issuers whose tokens authenticate callers.
+    issuers: Arc<Vec<writ_identity::issuer::IssuerSpec>>,
 }
 
 /// The authority. Cheap to share behind an `Arc`.
@@ -166,6 +172,8 @@ pub struct Authority {
     /// revoke): each reads the principals, checks (the last administrator
     /// stays), and changes them; two at once could both pass the check.
     lifecycle: tokio::sync::Mutex<()>,
+    /// Checks external issuers' tokens, keeping their fetched keys.
+    verifier: writ_identity::issuer::Verifier,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -375,6 +383,7 @@ impl Authority {
             local_changes: AtomicU64::new(0),
             withholding: Arc::new(AtomicU64::new(0)),
             lifecycle: tokio::sync::Mutex::new(()),
+            verifier: writ_identity::issuer::Verifier::new(),
         })
     }
 
@@ -809,6 +818,13 @@ impl Authority {
         // existed still validates every other request.
         if !req.delegates.is_empty() {
             context.insert("delegates".into(), json!(req.delegates));
+        }
+        if let Some(identity) =
+            state
+                .bundle
+                .fit_to_context(&req.action, "identity", who.identity.to_context())
+        {
+            context.insert("identity".into(), identity);
         }
         entry.context = Value::Object(context);
 
@@ -2060,6 +2076,7 @@ impl State {
             policy_keys: self.policy_keys.clone(),
             principals: self.principals.clone(),
             revoked: self.revoked.clone(),
+            issuers: self.issuers.clone(),
         }
     }
 }
@@ -2162,6 +2179,7 @@ fn load_rest(
             revoked.writs.insert(r.target);
         }
     }
+    let issuers = identity::load_issuers(store)?;
     Ok(State {
         bundle,
         signer,
@@ -2170,6 +2188,7 @@ fn load_rest(
         policy_keys,
         principals,
         revoked,
+        issuers: Arc::new(issuers),
     })
 }
 

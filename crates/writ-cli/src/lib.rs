@@ -11,6 +11,7 @@ mod benchsoak;
 mod cmd;
 mod datadir;
 mod demo;
+mod issuer;
 mod listen;
 mod logcmd;
 mod logsource;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Principals: add, list, rotate a token, disable, enable.
     #[command(subcommand)]
     Principal(principal::PrincipalCmd),
+    /// External identity issuers (OIDC, SPIFFE, Kubernetes) whose JWTs authenticate callers.
+    #[command(subcommand)]
+    Issuer(issuer::IssuerCmd),
     /// Signing keys: rotate.
     #[command(subcommand)]
     Key(cmd::KeyCmd),
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Revoke(a) => cmd::revoke(&g, a).await,
         Command::Policy(c) => cmd::policy(&g, c).await,
         Command::Principal(c) => principal::principal(&g, c).await,
+        Command::Issuer(c) => issuer::issuer(&g, c).await,
         Command::Key(c) => cmd::key(&g, c).await,
         Command::Execution(c) => cmd::execution(&g, c).await,
         Command::Lineage(a) => cmd::lineage(&g, a).await,

@@ -201,6 +201,22 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
             "principal": by, "action": "change principal", "resource": uid,
             "outcome": change.as_str(),
         }),
+        Entry::IssuerChange {
+            time_ms,
+            by,
+            name,
+            change,
+            issuer,
+            ..
+        } => json!({
+            "index": index, "type": "issuer_change", "time_ms": time_ms,
+            "principal": by, "action": "change issuer", "resource": name,
+            "outcome": match change {
+                writ_log::IssuerChangeKind::Added => "added",
+                writ_log::IssuerChangeKind::Removed => "removed",
+            },
+            "message": issuer,
+        }),
     }
 }
 

@@ -139,6 +139,32 @@ pub enum Entry {
         uid: String,
         change: PrincipalChangeKind,
     },
+    /// An external identity issuer was registered (`added`) or removed:
+    /// from this entry on, its tokens authenticate callers (or no longer
+    /// do). `jwks` is the URL its keys are fetched from, or the `sha256:`
+    /// of the key set registered with it.
+    IssuerChange {
+        time_ms: u64,
+        by: String,
+        name: String,
+        change: IssuerChangeKind,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        issuer: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        audience: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        jwks: String,
+        /// How a token maps to a principal: `TYPE::"<claim>"`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        maps_to: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerChangeKind {
+    Added,
+    Removed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +437,7 @@ impl Entry {
             Entry::PrincipalAdded { .. } => "principal_added",
             Entry::PrincipalChange { .. } => "principal_change",
             Entry::ContentErased { .. } => "content_erased",
+            Entry::IssuerChange { .. } => "issuer_change",
         }
     }
 }

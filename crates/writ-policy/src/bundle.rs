@@ -158,6 +158,8 @@ pub struct Bundle {
     /// a fifth of a decision).
     pub(crate) enforcement: HashMap<PolicyId, (u8, String)>,
     pub(crate) schema: Option<Schema>,
+    /// What the schema declares of each action's context.
+    shapes: crate::shape::ContextShapes,
     pub(crate) entities: Entities,
     source: BundleSource,
 }
@@ -264,11 +266,17 @@ impl Bundle {
             }
             None => entities,
         };
+        let shapes = source
+            .schema
+            .as_deref()
+            .map(crate::shape::ContextShapes::of_schema)
+            .unwrap_or_default();
         Ok(Bundle {
             hash,
             policies,
             enforcement,
             schema,
+            shapes,
             entities,
             source,
         })
@@ -296,6 +304,17 @@ impl Bundle {
 
     pub fn has_schema(&self) -> bool {
         self.schema.is_some()
+    }
+
+    /// What of `value` to send as context attribute `attr` of `action`:
+    /// all of it without a schema; under one, the parts its declared type
+    /// holds, or nothing when the action declares no such attribute (see
+    /// `shape`).
+    pub fn fit_to_context(&self, action: &str, attr: &str, value: Value) -> Option<Value> {
+        if self.schema.is_none() {
+            return Some(value);
+        }
+        self.shapes.fit(action, attr, value)
     }
 }
 

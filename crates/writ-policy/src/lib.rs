@@ -9,6 +9,7 @@
 
 mod bundle;
 mod decide;
+mod shape;
 mod testfile;
 
 pub use bundle::{

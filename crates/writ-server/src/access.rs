@@ -85,6 +85,9 @@ pub const TABLE: &[(&str, &str, Class)] = &[
     ("POST", "/v1/principals/rotate", Class::Admin),
     ("POST", "/v1/principals/disable", Class::Admin),
     ("POST", "/v1/principals/enable", Class::Admin),
+    ("POST", "/v1/issuers", Class::Admin),
+    ("GET", "/v1/issuers", Class::Admin),
+    ("POST", "/v1/issuers/remove", Class::Admin),
     ("POST", "/v1/policies", Class::Admin),
     ("POST", "/v1/keys/rotate", Class::Admin),
     ("POST", "/v1/keys/retire", Class::Admin),
@@ -159,8 +162,14 @@ pub async fn guard(
         }
     };
     // An execution's credential is looked up in the store (a query on a
-    // shared one): off the async workers. A principal's token is checked
-    // against the cached registry.
+    // shared one): off the async workers. A JWT is checked against its
+    // issuer's keys (fetched when missing). A principal's token is checked
+    // against the cached registry. No token on a mutual-TLS connection: the
+    // client certificate says who calls.
+    let peer = req
+        .extensions()
+        .get::<Arc<writ_identity::x509::PeerCertificate>>()
+        .cloned();
     let authenticated = if token.starts_with("writx_") {
         match tokio::task::spawn_blocking(move || authenticate(&token)).await {
             Ok(r) => r,
@@ -169,6 +178,10 @@ pub async fn guard(
                 e.to_string(),
             )),
         }
+    } else if writ_identity::issuer::looks_like_jwt(&token) {
+        s.authority.authenticate_jwt(&token).await
+    } else if let (true, Some(peer)) = (token.is_empty(), &peer) {
+        s.authority.authenticate_certificate(peer)
     } else {
         authenticate(&token)
     };

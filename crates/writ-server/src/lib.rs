@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod issuers;
 pub mod listen;
 mod log;
 mod metrics;

@@ -23,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
+use writ_identity::x509::PeerCertificate;
 
 use crate::metrics::ConnMetrics;
 
@@ -121,13 +122,22 @@ async fn serve_one(
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let body_timeout = listen.body_timeout;
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let app = app.clone();
-        async move {
-            let req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
-            app.oneshot(req).await
-        }
-    });
+    // The client certificate of a mutual-TLS connection, when there is one,
+    // goes with every request on it (the access guard maps it to a
+    // principal when the request carries no bearer token).
+    let service = move |peer: Option<Arc<PeerCertificate>>| {
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let app = app.clone();
+            let peer = peer.clone();
+            async move {
+                let mut req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
+                if let Some(p) = peer {
+                    req.extensions_mut().insert(p);
+                }
+                app.oneshot(req).await
+            }
+        })
+    };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(listen.header_timeout);
@@ -137,7 +147,7 @@ async fn serve_one(
     let stream = WriteDeadline::new(stream, listen.header_timeout);
     let result = match &listen.tls {
         None => {
-            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let conn = http.serve_connection(TokioIo::new(stream), service(None));
             watcher.watch(conn).await
         }
         Some(tls) => {
@@ -155,7 +165,13 @@ async fn serve_one(
                         return;
                     }
                 };
-            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Arc::new(PeerCertificate::from_der(leaf.as_ref())));
+            let conn = http.serve_connection(TokioIo::new(stream), service(peer));
             watcher.watch(conn).await
         }
     };

@@ -100,7 +100,7 @@ impl ServerState {
     }
 }
 
-type Shared = Arc<ServerState>;
+pub(crate) type Shared = Arc<ServerState>;
 
 /// The JSON body of every error.
 #[derive(Debug, Serialize, Deserialize)]
@@ -307,6 +307,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/principals/rotate", post(rotate_principal))
         .route("/v1/principals/disable", post(disable_principal))
         .route("/v1/principals/enable", post(enable_principal))
+        .route(
+            "/v1/issuers",
+            post(crate::issuers::add).get(crate::issuers::list),
+        )
+        .route("/v1/issuers/remove", post(crate::issuers::remove))
         .layer(DefaultBodyLimit::max(DECISION_BODY_BYTES_MAX));
     Router::new()
         .merge(decisions)

@@ -54,6 +54,8 @@ pub trait Store: Send + Sync + 'static {
     /// Leaves `start..end` (end exclusive), in index order.
     fn entries(&self, start: u64, end: u64) -> Result<Vec<StoredLeaf>, StoreError>;
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError>;
+    /// Registered external identity issuers, by name.
+    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError>;
     fn writ(&self, jti: &str) -> Result<Option<WritRecord>, StoreError>;
     /// Writs whose parent is `jti`.
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError>;
@@ -95,7 +97,7 @@ pub trait Store: Send + Sync + 'static {
         false
     }
     /// A counter that every committed change to state the authority keeps
-    /// in memory (revocations, activations, principals, keys) moves on.
+    /// in memory (revocations, activations, principals, issuers, keys) moves on.
     fn state_seq(&self) -> Result<u64, StoreError> {
         Ok(0)
     }

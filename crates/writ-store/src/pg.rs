@@ -169,6 +169,13 @@ CREATE TABLE delegations (
     PRIMARY KEY (jti, principal)
 );
 "#,
+    r#"
+CREATE TABLE issuers (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -905,6 +912,36 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                     .or_conflict(msg),
                 )
             }
+            Op::PutIssuer {
+                name,
+                spec,
+                created_ms,
+            } => {
+                staged.state_changes += 1;
+                stmts.push(
+                    Stmt::new(
+                        "INSERT INTO issuers (name, spec, created_ms) VALUES ($1, $2, $3)",
+                        vec![
+                            Param::Text(name.clone()),
+                            Param::Text(spec.clone()),
+                            Param::Int(i64_of(*created_ms)?),
+                        ],
+                    )
+                    .or_conflict(format!("issuer {name} already exists")),
+                )
+            }
+            Op::RemoveIssuer { name } => {
+                staged.state_changes += 1;
+                let msg = format!("no issuer {name}");
+                stmts.push(
+                    Stmt::new(
+                        "WITH d AS (DELETE FROM issuers WHERE name = $1 RETURNING 1)
+                         SELECT writ_expect_one(count(*), $2) FROM d",
+                        vec![Param::Text(name.clone()), Param::Text(msg.clone())],
+                    )
+                    .or_conflict(msg),
+                )
+            }
             Op::PutContent { salt, content } => {
                 let Some(index) = indices.last().copied() else {
                     return Err(StoreError::Integrity(
@@ -1285,6 +1322,22 @@ impl Store for PgStore {
                 created_ms: get_u64(r, 3)?,
                 disabled: get(r, 4)?,
                 auditor: get(r, 5)?,
+            })
+        })
+        .collect()
+    }
+
+    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        self.rows(
+            "SELECT name, spec, created_ms FROM issuers ORDER BY name",
+            vec![],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(IssuerRecord {
+                name: get(r, 0)?,
+                spec: get(r, 1)?,
+                created_ms: get_u64(r, 2)?,
             })
         })
         .collect()

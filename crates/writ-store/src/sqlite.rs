@@ -34,8 +34,9 @@ const CACHE_KIB: i64 = 32 * 1024;
 /// 3: execution leases (`executions.lease_exp`). 4: disabled principals
 /// (`principals.disabled`, `principals.auditor`), execution credentials
 /// (`executions.cred_hash`), delegations, `writs.via`, and the content of
-/// sealed decisions (`entry_content`).
-const SCHEMA_VERSION: i64 = 4;
+/// sealed decisions (`entry_content`). 5: external identity issuers
+/// (`issuers`).
+const SCHEMA_VERSION: i64 = 5;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -83,6 +84,11 @@ CREATE TABLE IF NOT EXISTS principals (
     created_ms INTEGER NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0,
     auditor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS issuers (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS entry_content (
     idx INTEGER PRIMARY KEY,
@@ -739,6 +745,30 @@ impl Writer {
                         return Err(StoreError::Conflict(format!("no principal {uid}")));
                     }
                 }
+                Op::PutIssuer {
+                    name,
+                    spec,
+                    created_ms,
+                } => {
+                    self.conn
+                        .prepare_cached(
+                            "INSERT INTO issuers (name, spec, created_ms) VALUES (?1, ?2, ?3)",
+                        )
+                        .and_then(|mut s| s.execute(params![name, spec, created_ms]))
+                        .map_err(|e| {
+                            conflict_or_unavailable(e, || format!("issuer {name} already exists"))
+                        })?;
+                }
+                Op::RemoveIssuer { name } => {
+                    let n = self
+                        .conn
+                        .prepare_cached("DELETE FROM issuers WHERE name = ?1")
+                        .and_then(|mut s| s.execute(params![name]))
+                        .map_err(unavailable)?;
+                    if n != 1 {
+                        return Err(StoreError::Conflict(format!("no issuer {name}")));
+                    }
+                }
                 Op::PutContent { salt, content } => {
                     let Some(index) = indices.last().copied() else {
                         return Err(StoreError::Integrity(
@@ -944,6 +974,21 @@ impl Store for SqliteStore {
                     created_ms: r.get(3)?,
                     disabled: r.get(4)?,
                     auditor: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn issuers(&self) -> Result<Vec<IssuerRecord>, StoreError> {
+        self.read(|c| {
+            let mut s =
+                c.prepare_cached("SELECT name, spec, created_ms FROM issuers ORDER BY name")?;
+            let rows = s.query_map([], |r| {
+                Ok(IssuerRecord {
+                    name: r.get(0)?,
+                    spec: r.get(1)?,
+                    created_ms: r.get(2)?,
                 })
             })?;
             rows.collect()

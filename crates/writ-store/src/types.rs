@@ -61,6 +61,18 @@ pub enum Op {
         token_hash: Option<[u8; 32]>,
         disabled: Option<bool>,
     },
+    /// Register an external identity issuer (`writ issuer add`): a
+    /// conflict if one of that name exists. `spec` is its JSON
+    /// (`writ_identity::IssuerSpec`).
+    PutIssuer {
+        name: String,
+        spec: String,
+        created_ms: u64,
+    },
+    /// Remove the issuer `name`: a conflict if there is none.
+    RemoveIssuer {
+        name: String,
+    },
     /// Keep the content of the last `Append` before it in the same
     /// transaction (a sealed decision's salt and values) beside the log.
     PutContent {
@@ -238,6 +250,15 @@ pub struct PrincipalRecord {
     /// A disabled principal cannot authenticate, and its writs do not verify
     /// while it stays disabled.
     pub disabled: bool,
+}
+
+/// An external identity issuer whose tokens authenticate callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRecord {
+    pub name: String,
+    /// Its JSON (`writ_identity::IssuerSpec`), as registered.
+    pub spec: String,
+    pub created_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -148,6 +148,36 @@ pub fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, T
         .map_err(|e| TlsError::Config(format!("building the HTTP client: {e}")))
 }
 
+/// An HTTPS client trusting the system's roots plus the PEM certificates
+/// `ca_pem` (held in configuration shared by a mesh, not in a file), with
+/// no client certificate, no redirects, and full verification.
+pub fn https_client_with_ca_pem(
+    builder: reqwest::ClientBuilder,
+    ca_pem: Option<&str>,
+) -> Result<reqwest::Client, TlsError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = system_roots().clone();
+    if let Some(pem) = ca_pem {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Config(format!("the CA is not PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(TlsError::Config("the CA holds no certificate".into()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| TlsError::Config(format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    let config = ClientTls::default().config_with(roots, Verify::Full)?;
+    builder
+        .redirect(reqwest::redirect::Policy::none())
+        .use_preconfigured_tls(config)
+        .build()
+        .map_err(|e| TlsError::Config(format!("building the HTTP client: {e}")))
+}
+
 fn full_verifier(roots: RootCertStore) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
     WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()

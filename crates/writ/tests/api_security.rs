@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
@@ -24,9 +25,10 @@ fn state(srv: &Server) -> Value {
         .json();
     let kid = std::fs::read_to_string(srv.dir.join("keys/current")).unwrap();
     let principals = srv.get("/v1/principals", Some(&srv.admin_token)).json();
+    let issuers = srv.get("/v1/issuers", Some(&srv.admin_token)).json();
     json!({"entries": entries, "revocations": revocations, "policies": policies,
            "jwks": jwks, "checkpoints": checkpoints.as_array().map(Vec::len), "kid": kid,
-           "principals": principals})
+           "principals": principals, "issuers": issuers})
 }
 
 /// Who may call each POST route.
@@ -59,6 +61,8 @@ fn need(path: &str) -> Need {
         | "/v1/keys/rotate"
         | "/v1/keys/retire"
         | "/v1/log/erase"
+        | "/v1/issuers"
+        | "/v1/issuers/remove"
         | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
@@ -135,6 +139,13 @@ fn no_state_changing_route_works_without_the_right_token() {
             "/v1/policies" => (path.to_owned(), bundle.clone()),
             "/v1/keys/rotate" => (path.to_owned(), json!({})),
             "/v1/keys/retire" => (path.to_owned(), json!({"kid": "not-a-key"})),
+            "/v1/issuers" => (
+                path.to_owned(),
+                json!({"name": "evil", "issuer": "https://evil.test", "audience": "writ",
+                       "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519",
+                                          "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}}),
+            ),
+            "/v1/issuers/remove" => (path.to_owned(), json!({"name": "evil"})),
             "/v1/log/erase" => (
                 path.to_owned(),
                 json!({"index": first_index, "reason": "x"}),
@@ -144,6 +155,21 @@ fn no_state_changing_route_works_without_the_right_token() {
         (path, body)
     };
 
+    // The server checkpoints the log each second once it has grown: let it
+    // catch up first, so that only a call could change the count.
+    let size = srv.public_log_entries().len() as u64;
+    wait_for(
+        "a checkpoint of the whole log",
+        Duration::from_secs(10),
+        || {
+            srv.get("/v1/log/checkpoints?from=0&limit=1000", None)
+                .json()
+                .as_array()
+                .and_then(|a| a.last().cloned())
+                .and_then(|c| c["size"].as_u64())
+                == Some(size)
+        },
+    );
     let before = state(&srv);
     let mut tried = 0;
     for p in &posts {
@@ -451,7 +477,7 @@ fn every_route_lets_through_exactly_its_class() {
             | ("POST", "/v1/log/erase")
             | ("POST", "/console/api/demo")
             | ("GET", "/v1/principals") => "admin",
-            (_, p) if p.starts_with("/v1/principals") => "admin",
+            (_, p) if p.starts_with("/v1/principals") || p.starts_with("/v1/issuers") => "admin",
             _ => "principal",
         }
     };
@@ -471,6 +497,7 @@ fn every_route_lets_through_exactly_its_class() {
                 json!({"uid": "Agent::\"victim\""})
             }
             "/v1/keys/retire" => json!({"kid": "none"}),
+            "/v1/issuers/remove" => json!({"name": "none"}),
             // Entry 0 is not a decision: refused after the permission check.
             "/v1/log/erase" => json!({"index": 0, "reason": "x"}),
             "/v1/executions/{jti}/finish" => json!({"exit_status": 0}),

@@ -298,8 +298,24 @@ fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     ];
     srv.cli(&mtls, Some(&admin), &["principal", "list"])
         .expect_code(0, "principal list with a client certificate");
-    let out = srv.cli(&mtls, None, &["principal", "list"]);
-    assert_ne!(out.code, 0, "a certificate is not a token: {out:#?}");
+    // Without a token the certificate says who calls: a workload, which
+    // holds no administrator's role.
+    let (code, body) = curl(&[
+        "--cacert",
+        s(&ca.ca()),
+        "--cert",
+        s(&ccert),
+        "--key",
+        s(&ckey),
+        &format!("{}/v1/principals", srv.url),
+    ]);
+    assert_eq!(code, 0, "{body}");
+    assert!(
+        body.contains(
+            "Workload::\\\"spiffe://example.org/agent/planner\\\" is not an administrator"
+        ),
+        "{body}"
+    );
     let out = srv.cli(&mtls, Some(&admin), &["exec", "--", "/usr/bin/true"]);
     out.expect_code(0, "writ exec with a client certificate");
     let (code, body) = curl(&[
@@ -599,4 +615,149 @@ fn a_log_asks_its_witness_over_https() {
     .expect_code(0, "log verify requiring the witness");
     let _ = witness.kill();
     let _ = witness.wait();
+}
+
+/// `POST /v1/authorize` over mutual TLS with no bearer token; (status, body).
+fn authorize_by_certificate(url: &str, ca: &Path, cert: &Path, key: &Path) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(["-H", "Content-Type: application/json", "--data"])
+        .arg(exec_req(&["/bin/true"], "exec@host-a").to_string())
+        .arg(format!("{url}/v1/authorize"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or_else(|| panic!("{text}"));
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+    )
+}
+
+#[test]
+fn a_spiffe_x509_svid_is_enough_to_call_writ_and_policy_sees_its_trust_domain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Pki::new(tmp.path(), "spire");
+    let (cert, key) = ca.server("server", "IP:127.0.0.1");
+    // X.509-SVIDs of two trust domains, a certificate with a subject only,
+    // and one with two URI SANs (no X.509-SVID has more than one).
+    let (svid, svid_key) = ca.client_with(
+        "svid",
+        "planner",
+        Some("URI:spiffe://example.org/ns/prod/sa/planner"),
+    );
+    let (evil, evil_key) = ca.client_with(
+        "evil",
+        "planner",
+        Some("URI:spiffe://evil.org/ns/prod/sa/planner"),
+    );
+    let (plain, plain_key) = ca.client_with("plain", "batch-runner", None);
+    let (two, two_key) = ca.client_with(
+        "two",
+        "two",
+        Some("URI:spiffe://example.org/a,URI:spiffe://example.org/b"),
+    );
+    let dir = tmp.path().join("d");
+    let admin = init_dir(&dir)["admin_token"].as_str().unwrap().to_owned();
+    let srv = Tls::start(
+        &dir,
+        &[
+            "--tls-cert",
+            s(&cert),
+            "--tls-key",
+            s(&key),
+            "--client-ca",
+            s(&ca.ca()),
+        ],
+        &[],
+    );
+    let policy = tmp.path().join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(
+        policy.join("policy.cedar"),
+        r#"
+@id("workloads-of-example-org")
+permit(principal is Workload, action == Action::"exec", resource)
+when { context.identity.method == "mtls" && context.identity has trust_domain &&
+       context.identity.trust_domain == "example.org" };
+@id("the-batch-runner")
+permit(principal == Workload::"CN=batch-runner", action == Action::"exec", resource)
+when { context.identity.method == "mtls" };
+"#,
+    )
+    .unwrap();
+    let ca_path = ca.ca();
+    let mtls = [
+        ("WRIT_CA", s(&ca_path)),
+        ("WRIT_CLIENT_CERT", s(&svid)),
+        ("WRIT_CLIENT_KEY", s(&svid_key)),
+    ];
+    srv.cli(&mtls, Some(&admin), &["policy", "activate", s(&policy)])
+        .expect_code(0, "policy activate");
+
+    let (code, v) = authorize_by_certificate(&srv.url, &ca_path, &svid, &svid_key);
+    assert_eq!((code, v["decision"].as_str()), (200, Some("allow")), "{v}");
+    let claims = claims_of(v["writ"].as_str().unwrap());
+    assert_eq!(
+        claims["sub"],
+        "Workload::\"spiffe://example.org/ns/prod/sa/planner\""
+    );
+    let (code, v) = authorize_by_certificate(&srv.url, &ca_path, &evil, &evil_key);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (403, Some("policy_denied")),
+        "{v}"
+    );
+    let (code, v) = authorize_by_certificate(&srv.url, &ca_path, &plain, &plain_key);
+    assert_eq!((code, v["decision"].as_str()), (200, Some("allow")), "{v}");
+    assert_eq!(
+        claims_of(v["writ"].as_str().unwrap())["sub"],
+        "Workload::\"CN=batch-runner\""
+    );
+    let (code, v) = authorize_by_certificate(&srv.url, &ca_path, &two, &two_key);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (401, Some("unauthenticated")),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than one URI SAN"),
+        "{v}"
+    );
+
+    // A workload disabled or revoked is refused, certificate or not.
+    srv.cli(
+        &mtls,
+        Some(&admin),
+        &[
+            "revoke",
+            "--principal",
+            "Workload::\"spiffe://example.org/ns/prod/sa/planner\"",
+            "--reason",
+            "key compromised",
+        ],
+    )
+    .expect_code(0, "revoke the workload");
+    let (code, v) = authorize_by_certificate(&srv.url, &ca_path, &svid, &svid_key);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (401, Some("unauthenticated")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("revoked"), "{v}");
 }

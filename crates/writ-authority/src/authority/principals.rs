@@ -97,6 +97,7 @@ impl Authority {
                     admin: false,
                     auditor: false,
                     execution: Some(jti),
+                    identity: writ_identity::Identity::of(writ_identity::Method::Credential),
                 }),
                 Ok(None) => Err(refused),
                 Err(d) => Err(d),
@@ -184,6 +185,7 @@ impl Authority {
             admin: false,
             auditor: false,
             execution: Some(jti.to_owned()),
+            identity: writ_identity::Identity::of(writ_identity::Method::Credential),
         })
     }
 

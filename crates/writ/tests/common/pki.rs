@@ -127,4 +127,16 @@ impl Pki {
             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\nsubjectAltName=URI:spiffe://example.org/agent/planner\n",
         )
     }
+
+    /// A client certificate for subject `CN=cn` with these subject
+    /// alternative names (`URI:spiffe://...,URI:...`), or none.
+    pub fn client_with(&self, stem: &str, cn: &str, san: Option<&str>) -> (PathBuf, PathBuf) {
+        let mut ext =
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n"
+                .to_owned();
+        if let Some(san) = san {
+            ext.push_str(&format!("subjectAltName={san}\n"));
+        }
+        self.issue(stem, cn, &ext)
+    }
 }

@@ -1,0 +1,406 @@
+//! Callers proven by identity systems writ did not mint (issue "Workload
+//! identity"): JWTs of registered issuers, made by PyJWT with keys the test
+//! generates, their keys served over HTTPS (a certificate from an `openssl`
+//! CA) or registered from a file; an OIDC-shaped token and a SPIFFE
+//! JWT-SVID authenticate and their claims reach the policy; expired, wrong
+//! audience, wrong issuer, unknown key id, `alg: none`, HMAC keyed with the
+//! public key, a swapped algorithm and a bad signature are each
+//! `unauthenticated` with a message that names what failed; a key the
+//! issuer publishes later is fetched once, and unknown key ids do not make
+//! writ fetch on every request; a revoked principal stays refused; removing
+//! the issuer ends its tokens.
+//!
+//! Needs python3; a venv with `pyjwt[crypto]` is made at `target/pyenv`
+//! when missing (`WRIT_SKIP_PY=1` skips).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pki::Pki;
+use common::*;
+use serde_json::Value;
+
+/// An HTTPS JWKS endpoint and the tokens of two issuers, made by PyJWT.
+const IDP: &str = r#"
+import hashlib, hmac, json, ssl, sys, time, base64
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+import jwt
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm, OKPAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, ed25519
+from cryptography.hazmat.primitives import serialization
+
+cert, key, spire_jwks = sys.argv[1:4]
+now = int(time.time())
+es = ec.generate_private_key(ec.SECP256R1())
+rs = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+ed = ed25519.Ed25519PrivateKey.generate()
+later = ec.generate_private_key(ec.SECP256R1())
+stranger = ec.generate_private_key(ec.SECP256R1())
+sp = ec.generate_private_key(ec.SECP256R1())
+
+def jwk(pub, kid, alg):
+    conv = {"ES256": ECAlgorithm, "RS256": RSAAlgorithm, "EdDSA": OKPAlgorithm}[alg]
+    d = json.loads(conv.to_jwk(pub))
+    d.update({"kid": kid, "alg": alg, "use": "sig"})
+    return d
+
+state = {"keys": [jwk(es.public_key(), "es", "ES256"), jwk(rs.public_key(), "rs", "RS256"),
+                  jwk(ed.public_key(), "ed", "EdDSA")], "fetches": 0}
+json.dump({"keys": [jwk(sp.public_key(), "sp", "ES256")]}, open(spire_jwks, "w"))
+
+ISS = "https://idp.test"
+base = {"iss": ISS, "aud": "writ", "sub": "planner", "exp": now + 600, "iat": now, "team": "infra"}
+def c(**kw):
+    d = dict(base); d.update(kw)
+    return {k: v for k, v in d.items() if v is not None}
+def tok(claims, k, alg, kid):
+    return jwt.encode(claims, k, algorithm=alg, headers={"kid": kid})
+def b64(b): return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def raw(header, claims, sign):
+    msg = (b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())).encode()
+    return msg.decode() + "." + b64(sign(msg))
+pem = rs.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+good = tok(c(), es, "ES256", "es")
+h, p, s = good.split(".")
+tampered = h + "." + p + "." + ("A" if s[0] != "A" else "B") + s[1:]
+svid = {"iss": "https://spire.test", "aud": ["writ", "other"], "exp": now + 600,
+        "sub": "spiffe://example.org/ns/prod/sa/planner"}
+tokens = {
+    "es256": good,
+    "rs256": tok(c(), rs, "RS256", "rs"),
+    "eddsa": tok(c(), ed, "EdDSA", "ed"),
+    "other_team": tok(c(sub="intern", team="web"), es, "ES256", "es"),
+    "expired": tok(c(exp=now - 120), es, "ES256", "es"),
+    "not_yet": tok(c(nbf=now + 600), es, "ES256", "es"),
+    "no_exp": tok(c(exp=None), es, "ES256", "es"),
+    "wrong_aud": tok(c(aud="someone-else"), es, "ES256", "es"),
+    "wrong_iss": tok(c(iss="https://evil.test"), es, "ES256", "es"),
+    "unknown_kid": tok(c(), stranger, "ES256", "stranger"),
+    "later": tok(c(), later, "ES256", "later"),
+    "wrong_key": tok(c(), stranger, "ES256", "es"),
+    "alg_swap": tok(c(), es, "ES256", "rs"),
+    "tampered": tampered,
+    "alg_none": raw({"alg": "none", "kid": "es"}, c(), lambda m: b""),
+    "hmac_pubkey": raw({"alg": "HS256", "kid": "rs"}, c(),
+                       lambda m: hmac.new(pem, m, hashlib.sha256).digest()),
+    "svid": tok(svid, sp, "ES256", "sp"),
+    "svid_elsewhere": tok(dict(svid, sub="spiffe://evil.org/ns/prod/sa/planner"), sp, "ES256", "sp"),
+}
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        if self.path == "/jwks":
+            state["fetches"] += 1
+            body = json.dumps({"keys": state["keys"]}).encode()
+        elif self.path == "/rotate":
+            state["keys"].append(jwk(later.public_key(), "later", "ES256"))
+            body = b"{}"
+        elif self.path == "/count":
+            body = json.dumps({"fetches": state["fetches"]}).encode()
+        else:
+            self.send_response(404); self.end_headers(); return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(json.dumps({"port": srv.server_address[1], "tokens": tokens}), flush=True)
+srv.serve_forever()
+"#;
+
+const POLICY: &str = r#"
+@id("oidc-infra")
+permit(principal, action == Action::"exec", resource)
+when {
+  context has identity && context.identity.method == "oidc" &&
+  context.identity has claims && context.identity.claims has team &&
+  context.identity.claims.team == "infra"
+};
+@id("workloads-of-example-org")
+permit(principal is Workload, action == Action::"exec", resource)
+when {
+  context has identity && context.identity has trust_domain &&
+  context.identity.trust_domain == "example.org"
+};
+"#;
+
+struct Idp {
+    child: Child,
+    port: u16,
+    tokens: Value,
+    ca: String,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Idp {
+    fn token(&self, name: &str) -> String {
+        self.tokens[name].as_str().unwrap().to_owned()
+    }
+
+    /// GET on the IdP (over its TLS, trusting its CA), as JSON.
+    fn get(&self, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert", &self.ca])
+            .arg(format!("https://127.0.0.1:{}{path}", self.port))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{path}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
+    fn fetches(&self) -> u64 {
+        self.get("/count")["fetches"].as_u64().unwrap()
+    }
+}
+
+/// The IdP's expected refusal: 401, `unauthenticated`, a message naming `what`.
+fn refused(srv: &Server, token: &str, what: &str) {
+    let r = srv.authorize(token, &exec_req(&["/bin/true"], "exec@host-a"));
+    let v = r.json();
+    assert_eq!(r.status, 401, "{what}: {v}");
+    assert_eq!(v["reason"], "unauthenticated", "{what}: {v}");
+    assert!(
+        v["message"].as_str().unwrap_or_default().contains(what),
+        "the refusal should say {what:?}: {v}"
+    );
+}
+
+fn allowed_as(srv: &Server, token: &str, principal: &str) -> String {
+    let (writ, jti, _) = srv.authorize_ok(token, &exec_req(&["/bin/true"], "exec@host-a"));
+    assert_eq!(claims_of(&writ)["sub"], principal);
+    jti
+}
+
+#[test]
+fn tokens_of_registered_issuers_authenticate_and_every_bad_one_is_refused_by_name() {
+    if skip_python("the external issuer test") {
+        return;
+    }
+    let py = python_venv(
+        "pyenv",
+        "pyjwt[crypto]",
+        "import jwt, cryptography; assert jwt.__version__ >= '2'",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path(), "idp");
+    let (cert, key) = pki.server("jwks", "IP:127.0.0.1");
+    let spire_jwks = tmp.path().join("spire-jwks.json");
+    let mut child = Command::new(&py)
+        .args(["-c", IDP])
+        .arg(&cert)
+        .arg(&key)
+        .arg(&spire_jwks)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let idp = Idp {
+        child,
+        port: u16::try_from(v["port"].as_u64().unwrap()).unwrap(),
+        tokens: v["tokens"].clone(),
+        ca: pki.ca().to_str().unwrap().to_owned(),
+    };
+
+    let srv = Server::start();
+    activate_policy(&srv, "identity", POLICY);
+    let admin = Some(srv.admin_token.as_str());
+    // Before any issuer is registered, a JWT is nobody.
+    refused(&srv, &idp.token("es256"), "no issuer is registered");
+
+    let jwks_url = format!("https://127.0.0.1:{}/jwks", idp.port);
+    // Keys over plain http are refused at registration.
+    let out = srv.cli(
+        admin,
+        &[
+            "issuer",
+            "add",
+            "plain",
+            "--issuer",
+            "https://plain.test",
+            "--audience",
+            "writ",
+            "--jwks",
+            "http://127.0.0.1:1/jwks",
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("not https"), "{out:#?}");
+    srv.cli(
+        admin,
+        &[
+            "issuer",
+            "add",
+            "idp",
+            "--issuer",
+            "https://idp.test",
+            "--audience",
+            "writ",
+            "--jwks",
+            &jwks_url,
+            "--jwks-ca",
+            &idp.ca,
+        ],
+    )
+    .expect_code(0, "issuer add idp");
+    srv.cli(
+        admin,
+        &[
+            "issuer",
+            "add",
+            "spire",
+            "--issuer",
+            "https://spire.test",
+            "--audience",
+            "writ",
+            "--jwks",
+            spire_jwks.to_str().unwrap(),
+            "--principal-type",
+            "Workload",
+        ],
+    )
+    .expect_code(0, "issuer add spire");
+    let list = srv.cli(admin, &["--json", "issuer", "list"]).json();
+    let names: Vec<&str> = list["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["idp", "spire"]);
+    assert_eq!(list["issuers"][1]["maps_to"], "Workload::\"<sub>\"");
+
+    // Each allowed algorithm; the claims reach the policy.
+    let first_fetch = Instant::now();
+    for t in ["es256", "rs256", "eddsa"] {
+        allowed_as(&srv, &idp.token(t), "Agent::\"planner\"");
+    }
+    assert_eq!(idp.fetches(), 1, "the keys are fetched once and cached");
+    let r = srv.authorize(
+        &idp.token("other_team"),
+        &exec_req(&["/bin/true"], "exec@host-a"),
+    );
+    assert_eq!(r.json()["reason"], "policy_denied", "{}", r.text());
+    // A SPIFFE JWT-SVID (aud as an array) of the trust domain the policy names.
+    allowed_as(
+        &srv,
+        &idp.token("svid"),
+        "Workload::\"spiffe://example.org/ns/prod/sa/planner\"",
+    );
+    let r = srv.authorize(
+        &idp.token("svid_elsewhere"),
+        &exec_req(&["/bin/true"], "exec@host-a"),
+    );
+    assert_eq!(r.json()["reason"], "policy_denied", "{}", r.text());
+
+    // Every bad token, refused with its cause.
+    for (t, what) in [
+        ("expired", "expired at"),
+        ("not_yet", "not valid before"),
+        ("no_exp", "no `exp` claim"),
+        ("wrong_aud", "`aud` does not hold"),
+        (
+            "wrong_iss",
+            "no registered issuer has `iss` \"https://evil.test\"",
+        ),
+        (
+            "unknown_kid",
+            "key id \"stranger\" is not in issuer idp's key set",
+        ),
+        ("wrong_key", "signature does not verify"),
+        ("tampered", "signature does not verify"),
+        ("alg_swap", "does not fit issuer idp's key"),
+        ("alg_none", "algorithm `none` is not allowed"),
+        ("hmac_pubkey", "algorithm `HS256` is not allowed"),
+        ("later", "key id \"later\" is not in issuer idp's key set"),
+    ] {
+        refused(&srv, &idp.token(t), what);
+    }
+    // Unknown key ids do not make writ fetch on every request.
+    for _ in 0..20 {
+        refused(
+            &srv,
+            &idp.token("unknown_kid"),
+            "not in issuer idp's key set",
+        );
+    }
+    assert!(idp.fetches() <= 2, "fetches: {}", idp.fetches());
+
+    // The issuer publishes a new key: a token naming it makes writ fetch
+    // again (once the refresh interval since the last fetch has passed).
+    idp.get("/rotate");
+    let wait = Duration::from_secs(11).saturating_sub(first_fetch.elapsed());
+    std::thread::sleep(wait);
+    allowed_as(&srv, &idp.token("later"), "Agent::\"planner\"");
+    let fetched = idp.fetches();
+    assert!((2..=3).contains(&fetched), "fetches: {fetched}");
+
+    // An external identity holds no role.
+    let r = srv.get("/v1/principals", Some(&idp.token("es256")));
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // A revoked principal stays refused, whatever token it brings.
+    srv.cli(
+        admin,
+        &[
+            "revoke",
+            "--principal",
+            "Agent::\"planner\"",
+            "--reason",
+            "left the team",
+        ],
+    )
+    .expect_code(0, "revoke the principal");
+    refused(&srv, &idp.token("es256"), "is revoked");
+
+    // Removing an issuer ends its tokens at once.
+    srv.cli(admin, &["issuer", "remove", "spire"])
+        .expect_code(0, "issuer remove");
+    refused(
+        &srv,
+        &idp.token("svid"),
+        "no registered issuer has `iss` \"https://spire.test\"",
+    );
+
+    // Each change is in the public log.
+    let entries = srv.log_entries();
+    let changes: Vec<&Value> = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .filter(|e| e["type"] == "issuer_change")
+        .collect();
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    assert_eq!(changes[0]["name"], "idp");
+    assert_eq!(changes[0]["jwks"], jwks_url);
+    assert_eq!(changes[2]["change"], "removed");
+    // The decisions logged how their callers authenticated, in the sealed
+    // content an auditor reads: the identity the policy saw.
+    let seen = entries
+        .iter()
+        .map(|e| &e["entry"])
+        .find(|e| e["type"] == "decision" && e["principal"] == "Agent::\"planner\"")
+        .unwrap();
+    assert_eq!(seen["context"]["identity"]["method"], "oidc", "{seen}");
+    assert_eq!(seen["context"]["identity"]["issuer"], "https://idp.test");
+    assert_eq!(seen["context"]["identity"]["claims"]["team"], "infra");
+}
