@@ -526,3 +526,61 @@ fn with_postgres_down_every_node_denies_and_recovers_after() {
     )
     .expect_code(0, "writ log verify after the outage");
 }
+
+#[test]
+fn an_issuer_added_through_one_node_authenticates_on_every_node() {
+    let pg = pg::Cluster::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (nodes, token) = mesh(&pg, tmp.path(), 2);
+    let a = &nodes[0];
+    // An issuer registered through one node authenticates its callers on
+    // the others; removed through another, its tokens stop everywhere.
+    let idp = writ_artifact::WritKey::generate(&writ_artifact::OsEntropy).unwrap();
+    let jwks = tmp.path().join("idp-jwks.json");
+    std::fs::write(&jwks, json!({"keys": [idp.jwk()]}).to_string()).unwrap();
+    a.cli(
+        &token,
+        &[
+            "issuer",
+            "add",
+            "mesh-idp",
+            "--issuer",
+            "https://mesh-idp.test",
+            "--audience",
+            "writ",
+            "--jwks",
+            jwks.to_str().unwrap(),
+        ],
+    )
+    .expect_code(0, "writ issuer add through node 1");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = sign_raw(
+        &idp,
+        json!({"alg": "EdDSA", "kid": idp.kid()})
+            .to_string()
+            .as_bytes(),
+        json!({"iss": "https://mesh-idp.test", "aud": "writ", "sub": "svc", "exp": now + 600})
+            .to_string()
+            .as_bytes(),
+    );
+    for n in &nodes {
+        wait_for(
+            "the issuer to reach every node",
+            Duration::from_secs(5),
+            || authorize(n, &jwt, &["/usr/bin/true", "svc"])["decision"] == "allow",
+        );
+    }
+    nodes[1]
+        .cli(&token, &["issuer", "remove", "mesh-idp"])
+        .expect_code(0, "writ issuer remove through node 2");
+    for n in &nodes {
+        wait_for(
+            "the removal to reach every node",
+            Duration::from_secs(5),
+            || authorize(n, &jwt, &["/usr/bin/true", "svc"])["reason"] == "unauthenticated",
+        );
+    }
+}
