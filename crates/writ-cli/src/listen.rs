@@ -20,9 +20,17 @@ pub struct ListenArgs {
     pub tls_key: Option<PathBuf>,
     /// Mutual TLS: every client must present a certificate issued by a CA in
     /// this PEM file (clients set WRIT_CLIENT_CERT and WRIT_CLIENT_KEY); the
-    /// bearer token is still what authenticates a principal.
+    /// bearer token is still what authenticates a principal, unless
+    /// `--client-cert-identities`.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
+    /// With `--client-ca`: a request with no bearer token is made by its
+    /// client certificate's principal, `Workload::"<SPIFFE ID>"` (an
+    /// X.509-SVID) or `Workload::"<subject>"` (docs/spec/identity.md).
+    /// Every certificate the CA issued then authenticates: use a CA that
+    /// issues only to workloads.
+    #[arg(long, requires = "client_ca")]
+    pub client_cert_identities: bool,
     /// Serve plain HTTP on an address other than loopback (tokens, writs and
     /// the keys that verify them then cross the network in cleartext).
     /// Without TLS, only a loopback address is served.
@@ -69,6 +77,7 @@ impl ListenArgs {
             max_connections: within_fd_limit(self.max_connections),
             header_timeout: timeout,
             body_timeout: timeout,
+            cert_identities: self.client_cert_identities,
         })
     }
 }

@@ -263,8 +263,9 @@ struct Cached {
 #[derive(Default)]
 pub struct Verifier {
     cache: Mutex<HashMap<String, Cached>>,
-    /// One fetch per issuer at a time; the others wait for its keys.
-    fetching: tokio::sync::Mutex<()>,
+    /// One fetch per issuer at a time; requests of that issuer wait for its
+    /// keys, others go on.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A JSON object.
@@ -416,7 +417,11 @@ impl Verifier {
         if let (true, Some(k)) = (fresh, &found) {
             return Ok(k.clone());
         }
-        let _one = self.fetching.lock().await;
+        let lock = match self.fetching.lock() {
+            Ok(mut m) => m.entry(spec.name.clone()).or_default().clone(),
+            Err(_) => return Err("the key cache is unusable".into()),
+        };
+        let _one = lock.lock().await;
         // Another request may have fetched them while this one waited.
         let (fresh, found) = self.cached(spec, kid, alg, now);
         if let (true, Some(k)) = (fresh, &found) {
@@ -424,7 +429,13 @@ impl Verifier {
         }
         let attempted = self.attempted(spec, now);
         if now.saturating_sub(attempted) < REFRESH_MIN_SECS {
-            // Fetched a moment ago: use what there is.
+            // Tried a moment ago: use what there is, if it is not too old.
+            if !self.fetched_within(spec, now, STALE_SECS_MAX) {
+                return Err(format!(
+                    "issuer {} has no keys fetched within {STALE_SECS_MAX} s; fetching again in at most {REFRESH_MIN_SECS} s",
+                    spec.name
+                ));
+            }
             return match found {
                 Some(k) => Ok(k),
                 None => pick(&self.keys_of(spec), spec, kid, alg),
@@ -540,6 +551,9 @@ impl Verifier {
     pub fn retain(&self, issuers: &[IssuerSpec]) {
         if let Ok(mut c) = self.cache.lock() {
             c.retain(|name, _| issuers.iter().any(|s| &s.name == name));
+        }
+        if let Ok(mut f) = self.fetching.lock() {
+            f.retain(|name, _| issuers.iter().any(|s| &s.name == name));
         }
     }
 }

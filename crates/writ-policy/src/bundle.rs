@@ -6,6 +6,7 @@ use base64::Engine as _;
 use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::str::FromStr as _;
 use writ_artifact::canonical;
 use writ_artifact::WritKey;
 
@@ -314,7 +315,10 @@ impl Bundle {
         if self.schema.is_none() {
             return Some(value);
         }
-        self.shapes.fit(action, attr, value)
+        // By the action Cedar reads, not its spelling (`Action::"\u{65}xec"`
+        // is `Action::"exec"` to Cedar and must find its shape).
+        let action = cedar_policy::EntityUid::from_str(action).ok()?.to_string();
+        self.shapes.fit(&action, attr, value)
     }
 }
 

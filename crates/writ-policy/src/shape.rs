@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 /// `Ns::Action::"exec"`), and the common types they may name.
 #[derive(Debug, Default)]
 pub(crate) struct ContextShapes {
-    actions: HashMap<String, Map<String, Value>>,
-    /// Common types by name, qualified (`Ns::T`) and, within their own
-    /// namespace, as written there (`T`).
+    /// Each action's namespace and its context's declared attributes.
+    actions: HashMap<String, (String, Map<String, Value>)>,
+    /// Common types by qualified name (`Ns::T`; `T` in the empty namespace).
     common: HashMap<String, Value>,
 }
 
@@ -35,7 +35,7 @@ impl ContextShapes {
         };
         // Every action's context type, resolved once all common types are
         // known.
-        let mut contexts: Vec<(String, &Value)> = Vec::new();
+        let mut contexts: Vec<(String, &str, &Value)> = Vec::new();
         for (ns, body) in &namespaces {
             let qualify = |name: &str| {
                 if ns.is_empty() {
@@ -47,38 +47,46 @@ impl ContextShapes {
             if let Some(Value::Object(types)) = body.get("commonTypes") {
                 for (name, ty) in types {
                     shapes.common.insert(qualify(name), ty.clone());
-                    shapes.common.entry(name.clone()).or_insert(ty.clone());
                 }
             }
             if let Some(Value::Object(actions)) = body.get("actions") {
                 for (name, a) in actions {
                     if let Some(ctx) = a.get("appliesTo").and_then(|t| t.get("context")) {
-                        let uid = format!(
+                        let text = format!(
                             "{}::{}",
                             qualify("Action"),
                             serde_json::to_string(name).unwrap_or_default()
                         );
-                        contexts.push((uid, ctx));
+                        // Keyed by Cedar's own rendering of the UID, which
+                        // `Bundle::fit_to_context` looks up by.
+                        if let Ok(uid) =
+                            <cedar_policy::EntityUid as std::str::FromStr>::from_str(&text)
+                        {
+                            contexts.push((uid.to_string(), ns.as_str(), ctx));
+                        }
                     }
                 }
             }
         }
         let actions = contexts
             .into_iter()
-            .map(|(uid, ctx)| {
+            .map(|(uid, ns, ctx)| {
                 let attrs = shapes
-                    .resolve(ctx, 0)
-                    .and_then(|t| t.get("attributes").and_then(Value::as_object).cloned())
+                    .resolve(ctx, ns, 0)
+                    .and_then(|(t, _)| t.get("attributes").and_then(Value::as_object).cloned())
                     .unwrap_or_default();
-                (uid, attrs)
+                (uid, (ns.to_owned(), attrs))
             })
             .collect();
         shapes.actions = actions;
         shapes
     }
 
-    /// A type with common-type references followed (to a bounded depth).
-    fn resolve<'a>(&'a self, ty: &'a Value, depth: u8) -> Option<&'a Value> {
+    /// A type with common-type references followed (to a bounded depth),
+    /// and the namespace it was defined in. A name written in namespace
+    /// `ns` is that namespace's type, else the empty namespace's (or, when
+    /// qualified, the one it names), as Cedar resolves it.
+    fn resolve<'a>(&'a self, ty: &'a Value, ns: &str, depth: u8) -> Option<(&'a Value, String)> {
         if depth > 16 {
             return None;
         }
@@ -86,25 +94,37 @@ impl ContextShapes {
         let name = match kind {
             "EntityOrCommon" => ty.get("name").and_then(Value::as_str)?,
             "Record" | "Set" | "String" | "Long" | "Boolean" | "Entity" | "Extension" => {
-                return Some(ty)
+                return Some((ty, ns.to_owned()))
             }
             other => other,
         };
-        match self.common.get(name) {
-            Some(t) => self.resolve(t, depth + 1),
-            None => Some(ty),
+        let local = (!ns.is_empty() && !name.contains("::")).then(|| format!("{ns}::{name}"));
+        let found = local
+            .as_ref()
+            .and_then(|q| self.common.get(q).map(|t| (t, q.clone())))
+            .or_else(|| self.common.get(name).map(|t| (t, name.to_owned())));
+        match found {
+            Some((t, qualified)) => {
+                let home = qualified
+                    .rsplit_once("::")
+                    .map_or("", |(n, _)| n)
+                    .to_owned();
+                self.resolve(t, &home, depth + 1)
+            }
+            None => Some((ty, ns.to_owned())),
         }
     }
 
     /// `value` trimmed to the type `action` declares for context attribute
     /// `attr`; `None` if it declares none.
     pub(crate) fn fit(&self, action: &str, attr: &str, value: Value) -> Option<Value> {
-        let ty = self.actions.get(action)?.get(attr)?;
-        Some(self.trim(value, ty, 0))
+        let (ns, attrs) = self.actions.get(action)?;
+        let ty = attrs.get(attr)?;
+        Some(self.trim(value, ty, ns, 0))
     }
 
-    fn trim(&self, value: Value, ty: &Value, depth: u8) -> Value {
-        let Some(ty) = self.resolve(ty, depth) else {
+    fn trim(&self, value: Value, ty: &Value, ns: &str, depth: u8) -> Value {
+        let Some((ty, ns)) = self.resolve(ty, ns, depth) else {
             return value;
         };
         match (value, ty.get("type").and_then(Value::as_str)) {
@@ -114,7 +134,7 @@ impl ContextShapes {
                     .into_iter()
                     .filter_map(|(k, v)| {
                         let t = declared?.get(&k)?;
-                        Some((k, self.trim(v, t, depth + 1)))
+                        Some((k, self.trim(v, t, &ns, depth + 1)))
                     })
                     .collect();
                 Value::Object(kept)
@@ -123,7 +143,7 @@ impl ContextShapes {
                 Some(el) => Value::Array(
                     items
                         .into_iter()
-                        .map(|v| self.trim(v, el, depth + 1))
+                        .map(|v| self.trim(v, el, &ns, depth + 1))
                         .collect(),
                 ),
                 None => Value::Array(items),
@@ -150,6 +170,11 @@ mod tests {
                 context: { "identity": Identity } };
             action "other" appliesTo { principal: [Agent], resource: [Command],
                 context: { "x": Long } };
+            namespace Other {
+                entity B;
+                type Identity = { "other"?: String };
+                action "x" appliesTo { principal: [B], resource: [B], context: { "identity": Identity } };
+            }
             namespace Ns {
                 entity A;
                 action "deploy" appliesTo { principal: [A], resource: [A],
@@ -175,5 +200,51 @@ mod tests {
             ),
             Some(json!({"trust_domain": "example.org"}))
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod bundle_tests {
+    use serde_json::json;
+
+    /// The action is found by what Cedar reads; another spelling of it
+    /// (escaped, spaced) is no action to Cedar either (it refuses UIDs not
+    /// in normal form), so it is denied, never decided without `identity`.
+    #[test]
+    fn only_the_normal_spelling_of_an_action_is_an_action() {
+        let src = crate::BundleSource {
+            policies: [(
+                "p.cedar".to_owned(),
+                "permit(principal, action == Action::\"exec\", resource);".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+            schema: Some(
+                "entity A; action \"exec\" appliesTo { principal: [A], resource: [A], \
+                 context: { \"identity\"?: { \"method\": String } } };"
+                    .to_owned(),
+            ),
+            entities: None,
+        };
+        let b = crate::Bundle::compile(src).unwrap();
+        assert_eq!(
+            b.fit_to_context(
+                "Action::\"exec\"",
+                "identity",
+                json!({"method": "oidc", "x": 1})
+            ),
+            Some(json!({"method": "oidc"}))
+        );
+        for spelling in ["Action::\"\\u{65}xec\"", "Action :: \"exec\""] {
+            assert_eq!(b.fit_to_context(spelling, "identity", json!({})), None);
+            let refused = b.decide(crate::DecisionInput {
+                principal: "A::\"a\"",
+                action: spelling,
+                resource: "A::\"b\"",
+                context: &json!({}),
+            });
+            assert!(refused.is_err(), "{spelling} was decided");
+        }
     }
 }

@@ -40,6 +40,10 @@ pub struct Listen {
     pub header_timeout: Duration,
     /// A request's body must arrive within this of its head.
     pub body_timeout: Duration,
+    /// Whether a verified client certificate authenticates a request that
+    /// carries no token (`--client-cert-identities`); otherwise it only
+    /// secures the transport.
+    pub cert_identities: bool,
 }
 
 /// Open connections at most, by default.
@@ -54,6 +58,7 @@ impl Default for Listen {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             header_timeout: Duration::from_secs(REQUEST_TIMEOUT_SECS_DEFAULT),
             body_timeout: Duration::from_secs(REQUEST_TIMEOUT_SECS_DEFAULT),
+            cert_identities: false,
         }
     }
 }
@@ -169,6 +174,7 @@ async fn serve_one(
                 .get_ref()
                 .1
                 .peer_certificates()
+                .filter(|_| listen.cert_identities)
                 .and_then(|chain| chain.first())
                 .map(|leaf| Arc::new(PeerCertificate::from_der(leaf.as_ref())));
             let conn = http.serve_connection(TokioIo::new(stream), service(peer));

@@ -298,8 +298,7 @@ fn mutual_tls_requires_a_certificate_from_the_client_ca() {
     ];
     srv.cli(&mtls, Some(&admin), &["principal", "list"])
         .expect_code(0, "principal list with a client certificate");
-    // Without a token the certificate says who calls: a workload, which
-    // holds no administrator's role.
+    // Without `--client-cert-identities` a certificate is not a token.
     let (code, body) = curl(&[
         "--cacert",
         s(&ca.ca()),
@@ -310,12 +309,7 @@ fn mutual_tls_requires_a_certificate_from_the_client_ca() {
         &format!("{}/v1/principals", srv.url),
     ]);
     assert_eq!(code, 0, "{body}");
-    assert!(
-        body.contains(
-            "Workload::\\\"spiffe://example.org/agent/planner\\\" is not an administrator"
-        ),
-        "{body}"
-    );
+    assert!(body.contains("\"unauthenticated\""), "{body}");
     let out = srv.cli(&mtls, Some(&admin), &["exec", "--", "/usr/bin/true"]);
     out.expect_code(0, "writ exec with a client certificate");
     let (code, body) = curl(&[
@@ -680,6 +674,7 @@ fn a_spiffe_x509_svid_is_enough_to_call_writ_and_policy_sees_its_trust_domain() 
             s(&key),
             "--client-ca",
             s(&ca.ca()),
+            "--client-cert-identities",
         ],
         &[],
     );
@@ -738,6 +733,24 @@ when { context.identity.method == "mtls" };
             .unwrap()
             .contains("more than one URI SAN"),
         "{v}"
+    );
+
+    // A workload holds no administrator's role.
+    let (code, body) = curl(&[
+        "--cacert",
+        s(&ca_path),
+        "--cert",
+        s(&svid),
+        "--key",
+        s(&svid_key),
+        &format!("{}/v1/principals", srv.url),
+    ]);
+    assert_eq!(code, 0, "{body}");
+    assert!(
+        body.contains(
+            "Workload::\\\"spiffe://example.org/ns/prod/sa/planner\\\" is not an administrator"
+        ),
+        "{body}"
     );
 
     // A workload disabled or revoked is refused, certificate or not.
