@@ -427,7 +427,7 @@ impl Verifier {
         if let (true, Some(k)) = (fresh, &found) {
             return Ok(k.clone());
         }
-        let attempted = self.attempted(spec, now);
+        let attempted = self.attempted(spec);
         if now.saturating_sub(attempted) < REFRESH_MIN_SECS {
             // Tried a moment ago: use what there is, if it is not too old.
             if !self.fetched_within(spec, now, STALE_SECS_MAX) {
@@ -508,7 +508,7 @@ impl Verifier {
             .unwrap_or_default()
     }
 
-    fn attempted(&self, spec: &IssuerSpec, _now: u64) -> u64 {
+    fn attempted(&self, spec: &IssuerSpec) -> u64 {
         self.cache
             .lock()
             .ok()

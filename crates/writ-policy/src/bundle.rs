@@ -6,7 +6,6 @@ use base64::Engine as _;
 use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::str::FromStr as _;
 use writ_artifact::canonical;
 use writ_artifact::WritKey;
 
@@ -315,10 +314,11 @@ impl Bundle {
         if self.schema.is_none() {
             return Some(value);
         }
-        // By the action Cedar reads, not its spelling (`Action::"\u{65}xec"`
-        // is `Action::"exec"` to Cedar and must find its shape).
-        let action = cedar_policy::EntityUid::from_str(action).ok()?.to_string();
-        self.shapes.fit(&action, attr, value)
+        // Looked up by its text, which is Cedar's rendering of the action:
+        // Cedar refuses a UID in any other spelling (`Action::"\u{65}xec"`),
+        // so such a request is denied without a shape, and the authorize
+        // path parses no UID twice.
+        self.shapes.fit(action, attr, value)
     }
 }
 
