@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+pub use writ_artifact::pop::HolderJwk;
 use writ_artifact::{Claims, ReasonCode, Scope};
 
 /// `POST /v1/authorize`. The principal is the authenticated caller, never a
@@ -53,6 +54,19 @@ pub struct AuthorizeRequest {
     /// caller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<String>,
+    /// Bind the writ to this holder key (RFC 7800 `cnf.jwk`, an Ed25519
+    /// OKP JWK): the writ carries its thumbprint, `cnf.jkt`, and every use
+    /// of it (start, renew, finish, verify) needs a fresh proof signed by
+    /// the key (docs/spec/holder.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<HolderCnf>,
+}
+
+/// A request's confirmation key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HolderCnf {
+    pub jwk: HolderJwk,
 }
 
 impl AuthorizeRequest {
@@ -76,6 +90,7 @@ impl AuthorizeRequest {
             start: false,
             credential: false,
             delegates: Vec::new(),
+            cnf: None,
         }
     }
 }
@@ -168,6 +183,10 @@ pub struct VerifyRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub audience: Option<String>,
+    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+    /// required when the writ is holder-bound (`cnf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
 }
 
 /// A field that, when present, must not be `null` (absent is `None`).
@@ -235,6 +254,10 @@ pub struct StartRequest {
     /// [`AuthorizeRequest::credential`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub credential: bool,
+    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+    /// required when the writ is holder-bound (`cnf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
 }
 
 /// `POST /v1/executions/{jti}/finish`.
@@ -254,6 +277,10 @@ pub struct FinishRequest {
     /// How much of the scope the kernel enforced: `full`, `partial` or `none`.
     #[serde(default)]
     pub enforcement: Option<String>,
+    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+    /// required when the writ is holder-bound (`cnf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
 }
 
 /// `POST /v1/executions/{jti}/renew`: extend the lease of a running execution.
@@ -264,6 +291,10 @@ pub struct RenewRequest {
     /// never beyond the parent's lease).
     #[serde(default)]
     pub lifetime_secs: Option<u64>,
+    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+    /// required when the writ is holder-bound (`cnf`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

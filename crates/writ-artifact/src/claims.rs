@@ -14,6 +14,10 @@ pub struct Claims {
     // (see `claims_bytes`).
     /// The enforcement point the writ is for (`exec@host-a`, `mcp:filesystem`).
     pub aud: String,
+    /// The holder's key (RFC 7800 confirmation), for a holder-bound writ:
+    /// every use needs a proof of possession (docs/spec/holder.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
     pub exp: u64,
     pub iat: u64,
     /// The authority's name.
@@ -25,6 +29,14 @@ pub struct Claims {
     /// The principal, as a Cedar entity UID (`Agent::"planner"`).
     pub sub: String,
     pub writ: WritBody,
+}
+
+/// RFC 7800 confirmation: the RFC 7638 thumbprint of the holder's key
+/// (`jkt`, as RFC 9449 names it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    pub jkt: String,
 }
 
 /// writ's own claims.
@@ -187,6 +199,7 @@ mod tests {
         facts.insert("host".into(), Value::from("a"));
         let mut c = Claims {
             aud: "exec@a".into(),
+            cnf: None,
             exp: 70,
             iat: 10,
             iss: "writ".into(),

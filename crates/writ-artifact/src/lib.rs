@@ -9,6 +9,7 @@
 //! * [`ReasonCode`]: the stable wire contract of denial reasons;
 //! * [`canonical`]: RFC 8785 (JCS) canonical JSON and `sha256:` digests;
 //! * [`keys`]: Ed25519 keys, PKCS#8 PEM, JWK thumbprints and JWKS;
+//! * [`pop`]: holder-bound writs and their proofs of possession;
 //! * [`sign`] and [`verify`]: issuing a writ and checking one, where success is
 //!   a [`VerifiedWrit`] that only this crate can construct.
 //!
@@ -21,16 +22,17 @@ pub mod canonical;
 mod claims;
 mod env;
 pub mod keys;
+pub mod pop;
 mod reason;
 mod verify;
 
-pub use claims::{Claims, EnvironmentBinding, Lineage, LogPointer, Scope, WritBody};
+pub use claims::{Claims, Confirmation, EnvironmentBinding, Lineage, LogPointer, Scope, WritBody};
 pub use env::{Clock, Entropy, EntropyError, FixedClock, OsEntropy, SystemClock};
 pub use keys::{Jwk, Jwks, KeyRing, WritKey};
 pub use reason::{Denial, ReasonCode};
 pub use verify::{
-    decode_unverified, sign, verify, NoStatus, StatusOracle, VerifiedWrit, VerifyOptions,
-    WRIT_BYTES_MAX,
+    decode_unverified, sign, verify, HolderCheck, NoStatus, StatusOracle, VerifiedWrit,
+    VerifyOptions, WRIT_BYTES_MAX,
 };
 
 /// Header `typ` of every writ.

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Why something was denied. A stable wire contract: the `snake_case` names are
-/// what clients, logs and tests rely on (see SPEC.md, "Reason codes").
+/// what clients, logs and tests rely on (docs/spec/reason-codes.md).
 ///
 /// Deliberately *not* `#[non_exhaustive]`: every match on a reason must be
 /// revisited when a code is added, because each code maps to behaviour
@@ -27,11 +27,12 @@ pub enum ReasonCode {
     Unauthenticated,
     AuthorityUnavailable,
     IntegrityFailure,
+    HolderMismatch,
 }
 
 impl ReasonCode {
     /// Every code, in SPEC order.
-    pub const ALL: [ReasonCode; 17] = [
+    pub const ALL: [ReasonCode; 18] = [
         ReasonCode::MissingArtifact,
         ReasonCode::MalformedArtifact,
         ReasonCode::InvalidSignature,
@@ -49,6 +50,7 @@ impl ReasonCode {
         ReasonCode::Unauthenticated,
         ReasonCode::AuthorityUnavailable,
         ReasonCode::IntegrityFailure,
+        ReasonCode::HolderMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +72,7 @@ impl ReasonCode {
             ReasonCode::Unauthenticated => "unauthenticated",
             ReasonCode::AuthorityUnavailable => "authority_unavailable",
             ReasonCode::IntegrityFailure => "integrity_failure",
+            ReasonCode::HolderMismatch => "holder_mismatch",
         }
     }
 
@@ -99,6 +102,7 @@ impl ReasonCode {
             ReasonCode::Unauthenticated => 24,
             ReasonCode::AuthorityUnavailable => 25,
             ReasonCode::IntegrityFailure => 26,
+            ReasonCode::HolderMismatch => 27,
         }
     }
 }

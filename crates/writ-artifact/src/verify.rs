@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use crate::canonical;
 use crate::claims::Claims;
 use crate::keys::{KeyRing, WritKey};
+use crate::pop::{self, Bound, PopUse, ProvenHolder};
 use crate::reason::{Denial, ReasonCode};
 use crate::{WRIT_ALG, WRIT_LIFETIME_SECS_MAX, WRIT_TYP};
 
@@ -55,6 +56,12 @@ pub trait StatusOracle {
     fn revoked(&self, claims: &Claims) -> Result<Option<String>, Denial>;
     /// Whether the nonce was already spent by an execution start.
     fn spent(&self, jti: &str) -> Result<bool, Denial>;
+    /// Spend a proof of possession: `false` if it was already used. An
+    /// offline verifier cannot know, and accepts it (the proof's short
+    /// window bounds its use).
+    fn spend_proof(&self, _proof: &ProvenHolder) -> Result<bool, Denial> {
+        Ok(true)
+    }
 }
 
 /// Offline verification: nothing is revoked or spent as far as it can know.
@@ -88,6 +95,22 @@ pub struct VerifyOptions {
     pub accepted_policies: Option<BTreeSet<String>>,
     /// Whether to ask the oracle if the nonce is spent (online verification).
     pub check_spent: bool,
+    /// The proof of possession for a holder-bound writ.
+    pub holder: HolderCheck,
+}
+
+/// What a verifier has to show that the presenter holds a holder-bound
+/// writ's key. A writ without `cnf` needs nothing.
+#[derive(Debug, Clone, Default)]
+pub enum HolderCheck {
+    /// No proof: a holder-bound writ is refused (`holder_mismatch`).
+    #[default]
+    None,
+    /// This proof (a compact JWS, see [`crate::pop`]) for this use.
+    Proof { proof: String, purpose: PopUse },
+    /// Not checked: only for inspection (the console's proof view), never
+    /// at an enforcement point, like `audience: None`.
+    Inspect,
 }
 
 /// A writ that passed every check. Only [`verify`] builds one, so code that
@@ -203,7 +226,7 @@ fn decode_parts(token: &str) -> Result<Parts<'_>, Denial> {
 /// Verify `token` against `keys` and `opts`, consulting `status` for
 /// revocation and (when `opts.check_spent`) the nonce. The order of checks is
 /// part of the contract: shape, signature, claim integrity, time, audience,
-/// policy, request, environment, revocation, replay.
+/// policy, request, environment, holder, revocation, replay.
 pub fn verify(
     token: &str,
     keys: &KeyRing,
@@ -282,6 +305,7 @@ pub fn verify(
             ));
         }
     }
+    check_holder(&c, opts, status)?;
     if let Some(why) = status.revoked(&c)? {
         return Err(Denial::new(ReasonCode::Revoked, why));
     }
@@ -295,6 +319,37 @@ pub fn verify(
         claims: c,
         token: token.to_owned(),
     })
+}
+
+/// A holder-bound writ needs a proof by its holder, spent once where the
+/// oracle keeps track.
+fn check_holder(c: &Claims, opts: &VerifyOptions, status: &dyn StatusOracle) -> Result<(), Denial> {
+    let Some(cnf) = &c.cnf else {
+        return Ok(());
+    };
+    let bound = Bound {
+        jti: &c.jti,
+        aud: &c.aud,
+        jkt: &cnf.jkt,
+    };
+    let proven = match &opts.holder {
+        HolderCheck::Inspect => return Ok(()),
+        HolderCheck::None => pop::check("", bound, PopUse::Verify, opts.now_unix_secs, 0)?,
+        HolderCheck::Proof { proof, purpose } => {
+            pop::check(proof, bound, *purpose, opts.now_unix_secs, opts.skew_secs)?
+        }
+    };
+    if !status.spend_proof(&proven)? {
+        return Err(Denial::new(
+            ReasonCode::HolderMismatch,
+            format!(
+                "proof {} was already used; each use of writ {} needs a fresh one",
+                proven.proof_jti(),
+                c.jti
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Internal consistency of a signed claim set. A signed writ that fails this
@@ -322,6 +377,13 @@ fn check_integrity(c: &Claims) -> Result<(), Denial> {
         return Err(malformed("environment digest does not match its facts"));
     }
     c.writ.scope.validate().map_err(malformed)?;
+    if let Some(cnf) = &c.cnf {
+        // An RFC 7638 SHA-256 thumbprint: 43 unpadded base64url characters.
+        let b64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if cnf.jkt.len() != 43 || !cnf.jkt.bytes().all(b64url) {
+            return Err(malformed("cnf.jkt is not an RFC 7638 SHA-256 thumbprint"));
+        }
+    }
     let l = &c.writ.lineage;
     let linked = match &l.parent {
         None => l.depth == 0 && l.root == c.jti,

@@ -7,10 +7,11 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use writ_artifact::pop::PopUse;
 use writ_artifact::{
-    canonical, Claims, Clock, Denial, Entropy, EnvironmentBinding, Jwk, Jwks, KeyRing, Lineage,
-    LogPointer, ReasonCode, Scope, VerifiedWrit, VerifyOptions, WritBody, WritKey,
-    WRIT_LIFETIME_SECS_DEFAULT, WRIT_LIFETIME_SECS_MAX,
+    canonical, Claims, Clock, Confirmation, Denial, Entropy, EnvironmentBinding, HolderCheck, Jwk,
+    Jwks, KeyRing, Lineage, LogPointer, ReasonCode, Scope, VerifiedWrit, VerifyOptions, WritBody,
+    WritKey, WRIT_LIFETIME_SECS_DEFAULT, WRIT_LIFETIME_SECS_MAX,
 };
 use writ_log::{DecisionEntry, Entry, Outcome, RevocationKind};
 use writ_policy::{Bundle, BundleError, DecisionInput, SignedBundle};
@@ -21,6 +22,7 @@ use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
 use writ_api::*;
 
 mod erase;
+mod holder;
 mod identity;
 mod keys;
 mod principals;
@@ -174,6 +176,8 @@ pub struct Authority {
     lifecycle: tokio::sync::Mutex<()>,
     /// Checks external issuers' tokens, keeping their fetched keys.
     verifier: writ_identity::issuer::Verifier,
+    /// Proofs of possession accepted in their window (each is good once).
+    proofs: holder::ProofLedger,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -384,6 +388,7 @@ impl Authority {
             withholding: Arc::new(AtomicU64::new(0)),
             lifecycle: tokio::sync::Mutex::new(()),
             verifier: writ_identity::issuer::Verifier::new(),
+            proofs: holder::ProofLedger::default(),
         })
     }
 
@@ -758,6 +763,12 @@ impl Authority {
         let mut lifetime = requested_lifetime.unwrap_or(WRIT_LIFETIME_SECS_DEFAULT);
         let request_digest = canonical::digest_value(&req.request).map_err(BadRequest)?;
         let environment = EnvironmentBinding::bind(req.environment.clone()).map_err(BadRequest)?;
+        let holder = req
+            .cnf
+            .as_ref()
+            .map(|c| c.jwk.thumbprint())
+            .transpose()
+            .map_err(|e| BadRequest(format!("field `cnf.jwk`: {e}")))?;
 
         // The partial entry; every path below completes and logs it.
         let mut entry = DecisionEntry {
@@ -888,6 +899,7 @@ impl Authority {
             exp,
             log_index: 0, // filled in by the store from this transaction's append
             via: who.execution.clone(),
+            holder: holder.clone(),
         };
         let event_base = (
             entry.principal.clone(),
@@ -970,6 +982,7 @@ impl Authority {
             iss: self.config.issuer.clone(),
             sub: who.uid.clone(),
             aud: req.audience.clone(),
+            cnf: holder.map(|jkt| Confirmation { jkt }),
             iat: now,
             nbf: now,
             exp,
@@ -1209,16 +1222,21 @@ impl Authority {
             return Err(d);
         }
         let state = self.state();
-        let opts = self.verify_options(
+        let mut opts = self.verify_options(
             &state,
             req.request.as_ref(),
             req.environment.as_ref(),
             req.audience.clone(),
             true,
         )?;
-        let oracle = Oracle {
-            store: self.store.as_ref(),
-            revoked: &state.revoked,
+        opts.holder = holder_check(req.pop.as_deref(), PopUse::Verify);
+        let oracle = holder::WithProofs {
+            oracle: Oracle {
+                store: self.store.as_ref(),
+                revoked: &state.revoked,
+            },
+            proofs: &self.proofs,
+            now: opts.now_unix_secs,
         };
         writ_artifact::verify(&req.writ, &state.ring, &opts, &oracle)
     }
@@ -1248,6 +1266,7 @@ impl Authority {
                 .map_err(malformed)?,
             accepted_policies: Some(accepted),
             check_spent,
+            holder: HolderCheck::None,
         })
     }
 
@@ -1293,8 +1312,9 @@ impl Authority {
             return Err(CallError::Denied(Denial::new(ReasonCode::Revoked, why)));
         }
         if let Some(token) = &req.writ {
-            // Full re-check of what is about to run, when the gateway sends it.
-            let opts = self
+            // Full re-check of what is about to run, when the gateway sends
+            // it (the holder's proof among it).
+            let mut opts = self
                 .verify_options(
                     &state,
                     req.request.as_ref(),
@@ -1303,9 +1323,14 @@ impl Authority {
                     false,
                 )
                 .map_err(CallError::Denied)?;
-            let oracle = Oracle {
-                store: self.store.as_ref(),
-                revoked: &state.revoked,
+            opts.holder = holder_check(req.pop.as_deref(), PopUse::Start);
+            let oracle = holder::WithProofs {
+                oracle: Oracle {
+                    store: self.store.as_ref(),
+                    revoked: &state.revoked,
+                },
+                proofs: &self.proofs,
+                now: opts.now_unix_secs,
             };
             let v = writ_artifact::verify(token, &state.ring, &opts, &oracle)
                 .map_err(CallError::Denied)?;
@@ -1315,6 +1340,8 @@ impl Authority {
                     "the writ is for another jti",
                 )));
             }
+        } else {
+            self.check_holder(&rec, req.pop.as_deref(), PopUse::Start)?;
         }
         let now_ms = self.clock.now_unix_ms();
         if now_ms / 1000 >= rec.exp + self.config.skew_secs {
@@ -1410,6 +1437,7 @@ impl Authority {
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         may_act_on(who, &rec)?;
+        self.check_holder(&rec, req.pop.as_deref(), PopUse::Renew)?;
         if let Some(n) = req.lifetime_secs {
             if n == 0 || n > WRIT_LIFETIME_SECS_MAX {
                 return Err(CallError::BadRequest(format!(
@@ -1629,6 +1657,7 @@ impl Authority {
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         may_act_on(who, &rec)?;
+        self.check_holder(&rec, req.pop.as_deref(), PopUse::Finish)?;
         for (field, d) in [
             ("stdout_digest", &req.stdout_digest),
             ("stderr_digest", &req.stderr_digest),
@@ -2233,6 +2262,17 @@ fn deny_unlogged(d: Denial) -> AuthorizeResponse {
 /// May `who` start, renew or finish the execution of `rec`? Its own
 /// principal or an administrator may; a program's credential only on the
 /// children of its own execution.
+/// What a route's caller brought to prove it holds a holder-bound writ.
+fn holder_check(pop: Option<&str>, purpose: PopUse) -> HolderCheck {
+    match pop {
+        Some(p) => HolderCheck::Proof {
+            proof: p.to_owned(),
+            purpose,
+        },
+        None => HolderCheck::None,
+    }
+}
+
 fn may_act_on(who: &Principal, rec: &WritRecord) -> Result<(), CallError> {
     if let Some(e) = &who.execution {
         // Its own children, asked for with this credential: not the

@@ -68,6 +68,7 @@ fn exec(argv: &[&str]) -> AuthorizeRequest {
         start: false,
         credential: false,
         delegates: Vec::new(),
+        cnf: None,
     }
 }
 

@@ -105,6 +105,7 @@ pub(crate) fn request() -> AuthorizeRequest {
         start: false,
         credential: false,
         delegates: Vec::new(),
+        cnf: None,
     }
 }
 
@@ -113,6 +114,7 @@ fn claims_for(req: &AuthorizeRequest, policy: &str, now: u64, jti: &str) -> Resu
         iss: "writ".into(),
         sub: "Agent::\"bench\"".into(),
         aud: req.audience.clone(),
+        cnf: None,
         iat: now,
         nbf: now,
         exp: now + 60,
@@ -793,6 +795,7 @@ async fn measure(
         environment_digest: Some(claims.writ.environment.digest.clone()),
         accepted_policies: Some([bundle.hash().to_owned()].into()),
         check_spent: false,
+        holder: Default::default(),
     };
     anyhow::ensure!(
         writ_artifact::verify(&token_str, &ring, &opts, &NoStatus).is_ok(),

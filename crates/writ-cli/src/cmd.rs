@@ -324,6 +324,11 @@ pub struct AuthorizeArgs {
     /// `context.delegates`; without it only this writ's own principal may.
     #[arg(long = "delegate", value_name = "UID")]
     pub delegates: Vec<String>,
+    /// Bind the writ to this holder's public key, an Ed25519 JWK
+    /// (`{"kty":"OKP","crv":"Ed25519","x":"..."}`): every use of the writ
+    /// then needs a fresh proof signed by the key (docs/spec/holder.md).
+    #[arg(long, value_name = "JWK")]
+    pub holder_jwk: Option<String>,
 }
 
 pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
@@ -345,6 +350,15 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
         start: a.start,
         credential: false,
         delegates: a.delegates,
+        cnf: a
+            .holder_jwk
+            .as_deref()
+            .map(|j| {
+                serde_json::from_str(j)
+                    .map(|jwk| writ_authority::HolderCnf { jwk })
+                    .context("--holder-jwk is not an Ed25519 JWK {kty, crv, x}")
+            })
+            .transpose()?,
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
     if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()
@@ -418,6 +432,11 @@ pub struct VerifyArgs {
     /// Clock skew tolerated, seconds.
     #[arg(long, default_value_t = 5)]
     pub skew_secs: u64,
+    /// A proof of possession by the writ's holder, made for `verify`
+    /// (docs/spec/holder.md); a holder-bound writ without one is denied
+    /// with holder_mismatch.
+    #[arg(long, value_name = "PROOF")]
+    pub pop: Option<String>,
     /// Also check the writ's decision entry is in the log: included under the
     /// latest signed checkpoint (from the server with --online, else the data
     /// dir). Fails with integrity_failure otherwise.
@@ -458,6 +477,7 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
         request,
         environment,
         audience: a.audience,
+        pop: a.pop,
     };
     let mut warn_any_policy = false;
     let result: Result<writ_artifact::Claims, (ReasonCode, String)> = if a.online {
@@ -500,6 +520,13 @@ pub async fn verify(g: &Global, a: VerifyArgs) -> Result<Exit> {
             accepted_policies: (!a.any_policy)
                 .then(|| a.policies.iter().cloned().collect::<BTreeSet<_>>()),
             check_spent: false,
+            holder: match &req.pop {
+                Some(p) => writ_artifact::HolderCheck::Proof {
+                    proof: p.clone(),
+                    purpose: writ_artifact::pop::PopUse::Verify,
+                },
+                None => writ_artifact::HolderCheck::None,
+            },
         };
         // clap made --jwks need --policy or --any-policy (never both).
         // After the verdict line: a denial's stderr starts with `denied:`.
@@ -807,6 +834,10 @@ pub enum ExecutionCmd {
         /// The writ, to re-verify at start.
         #[arg(long)]
         writ: Option<String>,
+        /// A proof of possession by a holder-bound writ's holder, made for
+        /// `start` (docs/spec/holder.md).
+        #[arg(long, value_name = "PROOF")]
+        pop: Option<String>,
     },
     /// Renew the lease of a running execution: the active policy, revocation
     /// and lineage are checked again, and the renewal is logged.
@@ -816,6 +847,9 @@ pub enum ExecutionCmd {
         /// Seconds from now (default: the writ's own lifetime; at most 3600).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
         lifetime: Option<u64>,
+        /// A proof of possession made for `renew`.
+        #[arg(long, value_name = "PROOF")]
+        pop: Option<String>,
     },
     /// Record how an execution ended.
     Finish {
@@ -834,27 +868,32 @@ pub enum ExecutionCmd {
         /// Digest of what it wrote to standard error.
         #[arg(long, value_name = "DIGEST")]
         stderr_digest: Option<String>,
+        /// A proof of possession made for `finish`.
+        #[arg(long, value_name = "PROOF")]
+        pop: Option<String>,
     },
 }
 
 pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
     let cl = need_token(g)?;
     let reply = match &c {
-        ExecutionCmd::Start { jti, writ } => {
+        ExecutionCmd::Start { jti, writ, pop } => {
             cl.post(
                 &format!("/v1/executions/{jti}/start"),
                 &writ_authority::StartRequest {
                     writ: writ.clone(),
+                    pop: pop.clone(),
                     ..Default::default()
                 },
             )
             .await?
         }
-        ExecutionCmd::Renew { jti, lifetime } => {
+        ExecutionCmd::Renew { jti, lifetime, pop } => {
             cl.post(
                 &format!("/v1/executions/{jti}/renew"),
                 &writ_authority::RenewRequest {
                     lifetime_secs: *lifetime,
+                    pop: pop.clone(),
                 },
             )
             .await?
@@ -865,12 +904,14 @@ pub async fn execution(g: &Global, c: ExecutionCmd) -> Result<Exit> {
             duration_ms,
             stdout_digest,
             stderr_digest,
+            pop,
         } => {
             let body = writ_authority::FinishRequest {
                 exit_status: *exit_status,
                 duration_ms: *duration_ms,
                 stdout_digest: stdout_digest.clone(),
                 stderr_digest: stderr_digest.clone(),
+                pop: pop.clone(),
                 ..Default::default()
             };
             cl.post(&format!("/v1/executions/{jti}/finish"), &body)

@@ -70,6 +70,7 @@ impl Step<'_> {
             request: Some(json!({"argv": argv})),
             environment: None,
             audience: Some("demo@localhost".into()),
+            pop: None,
         };
         self.client.post("/v1/verify", &req).await?.parse()
     }

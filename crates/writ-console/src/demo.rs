@@ -99,6 +99,7 @@ impl Run {
             request: Some(json!({"argv": argv})),
             environment: None,
             audience: Some(AUDIENCE.into()),
+            pop: None,
         };
         match self.c.authority.verify(&req) {
             Ok(_) => ("valid".into(), "the writ verifies".into()),

@@ -13,7 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use writ_artifact::{Claims, Denial, KeyRing, NoStatus, ReasonCode, StatusOracle, VerifyOptions};
+use writ_artifact::{
+    Claims, Denial, HolderCheck, KeyRing, NoStatus, ReasonCode, StatusOracle, VerifyOptions,
+};
 use writ_log::note::{Note, SignedCheckpoint};
 use writ_log::{Entry, Hash};
 
@@ -73,14 +75,17 @@ fn writ_checks(c: &Console, token: &str, claims: &Claims) -> Vec<Value> {
     let mut accepted = a.config().extra_accepted_policies.clone();
     accepted.insert(a.active_policy());
     // Each step is the real verifier with one more condition switched on.
+    // The holder's proof is not the console's to make: a holder-bound writ
+    // says so in its own step.
     let at_nbf = VerifyOptions {
         now_unix_secs: claims.nbf,
+        holder: HolderCheck::Inspect,
         ..VerifyOptions::default()
     };
     let window = VerifyOptions {
         now_unix_secs: now,
         skew_secs: skew,
-        ..VerifyOptions::default()
+        ..at_nbf.clone()
     };
     let policy = VerifyOptions {
         accepted_policies: Some(accepted),
@@ -93,6 +98,16 @@ fn writ_checks(c: &Console, token: &str, claims: &Claims) -> Vec<Value> {
     let run = |opts: &VerifyOptions, status: &dyn StatusOracle| {
         writ_artifact::verify(token, &ring, opts, status).map(|_| ())
     };
+    let holder = check(
+        "holder (proof of possession)",
+        Ok(match &claims.cnf {
+            Some(c) => format!(
+                "bound to holder key {}: each use needs a fresh proof signed by it",
+                c.jkt
+            ),
+            None => "not holder-bound: whoever presents it may use it".into(),
+        }),
+    );
     vec![
         check(
             "signature and claims (Ed25519, known key, exact shape)",
@@ -120,6 +135,7 @@ fn writ_checks(c: &Console, token: &str, claims: &Claims) -> Vec<Value> {
             "nonce unspent (single use)",
             run(&spent, &Status(c)).map(|()| "not started yet: it can be used once".into()),
         ),
+        holder,
     ]
 }
 

@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use tokio::signal::unix::SignalKind;
-use writ_api::{AuthorizeRequest, AuthorizeResponse};
+use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+use writ_artifact::pop::PopUse;
 use writ_artifact::{
     canonical, Clock, EnvironmentBinding, Jwks, KeyRing, NoStatus, ReasonCode, Scope, SystemClock,
     VerifyOptions,
@@ -18,6 +19,7 @@ use writ_artifact::{
 use writ_exec::{Confinement, Enforcement, ExecError, Executable, Launcher};
 
 use crate::client::Client;
+use crate::holder::Holder;
 use crate::{print_denial, Exit, Global};
 
 /// The longest `--unreachable-grace` (`writ exec` and `writ mcp-proxy`).
@@ -280,6 +282,15 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     let client = Client::new(&g.server, g.token.clone()).answering_within(
         crate::lease::answer_limit(Duration::from_secs(a.unreachable_grace)),
     );
+    // The run's holder key: the writ asked for is bound to it, so that a
+    // copy of it (the program gets one, in WRIT_PARENT) is useless to
+    // anyone but this runner. A writ asked for only to be printed is for
+    // another run to use, and is not bound.
+    let holder = if a.authorize_only {
+        Holder::none(&audience)
+    } else {
+        Holder::generate(&audience)?
+    };
     // The authority's published keys, fetched while the writ is asked for.
     let jwks = {
         let c = client.clone();
@@ -315,6 +326,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
                 // The program's own credential, for what it asks in turn.
                 credential: !a.authorize_only,
                 delegates: Vec::new(),
+                cnf: holder.cnf(),
             };
             // An enforcement point that cannot reach its authority runs
             // nothing: a denial, as for every other failure on the way.
@@ -382,7 +394,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         Ok(ring) => ring,
         Err(e) => {
             if let Some(jti) = &issued {
-                record_not_started(&client, jti, started, &e).await;
+                record_not_started(&client, &holder, jti, started, &e).await;
             }
             return denied(ReasonCode::AuthorityUnavailable, e);
         }
@@ -398,6 +410,13 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         environment_digest: Some(env_digest),
         accepted_policies: None,
         check_spent: false,
+        // A writ given with --writ that is bound to another holder fails
+        // here: this run cannot prove it holds that key.
+        holder: holder.check(
+            &writ_artifact::decode_unverified(&writ)
+                .map(|(_, c)| c.jti)
+                .unwrap_or_default(),
+        ),
     };
     // A writ given with --writ is started below, after verification.
     let spent_on_issue = issued.is_some();
@@ -405,7 +424,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         Ok(v) => v,
         Err(d) => {
             if let Some(jti) = &issued {
-                record_not_started(&client, jti, started, &d.message).await;
+                record_not_started(&client, &holder, jti, started, &d.message).await;
             }
             return denied(d.reason, d.message);
         }
@@ -419,7 +438,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     confinement.net = granted.net;
     if let Err(e) = confinement.check_paths() {
         if spent_on_issue {
-            record_not_started(&client, &jti, started, &e.to_string()).await;
+            record_not_started(&client, &holder, &jti, started, &e.to_string()).await;
         }
         return denied(ReasonCode::IntegrityFailure, e.to_string());
     }
@@ -430,7 +449,8 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         let reply = match client
             .post(
                 &format!("/v1/executions/{jti}/start"),
-                &json!({"writ": writ, "request": request, "environment": facts, "audience": audience, "credential": true}),
+                &json!({"writ": writ, "request": request, "environment": facts, "audience": audience,
+                        "credential": true, "pop": holder.proof(&jti, PopUse::Start)}),
             )
             .await
         {
@@ -489,11 +509,12 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
             launched.pid
         }
         // The program never started: with --json, the denial is JSON too.
-        Err(e) => return finish_denied(&client, &jti, started, e).await,
+        Err(e) => return finish_denied(&client, &holder, &jti, started, e).await,
     };
     drop(exe);
     let governor = crate::lease::govern(
         client.clone(),
+        holder.clone(),
         jti.clone(),
         verified.claims().exp,
         Duration::from_secs(a.unreachable_grace),
@@ -547,6 +568,7 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         "duration_ms": started.elapsed().as_millis() as u64,
         "terminated": terminated,
         "enforcement": available.as_str(),
+        "pop": holder.proof(&jti, PopUse::Finish),
     });
     // The finish answers whether the writ was revoked by then: a script
     // whose nested runner heard a subtree revocation first can exit 0
@@ -651,8 +673,14 @@ async fn kill_descendants() {
 }
 
 /// The run could not start after the nonce was spent: record that, deny.
-async fn finish_denied(client: &Client, jti: &str, started: Instant, e: ExecError) -> Result<Exit> {
-    record_not_started(client, jti, started, &e.to_string()).await;
+async fn finish_denied(
+    client: &Client,
+    holder: &Holder,
+    jti: &str,
+    started: Instant,
+    e: ExecError,
+) -> Result<Exit> {
+    record_not_started(client, holder, jti, started, &e.to_string()).await;
     let reason = match e {
         ExecError::Changed(_) => ReasonCode::EnvironmentMismatch,
         _ => ReasonCode::IntegrityFailure,
@@ -661,12 +689,21 @@ async fn finish_denied(client: &Client, jti: &str, started: Instant, e: ExecErro
 }
 
 /// Record, as the finish of a spent writ, that its program never started.
-async fn record_not_started(client: &Client, jti: &str, started: Instant, why: &str) {
+async fn record_not_started(
+    client: &Client,
+    holder: &Holder,
+    jti: &str,
+    started: Instant,
+    why: &str,
+) {
+    let outcome = FinishRequest {
+        duration_ms: started.elapsed().as_millis() as u64,
+        terminated: Some(format!("not started: {why}")),
+        pop: holder.proof(jti, PopUse::Finish),
+        ..FinishRequest::default()
+    };
     let _ = client
-        .post(
-            &format!("/v1/executions/{jti}/finish"),
-            &json!({"duration_ms": started.elapsed().as_millis() as u64, "terminated": format!("not started: {why}")}),
-        )
+        .post(&format!("/v1/executions/{jti}/finish"), &outcome)
         .await;
 }
 

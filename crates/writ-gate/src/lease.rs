@@ -7,11 +7,14 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
+use writ_api::RenewRequest;
+use writ_artifact::pop::PopUse;
 use writ_artifact::ReasonCode;
 
 use crate::client::Client;
+use crate::holder::Holder;
 
 /// A stream that sent nothing (not even a keep-alive comment, which the
 /// server sends every 5 s) for this long is taken for dead and reopened.
@@ -103,19 +106,26 @@ fn unix_now() -> f64 {
 /// Watch and renew until the execution must stop. `lease_exp` is the writ's
 /// `exp` (unix seconds); `grace` is how long the authority may be
 /// unreachable (past the lease's end, for renewals) before the run is ended.
-pub async fn govern(client: Client, jti: String, lease_exp: u64, grace: Duration) -> Stop {
+pub async fn govern(
+    client: Client,
+    holder: Holder,
+    jti: String,
+    lease_exp: u64,
+    grace: Duration,
+) -> Stop {
     // The stream asks for an early renewal when something may concern this
     // run without naming it (a principal revoked, events lost).
     let (kick, kicked) = mpsc::channel(1);
     tokio::time::sleep(WATCH_AFTER).await;
     tokio::select! {
         s = watch_revocations(&client, &jti, grace, kick) => s,
-        s = keep_lease(&client, &jti, lease_exp, grace, kicked) => s,
+        s = keep_lease(&client, &holder, &jti, lease_exp, grace, kicked) => s,
     }
 }
 
 async fn keep_lease(
     client: &Client,
+    holder: &Holder,
     jti: &str,
     mut lease_exp: u64,
     grace: Duration,
@@ -138,7 +148,12 @@ async fn keep_lease(
         // No attempt outlasts the grace: past it, the run ends.
         let left = lease_exp as f64 + grace.as_secs_f64() - unix_now();
         let limit = Duration::from_secs_f64(left.max(0.0)).max(LAST_ATTEMPT_MIN);
-        let answer = tokio::time::timeout(limit, client.post(&path, &json!({})))
+        // Each renewal of a holder-bound writ proves the run holds its key.
+        let body = RenewRequest {
+            pop: holder.proof(jti, PopUse::Renew),
+            ..RenewRequest::default()
+        };
+        let answer = tokio::time::timeout(limit, client.post(&path, &body))
             .await
             .unwrap_or_else(|_| {
                 Err(anyhow::anyhow!(

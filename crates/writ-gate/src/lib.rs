@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod exec;
+pub mod holder;
 pub mod lease;
 pub mod mcp;
 pub mod signals;

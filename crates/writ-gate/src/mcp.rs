@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
 use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+use writ_artifact::pop::PopUse;
 use writ_artifact::{
     canonical, Clock, Denial, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock, VerifyOptions,
 };
@@ -22,6 +23,7 @@ use writ_mcp::govern::{
 use writ_mcp::proxy::End;
 
 use crate::client::Client;
+use crate::holder::Holder;
 use crate::{print_denial, Exit, Global};
 
 /// Read buffer of each pipe.
@@ -244,6 +246,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
         (Some(_), None) => None,
     };
+    // The session's holder key: the session's writ and every call's are
+    // bound to it (docs/spec/holder.md).
+    let holder = Holder::generate(&audience)?;
     let req = AuthorizeRequest {
         action: SESSION_ACTION.into(),
         resource: server_resource(&a.name),
@@ -259,6 +264,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         // child of the session.
         credential: true,
         delegates: Vec::new(),
+        cnf: holder.cnf(),
     };
     let started = Instant::now();
     let (writ, jti, credential) = match http.authorize(req).await {
@@ -283,6 +289,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         environment_digest: None,
         accepted_policies: None,
         check_spent: false,
+        holder: holder.check(&jti),
     };
     let session = match writ_artifact::verify(&writ, &keys, &opts, &NoStatus) {
         Ok(v) if v.jti() == jti => v,
@@ -295,6 +302,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
                     &jti,
                     FinishRequest {
                         terminated: Some(format!("not started: {}: {}", d.reason, d.message)),
+                        pop: holder.proof(&jti, PopUse::Finish),
                         ..Default::default()
                     },
                 )
@@ -326,6 +334,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
                     FinishRequest {
                         duration_ms: started.elapsed().as_millis() as u64,
                         terminated: Some(format!("not started: cannot run {}: {e}", a.argv[0])),
+                        pop: holder.proof(&jti, PopUse::Finish),
                         ..Default::default()
                     },
                 )
@@ -348,6 +357,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
             audience,
             parent: Some(jti.clone()),
             keys,
+            holder: holder.key(),
         },
         Box::new(SystemClock),
     ));
@@ -360,8 +370,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
             session.claims().exp,
         );
         let grace = Duration::from_secs(a.unreachable_grace);
+        let lease_holder = holder.clone();
         tokio::spawn(async move {
-            let stop = crate::lease::govern(client, jti, exp, grace).await;
+            let stop = crate::lease::govern(client, lease_holder, jti, exp, grace).await;
             eprintln!(
                 "writ mcp-proxy: the session's writ ended: {}",
                 stop.describe()
@@ -441,7 +452,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         },
         ..Default::default()
     };
-    if let Err(e) = gov.authority().finish(&jti, outcome).await {
+    if let Err(e) = gov.finish(&jti, outcome).await {
         eprintln!("writ: warning: the finish of session {jti} was not recorded: {e}");
     }
     if let Some((sig, _)) = received {

@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+use writ_api::HolderCnf;
 use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
+use writ_artifact::pop::{HolderKey, PopUse};
 use writ_artifact::{
-    canonical, Clock, Denial, KeyRing, NoStatus, ReasonCode, VerifiedWrit, VerifyOptions,
+    canonical, Clock, Denial, HolderCheck, KeyRing, NoStatus, ReasonCode, VerifiedWrit,
+    VerifyOptions,
 };
 
 /// The action every governed tool call asks for.
@@ -89,6 +92,9 @@ pub struct Session {
     pub parent: Option<String>,
     /// The authority's public keys, for offline verification.
     pub keys: KeyRing,
+    /// The proxy's holder key: every writ asked for is bound to it, and
+    /// each use of one is proved with it (docs/spec/holder.md).
+    pub holder: Option<Arc<HolderKey>>,
 }
 
 /// Decides for one proxy session.
@@ -149,7 +155,39 @@ impl<A: Authority> Governor<A> {
             start,
             credential: false,
             delegates: Vec::new(),
+            cnf: self
+                .session
+                .holder
+                .as_ref()
+                .map(|h| HolderCnf { jwk: h.jwk() }),
         }
+    }
+
+    /// The proof for `purpose` of writ `jti`, when the session binds its
+    /// writs to a holder key.
+    fn proof(&self, jti: &str, purpose: PopUse) -> Result<Option<String>, Denial> {
+        self.session
+            .holder
+            .as_ref()
+            .map(|h| {
+                h.prove(
+                    jti,
+                    &self.session.audience,
+                    purpose,
+                    self.clock.now_unix_secs(),
+                )
+                .map_err(|e| Denial::new(ReasonCode::AuthorityUnavailable, e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// `POST /v1/executions/{jti}/finish` of a writ of this session (its
+    /// own among them), with the holder's proof.
+    pub async fn finish(&self, jti: &str, mut outcome: FinishRequest) -> Result<(), Unavailable> {
+        outcome.pop = self
+            .proof(jti, PopUse::Finish)
+            .map_err(|d| Unavailable(d.message))?;
+        self.authority.finish(jti, outcome).await
     }
 
     /// The authorize request of a call of `tool` with `arguments`: action
@@ -189,6 +227,17 @@ impl<A: Authority> Governor<A> {
             }) => return Err(Denial::new(reason, message)),
             Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, jti),
         };
+        let holder = match self.proof(&writ.1, PopUse::Verify) {
+            Ok(Some(proof)) => HolderCheck::Proof {
+                proof,
+                purpose: PopUse::Verify,
+            },
+            Ok(None) => HolderCheck::None,
+            Err(d) => {
+                self.record_not_started(&writ.1, started, &d).await;
+                return Err(d);
+            }
+        };
         let opts = VerifyOptions {
             now_unix_secs: self.clock.now_unix_secs(),
             skew_secs: SKEW_SECS,
@@ -197,6 +246,7 @@ impl<A: Authority> Governor<A> {
             environment_digest: None,
             accepted_policies: None,
             check_spent: false,
+            holder,
         };
         match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
             Ok(v) if v.jti() == writ.1 => Ok(Permit { writ: v, started }),
@@ -231,7 +281,7 @@ impl<A: Authority> Governor<A> {
             terminated: Some(format!("not forwarded: {why}")),
             ..Default::default()
         };
-        if let Err(e) = self.authority.finish(jti, outcome).await {
+        if let Err(e) = self.finish(jti, outcome).await {
             tracing::warn!("the finish of {jti} was not recorded: {e}");
         }
     }
@@ -239,7 +289,7 @@ impl<A: Authority> Governor<A> {
     /// Record how a forwarded call ended: the server's JSON-RPC response.
     pub async fn record_finish(&self, permit: &Permit, response: &Value) {
         let outcome = finish_of(response, elapsed_ms(permit.started));
-        if let Err(e) = self.authority.finish(permit.writ.jti(), outcome).await {
+        if let Err(e) = self.finish(permit.writ.jti(), outcome).await {
             tracing::warn!("the finish of {} was not recorded: {e}", permit.writ.jti());
         }
     }
@@ -257,7 +307,7 @@ impl<A: Authority> Governor<A> {
             terminated: Some("the MCP server exited before answering".into()),
             ..Default::default()
         };
-        let _ = self.authority.finish(permit.writ.jti(), outcome).await;
+        let _ = self.finish(permit.writ.jti(), outcome).await;
     }
 
     /// May the principal call `tool` at all? A probe (see [`Governor::may`])

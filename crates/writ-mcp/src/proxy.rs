@@ -639,6 +639,7 @@ mod tests {
                 audience: "mcp:fs".into(),
                 parent: Some("p".into()),
                 keys: KeyRing::new(),
+                holder: None,
             },
             Box::new(FixedClock::new(0)),
         ));

@@ -488,6 +488,7 @@ async fn authzen_evaluation(
         start: false,
         credential: false,
         delegates: Vec::new(),
+        cnf: None,
     };
     match s.authority.authorize(&who, areq).await {
         Ok(AuthorizeResponse::Allow {

@@ -176,6 +176,9 @@ CREATE TABLE issuers (
     created_ms BIGINT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE writs ADD COLUMN holder TEXT;
+"#,
 ];
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -784,8 +787,8 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
             }
             Op::RecordWrit(w) => stmts.push(
                 Stmt::new(
-                    "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                    "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via, holder)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                     vec![
                         Param::Text(w.jti.clone()),
                         Param::Text(w.principal.clone()),
@@ -801,6 +804,7 @@ fn plan(tx: &Tx, staged: &mut Staged) -> Result<(Vec<u64>, Vec<Stmt>), StoreErro
                         Param::Int(i64_of(w.exp)?),
                         Param::Int(i64_of(indices.last().copied().unwrap_or(w.log_index))?),
                         Param::OptText(w.via.clone()),
+                        Param::OptText(w.holder.clone()),
                     ],
                 )
                 .or_conflict(format!("writ {} already recorded", w.jti)),
@@ -1256,6 +1260,7 @@ fn writ_row(r: &Row) -> Result<WritRecord, StoreError> {
         exp: get_u64(r, 11)?,
         log_index: get_u64(r, 12)?,
         via: get(r, 13)?,
+        holder: get(r, 14)?,
     })
 }
 
@@ -1344,7 +1349,7 @@ impl Store for PgStore {
     }
 
     fn writ(&self, jti: &str) -> Result<Option<WritRecord>, StoreError> {
-        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via FROM writs WHERE jti = $1";
+        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via, holder FROM writs WHERE jti = $1";
         self.rows(SQL, vec![Param::Text(jti.into())])?
             .first()
             .map(writ_row)
@@ -1352,7 +1357,7 @@ impl Store for PgStore {
     }
 
     fn children(&self, jti: &str) -> Result<Vec<WritRecord>, StoreError> {
-        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via FROM writs WHERE parent = $1 ORDER BY log_index";
+        const SQL: &str = "SELECT jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via, holder FROM writs WHERE parent = $1 ORDER BY log_index";
         self.rows(SQL, vec![Param::Text(jti.into())])?
             .iter()
             .map(writ_row)

@@ -35,8 +35,8 @@ const CACHE_KIB: i64 = 32 * 1024;
 /// (`principals.disabled`, `principals.auditor`), execution credentials
 /// (`executions.cred_hash`), delegations, `writs.via`, and the content of
 /// sealed decisions (`entry_content`). 5: external identity issuers
-/// (`issuers`).
-const SCHEMA_VERSION: i64 = 5;
+/// (`issuers`). 6: holder-bound writs (`writs.holder`).
+const SCHEMA_VERSION: i64 = 6;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS writs (
     iat INTEGER NOT NULL,
     exp INTEGER NOT NULL,
     log_index INTEGER NOT NULL,
-    via TEXT
+    via TEXT,
+    holder TEXT
 );
 -- Partial: roots (most writs) add no index entry on the hot path.
 CREATE INDEX IF NOT EXISTS writs_parent ON writs(parent) WHERE parent IS NOT NULL;
@@ -276,6 +277,7 @@ impl SqliteStore {
                     for (table, column, decl) in [
                         ("executions", "lease_exp", "INTEGER"),
                         ("writs", "via", "TEXT"),
+                        ("writs", "holder", "TEXT"),
                         ("executions", "cred_hash", "BLOB"),
                         ("principals", "disabled", "INTEGER NOT NULL DEFAULT 0"),
                         ("principals", "auditor", "INTEGER NOT NULL DEFAULT 0"),
@@ -654,13 +656,13 @@ impl Writer {
                 Op::RecordWrit(w) => {
                     self.conn
                         .prepare_cached(
-                            "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                            "INSERT INTO writs (jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via, holder)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
                                 w.jti, w.principal, w.action, w.resource, w.audience, w.parent, w.root, w.depth,
-                                w.scope, w.policy, w.iat, w.exp, indices.last().copied().unwrap_or(w.log_index), w.via
+                                w.scope, w.policy, w.iat, w.exp, indices.last().copied().unwrap_or(w.log_index), w.via, w.holder
                             ])
                         })
                         .map_err(|e| conflict_or_unavailable(e, || format!("writ {} already recorded", w.jti)))?;
@@ -894,11 +896,12 @@ fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
         exp: r.get(11)?,
         log_index: r.get(12)?,
         via: r.get(13)?,
+        holder: r.get(14)?,
     })
 }
 
 const WRIT_COLUMNS: &str =
-    "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via";
+    "jti, principal, action, resource, audience, parent, root, depth, scope, policy, iat, exp, log_index, via, holder";
 
 fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRecord> {
     Ok(CheckpointRecord {

@@ -209,6 +209,10 @@ pub struct WritRecord {
     /// only then.
     #[serde(default)]
     pub via: Option<String>,
+    /// The holder key's thumbprint (`cnf.jkt`) of a holder-bound writ:
+    /// each start, renew and finish needs a proof by that key.
+    #[serde(default)]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -483,3 +483,44 @@ fn a_policy_can_demand_full_enforcement() {
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(out.stderr.contains("@enforcement"), "{out:#?}");
 }
+
+/// The writ `writ exec` asks for is bound to a key only that runner holds:
+/// a copy taken out of the run (the program has one, in WRIT_PARENT) is
+/// refused by another runner, by the same command in the same place, and
+/// by every verifier without a proof.
+#[test]
+fn a_writ_copied_out_of_a_run_is_useless_to_anyone_but_its_runner() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().to_str().unwrap();
+    let stolen = tmp.path().join("stolen");
+    let copy = format!("printf %s \"$WRIT_PARENT\" > {}", stolen.display());
+    exec(
+        &srv,
+        tmp.path(),
+        &["--write", scratch, "--", "sh", "-c", &copy],
+    )
+    .expect_code(0, "the run that leaks its writ");
+    let writ = std::fs::read_to_string(&stolen).unwrap();
+    let jkt = claims_of(&writ)["cnf"]["jkt"].as_str().unwrap().to_owned();
+    assert_eq!(jkt.len(), 43, "an RFC 7638 thumbprint: {jkt}");
+    let w = stolen.to_str().unwrap();
+    exec(
+        &srv,
+        tmp.path(),
+        &["--writ", w, "--write", scratch, "--", "sh", "-c", &copy],
+    )
+    .expect_denied("holder_mismatch", "the copied writ in another runner");
+    let v = srv.verify(&serde_json::json!({"writ": writ}));
+    assert_eq!(v["reason"], "holder_mismatch", "{v}");
+    // The run itself was started, renewed if need be, and finished with
+    // its proofs: the log has its finish.
+    let jti = claims_of(&writ)["jti"].as_str().unwrap().to_owned();
+    assert!(
+        srv.log_entries()
+            .iter()
+            .any(|e| e["entry"]["type"] == "execution_finish" && e["entry"]["jti"] == jti.as_str()),
+        "the holder's finish is recorded"
+    );
+}

@@ -341,6 +341,20 @@ fn scenario(lang: Lang) {
         .find(|e| e["type"] == "execution_finish" && e["jti"] == call_jti.as_str())
         .unwrap_or_else(|| panic!("no finish for {call_jti}"));
     assert_eq!(fin["exit_status"], 0, "{fin}");
+    // The session's writ and the call's are bound to the proxy's own
+    // holder key (one per run): their finishes above carried its proofs.
+    let db = rusqlite::Connection::open(srv.db_path()).unwrap();
+    let holders: Vec<Option<String>> = [sjti, call_jti.as_str()]
+        .iter()
+        .map(|j| {
+            db.query_row("SELECT holder FROM writs WHERE jti = ?1", [j], |r| r.get(0))
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        holders[0].is_some() && holders[0] == holders[1],
+        "{holders:?}"
+    );
     assert!(
         fin["stdout_digest"]
             .as_str()

@@ -227,3 +227,80 @@ fn writ_refuses_signature_encodings_that_lenient_decoders_accept() {
         );
     }
 }
+
+/// A holder with nothing but a standard JOSE library (PyJWT and its
+/// `cryptography` Ed25519 key) asks for a holder-bound writ and proves
+/// possession at `POST /v1/verify` and at the start of its execution: the
+/// proof format (docs/spec/holder.md) is plain JWS, not writ's own code.
+#[test]
+fn a_holder_with_pyjwt_alone_proves_possession() {
+    if skip_python("a PyJWT holder") {
+        return;
+    }
+    let py = python();
+    // The holder's key, made and used in Python; only the public JWK and
+    // the proofs come out.
+    const HOLDER: &str = r#"
+import json, sys, time, secrets
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+job = json.load(sys.stdin)
+if job.get("pem"):
+    key = serialization.load_pem_private_key(job["pem"].encode(), None)
+else:
+    key = Ed25519PrivateKey.generate()
+pub = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
+jwk = {"crv": pub["crv"], "kty": pub["kty"], "x": pub["x"]}
+pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                        serialization.NoEncryption()).decode()
+proofs = {}
+for use in job.get("uses", []):
+    claims = {"aud": job["aud"], "iat": int(time.time()), "jti": secrets.token_hex(16),
+              "use": use, "writ": job["writ"]}
+    proofs[use] = jwt.encode(claims, key, algorithm="EdDSA",
+                             headers={"typ": "writ-pop+jwt", "jwk": jwk})
+json.dump({"jwk": jwk, "pem": pem, "proofs": proofs}, sys.stdout)
+"#;
+    let holder = |job: Value| -> Value {
+        let mut child = Command::new(&py)
+            .args(["-c", HOLDER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(job.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let made = holder(json!({}));
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["cnf"] = json!({"jwk": made["jwk"]});
+    let (writ, jti, _) = srv.authorize_ok(&agent, &req);
+    let proofs = holder(json!({"pem": made["pem"], "aud": AUD, "writ": jti,
+                                "uses": ["verify", "start"]}))["proofs"]
+        .clone();
+    let v = srv.verify(&json!({"writ": writ, "pop": proofs["verify"]}));
+    assert_eq!(v["valid"], true, "{v}");
+    let v = srv.verify(&json!({"writ": writ}));
+    assert_eq!(v["reason"], "holder_mismatch", "{v}");
+    let r = srv.post(
+        &format!("/v1/executions/{jti}/start"),
+        Some(&agent),
+        &json!({"pop": proofs["start"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -21,6 +21,8 @@ struct Ctx {
     audience: Option<String>,
     /// `writ verify --skew-secs` for the local CLI (the server has its own).
     skew_secs: Option<u64>,
+    /// A proof of possession (`pop`, `--pop`).
+    pop: Option<String>,
 }
 
 impl Ctx {
@@ -34,6 +36,9 @@ impl Ctx {
         }
         if let Some(a) = &self.audience {
             b["audience"] = json!(a);
+        }
+        if let Some(p) = &self.pop {
+            b["pop"] = json!(p);
         }
         b
     }
@@ -51,6 +56,9 @@ impl Ctx {
         }
         if let Some(s) = self.skew_secs {
             a.extend(["--skew-secs".into(), s.to_string()]);
+        }
+        if let Some(p) = &self.pop {
+            a.extend(["--pop".into(), p.clone()]);
         }
         if online {
             a.push("--online".into());
@@ -163,6 +171,7 @@ fn the_untouched_writ_is_valid_everywhere() {
         environment: Some(json!({"cwd": "/srv", "host": "host-a"})),
         audience: Some(AUD.into()),
         skew_secs: None,
+        pop: None,
     };
     valid_everywhere(&f.srv, &ctx, &f.writ, "original writ");
     // No context at all is an inspection, and passes too.
@@ -632,6 +641,7 @@ fn audience_request_and_environment_bindings() {
         environment: Some(json!({"host": "host-a", "cwd": "/srv"})),
         audience: Some(AUD.into()),
         skew_secs: None,
+        pop: None,
     };
     valid_everywhere(&f.srv, &good, &f.writ, "all bindings match");
     // The request is compared by its RFC 8785 digest: key order is irrelevant.
@@ -712,6 +722,7 @@ fn audience_request_and_environment_bindings() {
         environment: Some(json!({"host": "x"})),
         audience: Some("x".into()),
         skew_secs: None,
+        pop: None,
     };
     denied_everywhere(
         &f.srv,
@@ -1419,4 +1430,222 @@ fn a_failed_key_rotation_leaves_the_data_dir_usable() {
     // ...so the data dir must still open with it.
     srv.cli(None, &["verify", &writ])
         .expect_code(0, "local verify after a failed rotation");
+}
+
+// ---------------------------------------------------------------- holder
+
+/// A holder-bound writ (`cnf.jkt`) is good only with a fresh proof by its
+/// holder, for the use at hand, once: at verify (all three doors), start,
+/// renew and finish. A thief holding the writ, and even the principal's
+/// token, gets `holder_mismatch` (exit status 27).
+#[test]
+fn holder_mismatch() {
+    use writ_artifact::pop::{HolderKey, PopUse};
+    let f = fixture();
+    let srv = &f.srv;
+    let holder = HolderKey::generate(std::sync::Arc::new(OsEntropy)).unwrap();
+    let thief = HolderKey::generate(std::sync::Arc::new(OsEntropy)).unwrap();
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["lifetime_secs"] = json!(600);
+    req["cnf"] = json!({"jwk": holder.jwk()});
+    let (writ, jti, _) = srv.authorize_ok(&f.agent, &req);
+    assert_eq!(claims_of(&writ)["cnf"], json!({"jkt": holder.jkt()}));
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let proof = |k: &HolderKey, u: PopUse| k.prove(&jti, AUD, u, now()).unwrap();
+    let ctx = |pop: Option<String>| Ctx {
+        audience: Some(AUD.into()),
+        pop,
+        ..Ctx::default()
+    };
+    // Verify: no proof, the thief's proof, a proof for another use, a stale
+    // one; each through every door.
+    for (pop, msg, what) in [
+        (None, "no proof of possession", "no proof"),
+        (
+            Some(proof(&thief, PopUse::Verify)),
+            "is bound to",
+            "another key's proof",
+        ),
+        (
+            Some(proof(&holder, PopUse::Start)),
+            "not verify",
+            "a proof for start",
+        ),
+        (
+            Some(
+                holder
+                    .prove(&jti, AUD, PopUse::Verify, now() - 120)
+                    .unwrap(),
+            ),
+            "not within",
+            "a stale proof",
+        ),
+    ] {
+        denied_everywhere(srv, &ctx(pop), &writ, "holder_mismatch", msg, what);
+    }
+    // A fresh proof by the holder: valid through each door, once per proof.
+    let good = proof(&holder, PopUse::Verify);
+    let v = srv.verify(&ctx(Some(good.clone())).body(&writ));
+    assert_eq!(v["valid"], true, "{v}");
+    let v = srv.verify(&ctx(Some(good)).body(&writ));
+    assert_eq!(
+        (
+            v["reason"].as_str(),
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already used")
+        ),
+        (Some("holder_mismatch"), true),
+        "a proof used twice: {v}"
+    );
+    for online in [false, true] {
+        run_verify_cli(
+            srv,
+            &ctx(Some(proof(&holder, PopUse::Verify))),
+            &writ,
+            online,
+        )
+        .expect_code(0, &format!("writ verify --pop, online={online}"));
+    }
+    // Start, renew and finish: the principal's own token is not enough.
+    let exec_path = |what: &str| format!("/v1/executions/{jti}/{what}");
+    let refused = |r: Resp, what: &str| {
+        assert_eq!(
+            (r.status, r.json()["reason"].as_str().map(str::to_owned)),
+            (403, Some("holder_mismatch".to_owned())),
+            "{what}: {}",
+            r.text()
+        );
+    };
+    refused(srv.start_execution(&f.agent, &jti), "start without a proof");
+    f.srv
+        .cli(
+            Some(&f.agent),
+            &[
+                "execution",
+                "start",
+                &jti,
+                "--pop",
+                &proof(&thief, PopUse::Start),
+            ],
+        )
+        .expect_denied(
+            "holder_mismatch",
+            "writ execution start with the thief's proof",
+        );
+    refused(
+        srv.post(
+            &exec_path("start"),
+            Some(&f.agent),
+            &json!({"pop": proof(&holder, PopUse::Verify)}),
+        ),
+        "start with a proof for verify",
+    );
+    refused(
+        srv.post(
+            &exec_path("start"),
+            Some(&f.agent),
+            &json!({"writ": writ, "audience": AUD, "pop": proof(&thief, PopUse::Start)}),
+        ),
+        "start re-verifying the writ, with the thief's proof",
+    );
+    let started = srv.post(
+        &exec_path("start"),
+        Some(&f.agent),
+        &json!({"pop": proof(&holder, PopUse::Start)}),
+    );
+    assert_eq!(
+        started.status,
+        200,
+        "start by the holder: {}",
+        started.text()
+    );
+    refused(
+        srv.post(&exec_path("renew"), Some(&f.agent), &json!({})),
+        "renew without a proof",
+    );
+    let renewal = proof(&holder, PopUse::Renew);
+    let r = srv.post(
+        &exec_path("renew"),
+        Some(&f.agent),
+        &json!({"pop": renewal}),
+    );
+    assert_eq!(r.status, 200, "renew by the holder: {}", r.text());
+    refused(
+        srv.post(
+            &exec_path("renew"),
+            Some(&f.agent),
+            &json!({"pop": renewal}),
+        ),
+        "a renewal's proof replayed",
+    );
+    refused(
+        srv.post(
+            &exec_path("finish"),
+            Some(&f.agent),
+            &json!({"exit_status": 0, "pop": proof(&thief, PopUse::Finish)}),
+        ),
+        "finish with the thief's proof",
+    );
+    let r = srv.post(
+        &exec_path("finish"),
+        Some(&f.agent),
+        &json!({"exit_status": 0, "pop": proof(&holder, PopUse::Finish)}),
+    );
+    assert_eq!(r.status, 200, "finish by the holder: {}", r.text());
+    // Not a holder key at all, or a small-order point (under which any
+    // signature verifies): a bad request, nothing issued.
+    let mut identity_point = [0u8; 32];
+    identity_point[0] = 1;
+    for jwk in [
+        json!({"kty": "EC", "crv": "P-256", "x": "AA"}),
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&identity_point)}),
+        json!({"kty": "OKP", "crv": "Ed25519", "x": holder.jwk().x, "d": "AA"}),
+    ] {
+        let mut bad = exec_req(&["/usr/bin/true"], AUD);
+        bad["cnf"] = json!({ "jwk": jwk });
+        let r = srv.authorize(&f.agent, &bad);
+        assert_eq!(r.status, 400, "{jwk}: {}", r.text());
+        assert!(r.text().contains("cnf"), "{}", r.text());
+    }
+    // Proofs signed by the right key in any other shape than the one.
+    let key = WritKey::generate(&OsEntropy).unwrap();
+    let x = key.jwk().x;
+    let mut req = exec_req(&["/usr/bin/true"], AUD);
+    req["cnf"] = json!({"jwk": {"kty": "OKP", "crv": "Ed25519", "x": x}});
+    let (writ, jti, _) = srv.authorize_ok(&f.agent, &req);
+    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    let claims = |n: u8| {
+        format!(
+            r#"{{"aud":"{AUD}","iat":{},"jti":"{}","use":"verify","writ":"{jti}"}}"#,
+            now(),
+            format!("{n:02x}").repeat(16)
+        )
+    };
+    let good = format!(r#"{{"alg":"EdDSA","jwk":{jwk},"typ":"writ-pop+jwt"}}"#);
+    let bad_headers = [
+        format!(r#"{{"alg":"none","jwk":{jwk},"typ":"writ-pop+jwt"}}"#),
+        format!(r#"{{"alg":"HS256","jwk":{jwk},"typ":"writ-pop+jwt"}}"#),
+        format!(r#"{{"alg":"EdDSA","jwk":{jwk},"typ":"dpop+jwt"}}"#),
+        format!(
+            r#"{{"alg":"EdDSA","jwk":{{"crv":"Ed25519","d":"AA","kty":"OKP","x":"{x}"}},"typ":"writ-pop+jwt"}}"#
+        ),
+        format!(r#"{{"alg":"EdDSA","jwk":{jwk},"kid":"k","typ":"writ-pop+jwt"}}"#),
+        format!(r#"{{"alg": "EdDSA","jwk":{jwk},"typ":"writ-pop+jwt"}}"#),
+        format!(r#"{{"jwk":{jwk},"alg":"EdDSA","typ":"writ-pop+jwt"}}"#),
+    ];
+    for (i, h) in bad_headers.iter().enumerate() {
+        let pop = sign_raw(&key, h.as_bytes(), claims(i as u8 + 1).as_bytes());
+        let v = srv.verify(&json!({"writ": writ, "pop": pop}));
+        assert_eq!(v["reason"], "holder_mismatch", "{h}: {v}");
+    }
+    let pop = sign_raw(&key, good.as_bytes(), claims(0x7f).as_bytes());
+    let v = srv.verify(&json!({"writ": writ, "pop": pop}));
+    assert_eq!(v["valid"], true, "the one shape: {v}");
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::claims::{EnvironmentBinding, Lineage, LogPointer, Scope, WritBody};
 use crate::env::{Entropy, EntropyError};
+use crate::pop::PopUse;
 use serde_json::json;
 
 struct Seeded(u8);
@@ -23,6 +24,7 @@ fn claims() -> Claims {
         iss: "writ".into(),
         sub: "Agent::\"planner\"".into(),
         aud: "exec@a".into(),
+        cnf: None,
         iat: NOW,
         nbf: NOW,
         exp: NOW + 60,
@@ -339,5 +341,76 @@ fn signed_claims_that_do_not_hang_together_are_refused() {
     assert_eq!(
         code(verify(&sign(&k, &c).unwrap(), &r, &opts(), &NoStatus)),
         ReasonCode::LineageBroken
+    );
+}
+
+struct ProofsSeen(std::sync::Mutex<std::collections::HashSet<String>>);
+impl StatusOracle for ProofsSeen {
+    fn revoked(&self, _: &Claims) -> Result<Option<String>, Denial> {
+        Ok(None)
+    }
+    fn spent(&self, _: &str) -> Result<bool, Denial> {
+        Ok(false)
+    }
+    fn spend_proof(&self, p: &ProvenHolder) -> Result<bool, Denial> {
+        Ok(self.0.lock().unwrap().insert(p.proof_jti().to_owned()))
+    }
+}
+
+#[test]
+fn a_holder_bound_writ_needs_a_fresh_proof_by_its_holder() {
+    use crate::pop::HolderKey;
+    use crate::OsEntropy;
+    let k = WritKey::generate(&Seeded(3)).unwrap();
+    let holder = HolderKey::generate(std::sync::Arc::new(OsEntropy)).unwrap();
+    let mut c = claims();
+    c.cnf = Some(crate::Confirmation { jkt: holder.jkt() });
+    let t = sign(&k, &c).unwrap();
+    let r = ring(&k);
+    // No proof: refused, whatever else is right.
+    assert_eq!(
+        code(verify(&t, &r, &opts(), &NoStatus)),
+        ReasonCode::HolderMismatch
+    );
+    let with = |proof: String, purpose| VerifyOptions {
+        holder: HolderCheck::Proof { proof, purpose },
+        ..opts()
+    };
+    let proof = holder.prove(&c.jti, &c.aud, PopUse::Verify, NOW).unwrap();
+    let seen = ProofsSeen(Default::default());
+    assert!(verify(&t, &r, &with(proof.clone(), PopUse::Verify), &seen).is_ok());
+    // The same proof again, where the oracle keeps track: refused.
+    assert_eq!(
+        code(verify(&t, &r, &with(proof.clone(), PopUse::Verify), &seen)),
+        ReasonCode::HolderMismatch
+    );
+    // A proof for another use, or by another key.
+    assert_eq!(
+        code(verify(&t, &r, &with(proof, PopUse::Start), &NoStatus)),
+        ReasonCode::HolderMismatch
+    );
+    let thief = HolderKey::generate(std::sync::Arc::new(OsEntropy)).unwrap();
+    let forged = thief.prove(&c.jti, &c.aud, PopUse::Verify, NOW).unwrap();
+    assert_eq!(
+        code(verify(&t, &r, &with(forged, PopUse::Verify), &NoStatus)),
+        ReasonCode::HolderMismatch
+    );
+    // Inspection skips the holder, and nothing else.
+    let inspect = VerifyOptions {
+        holder: HolderCheck::Inspect,
+        ..opts()
+    };
+    assert!(verify(&t, &r, &inspect, &NoStatus).is_ok());
+    // A writ without cnf needs no proof.
+    let plain = sign(&k, &claims()).unwrap();
+    assert!(verify(&plain, &r, &opts(), &NoStatus).is_ok());
+    // A signed cnf that is not a thumbprint: made by a broken signer.
+    c.cnf = Some(crate::Confirmation {
+        jkt: "short".into(),
+    });
+    let t = sign(&k, &c).unwrap();
+    assert_eq!(
+        code(verify(&t, &r, &inspect, &NoStatus)),
+        ReasonCode::MalformedArtifact
     );
 }

@@ -1,0 +1,130 @@
+//! Holder-bound writs at the authority (docs/spec/holder.md): the proof a
+//! start, renew, finish or verify of such a writ must bring, each proof
+//! spent once on this node.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use writ_artifact::pop::{self, Bound, PopUse, ProvenHolder};
+use writ_artifact::{Claims, Denial, ReasonCode, StatusOracle};
+use writ_store::WritRecord;
+
+use super::Authority;
+use crate::api::CallError;
+use crate::status::Oracle;
+
+/// Most proofs remembered at once. Each is remembered for its window (about
+/// a minute), so this bounds the proofs one node accepts per minute; past
+/// it, proofs are refused until older ones age out.
+const PROOFS_REMEMBERED_MAX: usize = 262_144;
+
+/// The proofs this node accepted and that are still inside their window.
+#[derive(Default)]
+pub(crate) struct ProofLedger {
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl ProofLedger {
+    /// Spend `p` at `now`: `Ok(false)` if it was spent before.
+    pub(crate) fn spend(&self, p: &ProvenHolder, now: u64) -> Result<bool, Denial> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= PROOFS_REMEMBERED_MAX {
+            seen.retain(|_, until| *until >= now);
+            if seen.len() >= PROOFS_REMEMBERED_MAX {
+                return Err(Denial::new(
+                    ReasonCode::AuthorityUnavailable,
+                    "too many proofs of possession in the last minute; try again",
+                ));
+            }
+        }
+        if seen.contains_key(p.proof_jti()) {
+            return Ok(false);
+        }
+        seen.insert(p.proof_jti().to_owned(), p.until());
+        Ok(true)
+    }
+}
+
+/// The authority's oracle, spending proofs in this node's ledger.
+pub(crate) struct WithProofs<'a> {
+    pub(crate) oracle: Oracle<'a>,
+    pub(crate) proofs: &'a ProofLedger,
+    pub(crate) now: u64,
+}
+
+impl StatusOracle for WithProofs<'_> {
+    fn revoked(&self, c: &Claims) -> Result<Option<String>, Denial> {
+        self.oracle.revoked(c)
+    }
+    fn spent(&self, jti: &str) -> Result<bool, Denial> {
+        self.oracle.spent(jti)
+    }
+    fn spend_proof(&self, p: &ProvenHolder) -> Result<bool, Denial> {
+        self.proofs.spend(p, self.now)
+    }
+}
+
+impl Authority {
+    /// For a holder-bound writ, check and spend the proof of its holder
+    /// (`holder_mismatch` when missing or wrong); nothing for any other.
+    pub(super) fn check_holder(
+        &self,
+        rec: &WritRecord,
+        proof: Option<&str>,
+        purpose: PopUse,
+    ) -> Result<(), CallError> {
+        let Some(jkt) = &rec.holder else {
+            return Ok(());
+        };
+        let now = self.clock.now_unix_secs();
+        let bound = Bound {
+            jti: &rec.jti,
+            aud: &rec.audience,
+            jkt,
+        };
+        let proven = pop::check(
+            proof.unwrap_or_default(),
+            bound,
+            purpose,
+            now,
+            self.config.skew_secs,
+        )
+        .map_err(CallError::Denied)?;
+        if !self.proofs.spend(&proven, now).map_err(CallError::Denied)? {
+            return Err(CallError::Denied(Denial::new(
+                ReasonCode::HolderMismatch,
+                format!(
+                    "proof {} was already used; each use of writ {} needs a fresh one",
+                    proven.proof_jti(),
+                    rec.jti
+                ),
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use writ_artifact::pop::HolderKey;
+    use writ_artifact::OsEntropy;
+
+    #[test]
+    fn a_proof_is_spent_once_and_forgotten_after_its_window() {
+        let k = HolderKey::generate(std::sync::Arc::new(OsEntropy)).unwrap();
+        let jkt = k.jkt();
+        let jti = "0123456789abcdef0123456789abcdef";
+        let bound = Bound {
+            jti,
+            aud: "a",
+            jkt: &jkt,
+        };
+        let ledger = ProofLedger::default();
+        let p = k.prove(jti, "a", PopUse::Renew, 1000).unwrap();
+        let proven = pop::check(&p, bound, PopUse::Renew, 1000, 5).unwrap();
+        assert!(ledger.spend(&proven, 1000).unwrap());
+        assert!(!ledger.spend(&proven, 1001).unwrap());
+        assert_eq!(ledger.seen.lock().unwrap().len(), 1);
+    }
+}
