@@ -49,8 +49,8 @@ fn client(g: &Global) -> Client {
 }
 
 pub(crate) fn need_token(g: &Global) -> Result<Client> {
-    if g.token.is_none() {
-        bail!("this command needs a token: set WRIT_TOKEN (printed by `writ init` or `writ principal add`) or pass --token");
+    if !g.can_authenticate() {
+        bail!("this command needs a token: set WRIT_TOKEN (printed by `writ init` or `writ principal add`) or pass --token, or reach a server's Unix socket (WRIT_SERVER=unix:PATH)");
     }
     Ok(client(g))
 }

@@ -1,6 +1,7 @@
 //! `writ serve`, and starting a server in-process (demo, bench).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -53,6 +54,21 @@ pub struct ServeArgs {
     /// twice it).
     #[arg(long, value_name = "N")]
     pub rate_burst: Option<u32>,
+    /// Also listen on a Unix socket (default: DATA_DIR/writ.sock). A
+    /// caller there needs no token: the kernel names it (uid, gid, pid,
+    /// and the executable behind the pid, measured), and the data dir's
+    /// peercred.json maps it to a principal, e.g. {"rules": [{"uid": 1000,
+    /// "principal": "User::\"alice\""}]}. A program writ governs is
+    /// never taken for its user (docs/spec/identity.md). Clients reach it
+    /// as WRIT_SERVER=unix:PATH; `writ exec` and `writ mcp-proxy` use
+    /// DATA_DIR/writ.sock on their own when neither a server nor a token
+    /// is set.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub unix: Option<Option<PathBuf>>,
+    /// Permissions of the Unix socket (octal): who may connect at all
+    /// (the owner only by default; 660 for a group).
+    #[arg(long, value_name = "MODE", default_value = "600", value_parser = parse_mode)]
+    pub unix_mode: u32,
     #[command(flatten)]
     pub net: crate::listen::ListenArgs,
 }
@@ -79,6 +95,8 @@ impl ServeArgs {
             freshness_ms: writ_authority::FRESHNESS_MS_DEFAULT,
             rate_limit: writ_server::rate::RATE_LIMIT_DEFAULT,
             rate_burst: None,
+            unix: None,
+            unix_mode: 0o600,
             net: crate::listen::ListenArgs {
                 max_connections: writ_server::listen::MAX_CONNECTIONS_DEFAULT,
                 request_timeout_secs: writ_server::listen::REQUEST_TIMEOUT_SECS_DEFAULT,
@@ -229,6 +247,15 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     let addr = listener.local_addr()?;
+    let unix = match &a.unix {
+        Some(p) => {
+            let path = p
+                .clone()
+                .unwrap_or_else(|| dir.root.join(writ_gate::client::LOCAL_SOCKET));
+            Some(bind_unix(&path, a.unix_mode)?)
+        }
+        None => None,
+    };
     let listen = a.net.listen(addr)?;
     let scheme = crate::listen::scheme(&listen);
     crate::listen::reload_on_sighup(&listen);
@@ -241,6 +268,11 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         a.rate_limit,
         a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),
     );
+    if a.unix.is_some() {
+        state.peercred = Some(Arc::new(
+            writ_identity::peercred::Rules::load(&dir.root).map_err(|e| anyhow::anyhow!(e))?,
+        ));
+    }
     let cfg = dir.config()?;
     state.log = Some(Arc::new(
         LogPublisher::new(
@@ -285,7 +317,7 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
         // Held while this server runs.
         let _lock = lock;
         let store = state.authority.store().clone();
-        let out = writ_server::serve_with(state, listener, listen, async move {
+        let out = writ_server::serve_on(state, listener, unix, listen, async move {
             let _ = rx.await;
         })
         .await;
@@ -332,6 +364,37 @@ pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {
     let _ = running.shutdown.send(());
     let _ = running.task.await;
     Ok(Exit::Ok)
+}
+
+fn parse_mode(s: &str) -> std::result::Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode (e.g. 600, 660)"))
+}
+
+/// Bind the Unix socket at `path` with `mode`; a stale socket file (no
+/// server answers on it) is replaced, a live one is an error.
+fn bind_unix(path: &Path, mode: u32) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("--unix {}: exists and is not a socket", path.display());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "--unix {}: another server is listening on it",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))?;
+    Ok(listener)
 }
 
 /// The machine's host name (Linux), for this node's id in `GET /v1/mesh`.

@@ -19,7 +19,10 @@ pub struct Client {
     /// `Err`: why no request can be sent (a TLS setting that cannot be
     /// used, a cleartext URL off this machine): every request fails with it.
     http: std::result::Result<reqwest::Client, String>,
+    /// The server as named (`https://...`, `http://...`, `unix:PATH`).
     base: String,
+    /// The URL requests are sent to (`http://localhost` over a Unix socket).
+    url: String,
     token: Option<String>,
     /// How long an answer may take (for a stream: its headers); none by
     /// default. The enforcement points set one: a server that accepts the
@@ -62,11 +65,25 @@ impl Client {
     /// against the system's roots and `WRIT_CA`, and `WRIT_CLIENT_CERT` /
     /// `WRIT_CLIENT_KEY` are presented when set (`writ_tls::client`);
     /// `http://` is for this machine only, unless `WRIT_INSECURE_PLAIN_HTTP=1`.
+    /// `unix:PATH` is the server's Unix socket (`writ serve --unix PATH`),
+    /// where the kernel names the caller and no token is needed.
     pub fn new(base: &str, token: Option<String>) -> Client {
         let base = base.trim_end_matches('/').to_owned();
+        let (http, url) = match base.strip_prefix(UNIX_SCHEME) {
+            Some(path) => (
+                http_builder()
+                    .unix_socket(path)
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| format!("building the HTTP client: {e}")),
+                "http://localhost".to_owned(),
+            ),
+            None => (http_for(&base), base.clone()),
+        };
         Client {
-            http: http_for(&base),
+            http,
             base,
+            url,
             token,
             answer_within: None,
         }
@@ -94,7 +111,7 @@ impl Client {
 
     fn req(&self, m: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder> {
         let http = self.http.as_ref().map_err(|e| anyhow!("{e}"))?;
-        let r = http.request(m, format!("{}{path}", self.base));
+        let r = http.request(m, format!("{}{path}", self.url));
         Ok(match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
@@ -178,9 +195,25 @@ fn unreachable_hint(cause: &str) -> &'static str {
     }
 }
 
-/// The HTTP client for `base`, or why there is none.
-fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
-    let builder = reqwest::Client::builder()
+/// The data dir's Unix socket (`writ serve --unix` with no path).
+pub const LOCAL_SOCKET: &str = "writ.sock";
+
+/// How a Unix socket is named as a server (`unix:/run/writ/writ.sock`).
+pub const UNIX_SCHEME: &str = "unix:";
+
+/// The socket a local enforcement point uses when neither a server nor a
+/// token is set: the data dir's `writ.sock`, if a server listens there.
+pub fn local_socket(dir: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    // Absolute: the programs a runner starts get it as WRIT_SERVER.
+    let path = std::fs::canonicalize(dir).ok()?.join(LOCAL_SOCKET);
+    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
+    (is_socket && std::os::unix::net::UnixStream::connect(&path).is_ok())
+        .then(|| format!("{UNIX_SCHEME}{}", path.display()))
+}
+
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         // A redirect could carry the token elsewhere (or from https to http):
         // the API never redirects, so none is followed.
         .redirect(reqwest::redirect::Policy::none())
@@ -188,7 +221,12 @@ fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
         // Below the server's header timeout (20 s), which closes idle
         // connections: the client lets go of them first.
         .pool_idle_timeout(Duration::from_secs(15))
-        .connect_timeout(CONNECT_TIMEOUT);
+        .connect_timeout(CONNECT_TIMEOUT)
+}
+
+/// The HTTP client for `base`, or why there is none.
+fn http_for(base: &str) -> std::result::Result<reqwest::Client, String> {
+    let builder = http_builder();
     let url = reqwest::Url::parse(base).map_err(|e| format!("WRIT_SERVER {base:?}: {e}"))?;
     match url.scheme() {
         "https" => writ_tls::client::http_client(builder)

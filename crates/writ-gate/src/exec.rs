@@ -191,6 +191,7 @@ pub(crate) fn scope_path(p: &std::path::Path) -> std::io::Result<PathBuf> {
 }
 
 pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
+    let g = &g.local_default();
     JSON_DENIALS.store(g.json, Ordering::Relaxed);
     // The caller's token is in this process: nothing of the same user (the
     // program cannot anyway, being in a Landlock domain of its own) may
@@ -302,8 +303,11 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
     let (writ, issued, answer, mut credential) = match &a.writ {
         Some(f) => (read_writ(f)?, None, None, None),
         None => {
-            if g.token.is_none() {
-                anyhow::bail!("writ exec needs a token: set WRIT_TOKEN or pass --token");
+            if !g.can_authenticate() {
+                anyhow::bail!(
+                    "writ exec needs a token (WRIT_TOKEN or --token), or a server on the data dir's \
+                     Unix socket (writ serve --unix)"
+                );
             }
             let req = AuthorizeRequest {
                 action: "Action::\"exec\"".into(),

@@ -38,7 +38,7 @@ pub struct Global {
         long,
         global = true,
         env = "WRIT_SERVER",
-        default_value = "http://127.0.0.1:7070"
+        default_value = DEFAULT_SERVER
     )]
     pub server: String,
     /// Bearer token for client commands.
@@ -47,6 +47,31 @@ pub struct Global {
     /// Print a machine-readable JSON answer on standard output.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The server `--server` names by default.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
+impl Global {
+    /// What an enforcement point (`writ exec`, `writ mcp-proxy`) reaches:
+    /// with no token and the default server, the data dir's Unix socket
+    /// (`writ.sock`) when a server listens there, where the kernel names
+    /// the caller and no token is needed in any environment variable
+    /// (docs/spec/identity.md).
+    pub fn local_default(&self) -> Global {
+        let mut g = self.clone();
+        if g.token.is_none() && g.server == DEFAULT_SERVER {
+            if let Some(sock) = client::local_socket(&g.dir) {
+                g.server = sock;
+            }
+        }
+        g
+    }
+
+    /// Whether requests can name their caller: a token, or the Unix socket.
+    pub fn can_authenticate(&self) -> bool {
+        self.token.is_some() || self.server.starts_with(client::UNIX_SCHEME)
+    }
 }
 
 /// How a command ended, when it did not fail.

@@ -195,11 +195,15 @@ async fn keyring(client: &Client) -> Result<KeyRing, String> {
 }
 
 pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
+    let g = &g.local_default();
     // The agent's token is in this process: the server it starts (same
     // user) must not read it from /proc.
     writ_exec::guard::undumpable()?;
-    if g.token.is_none() {
-        bail!("writ mcp-proxy needs the agent's token: set WRIT_TOKEN or pass --token");
+    if !g.can_authenticate() {
+        bail!(
+            "writ mcp-proxy needs the agent's token (WRIT_TOKEN or --token), or a server on the \
+             data dir's Unix socket (writ serve --unix)"
+        );
     }
     let client = Client::new(&g.server, g.token.clone()).answering_within(
         crate::lease::answer_limit(Duration::from_secs(a.unreachable_grace)),

@@ -6,13 +6,17 @@
 //!   service-account token), checked against the issuer's JWKS.
 //! - [`x509`]: the client certificate of a mutual-TLS connection (a SPIFFE
 //!   X.509-SVID, or any certificate the configured CA issued).
+//! - [`peercred`]: a local caller over a Unix socket, as the kernel names
+//!   it (uid, gid, pid, and the executable behind the pid).
 //!
 //! What it proves is an [`Identity`]: how the caller authenticated and the
 //! facts of that proof, which the authority puts in the Cedar context
 //! (`context.identity`) so that a policy can say which workloads may act.
-#![forbid(unsafe_code)]
+// One system call without a safe wrapper: `peercred::peer_pidfd`.
+#![deny(unsafe_code)]
 
 pub mod issuer;
+pub mod peercred;
 pub mod x509;
 
 use serde_json::{Map, Value};

@@ -165,26 +165,42 @@ pub async fn guard(
     // shared one): off the async workers. A JWT is checked against its
     // issuer's keys (fetched when missing). A principal's token is checked
     // against the cached registry. No token on a mutual-TLS connection: the
-    // client certificate says who calls.
+    // client certificate says who calls; on the Unix socket, the kernel.
     let peer = req
         .extensions()
         .get::<Arc<writ_identity::x509::PeerCertificate>>()
         .cloned();
-    let authenticated = if token.starts_with("writx_") {
-        match tokio::task::spawn_blocking(move || authenticate(&token)).await {
-            Ok(r) => r,
-            Err(e) => Err(writ_artifact::Denial::new(
-                writ_artifact::ReasonCode::AuthorityUnavailable,
-                e.to_string(),
-            )),
-        }
-    } else if writ_identity::issuer::looks_like_jwt(&token) {
-        s.authority.authenticate_jwt(&token).await
-    } else if let (true, Some(peer)) = (token.is_empty(), &peer) {
-        s.authority.authenticate_certificate(peer)
-    } else {
-        authenticate(&token)
-    };
+    let local = req
+        .extensions()
+        .get::<Arc<writ_identity::peercred::Peer>>()
+        .cloned();
+    let authenticated =
+        if token.starts_with("writx_") {
+            match tokio::task::spawn_blocking(move || authenticate(&token)).await {
+                Ok(r) => r,
+                Err(e) => Err(writ_artifact::Denial::new(
+                    writ_artifact::ReasonCode::AuthorityUnavailable,
+                    e.to_string(),
+                )),
+            }
+        } else if writ_identity::issuer::looks_like_jwt(&token) {
+            s.authority.authenticate_jwt(&token).await
+        } else if let (true, Some(peer)) = (token.is_empty(), &peer) {
+            s.authority.authenticate_certificate(peer)
+        } else if let (true, Some(local)) = (token.is_empty(), &local) {
+            let mapped = match &s.peercred {
+                Some(rules) => rules.map(local),
+                None => Err(format!(
+                    "a local caller needs a token: no {} in the data dir maps local callers",
+                    writ_identity::peercred::RULES_FILE
+                )),
+            };
+            s.authority.authenticate_proven(mapped.map_err(|m| {
+                writ_artifact::Denial::new(writ_artifact::ReasonCode::Unauthenticated, m)
+            }))
+        } else {
+            authenticate(&token)
+        };
     let who = match authenticated {
         Ok(p) => p,
         Err(d) => {

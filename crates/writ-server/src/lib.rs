@@ -60,6 +60,18 @@ pub async fn serve_with(
     listen: Listen,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_on(state, listener, None, listen, shutdown).await
+}
+
+/// [`serve_with`], also on the Unix socket `unix` when given (local
+/// callers identified by the kernel; `docs/spec/identity.md`).
+pub async fn serve_on(
+    state: Arc<ServerState>,
+    listener: tokio::net::TcpListener,
+    unix: Option<tokio::net::UnixListener>,
+    listen: Listen,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (closing, closed) = watch::channel(false);
     let mut drain = closing.subscribe();
     let metrics = state.metrics.connections.clone();
@@ -67,10 +79,29 @@ pub async fn serve_with(
         closed,
         end_streams_on_close,
     ));
+    let local = unix.map(|u| {
+        let mut stop = closing.subscribe();
+        tokio::spawn(listen::run_unix(
+            u,
+            app.clone(),
+            listen.clone(),
+            metrics.clone(),
+            async move {
+                let _ = stop.wait_for(|c| *c).await;
+            },
+        ))
+    });
     let server = listen::run(listener, app, listen, metrics, async move {
         shutdown.await;
         let _ = closing.send(true);
     });
+    let server = async move {
+        let r = server.await;
+        if let Some(l) = local {
+            let _ = l.await;
+        }
+        r
+    };
     tokio::select! {
         r = server => r,
         () = async {

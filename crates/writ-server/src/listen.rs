@@ -119,6 +119,107 @@ pub async fn run(
     Ok(())
 }
 
+/// Accept connections on the Unix socket `listener` and serve `app` on
+/// each until `shutdown` resolves, as [`run`] does for TCP. Each
+/// connection's peer is what the kernel says (`SO_PEERCRED`: uid, gid,
+/// pid) with its executable measured; it goes with every request on it
+/// (the access guard maps it to a principal when there is no token).
+pub async fn run_unix(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    listen: Listen,
+    metrics: ConnMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(listen.max_connections));
+    let cache = Arc::new(writ_identity::peercred::ExeCache::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed (unix socket)");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.refused.inc();
+            drop(stream);
+            continue;
+        };
+        let app = app.clone();
+        let listen = listen.clone();
+        let metrics = metrics.clone();
+        let cache = cache.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics.open.inc();
+            // Hashing the caller's executable reads a file: off the workers
+            // (cached by file identity, so once per binary).
+            use std::os::fd::AsFd as _;
+            use writ_identity::peercred::{LocalPeer, Peer};
+            let peer = match stream.as_fd().try_clone_to_owned() {
+                Ok(fd) => tokio::task::spawn_blocking(move || {
+                    Peer(LocalPeer::of_socket(fd.as_fd(), &cache))
+                })
+                .await
+                .unwrap_or_else(|e| Peer(Err(format!("identifying the local caller: {e}")))),
+                Err(e) => Peer(Err(format!("identifying the local caller: {e}"))),
+            };
+            let peer = Some(Arc::new(peer));
+            let service = service_for(app, listen.body_timeout, peer);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(listen.header_timeout);
+            let stream = WriteDeadline::new(stream, listen.header_timeout);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                if e.is_timeout() {
+                    metrics.timed_out.inc();
+                }
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            metrics.open.dec();
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The service of one connection: `app`, each request's body under a
+/// deadline, and `peer` (what the connection proved of its caller) in each
+/// request's extensions.
+fn service_for<P: Clone + Send + Sync + 'static>(
+    app: Router,
+    body_timeout: Duration,
+    peer: Option<P>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let app = app.clone();
+        let peer = peer.clone();
+        async move {
+            let mut req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
+            app.oneshot(req).await
+        }
+    })
+}
+
 async fn serve_one(
     stream: tokio::net::TcpStream,
     app: Router,
@@ -130,19 +231,7 @@ async fn serve_one(
     // The client certificate of a mutual-TLS connection, when there is one,
     // goes with every request on it (the access guard maps it to a
     // principal when the request carries no bearer token).
-    let service = move |peer: Option<Arc<PeerCertificate>>| {
-        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let app = app.clone();
-            let peer = peer.clone();
-            async move {
-                let mut req = req.map(|b| axum::body::Body::new(Deadline::new(b, body_timeout)));
-                if let Some(p) = peer {
-                    req.extensions_mut().insert(p);
-                }
-                app.oneshot(req).await
-            }
-        })
-    };
+    let service = move |peer: Option<Arc<PeerCertificate>>| service_for(app, body_timeout, peer);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(listen.header_timeout);

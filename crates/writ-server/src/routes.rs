@@ -66,6 +66,9 @@ pub struct ServerState {
     /// Event streams each principal holds open, and how many it may.
     pub streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     pub streams_per_principal: usize,
+    /// How local callers on the Unix socket map to principals
+    /// (`peercred.json`); none: they need a token.
+    pub peercred: Option<Arc<writ_identity::peercred::Rules>>,
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
@@ -90,6 +93,7 @@ impl ServerState {
             leader: std::sync::atomic::AtomicBool::new(false),
             streams: Default::default(),
             streams_per_principal: crate::listen::MAX_CONNECTIONS_DEFAULT / 4,
+            peercred: None,
             readers: writ_console::readers::Readers::new(writ_console::readers::default_threads()),
             rate: crate::rate::Limiter::new(
                 crate::rate::RATE_LIMIT_DEFAULT,

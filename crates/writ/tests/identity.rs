@@ -404,3 +404,118 @@ fn tokens_of_registered_issuers_authenticate_and_every_bad_one_is_refused_by_nam
     assert_eq!(seen["context"]["identity"]["issuer"], "https://idp.test");
     assert_eq!(seen["context"]["identity"]["claims"]["team"], "infra");
 }
+
+/// `writ serve --unix`: a local caller is who the kernel says it is,
+/// mapped by the data dir's peercred.json, and needs no token anywhere; a
+/// local `writ exec` needs none either. A program that `writ exec` runs has
+/// its user's uid but is not taken for its user: without its run's
+/// credential it is no one, with it it is a child of its run.
+#[test]
+fn local_callers_are_named_by_the_kernel_and_governed_programs_are_not_their_user() {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut srv = Server::start();
+    let uid = std::fs::metadata("/proc/self").unwrap().uid();
+    std::fs::write(
+        srv.dir.join("peercred.json"),
+        format!(r#"{{"rules": [{{"uid": {uid}, "principal": "User::\"local\""}}]}}"#),
+    )
+    .unwrap();
+    activate_policy(
+        &srv,
+        "local",
+        "@id(\"local-exec\")\npermit (principal == User::\"local\", action == Action::\"exec\", resource);\n",
+    );
+    srv.restart_with(&["--unix"]);
+    let sock = srv.dir.join("writ.sock");
+    let server = format!("unix:{}", sock.display());
+    // A plain CLI call over the socket, no token: the kernel's uid names it.
+    let out = run_writ(
+        &[
+            "authorize",
+            "--action",
+            "Action::\"exec\"",
+            "--resource",
+            "Command::\"/bin/true\"",
+            "--request",
+            r#"{"argv": ["/bin/true"]}"#,
+            "--audience",
+            "exec@local",
+        ],
+        &[("WRIT_SERVER", server.as_str())],
+        None,
+    );
+    out.expect_code(0, "writ authorize over the Unix socket without a token");
+    assert_eq!(claims_of(out.stdout.trim())["sub"], "User::\"local\"");
+    let decision = srv
+        .log_entries()
+        .into_iter()
+        .rev()
+        .find(|e| e["entry"]["type"] == "decision")
+        .unwrap();
+    let identity = &decision["entry"]["context"]["identity"];
+    assert_eq!(identity["method"], "peercred", "{decision}");
+    assert_eq!(identity["uid"], uid, "{decision}");
+    assert_eq!(identity["sandboxed"], false, "{decision}");
+    assert!(
+        identity["exe_sha256"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{decision}"
+    );
+    // A local `writ exec` finds the socket in its data dir. Its program
+    // asks over the same socket once without its run's credential (no
+    // one) and once with it (a child of the run).
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path().display();
+    let body = r#"{"action":"Action::\"exec\"","resource":"Command::\"/bin/true\"","request":{"argv":["/bin/true"]},"audience":"exec@local"}"#;
+    let ask = |auth: &str, name: &str| {
+        format!(
+            "curl -s -o {s}/{name} -w '%{{http_code}}' --unix-socket {} {auth} -H 'content-type: application/json' \
+             --data-binary '{body}' http://localhost/v1/authorize > {s}/{name}.status",
+            sock.display()
+        )
+    };
+    let program = format!(
+        "{}; {}",
+        ask("", "bare"),
+        ask("-H \"authorization: Bearer $WRIT_TOKEN\"", "credential")
+    );
+    let dir = srv.dir.to_str().unwrap().to_owned();
+    let out = run_writ(
+        &[
+            "exec",
+            "--write",
+            &s.to_string(),
+            "--",
+            "sh",
+            "-c",
+            &program,
+        ],
+        &[("WRIT_DIR", dir.as_str())],
+        Some(scratch.path()),
+    );
+    out.expect_code(0, "a local writ exec without a token");
+    let read = |name: &str| std::fs::read_to_string(scratch.path().join(name)).unwrap();
+    assert_eq!(read("bare.status"), "401", "{}", read("bare"));
+    assert!(read("bare").contains("runs sandboxed"), "{}", read("bare"));
+    assert_eq!(read("credential.status"), "200", "{}", read("credential"));
+    let child: Value = serde_json::from_str(&read("credential")).unwrap();
+    let claims = claims_of(child["writ"].as_str().unwrap());
+    assert_eq!(claims["sub"], "User::\"local\"");
+    assert_eq!(claims["writ"]["lineage"]["depth"], 1, "{claims}");
+    // No rule for a uid: no one, with the reason.
+    std::fs::write(srv.dir.join("peercred.json"), r#"{"rules": []}"#).unwrap();
+    srv.restart_with(&["--unix"]);
+    let r = Command::new("curl")
+        .args([
+            "-s",
+            "--unix-socket",
+            sock.to_str().unwrap(),
+            "http://localhost/v1/principals",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(text.contains("mapped to no principal"), "{text}");
+}

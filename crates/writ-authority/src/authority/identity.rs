@@ -1,5 +1,5 @@
 //! Callers proven by identity systems writ did not mint: external issuers'
-//! JWTs and mutual-TLS client certificates (docs/spec/identity.md), and the
+//! JWTs, mutual-TLS client certificates and local peers' credentials (docs/spec/identity.md), and the
 //! issuer registry (`writ issuer add | list | remove`; each change a log
 //! entry, shared by a mesh through the store).
 //!
@@ -67,10 +67,19 @@ impl Authority {
     /// Authenticate the caller of a mutual-TLS connection by its client
     /// certificate (already verified against `--client-ca`).
     pub fn authenticate_certificate(&self, cert: &PeerCertificate) -> Result<Principal, Denial> {
+        self.authenticate_proven(cert.mapped.clone().map_err(unauthenticated))
+    }
+
+    /// Authenticate a caller its connection proved (a client certificate,
+    /// the kernel's credentials of a local peer), mapped to a principal.
+    pub fn authenticate_proven(
+        &self,
+        mapped: Result<(String, writ_identity::Identity), Denial>,
+    ) -> Result<Principal, Denial> {
         if let Some(d) = self.stale() {
             return Err(d);
         }
-        let (uid, identity) = cert.mapped.clone().map_err(unauthenticated)?;
+        let (uid, identity) = mapped?;
         self.external(uid, identity)
     }
 

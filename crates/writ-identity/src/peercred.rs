@@ -1,0 +1,370 @@
+//! Local callers identified by the kernel: over a Unix socket
+//! (`writ serve --unix PATH`) the caller's uid, gid and pid come from
+//! `SO_PEERCRED`, and the executable behind the pid is measured as `writ
+//! exec` measures a program (SHA-256 of the file). Rules in the data dir
+//! (`peercred.json`) map them to principals; a caller no rule maps is no
+//! one (docs/spec/identity.md).
+//!
+//! **Governed programs are not their user.** A program `writ exec` or
+//! `writ mcp-proxy` runs has the uid of the user who ran it, and would be
+//! taken for that user. But it runs with `no_new_privs` and a seccomp
+//! filter, which it and everything it starts keep for good (the kernel
+//! lets neither be undone): a caller that shows either in
+//! `/proc/<pid>/status` is *sandboxed*, and only a rule that says
+//! `"sandboxed": true` maps it. Such a program calls with its run's
+//! credential instead, as a child of its run.
+//!
+//! The process is the one that connected: its pid comes with a pidfd
+//! (`SO_PEERPIDFD`, Linux 6.5), and what is read of it through `/proc` is
+//! kept only if the pidfd shows it still running afterwards, so a pid
+//! reused meanwhile is never measured in its place. The executable is the
+//! one it runs when the connection is accepted: a process that connects
+//! and then executes another program (keeping the socket in a child) is
+//! measured as that program. A rule that names an executable is therefore
+//! a narrowing of what a uid may do, never the only barrier; the sandbox
+//! test has no such gap (`no_new_privs` survives every `execve`).
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::{Identity, Method};
+
+/// The file in the data dir that holds the rules.
+pub const RULES_FILE: &str = "peercred.json";
+/// Most rules read.
+pub const RULES_MAX: usize = 1024;
+
+/// What the kernel says of a local caller, and what its executable is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPeer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+    /// Runs with `no_new_privs` or under a seccomp filter (as every
+    /// program writ governs does).
+    pub sandboxed: bool,
+    /// The executable's path (`/proc/<pid>/exe`), when it could be read.
+    pub exe: Option<String>,
+    /// `sha256:<hex>` of that file, when it could be read.
+    pub exe_sha256: Option<String>,
+}
+
+/// Digests of executables already measured, by file identity (device,
+/// inode, size, modification time), so that a connection does not hash
+/// its caller's binary again.
+#[derive(Default)]
+pub struct ExeCache(Mutex<HashMap<FileId, String>>);
+
+/// A file's identity: device, inode, size, modification time (s, ns).
+type FileId = (u64, u64, u64, i64, i64);
+
+/// Entries kept in an [`ExeCache`].
+const EXE_CACHE_MAX: usize = 256;
+
+impl ExeCache {
+    pub fn new() -> ExeCache {
+        ExeCache::default()
+    }
+
+    /// The path and digest of `/proc/<pid>/exe` (opened through the link, so
+    /// the file the process runs, even if its path was replaced).
+    fn measure(&self, pid: i32) -> Option<(String, String)> {
+        let link = format!("/proc/{pid}/exe");
+        let path = std::fs::read_link(&link).ok()?;
+        let mut file = std::fs::File::open(&link).ok()?;
+        let meta = file.metadata().ok()?;
+        let key = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        );
+        if let Some(d) = self.0.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Some((path.to_string_lossy().into_owned(), d));
+        }
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest = format!(
+            "sha256:{}",
+            hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        if let Ok(mut c) = self.0.lock() {
+            if c.len() >= EXE_CACHE_MAX {
+                c.clear();
+            }
+            c.insert(key, digest.clone());
+        }
+        Some((path.to_string_lossy().into_owned(), digest))
+    }
+}
+
+/// What a connection on the Unix socket proved of its caller: the peer,
+/// or why it could not be identified (the caller is then no one).
+#[derive(Debug, Clone)]
+pub struct Peer(pub Result<LocalPeer, String>);
+
+impl LocalPeer {
+    /// The peer of a connected Unix socket: its credentials, whether it is
+    /// sandboxed, its executable measured; all of the process that
+    /// connected, or an error.
+    pub fn of_socket(sock: BorrowedFd<'_>, cache: &ExeCache) -> Result<LocalPeer, String> {
+        let cred =
+            rustix::net::sockopt::socket_peercred(sock).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+        let pidfd = peer_pidfd(sock).map_err(|e| {
+            format!("the kernel names no process for the local caller (SO_PEERPIDFD, Linux 6.5 or later): {e}")
+        })?;
+        let pid =
+            pidfd_pid(&pidfd).ok_or("the local caller exited before it could be identified")?;
+        if pid != cred.pid.as_raw_nonzero().get() {
+            return Err("the local caller's pid and pidfd disagree".into());
+        }
+        let sandboxed = sandboxed(pid)?;
+        let measured = cache.measure(pid);
+        // Still the process that connected: nothing above was read of
+        // another one that took its pid.
+        if pidfd_pid(&pidfd) != Some(pid) {
+            return Err("the local caller exited while it was being identified".into());
+        }
+        Ok(LocalPeer {
+            uid: cred.uid.as_raw(),
+            gid: cred.gid.as_raw(),
+            pid: Some(pid),
+            sandboxed,
+            exe: measured.as_ref().map(|m| m.0.clone()),
+            exe_sha256: measured.map(|m| m.1),
+        })
+    }
+}
+
+/// `getsockopt(SO_PEERPIDFD)`: a pidfd of the process that connected.
+// Not in rustix 1.1; the one system call the crate makes itself.
+#[allow(unsafe_code)]
+fn peer_pidfd(sock: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    let mut fd: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes, the size of the c_int
+    // `fd` it is given, and sets `len` to what it wrote.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            std::ptr::from_mut(&mut fd).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
+        return Err(std::io::Error::other("SO_PEERPIDFD returned no descriptor"));
+    }
+    // SAFETY: on success the kernel made `fd` a new descriptor of this
+    // process, owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The pid a pidfd refers to while that process runs; `None` once it has
+/// exited (`Pid: -1` in its fdinfo) or if it cannot be read.
+fn pidfd_pid(fd: &OwnedFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+}
+
+/// Whether process `pid` runs with `no_new_privs` or a seccomp filter.
+fn sandboxed(pid: i32) -> Result<bool, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("cannot read the local caller's status: {e}"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    match (field("NoNewPrivs:"), field("Seccomp:")) {
+        (Some(nnp), Some(seccomp)) => Ok(nnp != "0" || seccomp != "0"),
+        // A kernel that does not say is not trusted to have nothing to say.
+        _ => Err("the local caller's status has no NoNewPrivs or Seccomp field".into()),
+    }
+}
+
+/// One rule: a caller with this uid (and gid, executable, digest, when
+/// given) is this principal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// The executable's path, as `/proc/<pid>/exe` names it.
+    #[serde(default)]
+    pub exe: Option<String>,
+    /// `sha256:<hex>` of the executable.
+    #[serde(default)]
+    pub exe_sha256: Option<String>,
+    /// Also map callers that run sandboxed (`no_new_privs` or a seccomp
+    /// filter): every program `writ exec` governs is one, so a rule that
+    /// says so maps those of this uid too (give it an `exe` as well).
+    #[serde(default)]
+    pub sandboxed: bool,
+    /// The Cedar UID it maps to, e.g. `User::"alice"`.
+    pub principal: String,
+}
+
+/// The rules of a data dir (`peercred.json`): the first rule that matches
+/// names the principal.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Read `dir/peercred.json`; no file is no rule (every local caller
+    /// then needs a token).
+    pub fn load(dir: &Path) -> Result<Rules, String> {
+        let path = dir.join(RULES_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Rules::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let rules: Rules =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if rules.rules.len() > RULES_MAX {
+            return Err(format!("{}: more than {RULES_MAX} rules", path.display()));
+        }
+        Ok(rules)
+    }
+
+    /// The principal `peer` is, and its identity; or why it is no one.
+    pub fn map(&self, peer: &Peer) -> Result<(String, Identity), String> {
+        let peer = peer.0.as_ref().map_err(Clone::clone)?;
+        let rule = self
+            .rules
+            .iter()
+            .find(|r| {
+                (r.sandboxed || !peer.sandboxed)
+                    && r.uid == peer.uid
+                    && r.gid.is_none_or(|g| g == peer.gid)
+                    && r.exe.as_ref().is_none_or(|e| peer.exe.as_ref() == Some(e))
+                    && r.exe_sha256
+                        .as_ref()
+                        .is_none_or(|d| peer.exe_sha256.as_ref() == Some(d))
+            })
+            .ok_or_else(|| {
+                let who = format!(
+                    "the local caller (uid {}, gid {}{})",
+                    peer.uid,
+                    peer.gid,
+                    peer.exe
+                        .as_ref()
+                        .map(|e| format!(", {e}"))
+                        .unwrap_or_default()
+                );
+                if peer.sandboxed {
+                    format!(
+                        "{who} runs sandboxed (no_new_privs or a seccomp filter), as a program writ \
+                         governs does: it is not its user; it calls with its run's credential \
+                         (WRIT_TOKEN), or a rule with \"sandboxed\": true maps it"
+                    )
+                } else {
+                    format!("{who} is mapped to no principal ({RULES_FILE} in the data dir)")
+                }
+            })?;
+        let mut facts = Map::new();
+        facts.insert("uid".into(), Value::from(peer.uid));
+        facts.insert("gid".into(), Value::from(peer.gid));
+        if let Some(pid) = peer.pid {
+            facts.insert("pid".into(), Value::from(pid));
+        }
+        if let Some(e) = &peer.exe {
+            facts.insert("exe".into(), Value::String(e.clone()));
+        }
+        if let Some(d) = &peer.exe_sha256 {
+            facts.insert("exe_sha256".into(), Value::String(d.clone()));
+        }
+        facts.insert("sandboxed".into(), Value::Bool(peer.sandboxed));
+        Ok((
+            rule.principal.clone(),
+            Identity {
+                method: Method::Peercred,
+                facts,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd as _;
+
+    fn me() -> LocalPeer {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        LocalPeer::of_socket(a.as_fd(), &ExeCache::new()).unwrap()
+    }
+
+    #[test]
+    fn the_first_matching_rule_names_the_principal_and_the_executable_is_measured() {
+        let me = me();
+        assert_eq!(me.pid, Some(std::process::id() as i32));
+        assert!(me.exe_sha256.as_deref().unwrap().starts_with("sha256:"));
+        let uid = me.uid;
+        let rules: Rules = serde_json::from_value(serde_json::json!({"rules": [
+            {"uid": uid, "exe": "/nowhere", "principal": "Agent::\"narrow\""},
+            {"uid": uid, "principal": "User::\"alice\""}
+        ]}))
+        .unwrap();
+        let (p, id) = rules.map(&Peer(Ok(me.clone()))).unwrap();
+        assert_eq!(p, "User::\"alice\"");
+        assert_eq!(id.to_context()["method"], "peercred");
+        assert_eq!(id.to_context()["uid"], uid);
+        let other = LocalPeer {
+            uid: uid + 1,
+            ..me.clone()
+        };
+        let e = rules.map(&Peer(Ok(other))).unwrap_err();
+        assert!(e.contains(&format!("uid {}", uid + 1)), "{e}");
+        // Sandboxed: mapped only by a rule that says so.
+        let boxed = Peer(Ok(LocalPeer {
+            sandboxed: true,
+            ..me
+        }));
+        assert!(rules.map(&boxed).unwrap_err().contains("runs sandboxed"));
+        let opted: Rules = serde_json::from_value(serde_json::json!({"rules": [
+            {"uid": uid, "sandboxed": true, "principal": "Agent::\"boxed\""}
+        ]}))
+        .unwrap();
+        assert_eq!(opted.map(&boxed).unwrap().0, "Agent::\"boxed\"");
+        // A peer that could not be identified is no one.
+        assert!(rules
+            .map(&Peer(Err("gone".into())))
+            .unwrap_err()
+            .contains("gone"));
+    }
+}
