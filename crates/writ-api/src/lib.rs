@@ -420,6 +420,10 @@ pub struct IssuerRequest {
     /// The claim that names the principal (default `sub`).
     #[serde(default)]
     pub claim: Option<String>,
+    /// The SPIFFE trust domain it speaks for: its tokens' `sub` must be a
+    /// SPIFFE ID in it, and only then does policy see `trust_domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 /// A registered issuer, as listed (no keys, no CA).
@@ -434,6 +438,8 @@ pub struct IssuerInfo {
     pub claim: String,
     /// `TYPE::"<claim>"`.
     pub maps_to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

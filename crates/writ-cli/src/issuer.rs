@@ -62,6 +62,11 @@ pub enum IssuerCmd {
         /// The claim that names the principal.
         #[arg(long, default_value = "sub")]
         claim: String,
+        /// The SPIFFE trust domain it speaks for (a SPIRE server's OIDC
+        /// discovery provider): its tokens' `sub` must be a SPIFFE ID in
+        /// it, and only then do policies see `context.identity.trust_domain`.
+        #[arg(long, value_name = "DOMAIN")]
+        trust_domain: Option<String>,
     },
     /// List the registered issuers. Admin only.
     List,
@@ -94,6 +99,7 @@ pub async fn issuer(g: &Global, c: IssuerCmd) -> Result<Exit> {
             jwks_ca,
             principal_type,
             claim,
+            trust_domain,
         } => {
             let (jwks_url, keys) = if jwks.contains("://") {
                 (Some(jwks), None)
@@ -116,6 +122,7 @@ pub async fn issuer(g: &Global, c: IssuerCmd) -> Result<Exit> {
                 jwks_ca,
                 principal_type: Some(principal_type),
                 claim: Some(claim),
+                trust_domain,
             };
             let reply = client.post("/v1/issuers", &req).await?;
             if !reply.ok() {

@@ -74,6 +74,13 @@ pub struct IssuerSpec {
     /// system's (a private OIDC provider or an in-cluster API server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_ca: Option<String>,
+    /// The SPIFFE trust domain it speaks for (a SPIRE server's OIDC
+    /// discovery provider): its tokens' `sub` must be a SPIFFE ID in it, and
+    /// only then does `context.identity` carry `spiffe_id` and
+    /// `trust_domain`. Without it, an issuer's word on a trust domain is
+    /// not taken (another registered issuer could claim any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 fn bad(m: impl Into<String>) -> String {
@@ -113,6 +120,20 @@ impl IssuerSpec {
                 "principal type `{}` is not a Cedar entity type (e.g. `Agent`, `Ns::Workload`)",
                 self.principal_type
             ));
+        }
+        if let Some(td) = &self.trust_domain {
+            // SPIFFE ID spec, section 2.1: lowercase letters, digits, `.`,
+            // `-` and `_`.
+            let td_ok = !td.is_empty()
+                && td.len() <= 255
+                && td
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            if !td_ok {
+                return Err(format!(
+                    "trust domain `{td}` is not a SPIFFE trust domain (lowercase letters, digits, `.`, `-`, `_`)"
+                ));
+            }
         }
         let claim_ok = !self.claim.is_empty()
             && self.claim.len() <= 128
@@ -379,11 +400,21 @@ impl Verifier {
         facts.insert("issuer".into(), Value::String(iss.to_owned()));
         facts.insert("issuer_name".into(), Value::String(spec.name.clone()));
         facts.insert("subject".into(), Value::String(subject.clone()));
-        if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
-            if let Some(td) = spiffe_trust_domain(sub) {
-                facts.insert("spiffe_id".into(), Value::String(sub.to_owned()));
-                facts.insert("trust_domain".into(), Value::String(td.to_owned()));
+        if let Some(bound) = &spec.trust_domain {
+            // A SPIFFE JWT-SVID: its `sub` is the workload's SPIFFE ID, in
+            // the trust domain this issuer speaks for.
+            let sub = claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if spiffe_trust_domain(sub) != Some(bound.as_str()) {
+                return Err(format!(
+                    "issuer {} speaks for trust domain {bound}; `sub` {sub:?} is not a SPIFFE ID in it",
+                    spec.name
+                ));
             }
+            facts.insert("spiffe_id".into(), Value::String(sub.to_owned()));
+            facts.insert("trust_domain".into(), Value::String(bound.clone()));
         }
         facts.insert("claims".into(), Value::Object(claims));
         Ok(Verified {
@@ -709,6 +740,7 @@ mod tests {
             principal_type: "Agent".into(),
             claim: "sub".into(),
             jwks_ca: None,
+            trust_domain: None,
         }
     }
 
@@ -722,9 +754,19 @@ mod tests {
         let mut s = spec(okp.clone());
         s.jwks = JwksSource::Url("http://idp.example/jwks".into());
         assert!(s.validate().unwrap_err().contains("not https"));
-        let mut s = spec(okp);
+        let mut s = spec(okp.clone());
         s.name = "a b".into();
         assert!(s.validate().is_err());
+        for (td, ok) in [
+            ("example.org", true),
+            ("Example.org", false),
+            ("a/b", false),
+            ("", false),
+        ] {
+            let mut s = spec(okp.clone());
+            s.trust_domain = Some(td.into());
+            assert_eq!(s.validate().is_ok(), ok, "{td}");
+        }
         // A symmetric key is no signing key of an issuer.
         let oct = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]});
         assert!(spec(oct).validate().unwrap_err().contains("no usable"));

@@ -277,6 +277,8 @@ fn tokens_of_registered_issuers_authenticate_and_every_bad_one_is_refused_by_nam
             spire_jwks.to_str().unwrap(),
             "--principal-type",
             "Workload",
+            "--trust-domain",
+            "example.org",
         ],
     )
     .expect_code(0, "issuer add spire");
@@ -289,6 +291,7 @@ fn tokens_of_registered_issuers_authenticate_and_every_bad_one_is_refused_by_nam
         .collect();
     assert_eq!(names, ["idp", "spire"]);
     assert_eq!(list["issuers"][1]["maps_to"], "Workload::\"<sub>\"");
+    assert_eq!(list["issuers"][1]["trust_domain"], "example.org");
 
     // Each allowed algorithm; the claims reach the policy.
     let first_fetch = Instant::now();
@@ -307,11 +310,18 @@ fn tokens_of_registered_issuers_authenticate_and_every_bad_one_is_refused_by_nam
         &idp.token("svid"),
         "Workload::\"spiffe://example.org/ns/prod/sa/planner\"",
     );
+    // The issuer speaks for example.org only: an SVID of another trust
+    // domain it signed is no one.
     let r = srv.authorize(
         &idp.token("svid_elsewhere"),
         &exec_req(&["/bin/true"], "exec@host-a"),
     );
-    assert_eq!(r.json()["reason"], "policy_denied", "{}", r.text());
+    assert_eq!(r.json()["reason"], "unauthenticated", "{}", r.text());
+    assert!(
+        r.text().contains("speaks for trust domain example.org"),
+        "{}",
+        r.text()
+    );
 
     // Every bad token, refused with its cause.
     for (t, what) in [

@@ -39,6 +39,7 @@ fn info(s: &IssuerSpec) -> IssuerInfo {
         principal_type: s.principal_type.clone(),
         claim: s.claim.clone(),
         maps_to: s.maps_to(),
+        trust_domain: s.trust_domain.clone(),
     }
 }
 
@@ -130,6 +131,7 @@ impl Authority {
             principal_type: req.principal_type.clone().unwrap_or_else(|| "Agent".into()),
             claim: req.claim.clone().unwrap_or_else(|| "sub".into()),
             jwks_ca: req.jwks_ca.clone(),
+            trust_domain: req.trust_domain.clone(),
         };
         spec.validate().map_err(CallError::BadRequest)?;
         // The type must make valid principals (checked with a sample id).
