@@ -12,9 +12,9 @@
 //! ```
 //!
 //! Both are RFC 8785 bytes, so a proof has exactly one encoding. A proof is
-//! good for [`POP_WINDOW_SECS`] either side of its `iat` and, where an
-//! authority checks it, once (its own `jti` is remembered). Anything else
-//! is [`ReasonCode::HolderMismatch`].
+//! good for [`POP_WINDOW_SECS`] after its `iat` (plus the verifier's skew,
+//! either way) and, where an authority spends it (start, renew, finish),
+//! once. Anything else is [`ReasonCode::HolderMismatch`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -203,14 +203,20 @@ pub struct Bound<'a> {
 }
 
 /// A proof that passed [`check`]; only this module builds one. Where an
-/// authority checks proofs, it spends `proof_jti` once (until `until`).
+/// authority checks proofs, it spends `proof_jti` of writ `writ` once
+/// (until `until`).
 #[derive(Debug, Clone)]
 pub struct ProvenHolder {
+    writ: String,
     proof_jti: String,
     until: u64,
 }
 
 impl ProvenHolder {
+    /// The `jti` of the writ the proof is for.
+    pub fn writ(&self) -> &str {
+        &self.writ
+    }
     /// The proof's own `jti`: 32 lowercase hex digits.
     pub fn proof_jti(&self) -> &str {
         &self.proof_jti
@@ -313,10 +319,15 @@ pub fn check(
             purpose.as_str()
         )));
     }
+    // Made at most the skew ahead of this clock (a proof dated later
+    // would stay good, and remembered, longer), and at most the window
+    // and the skew behind it.
     let window = POP_WINDOW_SECS.saturating_add(skew_secs);
-    if claims.iat.abs_diff(now_unix_secs) > window {
+    if claims.iat > now_unix_secs.saturating_add(skew_secs)
+        || now_unix_secs > claims.iat.saturating_add(window)
+    {
         return Err(mismatch(format!(
-            "the proof was made at {} and it is now {now_unix_secs}: not within {window} s",
+            "the proof was made at {} and it is now {now_unix_secs}: not within the last {window} s",
             claims.iat
         )));
     }
@@ -329,6 +340,7 @@ pub fn check(
         return Err(mismatch("the proof's jti is not 32 lowercase hex digits"));
     }
     Ok(ProvenHolder {
+        writ: claims.writ,
         proof_jti: claims.jti,
         until: claims.iat.saturating_add(window),
     })

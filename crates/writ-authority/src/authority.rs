@@ -1229,14 +1229,13 @@ impl Authority {
             req.audience.clone(),
             true,
         )?;
+        // A verification changes nothing: its proof is checked, not spent
+        // (docs/spec/holder.md), so that no unauthenticated caller can
+        // fill the ledger that starts, renewals and finishes spend in.
         opts.holder = holder_check(req.pop.as_deref(), PopUse::Verify);
-        let oracle = holder::WithProofs {
-            oracle: Oracle {
-                store: self.store.as_ref(),
-                revoked: &state.revoked,
-            },
-            proofs: &self.proofs,
-            now: opts.now_unix_secs,
+        let oracle = Oracle {
+            store: self.store.as_ref(),
+            revoked: &state.revoked,
         };
         writ_artifact::verify(&req.writ, &state.ring, &opts, &oracle)
     }
@@ -1278,7 +1277,8 @@ impl Authority {
         jti: &str,
         req: &StartRequest,
     ) -> Result<ExecutionResponse, CallError> {
-        until_queued(|| self.start_once(who, jti, req)).await
+        let spent = self.holder_first(who, jti, req.pop.as_deref(), PopUse::Start)?;
+        until_queued(|| self.start_once(who, jti, req, spent.as_deref())).await
     }
 
     /// One attempt; `None` if the state changed before the start was queued.
@@ -1287,6 +1287,7 @@ impl Authority {
         who: &Principal,
         jti: &str,
         req: &StartRequest,
+        spent: Option<&str>,
     ) -> Result<Option<ExecutionResponse>, CallError> {
         if let Some(d) = self.stale() {
             return Err(CallError::Unavailable(d.message));
@@ -1329,8 +1330,7 @@ impl Authority {
                     store: self.store.as_ref(),
                     revoked: &state.revoked,
                 },
-                proofs: &self.proofs,
-                now: opts.now_unix_secs,
+                spent,
             };
             let v = writ_artifact::verify(token, &state.ring, &opts, &oracle)
                 .map_err(CallError::Denied)?;
@@ -1340,8 +1340,6 @@ impl Authority {
                     "the writ is for another jti",
                 )));
             }
-        } else {
-            self.check_holder(&rec, req.pop.as_deref(), PopUse::Start)?;
         }
         let now_ms = self.clock.now_unix_ms();
         if now_ms / 1000 >= rec.exp + self.config.skew_secs {
@@ -1421,6 +1419,7 @@ impl Authority {
         jti: &str,
         req: &RenewRequest,
     ) -> Result<RenewResponse, CallError> {
+        self.holder_first(who, jti, req.pop.as_deref(), PopUse::Renew)?;
         until_queued(|| self.renew_once(who, jti, req)).await
     }
 
@@ -1437,7 +1436,6 @@ impl Authority {
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         may_act_on(who, &rec)?;
-        self.check_holder(&rec, req.pop.as_deref(), PopUse::Renew)?;
         if let Some(n) = req.lifetime_secs {
             if n == 0 || n > WRIT_LIFETIME_SECS_MAX {
                 return Err(CallError::BadRequest(format!(
@@ -1642,6 +1640,7 @@ impl Authority {
         jti: &str,
         req: &FinishRequest,
     ) -> Result<ExecutionResponse, CallError> {
+        self.holder_first(who, jti, req.pop.as_deref(), PopUse::Finish)?;
         until_queued(|| self.finish_once(who, jti, req)).await
     }
 
@@ -1657,7 +1656,6 @@ impl Authority {
             .writ(jti)?
             .ok_or_else(|| CallError::NotFound(format!("no writ {jti} was issued")))?;
         may_act_on(who, &rec)?;
-        self.check_holder(&rec, req.pop.as_deref(), PopUse::Finish)?;
         for (field, d) in [
             ("stdout_digest", &req.stdout_digest),
             ("stderr_digest", &req.stderr_digest),
@@ -2259,9 +2257,6 @@ fn deny_unlogged(d: Denial) -> AuthorizeResponse {
     }
 }
 
-/// May `who` start, renew or finish the execution of `rec`? Its own
-/// principal or an administrator may; a program's credential only on the
-/// children of its own execution.
 /// What a route's caller brought to prove it holds a holder-bound writ.
 fn holder_check(pop: Option<&str>, purpose: PopUse) -> HolderCheck {
     match pop {
@@ -2273,6 +2268,9 @@ fn holder_check(pop: Option<&str>, purpose: PopUse) -> HolderCheck {
     }
 }
 
+/// May `who` start, renew or finish the execution of `rec`? Its own
+/// principal or an administrator may; a program's credential only on the
+/// children of its own execution.
 fn may_act_on(who: &Principal, rec: &WritRecord) -> Result<(), CallError> {
     if let Some(e) = &who.execution {
         // Its own children, asked for with this credential: not the

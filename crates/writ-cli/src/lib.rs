@@ -41,7 +41,7 @@ pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 /// 16 replayed, 17 request_mismatch, 18 environment_mismatch,
 /// 19 audience_mismatch, 20 policy_mismatch, 21 revoked, 22 lineage_broken,
 /// 23 scope_escalation, 24 unauthenticated, 25 authority_unavailable,
-/// 26 integrity_failure.
+/// 26 integrity_failure, 27 holder_mismatch (docs/spec/reason-codes.md).
 #[derive(Parser, Debug)]
 #[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {

@@ -37,19 +37,22 @@ impl ProofLedger {
                 ));
             }
         }
-        if seen.contains_key(p.proof_jti()) {
+        // Per writ: one holder cannot spend ids another holder will use.
+        let key = format!("{}/{}", p.writ(), p.proof_jti());
+        if seen.contains_key(&key) {
             return Ok(false);
         }
-        seen.insert(p.proof_jti().to_owned(), p.until());
+        seen.insert(key, p.until());
         Ok(true)
     }
 }
 
-/// The authority's oracle, spending proofs in this node's ledger.
+/// The authority's oracle for a start that re-verifies its writ: the proof
+/// was spent already, by [`Authority::holder_first`], before the attempt.
 pub(crate) struct WithProofs<'a> {
     pub(crate) oracle: Oracle<'a>,
-    pub(crate) proofs: &'a ProofLedger,
-    pub(crate) now: u64,
+    /// The proof jti spent for this call, if the writ is holder-bound.
+    pub(crate) spent: Option<&'a str>,
 }
 
 impl StatusOracle for WithProofs<'_> {
@@ -60,21 +63,42 @@ impl StatusOracle for WithProofs<'_> {
         self.oracle.spent(jti)
     }
     fn spend_proof(&self, p: &ProvenHolder) -> Result<bool, Denial> {
-        self.proofs.spend(p, self.now)
+        Ok(self.spent == Some(p.proof_jti()))
     }
 }
 
 impl Authority {
+    /// Before a start, renewal or finish of writ `jti` is attempted (and
+    /// attempted again when the state changes under it): if the writ is
+    /// holder-bound, check the caller may act on it, then check and spend
+    /// the holder's proof, once for the call. The proof's jti, if any.
+    pub(super) fn holder_first(
+        &self,
+        who: &crate::Principal,
+        jti: &str,
+        proof: Option<&str>,
+        purpose: PopUse,
+    ) -> Result<Option<String>, CallError> {
+        match self.store.writ(jti)? {
+            // Unknown: the attempt says so, with its own reason.
+            None => Ok(None),
+            Some(rec) => {
+                super::may_act_on(who, &rec)?;
+                self.check_holder(&rec, proof, purpose)
+            }
+        }
+    }
+
     /// For a holder-bound writ, check and spend the proof of its holder
     /// (`holder_mismatch` when missing or wrong); nothing for any other.
-    pub(super) fn check_holder(
+    fn check_holder(
         &self,
         rec: &WritRecord,
         proof: Option<&str>,
         purpose: PopUse,
-    ) -> Result<(), CallError> {
+    ) -> Result<Option<String>, CallError> {
         let Some(jkt) = &rec.holder else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.clock.now_unix_secs();
         let bound = Bound {
@@ -100,7 +124,7 @@ impl Authority {
                 ),
             )));
         }
-        Ok(())
+        Ok(Some(proven.proof_jti().to_owned()))
     }
 }
 
