@@ -373,28 +373,54 @@ fn parse_mode(s: &str) -> std::result::Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal mode (e.g. 600, 660)"))
 }
 
-/// Bind the Unix socket at `path` with `mode`; a stale socket file (no
-/// server answers on it) is replaced, a live one is an error.
+/// Bind the Unix socket at `path` with `mode`. It is bound inside a new
+/// directory only this user can enter, given its mode there, and renamed
+/// into place, so no one connects before the mode holds. A stale socket
+/// file (nothing listens: `ECONNREFUSED`) is replaced; a live one, or one
+/// that cannot be tried, is an error.
 fn bind_unix(path: &Path, mode: u32) -> Result<tokio::net::UnixListener> {
-    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             anyhow::bail!("--unix {}: exists and is not a socket", path.display());
         }
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!(
+        match std::os::unix::net::UnixStream::connect(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("removing the stale socket {}", path.display()))?;
+            }
+            Ok(_) => anyhow::bail!(
                 "--unix {}: another server is listening on it",
                 path.display()
-            );
+            ),
+            Err(e) => anyhow::bail!(
+                "--unix {}: cannot tell whether a server listens on it: {e}",
+                path.display()
+            ),
         }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {mode:o} {}", path.display()))?;
-    Ok(listener)
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = parent.join(format!(".writ-sock-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("creating {}", private.display()))?;
+    let staged = private.join("s");
+    let bound = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {mode:o} {}", path.display()))?;
+        std::fs::rename(&staged, path)
+            .with_context(|| format!("moving the socket to {}", path.display()))?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 /// The machine's host name (Linux), for this node's id in `GET /v1/mesh`.

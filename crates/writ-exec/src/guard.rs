@@ -40,6 +40,8 @@ const TIOCSTI: u64 = 0x5412;
 const TIOCLINUX: u64 = 0x541C;
 /// `prctl` option.
 const PR_SET_PDEATHSIG: u64 = 1;
+/// `close_range` flag (Linux 5.11): mark close-on-exec instead of closing.
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 /// The capability that reads another process's memory whatever its owner.
 const CAP_SYS_PTRACE: libc::c_ulong = 19;
 /// The x32 bit of a system call number: a 64-bit process can make x32
@@ -165,7 +167,7 @@ pub fn harden_child(
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe operations are allowed. Everything it uses was made
     // before the fork (the ruleset's descriptor, the filter's instructions);
-    // it makes raw system calls only (prctl, getppid, landlock_restrict_self
+    // it makes raw system calls only (prctl, getppid, landlock_restrict_self, close_range
     // and seccomp, through rustix, libc and seccompiler's `apply_filter`,
     // which builds its `sock_fprog` on the stack), and its errors are
     // `io::Error`s made from OS error codes, which do not allocate. It
@@ -192,6 +194,13 @@ pub fn harden_child(
                 if libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+            }
+            // Only stdin, stdout and stderr pass to the program: a
+            // descriptor the runner inherited (a connection its caller
+            // opened to the authority's Unix socket, which the kernel
+            // named as the caller) must not reach a governed program.
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
             seccompiler::apply_filter(&filter).map_err(|e| match e {
                 seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io,

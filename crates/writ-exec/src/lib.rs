@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod guard;
+pub mod peer;
 
 use std::ffi::OsStr;
 use std::fs::File;

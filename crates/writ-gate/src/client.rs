@@ -203,13 +203,45 @@ pub const UNIX_SCHEME: &str = "unix:";
 
 /// The socket a local enforcement point uses when neither a server nor a
 /// token is set: the data dir's `writ.sock`, if a server listens there.
+///
+/// The server behind it is trusted only if the kernel says it runs as this
+/// user (or root) and is not sandboxed: a program writ governs (which has
+/// this user's uid, and may write where the data dir is) could otherwise
+/// put a socket of its own there, answer with writs and keys of its own,
+/// and have a later run skip the real authority.
 pub fn local_socket(dir: &std::path::Path) -> Option<String> {
+    use std::os::fd::AsFd as _;
     use std::os::unix::fs::FileTypeExt as _;
     // Absolute: the programs a runner starts get it as WRIT_SERVER.
     let path = std::fs::canonicalize(dir).ok()?.join(LOCAL_SOCKET);
-    let is_socket = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket());
-    (is_socket && std::os::unix::net::UnixStream::connect(&path).is_ok())
-        .then(|| format!("{UNIX_SCHEME}{}", path.display()))
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+        return None;
+    }
+    let stream = std::os::unix::net::UnixStream::connect(&path).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    match writ_exec::peer::PeerProcess::of(stream.as_fd()) {
+        Ok(p) if !p.sandboxed && (p.uid == me || p.uid == 0) => {
+            Some(format!("{UNIX_SCHEME}{}", path.display()))
+        }
+        Ok(p) => {
+            eprintln!(
+                "writ: warning: not using {}: the process serving it (pid {}, uid {}) {}",
+                path.display(),
+                p.pid,
+                p.uid,
+                if p.sandboxed {
+                    "runs sandboxed, as a program writ governs does"
+                } else {
+                    "runs as another user"
+                }
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("writ: warning: not using {}: {e}", path.display());
+            None
+        }
+    }
 }
 
 fn http_builder() -> reqwest::ClientBuilder {

@@ -12,8 +12,7 @@
 //! What it proves is an [`Identity`]: how the caller authenticated and the
 //! facts of that proof, which the authority puts in the Cedar context
 //! (`context.identity`) so that a policy can say which workloads may act.
-// One system call without a safe wrapper: `peercred::peer_pidfd`.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod issuer;
 pub mod peercred;

@@ -17,16 +17,19 @@
 //! The process is the one that connected: its pid comes with a pidfd
 //! (`SO_PEERPIDFD`, Linux 6.5), and what is read of it through `/proc` is
 //! kept only if the pidfd shows it still running afterwards, so a pid
-//! reused meanwhile is never measured in its place. The executable is the
-//! one it runs when the connection is accepted: a process that connects
-//! and then executes another program (keeping the socket in a child) is
-//! measured as that program. A rule that names an executable is therefore
-//! a narrowing of what a uid may do, never the only barrier; the sandbox
-//! test has no such gap (`no_new_privs` survives every `execve`).
+//! reused meanwhile is never measured in its place
+//! (`writ_exec::peer::PeerProcess`). The executable is the one it runs
+//! when the connection is accepted: a process that connects and then
+//! executes another program (keeping the socket in a child) is measured as
+//! that program. A rule that names an executable is therefore a narrowing
+//! of what a uid may do, never a barrier between programs of one uid; the
+//! sandbox test has no such gap (`no_new_privs` survives every `execve`).
+//! The executable is hashed only when a rule names a digest, and only up
+//! to [`EXE_HASH_BYTES_MAX`].
 
 use std::collections::HashMap;
 use std::io::Read as _;
-use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::Mutex;
@@ -34,6 +37,8 @@ use std::sync::Mutex;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
+
+use writ_exec::peer::PeerProcess;
 
 use crate::{Identity, Method};
 
@@ -66,6 +71,10 @@ pub struct ExeCache(Mutex<HashMap<FileId, String>>);
 /// A file's identity: device, inode, size, modification time (s, ns).
 type FileId = (u64, u64, u64, i64, i64);
 
+/// Largest executable hashed for a rule's `exe_sha256` (a caller must not
+/// make the server read gigabytes); a larger one has no digest.
+pub const EXE_HASH_BYTES_MAX: u64 = 256 << 20;
+
 /// Entries kept in an [`ExeCache`].
 const EXE_CACHE_MAX: usize = 256;
 
@@ -74,13 +83,16 @@ impl ExeCache {
         ExeCache::default()
     }
 
-    /// The path and digest of `/proc/<pid>/exe` (opened through the link, so
-    /// the file the process runs, even if its path was replaced).
-    fn measure(&self, pid: i32) -> Option<(String, String)> {
+    /// The digest of `/proc/<pid>/exe` (opened through the link, so the
+    /// file the process runs, even if its path was replaced); none for a
+    /// file larger than [`EXE_HASH_BYTES_MAX`].
+    fn measure(&self, pid: i32) -> Option<String> {
         let link = format!("/proc/{pid}/exe");
-        let path = std::fs::read_link(&link).ok()?;
         let mut file = std::fs::File::open(&link).ok()?;
         let meta = file.metadata().ok()?;
+        if meta.len() > EXE_HASH_BYTES_MAX {
+            return None;
+        }
         let key = (
             meta.dev(),
             meta.ino(),
@@ -89,12 +101,15 @@ impl ExeCache {
             meta.mtime_nsec(),
         );
         if let Some(d) = self.0.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Some((path.to_string_lossy().into_owned(), d));
+            return Some(d);
         }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
+        let mut left = EXE_HASH_BYTES_MAX;
         loop {
             let n = file.read(&mut buf).ok()?;
+            // A file that grows while it is read is not hashed past the cap.
+            left = left.checked_sub(n as u64)?;
             if n == 0 {
                 break;
             }
@@ -114,7 +129,7 @@ impl ExeCache {
             }
             c.insert(key, digest.clone());
         }
-        Some((path.to_string_lossy().into_owned(), digest))
+        Some(digest)
     }
 }
 
@@ -125,89 +140,31 @@ pub struct Peer(pub Result<LocalPeer, String>);
 
 impl LocalPeer {
     /// The peer of a connected Unix socket: its credentials, whether it is
-    /// sandboxed, its executable measured; all of the process that
-    /// connected, or an error.
-    pub fn of_socket(sock: BorrowedFd<'_>, cache: &ExeCache) -> Result<LocalPeer, String> {
-        let cred =
-            rustix::net::sockopt::socket_peercred(sock).map_err(|e| format!("SO_PEERCRED: {e}"))?;
-        let pidfd = peer_pidfd(sock).map_err(|e| {
-            format!("the kernel names no process for the local caller (SO_PEERPIDFD, Linux 6.5 or later): {e}")
-        })?;
-        let pid =
-            pidfd_pid(&pidfd).ok_or("the local caller exited before it could be identified")?;
-        if pid != cred.pid.as_raw_nonzero().get() {
-            return Err("the local caller's pid and pidfd disagree".into());
-        }
-        let sandboxed = sandboxed(pid)?;
-        let measured = cache.measure(pid);
+    /// sandboxed, its executable (hashed when `hash`, for rules that name
+    /// a digest); all of the process that connected, or an error.
+    pub fn of_socket(
+        sock: BorrowedFd<'_>,
+        cache: &ExeCache,
+        hash: bool,
+    ) -> Result<LocalPeer, String> {
+        let p = PeerProcess::of(sock).map_err(|e| format!("the local caller: {e}"))?;
+        let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid))
+            .ok()
+            .map(|e| e.to_string_lossy().into_owned());
+        let exe_sha256 = if hash { cache.measure(p.pid) } else { None };
         // Still the process that connected: nothing above was read of
         // another one that took its pid.
-        if pidfd_pid(&pidfd) != Some(pid) {
+        if !p.still_running() {
             return Err("the local caller exited while it was being identified".into());
         }
         Ok(LocalPeer {
-            uid: cred.uid.as_raw(),
-            gid: cred.gid.as_raw(),
-            pid: Some(pid),
-            sandboxed,
-            exe: measured.as_ref().map(|m| m.0.clone()),
-            exe_sha256: measured.map(|m| m.1),
+            uid: p.uid,
+            gid: p.gid,
+            pid: Some(p.pid),
+            sandboxed: p.sandboxed,
+            exe,
+            exe_sha256,
         })
-    }
-}
-
-/// `getsockopt(SO_PEERPIDFD)`: a pidfd of the process that connected.
-// Not in rustix 1.1; the one system call the crate makes itself.
-#[allow(unsafe_code)]
-fn peer_pidfd(sock: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
-    let mut fd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes, the size of the c_int
-    // `fd` it is given, and sets `len` to what it wrote.
-    let r = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERPIDFD,
-            std::ptr::from_mut(&mut fd).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
-        return Err(std::io::Error::other("SO_PEERPIDFD returned no descriptor"));
-    }
-    // SAFETY: on success the kernel made `fd` a new descriptor of this
-    // process, owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// The pid a pidfd refers to while that process runs; `None` once it has
-/// exited (`Pid: -1` in its fdinfo) or if it cannot be read.
-fn pidfd_pid(fd: &OwnedFd) -> Option<i32> {
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).ok()?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("Pid:"))
-        .and_then(|v| v.trim().parse::<i32>().ok())
-        .filter(|p| *p > 0)
-}
-
-/// Whether process `pid` runs with `no_new_privs` or a seccomp filter.
-fn sandboxed(pid: i32) -> Result<bool, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("cannot read the local caller's status: {e}"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(str::trim)
-    };
-    match (field("NoNewPrivs:"), field("Seccomp:")) {
-        (Some(nnp), Some(seccomp)) => Ok(nnp != "0" || seccomp != "0"),
-        // A kernel that does not say is not trusted to have nothing to say.
-        _ => Err("the local caller's status has no NoNewPrivs or Seccomp field".into()),
     }
 }
 
@@ -227,7 +184,8 @@ pub struct Rule {
     pub exe_sha256: Option<String>,
     /// Also map callers that run sandboxed (`no_new_privs` or a seccomp
     /// filter): every program `writ exec` governs is one, so a rule that
-    /// says so maps those of this uid too (give it an `exe` as well).
+    /// says so maps those of this uid too, whatever `exe` says: only for a
+    /// uid that runs no governed programs (docs/spec/identity.md).
     #[serde(default)]
     pub sandboxed: bool,
     /// The Cedar UID it maps to, e.g. `User::"alice"`.
@@ -258,6 +216,12 @@ impl Rules {
             return Err(format!("{}: more than {RULES_MAX} rules", path.display()));
         }
         Ok(rules)
+    }
+
+    /// Whether a rule names an executable's digest: only then is a local
+    /// caller's executable read and hashed.
+    pub fn want_digest(&self) -> bool {
+        self.rules.iter().any(|r| r.exe_sha256.is_some())
     }
 
     /// The principal `peer` is, and its identity; or why it is no one.
@@ -326,7 +290,7 @@ mod tests {
 
     fn me() -> LocalPeer {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
-        LocalPeer::of_socket(a.as_fd(), &ExeCache::new()).unwrap()
+        LocalPeer::of_socket(a.as_fd(), &ExeCache::new(), true).unwrap()
     }
 
     #[test]

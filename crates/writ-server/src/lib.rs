@@ -75,6 +75,7 @@ pub async fn serve_on(
     let (closing, closed) = watch::channel(false);
     let mut drain = closing.subscribe();
     let metrics = state.metrics.connections.clone();
+    let hash = state.peercred.as_ref().is_some_and(|r| r.want_digest());
     let app = router(state).layer(axum::middleware::from_fn_with_state(
         closed,
         end_streams_on_close,
@@ -86,6 +87,7 @@ pub async fn serve_on(
             app.clone(),
             listen.clone(),
             metrics.clone(),
+            hash,
             async move {
                 let _ = stop.wait_for(|c| *c).await;
             },

@@ -123,16 +123,23 @@ pub async fn run(
 /// each until `shutdown` resolves, as [`run`] does for TCP. Each
 /// connection's peer is what the kernel says (`SO_PEERCRED`: uid, gid,
 /// pid) with its executable measured; it goes with every request on it
+/// Local callers identified at once on the Unix socket.
+const IDENTIFYING_MAX: usize = 4;
+
 /// (the access guard maps it to a principal when there is no token).
 pub async fn run_unix(
     listener: tokio::net::UnixListener,
     app: Router,
     listen: Listen,
     metrics: ConnMetrics,
+    hash: bool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(listen.max_connections));
     let cache = Arc::new(writ_identity::peercred::ExeCache::new());
+    // Identifying a caller reads /proc (and, for rules that name a digest,
+    // hashes its executable): a few at a time, off the async workers.
+    let identifying = Arc::new(Semaphore::new(IDENTIFYING_MAX));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -157,6 +164,7 @@ pub async fn run_unix(
         let listen = listen.clone();
         let metrics = metrics.clone();
         let cache = cache.clone();
+        let identifying = identifying.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -165,14 +173,16 @@ pub async fn run_unix(
             // (cached by file identity, so once per binary).
             use std::os::fd::AsFd as _;
             use writ_identity::peercred::{LocalPeer, Peer};
+            let turn = identifying.acquire_owned().await;
             let peer = match stream.as_fd().try_clone_to_owned() {
                 Ok(fd) => tokio::task::spawn_blocking(move || {
-                    Peer(LocalPeer::of_socket(fd.as_fd(), &cache))
+                    Peer(LocalPeer::of_socket(fd.as_fd(), &cache, hash))
                 })
                 .await
                 .unwrap_or_else(|e| Peer(Err(format!("identifying the local caller: {e}")))),
                 Err(e) => Peer(Err(format!("identifying the local caller: {e}"))),
             };
+            drop(turn);
             let peer = Some(Arc::new(peer));
             let service = service_for(app, listen.body_timeout, peer);
             let mut http = hyper::server::conn::http1::Builder::new();

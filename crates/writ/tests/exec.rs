@@ -524,3 +524,29 @@ fn a_writ_copied_out_of_a_run_is_useless_to_anyone_but_its_runner() {
         "the holder's finish is recorded"
     );
 }
+
+/// A descriptor the runner inherited (a connection its caller opened to
+/// the authority's Unix socket, named as the caller) never reaches the
+/// program: only stdin, stdout and stderr do.
+#[test]
+fn a_program_inherits_no_descriptor_but_its_standard_three() {
+    let srv = Server::start();
+    permissive(&srv);
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "inherited\n").unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 7<{}; exec \"$WRIT\" exec -- sh -c 'cat <&7 && echo read || echo closed'",
+            secret.display()
+        ))
+        .env("WRIT", writ_bin())
+        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_TOKEN", &srv.admin_token)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), "closed", "{out:?}");
+}

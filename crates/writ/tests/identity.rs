@@ -427,7 +427,13 @@ fn local_callers_are_named_by_the_kernel_and_governed_programs_are_not_their_use
     let uid = std::fs::metadata("/proc/self").unwrap().uid();
     std::fs::write(
         srv.dir.join("peercred.json"),
-        format!(r#"{{"rules": [{{"uid": {uid}, "principal": "User::\"local\""}}]}}"#),
+        // The first rule names a digest no executable has: executables are
+        // hashed (only rules that name a digest make the server hash them).
+        format!(
+            r#"{{"rules": [{{"uid": {uid}, "exe_sha256": "sha256:{}", "principal": "Agent::\"never\""}},
+                           {{"uid": {uid}, "principal": "User::\"local\""}}]}}"#,
+            "0".repeat(64)
+        ),
     )
     .unwrap();
     activate_policy(
@@ -514,6 +520,32 @@ fn local_callers_are_named_by_the_kernel_and_governed_programs_are_not_their_use
     let claims = claims_of(child["writ"].as_str().unwrap());
     assert_eq!(claims["sub"], "User::\"local\"");
     assert_eq!(claims["writ"]["lineage"]["depth"], 1, "{claims}");
+    // A socket a sandboxed process serves in a data dir (what a governed
+    // program could plant where it may write) is not used by a local run:
+    // with no token it then has nothing to ask.
+    let planted = tempfile::tempdir().unwrap();
+    let fake = planted.path().join("writ.sock");
+    let mut squatter = Command::new("setpriv")
+        .args(["--no-new-privs", "python3", "-c"])
+        .arg(format!(
+            "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind({:?})\ns.listen(8)\ntime.sleep(30)",
+            fake.to_str().unwrap()
+        ))
+        .spawn()
+        .unwrap();
+    wait_for("the planted socket", Duration::from_secs(10), || {
+        fake.exists()
+    });
+    let out = run_writ(
+        &["exec", "--", "/bin/true"],
+        &[("WRIT_DIR", planted.path().to_str().unwrap())],
+        Some(scratch.path()),
+    );
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("runs sandboxed"), "{out:#?}");
+    assert!(out.stderr.contains("needs a token"), "{out:#?}");
     // No rule for a uid: no one, with the reason.
     std::fs::write(srv.dir.join("peercred.json"), r#"{"rules": []}"#).unwrap();
     srv.restart_with(&["--unix"]);
