@@ -1,10 +1,12 @@
 //! `writ bench exec`: what governance costs a process, measured end to end
 //! against a real `writ serve` on loopback.
 //!
-//! 1. Added latency: `PROGRAM` and `writ exec -- PROGRAM` run alternately,
-//!    each timed from spawn to exit; the figure is the difference of the
-//!    medians (and the median of the paired differences). With `hyperfine`
-//!    on PATH the same pair is timed by it too, as a cross-check.
+//! 1. Added latency: `PROGRAM`, `writ exec -- PROGRAM` (over TCP with a
+//!    token) and `writ exec -- PROGRAM` over the server's Unix socket with
+//!    no token (the kernel names the caller) run in turn, each timed from
+//!    spawn to exit; the figure is the difference of the medians (and the
+//!    median of the paired differences). With `hyperfine` on PATH the
+//!    first pair is timed by it too, as a cross-check.
 //! 2. Revocation to death: a governed `sleep` is started, then its writ is
 //!    revoked over the API; the time from sending the revocation to the
 //!    kernel no longer listing the process as running is recorded (polled
@@ -57,6 +59,8 @@ struct Target {
     url: String,
     token: String,
     cwd: PathBuf,
+    /// `unix:PATH` of the server's socket.
+    unix: String,
 }
 
 impl Target {
@@ -72,6 +76,13 @@ impl Target {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        c
+    }
+
+    /// `writ exec` over the Unix socket, with no token.
+    fn exec_local(&self, args: &[&str]) -> Command {
+        let mut c = self.exec(args);
+        c.env_remove("WRIT_TOKEN").env("WRIT_SERVER", &self.unix);
         c
     }
 }
@@ -128,12 +139,23 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         ..g.clone()
     })
     .await?;
-    let server = ServeChild::start(&data).await?;
+    // The server also listens on its data dir's Unix socket, where this
+    // user is the admin principal (peercred.json).
+    let uid = rustix::process::geteuid().as_raw();
+    std::fs::write(
+        data.join(writ_identity::peercred::RULES_FILE),
+        format!(r#"{{"rules": [{{"uid": {uid}, "principal": "User::\"admin\""}}]}}"#),
+    )?;
+    let server = ServeChild::start_with(&data, &["--unix"]).await?;
     let t = Target {
         writ: gate_binary()?,
         url: server.url.clone(),
         token: token.trim().to_owned(),
         cwd: tmp.clone(),
+        unix: format!(
+            "unix:{}",
+            data.join(writ_gate::client::LOCAL_SOCKET).display()
+        ),
     };
     let program = a.program.clone();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -144,25 +166,30 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     );
 
     // 1. Added latency, interleaved so drift hits both alike.
-    let (bare_ms, governed_ms) = {
+    let (bare_ms, governed_ms, local_ms) = {
         let t = &t;
         let program = program.clone();
         let runs = a.runs;
         let cwd = tmp.clone();
-        let task = move || -> Result<(Vec<f64>, Vec<f64>)> {
+        let task = move || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
             for _ in 0..10 {
                 time_run(bare(&program, &cwd))?;
                 time_run(t.exec(&["--", &program]))?;
+                time_run(t.exec_local(&["--", &program]))?;
             }
-            let (mut b, mut w) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+            let mut b = Vec::with_capacity(runs);
+            let mut w = Vec::with_capacity(runs);
+            let mut l = Vec::with_capacity(runs);
             for _ in 0..runs {
                 b.push(ms(time_run(bare(&program, &cwd))?));
                 w.push(ms(time_run(t.exec(&["--", &program]))?));
+                l.push(ms(time_run(t.exec_local(&["--", &program]))?));
             }
-            Ok((b, w))
+            Ok((b, w, l))
         };
         tokio::task::block_in_place(task)?
     };
+    let local = sorted(local_ms);
     let paired = sorted(
         bare_ms
             .iter()
@@ -186,9 +213,18 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         pct(&w, 99.0)
     );
     eprintln!(
+        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
+        "writ exec (Unix socket)",
+        pct(&local, 50.0),
+        pct(&local, 90.0),
+        pct(&local, 99.0)
+    );
+    eprintln!(
         "  added by writ exec: {added:.3} ms (difference of medians); median of paired differences {:.3} ms; target <= 5 ms",
         pct(&paired, 50.0)
     );
+    let added_local = pct(&local, 50.0) - pct(&b, 50.0);
+    eprintln!("  added by writ exec over the Unix socket, no token: {added_local:.3} ms");
     let hyperfine = tokio::task::block_in_place(|| hyperfine(&t, &program, a.runs))?;
     if let Some((hb, hw)) = hyperfine {
         eprintln!(
@@ -224,6 +260,8 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         "writ_exec_ms": {"p50": pct(&w, 50.0), "p90": pct(&w, 90.0), "p99": pct(&w, 99.0)},
         "added_median_ms": added,
         "added_paired_median_ms": pct(&paired, 50.0),
+        "writ_exec_unix_ms": {"p50": pct(&local, 50.0), "p90": pct(&local, 90.0), "p99": pct(&local, 99.0)},
+        "added_unix_median_ms": added_local,
         "hyperfine": hyperfine.map(|(hb, hw)| json!({"bare_median_ms": hb, "writ_exec_median_ms": hw})),
         "revocations": d.len(),
         "revoke_to_death_ms": {"p50": pct(&d, 50.0), "p90": pct(&d, 90.0), "p99": pct(&d, 99.0), "max": pct(&d, 100.0)},

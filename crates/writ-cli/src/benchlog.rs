@@ -237,6 +237,11 @@ pub(crate) struct ServeChild {
 impl ServeChild {
     /// Start it and wait until `/readyz` answers 200.
     pub async fn start(dir: &Path) -> Result<ServeChild> {
+        ServeChild::start_with(dir, &[]).await
+    }
+
+    /// [`ServeChild::start`] with more `writ serve` arguments.
+    pub async fn start_with(dir: &Path, extra: &[&str]) -> Result<ServeChild> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -251,6 +256,7 @@ impl ServeChild {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
