@@ -47,15 +47,16 @@ for t in job["tokens"]:
 json.dump(out, sys.stdout)
 "#;
 
-fn pyjwt_decode(py: &PathBuf, jwk: &Value, tokens: &[String]) -> Vec<Value> {
+/// Run `script` with `job` as JSON on its standard input; its standard
+/// output, parsed as JSON.
+fn run_py(py: &PathBuf, script: &str, job: &Value) -> Value {
     let mut child = Command::new(py)
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let job = json!({"jwk": jwk, "audience": AUD, "tokens": tokens});
     child
         .stdin
         .take()
@@ -68,7 +69,12 @@ fn pyjwt_decode(py: &PathBuf, jwk: &Value, tokens: &[String]) -> Vec<Value> {
         "python failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn pyjwt_decode(py: &PathBuf, jwk: &Value, tokens: &[String]) -> Vec<Value> {
+    let job = json!({"jwk": jwk, "audience": AUD, "tokens": tokens});
+    let v: Vec<Value> = serde_json::from_value(run_py(py, SCRIPT, &job)).unwrap();
     assert_eq!(v.len(), tokens.len());
     v
 }
@@ -262,28 +268,7 @@ for use in job.get("uses", []):
                              headers={"typ": "writ-pop+jwt", "jwk": jwk})
 json.dump({"jwk": jwk, "pem": pem, "proofs": proofs}, sys.stdout)
 "#;
-    let holder = |job: Value| -> Value {
-        let mut child = Command::new(&py)
-            .args(["-c", HOLDER])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(job.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let holder = |job: Value| run_py(&py, HOLDER, &job);
     let srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");
     let made = holder(json!({}));
