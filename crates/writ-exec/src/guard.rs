@@ -161,6 +161,7 @@ pub fn harden_child(
     runner: u32,
     scope: Option<OwnedFd>,
     filter: BpfProgram,
+    program: std::os::fd::RawFd,
 ) {
     use std::os::unix::process::CommandExt as _;
     let runner = i32::try_from(runner).ok();
@@ -195,12 +196,22 @@ pub fn harden_child(
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            // Only stdin, stdout and stderr pass to the program: a
-            // descriptor the runner inherited (a connection its caller
-            // opened to the authority's Unix socket, which the kernel
-            // named as the caller) must not reach a governed program.
-            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
-                return Err(std::io::Error::last_os_error());
+            // Only stdin, stdout and stderr pass to the program, and the
+            // measured file it is started from (a script's interpreter
+            // reads it as /proc/self/fd/N; a binary's is close-on-exec
+            // already): a descriptor the runner inherited (a connection
+            // its caller opened to the authority's Unix socket, which the
+            // kernel named as the caller) must not reach it.
+            let program = u32::try_from(program).unwrap_or(u32::MAX);
+            for (first, last) in [
+                (3, program.saturating_sub(1)),
+                (program.saturating_add(1), u32::MAX),
+            ] {
+                if first <= last
+                    && libc::syscall(libc::SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             seccompiler::apply_filter(&filter).map_err(|e| match e {
                 seccompiler::Error::Seccomp(io) | seccompiler::Error::Prctl(io) => io,

@@ -468,6 +468,9 @@ struct Launch {
     exe: PathBuf,
     /// The measured file and its stamp, checked right before it runs.
     measured: (File, Stamp),
+    /// The descriptor `cmd` starts (`/proc/self/fd/N`), which stays open
+    /// in the program for a script's interpreter.
+    program_fd: std::os::fd::RawFd,
     required: Enforcement,
     on_exit: Box<dyn FnOnce(std::io::Result<std::process::ExitStatus>) + Send>,
 }
@@ -594,6 +597,7 @@ impl Launcher {
             confinement: confinement.cloned(),
             exe: exe.path.clone(),
             measured: (measured, exe.stamp.clone()),
+            program_fd: exe.file.as_raw_fd(),
             required,
             on_exit: Box::new(on_exit),
         };
@@ -645,6 +649,7 @@ impl Launch {
             std::process::id(),
             scope,
             guard::child_filter()?,
+            self.program_fd,
         );
         // The last moment before the kernel takes the file: once it runs, a
         // write to it fails (ETXTBSY) for a binary. (A script's interpreter

@@ -535,18 +535,28 @@ fn a_program_inherits_no_descriptor_but_its_standard_three() {
     let tmp = tempfile::tempdir().unwrap();
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "inherited\n").unwrap();
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "exec 7<{}; exec \"$WRIT\" exec -- sh -c 'cat <&7 && echo read || echo closed'",
-            secret.display()
-        ))
-        .env("WRIT", writ_bin())
-        .env("WRIT_SERVER", &srv.url)
-        .env("WRIT_TOKEN", &srv.admin_token)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.trim(), "closed", "{out:?}");
+    // A binary, and a script (whose interpreter still reads the script
+    // itself through the descriptor writ exec starts it from).
+    let tool = tmp.path().join("tool.sh");
+    script(&tool, "cat <&7 && echo read || echo closed");
+    for program in [
+        "sh -c 'cat <&7 && echo read || echo closed'".to_owned(),
+        tool.display().to_string(),
+    ] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec 7<{}; exec \"$WRIT\" exec --read {} -- {program}",
+                secret.display(),
+                tmp.path().display()
+            ))
+            .env("WRIT", writ_bin())
+            .env("WRIT_SERVER", &srv.url)
+            .env("WRIT_TOKEN", &srv.admin_token)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.trim(), "closed", "{program}: {out:?}");
+    }
 }
