@@ -7,7 +7,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use writ_artifact::{decode_unverified, verify, Jwks, KeyRing, NoStatus, VerifyOptions};
+use writ_artifact::pop::{Bound, PopUse};
+use writ_artifact::{
+    decode_unverified, verify, HolderCheck, Jwks, KeyRing, NoStatus, VerifyOptions,
+};
 
 fn ring() -> &'static KeyRing {
     static RING: OnceLock<KeyRing> = OnceLock::new();
@@ -35,7 +38,24 @@ fuzz_target!(|data: &[u8]| {
             environment_digest: None,
             accepted_policies: None,
             check_spent: false,
+            holder: HolderCheck::Proof {
+                proof: token.to_owned(),
+                purpose: PopUse::Verify,
+            },
         };
+        // The same bytes as a proof of possession: refused or accepted,
+        // never a panic.
+        let _ = writ_artifact::pop::check(
+            token,
+            Bound {
+                jti: "0123456789abcdef0123456789abcdef",
+                aud: "exec@fuzz",
+                jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+            },
+            PopUse::Verify,
+            now,
+            5,
+        );
         if let Ok(v) = verify(token, ring(), &opts, &NoStatus) {
             // What verifies must also decode, to the same claims.
             let (kid, claims) = unverified
