@@ -31,8 +31,8 @@ use crate::reason::{Denial, ReasonCode};
 pub const POP_TYP: &str = "writ-pop+jwt";
 /// A proof longer than this is refused before any parsing.
 pub const POP_BYTES_MAX: usize = 2048;
-/// How far a proof's `iat` may lie from the verifier's clock, either way
-/// (the verifier's clock skew is added to it).
+/// How long a proof is good after its `iat`, plus the verifier's clock
+/// skew; it may be dated at most the skew ahead of the verifier's clock.
 pub const POP_WINDOW_SECS: u64 = 30;
 
 /// What a proof is for: a proof made for one use is refused for another.

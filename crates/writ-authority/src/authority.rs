@@ -176,7 +176,8 @@ pub struct Authority {
     lifecycle: tokio::sync::Mutex<()>,
     /// Checks external issuers' tokens, keeping their fetched keys.
     verifier: writ_identity::issuer::Verifier,
-    /// Proofs of possession accepted in their window (each is good once).
+    /// Proofs of starts, renewals and finishes spent in their window (each
+    /// is good once).
     proofs: holder::ProofLedger,
 }
 

@@ -416,11 +416,11 @@ pub async fn exec(g: &Global, mut a: ExecArgs) -> Result<Exit> {
         check_spent: false,
         // A writ given with --writ that is bound to another holder fails
         // here: this run cannot prove it holds that key.
-        holder: holder.check(
-            &writ_artifact::decode_unverified(&writ)
+        holder: holder.check(&issued.clone().unwrap_or_else(|| {
+            writ_artifact::decode_unverified(&writ)
                 .map(|(_, c)| c.jti)
-                .unwrap_or_default(),
-        ),
+                .unwrap_or_default()
+        })),
     };
     // A writ given with --writ is started below, after verification.
     let spent_on_issue = issued.is_some();

@@ -119,14 +119,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Accept connections on the Unix socket `listener` and serve `app` on
-/// each until `shutdown` resolves, as [`run`] does for TCP. Each
-/// connection's peer is what the kernel says (`SO_PEERCRED`: uid, gid,
-/// pid) with its executable measured; it goes with every request on it
 /// Local callers identified at once on the Unix socket.
 const IDENTIFYING_MAX: usize = 4;
 
-/// (the access guard maps it to a principal when there is no token).
+/// Accept connections on the Unix socket `listener` and serve `app` on
+/// each until `shutdown` resolves, as [`run`] does for TCP. Each
+/// connection's peer is what the kernel says (`SO_PEERCRED`: uid, gid,
+/// pid; whether it is sandboxed; its executable, hashed when `hash`); it
+/// goes with every request on it (the access guard maps it to a principal
+/// when there is no token).
 pub async fn run_unix(
     listener: tokio::net::UnixListener,
     app: Router,

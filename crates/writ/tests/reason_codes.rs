@@ -1591,6 +1591,47 @@ fn holder_mismatch() {
         &json!({"exit_status": 0, "pop": proof(&holder, PopUse::Finish)}),
     );
     assert_eq!(r.status, 200, "finish by the holder: {}", r.text());
+    // `writ authorize --holder-jwk` binds the same way; a key that is not
+    // a JWK at all is a usage error naming the flag.
+    let out = f.srv.cli(
+        Some(&f.agent),
+        &[
+            "authorize",
+            "--action",
+            "Action::\"exec\"",
+            "--resource",
+            "Command::\"/usr/bin/true\"",
+            "--request",
+            r#"{"argv": ["/usr/bin/true"]}"#,
+            "--audience",
+            AUD,
+            "--holder-jwk",
+            &serde_json::to_string(&holder.jwk()).unwrap(),
+        ],
+    );
+    out.expect_code(0, "writ authorize --holder-jwk");
+    assert_eq!(
+        claims_of(out.stdout.trim())["cnf"],
+        json!({"jkt": holder.jkt()})
+    );
+    let out = f.srv.cli(
+        Some(&f.agent),
+        &[
+            "authorize",
+            "--action",
+            "Action::\"exec\"",
+            "--resource",
+            "Command::\"/usr/bin/true\"",
+            "--request",
+            "{}",
+            "--audience",
+            AUD,
+            "--holder-jwk",
+            "not json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("--holder-jwk"), "{out:#?}");
     // Not a holder key at all, or a small-order point (under which any
     // signature verifies): a bad request, nothing issued.
     let mut identity_point = [0u8; 32];

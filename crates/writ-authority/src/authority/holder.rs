@@ -13,9 +13,9 @@ use super::Authority;
 use crate::api::CallError;
 use crate::status::Oracle;
 
-/// Most proofs remembered at once. Each is remembered for its window (about
-/// a minute), so this bounds the proofs one node accepts per minute; past
-/// it, proofs are refused until older ones age out.
+/// Most proofs remembered at once. Each is remembered for its window (35 s
+/// with the default skew), so this bounds the proofs one node accepts in
+/// that time; past it, proofs are refused until older ones age out.
 const PROOFS_REMEMBERED_MAX: usize = 262_144;
 
 /// The proofs this node accepted and that are still inside their window.
