@@ -77,6 +77,10 @@ impl StatusOracle for NoStatus {
     }
 }
 
+/// Clock skew every writ verifier tolerates unless told otherwise, seconds
+/// (docs/spec/writ.md).
+pub const DEFAULT_SKEW_SECS: u64 = 5;
+
 /// What a verifier expects of a writ beyond its signature.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -97,6 +101,27 @@ pub struct VerifyOptions {
     pub check_spent: bool,
     /// The proof of possession for a holder-bound writ.
     pub holder: HolderCheck,
+}
+
+impl VerifyOptions {
+    /// What an enforcement point checks before it runs a request: its own
+    /// audience, the request's digest, the default skew, the holder's proof;
+    /// offline (no spent check), any policy. Set the other fields after.
+    pub fn enforcing(
+        now_unix_secs: u64,
+        audience: impl Into<String>,
+        request_digest: impl Into<String>,
+        holder: HolderCheck,
+    ) -> Self {
+        VerifyOptions {
+            now_unix_secs,
+            skew_secs: DEFAULT_SKEW_SECS,
+            audience: Some(audience.into()),
+            request_digest: Some(request_digest.into()),
+            holder,
+            ..VerifyOptions::default()
+        }
+    }
 }
 
 /// What a verifier has to show that the presenter holds a holder-bound
