@@ -22,7 +22,7 @@ mod status;
 pub use api::*;
 pub use authority::{
     validate_authorize_request, Authority, AuthorityConfig, BootstrapOutput, Event, Principal,
-    FRESHNESS_MS_DEFAULT,
+    StateError, FRESHNESS_MS_DEFAULT,
 };
 pub use checkpoint::{stored_log_verifiers, LogPublisher, PublishError, Published};
 pub use writ_api::*;

@@ -192,6 +192,16 @@ pub enum RevocationKind {
     Principal,
 }
 
+impl RevocationKind {
+    /// Its name in entries, records and events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RevocationKind::Writ => "writ",
+            RevocationKind::Principal => "principal",
+        }
+    }
+}
+
 /// Everything needed to re-evaluate a decision: the exact Cedar input, the
 /// bundle hash, and what was answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -41,7 +41,7 @@ impl Authority {
             Arc::new(next),
             Some(&state.bundle),
         )
-        .map_err(CallError::Unavailable)?;
+        .map_err(|e| CallError::Unavailable(e.to_string()))?;
         // Only the keys: a revocation, activation or principal that changed
         // the state since the store was read stays as it is.
         self.swap_state(|cur| State {

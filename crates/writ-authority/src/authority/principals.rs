@@ -388,7 +388,7 @@ impl Authority {
             let _ = self.events.send(Event::Revocation {
                 time_ms: now_ms,
                 target: uid.to_owned(),
-                kind: "principal".into(),
+                kind: RevocationKind::Principal,
                 jtis: Vec::new(),
                 reason: format!("principal {uid} was disabled by {}", who.uid),
                 log_index: Some(log_index),
