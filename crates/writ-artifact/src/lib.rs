@@ -31,8 +31,8 @@ pub use env::{Clock, Entropy, EntropyError, FixedClock, OsEntropy, SystemClock};
 pub use keys::{Jwk, Jwks, KeyRing, WritKey};
 pub use reason::{Denial, ReasonCode};
 pub use verify::{
-    decode_unverified, sign, verify, HolderCheck, DEFAULT_SKEW_SECS, NoStatus, StatusOracle, VerifiedWrit,
-    VerifyOptions, WRIT_BYTES_MAX,
+    decode_unverified, sign, verify, HolderCheck, NoStatus, StatusOracle, VerifiedWrit,
+    VerifyOptions, DEFAULT_SKEW_SECS, WRIT_BYTES_MAX,
 };
 
 /// Header `typ` of every writ.

@@ -11,7 +11,7 @@
 //! the commitment say nothing about a guessable content (an argv, a path);
 //! with salt and content, anyone can check the commitment and replay the
 //! decision. Erasing the two leaves the leaf, its hash and every proof as
-//! they were (docs/log-formats.md).
+//! they were (docs/spec/log.md).
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
