@@ -28,3 +28,9 @@ impl From<writ_store::StoreError> for CallError {
         }
     }
 }
+
+impl From<writ_log::EncodeError> for CallError {
+    fn from(e: writ_log::EncodeError) -> CallError {
+        CallError::Unavailable(e.to_string())
+    }
+}

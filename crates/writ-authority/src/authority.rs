@@ -142,6 +142,8 @@ pub enum Event {
 pub enum StateError {
     #[error(transparent)]
     Store(#[from] writ_store::StoreError),
+    #[error(transparent)]
+    Encode(#[from] writ_log::EncodeError),
     /// The store holds what this authority cannot use, or lacks what it
     /// needs (which, in words).
     #[error("{0}")]
@@ -271,7 +273,7 @@ impl Authority {
         let leaf = |e: Entry| {
             e.to_leaf()
                 .map(|leaf| Op::Append { leaf })
-                .map_err(CallError::Unavailable)
+                .map_err(CallError::from)
         };
         let ops = vec![
             Op::PutKey(

@@ -237,7 +237,7 @@ impl LogPublisher {
             status: "active".into(),
         }
         .to_leaf()
-        .map_err(StoreError::Unavailable)?;
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         self.store
             .submit(Tx::new(vec![
                 Op::PutKey(KeyRecord {

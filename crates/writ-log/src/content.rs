@@ -41,37 +41,51 @@ pub fn commitment(salt: &[u8; SALT_BYTES], bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// Why a decision cannot be sealed, or opened with a content.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("the decision is not sealed")]
+    NotSealed,
+    #[error("the content does not match the decision's commitment")]
+    Mismatch,
+    /// The content is not what a sealed decision keeps (what, in words).
+    #[error("{0}")]
+    Malformed(String),
+}
+
 impl DecisionEntry {
     /// Seal this decision with `salt`: its content becomes a commitment in
     /// `content`, and its leaf (version 2) carries that instead of the
     /// values and the message, which stay in this entry for the caller
     /// (not in the leaf).
-    pub fn seal(&mut self, salt: [u8; SALT_BYTES]) -> Result<Content, String> {
+    pub fn seal(&mut self, salt: [u8; SALT_BYTES]) -> Result<Content, ContentError> {
         let bytes = canonical::to_canonical_bytes(&json!({
             "context": self.context,
             "environment": self.environment,
             "message": self.message,
             "request": self.request,
-        }))?;
+        }))
+        .map_err(ContentError::Malformed)?;
         self.content = Some(commitment(&salt, &bytes));
         Ok(Content { salt, bytes })
     }
 
     /// Open a sealed decision with its content: the commitment must match;
     /// then the context, request and environment are this entry's.
-    pub fn open(&mut self, c: &Content) -> Result<(), String> {
+    pub fn open(&mut self, c: &Content) -> Result<(), ContentError> {
         let Some(committed) = &self.content else {
-            return Err("the decision is not sealed".into());
+            return Err(ContentError::NotSealed);
         };
         if &commitment(&c.salt, &c.bytes) != committed {
-            return Err("the content does not match the decision's commitment".into());
+            return Err(ContentError::Mismatch);
         }
-        let v: Value = serde_json::from_slice(&c.bytes).map_err(|e| format!("content: {e}"))?;
+        let v: Value = serde_json::from_slice(&c.bytes)
+            .map_err(|e| ContentError::Malformed(format!("content: {e}")))?;
         let text = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
                 .map(str::to_owned)
-                .ok_or_else(|| format!("content has no `{k}`"))
+                .ok_or_else(|| ContentError::Malformed(format!("content has no `{k}`")))
         };
         self.request = text("request")?;
         self.environment = text("environment")?;
@@ -79,7 +93,7 @@ impl DecisionEntry {
         self.context = v
             .get("context")
             .cloned()
-            .ok_or("content has no `context`")?;
+            .ok_or_else(|| ContentError::Malformed("content has no `context`".into()))?;
         Ok(())
     }
 

@@ -343,9 +343,19 @@ pub enum LeafError {
     NotCanonical,
 }
 
+/// Why an entry cannot be written as leaf bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("entry is {0} bytes; a log entry holds at most {LEAF_BYTES_MAX}")]
+    TooLarge(usize),
+    /// Not representable as canonical JSON (what, in words).
+    #[error("{0}")]
+    Json(String),
+}
+
 impl Entry {
     /// The exact bytes whose leaf hash goes into the tree.
-    pub fn to_leaf(&self) -> Result<Vec<u8>, String> {
+    pub fn to_leaf(&self) -> Result<Vec<u8>, EncodeError> {
         let fast = match self {
             Entry::Decision(d) => d.write_leaf(),
             _ => None,
@@ -355,16 +365,14 @@ impl Entry {
             None => self.generic_leaf()?,
         };
         if leaf.len() > LEAF_BYTES_MAX {
-            return Err(format!(
-                "entry is {} bytes; a log entry holds at most {LEAF_BYTES_MAX}",
-                leaf.len()
-            ));
+            return Err(EncodeError::TooLarge(leaf.len()));
         }
         Ok(leaf)
     }
 
     /// The leaf through a JSON value: any entry, any context.
-    fn generic_leaf(&self) -> Result<Vec<u8>, String> {
+    fn generic_leaf(&self) -> Result<Vec<u8>, EncodeError> {
+        let json = |e: serde_json::Error| EncodeError::Json(e.to_string());
         let (mut v, version) = match self {
             // A sealed decision's leaf holds its commitment, not its values.
             Entry::Decision(d) if d.content.is_some() => {
@@ -372,23 +380,19 @@ impl Entry {
                 bare.context = Value::Null;
                 bare.request.clear();
                 bare.environment.clear();
-                let mut v = serde_json::to_value(Entry::Decision(Box::new(bare)))
-                    .map_err(|e| e.to_string())?;
+                let mut v = serde_json::to_value(Entry::Decision(Box::new(bare))).map_err(json)?;
                 if let Value::Object(m) = &mut v {
                     m.remove("message");
                 }
                 (v, LEAF_VERSION_SEALED)
             }
-            _ => (
-                serde_json::to_value(self).map_err(|e| e.to_string())?,
-                LEAF_VERSION,
-            ),
+            _ => (serde_json::to_value(self).map_err(json)?, LEAF_VERSION),
         };
         if let Value::Object(m) = &mut v {
             m.insert("v".into(), Value::from(version));
         }
         canonical::sort_keys_deep(&mut v);
-        canonical::value_to_canonical_bytes(&v)
+        canonical::value_to_canonical_bytes(&v).map_err(EncodeError::Json)
     }
 
     /// Parse leaf bytes strictly: canonical form, known version, known shape.

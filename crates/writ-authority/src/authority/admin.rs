@@ -51,7 +51,7 @@ impl Authority {
             reason: reason.clone(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let ops = vec![
             Op::Revoke(RevocationRecord {
                 target: target.clone(),
@@ -109,7 +109,7 @@ impl Authority {
             kid: signed.kid.clone(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let ops = vec![
             Op::PutBundle {
                 hash: signed.hash.clone(),

@@ -187,7 +187,7 @@ impl Authority {
         // is logged; the request never was a question the log can hold.
         let leaf = Entry::Decision(Box::new(entry))
             .to_leaf()
-            .map_err(BadRequest)?;
+            .map_err(|e| BadRequest(e.to_string()))?;
         let mut ops = vec![
             Op::Append { leaf },
             Op::PutContent {
@@ -214,7 +214,7 @@ impl Authority {
             principal: q.who.uid.clone(),
         }
         .to_leaf()
-        .map_err(BadRequest)?;
+        .map_err(|e| BadRequest(e.to_string()))?;
         let (credential, credential_hash) = if req.credential {
             match principals::new_credential(self.entropy.as_ref(), jti) {
                 Ok((c, h)) => (Some(c), Some(h)),

@@ -65,7 +65,7 @@ impl Authority {
             reason: reason.to_owned(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let indices = self
             .store
             .submit(Tx::new(vec![

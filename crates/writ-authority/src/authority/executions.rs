@@ -168,7 +168,7 @@ impl Authority {
             principal: rec.principal.clone(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let (credential, credential_hash) = if req.credential {
             let (c, h) = principals::new_credential(self.entropy.as_ref(), jti)
                 .map_err(|e| CallError::Unavailable(e.to_string()))?;
@@ -287,7 +287,7 @@ impl Authority {
             lease_exp: new_lease,
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let mut ops = vec![Op::Append { leaf }];
         if let Some(lease_exp) = new_lease {
             ops.push(Op::Lease {
@@ -514,7 +514,7 @@ impl Authority {
             enforcement: req.enforcement.clone(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let ops = vec![
             Op::Finish {
                 jti: jti.into(),

@@ -169,7 +169,7 @@ impl Authority {
             maps_to: spec.maps_to(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let tx = Tx::new(vec![
             Op::PutIssuer {
                 name: spec.name.clone(),
@@ -226,7 +226,7 @@ impl Authority {
             maps_to: String::new(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let tx = Tx::new(vec![
             Op::RemoveIssuer {
                 name: spec.name.clone(),

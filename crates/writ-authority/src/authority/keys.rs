@@ -25,7 +25,7 @@ impl Authority {
             }
             .to_leaf()
             .map(|leaf| Op::Append { leaf })
-            .map_err(CallError::Unavailable)
+            .map_err(CallError::from)
         };
         let ops = vec![
             Op::PutKey(new),
@@ -91,7 +91,7 @@ impl Authority {
             status: "retired".into(),
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let retired = KeyRecord {
             status: "retired".into(),
             verify_until_ms: None,

@@ -210,7 +210,7 @@ impl Authority {
             auditor: req.auditor,
         }
         .to_leaf()
-        .map_err(CallError::Unavailable)?;
+        .map_err(CallError::from)?;
         let ops = vec![
             Op::PutPrincipal(PrincipalRecord {
                 uid: req.uid.clone(),
@@ -281,7 +281,7 @@ impl Authority {
         }
         .to_leaf()
         .map(|leaf| Op::Append { leaf })
-        .map_err(CallError::Unavailable)
+        .map_err(CallError::from)
     }
 
     /// Give `uid` a new token and return it, once. The old token stops
