@@ -107,17 +107,7 @@ impl Principal {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    Decision {
-        time_ms: u64,
-        principal: String,
-        action: String,
-        resource: String,
-        decision: Outcome,
-        reason: Option<ReasonCode>,
-        message: String,
-        log_index: Option<u64>,
-        jti: Option<String>,
-    },
+    Decision(DecisionEvent),
     Revocation {
         time_ms: u64,
         target: String,
@@ -159,6 +149,46 @@ impl From<String> for StateError {
 impl From<&str> for StateError {
     fn from(s: &str) -> StateError {
         StateError::Invalid(s.to_owned())
+    }
+}
+
+/// A decision, as announced once it is logged.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DecisionEvent {
+    pub time_ms: u64,
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    pub decision: Outcome,
+    pub reason: Option<ReasonCode>,
+    pub message: String,
+    pub log_index: Option<u64>,
+    pub jti: Option<String>,
+}
+
+impl DecisionEvent {
+    /// The announcement of `entry`, taken before the entry is sealed and
+    /// logged: its log index and jti follow once they are known.
+    pub(crate) fn of(entry: &DecisionEntry) -> DecisionEvent {
+        DecisionEvent {
+            time_ms: entry.time_ms,
+            principal: entry.principal.clone(),
+            action: entry.action.clone(),
+            resource: entry.resource.clone(),
+            decision: entry.decision,
+            reason: entry.reason,
+            message: entry.message.clone(),
+            log_index: None,
+            jti: None,
+        }
+    }
+
+    fn logged(self, log_index: Option<u64>, jti: Option<String>) -> Event {
+        Event::Decision(DecisionEvent {
+            log_index,
+            jti,
+            ..self
+        })
     }
 }
 

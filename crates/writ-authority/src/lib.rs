@@ -21,8 +21,8 @@ mod status;
 
 pub use api::*;
 pub use authority::{
-    validate_authorize_request, Authority, AuthorityConfig, BootstrapOutput, Event, Principal,
-    StateError, FRESHNESS_MS_DEFAULT,
+    validate_authorize_request, Authority, AuthorityConfig, BootstrapOutput, DecisionEvent, Event,
+    Principal, StateError, FRESHNESS_MS_DEFAULT,
 };
 pub use checkpoint::{stored_log_verifiers, LogPublisher, PublishError, Published};
 pub use writ_api::*;

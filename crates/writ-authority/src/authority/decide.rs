@@ -116,7 +116,7 @@ impl Authority {
         entry.message = message;
         entry.jti = Some(grant.jti.clone());
         entry.exp = Some(grant.exp);
-        let announced = Announcement::of(&entry);
+        let announced = DecisionEvent::of(&entry);
         let Commit { ops, credential } = self.allow_ops(&state, &q, entry, &grant)?;
         // INVARIANT: the writ is signed only after this commit returned Ok.
         let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
@@ -140,7 +140,7 @@ impl Authority {
         };
         let _ = self
             .events
-            .send(announced.event(Some(log_index), Some(grant.jti.clone())));
+            .send(announced.logged(Some(log_index), Some(grant.jti.clone())));
         Ok(AuthorizeResponse::Allow {
             writ,
             log_index,
@@ -406,7 +406,7 @@ impl Authority {
         if entry.context.is_null() {
             entry.context = Value::Object(Map::new());
         }
-        let announced = Announcement::of(&entry);
+        let announced = DecisionEvent::of(&entry);
         let content = match self.seal(&mut entry) {
             Ok(c) => c,
             Err(d) => return deny_unlogged(d),
@@ -426,7 +426,7 @@ impl Authority {
             Ok(indices) => {
                 self.note_indices(&indices);
                 let log_index = indices.first().copied();
-                let _ = self.events.send(announced.event(log_index, None));
+                let _ = self.events.send(announced.logged(log_index, None));
                 AuthorizeResponse::Deny {
                     reason: d.reason,
                     message: d.message,
@@ -648,44 +648,4 @@ pub(super) struct Granted {
     jti: String,
     lineage: Lineage,
     exp: u64,
-}
-
-/// The event a decision is announced with, taken from its entry before the
-/// entry is sealed and logged.
-pub(super) struct Announcement {
-    time_ms: u64,
-    principal: String,
-    action: String,
-    resource: String,
-    decision: Outcome,
-    reason: Option<ReasonCode>,
-    message: String,
-}
-
-impl Announcement {
-    fn of(entry: &DecisionEntry) -> Announcement {
-        Announcement {
-            time_ms: entry.time_ms,
-            principal: entry.principal.clone(),
-            action: entry.action.clone(),
-            resource: entry.resource.clone(),
-            decision: entry.decision,
-            reason: entry.reason,
-            message: entry.message.clone(),
-        }
-    }
-
-    fn event(self, log_index: Option<u64>, jti: Option<String>) -> Event {
-        Event::Decision {
-            time_ms: self.time_ms,
-            principal: self.principal,
-            action: self.action,
-            resource: self.resource,
-            decision: self.decision,
-            reason: self.reason,
-            message: self.message,
-            log_index,
-            jti,
-        }
-    }
 }
