@@ -4,11 +4,9 @@
 //! starts; and the CLI's exit statuses and `denied: <code>` on stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use writ_artifact::{OsEntropy, WritKey};

@@ -6,11 +6,9 @@
 //! checks that table against the test sources, so the two cannot drift.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use writ_artifact::WritKey;
 
@@ -899,7 +897,7 @@ fn security_md_attack_table_matches_the_tests() {
         let (file, func) = test
             .split_once("::")
             .unwrap_or_else(|| panic!("row {row:?}: test is FILE::FUNCTION"));
-        let src = std::fs::read_to_string(root.join(format!("crates/writ/tests/{file}.rs")))
+        let src = std::fs::read_to_string(root.join(format!("crates/writ/tests/e2e/{file}.rs")))
             .unwrap_or_else(|e| panic!("row {row:?}: no test file {file}.rs: {e}"));
         assert!(
             src.contains(&format!("#[test]\nfn {func}()")),
@@ -912,7 +910,7 @@ fn security_md_attack_table_matches_the_tests() {
         "the issue asks for at least 40 attacks; the table has {}",
         attacks.len()
     );
-    let me = std::fs::read_to_string(root.join("crates/writ/tests/adversarial.rs")).unwrap();
+    let me = std::fs::read_to_string(root.join("crates/writ/tests/e2e/adversarial.rs")).unwrap();
     for func in me
         .split("#[test]\nfn ")
         .skip(1)

@@ -15,15 +15,13 @@
 //! otherwise a failed install fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::*;
 use serde_json::{json, Value};
 
 const AUD: &str = "exec@host-a";

@@ -10,11 +10,9 @@
 //! SECURITY.md records a longer run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 

@@ -3,9 +3,7 @@
 //! schema bundle, and bundles that fail validation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const AUD: &str = "exec@host-a";

@@ -5,12 +5,10 @@
 //! lineage, checked by the authority, and die with their ancestors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use writ_artifact::ReasonCode;
 

@@ -4,11 +4,9 @@
 //! scope enforced by the kernel (Landlock).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Allow every command (the default bundle allows a few harmless ones).
 fn permissive(srv: &Server) {

@@ -3,14 +3,12 @@
 //! AuthZEN route, metrics and the OpenAPI document.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const AUD: &str = "exec@host-a";
@@ -774,8 +772,8 @@ fn health_readiness_and_console() {
 /// not API) merged into the same router (rustfmt may split a call over
 /// several lines, so whitespace is dropped first).
 fn registered_routes() -> Vec<(String, Vec<String>)> {
-    const ROUTES: &str = include_str!("../../writ-server/src/routes.rs");
-    const CONSOLE: &str = include_str!("../../writ-console/src/lib.rs");
+    const ROUTES: &str = include_str!("../../../writ-server/src/routes.rs");
+    const CONSOLE: &str = include_str!("../../../writ-console/src/lib.rs");
     let mut out = routes_in(ROUTES);
     let console: Vec<_> = routes_in(CONSOLE)
         .into_iter()

@@ -8,14 +8,12 @@
 //! is no skip).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const NPM_PACKAGES: [&str; 2] = [

@@ -4,11 +4,9 @@
 //! (The figures themselves are in BENCHMARKS.md; a test does not time.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn a_short_authorize_bench_reports_every_measurement() {

@@ -4,12 +4,10 @@
 //! inconsistent checkpoint, evidence bundles, and a witness.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// A server with a few allowed and denied decisions and a checkpoint over them.

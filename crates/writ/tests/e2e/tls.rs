@@ -5,17 +5,14 @@
 //! on a PostgreSQL with `ssl=on` reached with `sslmode=verify-full`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "../../writ-store/tests/support/pg.rs"]
-mod pg;
-
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::pki::Pki;
-use common::*;
+use crate::common::pki::Pki;
+use crate::common::*;
+use crate::pg;
 use serde_json::Value;
 
 /// A `writ serve` child over TLS.

@@ -6,12 +6,10 @@
 //! hold a credential of their own run instead of the caller's token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ALLOW_ALL: &str =

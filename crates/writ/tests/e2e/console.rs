@@ -1,7 +1,7 @@
 //! The console in a real browser: a real `writ serve` (with a witness), real
 //! decisions and a governed `writ exec` tree, then headless Chromium driven
 //! by Playwright (`playwright-core`, Debian's `/usr/bin/chromium`) through
-//! every area from the front page's navigation: `tests/console/e2e.cjs`.
+//! every area from the front page's navigation: `tests/e2e/fixtures/console.cjs`.
 //! Also `writ assess` and `GET /v1/mesh` without a browser.
 //!
 //! First use installs what the browser test needs: `playwright-core` from
@@ -10,13 +10,11 @@
 //! never skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -259,7 +257,7 @@ fn the_console_in_headless_chromium() {
     assert!(alive(pid));
     let shots = target_dir().join("console-e2e/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console/e2e.cjs");
+    let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/fixtures/console.cjs");
     let setup = t0.elapsed();
     let t1 = Instant::now();
     let out = Command::new("node")

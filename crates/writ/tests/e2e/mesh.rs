@@ -2,15 +2,12 @@
 //! throwaway PostgreSQL, acting as one authority with one log.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-#[path = "../../writ-store/tests/support/pg.rs"]
-mod pg;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::pg;
 use serde_json::{json, Value};
 
 const ALLOW_ALL: &str = "@id(\"all\")\npermit (principal, action, resource);\n";

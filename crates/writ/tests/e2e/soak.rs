@@ -4,11 +4,9 @@
 //! server's memory bounded. The ten-minute figures are in SECURITY.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// RSS growth allowed between the early and the late part of a 20 s run.
 const RSS_GROWTH_MIB_MAX: f64 = 16.0;

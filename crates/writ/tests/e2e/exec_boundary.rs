@@ -4,13 +4,11 @@
 //! kernel cannot confine it (unless the caller says so, on the record).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ALLOW_ALL: &str =

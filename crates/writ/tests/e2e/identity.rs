@@ -14,14 +14,12 @@
 //! when missing (`WRIT_SKIP_PY=1` skips).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pki::Pki;
-use common::*;
+use crate::common::pki::Pki;
+use crate::common::*;
 use serde_json::Value;
 
 /// An HTTPS JWKS endpoint and the tokens of two issuers, made by PyJWT.

@@ -4,11 +4,9 @@
 //! valid (docs/log-formats.md, "Sealed decisions").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use common::*;
 use serde_json::{json, Value};
 
 const AUD: &str = "exec@host-a";
