@@ -21,50 +21,7 @@ const ALLOW_ALL: &str =
 /// reads what is waiting in the queue, as the caller's shell would next.
 /// With `--bare`, the same program runs without writ (the baseline that
 /// shows the attack works on this host).
-const PTY_HARNESS: &str = r#"
-import ctypes, fcntl, json, os, pty, subprocess, sys, time
-writ, server, token, mode = sys.argv[1:5]
-ATTACK = r'''
-import ctypes, fcntl, sys, termios
-libc = ctypes.CDLL(None, use_errno=True)
-results = []
-for request in (termios.TIOCSTI, termios.TIOCSTI | (1 << 32)):
-    ok = True
-    for c in b"echo INJECTED\n":
-        if libc.ioctl(0, ctypes.c_ulong(request), ctypes.c_char_p(bytes([c]))) != 0:
-            ok = False
-            results.append(ctypes.get_errno())
-            break
-    if ok:
-        results.append(0)
-print("ERRNOS", results, flush=True)
-'''
-pid, fd = pty.fork()
-if pid == 0:
-    env = dict(os.environ, WRIT_SERVER=server, WRIT_TOKEN=token)
-    cmd = [sys.executable, "-c", ATTACK] if mode == "--bare" else [writ, "exec", "--", "/usr/bin/python3", "-c", ATTACK]
-    rc = subprocess.run(cmd, env=env).returncode
-    fl = fcntl.fcntl(0, fcntl.F_GETFL)
-    fcntl.fcntl(0, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-    time.sleep(0.3)
-    try:
-        queued = os.read(0, 4096)
-    except BlockingIOError:
-        queued = b""
-    print("RESULT " + json.dumps({"rc": rc, "queued": queued.decode(errors="replace")}), flush=True)
-    os._exit(0)
-out = b""
-while True:
-    try:
-        chunk = os.read(fd, 4096)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-"#;
+const PTY_HARNESS: &str = include_str!("fixtures/exec_boundary_pty_harness.py");
 
 fn in_a_terminal(srv: &Server, mode: &str) -> (Value, String) {
     let out = Command::new("python3")
@@ -147,23 +104,7 @@ fn alive(pid: u32) -> bool {
 /// Run as a governed program: tries signal 0 on every thread of its parent
 /// (the runner), reads each thread's environ, and tries to clear its own
 /// parent-death signal; writes what worked to OUT.
-const PROBE_RUNNER: &str = r#"
-import ctypes, json, os
-libc = ctypes.CDLL(None, use_errno=True)
-ppid = os.getppid()
-out = {"threads": 0, "signalled": 0, "environ": 0}
-for tid in os.listdir(f"/proc/{ppid}/task"):
-    out["threads"] += 1
-    if libc.syscall(234, ppid, int(tid), 0) == 0:
-        out["signalled"] += 1
-    try:
-        open(f"/proc/{ppid}/task/{tid}/environ", "rb").read()
-        out["environ"] += 1
-    except OSError:
-        pass
-out["pdeathsig_cleared"] = libc.prctl(1, 0, 0, 0, 0) == 0
-open("OUT", "w").write(json.dumps(out))
-"#;
+const PROBE_RUNNER: &str = include_str!("fixtures/exec_boundary_probe_runner.py");
 
 /// A runner killed with SIGKILL left its program running, no longer
 /// renewed or watched. The kernel now kills the program with it (the
@@ -287,29 +228,7 @@ fn a_program_dies_with_its_killed_runner_and_cannot_kill_it() {
 /// A C program that makes Landlock's system calls fail with ENOSYS, then
 /// executes its arguments: the kernel as an older one, or one with Landlock
 /// off, would be for what it runs.
-const NO_LANDLOCK_C: &str = r#"
-#include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-int main(int argc, char **argv) {
-    (void)argc;
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 444, 0, 2),
-        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 446, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog p = { sizeof f / sizeof f[0], f };
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p))
-        return 126;
-    execv(argv[1], argv + 1);
-    return 127;
-}
-"#;
+const NO_LANDLOCK_C: &str = include_str!("fixtures/exec_boundary_no_landlock.c");
 
 fn no_landlock_helper(dir: &Path) -> PathBuf {
     let src = dir.join("no_landlock.c");

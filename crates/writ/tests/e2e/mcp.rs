@@ -81,56 +81,10 @@ fn python() -> PathBuf {
 /// A Python MCP client: launches `job.command job.args` (the proxy), then
 /// runs `job.steps` (list_tools, or call_tool with name and arguments) and
 /// prints one JSON result per step.
-const PY_CLIENT: &str = r#"
-import asyncio, json, sys
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
-
-job = json.load(sys.stdin)
-
-async def main():
-    params = StdioServerParameters(command=job["command"], args=job["args"], env=job["env"])
-    out = []
-    async with stdio_client(params) as streams:
-        async with ClientSession(streams[0], streams[1]) as session:
-            await session.initialize()
-            for step in job["steps"]:
-                if step["op"] == "list_tools":
-                    r = await session.list_tools()
-                    out.append({"tools": sorted(t.name for t in r.tools)})
-                else:
-                    r = await session.call_tool(step["name"], step["arguments"])
-                    texts = [c.text for c in r.content if getattr(c, "type", "") == "text"]
-                    out.append({"isError": bool(getattr(r, "is_error", None) or getattr(r, "isError", False)), "text": "\n".join(texts)})
-    json.dump(out, sys.stdout)
-
-asyncio.run(main())
-"#;
+const PY_CLIENT: &str = include_str!("fixtures/mcp_client.py");
 
 /// The same with the TypeScript SDK's Client and StdioClientTransport.
-const TS_CLIENT: &str = r#"
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { readFileSync } from "node:fs";
-
-const job = JSON.parse(readFileSync(0, "utf8"));
-const transport = new StdioClientTransport({ command: job.command, args: job.args, env: job.env, stderr: "inherit" });
-const client = new Client({ name: "writ-e2e", version: "1.0.0" });
-await client.connect(transport);
-const out = [];
-for (const step of job.steps) {
-  if (step.op === "list_tools") {
-    const r = await client.listTools();
-    out.push({ tools: r.tools.map((t) => t.name).sort() });
-  } else {
-    const r = await client.callTool({ name: step.name, arguments: step.arguments });
-    const texts = r.content.filter((c) => c.type === "text").map((c) => c.text);
-    out.push({ isError: !!r.isError, text: texts.join("\n") });
-  }
-}
-await client.close();
-process.stdout.write(JSON.stringify(out));
-"#;
+const TS_CLIENT: &str = include_str!("fixtures/mcp_client.mjs");
 
 #[derive(Clone, Copy, Debug)]
 enum Lang {
@@ -606,22 +560,7 @@ fn a_call_after_the_authority_is_cut_off(signal: i32) {
     let root_path = root.path().canonicalize().unwrap();
     std::fs::write(root_path.join("x.txt"), "x").unwrap();
     // A client whose first call comes after the authority died.
-    let script = r#"
-import asyncio, json, os, sys
-from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
-job = json.load(sys.stdin)
-async def main():
-    params = StdioServerParameters(command=job["command"], args=job["args"], env=job["env"])
-    async with stdio_client(params) as s:
-        async with ClientSession(s[0], s[1]) as session:
-            await session.initialize()
-            os.kill(job["authority_pid"], job["signal"])
-            await asyncio.sleep(0.3)
-            r = await asyncio.wait_for(session.call_tool("read_text_file", {"path": job["path"]}), 60)
-            json.dump({"isError": bool(getattr(r, "is_error", None) or getattr(r, "isError", False)), "text": r.content[0].text}, sys.stdout)
-asyncio.run(main())
-"#;
+    let script = include_str!("fixtures/mcp_cut_off_client.py");
     let job = json!({
         "command": writ_bin(),
         "args": ["mcp-proxy", "--name", "filesystem", "--unreachable-grace", "1", "--", "node", server_js(), root_path],

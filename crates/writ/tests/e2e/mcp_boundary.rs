@@ -18,44 +18,7 @@ use serde_json::{json, Value};
 /// `argv[1]`, writes its environment (and what it could read of
 /// `argv[3]`, if given) to `argv[2]`, answers requests, and on a call of the
 /// tool `ask_client` sends the client a sampling request.
-const RECORDER: &str = r#"
-import json, os, sys
-log = open(sys.argv[1], "ab")
-facts = {"env": dict(os.environ)}
-if len(sys.argv) > 3:
-    for p in sys.argv[3:]:
-        try:
-            open(p).read()
-            facts[p] = "read"
-        except Exception as e:
-            facts[p] = type(e).__name__
-json.dump(facts, open(sys.argv[2], "w"))
-RESULTS = {
-    "initialize": {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}, "resources": {}, "prompts": {}},
-                   "serverInfo": {"name": "recorder", "version": "1"}},
-    "tools/list": {"tools": [{"name": "ask_client", "inputSchema": {"type": "object"}}]},
-    "resources/list": {"resources": [{"uri": "file:///data/public.txt", "name": "public"},
-                                     {"uri": "file:///etc/shadow", "name": "shadow"}]},
-}
-for line in sys.stdin.buffer:
-    log.write(line)
-    log.flush()
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if "method" in m and "id" in m:
-        method = m["method"]
-        result = RESULTS.get(method, {})
-        if method == "resources/read":
-            result = {"contents": [{"uri": m["params"]["uri"], "text": "content of " + m["params"]["uri"]}]}
-        if method == "tools/call":
-            result = {"content": [{"type": "text", "text": "called"}], "isError": False}
-        print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": result}), flush=True)
-        if method == "tools/call" and m["params"].get("name") == "ask_client":
-            print(json.dumps({"jsonrpc": "2.0", "id": "s1", "method": "sampling/createMessage",
-                              "params": {"messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}], "maxTokens": 5}}), flush=True)
-"#;
+const RECORDER: &str = include_str!("fixtures/mcp_boundary_recorder.py");
 
 struct Proxy {
     child: Child,

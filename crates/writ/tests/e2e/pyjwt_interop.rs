@@ -27,23 +27,7 @@ fn python() -> PathBuf {
 
 /// Decodes every token of `tokens` with PyJWT against the one JWK given;
 /// prints `[{"ok": bool, "claims"|"error": ...}]`.
-const SCRIPT: &str = r#"
-import json, sys
-import jwt
-job = json.load(sys.stdin)
-key = jwt.PyJWK(job["jwk"]).key
-out = []
-for t in job["tokens"]:
-    try:
-        claims = jwt.decode(
-            t, key, algorithms=["EdDSA"], audience=job["audience"], issuer="writ",
-            options={"require": ["iss", "sub", "aud", "iat", "nbf", "exp", "jti"]},
-        )
-        out.append({"ok": True, "claims": claims, "header": jwt.get_unverified_header(t)})
-    except Exception as e:
-        out.append({"ok": False, "error": type(e).__name__ + ": " + str(e)})
-json.dump(out, sys.stdout)
-"#;
+const SCRIPT: &str = include_str!("fixtures/pyjwt_decode.py");
 
 /// Run `script` with `job` as JSON on its standard input; its standard
 /// output, parsed as JSON.
@@ -244,28 +228,7 @@ fn a_holder_with_pyjwt_alone_proves_possession() {
     let py = python();
     // The holder's key, made and used in Python; only the public JWK and
     // the proofs come out.
-    const HOLDER: &str = r#"
-import json, sys, time, secrets
-import jwt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives import serialization
-job = json.load(sys.stdin)
-if job.get("pem"):
-    key = serialization.load_pem_private_key(job["pem"].encode(), None)
-else:
-    key = Ed25519PrivateKey.generate()
-pub = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
-jwk = {"crv": pub["crv"], "kty": pub["kty"], "x": pub["x"]}
-pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                        serialization.NoEncryption()).decode()
-proofs = {}
-for use in job.get("uses", []):
-    claims = {"aud": job["aud"], "iat": int(time.time()), "jti": secrets.token_hex(16),
-              "use": use, "writ": job["writ"]}
-    proofs[use] = jwt.encode(claims, key, algorithm="EdDSA",
-                             headers={"typ": "writ-pop+jwt", "jwk": jwk})
-json.dump({"jwk": jwk, "pem": pem, "proofs": proofs}, sys.stdout)
-"#;
+    const HOLDER: &str = include_str!("fixtures/pyjwt_holder.py");
     let holder = |job: Value| run_py(&py, HOLDER, &job);
     let srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");
