@@ -12,8 +12,6 @@ use crate::common::*;
 use serde_json::{json, Value};
 use writ_artifact::WritKey;
 
-const AUD: &str = "exec@host-a";
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -10,8 +10,6 @@ use crate::common::*;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
-
 /// Everything an unauthorized call could have changed.
 fn state(srv: &Server) -> Value {
     let entries = srv.log_entries().len();

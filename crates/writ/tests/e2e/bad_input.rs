@@ -6,8 +6,6 @@
 use crate::common::*;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
-
 /// The log must hold exactly `before` entries still.
 fn assert_log_unchanged(srv: &Server, before: &[Value], what: &str) {
     let after = srv.log_entries();

@@ -11,8 +11,6 @@ use std::time::Duration;
 use crate::common::*;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
-
 /// Every file under `dir`: relative path -> (mode, bytes).
 fn snapshot(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut out = BTreeMap::new();

@@ -23,10 +23,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const POLICY: &str = "@id(\"exec-anything\")\npermit (principal, action == Action::\"exec\", resource);\n\
                       @id(\"never-rm\")\nforbid (principal, action, resource == Command::\"/usr/bin/rm\");\n";
 
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
-}
-
 fn run_ok(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()
@@ -61,9 +57,6 @@ fn ensure_chromium() {
         "apt-get installed no {CHROMIUM}"
     );
 }
-
-/// Serializes the npm install between the tests of this binary.
-static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `target/console-e2e/node_modules/playwright-core`, installed on first use.
 fn ensure_playwright() -> PathBuf {
@@ -150,10 +143,6 @@ fn alive(pid: u32) -> bool {
                 .starts_with('Z')
         })
         .unwrap_or(false)
-}
-
-fn jti_of(writ: &str) -> String {
-    claims_of(writ.trim())["jti"].as_str().unwrap().to_owned()
 }
 
 /// A server with a witness, a policy that still denies `rm`, and decisions

@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 /// Kills under load (start-up kills come on top).
 const CYCLES: usize = 24;
 const CLIENTS: usize = 4;
-const AUD: &str = "exec@host-a";
 
 /// xorshift64*: a reproducible random sequence from a printed seed.
 struct Rng(u64);

@@ -30,10 +30,6 @@ fn entries_of(srv: &Server, kind: &str, jti: &str) -> Vec<Value> {
         .collect()
 }
 
-fn jti_of(writ: &str) -> String {
-    claims_of(writ.trim())["jti"].as_str().unwrap().to_owned()
-}
-
 /// The jti of the one execution started so far.
 fn started_jti(srv: &Server) -> Option<String> {
     srv.log_entries()

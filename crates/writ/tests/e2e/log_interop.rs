@@ -24,8 +24,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
-
 /// One independent verifier: its PyPI requirement, and the venv it lives in.
 struct Peer {
     /// What the script is told to use (`tlog-scales` or `rekor-verifier`).

@@ -9,7 +9,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
 const SECRET: &str = "sk_live_51HxQ9pLOGPRIVACYx";
 const PROJECT: &str = "/srv/acquisition-of-initech";
 

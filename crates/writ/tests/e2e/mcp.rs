@@ -11,7 +11,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -20,12 +19,6 @@ const NPM_PACKAGES: [&str; 2] = [
     "@modelcontextprotocol/server-filesystem",
     "@modelcontextprotocol/sdk",
 ];
-
-static NPM: Mutex<()> = Mutex::new(());
-
-fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
-}
 
 /// `target/mcp-e2e`, with the server and the SDK installed.
 fn node_prefix() -> PathBuf {

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use serde_json::json;
 
-const AUD: &str = "exec@host-a";
-
 /// Connect and send `bytes`, then stop.
 fn half_sent(addr: &str, bytes: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();

@@ -13,7 +13,6 @@ use std::process::{Command, Stdio};
 use crate::common::*;
 use serde_json::{json, Value};
 
-const AUD: &str = "exec@host-a";
 const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// `target/pyenv/bin/python`, with PyJWT importable; created if needed.

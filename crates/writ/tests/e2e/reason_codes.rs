@@ -122,8 +122,6 @@ struct Fixture {
     jti: String,
 }
 
-const AUD: &str = "exec@host-a";
-
 fn fixture() -> Fixture {
     let srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");

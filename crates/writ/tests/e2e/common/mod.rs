@@ -69,3 +69,13 @@ pub fn queued_connections(port: u16) -> u64 {
 pub fn writ_bin() -> &'static str {
     env!("CARGO_BIN_EXE_writ")
 }
+
+/// The workspace's `target/`, where the tests keep what they install
+/// (Python venvs, npm packages) between runs.
+pub fn target_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+/// Serializes the npm installs of the e2e tests (the console's
+/// playwright-core, the MCP servers and SDK): they share npm's cache.
+pub static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -12,7 +12,7 @@ pub fn skip_python(what: &str) -> bool {
     false
 }
 
-/// Serializes venv creation between the tests of one test binary.
+/// Serializes venv creation between the tests (they share pip's cache).
 static PYENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// `target/<venv>/bin/python`, in which the Python snippet `ready` succeeds;
@@ -20,9 +20,7 @@ static PYENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// failed install fails the test (set `WRIT_SKIP_PY=1` to skip instead).
 pub fn python_venv(venv: &str, requirement: &str, ready: &str) -> PathBuf {
     let _guard = PYENV.lock().unwrap_or_else(|p| p.into_inner());
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target")
-        .join(venv);
+    let venv = super::target_dir().join(venv);
     let py = venv.join("bin/python");
     let is_ready = |py: &Path| {
         Command::new(py)

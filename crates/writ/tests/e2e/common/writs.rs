@@ -5,6 +5,9 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use writ_artifact::WritKey;
 
+/// The audience the tests ask their writs for.
+pub const AUD: &str = "exec@host-a";
+
 /// An authorize body for `Action::"exec"` of `argv[0]`, bound to `argv`.
 pub fn exec_req(argv: &[&str], audience: &str) -> Value {
     json!({
@@ -38,6 +41,12 @@ pub fn header_of(writ: &str) -> Value {
 
 pub fn claims_of(writ: &str) -> Value {
     serde_json::from_slice(&unb64(&parts(writ).1)).unwrap()
+}
+
+/// The `jti` claim of a writ (surrounding whitespace, as a CLI prints it,
+/// ignored).
+pub fn jti_of(writ: &str) -> String {
+    claims_of(writ.trim())["jti"].as_str().unwrap().to_owned()
 }
 
 /// RFC 8785 bytes of `v`.
