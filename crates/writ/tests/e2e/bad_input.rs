@@ -602,7 +602,7 @@ fn a_bundle_that_fails_validation_is_refused_and_the_active_one_stays() {
         &serde_json::to_value(good.clone().sign(&stranger).unwrap()).unwrap(),
     );
     // A bundle that fails its own verification is an integrity failure
-    // (SPEC), not a malformed request.
+    // (docs/spec/reason-codes.md), not a malformed request.
     let integrity_failure = |r: &Resp, says: &str| {
         assert_eq!(r.status, 403, "{}", r.text());
         assert_eq!(r.json()["reason"], "integrity_failure", "{}", r.text());

@@ -853,7 +853,8 @@ fn openapi_lists_every_registered_route() {
     }
 }
 
-/// The routes SPEC.md ("HTTP API") fixes that every deployment must serve.
+/// The routes docs/spec/api.md (the HTTP API) fixes that every deployment
+/// must serve.
 #[test]
 fn every_spec_route_is_served() {
     let srv = Server::start();
@@ -872,7 +873,10 @@ fn every_spec_route_is_served() {
             missing.push(format!("{method} {path} -> {}", r.status));
         }
     }
-    assert!(missing.is_empty(), "SPEC routes not served: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "routes of docs/spec/api.md not served: {missing:#?}"
+    );
 }
 
 #[test]
