@@ -26,6 +26,7 @@ mod console;
 mod crash;
 mod exec;
 mod exec_boundary;
+mod house;
 mod identity;
 mod lease;
 mod log;
