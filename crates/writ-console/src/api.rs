@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use writ_authority::logsource::StoreSource;
 use writ_log::{Entry, Outcome};
 use writ_store::Store;
 
@@ -223,18 +224,11 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
 /// The summaries of entries `start..end`, sealed decisions opened with
 /// their content (the console is an auditor's), so that their messages show.
 fn summaries(store: &dyn Store, start: u64, end: u64) -> Result<Vec<Value>, String> {
-    let mut contents: HashMap<u64, writ_log::content::Content> = store
-        .contents(start, end)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|c| {
-            let content = writ_log::content::Content {
-                salt: c.salt,
-                bytes: c.content,
-            };
-            (c.index, content)
-        })
-        .collect();
+    let mut contents: HashMap<u64, writ_log::content::Content> =
+        writ_authority::logsource::contents(store, start, end)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
     Ok(store
         .entries(start, end)
         .map_err(|e| e.to_string())?
@@ -531,70 +525,6 @@ pub(crate) async fn health(State(c): State<Shared>) -> Response {
     }
 }
 
-/// The store as a `writ_audit::Source` (for the assessment).
-struct StoreSource(Arc<dyn Store>);
-
-impl writ_audit::Source for StoreSource {
-    fn size(&self) -> Result<u64, String> {
-        self.0.log_size().map_err(|e| e.to_string())
-    }
-    fn leaves(&self, start: u64, end: u64) -> Result<Vec<writ_audit::Leaf>, String> {
-        Ok(self
-            .0
-            .entries(start, end)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|l| writ_audit::Leaf {
-                index: l.index,
-                bytes: l.leaf,
-                stored_hash: Some(l.leaf_hash),
-                withheld: false,
-            })
-            .collect())
-    }
-    fn stored_nodes(
-        &self,
-        after: Option<(u8, u64)>,
-        limit: usize,
-    ) -> Result<Option<Vec<writ_audit::Node>>, String> {
-        self.0
-            .nodes_after(after, limit)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
-        Ok(self
-            .0
-            .checkpoints(from, limit)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|c| (c.size, c.note))
-            .collect())
-    }
-    fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
-        self.0.bundle(hash).map_err(|e| e.to_string())
-    }
-    fn contents(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Result<Option<Vec<(u64, writ_log::content::Content)>>, String> {
-        let stored = self.0.contents(start, end).map_err(|e| e.to_string())?;
-        Ok(Some(
-            stored
-                .into_iter()
-                .map(|c| {
-                    let content = writ_log::content::Content {
-                        salt: c.salt,
-                        bytes: c.content,
-                    };
-                    (c.index, content)
-                })
-                .collect(),
-        ))
-    }
-}
-
 /// The trusted policy keys, from the store's key records.
 pub(crate) fn policy_keys(store: &dyn Store) -> Result<writ_artifact::KeyRing, String> {
     let keys = store
@@ -644,6 +574,7 @@ pub(crate) async fn assess(State(c): State<Shared>) -> Response {
         let keys = policy_keys(store.as_ref())?;
         let log_keys = log.log_verifiers().map_err(|e| e.to_string())?;
         writ_assess::gather(&StoreSource(store), log_keys, witnesses, keys)
+            .map_err(|e| e.to_string())
     })
     .await;
     match evidence {
