@@ -1,6 +1,6 @@
 //! Evidence bundles: one self-contained JSON file proving a range of log
 //! entries, verifiable with no server and no data dir. The format is
-//! documented in `docs/log-formats.md` ("Evidence bundles").
+//! documented in `docs/spec/log.md` ("Evidence bundles").
 
 use std::collections::{BTreeMap, BTreeSet};
 

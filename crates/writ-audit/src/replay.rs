@@ -8,7 +8,7 @@ use writ_log::content::Content;
 use writ_log::{DecisionEntry, Outcome};
 use writ_policy::{Bundle, DecisionInput, SignedBundle};
 
-use crate::SourceError;
+use crate::source::SourceError;
 
 /// What replaying one decision found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum ReplayError {
     Compile { hash: String, error: String },
 }
 
-/// Reads a signed policy bundle (JSON) by hash, as [`crate::Source::bundle`].
+/// Reads a signed policy bundle (JSON) by hash, as [`crate::source::Source::bundle`].
 pub type FetchBundle<'a> = &'a dyn Fn(&str) -> Result<Option<String>, SourceError>;
 
 /// Compiles each bundle once (after checking its hash and policy signature)

@@ -256,7 +256,7 @@ fn entry_proof(
     let entry = Entry::from_leaf(&leaf.leaf);
     let summary = entry.as_ref().ok().map(|e| summarize(index, e));
     // A decision logged before sealing holds its request: this page is
-    // public, so its values are not shown (docs/log-formats.md).
+    // public, so its values are not shown (docs/spec/log.md).
     let raw = match &entry {
         Ok(Entry::Decision(d)) if d.content.is_none() => None,
         Ok(e) => serde_json::to_value(e).ok(),

@@ -20,7 +20,7 @@ pub struct Console {
     pub witnesses: Vec<NoteVerifier>,
     /// Where large or slow reads run (low priority, bounded).
     pub readers: Arc<readers::Readers>,
-    /// The last maturity assessment (`crate::assess`).
+    /// The last maturity assessment (`GET /console/api/assess`).
     pub assessed: tokio::sync::Mutex<Option<Assessed>>,
 }
 
