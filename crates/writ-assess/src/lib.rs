@@ -212,9 +212,32 @@ fn indices(t: &Tally) -> String {
 
 /// Which level `e` demonstrates, and why.
 pub fn assess(e: &Evidence) -> Assessment {
-    let t = &e.tally;
-    let l = &e.log;
-    let criteria = vec![
+    let mut criteria = logged_and_stopped(&e.tally);
+    criteria.extend(policy_aware(&e.tally));
+    criteria.extend(governed(&e.tally));
+    criteria.extend(cryptographically_governed(e));
+    let mut level = 0;
+    for n in 1..=LEVEL_MAX {
+        if criteria.iter().filter(|c| c.level == n).all(|c| c.met) {
+            level = n;
+        } else {
+            break;
+        }
+    }
+    Assessment {
+        level,
+        name: LEVEL_NAMES
+            .get(usize::from(level))
+            .copied()
+            .unwrap_or_default()
+            .into(),
+        criteria,
+    }
+}
+
+/// Levels 1 and 2: execution is observed, and stopped after the fact.
+fn logged_and_stopped(t: &Tally) -> Vec<Criterion> {
+    vec![
         c(
             1,
             "execution activity is logged",
@@ -233,6 +256,12 @@ pub fn assess(e: &Evidence) -> Assessment {
                 t.revocations, t.finishes_terminated
             ),
         ),
+    ]
+}
+
+/// Level 3: decisions are the policy's.
+fn policy_aware(t: &Tally) -> Vec<Criterion> {
+    vec![
         c(
             3,
             "every decision names the policy bundle that made it",
@@ -254,6 +283,12 @@ pub fn assess(e: &Evidence) -> Assessment {
             t.policy_denied > 0,
             format!("{} policy_denied decisions", t.policy_denied),
         ),
+    ]
+}
+
+/// Level 4: executions are governed by decisions, failing closed.
+fn governed(t: &Tally) -> Vec<Criterion> {
+    vec![
         c(
             4,
             "executions start only after an allow decision for the same writ",
@@ -274,6 +309,13 @@ pub fn assess(e: &Evidence) -> Assessment {
                 t.denials, t.decisions, t.renewals
             ),
         ),
+    ]
+}
+
+/// Level 5: the log and its decisions verify, lineage links, witnesses cosign.
+fn cryptographically_governed(e: &Evidence) -> Vec<Criterion> {
+    let (t, l) = (&e.tally, &e.log);
+    vec![
         c(
             5,
             "writs verified at a gateway (nonces spent at execution start)",
@@ -329,24 +371,17 @@ pub fn assess(e: &Evidence) -> Assessment {
                 e.witnesses_configured, l.cosigned_checkpoints
             ),
         ),
-    ];
-    let mut level = 0;
-    for n in 1..=LEVEL_MAX {
-        if criteria.iter().filter(|c| c.level == n).all(|c| c.met) {
-            level = n;
-        } else {
-            break;
-        }
-    }
-    Assessment {
-        level,
-        name: LEVEL_NAMES
-            .get(usize::from(level))
-            .copied()
-            .unwrap_or_default()
-            .into(),
-        criteria,
-    }
+    ]
+}
+
+/// Why [`gather`] gathered nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatherError {
+    /// The source could not be read.
+    #[error(transparent)]
+    Source(#[from] writ_audit::SourceError),
+    #[error("no log key to check checkpoints with")]
+    NoLogKey,
 }
 
 /// Read the whole log from `src`: tally every entry, then verify it with
@@ -359,7 +394,7 @@ pub fn gather(
     log_keys: Vec<NoteVerifier>,
     witnesses: Vec<NoteVerifier>,
     policy_keys: writ_artifact::KeyRing,
-) -> Result<Evidence, String> {
+) -> Result<Evidence, GatherError> {
     let mut tally = Tally::default();
     let size = src.size()?;
     let mut unreadable = 0u64;
@@ -380,9 +415,7 @@ pub fn gather(
     }
     let witnesses_configured = witnesses.len();
     let mut log_keys = log_keys.into_iter();
-    let log_key = log_keys
-        .next()
-        .ok_or_else(|| "no log key to check checkpoints with".to_owned())?;
+    let log_key = log_keys.next().ok_or(GatherError::NoLogKey)?;
     let other_log_keys: Vec<NoteVerifier> = log_keys.collect();
     let report = writ_audit::verify_log(
         src,

@@ -93,6 +93,14 @@ fn check(evidence: Evidence, level: u8) -> Assessment {
     a
 }
 
+/// The tally alone: the log not verified, no witness.
+fn log_unverified(tally: Tally) -> Evidence {
+    Evidence {
+        tally,
+        ..Default::default()
+    }
+}
+
 #[test]
 fn an_empty_log_is_level_0() {
     check(Evidence::default(), 0);
@@ -101,13 +109,7 @@ fn an_empty_log_is_level_0() {
 #[test]
 fn logging_alone_is_level_1() {
     let t = tally(&[decision(true, Some("a"), None, None)]);
-    check(
-        Evidence {
-            tally: t,
-            ..Default::default()
-        },
-        1,
-    );
+    check(log_unverified(t), 1);
 }
 
 #[test]
@@ -122,13 +124,7 @@ fn a_governed_log_without_verification_is_level_4() {
         ),
         (2, 0, 1, 0)
     );
-    check(
-        Evidence {
-            tally: t,
-            ..Default::default()
-        },
-        4,
-    );
+    check(log_unverified(t), 4);
 }
 
 #[test]

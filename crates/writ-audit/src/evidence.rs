@@ -1,8 +1,8 @@
 //! Evidence bundles: one self-contained JSON file proving a range of log
 //! entries, verifiable with no server and no data dir. The format is
-//! documented in `docs/log-formats.md` ("Evidence bundles").
+//! documented in `docs/spec/log.md` ("Evidence bundles").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -14,7 +14,7 @@ use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Entry, Hash};
 use writ_policy::SignedBundle;
 
-use crate::{b64, Replayer, Report, Source};
+use crate::{b64, Replayer, Report, Source, SourceError};
 
 /// The `format` of version 1.
 pub const FORMAT_V1: &str = "writ.evidence.v1";
@@ -23,10 +23,43 @@ pub const EVIDENCE_ENTRIES_MAX: u64 = 1_000_000;
 
 /// A source that can also prove (a store or a server).
 pub trait ProofSource: Source {
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, String>;
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, String>;
+    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, SourceError>;
+    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, SourceError>;
     /// The largest signed checkpoint `(size, note)`.
-    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, String>;
+    fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, SourceError>;
+}
+
+/// Why [`build`] made no bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// The source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("empty range {from}..{to}")]
+    EmptyRange { from: u64, to: u64 },
+    #[error("{entries} entries; one bundle holds at most {max}", max = EVIDENCE_ENTRIES_MAX)]
+    TooManyEntries { entries: u64 },
+    #[error("no signed checkpoint covers entry {entry} yet; publish one (POST /v1/log/checkpoint) and retry")]
+    NoCheckpoint { entry: u64 },
+    #[error("the checkpoint of size {size} fails verification: {error}")]
+    Checkpoint { size: u64, error: String },
+    #[error("this source gives no request contents (an auditor's token is needed)")]
+    NoContents,
+    #[error("stored bundle {hash}: {error}")]
+    Bundle { hash: String, error: String },
+    #[error("entry {0} has no bytes and no hash")]
+    NoBytes(u64),
+    #[error("entry {0} was erased; export a range that also holds the content_erased entry naming it (a later --to)")]
+    ErasedUnnamed(u64),
+}
+
+/// Why [`verify`] found no evidence bundle to verify at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("format {0:?} is not {v1:?}", v1 = FORMAT_V1)]
+    Format(String),
+    #[error("log_key: {0}")]
+    LogKey(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,26 +132,23 @@ pub fn build(
     from: u64,
     to: u64,
     with_content: bool,
-) -> Result<Evidence, String> {
+) -> Result<Evidence, ExportError> {
     if from >= to {
-        return Err(format!("empty range {from}..{to}"));
+        return Err(ExportError::EmptyRange { from, to });
     }
     if to - from > EVIDENCE_ENTRIES_MAX {
-        return Err(format!(
-            "{} entries; one bundle holds at most {EVIDENCE_ENTRIES_MAX}",
-            to - from
-        ));
+        return Err(ExportError::TooManyEntries { entries: to - from });
     }
     let first = src.checkpoints(to, 1)?.into_iter().next();
     let latest = src.latest_checkpoint()?.filter(|(n, _)| *n >= to);
     let Some((size, note)) = latest else {
-        return Err(format!(
-            "no signed checkpoint covers entry {} yet; publish one (POST /v1/log/checkpoint) and retry",
-            to - 1
-        ));
+        return Err(ExportError::NoCheckpoint { entry: to - 1 });
     };
-    let sc = SignedCheckpoint::verify(&note, &keys.log_key)
-        .map_err(|e| format!("the checkpoint of size {size} fails verification: {e}"))?;
+    let sc =
+        SignedCheckpoint::verify(&note, &keys.log_key).map_err(|e| ExportError::Checkpoint {
+            size,
+            error: e.to_string(),
+        })?;
     let mut earlier = Vec::new();
     if let Some((first_size, first_note)) = first {
         if first_size != size {
@@ -138,7 +168,7 @@ pub fn build(
         if with_content {
             contents = src
                 .contents(start, end)?
-                .ok_or("this source gives no request contents (an auditor's token is needed)")?
+                .ok_or(ExportError::NoContents)?
                 .into_iter()
                 .collect();
         }
@@ -146,8 +176,11 @@ pub fn build(
             if let Ok(Entry::Decision(d)) = Entry::from_leaf(&leaf.bytes) {
                 if !d.policy.is_empty() && !bundles.contains_key(&d.policy) {
                     if let Some(json) = src.bundle(&d.policy)? {
-                        let v: serde_json::Value = serde_json::from_str(&json)
-                            .map_err(|e| format!("stored bundle {}: {e}", d.policy))?;
+                        let v: serde_json::Value =
+                            serde_json::from_str(&json).map_err(|e| ExportError::Bundle {
+                                hash: d.policy.clone(),
+                                error: e.to_string(),
+                            })?;
                         bundles.insert(d.policy.clone(), v);
                     }
                 }
@@ -158,9 +191,7 @@ pub fn build(
                 leaf: STANDARD.encode(&leaf.bytes),
                 leaf_hash: match (leaf.bytes.is_empty(), leaf.stored_hash) {
                     (true, Some(h)) => Some(b64(&h)),
-                    (true, None) => {
-                        return Err(format!("entry {} has no bytes and no hash", leaf.index))
-                    }
+                    (true, None) => return Err(ExportError::NoBytes(leaf.index)),
                     _ => None,
                 },
                 salt: content.as_ref().map(|c| STANDARD.encode(c.salt)),
@@ -174,19 +205,12 @@ pub fn build(
         }
         start = end;
     }
-    let named: std::collections::BTreeSet<u64> = entries
-        .iter()
-        .filter_map(|e| decode(&e.leaf))
-        .filter_map(|b| crate::erasure_named(&b))
-        .collect();
+    let named = erasures_named(&entries);
     if let Some(e) = entries
         .iter()
         .find(|e| e.leaf.is_empty() && !named.contains(&e.index))
     {
-        return Err(format!(
-            "entry {} was erased; export a range that also holds the content_erased entry naming it (a later --to)",
-            e.index
-        ));
+        return Err(ExportError::ErasedUnnamed(e.index));
     }
     Ok(Evidence {
         format: FORMAT_V1.into(),
@@ -216,6 +240,16 @@ fn hashes(v: &[String]) -> Option<Vec<Hash>> {
     v.iter().map(|s| hash(s)).collect()
 }
 
+/// The entries `content_erased` entries among `entries` name: an erased
+/// leaf must be named by one, otherwise it was removed, not erased.
+fn erasures_named(entries: &[EvidenceEntry]) -> BTreeSet<u64> {
+    entries
+        .iter()
+        .filter_map(|e| decode(&e.leaf))
+        .filter_map(|b| crate::erasure_named(&b))
+        .collect()
+}
+
 /// Verify an evidence bundle. `log_key` pins the log's key (otherwise the key
 /// in the file is used, which proves integrity but not provenance: the report
 /// says so). `Err` only for a file that is not an evidence bundle at all.
@@ -224,13 +258,53 @@ pub fn verify(
     log_key: Option<&NoteVerifier>,
     witnesses: &[NoteVerifier],
     replay: bool,
-) -> Result<Report, String> {
+) -> Result<Report, EvidenceError> {
     if ev.format != FORMAT_V1 {
-        return Err(format!("format {:?} is not {FORMAT_V1:?}", ev.format));
+        return Err(EvidenceError::Format(ev.format.clone()));
     }
     let mut r = Report::default();
-    let embedded = NoteVerifier::parse(&ev.log_key).map_err(|e| format!("log_key: {e}"))?;
-    let key = match log_key {
+    let key = pinned_key(ev, log_key, &mut r)?;
+    let Some((size, root)) = check_checkpoints(ev, &key, witnesses, &mut r) else {
+        return Ok(r);
+    };
+    if ev.to > size || ev.from >= ev.to || ev.entries.len() as u64 != ev.to - ev.from {
+        r.problem(
+            None,
+            format!(
+                "range {}..{} with {} entries does not fit a checkpoint of size {size}",
+                ev.from,
+                ev.to,
+                ev.entries.len()
+            ),
+        );
+    }
+    let ring = check_bundles(ev, &mut r);
+    let mut entries = Entries {
+        ev,
+        size,
+        root,
+        named: erasures_named(&ev.entries),
+        replayer: match (ring, replay) {
+            (Some(ring), true) => Some(Replayer::new(ring)),
+            _ => None,
+        },
+    };
+    for (k, e) in ev.entries.iter().enumerate() {
+        entries.check(ev.from + k as u64, e, &mut r);
+    }
+    Ok(r)
+}
+
+/// The log key to check the checkpoints with: the pinned one (a finding if
+/// the file names another), else the file's.
+fn pinned_key(
+    ev: &Evidence,
+    log_key: Option<&NoteVerifier>,
+    r: &mut Report,
+) -> Result<NoteVerifier, EvidenceError> {
+    let embedded =
+        NoteVerifier::parse(&ev.log_key).map_err(|e| EvidenceError::LogKey(e.to_string()))?;
+    Ok(match log_key {
         Some(k) => {
             if *k != embedded {
                 r.problem(None, "the bundle's log key is not the pinned --log-key");
@@ -238,12 +312,23 @@ pub fn verify(
             k.clone()
         }
         None => embedded,
-    };
-    let sc = match SignedCheckpoint::verify(&ev.checkpoint, &key) {
+    })
+}
+
+/// The signed checkpoint (its signature and required cosignatures) and the
+/// earlier ones (each consistent with it): its size and root, or `None`
+/// when it does not verify, and nothing else can be checked.
+fn check_checkpoints(
+    ev: &Evidence,
+    key: &NoteVerifier,
+    witnesses: &[NoteVerifier],
+    r: &mut Report,
+) -> Option<(u64, Hash)> {
+    let sc = match SignedCheckpoint::verify(&ev.checkpoint, key) {
         Ok(sc) => sc,
         Err(e) => {
             r.problem(None, format!("the checkpoint fails verification: {e}"));
-            return Ok(r);
+            return None;
         }
     };
     let size = sc.checkpoint.size;
@@ -261,7 +346,7 @@ pub fn verify(
     }
     for e in &ev.earlier_checkpoints {
         r.checkpoints += 1;
-        match SignedCheckpoint::verify(&e.note, &key) {
+        match SignedCheckpoint::verify(&e.note, key) {
             Err(err) => r.problem(
                 None,
                 format!("an earlier checkpoint fails verification: {err}"),
@@ -288,20 +373,13 @@ pub fn verify(
             }
         }
     }
-    if ev.to > size || ev.from >= ev.to || ev.entries.len() as u64 != ev.to - ev.from {
-        r.problem(
-            None,
-            format!(
-                "range {}..{} with {} entries does not fit a checkpoint of size {size}",
-                ev.from,
-                ev.to,
-                ev.entries.len()
-            ),
-        );
-    }
-    // Every policy bundle the file carries is the one its hash names and is
-    // signed by a policy key the file lists, replay or not: a bundle is the
-    // evidence of what the rules were.
+    Some((size, root))
+}
+
+/// Every policy bundle the file carries is the one its hash names and is
+/// signed by a policy key the file lists, replay or not: a bundle is the
+/// evidence of what the rules were. The policy keys, when they parse.
+fn check_bundles(ev: &Evidence, r: &mut Report) -> Option<KeyRing> {
     let ring = match KeyRing::from_jwks(&ev.policy_keys) {
         Ok(ring) => Some(ring),
         Err(e) => {
@@ -326,39 +404,66 @@ pub fn verify(
             Err(e) => r.problem(None, format!("policy bundle {h}: {e}")),
         }
     }
-    let mut replayer = match (&ring, replay) {
-        (Some(ring), true) => Some(Replayer::new(ring.clone())),
-        _ => None,
-    };
-    let fetch = |h: &str| -> Result<Option<String>, String> {
-        Ok(ev.bundles.get(h).map(|v| v.to_string()))
-    };
-    // An erased leaf must be named by a `content_erased` entry of the
-    // bundle: otherwise it was removed, not erased.
-    let named: std::collections::BTreeSet<u64> = ev
-        .entries
-        .iter()
-        .filter_map(|e| decode(&e.leaf))
-        .filter_map(|b| crate::erasure_named(&b))
-        .collect();
-    for (k, e) in ev.entries.iter().enumerate() {
-        let want = ev.from + k as u64;
+    ring
+}
+
+/// Checks each entry of a bundle against its signed checkpoint, and
+/// replays its decisions.
+struct Entries<'a> {
+    ev: &'a Evidence,
+    /// The signed checkpoint's size and root.
+    size: u64,
+    root: Hash,
+    /// Indices a `content_erased` entry of the bundle names.
+    named: BTreeSet<u64>,
+    replayer: Option<Replayer>,
+}
+
+impl Entries<'_> {
+    /// Entry `want`, given as `e`.
+    fn check(&mut self, want: u64, e: &EvidenceEntry, r: &mut Report) {
         r.entries += 1;
         if e.index != want {
             r.problem(
                 Some(want),
                 format!("entry {want} is missing (found index {})", e.index),
             );
-            continue;
+            return;
         }
+        let Some(bytes) = self.included(want, e, r) else {
+            return;
+        };
+        if bytes.is_empty() {
+            r.leaves_without_bytes += 1;
+            if !self.named.contains(&want) {
+                r.problem(
+                    Some(want),
+                    format!("entry {want} has no bytes, and no content_erased entry of the bundle names it: it was removed, not erased"),
+                );
+            }
+            return;
+        }
+        match Entry::from_leaf(&bytes) {
+            Err(err) => r.problem(Some(want), format!("entry {want}: {err}")),
+            Ok(Entry::Decision(d)) => self.decision(want, e, &d, r),
+            Ok(_) if e.salt.is_some() || e.content.is_some() => r.problem(
+                Some(want),
+                format!("entry {want}: only a sealed decision has content"),
+            ),
+            Ok(_) => {}
+        }
+    }
+
+    /// The entry's leaf bytes (empty when erased: its hash stands in for
+    /// them), when its proof leads to the checkpoint's root.
+    fn included(&self, want: u64, e: &EvidenceEntry, r: &mut Report) -> Option<Vec<u8>> {
         let Some(bytes) = decode(&e.leaf) else {
             r.problem(
                 Some(want),
                 format!("entry {want}: leaf is not canonical base64"),
             );
-            continue;
+            return None;
         };
-        // An erased leaf: its hash stands in for it.
         let h = match (bytes.is_empty(), e.leaf_hash.as_deref().map(hash)) {
             (false, None) => leaf_hash(&bytes),
             (true, Some(Some(h))) => h,
@@ -369,60 +474,55 @@ pub fn verify(
                         "entry {want}: give the leaf's bytes or, erased, its hash: one of them"
                     ),
                 );
-                continue;
+                return None;
             }
         };
         let included =
-            hashes(&e.proof).is_some_and(|p| verify_inclusion(want, size, &h, &p, &root));
+            hashes(&e.proof).is_some_and(|p| verify_inclusion(want, self.size, &h, &p, &self.root));
         if !included {
             r.problem(
                 Some(want),
                 format!("entry {want} is not included in the signed checkpoint (its bytes or proof were altered)"),
             );
-            continue;
+            return None;
         }
-        if bytes.is_empty() {
-            r.leaves_without_bytes += 1;
-            if !named.contains(&want) {
-                r.problem(
-                    Some(want),
-                    format!("entry {want} has no bytes, and no content_erased entry of the bundle names it: it was removed, not erased"),
-                );
-            }
-            continue;
-        }
-        match Entry::from_leaf(&bytes) {
-            Err(err) => r.problem(Some(want), format!("entry {want}: {err}")),
-            Ok(Entry::Decision(d)) => {
-                if !d.policy.is_empty() && !ev.bundles.contains_key(&d.policy) {
-                    r.problem(
-                        Some(want),
-                        format!(
-                            "entry {want}: the policy bundle {} that decided is not in the evidence",
-                            d.policy
-                        ),
-                    );
-                }
-                let content = match opening(e, &d) {
-                    Ok(c) => c,
-                    Err(m) => {
-                        r.problem(Some(want), format!("entry {want}: {m}"));
-                        continue;
-                    }
-                };
-                if let Some(rp) = replayer.as_mut() {
-                    let outcome = rp.replay(&d, content.as_ref(), &fetch);
-                    r.replayed(want, outcome);
-                }
-            }
-            Ok(_) if e.salt.is_some() || e.content.is_some() => r.problem(
+        Some(bytes)
+    }
+
+    /// A decision: its bundle is in the file, its content (if given) opens
+    /// its commitment, and it replays.
+    fn decision(
+        &mut self,
+        want: u64,
+        e: &EvidenceEntry,
+        d: &writ_log::DecisionEntry,
+        r: &mut Report,
+    ) {
+        let ev = self.ev;
+        if !d.policy.is_empty() && !ev.bundles.contains_key(&d.policy) {
+            r.problem(
                 Some(want),
-                format!("entry {want}: only a sealed decision has content"),
-            ),
-            Ok(_) => {}
+                format!(
+                    "entry {want}: the policy bundle {} that decided is not in the evidence",
+                    d.policy
+                ),
+            );
+        }
+        let content = match opening(e, d) {
+            Ok(c) => c,
+            Err(m) => {
+                r.problem(Some(want), format!("entry {want}: {m}"));
+                return;
+            }
+        };
+        if let Some(rp) = self.replayer.as_mut() {
+            let fetch = |h: &str| -> Result<Option<String>, SourceError> {
+                Ok(ev.bundles.get(h).map(|v| v.to_string()))
+            };
+            let outcome = rp.replay(d, content.as_ref(), &fetch);
+            r.replayed(want, outcome);
         }
     }
-    Ok(r)
 }
 
 fn decode(s: &str) -> Option<Vec<u8>> {

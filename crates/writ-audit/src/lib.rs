@@ -16,6 +16,7 @@
 
 pub mod evidence;
 mod replay;
+mod source;
 
 use std::collections::VecDeque;
 
@@ -24,54 +25,11 @@ use writ_log::merkle::Frontier;
 use writ_log::note::{NoteVerifier, SignedCheckpoint};
 use writ_log::{leaf_hash, Hash};
 
-pub use replay::{ReplayOutcome, Replayer};
+pub use replay::{FetchBundle, ReplayError, ReplayOutcome, Replayer};
+pub use source::{Leaf, Node, Source, SourceError};
 
 /// Entries read per chunk.
 pub const CHUNK: u64 = 8192;
-
-/// One stored leaf as a source gives it.
-#[derive(Debug, Clone)]
-pub struct Leaf {
-    pub index: u64,
-    /// The leaf's bytes; empty when the source gives only its hash (the
-    /// content was erased, or is withheld from this reader). A log entry
-    /// is never empty.
-    pub bytes: Vec<u8>,
-    /// The leaf hash the source stored beside the bytes, when it keeps one.
-    pub stored_hash: Option<Hash>,
-    /// The source withheld the bytes from this reader (an unsealed decision
-    /// the public may not read); empty bytes without it mean erased, which
-    /// a later `content_erased` entry must explain.
-    pub withheld: bool,
-}
-
-/// A stored subtree hash: `(level, index, hash)`.
-pub type Node = (u8, u64, Hash);
-
-/// Where a log is read from. Errors are the source failing (IO), not the log
-/// being wrong.
-pub trait Source {
-    fn size(&self) -> Result<u64, String>;
-    /// Leaves `start..end` in index order.
-    fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, String>;
-    /// Stored subtree hashes after `after`, in completion order, or `None` if
-    /// this source keeps none.
-    fn stored_nodes(
-        &self,
-        after: Option<(u8, u64)>,
-        limit: usize,
-    ) -> Result<Option<Vec<Node>>, String>;
-    /// Signed checkpoint notes with `size >= from`, by size.
-    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String>;
-    /// A signed policy bundle (JSON) by hash.
-    fn bundle(&self, hash: &str) -> Result<Option<String>, String>;
-    /// What the sealed decisions among entries `start..end` commit to, by
-    /// index; `None` if this source gives none (it is not an auditor's).
-    fn contents(&self, start: u64, end: u64) -> Result<Option<Vec<(u64, Content)>>, String> {
-        let _ = (start, end);
-        Ok(None)
-    }
-}
 
 /// What to check besides the tree.
 pub struct Options<'a> {
@@ -134,7 +92,7 @@ impl Report {
         self.problems.is_empty()
     }
     /// Count one replay's outcome for entry `index`.
-    fn replayed(&mut self, index: u64, outcome: Result<ReplayOutcome, String>) {
+    fn replayed(&mut self, index: u64, outcome: Result<ReplayOutcome, ReplayError>) {
         match outcome {
             Ok(ReplayOutcome::Same) => self.decisions_replayed += 1,
             Ok(ReplayOutcome::NotReplayable(_)) => self.decisions_not_replayable += 1,
@@ -170,7 +128,7 @@ pub(crate) fn b64(h: &Hash) -> String {
 ///
 /// A second thread reads the next chunks of leaves while this one hashes, so
 /// reading and hashing overlap.
-pub fn verify_log(src: &(dyn Source + Sync), opts: &Options<'_>) -> Result<Report, String> {
+pub fn verify_log(src: &(dyn Source + Sync), opts: &Options<'_>) -> Result<Report, SourceError> {
     let size = src.size()?;
     std::thread::scope(|scope| {
         let (chunks_tx, chunks) = std::sync::mpsc::sync_channel(2);
@@ -194,207 +152,300 @@ pub fn verify_log(src: &(dyn Source + Sync), opts: &Options<'_>) -> Result<Repor
 fn verify_chunks(
     src: &dyn Source,
     size: u64,
-    chunks: &std::sync::mpsc::Receiver<Result<Vec<Leaf>, String>>,
+    chunks: &std::sync::mpsc::Receiver<Result<Vec<Leaf>, SourceError>>,
     opts: &Options<'_>,
-) -> Result<Report, String> {
-    let mut report = Report {
-        entries: size,
-        ..Report::default()
-    };
-
-    // Checkpoints: each is checked for its signature now and against the tree
-    // when the recomputation reaches its size.
-    let mut feed = Feed::default();
-    let mut frontier = Frontier::default();
-    feed.advance(src, opts, &frontier, &mut report)?;
-
-    let mut stored_nodes: VecDeque<Node> = Default::default();
-    let mut stored_after: Option<(u8, u64)> = None;
-    let mut stored_available = true;
-    let mut replayer = opts.replay.clone().map(Replayer::new);
-    // Erased leaves not (yet) named by a `content_erased` entry, and
-    // withheld ones a finding.
-    let mut unexplained: std::collections::BTreeSet<u64> = Default::default();
-    let mut withheld: Vec<u64> = Vec::new();
-
+) -> Result<Report, SourceError> {
+    let mut walk = Walk::start(src, size, opts)?;
     let mut start = 0u64;
     while start < size {
         let end = (start + CHUNK).min(size);
         let leaves = chunks
             .recv()
-            .map_err(|_| "the leaf reader stopped".to_owned())??;
-        if stored_available && stored_nodes.len() < 2 * CHUNK as usize {
-            match src.stored_nodes(stored_after, 2 * CHUNK as usize)? {
-                None => stored_available = false,
-                Some(v) => {
-                    if let Some(last) = v.last() {
-                        stored_after = Some((last.0, last.1));
-                    }
-                    stored_nodes.extend(v);
-                }
-            }
-        }
-        // What this chunk's sealed decisions commit to, for replay.
-        let contents: Option<std::collections::HashMap<u64, Content>> = match &replayer {
-            Some(_) => src.contents(start, end)?.map(|v| v.into_iter().collect()),
-            None => None,
-        };
-        let mut expect = start;
-        for leaf in leaves {
-            if leaf.index != expect {
-                report.problem(
-                    Some(expect),
-                    format!(
-                        "entry {expect} is missing (next stored index is {})",
-                        leaf.index
-                    ),
-                );
-                return Ok(finish(report, frontier, feed.last, opts));
-            }
-            expect += 1;
-            // A leaf given as its hash alone counts with that hash.
-            let given = !leaf.bytes.is_empty();
-            let h = match (given, leaf.stored_hash) {
-                (true, _) => {
-                    if let Some(i) = erasure_named(&leaf.bytes) {
-                        unexplained.remove(&i);
-                    }
-                    leaf_hash(&leaf.bytes)
-                }
-                (false, Some(h)) => {
-                    report.leaves_without_bytes += 1;
-                    if leaf.withheld {
-                        report.leaves_withheld += 1;
-                        if !opts.accept_withheld {
-                            withheld.push(leaf.index);
-                        }
-                    } else {
-                        unexplained.insert(leaf.index);
-                    }
-                    h
-                }
-                (false, None) => {
-                    report.problem(
-                        Some(leaf.index),
-                        format!(
-                            "entry {}: neither its bytes nor its hash were given",
-                            leaf.index
-                        ),
-                    );
-                    return Ok(finish(report, frontier, feed.last, opts));
-                }
-            };
-            if let Some(stored) = leaf.stored_hash.filter(|_| given) {
-                if stored != h {
-                    report.problem(
-                        Some(leaf.index),
-                        format!(
-                            "entry {}: its bytes do not hash to its stored leaf hash (the entry was altered)",
-                            leaf.index
-                        ),
-                    );
-                }
-            }
-            let mut mismatched: Option<(u8, u64)> = None;
-            let mut missing = false;
-            frontier.push(h, |level, index, node| {
-                if !stored_available {
-                    return;
-                }
-                match stored_nodes.pop_front() {
-                    Some((l, i, sh)) if l == level && i == index => {
-                        report.stored_nodes_checked += 1;
-                        if &sh != node && mismatched.is_none() {
-                            mismatched = Some((level, index));
-                        }
-                    }
-                    Some(other) => {
-                        stored_nodes.push_front(other);
-                        missing = true;
-                    }
-                    None => missing = true,
-                }
-            });
-            if let Some((level, index)) = mismatched {
-                let lo = index << level;
-                report.problem(
-                    Some(lo),
-                    format!(
-                        "stored subtree hash (level {level}, index {index}) over entries {lo}..{} does not match the entries",
-                        (index + 1) << level
-                    ),
-                );
-            }
-            if missing {
-                report.problem(
-                    Some(leaf.index),
-                    format!(
-                        "the stored tree lacks a subtree hash completed by entry {}",
-                        leaf.index
-                    ),
-                );
-                stored_available = false;
-            }
-            if let Some(r) = replayer.as_mut().filter(|_| given) {
-                match writ_log::Entry::from_leaf(&leaf.bytes) {
-                    Err(e) => {
-                        report.problem(Some(leaf.index), format!("entry {}: {e}", leaf.index))
-                    }
-                    Ok(writ_log::Entry::Decision(d)) => {
-                        let content = contents.as_ref().and_then(|m| m.get(&leaf.index));
-                        let outcome = r.replay(&d, content, &|h| src.bundle(h));
-                        report.replayed(leaf.index, outcome);
-                    }
-                    Ok(_) => {}
-                }
-            }
-            feed.advance(src, opts, &frontier, &mut report)?;
-        }
-        if expect != end {
-            report.problem(Some(expect), format!("entries {expect}..{end} are missing"));
-            return Ok(finish(report, frontier, feed.last, opts));
+            .map_err(|_| SourceError::unavailable("the leaf reader stopped"))??;
+        if !walk.chunk(start, end, leaves)? {
+            return Ok(walk.finish());
         }
         start = end;
         if let Some(p) = opts.progress {
             p(start, size);
         }
     }
-    for i in unexplained.iter().take(100) {
-        report.problem(
-            Some(*i),
-            format!("entry {i} has no bytes, and no content_erased entry names it: it was removed, not erased"),
-        );
+    walk.end_of_log(size)?;
+    Ok(walk.finish())
+}
+
+/// The stored subtree hashes, read ahead in completion order and compared
+/// with each subtree the recomputation completes.
+struct StoredNodes {
+    queue: VecDeque<Node>,
+    after: Option<(u8, u64)>,
+    /// The source keeps them, and none was found missing yet.
+    available: bool,
+}
+
+impl StoredNodes {
+    /// Read more when fewer than two chunks' worth are queued.
+    fn refill(&mut self, src: &dyn Source) -> Result<(), SourceError> {
+        if !self.available || self.queue.len() >= 2 * CHUNK as usize {
+            return Ok(());
+        }
+        match src.stored_nodes(self.after, 2 * CHUNK as usize)? {
+            None => self.available = false,
+            Some(v) => {
+                if let Some(last) = v.last() {
+                    self.after = Some((last.0, last.1));
+                }
+                self.queue.extend(v);
+            }
+        }
+        Ok(())
     }
-    if !withheld.is_empty() {
-        report.problem(
-            withheld.first().copied(),
-            format!(
-                "{} entries were withheld by the source (from entry {}): read the log with an auditor's token, or accept them by their hashes (--accept-withheld)",
-                withheld.len(),
-                withheld[0]
-            ),
-        );
-    }
-    // Checkpoints signed for more entries than the log holds: truncation.
-    loop {
-        feed.fill(src, opts, &mut report)?;
-        let Some((s, _)) = feed.pending.pop_front() else {
-            break;
+}
+
+/// One verification as it walks the log: the recomputed tree, the
+/// checkpoints and stored subtree hashes it is compared with, the replay,
+/// and what is found.
+struct Walk<'a> {
+    src: &'a dyn Source,
+    opts: &'a Options<'a>,
+    report: Report,
+    // Checkpoints: each is checked for its signature when read and against
+    // the tree when the recomputation reaches its size.
+    feed: Feed,
+    frontier: Frontier,
+    stored: StoredNodes,
+    replayer: Option<Replayer>,
+    /// Erased leaves not (yet) named by a `content_erased` entry.
+    unexplained: std::collections::BTreeSet<u64>,
+    /// Withheld leaves that are a finding.
+    withheld: Vec<u64>,
+}
+
+/// What the sealed decisions of one chunk commit to, by index.
+type ChunkContents = Option<std::collections::HashMap<u64, Content>>;
+
+impl<'a> Walk<'a> {
+    fn start(
+        src: &'a dyn Source,
+        size: u64,
+        opts: &'a Options<'a>,
+    ) -> Result<Walk<'a>, SourceError> {
+        let mut walk = Walk {
+            src,
+            opts,
+            report: Report {
+                entries: size,
+                ..Report::default()
+            },
+            feed: Feed::default(),
+            frontier: Frontier::default(),
+            stored: StoredNodes {
+                queue: VecDeque::new(),
+                after: None,
+                available: true,
+            },
+            replayer: opts.replay.clone().map(Replayer::new),
+            unexplained: Default::default(),
+            withheld: Vec::new(),
         };
-        report.problem(
-            Some(size),
-            format!("a checkpoint is signed for {s} entries but the log holds {size}: entries were removed"),
-        );
+        walk.feed
+            .advance(src, opts, &walk.frontier, &mut walk.report)?;
+        Ok(walk)
     }
-    if stored_available {
-        if let Some((l, i, _)) = stored_nodes.front() {
-            report.problem(
-                None,
-                format!("the stored tree has a subtree hash (level {l}, index {i}) beyond the log"),
+
+    /// Entries `start..end`; `false` when one is missing: the walk ends there.
+    fn chunk(&mut self, start: u64, end: u64, leaves: Vec<Leaf>) -> Result<bool, SourceError> {
+        self.stored.refill(self.src)?;
+        // What this chunk's sealed decisions commit to, for replay.
+        let contents: ChunkContents = match &self.replayer {
+            Some(_) => self
+                .src
+                .contents(start, end)?
+                .map(|v| v.into_iter().collect()),
+            None => None,
+        };
+        let mut expect = start;
+        for leaf in leaves {
+            if leaf.index != expect {
+                self.report.problem(
+                    Some(expect),
+                    format!(
+                        "entry {expect} is missing (next stored index is {})",
+                        leaf.index
+                    ),
+                );
+                return Ok(false);
+            }
+            expect += 1;
+            let Some(h) = self.hash_of(&leaf) else {
+                return Ok(false);
+            };
+            self.push(&leaf, h);
+            self.replay(&leaf, &contents);
+            self.feed
+                .advance(self.src, self.opts, &self.frontier, &mut self.report)?;
+        }
+        if expect != end {
+            self.report
+                .problem(Some(expect), format!("entries {expect}..{end} are missing"));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The leaf's hash: of its bytes (checked against the stored one), or,
+    /// given as its hash alone, that hash. `None` when neither was given.
+    fn hash_of(&mut self, leaf: &Leaf) -> Option<Hash> {
+        if !leaf.bytes.is_empty() {
+            if let Some(i) = erasure_named(&leaf.bytes) {
+                self.unexplained.remove(&i);
+            }
+            let h = leaf_hash(&leaf.bytes);
+            if leaf.stored_hash.is_some_and(|stored| stored != h) {
+                self.report.problem(
+                    Some(leaf.index),
+                    format!(
+                        "entry {}: its bytes do not hash to its stored leaf hash (the entry was altered)",
+                        leaf.index
+                    ),
+                );
+            }
+            return Some(h);
+        }
+        let Some(h) = leaf.stored_hash else {
+            self.report.problem(
+                Some(leaf.index),
+                format!(
+                    "entry {}: neither its bytes nor its hash were given",
+                    leaf.index
+                ),
+            );
+            return None;
+        };
+        self.report.leaves_without_bytes += 1;
+        if leaf.withheld {
+            self.report.leaves_withheld += 1;
+            if !self.opts.accept_withheld {
+                self.withheld.push(leaf.index);
+            }
+        } else {
+            self.unexplained.insert(leaf.index);
+        }
+        Some(h)
+    }
+
+    /// Add the leaf to the recomputed tree, comparing each subtree it
+    /// completes with the stored one.
+    fn push(&mut self, leaf: &Leaf, h: Hash) {
+        let mut mismatched: Option<(u8, u64)> = None;
+        let mut missing = false;
+        let stored = &mut self.stored;
+        let report = &mut self.report;
+        self.frontier.push(h, |level, index, node| {
+            if !stored.available {
+                return;
+            }
+            match stored.queue.pop_front() {
+                Some((l, i, sh)) if l == level && i == index => {
+                    report.stored_nodes_checked += 1;
+                    if &sh != node && mismatched.is_none() {
+                        mismatched = Some((level, index));
+                    }
+                }
+                Some(other) => {
+                    stored.queue.push_front(other);
+                    missing = true;
+                }
+                None => missing = true,
+            }
+        });
+        if let Some((level, index)) = mismatched {
+            let lo = index << level;
+            self.report.problem(
+                Some(lo),
+                format!(
+                    "stored subtree hash (level {level}, index {index}) over entries {lo}..{} does not match the entries",
+                    (index + 1) << level
+                ),
             );
         }
+        if missing {
+            self.report.problem(
+                Some(leaf.index),
+                format!(
+                    "the stored tree lacks a subtree hash completed by entry {}",
+                    leaf.index
+                ),
+            );
+            self.stored.available = false;
+        }
     }
-    Ok(finish(report, frontier, feed.last, opts))
+
+    /// Replay the leaf if it is a decision given with its bytes.
+    fn replay(&mut self, leaf: &Leaf, contents: &ChunkContents) {
+        let Some(r) = self.replayer.as_mut().filter(|_| !leaf.bytes.is_empty()) else {
+            return;
+        };
+        match writ_log::Entry::from_leaf(&leaf.bytes) {
+            Err(e) => self
+                .report
+                .problem(Some(leaf.index), format!("entry {}: {e}", leaf.index)),
+            Ok(writ_log::Entry::Decision(d)) => {
+                let content = contents.as_ref().and_then(|m| m.get(&leaf.index));
+                let src = self.src;
+                let outcome = r.replay(&d, content, &|h| src.bundle(h));
+                self.report.replayed(leaf.index, outcome);
+            }
+            Ok(_) => {}
+        }
+    }
+
+    /// Every entry was read: what is left unexplained, and what the
+    /// checkpoints and stored subtree hashes say beyond the log's end.
+    fn end_of_log(&mut self, size: u64) -> Result<(), SourceError> {
+        let report = &mut self.report;
+        for i in self.unexplained.iter().take(100) {
+            report.problem(
+                Some(*i),
+                format!("entry {i} has no bytes, and no content_erased entry names it: it was removed, not erased"),
+            );
+        }
+        if let Some(&first) = self.withheld.first() {
+            report.problem(
+                Some(first),
+                format!(
+                    "{} entries were withheld by the source (from entry {first}): read the log with an auditor's token, or accept them by their hashes (--accept-withheld)",
+                    self.withheld.len(),
+                ),
+            );
+        }
+        // Checkpoints signed for more entries than the log holds: truncation.
+        loop {
+            self.feed.fill(self.src, self.opts, report)?;
+            let Some((s, _)) = self.feed.pending.pop_front() else {
+                break;
+            };
+            report.problem(
+                Some(size),
+                format!("a checkpoint is signed for {s} entries but the log holds {size}: entries were removed"),
+            );
+        }
+        if self.stored.available {
+            if let Some((l, i, _)) = self.stored.queue.front() {
+                report.problem(
+                    None,
+                    format!(
+                        "the stored tree has a subtree hash (level {l}, index {i}) beyond the log"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Report {
+        finish(self.report, self.frontier, self.feed.last, self.opts)
+    }
 }
 
 /// Checkpoints read ahead (their signatures checked) and compared with the
@@ -419,7 +470,7 @@ impl Feed {
         opts: &Options<'_>,
         frontier: &Frontier,
         report: &mut Report,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         self.reach(frontier, report);
         if self.pending.len() < 4 {
             self.fill(src, opts, report)?;
@@ -464,7 +515,7 @@ impl Feed {
         src: &dyn Source,
         opts: &Options<'_>,
         report: &mut Report,
-    ) -> Result<(), String> {
+    ) -> Result<(), SourceError> {
         if self.done || self.pending.len() > 16 {
             return Ok(());
         }

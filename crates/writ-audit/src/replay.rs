@@ -8,6 +8,8 @@ use writ_log::content::Content;
 use writ_log::{DecisionEntry, Outcome};
 use writ_policy::{Bundle, DecisionInput, SignedBundle};
 
+use crate::source::SourceError;
+
 /// What replaying one decision found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayOutcome {
@@ -22,11 +24,34 @@ pub enum ReplayOutcome {
     Different(String),
 }
 
+/// Why a decision could not be replayed: the bundle it names could not be
+/// had or checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// Reading the bundle failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("bundle {0} is not available")]
+    Missing(String),
+    #[error("bundle {hash} is not a signed bundle: {error}")]
+    NotSigned { hash: String, error: String },
+    #[error("bundle stored as {hash} names itself {named}")]
+    Misnamed { hash: String, named: String },
+    /// Its hash or policy-key signature does not check.
+    #[error("bundle {hash}: {error}")]
+    Unchecked { hash: String, error: String },
+    #[error("bundle {hash} does not compile: {error}")]
+    Compile { hash: String, error: String },
+}
+
+/// Reads a signed policy bundle (JSON) by hash, as [`crate::source::Source::bundle`].
+pub type FetchBundle<'a> = &'a dyn Fn(&str) -> Result<Option<String>, SourceError>;
+
 /// Compiles each bundle once (after checking its hash and policy signature)
 /// and replays decisions against it.
 pub struct Replayer {
     policy_keys: KeyRing,
-    bundles: HashMap<String, Result<Arc<Bundle>, String>>,
+    bundles: HashMap<String, Result<Arc<Bundle>, ReplayError>>,
 }
 
 impl Replayer {
@@ -37,30 +62,35 @@ impl Replayer {
         }
     }
 
-    fn bundle(
-        &mut self,
-        hash: &str,
-        fetch: &dyn Fn(&str) -> Result<Option<String>, String>,
-    ) -> Result<Arc<Bundle>, String> {
+    fn bundle(&mut self, hash: &str, fetch: FetchBundle<'_>) -> Result<Arc<Bundle>, ReplayError> {
         if let Some(b) = self.bundles.get(hash) {
             return b.clone();
         }
         let built = (|| {
-            let json = fetch(hash)?.ok_or_else(|| format!("bundle {hash} is not available"))?;
-            let signed: SignedBundle = serde_json::from_str(&json)
-                .map_err(|e| format!("bundle {hash} is not a signed bundle: {e}"))?;
+            let json = fetch(hash)?.ok_or_else(|| ReplayError::Missing(hash.to_owned()))?;
+            let signed: SignedBundle =
+                serde_json::from_str(&json).map_err(|e| ReplayError::NotSigned {
+                    hash: hash.to_owned(),
+                    error: e.to_string(),
+                })?;
             if signed.hash != hash {
-                return Err(format!(
-                    "bundle stored as {hash} names itself {}",
-                    signed.hash
-                ));
+                return Err(ReplayError::Misnamed {
+                    hash: hash.to_owned(),
+                    named: signed.hash,
+                });
             }
             signed
                 .check(&self.policy_keys)
-                .map_err(|e| format!("bundle {hash}: {e}"))?;
+                .map_err(|e| ReplayError::Unchecked {
+                    hash: hash.to_owned(),
+                    error: e.to_string(),
+                })?;
             Bundle::compile(signed.source)
                 .map(Arc::new)
-                .map_err(|e| format!("bundle {hash} does not compile: {e}"))
+                .map_err(|e| ReplayError::Compile {
+                    hash: hash.to_owned(),
+                    error: e.to_string(),
+                })
         })();
         self.bundles.insert(hash.to_owned(), built.clone());
         built
@@ -73,8 +103,8 @@ impl Replayer {
         &mut self,
         d: &DecisionEntry,
         content: Option<&Content>,
-        fetch: &dyn Fn(&str) -> Result<Option<String>, String>,
-    ) -> Result<ReplayOutcome, String> {
+        fetch: FetchBundle<'_>,
+    ) -> Result<ReplayOutcome, ReplayError> {
         if d.decision == Outcome::Deny && d.reason != Some(ReasonCode::PolicyDenied) {
             let why = d.reason.map_or("no reason".to_owned(), |r| r.to_string());
             return Ok(ReplayOutcome::NotReplayable(format!(

@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -14,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use writ_authority::Authority;
 use writ_log::{Entry, Outcome};
-use writ_store::Store;
+use writ_store::{Store, StoreError};
 
-use crate::Console;
-
-type Shared = Arc<Console>;
+use crate::state::{Console, Shared};
+use crate::summary::summaries;
 
 /// Entries one `GET /console/api/entries` returns at most.
 pub const ENTRIES_PAGE_MAX: u64 = 500;
@@ -87,174 +86,6 @@ pub(crate) async fn read<T: Send + 'static>(
             Err(r)
         }
     }
-}
-
-/// The fields every list shows, for any kind of entry.
-pub fn summarize(index: u64, e: &Entry) -> Value {
-    let outcome = |o: Outcome| match o {
-        Outcome::Allow => "allow",
-        Outcome::Deny => "deny",
-    };
-    match e {
-        Entry::Decision(d) => json!({
-            "index": index, "type": "decision", "time_ms": d.time_ms,
-            "principal": d.principal, "action": d.action, "resource": d.resource,
-            "outcome": outcome(d.decision), "reason": d.reason, "message": d.message,
-            "jti": d.jti, "parent": d.parent, "policy": d.policy, "audience": d.audience,
-        }),
-        Entry::ExecutionStart {
-            time_ms,
-            jti,
-            principal,
-        } => json!({
-            "index": index, "type": "execution_start", "time_ms": time_ms,
-            "principal": principal, "action": "start", "resource": jti,
-            "outcome": "started", "jti": jti,
-        }),
-        Entry::ExecutionFinish {
-            time_ms,
-            jti,
-            principal,
-            exit_status,
-            terminated,
-            duration_ms,
-            ..
-        } => json!({
-            "index": index, "type": "execution_finish", "time_ms": time_ms,
-            "principal": principal, "action": "finish", "resource": jti,
-            "outcome": if terminated.is_some() { "terminated" } else { "finished" },
-            "message": terminated.clone().unwrap_or_else(|| format!("exit status {}, {duration_ms} ms", exit_status.map_or("none".into(), |s| s.to_string()))),
-            "jti": jti,
-        }),
-        Entry::ExecutionRenew {
-            time_ms,
-            jti,
-            principal,
-            decision,
-            reason,
-            message,
-            ..
-        } => json!({
-            "index": index, "type": "execution_renew", "time_ms": time_ms,
-            "principal": principal, "action": "renew", "resource": jti,
-            "outcome": outcome(*decision), "reason": reason, "message": message, "jti": jti,
-        }),
-        Entry::Revocation {
-            time_ms,
-            by,
-            target,
-            kind,
-            reason,
-        } => json!({
-            "index": index, "type": "revocation", "time_ms": time_ms,
-            "principal": by, "action": "revoke", "resource": target,
-            "outcome": "revoked", "message": reason, "kind": kind,
-        }),
-        Entry::PolicyActivation {
-            time_ms, by, hash, ..
-        } => json!({
-            "index": index, "type": "policy_activation", "time_ms": time_ms,
-            "principal": by, "action": "activate", "resource": hash, "outcome": "activated",
-        }),
-        Entry::KeyChange {
-            time_ms,
-            by,
-            kid,
-            role,
-            status,
-        } => json!({
-            "index": index, "type": "key_change", "time_ms": time_ms,
-            "principal": by, "action": format!("{role} key"), "resource": kid, "outcome": status,
-        }),
-        Entry::PrincipalAdded {
-            time_ms,
-            by,
-            uid,
-            admin,
-            auditor,
-        } => json!({
-            "index": index, "type": "principal_added", "time_ms": time_ms,
-            "principal": by, "action": "add principal", "resource": uid,
-            "outcome": match (*admin, *auditor) {
-                (true, _) => "admin",
-                (false, true) => "auditor",
-                _ => "added",
-            },
-        }),
-        Entry::ContentErased {
-            time_ms,
-            by,
-            index: erased,
-            reason,
-        } => json!({
-            "index": index, "type": "content_erased", "time_ms": time_ms,
-            "principal": by, "action": "erase content", "resource": format!("entry {erased}"),
-            "outcome": "erased", "message": reason,
-        }),
-        Entry::PrincipalChange {
-            time_ms,
-            by,
-            uid,
-            change,
-        } => json!({
-            "index": index, "type": "principal_change", "time_ms": time_ms,
-            "principal": by, "action": "change principal", "resource": uid,
-            "outcome": change.as_str(),
-        }),
-        Entry::IssuerChange {
-            time_ms,
-            by,
-            name,
-            change,
-            issuer,
-            ..
-        } => json!({
-            "index": index, "type": "issuer_change", "time_ms": time_ms,
-            "principal": by, "action": "change issuer", "resource": name,
-            "outcome": match change {
-                writ_log::IssuerChangeKind::Added => "added",
-                writ_log::IssuerChangeKind::Removed => "removed",
-            },
-            "message": issuer,
-        }),
-    }
-}
-
-/// The summaries of entries `start..end`, sealed decisions opened with
-/// their content (the console is an auditor's), so that their messages show.
-fn summaries(store: &dyn Store, start: u64, end: u64) -> Result<Vec<Value>, String> {
-    let mut contents: HashMap<u64, writ_log::content::Content> = store
-        .contents(start, end)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|c| {
-            let content = writ_log::content::Content {
-                salt: c.salt,
-                bytes: c.content,
-            };
-            (c.index, content)
-        })
-        .collect();
-    Ok(store
-        .entries(start, end)
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|l| match Entry::from_leaf(&l.leaf) {
-            _ if l.leaf.is_empty() => {
-                json!({"index": l.index, "type": "erased", "message": "the content of this entry was erased; its hash stays in the log"})
-            }
-            Ok(Entry::Decision(mut d)) => {
-                if let Some(c) = contents.remove(&l.index) {
-                    // A content that does not open leaves the message empty;
-                    // `writ log verify` names the entry.
-                    let _ = d.open(&c);
-                }
-                summarize(l.index, &Entry::Decision(d))
-            }
-            Ok(e) => summarize(l.index, &e),
-            Err(err) => json!({"index": l.index, "type": "unreadable", "message": err.to_string()}),
-        })
-        .collect())
 }
 
 #[derive(Deserialize)]
@@ -344,32 +175,32 @@ const ACTIVATIONS_MAX: usize = 100;
 /// Revocations `GET /console/api/revocations` lists at most (the latest).
 const REVOCATIONS_MAX: usize = 1000;
 
-/// `GET /console/api/policy`: the active bundle and the latest activations.
-pub(crate) async fn policy(State(c): State<Shared>) -> Response {
-    let activations = read(&c, |c| {
-        let mut a = c
-            .authority
-            .store()
-            .activations()
-            .map_err(|e| e.to_string())?;
-        let total = a.len();
-        a.drain(..a.len().saturating_sub(ACTIVATIONS_MAX));
-        Ok((a, total))
-    })
-    .await;
-    let (activations, total) = match activations {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let bundle = c.authority.active_bundle();
-    axum::Json(json!({
+/// The active bundle and its activations, oldest first: all of them, or
+/// the latest `latest` and their total (`activations_total`). What
+/// `GET /v1/policies` and `GET /console/api/policy` show.
+pub fn policy_listing(authority: &Authority, latest: Option<usize>) -> Result<Value, StoreError> {
+    let mut activations = authority.store().activations()?;
+    let bundle = authority.active_bundle();
+    let mut v = json!({
         "active": bundle.hash(),
         "policy_ids": bundle.policy_ids(),
         "source": bundle.source(),
-        "activations": activations,
-        "activations_total": total,
-    }))
-    .into_response()
+    });
+    if let Some(latest) = latest {
+        let total = activations.len();
+        activations.drain(..total.saturating_sub(latest));
+        v["activations_total"] = json!(total);
+    }
+    v["activations"] = json!(activations);
+    Ok(v)
+}
+
+/// `GET /console/api/policy`: the active bundle and the latest activations.
+pub(crate) async fn policy(State(c): State<Shared>) -> Response {
+    read_json(&c, |c| {
+        policy_listing(&c.authority, Some(ACTIVATIONS_MAX)).map_err(|e| e.to_string())
+    })
+    .await
 }
 
 /// `GET /console/api/revocations`: the latest revocations.
@@ -496,15 +327,15 @@ fn lineage_with_denied(c: &Console, jti: &str) -> Result<Vec<u8>, (StatusCode, S
 }
 
 /// This node, as `GET /v1/mesh` and the health dashboard show it.
-pub fn node_status(c: &Console, node_id: &str) -> Result<Value, String> {
+pub fn node_status(c: &Console, node_id: &str) -> Result<Value, StoreError> {
     let store = c.authority.store();
     let now_ms = c.authority.clock().now_unix_ms();
-    let log_size = store.log_size().map_err(|e| e.to_string())?;
+    let log_size = store.log_size()?;
     let active = c.authority.active_policy();
-    let activations = store.activations().map_err(|e| e.to_string())?;
+    let activations = store.activations()?;
     let latest = activations.last();
-    let revocations = store.revocations().map_err(|e| e.to_string())?;
-    let checkpoint = store.latest_checkpoint().map_err(|e| e.to_string())?;
+    let revocations = store.revocations()?;
+    let checkpoint = store.latest_checkpoint()?;
     Ok(json!({
         "id": node_id,
         "self": true,
@@ -525,138 +356,12 @@ pub fn node_status(c: &Console, node_id: &str) -> Result<Value, String> {
 
 /// `GET /console/api/health`: this node (the mesh route lists the same).
 pub(crate) async fn health(State(c): State<Shared>) -> Response {
-    match read(&c, |c| node_status(c, "this node")).await {
-        Ok(v) => axum::Json(v).into_response(),
-        Err(r) => r,
-    }
-}
-
-/// The store as a `writ_audit::Source` (for the assessment).
-struct StoreSource(Arc<dyn Store>);
-
-impl writ_audit::Source for StoreSource {
-    fn size(&self) -> Result<u64, String> {
-        self.0.log_size().map_err(|e| e.to_string())
-    }
-    fn leaves(&self, start: u64, end: u64) -> Result<Vec<writ_audit::Leaf>, String> {
-        Ok(self
-            .0
-            .entries(start, end)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|l| writ_audit::Leaf {
-                index: l.index,
-                bytes: l.leaf,
-                stored_hash: Some(l.leaf_hash),
-                withheld: false,
-            })
-            .collect())
-    }
-    fn stored_nodes(
-        &self,
-        after: Option<(u8, u64)>,
-        limit: usize,
-    ) -> Result<Option<Vec<writ_audit::Node>>, String> {
-        self.0
-            .nodes_after(after, limit)
-            .map(Some)
-            .map_err(|e| e.to_string())
-    }
-    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<(u64, String)>, String> {
-        Ok(self
-            .0
-            .checkpoints(from, limit)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|c| (c.size, c.note))
-            .collect())
-    }
-    fn bundle(&self, hash: &str) -> Result<Option<String>, String> {
-        self.0.bundle(hash).map_err(|e| e.to_string())
-    }
-    fn contents(
-        &self,
-        start: u64,
-        end: u64,
-    ) -> Result<Option<Vec<(u64, writ_log::content::Content)>>, String> {
-        let stored = self.0.contents(start, end).map_err(|e| e.to_string())?;
-        Ok(Some(
-            stored
-                .into_iter()
-                .map(|c| {
-                    let content = writ_log::content::Content {
-                        salt: c.salt,
-                        bytes: c.content,
-                    };
-                    (c.index, content)
-                })
-                .collect(),
-        ))
-    }
-}
-
-/// The trusted policy keys, from the store's key records.
-pub(crate) fn policy_keys(store: &dyn Store) -> Result<writ_artifact::KeyRing, String> {
-    let keys = store
-        .keys()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|k| k.role == "policy")
-        .map(|k| serde_json::from_str::<writ_artifact::Jwk>(&k.public_jwk))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    writ_artifact::KeyRing::from_jwks(&writ_artifact::Jwks { keys })
-}
-
-/// An assessment replays the whole log: it is kept, and made again only
-/// when the log has grown and this long has passed.
-const ASSESS_FRESH: Duration = Duration::from_secs(30);
-
-/// The last assessment: when, at what log size, what.
-pub struct Assessed {
-    at: std::time::Instant,
-    size: u64,
-    value: Value,
-}
-
-/// `GET /console/api/assess`: the EGMM level this deployment demonstrates
-/// (`writ_assess::gather` over the store, then `writ_assess::assess`), made
-/// at most once per [`ASSESS_FRESH`] while the log grows, one at a time, on
-/// a reader thread.
-pub(crate) async fn assess(State(c): State<Shared>) -> Response {
-    let Some(log) = c.log.clone() else {
-        return unavailable("this server has no log key, so its checkpoints cannot be assessed");
-    };
-    // Held while one is made: callers meanwhile wait for it, not redo it.
-    let mut kept = c.assessed.lock().await;
-    let size = match c.authority.store().log_size() {
-        Ok(n) => n,
-        Err(e) => return unavailable(e),
-    };
-    if let Some(a) = kept.as_ref() {
-        if a.size == size || a.at.elapsed() < ASSESS_FRESH {
-            return axum::Json(a.value.clone()).into_response();
-        }
-    }
-    let witnesses = c.witnesses.clone();
-    let evidence = read(&c, move |c| {
-        let store = c.authority.store().clone();
-        let keys = policy_keys(store.as_ref())?;
-        let log_keys = log.log_verifiers().map_err(|e| e.to_string())?;
-        writ_assess::gather(&StoreSource(store), log_keys, witnesses, keys)
+    match read(&c, |c| {
+        node_status(c, "this node").map_err(|e| e.to_string())
     })
-    .await;
-    match evidence {
-        Ok(evidence) => {
-            let a = writ_assess::assess(&evidence);
-            let value = json!({"assessment": a, "evidence": evidence, "log_size": size});
-            *kept = Some(Assessed {
-                at: std::time::Instant::now(),
-                size,
-                value: value.clone(),
-            });
-            axum::Json(value).into_response()
-        }
+    .await
+    {
+        Ok(v) => axum::Json(v).into_response(),
         Err(r) => r,
     }
 }

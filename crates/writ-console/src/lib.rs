@@ -18,50 +18,24 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod assess;
 mod demo;
 mod proof;
 pub mod readers;
+mod state;
+mod summary;
 
 use std::sync::Arc;
 
-pub use api::{node_status, summarize};
+pub use api::{node_status, policy_listing};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use writ_authority::{Authority, LogPublisher};
-use writ_log::note::NoteVerifier;
-
-/// What the console reads.
-pub struct Console {
-    pub authority: Arc<Authority>,
-    /// Signs checkpoints; `None` when the server has no log key.
-    pub log: Option<Arc<LogPublisher>>,
-    /// Witnesses asked to cosign each checkpoint.
-    pub witnesses: Vec<NoteVerifier>,
-    /// Where large or slow reads run (low priority, bounded).
-    pub readers: Arc<readers::Readers>,
-    /// The last maturity assessment (`api::assess`).
-    pub assessed: tokio::sync::Mutex<Option<api::Assessed>>,
-}
-
-impl Console {
-    pub fn new(
-        authority: Arc<Authority>,
-        log: Option<Arc<LogPublisher>>,
-        witnesses: Vec<NoteVerifier>,
-        readers: Arc<readers::Readers>,
-    ) -> Console {
-        Console {
-            authority,
-            log,
-            witnesses,
-            readers,
-            assessed: tokio::sync::Mutex::new(None),
-        }
-    }
-}
+pub use state::{Assessed, Console};
+pub use summary::summarize;
+use writ_authority::Authority;
 
 /// Largest body a console route accepts (a pasted writ).
 pub const CONSOLE_BODY_BYTES_MAX: usize = 64 * 1024;
@@ -259,7 +233,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/api/executions", get(api::executions))
         .route("/console/api/lineage/{jti}", get(api::lineage))
         .route("/console/api/health", get(api::health))
-        .route("/console/api/assess", get(api::assess))
+        .route("/console/api/assess", get(assess::assess))
         .route(
             "/console/api/proof",
             get(proof::by_index).post(proof::by_writ),

@@ -4,8 +4,6 @@
 //! signed checkpoint, and the checkpoint's signatures (the log's and the
 //! witnesses').
 
-use std::sync::Arc;
-
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,13 +14,12 @@ use serde_json::{json, Value};
 use writ_artifact::{
     Claims, Denial, HolderCheck, KeyRing, NoStatus, ReasonCode, StatusOracle, VerifyOptions,
 };
-use writ_log::note::{Note, SignedCheckpoint};
+use writ_log::note::{Note, NoteVerifier, SignedCheckpoint};
 use writ_log::{Entry, Hash};
 
-use crate::api::{fail, summarize, unavailable};
-use crate::Console;
-
-type Shared = Arc<Console>;
+use crate::api::{fail, unavailable};
+use crate::state::{Console, Shared};
+use crate::summary::summarize;
 
 fn check(name: &str, r: Result<String, Denial>) -> Value {
     match r {
@@ -194,48 +191,7 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
             return json!({"index": index, "checks": checks});
         }
     };
-    if leaf.leaf.is_empty() {
-        // Erased (a decision logged before sealing held its request): the
-        // hash stays, so the proofs below still hold.
-        checks.push(pending(
-            "decision entry in the log",
-            "the content of this entry was erased; its leaf hash stays in the log",
-        ));
-    }
-    let entry = Entry::from_leaf(&leaf.leaf);
-    let summary = entry.as_ref().ok().map(|e| summarize(index, e));
-    // A decision logged before sealing holds its request: this page is
-    // public, so its values are not shown (docs/log-formats.md).
-    let raw = match &entry {
-        Ok(Entry::Decision(d)) if d.content.is_none() => None,
-        Ok(e) => serde_json::to_value(e).ok(),
-        Err(_) => None,
-    };
-    let leaf_ok = writ_log::leaf_hash(&leaf.leaf) == leaf.leaf_hash;
-    let entry_check = (!leaf.leaf.is_empty()).then(|| match (&entry, jti) {
-        (Err(e), _) => Err(Denial::new(ReasonCode::IntegrityFailure, e.to_string())),
-        (Ok(_), _) if !leaf_ok => Err(Denial::new(
-            ReasonCode::IntegrityFailure,
-            "the stored leaf hash is not the hash of the leaf",
-        )),
-        (Ok(Entry::Decision(d)), Some(j)) if d.jti.as_deref() != Some(j) => Err(Denial::new(
-            ReasonCode::IntegrityFailure,
-            format!("entry {index} is not the decision that issued writ {j}"),
-        )),
-        (Ok(_), _) => Ok(format!(
-            "entry {index}, leaf hash {}",
-            STANDARD.encode(leaf.leaf_hash)
-        )),
-    });
-    if let Some(entry_check) = entry_check {
-        checks.push(check("decision entry in the log", entry_check));
-    }
-    let mut out = json!({
-        "index": index,
-        "entry": summary,
-        "raw": raw,
-        "leaf_hash": STANDARD.encode(leaf.leaf_hash),
-    });
+    let mut out = entry_proof(index, jti, &leaf, &mut checks);
     let Some(log) = &c.log else {
         checks.push(pending(
             "signed checkpoint",
@@ -272,94 +228,168 @@ fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
             .map(|s| format!("{} signed size {}", log.verifier().name, s.checkpoint.size))
             .map_err(|e| Denial::new(ReasonCode::IntegrityFailure, e.to_string())),
     ));
-    if index >= cp.size {
-        checks.push(pending(
-            "inclusion in the signed checkpoint",
-            &format!("entry {index} is newer than the latest checkpoint (size {}); it is covered by the next one", cp.size),
-        ));
-    } else {
-        match store.inclusion_proof(index, cp.size) {
-            Ok(proof) => {
-                out["path"] = json!(path_steps(index, cp.size, &leaf.leaf_hash, &proof));
-                let verdict = match &signed {
-                    Ok(s) => {
-                        if writ_log::merkle::verify_inclusion(
-                            index,
-                            cp.size,
-                            &leaf.leaf_hash,
-                            &proof,
-                            &s.checkpoint.root,
-                        ) {
-                            Ok(format!(
-                                "{} hashes lead to root {}",
-                                proof.len(),
-                                STANDARD.encode(s.checkpoint.root)
-                            ))
-                        } else {
-                            Err(Denial::new(
-                                ReasonCode::IntegrityFailure,
-                                "the proof does not lead to the checkpoint's root",
-                            ))
-                        }
-                    }
-                    Err(_) => Err(Denial::new(
-                        ReasonCode::IntegrityFailure,
-                        "no verified checkpoint root to prove against",
-                    )),
-                };
-                out["root"] = json!(signed
-                    .as_ref()
-                    .ok()
-                    .map(|s| STANDARD.encode(s.checkpoint.root)));
-                checks.push(check("inclusion in the signed checkpoint", verdict));
-            }
-            Err(e) => checks.push(check(
-                "inclusion in the signed checkpoint",
-                Err(Denial::new(ReasonCode::AuthorityUnavailable, e.to_string())),
-            )),
-        }
-    }
-    // Every signature line, and whose it is.
-    let mut sigs = Vec::new();
-    if let Ok(note) = Note::parse(&cp.note) {
-        for s in &note.sigs {
-            let mut who = "unknown key";
-            let mut valid = Value::Null;
-            if s.name == log.verifier().name && s.key_id == log.verifier().key_id {
-                who = "log";
-                valid = json!(note.is_signed_by(log.verifier()));
-            }
-            for w in &c.witnesses {
-                if s.name == w.name && s.key_id == w.key_id {
-                    who = "witness";
-                    valid = json!(note.is_signed_by(w));
-                }
-            }
-            sigs.push(json!({"name": s.name, "key_id": format!("{:08x}", s.key_id), "role": who, "valid": valid}));
-        }
-        for w in &c.witnesses {
-            checks.push(check(
-                &format!("cosigned by witness {}", w.name),
-                if note.is_signed_by(w) {
-                    Ok("its cosignature/v1 line verifies".into())
-                } else {
-                    Err(Denial::new(
-                        ReasonCode::IntegrityFailure,
-                        "the latest checkpoint carries no valid cosignature of this witness",
-                    ))
-                },
-            ));
-        }
-        if c.witnesses.is_empty() {
-            checks.push(pending(
-                "witness cosignatures",
-                "this server asks no witness (writ serve --witness)",
-            ));
-        }
-    }
-    out["signatures"] = json!(sigs);
+    let root = signed.as_ref().ok().map(|s| s.checkpoint.root);
+    inclusion(c, &leaf, cp.size, root, &mut out, &mut checks);
+    out["signatures"] = json!(signatures(c, log.verifier(), &cp.note, &mut checks));
     out["checks"] = json!(checks);
     out
+}
+
+/// The entry itself: its summary, its fields (unless a decision logged
+/// before sealing, whose request is not this public page's to show), and
+/// whether its bytes are its stored hash's and the decision that issued
+/// writ `jti`.
+fn entry_proof(
+    index: u64,
+    jti: Option<&str>,
+    leaf: &writ_store::StoredLeaf,
+    checks: &mut Vec<Value>,
+) -> Value {
+    if leaf.leaf.is_empty() {
+        // Erased (a decision logged before sealing held its request): the
+        // hash stays, so the proofs below still hold.
+        checks.push(pending(
+            "decision entry in the log",
+            "the content of this entry was erased; its leaf hash stays in the log",
+        ));
+    }
+    let entry = Entry::from_leaf(&leaf.leaf);
+    let summary = entry.as_ref().ok().map(|e| summarize(index, e));
+    // A decision logged before sealing holds its request: this page is
+    // public, so its values are not shown (docs/spec/log.md).
+    let raw = match &entry {
+        Ok(Entry::Decision(d)) if d.content.is_none() => None,
+        Ok(e) => serde_json::to_value(e).ok(),
+        Err(_) => None,
+    };
+    let leaf_ok = writ_log::leaf_hash(&leaf.leaf) == leaf.leaf_hash;
+    let entry_check = (!leaf.leaf.is_empty()).then(|| match (&entry, jti) {
+        (Err(e), _) => Err(Denial::new(ReasonCode::IntegrityFailure, e.to_string())),
+        (Ok(_), _) if !leaf_ok => Err(Denial::new(
+            ReasonCode::IntegrityFailure,
+            "the stored leaf hash is not the hash of the leaf",
+        )),
+        (Ok(Entry::Decision(d)), Some(j)) if d.jti.as_deref() != Some(j) => Err(Denial::new(
+            ReasonCode::IntegrityFailure,
+            format!("entry {index} is not the decision that issued writ {j}"),
+        )),
+        (Ok(_), _) => Ok(format!(
+            "entry {index}, leaf hash {}",
+            STANDARD.encode(leaf.leaf_hash)
+        )),
+    });
+    if let Some(entry_check) = entry_check {
+        checks.push(check("decision entry in the log", entry_check));
+    }
+    json!({
+        "index": index,
+        "entry": summary,
+        "raw": raw,
+        "leaf_hash": STANDARD.encode(leaf.leaf_hash),
+    })
+}
+
+/// The entry's inclusion proof in the checkpoint of `size` (whose verified
+/// root is `root`), each step shown in `out["path"]`.
+fn inclusion(
+    c: &Console,
+    leaf: &writ_store::StoredLeaf,
+    size: u64,
+    root: Option<Hash>,
+    out: &mut Value,
+    checks: &mut Vec<Value>,
+) {
+    const NAME: &str = "inclusion in the signed checkpoint";
+    let index = leaf.index;
+    if index >= size {
+        checks.push(pending(
+            NAME,
+            &format!("entry {index} is newer than the latest checkpoint (size {size}); it is covered by the next one"),
+        ));
+        return;
+    }
+    let proof = match c.authority.store().inclusion_proof(index, size) {
+        Ok(proof) => proof,
+        Err(e) => {
+            checks.push(check(
+                NAME,
+                Err(Denial::new(ReasonCode::AuthorityUnavailable, e.to_string())),
+            ));
+            return;
+        }
+    };
+    out["path"] = json!(path_steps(index, size, &leaf.leaf_hash, &proof));
+    let verdict = match &root {
+        Some(root) => {
+            if writ_log::merkle::verify_inclusion(index, size, &leaf.leaf_hash, &proof, root) {
+                Ok(format!(
+                    "{} hashes lead to root {}",
+                    proof.len(),
+                    STANDARD.encode(root)
+                ))
+            } else {
+                Err(Denial::new(
+                    ReasonCode::IntegrityFailure,
+                    "the proof does not lead to the checkpoint's root",
+                ))
+            }
+        }
+        None => Err(Denial::new(
+            ReasonCode::IntegrityFailure,
+            "no verified checkpoint root to prove against",
+        )),
+    };
+    out["root"] = json!(root.map(|r| STANDARD.encode(r)));
+    checks.push(check(NAME, verdict));
+}
+
+/// Every signature line of the checkpoint `note`, and whose it is (the
+/// log's, signed by `log_key`, or a witness's); a check per witness.
+fn signatures(
+    c: &Console,
+    log_key: &NoteVerifier,
+    note: &str,
+    checks: &mut Vec<Value>,
+) -> Vec<Value> {
+    let mut sigs = Vec::new();
+    let Ok(note) = Note::parse(note) else {
+        return sigs;
+    };
+    for s in &note.sigs {
+        let mut who = "unknown key";
+        let mut valid = Value::Null;
+        if s.name == log_key.name && s.key_id == log_key.key_id {
+            who = "log";
+            valid = json!(note.is_signed_by(log_key));
+        }
+        for w in &c.witnesses {
+            if s.name == w.name && s.key_id == w.key_id {
+                who = "witness";
+                valid = json!(note.is_signed_by(w));
+            }
+        }
+        sigs.push(json!({"name": s.name, "key_id": format!("{:08x}", s.key_id), "role": who, "valid": valid}));
+    }
+    for w in &c.witnesses {
+        checks.push(check(
+            &format!("cosigned by witness {}", w.name),
+            if note.is_signed_by(w) {
+                Ok("its cosignature/v1 line verifies".into())
+            } else {
+                Err(Denial::new(
+                    ReasonCode::IntegrityFailure,
+                    "the latest checkpoint carries no valid cosignature of this witness",
+                ))
+            },
+        ));
+    }
+    if c.witnesses.is_empty() {
+        checks.push(pending(
+            "witness cosignatures",
+            "this server asks no witness (writ serve --witness)",
+        ));
+    }
+    sigs
 }
 
 #[derive(Deserialize)]
