@@ -17,6 +17,7 @@
 mod api;
 mod authority;
 mod checkpoint;
+pub mod logsource;
 mod status;
 
 pub use api::*;

@@ -452,7 +452,7 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
             progress: Some(&progress),
             accept_withheld,
         };
-        writ_audit::verify_log(site.src.as_ref(), &opts)
+        writ_audit::verify_log(site.src.as_ref(), &opts).map_err(|e| e.to_string())
     })
     .await?;
     print_report(g, &r, "log")
@@ -540,7 +540,7 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
             writ_keys: site.writ_keys.clone(),
             policy_keys: site.policy_keys.clone(),
         };
-        evidence::build(site.src.as_ref(), keys, from, to, with_content)
+        evidence::build(site.src.as_ref(), keys, from, to, with_content).map_err(|e| e.to_string())
     })
     .await?;
     let bytes = serde_json::to_vec_pretty(&ev)?;
@@ -680,6 +680,7 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
         let mut log_keys = vec![site.log_key.clone()];
         log_keys.extend(site.other_log_keys.iter().cloned());
         writ_assess::gather(site.src.as_ref(), log_keys, site.witness_keys.clone(), keys)
+            .map_err(|e| e.to_string())
     })
     .await?;
     let r = writ_assess::assess(&evidence);

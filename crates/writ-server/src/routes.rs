@@ -818,19 +818,10 @@ async fn set_disabled(
 }
 
 async fn list_policies(State(s): State<Shared>, Caller(_): Caller) -> Response {
-    let store = s.authority.store();
-    let activations = match store.activations() {
-        Ok(a) => a,
-        Err(e) => return CallErrorResponse(e.into()).into_response(),
-    };
-    let bundle = s.authority.active_bundle();
-    axum::Json(json!({
-        "active": bundle.hash(),
-        "policy_ids": bundle.policy_ids(),
-        "source": bundle.source(),
-        "activations": activations,
-    }))
-    .into_response()
+    match writ_console::policy_listing(&s.authority, None) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => CallErrorResponse(e.into()).into_response(),
+    }
 }
 
 async fn upload_policy(
@@ -991,7 +982,8 @@ async fn mesh(State(s): State<Shared>) -> Response {
     let out = s
         .readers
         .run(move || {
-            let mut me = writ_console::node_status(&console, &state.node_id)?;
+            let mut me =
+                writ_console::node_status(&console, &state.node_id).map_err(|e| e.to_string())?;
             me["url"] = json!(state.url);
             me["leader"] = json!(leader);
             me["fresh"] = json!(state.authority.stale().is_none());
