@@ -1,4 +1,6 @@
-use super::*;
+use super::writer::{CAREFUL_RETRIES, WAL_PREALLOCATED_FRAMES};
+use crate::*;
+use rusqlite::Connection;
 
 fn leaf(n: u64) -> Op {
     Op::Append {
