@@ -318,7 +318,8 @@ pub async fn publish_and_witness(
     // In a mesh exactly one node signs: the holder of the store's leader lock.
     // The others answer with the latest checkpoint it signed.
     let store = s.authority.store().clone();
-    let leads = tokio::task::spawn_blocking(move || store.lead())
+    // A store of one node always leads.
+    let leads = tokio::task::spawn_blocking(move || store.mesh().map_or(Ok(true), |m| m.lead()))
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let leads = match leads {

@@ -1013,7 +1013,8 @@ async fn mesh(State(s): State<Shared>) -> Response {
                 let now = state.authority.clock().now_unix_ms();
                 let activations = store.activations().map_err(|e| e.to_string())?;
                 let latest_policy = activations.last().map(|a| a.hash.as_str());
-                for n in store.mesh_nodes().map_err(|e| e.to_string())? {
+                let others = store.mesh().map_or(Ok(Vec::new()), |m| m.mesh_nodes());
+                for n in others.map_err(|e| e.to_string())? {
                     if n.id == state.node_id {
                         continue;
                     }
@@ -1078,7 +1079,8 @@ pub async fn run_heartbeat(s: Shared) {
             leader: s.leader.load(std::sync::atomic::Ordering::Relaxed),
         };
         let store = a.store().clone();
-        match tokio::task::spawn_blocking(move || store.heartbeat(&rec)).await {
+        let beat = move || store.mesh().map_or(Ok(()), |m| m.heartbeat(&rec));
+        match tokio::task::spawn_blocking(beat).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat not recorded"),
             Err(_) => return,

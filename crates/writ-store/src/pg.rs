@@ -16,7 +16,7 @@
 //! signs checkpoints; when its session ends the lock passes to the next node
 //! that asks.
 //!
-//! The [`Store`](crate::Store) trait is synchronous for reads; this store
+//! The store traits (`roles.rs`) are synchronous for reads; this store
 //! runs its own small runtime and a caller's thread waits for the answer
 //! (bounded by [`conn::READ_TIMEOUT`]), so it may be called from any
 //! thread, async or not.

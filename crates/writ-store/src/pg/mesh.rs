@@ -2,17 +2,20 @@
 //! submits: following the state sequence, the checkpoint leader lock, and
 //! the nodes' heartbeats.
 
+use tokio::sync::watch;
+
 use super::conn::{block_on, connect};
 use super::sql::{get_u64, i64_of, pg_unavailable, u64_of, unavailable, Param};
 use super::store::PgStore;
+use crate::roles::Mesh;
 use crate::types::*;
 
 /// The advisory lock whose holder signs checkpoints ("writ" in ASCII).
 pub const LEADER_LOCK: i64 = 0x7772_6974;
 
-impl PgStore {
+impl Mesh for PgStore {
     /// `writ_head.state_seq`.
-    pub(super) fn head_state_seq(&self) -> Result<u64, StoreError> {
+    fn state_seq(&self) -> Result<u64, StoreError> {
         let rows = self.rows("SELECT state_seq FROM writ_head WHERE id = 1", vec![])?;
         let r = rows
             .first()
@@ -20,8 +23,12 @@ impl PgStore {
         get_u64(r, 0)
     }
 
+    fn changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.changes.clone())
+    }
+
     /// Whether this node holds the leader lock, taking it when free.
-    pub(super) fn take_lead(&self) -> Result<bool, StoreError> {
+    fn lead(&self) -> Result<bool, StoreError> {
         let Some(rt) = &self.rt else {
             return Err(unavailable("the store is shut down"));
         };
@@ -51,14 +58,14 @@ impl PgStore {
     }
 
     /// Give up the leader lock (shutdown).
-    pub(super) fn resign_lead(&self) {
+    fn resign(&self) {
         if let Ok(mut held) = self.leader.try_lock() {
             *held = None;
         }
     }
 
     /// Register or refresh this node's row in `mesh_nodes`.
-    pub(super) fn heartbeat_row(&self, n: &NodeRecord) -> Result<(), StoreError> {
+    fn heartbeat(&self, n: &NodeRecord) -> Result<(), StoreError> {
         let params = vec![
             Param::Text(n.id.clone()),
             Param::Text(n.url.clone()),
@@ -82,7 +89,7 @@ impl PgStore {
     }
 
     /// Every node that ever registered, by id.
-    pub(super) fn mesh_rows(&self) -> Result<Vec<NodeRecord>, StoreError> {
+    fn mesh_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.rows(
             "SELECT id, url, started_ms, seen_ms, policy, revocations, log_size, state_seq, leader FROM mesh_nodes ORDER BY id",
             vec![],

@@ -5,7 +5,7 @@
 use writ_log::merkle::Frontier;
 
 use super::sql::{i64_of, Param};
-use crate::node_key;
+use crate::nodes::node_key;
 use crate::types::*;
 
 /// One statement of a transaction, and what a constraint failure means.

@@ -1,15 +1,14 @@
 //! Reads of the shared store, each one query on a pooled connection.
 
-use tokio::sync::watch;
 use tokio_postgres::Row;
 use writ_log::merkle::{self, ProofError};
 use writ_log::Hash;
 
 use super::sql::{get, get_u64, hash_of, i64_of, stored_node, u64_of, Param};
 use super::store::PgStore;
-use crate::node_key;
+use crate::nodes::node_key;
+use crate::roles::{merkle_proofs, LogRead, StateRead};
 use crate::types::*;
-use crate::Store;
 
 fn writ_row(r: &Row) -> Result<WritRecord, StoreError> {
     Ok(WritRecord {
@@ -40,11 +39,7 @@ fn checkpoint_row(r: &Row) -> Result<CheckpointRecord, StoreError> {
     })
 }
 
-impl Store for PgStore {
-    fn submit(&self, tx: Tx) -> Ticket {
-        self.enqueue(tx)
-    }
-
+impl LogRead for PgStore {
     fn log_size(&self) -> Result<u64, StoreError> {
         let rows = self.rows("SELECT size FROM writ_head WHERE id = 1", vec![])?;
         let r = rows
@@ -72,6 +67,67 @@ impl Store for PgStore {
         .collect()
     }
 
+    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
+        self.rows(
+            "SELECT idx, salt, content FROM entry_content WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+            vec![Param::Int(i64_of(start)?), Param::Int(i64_of(end)?)],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(StoredContent {
+                index: get_u64(r, 0)?,
+                salt: hash_of(get(r, 1)?)?,
+                content: get(r, 2)?,
+            })
+        })
+        .collect()
+    }
+
+    fn nodes_after(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u8, u64, Hash)>, StoreError> {
+        let from = after.map_or(-1, |(l, i)| node_key(l, i));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows(
+            "SELECT key, hash FROM tree_nodes WHERE key > $1 ORDER BY key LIMIT $2",
+            vec![Param::Int(from), Param::Int(limit)],
+        )?
+        .iter()
+        .map(|r| {
+            let (level, index) = stored_node(get(r, 0)?)?;
+            Ok((level, index, hash_of(get(r, 1)?)?))
+        })
+        .collect()
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let from = i64::try_from(from).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.rows(
+            "SELECT size, note, time_ms FROM checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",
+            vec![Param::Int(from), Param::Int(limit)],
+        )?
+        .iter()
+        .map(checkpoint_row)
+        .collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.rows(
+            "SELECT size, note, time_ms FROM checkpoints ORDER BY size DESC LIMIT 1",
+            vec![],
+        )?
+        .first()
+        .map(checkpoint_row)
+        .transpose()
+    }
+
+    merkle_proofs!();
+}
+
+impl StateRead for PgStore {
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.rows(
             "SELECT uid, token_hash, admin, created_ms, disabled, auditor FROM principals ORDER BY uid",
@@ -141,22 +197,6 @@ impl Store for PgStore {
             })
         })
         .transpose()
-    }
-
-    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
-        self.rows(
-            "SELECT idx, salt, content FROM entry_content WHERE idx >= $1 AND idx < $2 ORDER BY idx",
-            vec![Param::Int(i64_of(start)?), Param::Int(i64_of(end)?)],
-        )?
-        .iter()
-        .map(|r| {
-            Ok(StoredContent {
-                index: get_u64(r, 0)?,
-                salt: hash_of(get(r, 1)?)?,
-                content: get(r, 2)?,
-            })
-        })
-        .collect()
     }
 
     fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError> {
@@ -230,86 +270,5 @@ impl Store for PgStore {
             })
         })
         .collect()
-    }
-
-    fn tree_root(&self, size: u64) -> Result<Hash, ProofError> {
-        self.with_tree(size, |r| Ok(merkle::root(r, size)?))
-    }
-
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.with_tree(size, |r| merkle::inclusion_proof(r, index, size))
-    }
-
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        self.with_tree(second, |r| merkle::consistency_proof(r, first, second))
-    }
-
-    fn nodes_after(
-        &self,
-        after: Option<(u8, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(u8, u64, Hash)>, StoreError> {
-        let from = after.map_or(-1, |(l, i)| node_key(l, i));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.rows(
-            "SELECT key, hash FROM tree_nodes WHERE key > $1 ORDER BY key LIMIT $2",
-            vec![Param::Int(from), Param::Int(limit)],
-        )?
-        .iter()
-        .map(|r| {
-            let (level, index) = stored_node(get(r, 0)?)?;
-            Ok((level, index, hash_of(get(r, 1)?)?))
-        })
-        .collect()
-    }
-
-    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let from = i64::try_from(from).unwrap_or(i64::MAX);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.rows(
-            "SELECT size, note, time_ms FROM checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",
-            vec![Param::Int(from), Param::Int(limit)],
-        )?
-        .iter()
-        .map(checkpoint_row)
-        .collect()
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
-        self.rows(
-            "SELECT size, note, time_ms FROM checkpoints ORDER BY size DESC LIMIT 1",
-            vec![],
-        )?
-        .first()
-        .map(checkpoint_row)
-        .transpose()
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
-
-    fn state_seq(&self) -> Result<u64, StoreError> {
-        self.head_state_seq()
-    }
-
-    fn changes(&self) -> Option<watch::Receiver<u64>> {
-        Some(self.changes.clone())
-    }
-
-    fn lead(&self) -> Result<bool, StoreError> {
-        self.take_lead()
-    }
-
-    fn resign(&self) {
-        self.resign_lead()
-    }
-
-    fn heartbeat(&self, n: &NodeRecord) -> Result<(), StoreError> {
-        self.heartbeat_row(n)
-    }
-
-    fn mesh_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        self.mesh_rows()
     }
 }

@@ -4,7 +4,7 @@
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
-use crate::node_of_key;
+use crate::nodes::node_of_key;
 use crate::types::StoreError;
 use writ_log::Hash;
 

@@ -14,8 +14,8 @@ use super::schema::migrate;
 use super::sql::{pg_unavailable, query, unavailable, Param};
 use super::tree::{fetch_nodes, Fetched, Recording};
 use super::writer::{writer, Job, QUEUE_TX_MAX};
+use crate::roles::{LogRead, Mesh, Store, Submit};
 use crate::types::*;
-use crate::Store;
 
 /// The shared PostgreSQL store.
 pub struct PgStore {
@@ -163,9 +163,8 @@ impl PgStore {
     }
 }
 
-impl PgStore {
-    /// Queue `tx` for the writer (`Store::submit`).
-    pub(super) fn enqueue(&self, tx: Tx) -> Ticket {
+impl Submit for PgStore {
+    fn submit(&self, tx: Tx) -> Ticket {
         let (reply, rx) = oneshot::channel();
         match self.queue.try_send((tx, reply)) {
             Ok(()) => Ticket::pending(rx),
@@ -176,5 +175,12 @@ impl PgStore {
                 StoreError::Unavailable("the store's writer has stopped".into()),
             )),
         }
+    }
+}
+
+/// Other nodes write this store too.
+impl Store for PgStore {
+    fn mesh(&self) -> Option<&dyn Mesh> {
+        Some(self)
     }
 }

@@ -9,7 +9,7 @@ use writ_log::merkle::{Frontier, NodeReader, ReadError};
 use writ_log::Hash;
 
 use super::sql::{hash_of, i64_of, pg_unavailable, query, stored_node, u64_of, Param};
-use crate::node_key;
+use crate::nodes::node_key;
 use crate::types::StoreError;
 
 /// Nodes fetched for one computation; a node not fetched is a read error.

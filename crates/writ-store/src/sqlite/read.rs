@@ -7,8 +7,8 @@ use writ_log::Hash;
 use super::conn::hash32;
 use super::store::SqliteStore;
 use super::tree;
+use crate::roles::{merkle_proofs, LogRead, StateRead};
 use crate::types::*;
-use crate::Store;
 
 fn writ_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WritRecord> {
     Ok(WritRecord {
@@ -62,11 +62,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
-    fn submit(&self, tx: Tx) -> Ticket {
-        self.enqueue(tx)
-    }
-
+impl LogRead for SqliteStore {
     fn log_size(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM entries", [], |r| {
@@ -85,6 +81,69 @@ impl Store for SqliteStore {
         })
     }
 
+    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT idx, salt, content FROM entry_content WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
+            )?;
+            let rows = s.query_map(params![start, end], |r| {
+                Ok(StoredContent {
+                    index: r.get(0)?,
+                    salt: hash32(r.get(1)?)?,
+                    content: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn nodes_after(
+        &self,
+        after: Option<(u8, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u8, u64, Hash)>, StoreError> {
+        let from = after.map_or(-1, |(l, i)| tree::node_key(l, i));
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT key, hash FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
+            )?;
+            let rows = s.query_map(params![from, limit as i64], |r| {
+                let (level, index) = crate::nodes::node_of_key(r.get(0)?);
+                Ok((level, index, hash32(r.get(1)?)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT size, note, time_ms FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2",
+            )?;
+            // SQLite integers are i64: a `from` past i64::MAX (a query
+            // parameter) is past every tree size, so it matches nothing
+            // rather than failing the read (which was answered 503).
+            let from = i64::try_from(from).unwrap_or(i64::MAX);
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = s.query_map(params![from, limit], checkpoint_row)?;
+            rows.collect()
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT size, note, time_ms FROM checkpoints ORDER BY size DESC LIMIT 1",
+            )?
+            .query_row([], checkpoint_row)
+            .optional()
+        })
+    }
+
+    merkle_proofs!();
+}
+
+impl StateRead for SqliteStore {
     fn principals(&self) -> Result<Vec<PrincipalRecord>, StoreError> {
         self.read(|c| {
             let mut s = c.prepare_cached(
@@ -155,22 +214,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn contents(&self, start: u64, end: u64) -> Result<Vec<StoredContent>, StoreError> {
-        self.read(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT idx, salt, content FROM entry_content WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
-            )?;
-            let rows = s.query_map(params![start, end], |r| {
-                Ok(StoredContent {
-                    index: r.get(0)?,
-                    salt: hash32(r.get(1)?)?,
-                    content: r.get(2)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
     fn delegated(&self, jti: &str, principal: &str) -> Result<bool, StoreError> {
         self.read(|c| {
             c.prepare_cached("SELECT 1 FROM delegations WHERE jti = ?1 AND principal = ?2")?
@@ -211,61 +254,6 @@ impl Store for SqliteStore {
                 })
             })?;
             rows.collect()
-        })
-    }
-
-    fn tree_root(&self, size: u64) -> Result<Hash, ProofError> {
-        self.with_tree(size, |r| Ok(merkle::root(r, size)?))
-    }
-
-    fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.with_tree(size, |r| merkle::inclusion_proof(r, index, size))
-    }
-
-    fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, ProofError> {
-        self.with_tree(second, |r| merkle::consistency_proof(r, first, second))
-    }
-
-    fn nodes_after(
-        &self,
-        after: Option<(u8, u64)>,
-        limit: usize,
-    ) -> Result<Vec<(u8, u64, Hash)>, StoreError> {
-        let from = after.map_or(-1, |(l, i)| tree::node_key(l, i));
-        self.read(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT key, hash FROM nodes WHERE key > ?1 ORDER BY key LIMIT ?2",
-            )?;
-            let rows = s.query_map(params![from, limit as i64], |r| {
-                let (level, index) = crate::node_of_key(r.get(0)?);
-                Ok((level, index, hash32(r.get(1)?)?))
-            })?;
-            rows.collect()
-        })
-    }
-
-    fn checkpoints(&self, from: u64, limit: usize) -> Result<Vec<CheckpointRecord>, StoreError> {
-        self.read(|c| {
-            let mut s = c.prepare_cached(
-                "SELECT size, note, time_ms FROM checkpoints WHERE size >= ?1 ORDER BY size LIMIT ?2",
-            )?;
-            // SQLite integers are i64: a `from` past i64::MAX (a query
-            // parameter) is past every tree size, so it matches nothing
-            // rather than failing the read (which was answered 503).
-            let from = i64::try_from(from).unwrap_or(i64::MAX);
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let rows = s.query_map(params![from, limit], checkpoint_row)?;
-            rows.collect()
-        })
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT size, note, time_ms FROM checkpoints ORDER BY size DESC LIMIT 1",
-            )?
-            .query_row([], checkpoint_row)
-            .optional()
         })
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::conn::{open_conn, unavailable};
 use super::writer::{self, Job, WriterHandle, QUEUE_TX_MAX};
 use super::{schema, tree};
+use crate::roles::{Mesh, Store, Submit};
 use crate::types::*;
 
 /// Read connections kept open.
@@ -65,20 +66,6 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Queue `tx` for the writer (`Store::submit`).
-    pub(super) fn enqueue(&self, tx: Tx) -> Ticket {
-        let (reply, rx) = oneshot::channel();
-        match self.queue.try_send((tx, reply)) {
-            Ok(()) => Ticket::pending(rx),
-            Err(TrySendError::Full(_)) => Ticket::ready(Err(StoreError::Unavailable(format!(
-                "more than {QUEUE_TX_MAX} transactions are waiting for the disk"
-            )))),
-            Err(TrySendError::Disconnected(_)) => Ticket::ready(Err(StoreError::Unavailable(
-                "the store's writer has stopped".into(),
-            ))),
-        }
-    }
-
     pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -99,5 +86,27 @@ impl SqliteStore {
             }
         }
         Ok(out)
+    }
+}
+
+impl Submit for SqliteStore {
+    fn submit(&self, tx: Tx) -> Ticket {
+        let (reply, rx) = oneshot::channel();
+        match self.queue.try_send((tx, reply)) {
+            Ok(()) => Ticket::pending(rx),
+            Err(TrySendError::Full(_)) => Ticket::ready(Err(StoreError::Unavailable(format!(
+                "more than {QUEUE_TX_MAX} transactions are waiting for the disk"
+            )))),
+            Err(TrySendError::Disconnected(_)) => Ticket::ready(Err(StoreError::Unavailable(
+                "the store's writer has stopped".into(),
+            ))),
+        }
+    }
+}
+
+/// A store of one node: no mesh.
+impl Store for SqliteStore {
+    fn mesh(&self) -> Option<&dyn Mesh> {
+        None
     }
 }
