@@ -104,7 +104,7 @@ pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
     };
     let policy_keys: Vec<serde_json::Value> = keys
         .iter()
-        .filter(|k| k.role == "policy")
+        .filter(|k| k.role == writ_store::KeyRole::Policy)
         .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
         .collect();
     // Every node of a mesh signs checkpoints with its own key while it leads.

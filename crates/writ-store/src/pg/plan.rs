@@ -341,9 +341,9 @@ fn put_key(k: &KeyRecord) -> Result<Stmt, StoreError> {
                      ON CONFLICT (kid) DO UPDATE SET status = excluded.status, verify_until_ms = excluded.verify_until_ms",
         vec![
             Param::Text(k.kid.clone()),
-            Param::Text(k.role.clone()),
+            Param::Text(k.role.as_str().to_owned()),
             Param::Text(k.public_jwk.clone()),
-            Param::Text(k.status.clone()),
+            Param::Text(k.status.as_str().to_owned()),
             Param::Int(i64_of(k.created_ms)?),
             Param::OptInt(k.verify_until_ms.map(i64_of).transpose()?),
         ],

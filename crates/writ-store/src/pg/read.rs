@@ -262,9 +262,9 @@ impl StateRead for PgStore {
         .map(|r| {
             Ok(KeyRecord {
                 kid: get(r, 0)?,
-                role: get(r, 1)?,
+                role: get::<String>(r, 1)?.parse()?,
                 public_jwk: get(r, 2)?,
-                status: get(r, 3)?,
+                status: get::<String>(r, 3)?.parse()?,
                 created_ms: get_u64(r, 4)?,
                 verify_until_ms: get::<Option<i64>>(r, 5)?.map(u64_of).transpose()?,
             })

@@ -268,7 +268,14 @@ impl Writer {
         self.exec(
             "INSERT INTO keys (kid, role, public_jwk, status, created_ms, verify_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                              ON CONFLICT(kid) DO UPDATE SET status = excluded.status, verify_until_ms = excluded.verify_until_ms",
-            params![k.kid, k.role, k.public_jwk, k.status, k.created_ms, k.verify_until_ms],
+            params![
+                k.kid,
+                k.role.as_str(),
+                k.public_jwk,
+                k.status.as_str(),
+                k.created_ms,
+                k.verify_until_ms
+            ],
         )
         .map_err(unavailable)?;
         Ok(())

@@ -258,21 +258,32 @@ impl StateRead for SqliteStore {
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.read(|c| {
+        // A role or status this writ does not know fails the store's
+        // integrity, not its availability (which a failed read is).
+        let rows = self.read(|c| {
             let mut s = c.prepare_cached(
                 "SELECT kid, role, public_jwk, status, created_ms, verify_until_ms FROM keys ORDER BY created_ms, kid",
             )?;
             let rows = s.query_map([], |r| {
-                Ok(KeyRecord {
+                let role = r.get::<_, String>(1)?.parse::<KeyRole>();
+                let status = r.get::<_, String>(3)?.parse::<KeyStatus>();
+                let (role, status) = match (role, status) {
+                    (Ok(role), Ok(status)) => (role, status),
+                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+                };
+                Ok(Ok(KeyRecord {
                     kid: r.get(0)?,
-                    role: r.get(1)?,
+                    role,
                     public_jwk: r.get(2)?,
-                    status: r.get(3)?,
+                    status,
                     created_ms: r.get(4)?,
                     verify_until_ms: r.get(5)?,
-                })
+                }))
             })?;
-            rows.collect()
-        })
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|r| r.map_err(StoreError::from))
+            .collect()
     }
 }
