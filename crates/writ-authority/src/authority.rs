@@ -15,7 +15,10 @@ use writ_artifact::{
 };
 use writ_log::{DecisionEntry, Entry, Outcome, RevocationKind};
 use writ_policy::{Bundle, BundleError, DecisionInput, SignedBundle};
-use writ_store::{KeyRecord, Op, PrincipalRecord, RevocationRecord, Store, Tx, WritRecord};
+use writ_store::{
+    KeyRecord, KeyRole, KeyStatus, Op, PrincipalRecord, RevocationRecord, Store, StoreRead, Tx,
+    WritRecord,
+};
 
 use crate::api::*;
 use crate::status::{Oracle, Revoked, LINEAGE_DEPTH_MAX};
@@ -255,15 +258,15 @@ fn token_hash(token: &str) -> [u8; 32] {
 
 fn writ_key_record(
     key: &WritKey,
-    status: &str,
+    status: KeyStatus,
     now_ms: u64,
     until: Option<u64>,
 ) -> Result<KeyRecord, String> {
     Ok(KeyRecord {
         kid: key.kid().into(),
-        role: "writ".into(),
+        role: KeyRole::Writ,
         public_jwk: serde_json::to_string(&key.jwk()).map_err(|e| e.to_string())?,
-        status: status.into(),
+        status,
         created_ms: now_ms,
         verify_until_ms: until,
     })
@@ -292,10 +295,10 @@ impl Authority {
         let token = new_token(entropy).map_err(|e| CallError::Unavailable(e.to_string()))?;
         let policy_record = KeyRecord {
             kid: policy_key.kid().into(),
-            role: "policy".into(),
+            role: KeyRole::Policy,
             public_jwk: serde_json::to_string(&policy_key.jwk())
                 .map_err(|e| CallError::Unavailable(e.to_string()))?,
-            status: "active".into(),
+            status: KeyStatus::Active,
             created_ms: now,
             verify_until_ms: None,
         };
@@ -307,22 +310,23 @@ impl Authority {
         };
         let ops = vec![
             Op::PutKey(
-                writ_key_record(writ_key, "active", now, None).map_err(CallError::Unavailable)?,
+                writ_key_record(writ_key, KeyStatus::Active, now, None)
+                    .map_err(CallError::Unavailable)?,
             ),
             leaf(Entry::KeyChange {
                 time_ms: now,
                 by: by.clone(),
                 kid: writ_key.kid().into(),
-                role: "writ".into(),
-                status: "active".into(),
+                role: KeyRole::Writ.as_str().into(),
+                status: KeyStatus::Active.as_str().into(),
             })?,
             Op::PutKey(policy_record),
             leaf(Entry::KeyChange {
                 time_ms: now,
                 by: by.clone(),
                 kid: policy_key.kid().into(),
-                role: "policy".into(),
-                status: "active".into(),
+                role: KeyRole::Policy.as_str().into(),
+                status: KeyStatus::Active.as_str().into(),
             })?,
             Op::PutBundle {
                 hash: bundle.hash.clone(),
@@ -376,7 +380,7 @@ impl Authority {
         let records = store.keys()?;
         let active: Vec<&str> = records
             .iter()
-            .filter(|k| k.role == "writ" && k.status == "active")
+            .filter(|k| k.role == KeyRole::Writ && k.status == KeyStatus::Active)
             .map(|k| k.kid.as_str())
             .collect();
         let signer = keys
@@ -387,7 +391,7 @@ impl Authority {
                     "none of the writ keys at hand is the store's active signing key {active:?}"
                 )
             })?;
-        let seq = store.state_seq()?;
+        let seq = state_seq_of(store.as_ref())?;
         let state = load_state(store.as_ref(), clock.now_unix_ms(), Arc::new(signer), None)?;
         let log_size = store.log_size()?;
         let now_ms = clock.now_unix_ms();
@@ -425,13 +429,13 @@ impl Authority {
             );
         }
         let now_ms = clock.now_unix_ms();
-        let record = writ_key_record(key, "active", now_ms, None)?;
+        let record = writ_key_record(key, KeyStatus::Active, now_ms, None)?;
         let leaf = Entry::KeyChange {
             time_ms: now_ms,
             by: "writ".into(),
             kid: key.kid().to_owned(),
-            role: "writ".into(),
-            status: "active".into(),
+            role: KeyRole::Writ.as_str().into(),
+            status: KeyStatus::Active.as_str().into(),
         }
         .to_leaf()?;
         let indices = store
@@ -443,8 +447,29 @@ impl Authority {
     pub fn config(&self) -> &AuthorityConfig {
         &self.config
     }
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The store, to read: what the server's and console's routes get.
+    /// Every change goes through the authority's own calls.
+    pub fn reads(&self) -> Arc<dyn StoreRead> {
+        self.store.clone()
+    }
+    /// Whether the store is shared with other nodes (a mesh).
+    pub fn shared(&self) -> bool {
+        self.store.shared()
+    }
+    /// Take or keep the store's leader lock (blocking); a store of one
+    /// node always leads.
+    pub fn lead(&self) -> Result<bool, writ_store::StoreError> {
+        self.store.mesh().map_or(Ok(true), |m| m.lead())
+    }
+    /// Report this node to a shared store (blocking); nothing on a store
+    /// of one node.
+    pub fn heartbeat(&self, node: &writ_store::NodeRecord) -> Result<(), writ_store::StoreError> {
+        self.store.mesh().map_or(Ok(()), |m| m.heartbeat(node))
+    }
+    /// The nodes of a shared store as they last reported themselves
+    /// (blocking); none on a store of one node.
+    pub fn mesh_nodes(&self) -> Result<Vec<writ_store::NodeRecord>, writ_store::StoreError> {
+        self.store.mesh().map_or(Ok(Vec::new()), |m| m.mesh_nodes())
     }
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock

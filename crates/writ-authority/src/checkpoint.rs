@@ -52,7 +52,7 @@ pub fn stored_log_verifiers(
 ) -> Result<Vec<NoteVerifier>, StoreError> {
     let mut out = vec![first.clone()];
     for k in store.keys()? {
-        if k.role != "log" {
+        if k.role != writ_store::KeyRole::Log {
             continue;
         }
         let v = serde_json::from_str::<Jwk>(&k.public_jwk)
@@ -221,7 +221,7 @@ impl LogPublisher {
             .store
             .keys()?
             .iter()
-            .any(|k| k.kid == kid && k.role == "log")
+            .any(|k| k.kid == kid && k.role == writ_store::KeyRole::Log)
         {
             self.key_recorded.store(true, Ordering::Relaxed);
             return Ok(());
@@ -233,8 +233,8 @@ impl LogPublisher {
             time_ms: now,
             by: "writ".into(),
             kid: kid.clone(),
-            role: "log".into(),
-            status: "active".into(),
+            role: writ_store::KeyRole::Log.as_str().into(),
+            status: writ_store::KeyStatus::Active.as_str().into(),
         }
         .to_leaf()
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -242,9 +242,9 @@ impl LogPublisher {
             .submit(Tx::new(vec![
                 Op::PutKey(KeyRecord {
                     kid,
-                    role: "log".into(),
+                    role: writ_store::KeyRole::Log,
                     public_jwk: jwk,
-                    status: "active".into(),
+                    status: writ_store::KeyStatus::Active,
                     created_ms: now,
                     verify_until_ms: None,
                 }),

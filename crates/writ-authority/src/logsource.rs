@@ -8,12 +8,12 @@ use writ_audit::evidence::ProofSource;
 use writ_audit::{Leaf, Node, Source, SourceError};
 use writ_log::content::Content;
 use writ_log::Hash;
-use writ_store::{Store, StoreError};
+use writ_store::{StoreError, StoreRead};
 
 /// A store as a log source: every leaf with its stored hash, the stored
 /// subtree hashes, checkpoints, bundles, and (the store is an auditor's)
 /// what sealed decisions commit to.
-pub struct StoreSource(pub Arc<dyn Store>);
+pub struct StoreSource(pub Arc<dyn StoreRead>);
 
 impl Source for StoreSource {
     fn size(&self) -> Result<u64, SourceError> {
@@ -64,7 +64,7 @@ impl Source for StoreSource {
 
 /// What the sealed decisions among entries `start..end` commit to, by index.
 pub fn contents(
-    store: &dyn Store,
+    store: &dyn StoreRead,
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Content)>, StoreError> {

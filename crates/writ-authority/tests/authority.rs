@@ -101,7 +101,7 @@ async fn a_writ_from_the_future_is_not_yet_valid_and_one_from_the_past_expired()
 
 /// A sealed decision opened with the content the store keeps for it.
 fn opened(
-    store: &dyn writ_store::Store,
+    store: &dyn writ_store::StoreRead,
     index: u64,
     mut d: writ_log::DecisionEntry,
 ) -> writ_log::DecisionEntry {
@@ -129,7 +129,7 @@ async fn every_logged_decision_replays_to_the_same_answer() {
     f.authority.authorize(&f.admin, net).await.unwrap();
 
     let bundle: Arc<Bundle> = f.authority.active_bundle();
-    let store = f.authority.store();
+    let store = f.authority.reads();
     let mut decisions = 0;
     for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
         let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
@@ -196,7 +196,7 @@ async fn the_log_index_in_a_writ_is_its_decision_entry() {
     assert_eq!(v.claims().writ.log.index, log_index);
     let leaf = &f
         .authority
-        .store()
+        .reads()
         .entries(log_index, log_index + 1)
         .unwrap()[0];
     let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
@@ -205,10 +205,10 @@ async fn the_log_index_in_a_writ_is_its_decision_entry() {
     assert_eq!(d.jti.as_deref(), Some(jti.as_str()));
     // The leaf commits to the request; the content kept beside it opens it.
     assert!(d.request.is_empty() && d.content.is_some());
-    let d = opened(f.authority.store().as_ref(), log_index, *d);
+    let d = opened(f.authority.reads().as_ref(), log_index, *d);
     assert_eq!(d.request, v.claims().writ.request);
     assert_eq!(
-        f.authority.store().writ(&jti).unwrap().unwrap().log_index,
+        f.authority.reads().writ(&jti).unwrap().unwrap().log_index,
         log_index
     );
 }
@@ -224,7 +224,7 @@ async fn a_writ_started_on_issue_is_spent_in_the_decisions_commit() {
         panic!("expected allow");
     };
     // The start entry follows the decision, and the execution is running.
-    let store = f.authority.store();
+    let store = f.authority.reads();
     let leaves = store.entries(log_index, log_index + 2).unwrap();
     assert!(matches!(
         Entry::from_leaf(&leaves[0].leaf).unwrap(),
@@ -303,7 +303,7 @@ async fn jtis_start_with_the_issue_time_and_end_random() {
 /// racing tasks have decided something since.
 async fn logged_beyond(authority: &Authority, size: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while authority.store().log_size().unwrap() <= size {
+    while authority.reads().log_size().unwrap() <= size {
         assert!(
             std::time::Instant::now() < deadline,
             "nothing was logged beyond entry {size} in 30 s"
@@ -342,7 +342,7 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
         }));
     }
     // Some of them decided before the revocation, some after it.
-    let size = f.authority.store().log_size().unwrap();
+    let size = f.authority.reads().log_size().unwrap();
     logged_beyond(&f.authority, size + 8).await;
     let revoked = f
         .authority
@@ -362,7 +362,7 @@ async fn no_allow_is_logged_after_the_revocation_of_its_principal() {
         t.await.unwrap();
     }
 
-    let store = f.authority.store();
+    let store = f.authority.reads();
     let (mut before, mut after_denied) = (0, 0);
     for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
         let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
@@ -420,7 +420,7 @@ async fn a_revocation_reaches_every_child_issued_before_its_entry() {
             }
         }));
     }
-    let size = f.authority.store().log_size().unwrap();
+    let size = f.authority.reads().log_size().unwrap();
     logged_beyond(&f.authority, size + 8).await;
     let revoked = f
         .authority
@@ -440,7 +440,7 @@ async fn a_revocation_reaches_every_child_issued_before_its_entry() {
         t.await.unwrap();
     }
 
-    let store = f.authority.store();
+    let store = f.authority.reads();
     let (mut children, mut after) = (0, 0);
     for leaf in store.entries(0, store.log_size().unwrap()).unwrap() {
         let Entry::Decision(d) = Entry::from_leaf(&leaf.leaf).unwrap() else {
@@ -527,7 +527,7 @@ async fn a_finish_after_a_revocation_names_it_beside_the_runners_own_account() {
         async move {
             let r = a.finish(&who, &jti, &req).await.unwrap();
             assert!(r.revoked.is_some(), "{r:?}");
-            let leaf = &a.store().entries(r.log_index, r.log_index + 1).unwrap()[0].leaf;
+            let leaf = &a.reads().entries(r.log_index, r.log_index + 1).unwrap()[0].leaf;
             match Entry::from_leaf(leaf).unwrap() {
                 Entry::ExecutionFinish { terminated, .. } => terminated.unwrap(),
                 other => panic!("{other:?}"),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use writ_authority::Authority;
 use writ_log::{Entry, Outcome};
-use writ_store::{Store, StoreError};
+use writ_store::{StoreError, StoreRead};
 
 use crate::state::{Console, Shared};
 use crate::summary::summaries;
@@ -108,7 +108,7 @@ pub(crate) async fn entries(
     };
     let (before, limit) = (q.before, q.limit);
     read_json(&c, move |c| {
-        let store = c.authority.store();
+        let store = c.authority.reads();
         let size = store.log_size().map_err(|e| e.to_string())?;
         let end = before.unwrap_or(size).min(size);
         let start = end.saturating_sub(limit.unwrap_or(ENTRIES_PAGE_MAX).min(ENTRIES_PAGE_MAX));
@@ -129,7 +129,7 @@ pub(crate) async fn stream(
     State(c): State<Shared>,
     q: Result<Query<StreamQuery>, QueryRejection>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let size = c.authority.store().log_size().unwrap_or(0);
+    let size = c.authority.reads().log_size().unwrap_or(0);
     let from = q.ok().and_then(|Query(q)| q.from).unwrap_or(size).min(size);
     // The authority's events only wake the loop; the store is what is read.
     let wake = c.authority.subscribe();
@@ -141,12 +141,12 @@ pub(crate) async fn stream(
                     let ev = SseEvent::default().event("entry").data(v.to_string());
                     return Some((Ok::<_, Infallible>(ev), (c, next, wake, pending)));
                 }
-                let size = c.authority.store().log_size().unwrap_or(next);
+                let size = c.authority.reads().log_size().unwrap_or(next);
                 if size > next {
                     let end = size.min(next + STREAM_BATCH_MAX);
                     let from = next;
                     let batch = read(&c, move |c| {
-                        summaries(c.authority.store().as_ref(), from, end)
+                        summaries(c.authority.reads().as_ref(), from, end)
                     })
                     .await;
                     if let Ok(mut v) = batch {
@@ -179,7 +179,7 @@ const REVOCATIONS_MAX: usize = 1000;
 /// the latest `latest` and their total (`activations_total`). What
 /// `GET /v1/policies` and `GET /console/api/policy` show.
 pub fn policy_listing(authority: &Authority, latest: Option<usize>) -> Result<Value, StoreError> {
-    let mut activations = authority.store().activations()?;
+    let mut activations = authority.reads().activations()?;
     let bundle = authority.active_bundle();
     let mut v = json!({
         "active": bundle.hash(),
@@ -208,7 +208,7 @@ pub(crate) async fn revocations(State(c): State<Shared>) -> Response {
     read_json(&c, |c| {
         let mut list = c
             .authority
-            .store()
+            .reads()
             .revocations()
             .map_err(|e| e.to_string())?;
         let total = list.len();
@@ -218,7 +218,7 @@ pub(crate) async fn revocations(State(c): State<Shared>) -> Response {
     .await
 }
 
-fn recent_entries(store: &dyn Store) -> Result<Vec<(u64, Entry)>, String> {
+fn recent_entries(store: &dyn StoreRead) -> Result<Vec<(u64, Entry)>, String> {
     let size = store.log_size().map_err(|e| e.to_string())?;
     let start = size.saturating_sub(LINEAGE_SCAN_ENTRIES_MAX);
     Ok(store
@@ -233,12 +233,12 @@ fn recent_entries(store: &dyn Store) -> Result<Vec<(u64, Entry)>, String> {
 /// newest first (the lineage explorer's picker).
 pub(crate) async fn executions(State(c): State<Shared>) -> Response {
     read_json(&c, |c| {
-        Ok(json!({"executions": recent_executions(c.authority.store().as_ref())?}))
+        Ok(json!({"executions": recent_executions(c.authority.reads().as_ref())?}))
     })
     .await
 }
 
-fn recent_executions(store: &dyn Store) -> Result<Vec<Value>, String> {
+fn recent_executions(store: &dyn StoreRead) -> Result<Vec<Value>, String> {
     let recent = recent_entries(store)?;
     let mut out = Vec::new();
     for (index, e) in recent.iter().rev() {
@@ -306,7 +306,7 @@ fn lineage_with_denied(c: &Console, jti: &str) -> Result<Vec<u8>, (StatusCode, S
         serde_json::to_value(&r).map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut jtis = HashSet::new();
     collect_jtis(&v["tree"], &mut jtis);
-    let recent = recent_entries(c.authority.store().as_ref())
+    let recent = recent_entries(c.authority.reads().as_ref())
         .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut denied: HashMap<String, Vec<Value>> = HashMap::new();
     for (index, e) in &recent {
@@ -328,7 +328,7 @@ fn lineage_with_denied(c: &Console, jti: &str) -> Result<Vec<u8>, (StatusCode, S
 
 /// This node, as `GET /v1/mesh` and the health dashboard show it.
 pub fn node_status(c: &Console, node_id: &str) -> Result<Value, StoreError> {
-    let store = c.authority.store();
+    let store = c.authority.reads();
     let now_ms = c.authority.clock().now_unix_ms();
     let log_size = store.log_size()?;
     let active = c.authority.active_policy();

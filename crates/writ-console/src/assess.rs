@@ -7,18 +7,18 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use writ_authority::logsource::StoreSource;
-use writ_store::Store;
+use writ_store::StoreRead;
 
 use crate::api::{read, unavailable};
 use crate::state::{Assessed, Shared};
 
 /// The trusted policy keys, from the store's key records.
-pub(crate) fn policy_keys(store: &dyn Store) -> Result<writ_artifact::KeyRing, String> {
+pub(crate) fn policy_keys(store: &dyn StoreRead) -> Result<writ_artifact::KeyRing, String> {
     let keys = store
         .keys()
         .map_err(|e| e.to_string())?
         .into_iter()
-        .filter(|k| k.role == "policy")
+        .filter(|k| k.role == writ_store::KeyRole::Policy)
         .map(|k| serde_json::from_str::<writ_artifact::Jwk>(&k.public_jwk))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
@@ -39,7 +39,7 @@ pub(crate) async fn assess(State(c): State<Shared>) -> Response {
     };
     // Held while one is made: callers meanwhile wait for it, not redo it.
     let mut kept = c.assessed.lock().await;
-    let size = match c.authority.store().log_size() {
+    let size = match c.authority.reads().log_size() {
         Ok(n) => n,
         Err(e) => return unavailable(e),
     };
@@ -50,7 +50,7 @@ pub(crate) async fn assess(State(c): State<Shared>) -> Response {
     }
     let witnesses = c.witnesses.clone();
     let evidence = read(&c, move |c| {
-        let store = c.authority.store().clone();
+        let store = c.authority.reads();
         let keys = policy_keys(store.as_ref())?;
         let log_keys = log.log_verifiers().map_err(|e| e.to_string())?;
         writ_assess::gather(&StoreSource(store), log_keys, witnesses, keys)

@@ -49,7 +49,7 @@ impl StatusOracle for Status<'_> {
     fn spent(&self, jti: &str) -> Result<bool, Denial> {
         self.0
             .authority
-            .store()
+            .reads()
             .execution(jti)
             .map(|e| e.is_some())
             .map_err(|e| Denial::new(ReasonCode::AuthorityUnavailable, e.to_string()))
@@ -169,7 +169,7 @@ fn path_steps(index: u64, size: u64, leaf: &Hash, proof: &[Hash]) -> Vec<Value> 
 /// The log side of a proof: the entry, its inclusion in the latest signed
 /// checkpoint, and that checkpoint's signatures.
 fn log_proof(c: &Console, index: u64, jti: Option<&str>) -> Value {
-    let store = c.authority.store();
+    let store = c.authority.reads();
     let mut checks = Vec::new();
     let leaf = match store.entries(index, index.saturating_add(1)) {
         Ok(mut v) if v.len() == 1 => v.remove(0),
@@ -308,7 +308,7 @@ fn inclusion(
         ));
         return;
     }
-    let proof = match c.authority.store().inclusion_proof(index, size) {
+    let proof = match c.authority.reads().inclusion_proof(index, size) {
         Ok(proof) => proof,
         Err(e) => {
             checks.push(check(

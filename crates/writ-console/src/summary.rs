@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use writ_log::{DecisionEntry, Entry, Outcome};
-use writ_store::Store;
+use writ_store::StoreRead;
 
 /// A row: entry `index` of `kind`, at `time_ms`, by `principal`, who did
 /// `action` to `resource`, and how it ended (`outcome`); then the kind's
@@ -207,7 +207,7 @@ fn identity_change(index: u64, e: &Entry) -> Value {
 
 /// The summaries of entries `start..end`, sealed decisions opened with
 /// their content (the console is an auditor's), so that their messages show.
-pub(crate) fn summaries(store: &dyn Store, start: u64, end: u64) -> Result<Vec<Value>, String> {
+pub(crate) fn summaries(store: &dyn StoreRead, start: u64, end: u64) -> Result<Vec<Value>, String> {
     let mut contents: HashMap<u64, writ_log::content::Content> =
         writ_authority::logsource::contents(store, start, end)
             .map_err(|e| e.to_string())?

@@ -4,7 +4,7 @@
 //! exactly one [`Class`] in [`TABLE`]; [`guard`], a layer over the whole
 //! router, authenticates the bearer token (before the body is read) and
 //! refuses a caller below the route's class, and hands handlers the
-//! authenticated principal in the request's extensions (`routes::Caller`).
+//! authenticated principal in the request's extensions (`state::Caller`).
 //! A route missing from the table is refused (fail closed); a test walks
 //! the OpenAPI document and calls every route as each class.
 
@@ -14,9 +14,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use writ_artifact::{Denial, ReasonCode};
 use writ_authority::Principal;
 
-use crate::routes::{bearer, denial_status, error, ServerState};
+use crate::state::{bearer, denial_status, deny_response, error, ServerState};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -122,7 +123,8 @@ fn holds(who: &Principal, class: Class) -> bool {
 /// The guard: the route's class from [`TABLE`]; for anything above
 /// [`Class::Public`], the bearer token authenticated (before any body is
 /// read; the finish record takes `authenticate_for_finish`) and the
-/// caller's class checked. The principal goes into the request's
+/// caller's class checked; then the decision routes' rate limit and the
+/// event streams' count. The principal goes into the request's
 /// extensions.
 pub async fn guard(
     State(s): State<Arc<ServerState>>,
@@ -149,7 +151,67 @@ pub async fn guard(
     if class == Class::Public {
         return next.run(req).await;
     }
-    let token = bearer(req.headers()).unwrap_or_default().to_owned();
+    let who = match authenticate(&s, Credentials::of(&req), template).await {
+        Ok(p) => p,
+        Err(d) => return refused(&s, template, &d),
+    };
+    if let Some(r) = below_class(&who, class) {
+        return r;
+    }
+    if let Some(r) = over_rate(&s, &req, template, &who) {
+        return r;
+    }
+    let stream = if is_stream_route(template) {
+        match StreamPermit::take(&s, &who.uid) {
+            Some(p) => Some(p),
+            None => return too_many_streams(&s, &who.uid),
+        }
+    } else {
+        None
+    };
+    req.extensions_mut().insert(who);
+    let res = next.run(req).await.into_response();
+    match stream {
+        None => res,
+        Some(permit) => held_while_streaming(res, permit),
+    }
+}
+
+/// What a request offers to say who calls.
+struct Credentials {
+    /// The bearer token (empty without one).
+    token: String,
+    /// The mutual-TLS client certificate.
+    peer: Option<Arc<writ_identity::x509::PeerCertificate>>,
+    /// The Unix socket's peer.
+    local: Option<Arc<writ_identity::peercred::Peer>>,
+}
+
+impl Credentials {
+    fn of(req: &Request) -> Credentials {
+        Credentials {
+            token: bearer(req.headers()).unwrap_or_default().to_owned(),
+            peer: req
+                .extensions()
+                .get::<Arc<writ_identity::x509::PeerCertificate>>()
+                .cloned(),
+            local: req
+                .extensions()
+                .get::<Arc<writ_identity::peercred::Peer>>()
+                .cloned(),
+        }
+    }
+}
+
+/// Who calls: the bearer token (a run's credential, an external issuer's
+/// JWT, or a principal's token) or, with none, the mutual-TLS client
+/// certificate or the Unix socket's peer.
+async fn authenticate(
+    s: &Arc<ServerState>,
+    c: Credentials,
+    template: &str,
+) -> Result<Principal, Denial> {
+    let Credentials { token, peer, local } = c;
     let finish = template == "/v1/executions/{jti}/finish";
     let authenticate = {
         let s = s.clone();
@@ -166,116 +228,105 @@ pub async fn guard(
     // issuer's keys (fetched when missing). A principal's token is checked
     // against the cached registry. No token on a mutual-TLS connection: the
     // client certificate says who calls; on the Unix socket, the kernel.
-    let peer = req
-        .extensions()
-        .get::<Arc<writ_identity::x509::PeerCertificate>>()
-        .cloned();
-    let local = req
-        .extensions()
-        .get::<Arc<writ_identity::peercred::Peer>>()
-        .cloned();
-    let authenticated =
-        if token.starts_with("writx_") {
-            match tokio::task::spawn_blocking(move || authenticate(&token)).await {
-                Ok(r) => r,
-                Err(e) => Err(writ_artifact::Denial::new(
-                    writ_artifact::ReasonCode::AuthorityUnavailable,
-                    e.to_string(),
-                )),
-            }
-        } else if writ_identity::issuer::looks_like_jwt(&token) {
-            s.authority.authenticate_jwt(&token).await
-        } else if let (true, Some(peer)) = (token.is_empty(), &peer) {
-            s.authority.authenticate_certificate(peer)
-        } else if let (true, Some(local)) = (token.is_empty(), &local) {
-            let mapped = match &s.peercred {
-                Some(rules) => rules.map(local),
-                None => Err(format!(
-                    "a local caller needs a token: no {} in the data dir maps local callers",
-                    writ_identity::peercred::RULES_FILE
-                )),
-            };
-            s.authority.authenticate_proven(mapped.map_err(|m| {
-                writ_artifact::Denial::new(writ_artifact::ReasonCode::Unauthenticated, m)
-            }))
-        } else {
-            authenticate(&token)
-        };
-    let who = match authenticated {
-        Ok(p) => p,
-        Err(d) => {
-            // The decision route answers a refusal in its own shape, and
-            // counts it.
-            if template == "/v1/authorize" {
-                s.metrics.record("deny", d.reason.as_str(), 0.0);
-                return crate::routes::deny_response(&d, None);
-            }
-            return error(denial_status(d.reason), "denied", Some(d.reason), d.message);
+    if token.starts_with("writx_") {
+        match tokio::task::spawn_blocking(move || authenticate(&token)).await {
+            Ok(r) => r,
+            Err(e) => Err(Denial::new(ReasonCode::AuthorityUnavailable, e.to_string())),
         }
-    };
-    if !holds(&who, class) {
-        let what = match class {
-            Class::Auditor => "an auditor or an administrator",
-            _ => "an administrator",
+    } else if writ_identity::issuer::looks_like_jwt(&token) {
+        s.authority.authenticate_jwt(&token).await
+    } else if let (true, Some(peer)) = (token.is_empty(), &peer) {
+        s.authority.authenticate_certificate(peer)
+    } else if let (true, Some(local)) = (token.is_empty(), &local) {
+        let mapped = match &s.peercred {
+            Some(rules) => rules.map(local),
+            None => Err(format!(
+                "a local caller needs a token: no {} in the data dir maps local callers",
+                writ_identity::peercred::RULES_FILE
+            )),
         };
-        let how = match &who.execution {
-            Some(e) => format!(" (a credential of execution {e} holds no such role)"),
-            None => String::new(),
-        };
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            None,
-            format!("{} is not {what}{how}", who.uid),
-        );
-    }
-    if is_decision_route(req.method(), template) {
-        // One bucket per principal; a governed program's credential has its
-        // own (a flooding program must not starve its principal's other
-        // runs), and so does each run's renewal (refusing it ends the run).
-        let bucket = match (&who.execution, template) {
-            (_, "/v1/executions/{jti}/renew") => format!("{} {}", who.uid, req.uri().path()),
-            (Some(e), _) => format!("{} {e}", who.uid),
-            (None, _) => who.uid.clone(),
-        };
-        if let Err(wait) = s.rate.take(&bucket) {
-            s.metrics.rate_limited.inc();
-            return rate_limited(&who.uid, wait);
-        }
-    }
-    let stream = if is_stream_route(template) {
-        match StreamPermit::take(&s, &who.uid) {
-            Some(p) => Some(p),
-            None => {
-                return error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_streams",
-                    None,
-                    format!(
-                        "{} holds {} event streams already; close one first",
-                        who.uid, s.streams_per_principal
-                    ),
-                )
-            }
-        }
+        s.authority
+            .authenticate_proven(mapped.map_err(|m| Denial::new(ReasonCode::Unauthenticated, m)))
     } else {
-        None
-    };
-    req.extensions_mut().insert(who);
-    let res = next.run(req).await.into_response();
-    match stream {
-        None => res,
-        // The permit lives as long as the stream's body.
-        Some(permit) => {
-            use futures_util::StreamExt as _;
-            let (parts, body) = res.into_parts();
-            let body = axum::body::Body::from_stream(body.into_data_stream().map(move |f| {
-                let _held = &permit;
-                f
-            }));
-            Response::from_parts(parts, body)
-        }
+        authenticate(&token)
     }
+}
+
+/// A caller who did not authenticate. The decision route answers a
+/// refusal in its own shape, and counts it.
+fn refused(s: &ServerState, template: &str, d: &Denial) -> Response {
+    if template == "/v1/authorize" {
+        s.metrics.record("deny", d.reason.as_str(), 0.0);
+        return deny_response(d, None);
+    }
+    error(
+        denial_status(d.reason),
+        "denied",
+        Some(d.reason),
+        d.message.clone(),
+    )
+}
+
+/// 403 when `who` does not hold `class`.
+fn below_class(who: &Principal, class: Class) -> Option<Response> {
+    if holds(who, class) {
+        return None;
+    }
+    let what = match class {
+        Class::Auditor => "an auditor or an administrator",
+        _ => "an administrator",
+    };
+    let how = match &who.execution {
+        Some(e) => format!(" (a credential of execution {e} holds no such role)"),
+        None => String::new(),
+    };
+    Some(error(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+        format!("{} is not {what}{how}", who.uid),
+    ))
+}
+
+/// 429 when a decision route's caller is over its rate. One bucket per
+/// principal; a governed program's credential has its own (a flooding
+/// program must not starve its principal's other runs), and so does each
+/// run's renewal (refusing it ends the run).
+fn over_rate(s: &ServerState, req: &Request, template: &str, who: &Principal) -> Option<Response> {
+    if !is_decision_route(req.method(), template) {
+        return None;
+    }
+    let bucket = match (&who.execution, template) {
+        (_, "/v1/executions/{jti}/renew") => format!("{} {}", who.uid, req.uri().path()),
+        (Some(e), _) => format!("{} {e}", who.uid),
+        (None, _) => who.uid.clone(),
+    };
+    let wait = s.rate.take(&bucket).err()?;
+    s.metrics.rate_limited.inc();
+    Some(rate_limited(&who.uid, wait))
+}
+
+fn too_many_streams(s: &ServerState, uid: &str) -> Response {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_streams",
+        None,
+        format!(
+            "{uid} holds {} event streams already; close one first",
+            s.streams_per_principal
+        ),
+    )
+}
+
+/// `res` with `permit` living as long as its body (the stream).
+fn held_while_streaming(res: Response, permit: StreamPermit) -> Response {
+    use futures_util::StreamExt as _;
+    let (parts, body) = res.into_parts();
+    let body = axum::body::Body::from_stream(body.into_data_stream().map(move |f| {
+        let _held = &permit;
+        f
+    }));
+    Response::from_parts(parts, body)
 }
 
 /// Routes that answer with an event stream (they hold their connection).
@@ -343,7 +394,7 @@ fn rate_limited(uid: &str, wait: std::time::Duration) -> Response {
     let mut r = error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
-        Some(writ_artifact::ReasonCode::AuthorityUnavailable),
+        Some(ReasonCode::AuthorityUnavailable),
         format!("{uid} is over its rate limit; retry in {secs} s"),
     );
     if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
@@ -361,7 +412,7 @@ mod tests {
     /// added without a class (or a class for a route that went) fails here.
     #[test]
     fn every_documented_route_has_one_class_and_every_class_a_route() {
-        let doc: serde_json::Value = serde_json::from_str(crate::routes::OPENAPI).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(crate::health::OPENAPI).unwrap();
         let mut documented = std::collections::BTreeSet::new();
         for (path, ops) in doc["paths"].as_object().unwrap() {
             for method in ops.as_object().unwrap().keys() {

@@ -2,11 +2,10 @@
 //! callers (docs/spec/identity.md). Administrators only (`access::TABLE`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use writ_authority::IssuerRequest;
 
-use crate::routes::{CallErrorResponse, Caller, Json, Shared};
+use crate::state::{created_or_error, json_or_error, Caller, Json, Shared};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,17 +18,11 @@ pub(crate) async fn add(
     Caller(who): Caller,
     Json(req): Json<IssuerRequest>,
 ) -> Response {
-    match s.authority.add_issuer(&who, &req).await {
-        Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
-        Err(e) => CallErrorResponse(e).into_response(),
-    }
+    created_or_error(s.authority.add_issuer(&who, &req).await)
 }
 
 pub(crate) async fn list(State(s): State<Shared>, Caller(who): Caller) -> Response {
-    match s.authority.list_issuers(&who) {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => CallErrorResponse(e).into_response(),
-    }
+    json_or_error(s.authority.list_issuers(&who))
 }
 
 pub(crate) async fn remove(
@@ -37,8 +30,5 @@ pub(crate) async fn remove(
     Caller(who): Caller,
     Json(req): Json<IssuerName>,
 ) -> Response {
-    match s.authority.remove_issuer(&who, &req.name).await {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => CallErrorResponse(e).into_response(),
-    }
+    json_or_error(s.authority.remove_issuer(&who, &req.name).await)
 }

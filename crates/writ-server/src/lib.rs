@@ -1,4 +1,4 @@
-//! The HTTP API of the authority (SPEC "HTTP API"), on axum.
+//! The HTTP API of the authority (`docs/spec/api.md`), on axum.
 //!
 //! **API boundary:** handlers parse, authenticate and translate; every
 //! decision is made by [`writ_authority::Authority`]. Size limits and JSON
@@ -7,20 +7,25 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+mod admin;
+mod decide;
+mod health;
 mod issuers;
 pub mod listen;
 mod log;
 mod metrics;
 pub mod rate;
+mod revocations;
 mod routes;
+mod state;
 mod witness;
 
+pub use health::{run_heartbeat, HEARTBEAT_MS, MESH_NODE_LIVE_MS};
 pub use listen::Listen;
-pub use log::{publish_and_witness, run_publisher, WitnessTarget};
+pub use log::{publish_and_witness, run_publisher};
 pub use metrics::{ConnMetrics, Metrics};
-pub use routes::{
-    router, run_heartbeat, ServerState, BODY_BYTES_MAX, HEARTBEAT_MS, MESH_NODE_LIVE_MS,
-};
+pub use routes::{router, BODY_BYTES_MAX};
+pub use state::{ServerState, WitnessTarget};
 pub use witness::{serve_witness, witness_router, StateSaver, Witness};
 pub use writ_console::Console;
 

@@ -2,7 +2,6 @@
 //! loop, and the client side of the C2SP `tlog-witness` protocol.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -15,20 +14,14 @@ use serde_json::json;
 use writ_authority::{LogPublisher, PublishError};
 use writ_log::merkle::ProofError;
 use writ_log::note::NoteVerifier;
-use writ_store::StoreError;
+use writ_store::{StoreError, StoreRead};
 
-use crate::routes::{error, Caller, ServerState};
+use crate::state::{
+    busy, error, CallErrorResponse, Caller, Json, ServerState, Shared, WitnessTarget,
+};
 
-type Shared = Arc<ServerState>;
-
-/// A witness the log asks for cosignatures.
-#[derive(Debug, Clone)]
-pub struct WitnessTarget {
-    /// The witness's submission prefix (`POST {url}/add-checkpoint`).
-    pub url: String,
-    /// Its cosigner key.
-    pub key: NoteVerifier,
-}
+/// Most entries one `GET /v1/log/entries` returns.
+pub const ENTRIES_PAGE_MAX: u64 = 1000;
 
 fn no_log() -> Response {
     error(
@@ -79,7 +72,7 @@ pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(who): Caller
     // Forcing a checkpoint costs a signature, a consistency proof and a
     // round to every witness: an administrator's call.
     if !who.admin || who.execution.is_some() {
-        return crate::routes::error(
+        return error(
             axum::http::StatusCode::FORBIDDEN,
             "forbidden",
             None,
@@ -98,13 +91,13 @@ pub(crate) async fn post_checkpoint(State(s): State<Shared>, Caller(who): Caller
 pub(crate) async fn get_key(State(s): State<Shared>) -> Response {
     let Some(log) = &s.log else { return no_log() };
     let witnesses: Vec<String> = s.witnesses.iter().map(|w| w.key.vkey()).collect();
-    let keys = match s.authority.store().keys() {
+    let keys = match s.reads().keys() {
         Ok(k) => k,
         Err(e) => return unavailable(e),
     };
     let policy_keys: Vec<serde_json::Value> = keys
         .iter()
-        .filter(|k| k.role == "policy")
+        .filter(|k| k.role == writ_store::KeyRole::Policy)
         .filter_map(|k| serde_json::from_str(&k.public_jwk).ok())
         .collect();
     // Every node of a mesh signs checkpoints with its own key while it leads.
@@ -144,7 +137,7 @@ pub(crate) async fn list_checkpoints(
         .unwrap_or(CHECKPOINTS_PAGE_MAX)
         .min(CHECKPOINTS_PAGE_MAX);
     on_reader(&s, move |s| {
-        match s.authority.store().checkpoints(q.from.unwrap_or(0), limit) {
+        match s.reads().checkpoints(q.from.unwrap_or(0), limit) {
             Ok(v) => axum::Json(json!(v
                 .into_iter()
                 .map(|c| json!({"size": c.size, "note": c.note, "time_ms": c.time_ms}))
@@ -166,7 +159,7 @@ async fn on_reader(
     let s2 = s.clone();
     match s.readers.run(move || f(&s2)).await {
         Ok(r) => r,
-        Err(b) => crate::routes::busy(b),
+        Err(b) => busy(b),
     }
 }
 
@@ -175,7 +168,7 @@ pub(crate) async fn get_bundle(
     State(s): State<Shared>,
     axum::extract::Path(hash): axum::extract::Path<String>,
 ) -> Response {
-    match s.authority.store().bundle(&hash) {
+    match s.reads().bundle(&hash) {
         Ok(Some(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -240,7 +233,7 @@ fn inclusion_now(s: &ServerState, q: &InclusionQuery) -> Response {
             Err(r) => return *r,
         },
     };
-    let store = s.authority.store();
+    let store = s.reads();
     let proof = match store.inclusion_proof(q.index, size) {
         Ok(p) => p,
         Err(e) => return proof_error(e),
@@ -279,7 +272,7 @@ fn consistency_now(s: &ServerState, q: &ConsistencyQuery) -> Response {
             Err(r) => return *r,
         },
     };
-    match s.authority.store().consistency_proof(q.first, second) {
+    match s.reads().consistency_proof(q.first, second) {
         Ok(p) => axum::Json(json!({"first": q.first, "second": second, "hashes": b64(&p)}))
             .into_response(),
         Err(e) => proof_error(e),
@@ -317,8 +310,9 @@ pub async fn publish_and_witness(
 ) -> Result<String, PublishError> {
     // In a mesh exactly one node signs: the holder of the store's leader lock.
     // The others answer with the latest checkpoint it signed.
-    let store = s.authority.store().clone();
-    let leads = tokio::task::spawn_blocking(move || store.lead())
+    let authority = s.authority.clone();
+    // A store of one node always leads.
+    let leads = tokio::task::spawn_blocking(move || authority.lead())
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     let leads = match leads {
@@ -399,8 +393,7 @@ async fn ask_witness(
         let proof = if old == 0 {
             vec![]
         } else {
-            s.authority
-                .store()
+            s.reads()
                 .consistency_proof(old, size)
                 .map_err(|e| e.to_string())?
         };
@@ -464,7 +457,7 @@ pub(crate) struct Range {
 }
 
 /// `start..end` of a page: within the log, at most
-/// `routes::ENTRIES_PAGE_MAX` entries.
+/// [`ENTRIES_PAGE_MAX`] entries.
 fn page(
     s: &ServerState,
     q: Result<Query<Range>, axum::extract::rejection::QueryRejection>,
@@ -479,16 +472,15 @@ fn page(
     };
     // The store's size: the checkpoint publisher appends too (key changes).
     let size = s
-        .authority
-        .store()
+        .reads()
         .log_size()
-        .map_err(|e| Box::new(crate::routes::CallErrorResponse(e.into()).into_response()))?;
+        .map_err(|e| Box::new(CallErrorResponse(e.into()).into_response()))?;
     let start = q.start.unwrap_or(0);
     let end = q
         .end
         .unwrap_or(size)
         .min(size)
-        .min(start.saturating_add(crate::routes::ENTRIES_PAGE_MAX));
+        .min(start.saturating_add(ENTRIES_PAGE_MAX));
     if start > end {
         return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
@@ -508,8 +500,8 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Response> {
     match s.readers.run(f).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(crate::routes::CallErrorResponse(e.into()).into_response()),
-        Err(busy) => Err(crate::routes::busy(busy)),
+        Ok(Err(e)) => Err(CallErrorResponse(e.into()).into_response()),
+        Err(b) => Err(busy(b)),
     }
 }
 
@@ -536,11 +528,7 @@ pub(crate) async fn entries(
     serve_page(&s, q, entries_page).await
 }
 
-fn entries_page(
-    store: &dyn writ_store::Store,
-    start: u64,
-    end: u64,
-) -> Result<Vec<u8>, StoreError> {
+fn entries_page(store: &dyn StoreRead, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
     let mut page = Page::default();
     let mut at = start;
     'chunks: while at < end {
@@ -621,7 +609,7 @@ pub(crate) async fn contents(
 }
 
 /// Builds one page of a range of the log, as JSON bytes.
-type BuildPage = fn(&dyn writ_store::Store, u64, u64) -> Result<Vec<u8>, StoreError>;
+type BuildPage = fn(&dyn StoreRead, u64, u64) -> Result<Vec<u8>, StoreError>;
 
 /// The range `q` asks for, built by `build` on a reader thread.
 async fn serve_page(
@@ -633,18 +621,14 @@ async fn serve_page(
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let store = s.authority.store().clone();
+    let store = s.reads_owned();
     match blocking(s, move || build(store.as_ref(), start, end)).await {
         Ok(body) => json_bytes(body),
         Err(r) => r,
     }
 }
 
-fn contents_page(
-    store: &dyn writ_store::Store,
-    start: u64,
-    end: u64,
-) -> Result<Vec<u8>, StoreError> {
+fn contents_page(store: &dyn StoreRead, start: u64, end: u64) -> Result<Vec<u8>, StoreError> {
     let mut page = Page::default();
     let mut next = end;
     let mut at = start;
@@ -683,7 +667,7 @@ pub(crate) struct EraseRequest {
 pub(crate) async fn erase(
     State(s): State<Shared>,
     Caller(who): Caller,
-    crate::routes::Json(req): crate::routes::Json<EraseRequest>,
+    Json(req): Json<EraseRequest>,
 ) -> Response {
     match s
         .authority
@@ -693,6 +677,6 @@ pub(crate) async fn erase(
         Ok(log_index) => {
             axum::Json(json!({"erased": req.index, "log_index": log_index})).into_response()
         }
-        Err(e) => crate::routes::CallErrorResponse(e).into_response(),
+        Err(e) => CallErrorResponse(e).into_response(),
     }
 }

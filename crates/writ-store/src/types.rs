@@ -276,15 +276,122 @@ pub struct ActivationRecord {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyRecord {
     pub kid: String,
-    /// `writ` (signs writs) or `policy` (signs bundles).
-    pub role: String,
+    pub role: KeyRole,
     /// The public key as a JWK (JSON).
     pub public_jwk: String,
-    /// `active`, `verify_only` (retired from signing, still verifying writs it
-    /// issued until `verify_until_ms`), or `retired`.
-    pub status: String,
+    pub status: KeyStatus,
     pub created_ms: u64,
     pub verify_until_ms: Option<u64>,
+}
+
+/// What a stored key signs. Stored (and serialized) as its [`KeyRole::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// Signs writs (`writ`).
+    Writ,
+    /// Signs policy bundles (`policy`).
+    Policy,
+    /// Signs the log's checkpoints (`log`).
+    Log,
+}
+
+impl KeyRole {
+    pub const ALL: [KeyRole; 3] = [KeyRole::Writ, KeyRole::Policy, KeyRole::Log];
+
+    /// The name stored and serialized: `writ`, `policy` or `log`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Writ => "writ",
+            KeyRole::Policy => "policy",
+            KeyRole::Log => "log",
+        }
+    }
+}
+
+/// Where a stored key stands. Stored (and serialized) as its
+/// [`KeyStatus::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Signs (`active`).
+    Active,
+    /// Retired from signing, still verifying writs it issued until
+    /// `verify_until_ms` (`verify_only`).
+    VerifyOnly,
+    /// Neither signs nor verifies (`retired`).
+    Retired,
+}
+
+impl KeyStatus {
+    pub const ALL: [KeyStatus; 3] = [KeyStatus::Active, KeyStatus::VerifyOnly, KeyStatus::Retired];
+
+    /// The name stored and serialized: `active`, `verify_only` or `retired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::VerifyOnly => "verify_only",
+            KeyStatus::Retired => "retired",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyRole {
+    type Err = UnknownKeyValue;
+    fn from_str(s: &str) -> Result<KeyRole, UnknownKeyValue> {
+        KeyRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownKeyValue::new("role", s))
+    }
+}
+
+impl std::str::FromStr for KeyStatus {
+    type Err = UnknownKeyValue;
+    fn from_str(s: &str) -> Result<KeyStatus, UnknownKeyValue> {
+        KeyStatus::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownKeyValue::new("status", s))
+    }
+}
+
+/// A key role or status this writ does not know (a store written by a
+/// newer writ, or damaged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown key {field} {value:?}")]
+pub struct UnknownKeyValue {
+    /// `role` or `status`.
+    pub field: &'static str,
+    pub value: String,
+}
+
+impl UnknownKeyValue {
+    fn new(field: &'static str, value: &str) -> UnknownKeyValue {
+        UnknownKeyValue {
+            field,
+            value: value.to_owned(),
+        }
+    }
+}
+
+/// A stored key that does not parse fails the store's own checks.
+impl From<UnknownKeyValue> for StoreError {
+    fn from(e: UnknownKeyValue) -> StoreError {
+        StoreError::Integrity(format!("stored key: {e}"))
+    }
 }
 
 /// A signed checkpoint the log published.
@@ -311,4 +418,40 @@ pub struct NodeRecord {
     /// The state sequence this node has loaded.
     pub state_seq: u64,
     pub leader: bool,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The names are stored in both stores and serialized: they must stay.
+    #[test]
+    fn key_roles_and_statuses_keep_their_stored_names() {
+        for (role, name) in [
+            (KeyRole::Writ, "writ"),
+            (KeyRole::Policy, "policy"),
+            (KeyRole::Log, "log"),
+        ] {
+            assert_eq!(role.as_str(), name);
+            assert_eq!(serde_json::to_string(&role).unwrap(), format!("\"{name}\""));
+            assert_eq!(name.parse::<KeyRole>().unwrap(), role);
+        }
+        for (status, name) in [
+            (KeyStatus::Active, "active"),
+            (KeyStatus::VerifyOnly, "verify_only"),
+            (KeyStatus::Retired, "retired"),
+        ] {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{name}\"")
+            );
+            assert_eq!(name.parse::<KeyStatus>().unwrap(), status);
+        }
+        let e = "signer".parse::<KeyRole>().unwrap_err();
+        assert_eq!(e.to_string(), "unknown key role \"signer\"");
+        assert!(matches!(StoreError::from(e), StoreError::Integrity(_)));
+        assert!("Active".parse::<KeyStatus>().is_err());
+    }
 }

@@ -22,8 +22,8 @@ fn leaf(node: u64, n: u64) -> Op {
 fn nodes_sharing_one_database_behave_as_one_store() {
     let pg = Cluster::start();
     let url = pg.database();
-    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url).unwrap());
-    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url).unwrap());
+    let a: Arc<PgStore> = Arc::new(PgStore::connect(&url).unwrap());
+    let b: Arc<PgStore> = Arc::new(PgStore::connect(&url).unwrap());
 
     // Concurrent appends from both nodes: one dense order, one tree.
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -12,16 +12,17 @@ impl Authority {
         let state = self.state();
         let now_ms = self.clock.now_unix_ms();
         let until = now_ms + (WRIT_LIFETIME_SECS_MAX + self.config.skew_secs) * 1000;
-        let old = writ_key_record(&state.signer, "verify_only", now_ms, Some(until))
+        let old = writ_key_record(&state.signer, KeyStatus::VerifyOnly, now_ms, Some(until))
             .map_err(CallError::Unavailable)?;
-        let new = writ_key_record(&next, "active", now_ms, None).map_err(CallError::Unavailable)?;
-        let leaf = |kid: &str, status: &str| {
+        let new = writ_key_record(&next, KeyStatus::Active, now_ms, None)
+            .map_err(CallError::Unavailable)?;
+        let leaf = |kid: &str, status: KeyStatus| {
             Entry::KeyChange {
                 time_ms: now_ms,
                 by: who.uid.clone(),
                 kid: kid.into(),
-                role: "writ".into(),
-                status: status.into(),
+                role: KeyRole::Writ.as_str().into(),
+                status: status.as_str().into(),
             }
             .to_leaf()
             .map(|leaf| Op::Append { leaf })
@@ -29,9 +30,9 @@ impl Authority {
         };
         let ops = vec![
             Op::PutKey(new),
-            leaf(next.kid(), "active")?,
+            leaf(next.kid(), KeyStatus::Active)?,
             Op::PutKey(old),
-            leaf(state.signer.kid(), "verify_only")?,
+            leaf(state.signer.kid(), KeyStatus::VerifyOnly)?,
         ];
         let indices = self.store.submit(Tx::new(ops)).await?;
         self.note_indices(&indices);
@@ -72,12 +73,12 @@ impl Authority {
         let Some(rec) = state
             .key_records
             .iter()
-            .find(|k| k.kid == kid && k.role == "writ")
+            .find(|k| k.kid == kid && k.role == KeyRole::Writ)
             .cloned()
         else {
             return Err(CallError::NotFound(format!("no writ key {kid}")));
         };
-        if rec.status == "retired" {
+        if rec.status == KeyStatus::Retired {
             return Err(CallError::Conflict(format!(
                 "writ key {kid} is already retired"
             )));
@@ -87,13 +88,13 @@ impl Authority {
             time_ms: now_ms,
             by: who.uid.clone(),
             kid: kid.into(),
-            role: "writ".into(),
-            status: "retired".into(),
+            role: KeyRole::Writ.as_str().into(),
+            status: KeyStatus::Retired.as_str().into(),
         }
         .to_leaf()
         .map_err(CallError::from)?;
         let retired = KeyRecord {
-            status: "retired".into(),
+            status: KeyStatus::Retired,
             verify_until_ms: None,
             ..rec
         };
@@ -106,15 +107,11 @@ impl Authority {
                     let mut ring = KeyRing::new();
                     let mut records = cur.key_records.clone();
                     for r in records.iter_mut().filter(|r| r.kid == kid) {
-                        r.status = "retired".into();
+                        r.status = KeyStatus::Retired;
                         r.verify_until_ms = None;
                     }
-                    for r in records.iter().filter(|r| r.role == "writ") {
-                        let live = match r.status.as_str() {
-                            "active" => true,
-                            "verify_only" => r.verify_until_ms.is_some_and(|u| now_ms < u),
-                            _ => false,
-                        };
+                    for r in records.iter().filter(|r| r.role == KeyRole::Writ) {
+                        let live = verifies_at(r, now_ms);
                         if let (true, Ok(jwk)) = (live, serde_json::from_str::<Jwk>(&r.public_jwk))
                         {
                             if let Ok(vk) = jwk.verifying_key() {

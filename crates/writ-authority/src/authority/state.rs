@@ -51,7 +51,7 @@ impl Authority {
     /// fresh. An error leaves the node to go stale.
     pub fn sync(&self) -> Result<(), StateError> {
         let checked_at = self.clock.now_unix_ms();
-        let seq = self.store.state_seq()?;
+        let seq = state_seq_of(self.store.as_ref())?;
         let log_size = self.store.log_size()?;
         self.log_size.fetch_max(log_size, Ordering::Relaxed);
         if seq != self.state_seq.load(Ordering::Relaxed) {
@@ -138,7 +138,7 @@ impl Authority {
         if !self.store.shared() {
             return;
         }
-        let mut changes = self.store.changes();
+        let mut changes = self.store.mesh().and_then(|m| m.changes());
         let period = std::time::Duration::from_millis((self.config.freshness_ms / 4).max(10));
         let mut failing = false;
         loop {
@@ -360,6 +360,25 @@ impl State {
     }
 }
 
+/// Does key `k` verify at `now_ms`: active, or retired from signing but
+/// still verifying the writs it signed?
+pub(super) fn verifies_at(k: &KeyRecord, now_ms: u64) -> bool {
+    match k.status {
+        KeyStatus::Active => true,
+        KeyStatus::VerifyOnly => k.verify_until_ms.is_some_and(|u| now_ms < u),
+        KeyStatus::Retired => false,
+    }
+}
+
+/// The store's state sequence: moved on by every change another node makes
+/// on a shared store; always 0 on a store of one node.
+pub(super) fn state_seq_of(store: &dyn Store) -> Result<u64, writ_store::StoreError> {
+    match store.mesh() {
+        Some(m) => m.state_seq(),
+        None => Ok(0),
+    }
+}
+
 /// Read the authority's state from the store. `current`, when it is still
 /// the active bundle, is kept rather than fetched and compiled again.
 pub(super) fn load_state(
@@ -409,17 +428,12 @@ pub(super) fn load_rest(
         let jwk: Jwk = serde_json::from_str(&k.public_jwk)
             .map_err(|e| format!("stored key {}: {e}", k.kid))?;
         let vk = jwk.verifying_key()?;
-        let live = match k.status.as_str() {
-            "active" => true,
-            "verify_only" => k.verify_until_ms.is_some_and(|u| now_ms < u),
-            _ => false,
-        };
-        match (k.role.as_str(), live) {
-            ("writ", true) => {
-                signer_known |= k.kid == signer.kid() && k.status == "active";
+        match (k.role, verifies_at(k, now_ms)) {
+            (KeyRole::Writ, true) => {
+                signer_known |= k.kid == signer.kid() && k.status == KeyStatus::Active;
                 ring.insert(vk);
             }
-            ("policy", true) => policy_keys.insert(vk),
+            (KeyRole::Policy, true) => policy_keys.insert(vk),
             _ => {}
         }
     }

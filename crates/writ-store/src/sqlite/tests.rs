@@ -1,4 +1,6 @@
-use super::*;
+use super::writer::{CAREFUL_RETRIES, WAL_PREALLOCATED_FRAMES};
+use crate::*;
+use rusqlite::Connection;
 
 fn leaf(n: u64) -> Op {
     Op::Append {
@@ -351,4 +353,33 @@ fn a_version_3_store_gains_credentials_disabled_principals_and_delegations_on_op
     .unwrap();
     assert!(s.principals().unwrap()[0].disabled);
     assert!(s.delegated("a", "Agent::\"q\"").unwrap());
+}
+
+#[test]
+fn a_stored_key_of_an_unknown_role_fails_the_store_integrity() {
+    let (dir, s) = store();
+    s.submit(Tx::new(vec![Op::PutKey(KeyRecord {
+        kid: "k1".into(),
+        role: KeyRole::Policy,
+        public_jwk: "{}".into(),
+        status: KeyStatus::VerifyOnly,
+        created_ms: 1,
+        verify_until_ms: Some(2),
+    })]))
+    .wait()
+    .unwrap();
+    let c = Connection::open(dir.path().join("writ.db")).unwrap();
+    let stored: (String, String) = c
+        .query_row("SELECT role, status FROM keys", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(stored, ("policy".into(), "verify_only".into()));
+    assert_eq!(s.keys().unwrap()[0].status, KeyStatus::VerifyOnly);
+    c.execute_batch("UPDATE keys SET role = 'signer'").unwrap();
+    let err = s.keys().unwrap_err();
+    assert!(
+        matches!(err, StoreError::Integrity(ref m) if m.contains("signer")),
+        "{err:?}"
+    );
 }

@@ -15,7 +15,7 @@ pub(crate) use writ_log::merkle::Frontier;
 use writ_log::merkle::{NodeReader, ReadError};
 use writ_log::Hash;
 
-pub(crate) use crate::node_key;
+pub(crate) use crate::nodes::node_key;
 
 /// The lowest level [`Upper`] keeps in memory.
 pub(crate) const UPPER_LEVEL: u8 = 8;

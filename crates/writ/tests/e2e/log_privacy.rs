@@ -322,7 +322,7 @@ fn an_older_decision_leaf_is_withheld_and_erased_by_its_bytes() {
     .unwrap();
     assert!(String::from_utf8_lossy(&legacy).contains("\"v\":1"));
     let store = writ_store::SqliteStore::open(&srv.dir.join("writ.db")).unwrap();
-    let index = writ_store::Store::submit(
+    let index = writ_store::Submit::submit(
         &store,
         writ_store::Tx::new(vec![writ_store::Op::Append {
             leaf: legacy.clone(),
