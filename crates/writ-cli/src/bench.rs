@@ -653,7 +653,7 @@ pub async fn bench(g: &Global, c: BenchCmd) -> Result<Exit> {
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);
     let started = async {
-        let admin = crate::demo::init_quiet(&Global {
+        let admin = crate::commands::init::init_quiet(&Global {
             dir: tmp.clone(),
             ..g.clone()
         })
@@ -906,7 +906,7 @@ async fn measure(
         "targets": {"governed_over_ceiling_min": 0.6, "http_allow_per_sec_min": 10000, "http_p99_ms_max": 5.0, "verify_over_bare_max": 1.3},
     });
     if g.json {
-        crate::cmd::print_json(&report)?;
+        crate::output::print_json(&report)?;
     } else {
         println!(
             "ceiling (Cedar + Ed25519 sign, {} threads)   {c:>10.0} /s",

@@ -134,7 +134,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     let data = tmp.join("data");
-    let token = crate::demo::init_quiet(&Global {
+    let token = crate::commands::init::init_quiet(&Global {
         dir: data.clone(),
         ..g.clone()
     })
@@ -267,7 +267,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         "revoke_to_death_ms": {"p50": pct(&d, 50.0), "p90": pct(&d, 90.0), "p99": pct(&d, 99.0), "max": pct(&d, 100.0)},
     });
     if g.json {
-        crate::cmd::print_json(&out)?;
+        crate::output::print_json(&out)?;
     }
     Ok(Exit::Ok)
 }

@@ -25,7 +25,7 @@ use writ_log::{DecisionEntry, Entry, Outcome};
 use writ_store::{Op, SqliteStore, Store, Tx};
 
 use crate::client::Client;
-use crate::logcmd::local_log_key;
+
 use crate::logsource::StoreSource;
 use crate::{DataDir, Exit, Global};
 
@@ -188,7 +188,7 @@ fn proofs(store: &SqliteStore, count: u64) -> Result<ProofFigures> {
 /// `writ log verify` of the data dir, in process: entries per second.
 fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
     let opts = writ_audit::Options {
-        log_key: local_log_key(dir)?,
+        log_key: dir.log_verifier()?,
         other_log_keys: vec![],
         witnesses: vec![],
         replay: None,
@@ -468,7 +468,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         std::fs::read_to_string(&admin_file)
             .with_context(|| format!("{} was not made by writ bench log", big.display()))?
     } else {
-        let admin = crate::demo::init_quiet(&Global {
+        let admin = crate::commands::init::init_quiet(&Global {
             dir: big.clone(),
             ..g.clone()
         })
@@ -528,7 +528,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
     );
     let small_root = tmp.join("peer");
     let small = DataDir::new(&small_root);
-    crate::demo::init_quiet(&Global {
+    crate::commands::init::init_quiet(&Global {
         dir: small_root,
         ..g.clone()
     })
@@ -600,7 +600,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         },
     });
     if g.json {
-        crate::cmd::print_json(&report)?;
+        crate::output::print_json(&report)?;
     } else {
         println!(
             "durable append   {:>10.0} entries/s (target >= 50,000)",

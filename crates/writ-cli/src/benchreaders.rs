@@ -63,7 +63,7 @@ pub async fn bench_readers(g: &Global, a: ReadersBench) -> Result<Exit> {
     let tmp = std::env::temp_dir().join(format!("writ-bench-readers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);
-    let admin = crate::demo::init_quiet(&Global {
+    let admin = crate::commands::init::init_quiet(&Global {
         dir: tmp.clone(),
         ..g.clone()
     })
@@ -267,7 +267,7 @@ async fn measure(
     let (p_alone, p_with) = (median(alone), median(with));
     let ratio = p_with / p_alone;
     if g.json {
-        crate::cmd::print_json(&json!({
+        crate::output::print_json(&json!({
             "offered_per_sec": a.rate,
             "readers": a.readers,
             "entries": running.authority.log_size(),

@@ -135,7 +135,7 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     let data = tmp.join("data");
-    let admin = crate::demo::init_quiet(&Global {
+    let admin = crate::commands::init::init_quiet(&Global {
         dir: data.clone(),
         ..g.clone()
     })
@@ -293,7 +293,7 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
         "error_samples": t.error_samples,
     });
     if g.json {
-        crate::cmd::print_json(&out)?;
+        crate::output::print_json(&out)?;
     }
     Ok(if errors == 0 { Exit::Ok } else { Exit::Failed })
 }

@@ -8,22 +8,22 @@ mod benchexec;
 mod benchlog;
 mod benchreaders;
 mod benchsoak;
-mod cmd;
+pub mod commands;
 mod datadir;
-mod demo;
-mod issuer;
 mod listen;
-mod logcmd;
 mod logsource;
-mod principal;
-mod server;
-mod witness;
+mod output;
+mod remote;
+pub mod server;
 
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use commands::{
+    authorize, demo, execution, init, issuer, key, log, policy, principal, revoke, verify, witness,
+};
 pub use datadir::DataDir;
 use writ_gate::{client, exec, mcp};
 pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
@@ -54,7 +54,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a data dir: keys, store, the default policy bundle, the first admin.
-    Init(cmd::InitArgs),
+    Init(init::InitArgs),
     /// Run the authority's HTTP server.
     Serve(server::ServeArgs),
     /// Play the scripted scenario on a throwaway server, then keep serving.
@@ -64,9 +64,9 @@ pub enum Command {
     /// `writ serve` make a lasting one.
     Demo(demo::DemoArgs),
     /// Ask the authority for a writ.
-    Authorize(cmd::AuthorizeArgs),
+    Authorize(authorize::AuthorizeArgs),
     /// Verify a writ, offline (data dir or JWKS) or against a server.
-    Verify(cmd::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Run a command under a writ: authorize this exact command, verify,
     /// spend the nonce, run the measured file confined to the scope.
     Exec(exec::ExecArgs),
@@ -75,10 +75,10 @@ pub enum Command {
     /// resources/read, prompts/get, ...) is authorized and logged first.
     McpProxy(mcp::McpProxyArgs),
     /// Revoke a writ (and so its whole subtree) or a principal, for good.
-    Revoke(cmd::RevokeArgs),
+    Revoke(revoke::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate; an MCP server's schema (mcp-schema).
     #[command(subcommand)]
-    Policy(cmd::PolicyCmd),
+    Policy(policy::PolicyCmd),
     /// Principals: add, list, rotate a token, disable, enable.
     #[command(subcommand)]
     Principal(principal::PrincipalCmd),
@@ -87,22 +87,22 @@ pub enum Command {
     Issuer(issuer::IssuerCmd),
     /// Signing keys: rotate.
     #[command(subcommand)]
-    Key(cmd::KeyCmd),
+    Key(key::KeyCmd),
     /// Spend a writ's nonce, renew its lease, or record its end (what gateways call).
     #[command(subcommand)]
-    Execution(cmd::ExecutionCmd),
+    Execution(execution::ExecutionCmd),
     /// Print the lineage tree of an execution.
-    Lineage(cmd::LineageArgs),
+    Lineage(execution::LineageArgs),
     /// The audit log: verify it (offline, remote, or an evidence bundle),
     /// print proofs, export evidence bundles, publish a checkpoint.
     #[command(subcommand)]
-    Log(logcmd::LogCmd),
+    Log(log::LogCmd),
     /// Run a witness that cosigns a log's checkpoints after checking each is
     /// consistent with the last one it saw (C2SP tlog-witness).
     Witness(witness::WitnessArgs),
     /// Report the Execution Governance Maturity level (EGMM 0-5) this
     /// deployment demonstrates, each criterion with the evidence checked.
-    Assess(logcmd::AssessArgs),
+    Assess(log::AssessArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -175,28 +175,26 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     // enforcement points' standard output is their program's.
     let json_failure = g.json && !matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
     let result = match cli.command {
-        Command::Init(a) => cmd::init(&g, a).await,
+        Command::Init(a) => init::init(&g, a).await,
         Command::Serve(a) => server::serve(&g, a).await,
         Command::Demo(a) => demo::demo(&g, a).await,
-        Command::Authorize(a) => cmd::authorize(&g, a).await,
-        Command::Verify(a) => cmd::verify(&g, a).await,
+        Command::Authorize(a) => authorize::authorize(&g, a).await,
+        Command::Verify(a) => verify::verify(&g, a).await,
         Command::Exec(a) => exec::exec(&g, a).await,
         Command::McpProxy(a) => mcp::mcp_proxy(&g, a).await,
-        Command::Revoke(a) => cmd::revoke(&g, a).await,
-        Command::Policy(c) => cmd::policy(&g, c).await,
+        Command::Revoke(a) => revoke::revoke(&g, a).await,
+        Command::Policy(c) => policy::policy(&g, c).await,
         Command::Principal(c) => principal::principal(&g, c).await,
         Command::Issuer(c) => issuer::issuer(&g, c).await,
-        Command::Key(c) => cmd::key(&g, c).await,
-        Command::Execution(c) => cmd::execution(&g, c).await,
-        Command::Lineage(a) => cmd::lineage(&g, a).await,
-        Command::Log(c) => logcmd::log(&g, c).await,
+        Command::Key(c) => key::key(&g, c).await,
+        Command::Execution(c) => execution::execution(&g, c).await,
+        Command::Lineage(a) => execution::lineage(&g, a).await,
+        Command::Log(c) => log::log(&g, c).await,
         Command::Witness(a) => witness::witness(&g, a).await,
-        Command::Assess(a) => logcmd::assess(&g, a).await,
+        Command::Assess(a) => log::assess(&g, a).await,
         Command::Bench(c) => bench::bench(&g, c).await,
     };
-    if let (true, false, Err(e)) = (json_failure, writ_gate::printed_json(), &result) {
-        print_json(&serde_json::json!({"error": "failed", "message": format!("{e:#}")}))?;
-    }
+    output::print_failure(json_failure, &result)?;
     result
 }
 
@@ -207,6 +205,13 @@ mod tests {
     #[test]
     fn the_gate_parser_reads_a_gate_line_as_the_full_one_does() {
         writ_gate::GateCli::command().debug_assert();
+        exec_lines_parse_alike();
+        mcp_proxy_lines_parse_alike();
+        what_the_gate_refuses_the_full_parser_reads();
+    }
+
+    /// `writ exec` lines: the same global flags and arguments from both parsers.
+    fn exec_lines_parse_alike() {
         let lines: &[&[&str]] = &[
             &["writ", "exec", "--", "/bin/true"],
             &[
@@ -282,6 +287,10 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    /// `writ mcp-proxy` lines: the same from both parsers.
+    fn mcp_proxy_lines_parse_alike() {
         for line in [
             &[
                 "writ",
@@ -324,7 +333,10 @@ mod tests {
                 "{line:?}"
             );
         }
-        // What the gate's parser refuses, the full one parses or explains.
+    }
+
+    /// What the gate's parser refuses, the full one parses or explains.
+    fn what_the_gate_refuses_the_full_parser_reads() {
         for line in [
             &["writ", "lineage", "exec"][..],
             &["writ", "exec", "--help"],

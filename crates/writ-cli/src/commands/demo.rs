@@ -10,8 +10,12 @@ use serde_json::{json, Value};
 use writ_artifact::ReasonCode;
 use writ_authority::{AuthorizeRequest, AuthorizeResponse, VerifyRequest, VerifyResponse};
 
-use crate::client::Client;
-use crate::{DataDir, Exit, Global};
+use writ_gate::client::Client;
+use writ_gate::{Exit, Global};
+
+use super::init::init_quiet;
+use crate::datadir::DataDir;
+use crate::output::print_json;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -290,7 +294,7 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     let size = running.authority.log_size();
     let failures = s.failures;
     if g.json {
-        crate::cmd::print_json(
+        print_json(
             &json!({"server": url, "dir": tmp, "log_size": size, "steps": s.results, "failures": failures}),
         )?;
     } else {
@@ -313,14 +317,6 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
         bail!("{failures} demo steps did not end as expected");
     }
     Ok(Exit::Ok)
-}
-
-/// A throwaway data dir with the default bundle; returns the admin token.
-pub(crate) async fn init_quiet(g: &Global) -> Result<String> {
-    let dir = DataDir::new(&g.dir);
-    let i = crate::cmd::init_data_dir(&dir, "User::\"admin\"", Some("demo.writ.local/log".into()))
-        .await?;
-    Ok(i.admin_token)
 }
 
 fn demo_serve_args(listen: &str) -> crate::server::ServeArgs {
