@@ -3,12 +3,7 @@
 //! and calls the library crates. Nothing here decides anything.
 #![forbid(unsafe_code)]
 
-mod bench;
-mod benchexec;
-mod benchlog;
-mod benchreaders;
-mod benchsoak;
-pub mod commands;
+mod commands;
 mod datadir;
 mod listen;
 mod logsource;
@@ -24,7 +19,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use commands::{
     authorize, demo, execution, init, issuer, key, log, policy, principal, revoke, verify, witness,
 };
-pub use datadir::DataDir;
+// What `writ bench` (crates/writ-bench) sets up its measurements with.
+pub use commands::init::init_quiet;
+pub use commands::log::verify_store;
+pub use datadir::{write_atomic, DataDir};
 use writ_gate::{client, exec, mcp};
 pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 
@@ -44,15 +42,15 @@ pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 /// 26 integrity_failure, 27 holder_mismatch (docs/spec/reason-codes.md).
 #[derive(Parser, Debug)]
 #[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
-pub struct Cli {
+pub struct Cli<X: Extension = NoExtension> {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Command<X>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub enum Command<X: Extension = NoExtension> {
     /// Create a data dir: keys, store, the default policy bundle, the first admin.
     Init(init::InitArgs),
     /// Run the authority's HTTP server.
@@ -103,22 +101,61 @@ pub enum Command {
     /// Report the Execution Governance Maturity level (EGMM 0-5) this
     /// deployment demonstrates, each criterion with the evidence checked.
     Assess(log::AssessArgs),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    /// The commands the binary adds (`writ-full` adds `writ bench`).
+    #[command(flatten)]
+    Extension(X),
+}
+
+/// Commands a binary adds to this command line, listed after the others:
+/// the `writ-full` binary adds `writ bench` (crates/writ-bench), which
+/// this library does not hold.
+pub trait Extension: Subcommand + std::fmt::Debug {
+    /// Run the command.
+    fn run(self, g: &Global) -> impl std::future::Future<Output = anyhow::Result<Exit>>;
+}
+
+/// No commands added.
+#[derive(Debug)]
+pub enum NoExtension {}
+
+impl FromArgMatches for NoExtension {
+    fn from_arg_matches(_: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))
+    }
+    fn update_from_arg_matches(&mut self, _: &clap::ArgMatches) -> Result<(), clap::Error> {
+        match *self {}
+    }
+}
+
+impl Subcommand for NoExtension {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+    fn has_subcommand(_: &str) -> bool {
+        false
+    }
+}
+
+impl Extension for NoExtension {
+    async fn run(self, _: &Global) -> anyhow::Result<Exit> {
+        match self {}
+    }
 }
 
 /// Parse the full command line (a gate line was tried by
 /// [`writ_gate::try_main`] first).
-fn parse() -> Cli {
+fn parse<X: Extension>() -> Cli<X> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let matches = Cli::command().get_matches_from(args);
+    let matches = Cli::<X>::command().get_matches_from(args);
     if let Some(("demo", m)) = matches.subcommand() {
         // Global flags show under every command; the demo would ignore these.
         let ignored = ["dir", "server", "token"]
             .into_iter()
             .find(|f| m.value_source(f) == Some(ValueSource::CommandLine));
-        let mut cli = Cli::command();
+        let mut cli = Cli::<X>::command();
         cli.build();
         if let (Some(flag), Some(demo)) = (ignored, cli.find_subcommand_mut("demo")) {
             demo.error(
@@ -131,19 +168,19 @@ fn parse() -> Cli {
             .exit();
         }
     }
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    Cli::<X>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Entry point of the `writ-full` binary (which `writ` runs for every line
-/// that is not a gate line).
-pub fn main() -> ExitCode {
+/// that is not a gate line), with the commands `X` it adds.
+pub fn main<X: Extension>() -> ExitCode {
     // A gate line (exec, mcp-proxy) runs as the `writ` binary runs it.
     if let Some(code) = writ_gate::try_main() {
         return code;
     }
     name_process_as_invoked();
     writ_gate::quiet_on_closed_stdout();
-    let cli = parse();
+    let cli = parse::<X>();
     writ_gate::init_tracing();
     // What the gate's parser refused and the full one accepted still runs
     // as an enforcement point does.
@@ -167,7 +204,7 @@ fn name_process_as_invoked() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Exit> {
+async fn run<X: Extension>(cli: Cli<X>) -> anyhow::Result<Exit> {
     let g = cli.global;
     // With `--json` a failure is an answer too: `{"error", "message"}` on
     // standard output (the text goes to standard error as without it),
@@ -192,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Log(c) => log::log(&g, c).await,
         Command::Witness(a) => witness::witness(&g, a).await,
         Command::Assess(a) => log::assess(&g, a).await,
-        Command::Bench(c) => bench::bench(&g, c).await,
+        Command::Extension(x) => x.run(&g).await,
     };
     output::print_failure(json_failure, &result)?;
     result
@@ -270,7 +307,7 @@ mod tests {
         ];
         for line in lines {
             let fast = writ_gate::GateCli::try_parse_from(*line).unwrap();
-            let full = super::Cli::try_parse_from(*line).unwrap();
+            let full = <super::Cli>::try_parse_from(*line).unwrap();
             let writ_gate::GateCommand::Exec(e) = fast.command else {
                 panic!("{line:?} is not an exec line")
             };
@@ -320,7 +357,7 @@ mod tests {
             ],
         ] {
             let fast = writ_gate::GateCli::try_parse_from(line).unwrap();
-            let full = super::Cli::try_parse_from(line).unwrap();
+            let full = <super::Cli>::try_parse_from(line).unwrap();
             let writ_gate::GateCommand::McpProxy(m) = fast.command else {
                 panic!("{line:?} is not an mcp-proxy line")
             };
@@ -348,12 +385,12 @@ mod tests {
             let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
             assert!(writ_gate::parse_gate_line(&args).is_none(), "{line:?}");
         }
-        assert!(super::Cli::try_parse_from(["writ", "lineage", "exec"]).is_ok());
+        assert!(<super::Cli>::try_parse_from(["writ", "lineage", "exec"]).is_ok());
     }
 
     #[test]
     fn help_lists_every_reason_codes_exit_status() {
-        let help = super::Cli::command()
+        let help = <super::Cli>::command()
             .render_long_help()
             .to_string()
             .replace('\n', " ");
