@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-mod demo;
+pub mod demo;
 mod proof;
 pub mod readers;
 
