@@ -71,6 +71,29 @@ fn decision_context(req: &AuthorizeRequest) -> Value {
     })
 }
 
+/// One thread's nanoseconds for one Cedar decision of `req` and for one
+/// signature of `claims`.
+fn decide_and_sign(
+    bundle: &Bundle,
+    key: &WritKey,
+    req: &AuthorizeRequest,
+    ctx: &Value,
+    claims: &Claims,
+) -> (f64, f64) {
+    let decide = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(bundle.decide(DecisionInput {
+            principal: "Agent::\"bench\"",
+            action: &req.action,
+            resource: &req.resource,
+            context: ctx,
+        }));
+    });
+    let sign = ns_per_op(1.0, || {
+        let _ = std::hint::black_box(writ_artifact::sign(key, claims));
+    });
+    (decide, sign)
+}
+
 fn claims_for(req: &AuthorizeRequest, policy: &str, now: u64, jti: &str) -> Result<Claims> {
     Ok(Claims {
         iss: "writ".into(),
@@ -103,12 +126,9 @@ fn claims_for(req: &AuthorizeRequest, policy: &str, now: u64, jti: &str) -> Resu
     })
 }
 
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// Cedar decision + Ed25519 signature of the writ, on every core, no log.
-fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
+/// The bench request, its Cedar context and the claims of a writ for it
+/// under `bundle`, issued now.
+fn inputs(bundle: &Bundle) -> Result<(AuthorizeRequest, Value, Claims)> {
     let req = request();
     let ctx = decision_context(&req);
     let claims = claims_for(
@@ -117,6 +137,16 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
         SystemClock.now_unix_secs(),
         "0123456789abcdef0123456789abcdef",
     )?;
+    Ok((req, ctx, claims))
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Cedar decision + Ed25519 signature of the writ, on every core, no log.
+fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
+    let (req, ctx, claims) = inputs(bundle)?;
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
@@ -160,14 +190,7 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
 /// One thread: what each part of a governed decision costs.
 async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritKey>) -> Result<()> {
     use writ_log::{DecisionEntry, Entry, Outcome};
-    let req = request();
-    let ctx = decision_context(&req);
-    let claims = claims_for(
-        &req,
-        bundle.hash(),
-        SystemClock.now_unix_secs(),
-        "0123456789abcdef0123456789abcdef",
-    )?;
+    let (req, ctx, claims) = inputs(bundle)?;
     let entry = Entry::Decision(Box::new(DecisionEntry {
         time_ms: 1_700_000_000_000,
         principal: "Agent::\"bench\"".into(),
@@ -189,17 +212,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
         content: None,
     }));
     let leaf = entry.to_leaf().map_err(anyhow::Error::msg)?;
-    let decide = ns_per_op(1.0, || {
-        let _ = std::hint::black_box(bundle.decide(DecisionInput {
-            principal: "Agent::\"bench\"",
-            action: &req.action,
-            resource: &req.resource,
-            context: &ctx,
-        }));
-    });
-    let sign = ns_per_op(1.0, || {
-        let _ = std::hint::black_box(writ_artifact::sign(key, &claims));
-    });
+    let (decide, sign) = decide_and_sign(bundle, key, &req, &ctx, &claims);
     let to_leaf = ns_per_op(1.0, || {
         let _ = std::hint::black_box(entry.to_leaf());
     });
@@ -519,17 +532,7 @@ fn one_thread_costs(a: &AuthorizeBench, bundle: &Arc<Bundle>, key: &Arc<WritKey>
 
     // Where the ceiling goes: one Cedar decision and one signature, one thread.
     let ctx = decision_context(&req);
-    let decide = ns_per_op(1.0, || {
-        let _ = std::hint::black_box(bundle.decide(DecisionInput {
-            principal: "Agent::\"bench\"",
-            action: &req.action,
-            resource: &req.resource,
-            context: &ctx,
-        }));
-    });
-    let sign = ns_per_op(1.0, || {
-        let _ = std::hint::black_box(writ_artifact::sign(key, &claims));
-    });
+    let (decide, sign) = decide_and_sign(bundle, key, &req, &ctx, &claims);
     Ok(Costs {
         verify_bare: median(bare),
         verify_full: median(full),

@@ -213,26 +213,17 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     );
     let (b, w) = (sorted(bare_ms), sorted(governed_ms));
     let added = pct(&w, 50.0) - pct(&b, 50.0);
-    eprintln!(
-        "  {program:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        pct(&b, 50.0),
-        pct(&b, 90.0),
-        pct(&b, 99.0)
-    );
-    eprintln!(
-        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        format!("writ exec -- {program}"),
-        pct(&w, 50.0),
-        pct(&w, 90.0),
-        pct(&w, 99.0)
-    );
-    eprintln!(
-        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        "writ exec (Unix socket)",
-        pct(&local, 50.0),
-        pct(&local, 90.0),
-        pct(&local, 99.0)
-    );
+    let row = |label: &str, v: &[f64]| {
+        eprintln!(
+            "  {label:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
+            pct(v, 50.0),
+            pct(v, 90.0),
+            pct(v, 99.0)
+        );
+    };
+    row(&program, &b);
+    row(&format!("writ exec -- {program}"), &w);
+    row("writ exec (Unix socket)", &local);
     eprintln!(
         "  added by writ exec: {added:.3} ms (difference of medians); median of paired differences {:.3} ms; target <= 5 ms",
         pct(&paired, 50.0)
