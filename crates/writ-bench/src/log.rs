@@ -195,8 +195,7 @@ fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
         accept_withheld: false,
     };
     let t0 = Instant::now();
-    let report = writ_cli::verify_store(store.clone() as Arc<dyn Store>, &opts)
-        .map_err(anyhow::Error::msg)?;
+    let report = writ_cli::verify_store(store.clone() as Arc<dyn Store>, &opts)?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.ok(),

@@ -51,6 +51,24 @@ pub fn echo_path() -> &'static str {
     }
 }
 
+/// Why the scenario stopped: the message the demo ends with.
+#[derive(Debug)]
+pub struct DemoError(pub String);
+
+impl std::fmt::Display for DemoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DemoError {}
+
+impl From<String> for DemoError {
+    fn from(message: String) -> DemoError {
+        DemoError(message)
+    }
+}
+
 /// How a step ended, for the stage to show.
 pub struct Shown<'a> {
     pub title: &'a str,
@@ -74,8 +92,7 @@ pub struct Voice {
 }
 
 /// Where the scenario is played: who asks, how (the authority in process,
-/// or a server over HTTP), and how each step is shown. A failure is the
-/// message the demo ends with.
+/// or a server over HTTP), and how each step is shown.
 pub trait Stage: Send {
     const VOICE: Voice;
     /// The principal the demo acts as.
@@ -85,29 +102,29 @@ pub trait Stage: Send {
         &mut self,
         argv: &[&str],
         lifetime: Option<u64>,
-    ) -> impl Future<Output = Result<AuthorizeResponse, String>> + Send;
+    ) -> impl Future<Output = Result<AuthorizeResponse, DemoError>> + Send;
     /// Verify `writ` for running `argv`: the outcome (`valid` or a reason
     /// code) and its message.
     fn verify(
         &mut self,
         writ: &str,
         argv: &[&str],
-    ) -> impl Future<Output = Result<(String, String), String>> + Send;
+    ) -> impl Future<Output = Result<(String, String), DemoError>> + Send;
     /// Start the execution of `jti` (spend its nonce).
-    fn start(&mut self, jti: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn start(&mut self, jti: &str) -> impl Future<Output = Result<(), DemoError>> + Send;
     /// Start `jti` a second time: the outcome, its message, the log entry.
     fn start_again(
         &mut self,
         jti: &str,
-    ) -> impl Future<Output = Result<(String, String, Option<u64>), String>> + Send;
+    ) -> impl Future<Output = Result<(String, String, Option<u64>), DemoError>> + Send;
     /// Record how the execution of `jti` ended.
     fn finish(
         &mut self,
         jti: &str,
         finish: FinishRequest,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), DemoError>> + Send;
     /// Revoke `jti` as an administrator; the revocation's log entry.
-    fn revoke(&mut self, jti: &str) -> impl Future<Output = Result<Option<u64>, String>> + Send;
+    fn revoke(&mut self, jti: &str) -> impl Future<Output = Result<Option<u64>, DemoError>> + Send;
     /// Wait until a writ that expires at `exp` has lapsed past the clock
     /// skew; the seconds waited.
     fn wait_for_lapse(&mut self, exp: u64) -> impl Future<Output = u64> + Send;
@@ -116,7 +133,7 @@ pub trait Stage: Send {
 }
 
 /// Play the scenario on `s`.
-pub async fn play<S: Stage>(s: &mut S) -> Result<(), String> {
+pub async fn play<S: Stage>(s: &mut S) -> Result<(), DemoError> {
     let echo = echo_path();
     let hello = [echo, "hello from a governed process"];
     let allowed = allowed(s, &hello).await?;
@@ -136,7 +153,7 @@ pub async fn play<S: Stage>(s: &mut S) -> Result<(), String> {
 async fn allowed<S: Stage>(
     s: &mut S,
     hello: &[&str; 2],
-) -> Result<Option<(String, String)>, String> {
+) -> Result<Option<(String, String)>, DemoError> {
     let (writ, jti, log_index) = match s.authorize(hello, None).await? {
         AuthorizeResponse::Allow {
             writ,
@@ -193,7 +210,7 @@ async fn allowed<S: Stage>(
 }
 
 /// Step 2, denied by policy.
-async fn denied<S: Stage>(s: &mut S) -> Result<(), String> {
+async fn denied<S: Stage>(s: &mut S) -> Result<(), DemoError> {
     let rm = ["/usr/bin/rm", "-rf", "/srv/important"];
     match s.authorize(&rm, None).await? {
         AuthorizeResponse::Deny {
@@ -230,7 +247,7 @@ async fn denied<S: Stage>(s: &mut S) -> Result<(), String> {
 }
 
 /// Step 3, tampered: change the resource in the claims, keep the signature.
-async fn tampered<S: Stage>(s: &mut S, writ: &str, hello: &[&str; 2]) -> Result<(), String> {
+async fn tampered<S: Stage>(s: &mut S, writ: &str, hello: &[&str; 2]) -> Result<(), DemoError> {
     let parts: Vec<&str> = writ.split('.').collect();
     let payload = URL_SAFE_NO_PAD
         .decode(parts.get(1).copied().unwrap_or(""))
@@ -256,7 +273,7 @@ async fn tampered<S: Stage>(s: &mut S, writ: &str, hello: &[&str; 2]) -> Result<
 }
 
 /// Step 4, replay: start the spent writ again.
-async fn replayed<S: Stage>(s: &mut S, jti: &str) -> Result<(), String> {
+async fn replayed<S: Stage>(s: &mut S, jti: &str) -> Result<(), DemoError> {
     let (got, m, idx) = s.start_again(jti).await?;
     s.show(Shown {
         title: "the same writ is presented a second time",
@@ -270,7 +287,7 @@ async fn replayed<S: Stage>(s: &mut S, jti: &str) -> Result<(), String> {
 }
 
 /// Step 5, expired: a 1-second writ, checked once it lapsed (past the skew).
-async fn expired<S: Stage>(s: &mut S, hello: &[&str; 2]) -> Result<(), String> {
+async fn expired<S: Stage>(s: &mut S, hello: &[&str; 2]) -> Result<(), DemoError> {
     if let AuthorizeResponse::Allow {
         writ,
         exp,
@@ -293,7 +310,7 @@ async fn expired<S: Stage>(s: &mut S, hello: &[&str; 2]) -> Result<(), String> {
 }
 
 /// Step 6, revoked.
-async fn revoked<S: Stage>(s: &mut S, hello: &[&str; 2]) -> Result<(), String> {
+async fn revoked<S: Stage>(s: &mut S, hello: &[&str; 2]) -> Result<(), DemoError> {
     if let AuthorizeResponse::Allow { writ, jti, .. } = s.authorize(hello, Some(600)).await? {
         let log_index = s.revoke(&jti).await?;
         let (v, m) = s.verify(&writ, hello).await?;
@@ -338,15 +355,15 @@ impl Stage for Run {
         &mut self,
         argv: &[&str],
         lifetime: Option<u64>,
-    ) -> Result<AuthorizeResponse, String> {
+    ) -> Result<AuthorizeResponse, DemoError> {
         self.c
             .authority
             .authorize(&self.who, exec_request(argv, lifetime))
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| DemoError(e.to_string()))
     }
 
-    async fn verify(&mut self, writ: &str, argv: &[&str]) -> Result<(String, String), String> {
+    async fn verify(&mut self, writ: &str, argv: &[&str]) -> Result<(String, String), DemoError> {
         let req = VerifyRequest {
             writ: writ.into(),
             request: Some(json!({"argv": argv})),
@@ -360,16 +377,16 @@ impl Stage for Run {
         })
     }
 
-    async fn start(&mut self, jti: &str) -> Result<(), String> {
+    async fn start(&mut self, jti: &str) -> Result<(), DemoError> {
         self.c
             .authority
             .start(&self.who, jti, &StartRequest::default())
             .await
             .map(|_| ())
-            .map_err(|e| format!("start failed: {e}"))
+            .map_err(|e| DemoError(format!("start failed: {e}")))
     }
 
-    async fn start_again(&mut self, jti: &str) -> Result<(String, String, Option<u64>), String> {
+    async fn start_again(&mut self, jti: &str) -> Result<(String, String, Option<u64>), DemoError> {
         Ok(
             match self
                 .c
@@ -388,16 +405,16 @@ impl Stage for Run {
         )
     }
 
-    async fn finish(&mut self, jti: &str, finish: FinishRequest) -> Result<(), String> {
+    async fn finish(&mut self, jti: &str, finish: FinishRequest) -> Result<(), DemoError> {
         self.c
             .authority
             .finish(&self.who, jti, &finish)
             .await
             .map(|_| ())
-            .map_err(|e| format!("finish failed: {e}"))
+            .map_err(|e| DemoError(format!("finish failed: {e}")))
     }
 
-    async fn revoke(&mut self, jti: &str) -> Result<Option<u64>, String> {
+    async fn revoke(&mut self, jti: &str) -> Result<Option<u64>, DemoError> {
         let r = self
             .c
             .authority
@@ -473,7 +490,7 @@ pub(crate) async fn run(
         };
         let end = match play(&mut run).await {
             Ok(()) => json!({"done": true, "steps": run.n}),
-            Err(e) => json!({"error": e}),
+            Err(e) => json!({"error": e.0}),
         };
         let _ = tx.send(end).await;
     });

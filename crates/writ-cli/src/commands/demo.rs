@@ -10,7 +10,7 @@ use writ_artifact::ReasonCode;
 use writ_authority::{
     AuthorizeRequest, AuthorizeResponse, FinishRequest, VerifyRequest, VerifyResponse,
 };
-use writ_console::demo::{Shown, Stage, Voice, STEPS};
+use writ_console::demo::{DemoError, Shown, Stage, Voice, STEPS};
 
 use writ_gate::client::Client;
 use writ_gate::{Exit, Global};
@@ -45,8 +45,8 @@ struct Http<'a> {
 }
 
 /// An error of the demo's HTTP calls, as the demo ends with it.
-fn msg(e: anyhow::Error) -> String {
-    format!("{e:#}")
+fn msg(e: anyhow::Error) -> DemoError {
+    DemoError(format!("{e:#}"))
 }
 
 impl Stage for Http<'_> {
@@ -65,13 +65,13 @@ impl Stage for Http<'_> {
         &mut self,
         argv: &[&str],
         lifetime: Option<u64>,
-    ) -> Result<AuthorizeResponse, String> {
+    ) -> Result<AuthorizeResponse, DemoError> {
         let req = exec_request(argv, lifetime);
         let reply = self.agent.post("/v1/authorize", &req).await.map_err(msg)?;
         reply.parse().map_err(msg)
     }
 
-    async fn verify(&mut self, writ: &str, argv: &[&str]) -> Result<(String, String), String> {
+    async fn verify(&mut self, writ: &str, argv: &[&str]) -> Result<(String, String), DemoError> {
         let req = VerifyRequest {
             writ: writ.into(),
             request: Some(json!({"argv": argv})),
@@ -84,19 +84,19 @@ impl Stage for Http<'_> {
         Ok((outcome_of_verify(&v), v.message.unwrap_or_default()))
     }
 
-    async fn start(&mut self, jti: &str) -> Result<(), String> {
+    async fn start(&mut self, jti: &str) -> Result<(), DemoError> {
         let start = self
             .agent
             .post(&format!("/v1/executions/{jti}/start"), &json!({}))
             .await
             .map_err(msg)?;
         if !start.ok() {
-            return Err(format!("start failed: {}", start.message()));
+            return Err(DemoError(format!("start failed: {}", start.message())));
         }
         Ok(())
     }
 
-    async fn start_again(&mut self, jti: &str) -> Result<(String, String, Option<u64>), String> {
+    async fn start_again(&mut self, jti: &str) -> Result<(String, String, Option<u64>), DemoError> {
         let again = self
             .agent
             .post(&format!("/v1/executions/{jti}/start"), &json!({}))
@@ -109,7 +109,7 @@ impl Stage for Http<'_> {
         Ok((got, again.message(), None))
     }
 
-    async fn finish(&mut self, jti: &str, finish: FinishRequest) -> Result<(), String> {
+    async fn finish(&mut self, jti: &str, finish: FinishRequest) -> Result<(), DemoError> {
         self.agent
             .post(&format!("/v1/executions/{jti}/finish"), &finish)
             .await
@@ -117,7 +117,7 @@ impl Stage for Http<'_> {
             .map_err(msg)
     }
 
-    async fn revoke(&mut self, jti: &str) -> Result<Option<u64>, String> {
+    async fn revoke(&mut self, jti: &str) -> Result<Option<u64>, DemoError> {
         let rv = self
             .admin
             .post(
@@ -127,7 +127,7 @@ impl Stage for Http<'_> {
             .await
             .map_err(msg)?;
         if !rv.ok() {
-            return Err(format!("revocation failed: {}", rv.message()));
+            return Err(DemoError(format!("revocation failed: {}", rv.message())));
         }
         Ok(None)
     }
@@ -215,7 +215,7 @@ pub async fn demo(g: &Global, a: DemoArgs) -> Result<Exit> {
     };
     writ_console::demo::play(&mut s)
         .await
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|e| anyhow::Error::msg(e.0))?;
 
     let size = running.authority.log_size();
     let failures = s.failures;

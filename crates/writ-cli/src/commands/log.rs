@@ -695,6 +695,6 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
 }
 
 /// `writ log verify` of `store`, in process (`writ bench log` times it).
-pub fn verify_store(store: Arc<dyn Store>, opts: &Options) -> Result<Report, String> {
-    writ_audit::verify_log(&StoreSource(store), opts)
+pub fn verify_store(store: Arc<dyn Store>, opts: &Options) -> Result<Report> {
+    writ_audit::verify_log(&StoreSource(store), opts).map_err(anyhow::Error::msg)
 }
