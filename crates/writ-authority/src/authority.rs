@@ -452,6 +452,21 @@ impl Authority {
     pub fn reads(&self) -> Arc<dyn StoreRead> {
         self.store.clone()
     }
+    /// The publisher of this authority's log checkpoints, signing with
+    /// `key` under `origin` (docs/spec/log.md).
+    pub fn log_publisher(
+        &self,
+        origin: &str,
+        key: WritKey,
+    ) -> Result<crate::LogPublisher, writ_log::note::NoteError> {
+        crate::LogPublisher::new(self.store.clone(), self.clock.clone(), origin, key)
+    }
+    /// Give up the store's leader lock, if this node holds it (on shutdown).
+    pub fn resign(&self) {
+        if let Some(m) = self.store.mesh() {
+            m.resign();
+        }
+    }
     /// Whether the store is shared with other nodes (a mesh).
     pub fn shared(&self) -> bool {
         self.store.shared()

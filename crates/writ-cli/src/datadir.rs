@@ -1,14 +1,21 @@
 //! The data directory (`./.writ` or `$WRIT_DIR`): store, keys, config, the
-//! editable policy bundle.
+//! editable policy bundle, and the one way every command opens it (its
+//! store, its authority, its log's verifier key) or joins it to a shared
+//! store.
 
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use writ_artifact::WritKey;
+use writ_artifact::{OsEntropy, SystemClock, WritKey};
+use writ_authority::{Authority, AuthorityConfig};
+use writ_log::note::{NoteVerifier, ALG_ED25519};
+use writ_store::prelude::*;
+use writ_store::PgStore;
 
 /// Settings written by `writ init`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +108,82 @@ impl DataDir {
                 writ_store::SqliteStore::open(&self.db()).map_err(|e| anyhow::anyhow!("{e}"))?,
             )),
         }
+    }
+
+    /// Open the authority of this data dir: its store, its writ keys, its
+    /// config's issuer and log origin; `freshness_ms` bounds how stale a
+    /// node of a shared store may be before it denies.
+    pub fn open_authority(
+        &self,
+        skew_secs: u64,
+        lineage_depth_max: u32,
+        freshness_ms: u64,
+    ) -> Result<Arc<Authority>> {
+        let cfg = self.config()?;
+        let store = self.open_store()?;
+        let keys = self.writ_keys()?;
+        let config = AuthorityConfig {
+            issuer: cfg.issuer,
+            log_origin: cfg.origin,
+            skew_secs,
+            lineage_depth_max,
+            freshness_ms,
+            ..AuthorityConfig::default()
+        };
+        let a = Authority::open(
+            store,
+            Arc::new(SystemClock),
+            Arc::new(OsEntropy),
+            keys,
+            config,
+        )
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("opening the authority in {}", self.root.display()))?;
+        Ok(Arc::new(a))
+    }
+
+    /// Join this data dir (new) to the initialized shared store at `url`
+    /// as one more node: its own writ and log keys (private halves stay
+    /// here), its writ key recorded as active, the log origin read from the
+    /// store. Returns the new writ key's id.
+    pub async fn join(&self, url: &str) -> Result<String> {
+        if self.is_initialized() {
+            bail!("{} is already initialized", self.root.display());
+        }
+        let store = PgStore::connect(url).map_err(anyhow::Error::msg)?;
+        let origin = store
+            .latest_checkpoint()
+            .map_err(anyhow::Error::msg)?
+            .and_then(|c| c.note.lines().next().map(str::to_owned))
+            .context(
+                "the shared store has no checkpoint yet: run `writ init --store URL` once first",
+            )?;
+        self.create()?;
+        let key = WritKey::generate(&OsEntropy)?;
+        self.save_writ_key(&key)?;
+        self.mark_current_writ_key(key.kid())?;
+        self.log_key()?;
+        Authority::join(&store, &SystemClock, &key)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        self.write_config(&Config {
+            issuer: "writ".into(),
+            origin,
+            store: Some(url.to_owned()),
+        })?;
+        Ok(key.kid().to_owned())
+    }
+
+    /// The verifier key of this data dir's log (its origin and public log
+    /// key), for checking checkpoints offline.
+    pub fn log_verifier(&self) -> Result<NoteVerifier> {
+        self.require()?;
+        let cfg = self.config()?;
+        // Read, never create: a verifier must not make up the key it checks with.
+        let key = self
+            .load_key("log")
+            .context("this data dir has no log key yet (`writ serve` makes one); pass --log-key")?;
+        NoteVerifier::new(&cfg.origin, ALG_ED25519, key.verifying_key()).map_err(anyhow::Error::msg)
     }
 
     /// Store a private key as PKCS#8 PEM, mode 0600.

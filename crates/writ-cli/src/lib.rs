@@ -3,28 +3,26 @@
 //! and calls the library crates. Nothing here decides anything.
 #![forbid(unsafe_code)]
 
-mod bench;
-mod benchexec;
-mod benchlog;
-mod benchreaders;
-mod benchsoak;
-mod cmd;
+mod commands;
 mod datadir;
-mod demo;
-mod issuer;
 mod listen;
-mod logcmd;
 mod logsource;
-mod principal;
-mod server;
-mod witness;
+mod output;
+mod remote;
+pub mod server;
 
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-pub use datadir::DataDir;
+use commands::{
+    authorize, demo, execution, init, issuer, key, log, policy, principal, revoke, verify, witness,
+};
+// What `writ bench` (crates/writ-bench) sets up its measurements with.
+pub use commands::init::init_quiet;
+pub use commands::log::verify_store;
+pub use datadir::{write_atomic, DataDir};
 use writ_gate::{client, exec, mcp};
 pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 
@@ -44,17 +42,17 @@ pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 /// 26 integrity_failure, 27 holder_mismatch (docs/spec/reason-codes.md).
 #[derive(Parser, Debug)]
 #[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
-pub struct Cli {
+pub struct Cli<X: Extension = NoExtension> {
     #[command(flatten)]
     pub global: Global,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Command<X>,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub enum Command<X: Extension = NoExtension> {
     /// Create a data dir: keys, store, the default policy bundle, the first admin.
-    Init(cmd::InitArgs),
+    Init(init::InitArgs),
     /// Run the authority's HTTP server.
     Serve(server::ServeArgs),
     /// Play the scripted scenario on a throwaway server, then keep serving.
@@ -64,9 +62,9 @@ pub enum Command {
     /// `writ serve` make a lasting one.
     Demo(demo::DemoArgs),
     /// Ask the authority for a writ.
-    Authorize(cmd::AuthorizeArgs),
+    Authorize(authorize::AuthorizeArgs),
     /// Verify a writ, offline (data dir or JWKS) or against a server.
-    Verify(cmd::VerifyArgs),
+    Verify(verify::VerifyArgs),
     /// Run a command under a writ: authorize this exact command, verify,
     /// spend the nonce, run the measured file confined to the scope.
     Exec(exec::ExecArgs),
@@ -75,10 +73,10 @@ pub enum Command {
     /// resources/read, prompts/get, ...) is authorized and logged first.
     McpProxy(mcp::McpProxyArgs),
     /// Revoke a writ (and so its whole subtree) or a principal, for good.
-    Revoke(cmd::RevokeArgs),
+    Revoke(revoke::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate; an MCP server's schema (mcp-schema).
     #[command(subcommand)]
-    Policy(cmd::PolicyCmd),
+    Policy(policy::PolicyCmd),
     /// Principals: add, list, rotate a token, disable, enable.
     #[command(subcommand)]
     Principal(principal::PrincipalCmd),
@@ -87,38 +85,77 @@ pub enum Command {
     Issuer(issuer::IssuerCmd),
     /// Signing keys: rotate.
     #[command(subcommand)]
-    Key(cmd::KeyCmd),
+    Key(key::KeyCmd),
     /// Spend a writ's nonce, renew its lease, or record its end (what gateways call).
     #[command(subcommand)]
-    Execution(cmd::ExecutionCmd),
+    Execution(execution::ExecutionCmd),
     /// Print the lineage tree of an execution.
-    Lineage(cmd::LineageArgs),
+    Lineage(execution::LineageArgs),
     /// The audit log: verify it (offline, remote, or an evidence bundle),
     /// print proofs, export evidence bundles, publish a checkpoint.
     #[command(subcommand)]
-    Log(logcmd::LogCmd),
+    Log(log::LogCmd),
     /// Run a witness that cosigns a log's checkpoints after checking each is
     /// consistent with the last one it saw (C2SP tlog-witness).
     Witness(witness::WitnessArgs),
     /// Report the Execution Governance Maturity level (EGMM 0-5) this
     /// deployment demonstrates, each criterion with the evidence checked.
-    Assess(logcmd::AssessArgs),
-    /// Benchmarks.
-    #[command(subcommand)]
-    Bench(bench::BenchCmd),
+    Assess(log::AssessArgs),
+    /// The commands the binary adds (`writ-full` adds `writ bench`).
+    #[command(flatten)]
+    Extension(X),
+}
+
+/// Commands a binary adds to this command line, listed after the others:
+/// the `writ-full` binary adds `writ bench` (crates/writ-bench), which
+/// this library does not hold.
+pub trait Extension: Subcommand + std::fmt::Debug {
+    /// Run the command.
+    fn run(self, g: &Global) -> impl std::future::Future<Output = anyhow::Result<Exit>>;
+}
+
+/// No commands added.
+#[derive(Debug)]
+pub enum NoExtension {}
+
+impl FromArgMatches for NoExtension {
+    fn from_arg_matches(_: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Err(clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))
+    }
+    fn update_from_arg_matches(&mut self, _: &clap::ArgMatches) -> Result<(), clap::Error> {
+        match *self {}
+    }
+}
+
+impl Subcommand for NoExtension {
+    fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+    fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+    fn has_subcommand(_: &str) -> bool {
+        false
+    }
+}
+
+impl Extension for NoExtension {
+    async fn run(self, _: &Global) -> anyhow::Result<Exit> {
+        match self {}
+    }
 }
 
 /// Parse the full command line (a gate line was tried by
 /// [`writ_gate::try_main`] first).
-fn parse() -> Cli {
+fn parse<X: Extension>() -> Cli<X> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let matches = Cli::command().get_matches_from(args);
+    let matches = Cli::<X>::command().get_matches_from(args);
     if let Some(("demo", m)) = matches.subcommand() {
         // Global flags show under every command; the demo would ignore these.
         let ignored = ["dir", "server", "token"]
             .into_iter()
             .find(|f| m.value_source(f) == Some(ValueSource::CommandLine));
-        let mut cli = Cli::command();
+        let mut cli = Cli::<X>::command();
         cli.build();
         if let (Some(flag), Some(demo)) = (ignored, cli.find_subcommand_mut("demo")) {
             demo.error(
@@ -131,19 +168,19 @@ fn parse() -> Cli {
             .exit();
         }
     }
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    Cli::<X>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Entry point of the `writ-full` binary (which `writ` runs for every line
-/// that is not a gate line).
-pub fn main() -> ExitCode {
+/// that is not a gate line), with the commands `X` it adds.
+pub fn main<X: Extension>() -> ExitCode {
     // A gate line (exec, mcp-proxy) runs as the `writ` binary runs it.
     if let Some(code) = writ_gate::try_main() {
         return code;
     }
     name_process_as_invoked();
     writ_gate::quiet_on_closed_stdout();
-    let cli = parse();
+    let cli = parse::<X>();
     writ_gate::init_tracing();
     // What the gate's parser refused and the full one accepted still runs
     // as an enforcement point does.
@@ -167,7 +204,7 @@ fn name_process_as_invoked() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Exit> {
+async fn run<X: Extension>(cli: Cli<X>) -> anyhow::Result<Exit> {
     let g = cli.global;
     // With `--json` a failure is an answer too: `{"error", "message"}` on
     // standard output (the text goes to standard error as without it),
@@ -175,28 +212,26 @@ async fn run(cli: Cli) -> anyhow::Result<Exit> {
     // enforcement points' standard output is their program's.
     let json_failure = g.json && !matches!(cli.command, Command::Exec(_) | Command::McpProxy(_));
     let result = match cli.command {
-        Command::Init(a) => cmd::init(&g, a).await,
+        Command::Init(a) => init::init(&g, a).await,
         Command::Serve(a) => server::serve(&g, a).await,
         Command::Demo(a) => demo::demo(&g, a).await,
-        Command::Authorize(a) => cmd::authorize(&g, a).await,
-        Command::Verify(a) => cmd::verify(&g, a).await,
+        Command::Authorize(a) => authorize::authorize(&g, a).await,
+        Command::Verify(a) => verify::verify(&g, a).await,
         Command::Exec(a) => exec::exec(&g, a).await,
         Command::McpProxy(a) => mcp::mcp_proxy(&g, a).await,
-        Command::Revoke(a) => cmd::revoke(&g, a).await,
-        Command::Policy(c) => cmd::policy(&g, c).await,
+        Command::Revoke(a) => revoke::revoke(&g, a).await,
+        Command::Policy(c) => policy::policy(&g, c).await,
         Command::Principal(c) => principal::principal(&g, c).await,
         Command::Issuer(c) => issuer::issuer(&g, c).await,
-        Command::Key(c) => cmd::key(&g, c).await,
-        Command::Execution(c) => cmd::execution(&g, c).await,
-        Command::Lineage(a) => cmd::lineage(&g, a).await,
-        Command::Log(c) => logcmd::log(&g, c).await,
+        Command::Key(c) => key::key(&g, c).await,
+        Command::Execution(c) => execution::execution(&g, c).await,
+        Command::Lineage(a) => execution::lineage(&g, a).await,
+        Command::Log(c) => log::log(&g, c).await,
         Command::Witness(a) => witness::witness(&g, a).await,
-        Command::Assess(a) => logcmd::assess(&g, a).await,
-        Command::Bench(c) => bench::bench(&g, c).await,
+        Command::Assess(a) => log::assess(&g, a).await,
+        Command::Extension(x) => x.run(&g).await,
     };
-    if let (true, false, Err(e)) = (json_failure, writ_gate::printed_json(), &result) {
-        print_json(&serde_json::json!({"error": "failed", "message": format!("{e:#}")}))?;
-    }
+    output::print_failure(json_failure, &result)?;
     result
 }
 
@@ -207,6 +242,13 @@ mod tests {
     #[test]
     fn the_gate_parser_reads_a_gate_line_as_the_full_one_does() {
         writ_gate::GateCli::command().debug_assert();
+        exec_lines_parse_alike();
+        mcp_proxy_lines_parse_alike();
+        what_the_gate_refuses_the_full_parser_reads();
+    }
+
+    /// `writ exec` lines: the same global flags and arguments from both parsers.
+    fn exec_lines_parse_alike() {
         let lines: &[&[&str]] = &[
             &["writ", "exec", "--", "/bin/true"],
             &[
@@ -265,7 +307,7 @@ mod tests {
         ];
         for line in lines {
             let fast = writ_gate::GateCli::try_parse_from(*line).unwrap();
-            let full = super::Cli::try_parse_from(*line).unwrap();
+            let full = <super::Cli>::try_parse_from(*line).unwrap();
             let writ_gate::GateCommand::Exec(e) = fast.command else {
                 panic!("{line:?} is not an exec line")
             };
@@ -282,6 +324,10 @@ mod tests {
                 "{line:?}"
             );
         }
+    }
+
+    /// `writ mcp-proxy` lines: the same from both parsers.
+    fn mcp_proxy_lines_parse_alike() {
         for line in [
             &[
                 "writ",
@@ -311,7 +357,7 @@ mod tests {
             ],
         ] {
             let fast = writ_gate::GateCli::try_parse_from(line).unwrap();
-            let full = super::Cli::try_parse_from(line).unwrap();
+            let full = <super::Cli>::try_parse_from(line).unwrap();
             let writ_gate::GateCommand::McpProxy(m) = fast.command else {
                 panic!("{line:?} is not an mcp-proxy line")
             };
@@ -324,7 +370,10 @@ mod tests {
                 "{line:?}"
             );
         }
-        // What the gate's parser refuses, the full one parses or explains.
+    }
+
+    /// What the gate's parser refuses, the full one parses or explains.
+    fn what_the_gate_refuses_the_full_parser_reads() {
         for line in [
             &["writ", "lineage", "exec"][..],
             &["writ", "exec", "--help"],
@@ -336,12 +385,12 @@ mod tests {
             let args: Vec<std::ffi::OsString> = line.iter().map(Into::into).collect();
             assert!(writ_gate::parse_gate_line(&args).is_none(), "{line:?}");
         }
-        assert!(super::Cli::try_parse_from(["writ", "lineage", "exec"]).is_ok());
+        assert!(<super::Cli>::try_parse_from(["writ", "lineage", "exec"]).is_ok());
     }
 
     #[test]
     fn help_lists_every_reason_codes_exit_status() {
-        let help = super::Cli::command()
+        let help = <super::Cli>::command()
             .render_long_help()
             .to_string()
             .replace('\n', " ");

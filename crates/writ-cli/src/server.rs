@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::time::Duration;
-use writ_artifact::{OsEntropy, SystemClock};
-use writ_authority::{Authority, AuthorityConfig, LogPublisher};
+use writ_artifact::DEFAULT_SKEW_SECS;
+use writ_authority::Authority;
+use writ_gate::{Exit, Global};
 use writ_server::ServerState;
 
-use crate::{DataDir, Exit, Global};
+use crate::datadir::{is_postgres_url, redact_url, DataDir};
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -19,7 +20,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WRIT_LISTEN", default_value = "127.0.0.1:7070")]
     pub listen: String,
     /// Clock skew tolerated when verifying writs, in seconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_SKEW_SECS)]
     pub skew_secs: u64,
     /// Deepest lineage allowed (a root is depth 0).
     #[arg(long, default_value_t = 8)]
@@ -87,7 +88,7 @@ impl ServeArgs {
     pub fn defaults() -> ServeArgs {
         ServeArgs {
             listen: "127.0.0.1:0".into(),
-            skew_secs: 5,
+            skew_secs: DEFAULT_SKEW_SECS,
             lineage_depth_max: 8,
             checkpoint_interval_ms: 1000,
             witnesses: Vec::new(),
@@ -165,74 +166,12 @@ impl Running {
     }
 }
 
-/// Open the authority of `dir`.
-pub fn open_authority(
-    dir: &DataDir,
-    skew_secs: u64,
-    lineage_depth_max: u32,
-) -> Result<Arc<Authority>> {
-    open_authority_with(
-        dir,
-        skew_secs,
-        lineage_depth_max,
-        writ_authority::FRESHNESS_MS_DEFAULT,
-    )
-}
-
-/// [`open_authority`] with a freshness bound for a shared store.
-pub fn open_authority_with(
-    dir: &DataDir,
-    skew_secs: u64,
-    lineage_depth_max: u32,
-    freshness_ms: u64,
-) -> Result<Arc<Authority>> {
-    let cfg = dir.config()?;
-    let store = dir.open_store()?;
-    let keys = dir.writ_keys()?;
-    let config = AuthorityConfig {
-        issuer: cfg.issuer,
-        log_origin: cfg.origin,
-        skew_secs,
-        lineage_depth_max,
-        freshness_ms,
-        ..AuthorityConfig::default()
-    };
-    let a = Authority::open(
-        store,
-        Arc::new(SystemClock),
-        Arc::new(OsEntropy),
-        keys,
-        config,
-    )
-    .map_err(anyhow::Error::msg)
-    .with_context(|| format!("opening the authority in {}", dir.root.display()))?;
-    Ok(Arc::new(a))
-}
-
 /// Bind `a.listen` and serve `dir` in a background task, publishing
 /// checkpoints every `a.checkpoint_interval_ms`.
 pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
-    if let Some(url) = &a.store {
-        if !crate::datadir::is_postgres_url(url) {
-            anyhow::bail!("--store {url:?}: expected a postgres://user@host:port/db URL");
-        }
-        if !dir.is_initialized() {
-            let kid = crate::cmd::join_store(dir, url).await?;
-            eprintln!(
-                "joined the shared store {} as a new node (data dir {}, writ key {kid})",
-                crate::datadir::redact_url(url),
-                dir.root.display()
-            );
-        } else if dir.config()?.store.as_deref() != Some(url.as_str()) {
-            anyhow::bail!(
-                "{} is a data dir of another store; give a new --dir to join {}",
-                dir.root.display(),
-                crate::datadir::redact_url(url)
-            );
-        }
-    }
+    join_or_check_store(dir, a).await?;
     let lock = lock_data_dir(dir)?;
-    let authority = open_authority_with(dir, a.skew_secs, a.lineage_depth_max, a.freshness_ms)?;
+    let authority = dir.open_authority(a.skew_secs, a.lineage_depth_max, a.freshness_ms)?;
     let witnesses = a
         .witnesses
         .iter()
@@ -243,6 +182,69 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     let http =
         writ_tls::client::http_client(reqwest::Client::builder().timeout(Duration::from_secs(10)))
             .context("WRIT_CA / WRIT_CLIENT_CERT / WRIT_CLIENT_KEY")?;
+    let bound = bind(dir, a).await?;
+    let mut state = ServerState::new(authority.clone());
+    state.http = http;
+    state.witnesses = witnesses;
+    configure(&mut state, dir, a, &bound)?;
+    // Record the log key and sign a first checkpoint before answering
+    // anyone, so the log does not change under a client's first reads (in
+    // a mesh only the checkpoint leader signs).
+    if let Some(log) = &state.log {
+        if let Err(e) = writ_server::publish_and_witness(&state, log).await {
+            tracing::error!(error = %e, "no checkpoint at start");
+        }
+    }
+    save_keys_in(&mut state, dir);
+    let (addr, scheme) = (bound.addr, bound.scheme);
+    let (shutdown, task) = spawn(Arc::new(state), bound, lock, a.checkpoint_interval_ms);
+    Ok(Running {
+        authority,
+        addr,
+        scheme,
+        shutdown,
+        task,
+    })
+}
+
+/// With `--store`: a data dir that does not exist yet joins the shared
+/// store as a new node; an existing one must be a node of that store.
+async fn join_or_check_store(dir: &DataDir, a: &ServeArgs) -> Result<()> {
+    let Some(url) = &a.store else {
+        return Ok(());
+    };
+    if !is_postgres_url(url) {
+        anyhow::bail!("--store {url:?}: expected a postgres://user@host:port/db URL");
+    }
+    if !dir.is_initialized() {
+        let kid = dir.join(url).await?;
+        eprintln!(
+            "joined the shared store {} as a new node (data dir {}, writ key {kid})",
+            redact_url(url),
+            dir.root.display()
+        );
+    } else if dir.config()?.store.as_deref() != Some(url.as_str()) {
+        anyhow::bail!(
+            "{} is a data dir of another store; give a new --dir to join {}",
+            dir.root.display(),
+            redact_url(url)
+        );
+    }
+    Ok(())
+}
+
+/// The sockets a server listens on, bound.
+struct Bound {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    unix: Option<tokio::net::UnixListener>,
+    listen: writ_server::Listen,
+    scheme: &'static str,
+}
+
+/// Bind `a.listen` (and the Unix socket with `--unix`); TLS settings are
+/// read here and reloaded on SIGHUP.
+async fn bind(dir: &DataDir, a: &ServeArgs) -> Result<Bound> {
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -259,11 +261,21 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     let listen = a.net.listen(addr)?;
     let scheme = crate::listen::scheme(&listen);
     crate::listen::reload_on_sighup(&listen);
-    let mut state = ServerState::new(authority.clone());
-    state.http = http;
+    Ok(Bound {
+        listener,
+        addr,
+        unix,
+        listen,
+        scheme,
+    })
+}
+
+/// The server's limits, its caller rules on the Unix socket, its log
+/// publisher and its name in the mesh.
+fn configure(state: &mut ServerState, dir: &DataDir, a: &ServeArgs, bound: &Bound) -> Result<()> {
     // A quarter of the connections for one principal's event streams (each
     // `writ exec` holds one): nobody holds them all.
-    state.streams_per_principal = (listen.max_connections / 4).max(16);
+    state.streams_per_principal = (bound.listen.max_connections / 4).max(16);
     state.rate = writ_server::rate::Limiter::new(
         a.rate_limit,
         a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),
@@ -275,25 +287,20 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
     }
     let cfg = dir.config()?;
     state.log = Some(Arc::new(
-        LogPublisher::new(
-            authority.store().clone(),
-            Arc::new(SystemClock),
-            &cfg.origin,
-            dir.log_key()?,
-        )
-        .map_err(|e| anyhow::anyhow!("log origin {:?}: {e}", cfg.origin))?,
+        state
+            .authority
+            .log_publisher(&cfg.origin, dir.log_key()?)
+            .map_err(|e| anyhow::anyhow!("log origin {:?}: {e}", cfg.origin))?,
     ));
-    state.witnesses = witnesses;
+    let addr = bound.addr;
     state.node_id = format!("{}@{addr}", host_name());
-    state.url = format!("{scheme}://{addr}");
-    // Record the log key and sign a first checkpoint before answering
-    // anyone, so the log does not change under a client's first reads (in
-    // a mesh only the checkpoint leader signs).
-    if let Some(log) = &state.log {
-        if let Err(e) = writ_server::publish_and_witness(&state, log).await {
-            tracing::error!(error = %e, "no checkpoint at start");
-        }
-    }
+    state.url = format!("{}://{addr}", bound.scheme);
+    Ok(())
+}
+
+/// A writ key the server makes (rotation) is saved in `dir`'s `keys/`, and
+/// the one that signs is noted there.
+fn save_keys_in(state: &mut ServerState, dir: &DataDir) {
     let keys_dir = DataDir::new(dir.root.clone());
     state.key_saver = Some(Box::new(move |k| {
         keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))
@@ -304,36 +311,49 @@ pub async fn start(dir: &DataDir, a: &ServeArgs) -> Result<Running> {
             .mark_current_writ_key(kid)
             .map_err(|e| format!("{e:#}"))
     }));
-    let state = Arc::new(state);
+}
+
+/// Serve `state` on `bound` in a task, with the checkpoint publisher, the
+/// mesh follower and the heartbeat beside it; the data dir's lock is held
+/// until the task ends. Returns the sender that stops it, and the task.
+fn spawn(
+    state: Arc<ServerState>,
+    bound: Bound,
+    lock: Option<std::fs::File>,
+    checkpoint_interval_ms: u64,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let publisher = tokio::spawn(writ_server::run_publisher(
         state.clone(),
-        Duration::from_millis(a.checkpoint_interval_ms),
+        Duration::from_millis(checkpoint_interval_ms),
     ));
     // On a shared store: follow the other nodes' changes, report to the mesh.
-    let follower = tokio::spawn(authority.clone().follow());
+    let follower = tokio::spawn(state.authority.clone().follow());
     let heartbeat = tokio::spawn(writ_server::run_heartbeat(state.clone()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         // Held while this server runs.
         let _lock = lock;
-        let store = state.authority.store().clone();
-        let out = writ_server::serve_on(state, listener, unix, listen, async move {
-            let _ = rx.await;
-        })
+        let authority = state.authority.clone();
+        let out = writ_server::serve_on(
+            state,
+            bound.listener,
+            bound.unix,
+            bound.listen,
+            async move {
+                let _ = rx.await;
+            },
+        )
         .await;
         publisher.abort();
         follower.abort();
         heartbeat.abort();
-        store.resign();
+        authority.resign();
         out
     });
-    Ok(Running {
-        authority,
-        addr,
-        scheme,
-        shutdown: tx,
-        task,
-    })
+    (tx, task)
 }
 
 pub async fn serve(g: &Global, a: ServeArgs) -> Result<Exit> {

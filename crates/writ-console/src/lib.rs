@@ -19,7 +19,7 @@
 
 pub mod api;
 mod assess;
-mod demo;
+pub mod demo;
 mod proof;
 pub mod readers;
 mod state;

@@ -5,5 +5,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    writ_cli::main()
+    // Every command of the library, and `writ bench` (crates/writ-bench).
+    writ_cli::main::<writ_bench::Bench>()
 }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use writ_artifact::{OsEntropy, SystemClock, WritKey};
+use writ_gate::{Exit, Global};
 use writ_log::note::{NoteSigner, NoteVerifier, ALG_COSIGNATURE_V1, ALG_ED25519};
 use writ_log::witness::WitnessState;
 
 use crate::datadir::{write_atomic, DataDir};
-use crate::{Exit, Global};
+use crate::output::print_json;
 
 #[derive(Args, Debug)]
 pub struct WitnessArgs {
@@ -53,7 +54,7 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
     let vkey = signer.verifier.vkey();
     if a.print_key {
         if g.json {
-            crate::cmd::print_json(&serde_json::json!({"vkey": vkey}))?;
+            print_json(&serde_json::json!({"vkey": vkey}))?;
         } else {
             println!("{vkey}");
         }

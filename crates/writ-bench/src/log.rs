@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use writ_artifact::Scope;
+use writ_cli::{DataDir, Exit, Global};
+use writ_gate::client::Client;
 use writ_log::{DecisionEntry, Entry, Outcome};
+use writ_store::prelude::*;
 use writ_store::{Op, SqliteStore, Store, Tx};
 
-use crate::client::Client;
-use crate::logcmd::local_log_key;
-use crate::logsource::StoreSource;
-use crate::{DataDir, Exit, Global};
+use crate::child::ServeChild;
 
 #[derive(clap::Args, Debug)]
 pub struct LogBench {
@@ -188,7 +188,7 @@ fn proofs(store: &SqliteStore, count: u64) -> Result<ProofFigures> {
 /// `writ log verify` of the data dir, in process: entries per second.
 fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
     let opts = writ_audit::Options {
-        log_key: local_log_key(dir)?,
+        log_key: dir.log_verifier()?,
         other_log_keys: vec![],
         witnesses: vec![],
         replay: None,
@@ -196,8 +196,7 @@ fn verify(dir: &DataDir, store: &Arc<SqliteStore>) -> Result<(u64, f64)> {
         accept_withheld: false,
     };
     let t0 = Instant::now();
-    let report = writ_audit::verify_log(&StoreSource(store.clone() as Arc<dyn Store>), &opts)
-        .map_err(anyhow::Error::msg)?;
+    let report = writ_cli::verify_store(store.clone() as Arc<dyn Store>, &opts)?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.ok(),
@@ -225,72 +224,6 @@ struct ServeFigures {
     startup_s: f64,
     decisions: u64,
     proofs: u64,
-}
-
-/// `writ serve` on a data dir, as a child on a free loopback port; killed
-/// when dropped (on every way out, errors included).
-pub(crate) struct ServeChild {
-    child: std::process::Child,
-    pub url: String,
-}
-
-impl ServeChild {
-    /// Start it and wait until `/readyz` answers 200.
-    pub async fn start(dir: &Path) -> Result<ServeChild> {
-        ServeChild::start_with(dir, &[]).await
-    }
-
-    /// [`ServeChild::start`] with more `writ serve` arguments.
-    pub async fn start_with(dir: &Path, extra: &[&str]) -> Result<ServeChild> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .arg("--dir")
-            .arg(dir)
-            .args([
-                "serve",
-                "--rate-limit",
-                "0",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting writ serve")?;
-        let mut me = ServeChild { child, url };
-        let probe = Client::new(&me.url, None);
-        let t0 = Instant::now();
-        loop {
-            if let Ok(r) = probe.get("/readyz").await {
-                if r.status == 200 {
-                    return Ok(me);
-                }
-            }
-            if let Some(status) = me.child.try_wait()? {
-                bail!("writ serve exited during start-up: {status}");
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(600),
-                "writ serve not ready after 10 minutes"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServeChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Run `writ serve` on `dir` as a child, load it with decisions, proofs and
@@ -443,7 +376,7 @@ fn agt(python: &Path, n: u64, proofs: u64, dir: &Path) -> Result<Value> {
 /// Serve `dir` in process just long enough to sign a checkpoint of its
 /// current size (and, the first time, to record its log key).
 async fn publish_checkpoint(dir: &DataDir) -> Result<()> {
-    let running = crate::server::start(dir, &crate::server::ServeArgs::unlimited()).await?;
+    let running = writ_cli::server::start(dir, &writ_cli::server::ServeArgs::unlimited()).await?;
     let _ = running.shutdown.send(());
     let _ = running.task.await;
     Ok(())
@@ -453,7 +386,7 @@ fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
+pub async fn bench_log(g: &Global, a: LogBench) -> Result<Exit> {
     anyhow::ensure!(
         a.entries > 0 && a.peer_entries > 0,
         "entry counts must be positive"
@@ -462,22 +395,7 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
     let big = a.keep.clone().unwrap_or_else(|| tmp.join("big"));
-    let dir = DataDir::new(&big);
-    let admin_file = big.join("bench-admin-token");
-    let admin = if dir.is_initialized() {
-        std::fs::read_to_string(&admin_file)
-            .with_context(|| format!("{} was not made by writ bench log", big.display()))?
-    } else {
-        let admin = crate::demo::init_quiet(&Global {
-            dir: big.clone(),
-            ..g.clone()
-        })
-        .await?;
-        crate::datadir::write_atomic(&admin_file, admin.as_bytes(), 0o600)?;
-        admin
-    };
-    // Serve once so the data dir has its log key and a first checkpoint.
-    publish_checkpoint(&dir).await?;
+    let admin = large_data_dir(g, &big).await?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     eprintln!(
         "writ bench log: {cores} cores, {} entries (peer: {}), data dir {}",
@@ -485,8 +403,82 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         a.peer_entries,
         big.display()
     );
+    let large = large_log(&a, &big).await?;
+    let size = large.size;
 
-    // 1-3: the large log.
+    // 4: writ serve on the large log.
+    eprintln!("writ serve on {size} entries, 20 s of decisions and proofs:");
+    let s = serve_rss(&big, admin.trim(), 20).await?;
+    eprintln!(
+        "  RSS {:.1} MiB (peak {:.1} MiB), ready after {:.1} s, {} decisions and {} proofs served",
+        s.rss_mib, s.peak_rss_mib, s.startup_s, s.decisions, s.proofs
+    );
+
+    let peer = against_peer(g, &a, &tmp).await?;
+    let report = log_report(&a, cores, &large, &s, peer);
+    if g.json {
+        writ_cli::print_json(&report)?;
+    } else {
+        let p = &large.proofs;
+        println!(
+            "durable append   {:>10.0} entries/s (target >= 50,000)",
+            large.append_rate
+        );
+        println!(
+            "inclusion proof  {:>10.1} us median at {size} entries, p99 {:.1} us (target <= 100 us)",
+            p.median_us, p.p99_us
+        );
+        println!(
+            "full verify      {:>10.0} entries/s (target >= 500,000)",
+            large.verify_rate
+        );
+        println!(
+            "serve RSS        {:>10.1} MiB peak at {size} entries (target <= 100 MiB)",
+            s.peak_rss_mib
+        );
+        println!("peer ({} entries): {}", a.peer_entries, report["peer"]);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Exit::Ok)
+}
+
+/// The large data dir at `big`, made (or, with `--keep`, found) with its
+/// administrator's token, served once so it has its log key and a first
+/// checkpoint. Returns the token.
+async fn large_data_dir(g: &Global, big: &Path) -> Result<String> {
+    let dir = DataDir::new(big);
+    let admin_file = big.join("bench-admin-token");
+    let admin = if dir.is_initialized() {
+        std::fs::read_to_string(&admin_file)
+            .with_context(|| format!("{} was not made by writ bench log", big.display()))?
+    } else {
+        let admin = writ_cli::init_quiet(&Global {
+            dir: big.to_owned(),
+            ..g.clone()
+        })
+        .await?;
+        writ_cli::write_atomic(&admin_file, admin.as_bytes(), 0o600)?;
+        admin
+    };
+    // Serve once so the data dir has its log key and a first checkpoint.
+    publish_checkpoint(&dir).await?;
+    Ok(admin)
+}
+
+/// Steps 1-3 on the large log.
+struct LargeFigures {
+    size: u64,
+    appended: u64,
+    append_rate: f64,
+    proofs: ProofFigures,
+    verified: u64,
+    verify_rate: f64,
+}
+
+/// 1-3: durable append up to `--entries`, inclusion proofs and full
+/// verification at that size.
+async fn large_log(a: &LogBench, big: &Path) -> Result<LargeFigures> {
+    let dir = DataDir::new(big);
     let store = Arc::new(SqliteStore::open(&dir.db()).map_err(anyhow::Error::msg)?);
     eprintln!("durable append (window {}):", a.window);
     let (appended, append_rate) = {
@@ -507,28 +499,39 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
     eprintln!("  median {:.1} us, p99 {:.1} us", p.median_us, p.p99_us);
     eprintln!("full verification of {size} entries:");
     let (verified, verify_rate) = {
-        let (d, s) = (DataDir::new(&big), store.clone());
+        let (d, s) = (DataDir::new(big), store.clone());
         tokio::task::spawn_blocking(move || verify(&d, &s)).await??
     };
     eprintln!("  {verify_rate:.0} entries/s");
-    drop(store);
+    Ok(LargeFigures {
+        size,
+        appended,
+        append_rate,
+        proofs: p,
+        verified,
+        verify_rate,
+    })
+}
 
-    // 4: writ serve on the large log.
-    eprintln!("writ serve on {size} entries, 20 s of decisions and proofs:");
-    let s = serve_rss(&big, admin.trim(), 20).await?;
-    eprintln!(
-        "  RSS {:.1} MiB (peak {:.1} MiB), ready after {:.1} s, {} decisions and {} proofs served",
-        s.rss_mib, s.peak_rss_mib, s.startup_s, s.decisions, s.proofs
-    );
+/// Step 5: writ and the peer on the same number of entries.
+struct PeerFigures {
+    proofs: u64,
+    append: f64,
+    proof: ProofFigures,
+    verify: f64,
+    agt: Option<Value>,
+}
 
-    // 5: the same number of entries in writ and in the peer.
+/// 5: the same number of entries in writ (a fresh data dir) and in the
+/// peer (when `--agt-python` names one).
+async fn against_peer(g: &Global, a: &LogBench, tmp: &Path) -> Result<PeerFigures> {
     eprintln!(
         "writ and the toolkit's AuditLog, {} entries each:",
         a.peer_entries
     );
     let small_root = tmp.join("peer");
     let small = DataDir::new(&small_root);
-    crate::demo::init_quiet(&Global {
+    writ_cli::init_quiet(&Global {
         dir: small_root,
         ..g.clone()
     })
@@ -551,30 +554,54 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         tokio::task::spawn_blocking(move || verify(&small, &s)).await??
     };
     drop(store);
-    let peer = match &a.agt_python {
-        Some(py) => Some(agt(py, a.peer_entries, peer_proofs, &tmp)?),
+    let agt = match &a.agt_python {
+        Some(py) => Some(agt(py, a.peer_entries, peer_proofs, tmp)?),
         None => {
             eprintln!("  the peer is skipped: pass --agt-python (scripts/bench-log sets it up)");
             None
         }
     };
+    Ok(PeerFigures {
+        proofs: peer_proofs,
+        append: w_append,
+        proof: wp,
+        verify: w_verify,
+        agt,
+    })
+}
+
+/// Every figure of `writ bench log`, as `--json` prints it.
+fn log_report(
+    a: &LogBench,
+    cores: usize,
+    large: &LargeFigures,
+    s: &ServeFigures,
+    peer: PeerFigures,
+) -> Value {
+    let p = &large.proofs;
     let ratio = |w: f64, key: &str, higher_is_better: bool| -> Value {
-        peer.as_ref()
+        peer.agt
+            .as_ref()
             .and_then(|p| p[key].as_f64())
             .map_or(Value::Null, |x| {
                 json!(r2(if higher_is_better { w / x } else { x / w }))
             })
     };
-    let report = json!({
+    let over_agt = json!({
+        "append": ratio(peer.append, "append_per_sec", true),
+        "proof_latency": ratio(peer.proof.median_us, "proof_median_us", false),
+        "verify": ratio(peer.verify, "verify_per_sec", true),
+    });
+    json!({
         "cores": cores,
-        "entries": size,
+        "entries": large.size,
         "append": {
-            "entries": appended,
+            "entries": large.appended,
             "window": a.window,
-            "per_sec": append_rate.round(),
+            "per_sec": large.append_rate.round(),
         },
         "inclusion_proof": {"count": p.count, "median_us": r2(p.median_us), "p99_us": r2(p.p99_us)},
-        "verify": {"entries": verified, "per_sec": verify_rate.round()},
+        "verify": {"entries": large.verified, "per_sec": large.verify_rate.round()},
         "serve": {
             "rss_mib": r2(s.rss_mib),
             "peak_rss_mib": r2(s.peak_rss_mib),
@@ -584,42 +611,15 @@ pub async fn bench(g: &Global, a: LogBench) -> Result<Exit> {
         },
         "peer": {
             "entries": a.peer_entries,
-            "proofs": peer_proofs,
+            "proofs": peer.proofs,
             "writ": {
-                "append_per_sec": w_append.round(),
-                "proof_median_us": r2(wp.median_us),
-                "proof_p99_us": r2(wp.p99_us),
-                "verify_per_sec": w_verify.round(),
+                "append_per_sec": peer.append.round(),
+                "proof_median_us": r2(peer.proof.median_us),
+                "proof_p99_us": r2(peer.proof.p99_us),
+                "verify_per_sec": peer.verify.round(),
             },
-            "agt": peer,
-            "writ_over_agt": {
-                "append": ratio(w_append, "append_per_sec", true),
-                "proof_latency": ratio(wp.median_us, "proof_median_us", false),
-                "verify": ratio(w_verify, "verify_per_sec", true),
-            },
+            "agt": peer.agt,
+            "writ_over_agt": over_agt,
         },
-    });
-    if g.json {
-        crate::cmd::print_json(&report)?;
-    } else {
-        println!(
-            "durable append   {:>10.0} entries/s (target >= 50,000)",
-            append_rate
-        );
-        println!(
-            "inclusion proof  {:>10.1} us median at {size} entries, p99 {:.1} us (target <= 100 us)",
-            p.median_us, p.p99_us
-        );
-        println!(
-            "full verify      {:>10.0} entries/s (target >= 500,000)",
-            verify_rate
-        );
-        println!(
-            "serve RSS        {:>10.1} MiB peak at {size} entries (target <= 100 MiB)",
-            s.peak_rss_mib
-        );
-        println!("peer ({} entries): {}", a.peer_entries, report["peer"]);
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(Exit::Ok)
+    })
 }

@@ -18,8 +18,11 @@ use writ_log::note::{NoteVerifier, ALG_COSIGNATURE_V1, ALG_ED25519};
 use writ_log::Hash;
 use writ_store::Store;
 
-use crate::client::Client;
-use crate::{DataDir, Exit, Global};
+use writ_gate::client::Client;
+use writ_gate::{Exit, Global};
+
+use crate::datadir::{write_atomic, DataDir};
+use crate::output::{print_denial, print_json, refused};
 
 #[derive(Subcommand, Debug)]
 pub enum LogCmd {
@@ -137,10 +140,10 @@ pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
                 )
                 .await?;
             if !reply.ok() {
-                return crate::cmd::refused(g, "the erasure", &reply);
+                return refused(g, "the erasure", &reply);
             }
             if g.json {
-                crate::cmd::print_json(&reply.body)?;
+                print_json(&reply.body)?;
             } else {
                 println!(
                     "erased the content of entry {} (logged at {}); its leaf hash and every proof stay",
@@ -155,11 +158,11 @@ pub async fn log(g: &Global, c: LogCmd) -> Result<Exit> {
                 .post("/v1/log/checkpoint", &json!({}))
                 .await?;
             if !reply.ok() {
-                return crate::cmd::refused(g, "the checkpoint", &reply);
+                return refused(g, "the checkpoint", &reply);
             }
             let note = reply.body.as_str().unwrap_or_default().to_owned();
             if g.json {
-                crate::cmd::print_json(&json!({"checkpoint": note}))?;
+                print_json(&json!({"checkpoint": note}))?;
             } else {
                 print!("{note}");
             }
@@ -190,23 +193,12 @@ fn parse_keys(
     Ok((log, ws))
 }
 
-/// The data dir's log verifier key.
-pub(crate) fn local_log_key(dir: &DataDir) -> Result<NoteVerifier> {
-    dir.require()?;
-    let cfg = dir.config()?;
-    // Read, never create: a verifier must not make up the key it checks with.
-    let key = dir
-        .load_key("log")
-        .context("this data dir has no log key yet (`writ serve` makes one); pass --log-key")?;
-    NoteVerifier::new(&cfg.origin, ALG_ED25519, key.verifying_key()).map_err(anyhow::Error::msg)
-}
-
 fn jwks_of(store: &dyn Store, role: &str) -> Result<Jwks> {
     let keys = store
         .keys()
         .map_err(anyhow::Error::msg)?
         .into_iter()
-        .filter(|k| k.role == role)
+        .filter(|k| k.role.as_str() == role)
         .map(|k| serde_json::from_str::<Jwk>(&k.public_jwk))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Jwks { keys })
@@ -214,7 +206,7 @@ fn jwks_of(store: &dyn Store, role: &str) -> Result<Jwks> {
 
 fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
     if g.json {
-        crate::cmd::print_json(&json!({"ok": r.ok(), "report": r}))?;
+        print_json(&json!({"ok": r.ok(), "report": r}))?;
     } else {
         println!(
             "{what}: {} entries, root {}, {} checkpoints (largest {}){}{}{}{}",
@@ -273,7 +265,7 @@ fn print_report(g: &Global, r: &Report, what: &str) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     // The denial line first, as every command prints it; then each problem.
-    crate::print_denial(
+    print_denial(
         writ_artifact::ReasonCode::IntegrityFailure,
         &format!("{} problem(s) found", r.problems.len()),
     );
@@ -313,9 +305,9 @@ async fn open_site(
         let dir = DataDir::new(&g.dir);
         let log_key = match pinned {
             Some(k) => k,
-            None => local_log_key(&dir)?,
+            None => dir.log_verifier()?,
         };
-        let store = open_store(&dir)?;
+        let store = dir.open_store()?;
         // A mesh's checkpoints are signed by whichever node led: every log
         // key the store records (pinning one key checks that key only).
         let other_log_keys = if pinned_given {
@@ -458,10 +450,6 @@ async fn verify(g: &Global, a: VerifyLogArgs) -> Result<Exit> {
     print_report(g, &r, "log")
 }
 
-pub(crate) fn open_store(dir: &DataDir) -> Result<Arc<dyn Store>> {
-    dir.open_store()
-}
-
 fn b64s(v: &[Hash]) -> Vec<String> {
     v.iter().map(|h| STANDARD.encode(h)).collect()
 }
@@ -501,7 +489,7 @@ async fn proof(g: &Global, a: ProofArgs) -> Result<Exit> {
     })
     .await?;
     if g.json {
-        crate::cmd::print_json(&out)?;
+        print_json(&out)?;
         return Ok(Exit::Ok);
     }
     match out.get("index") {
@@ -556,7 +544,7 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
             Ok(()) => Ok(Exit::Ok),
             // `| head`: end as a program killed by SIGPIPE would, quietly.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                Ok(Exit::Code(crate::CLOSED_STDOUT))
+                Ok(Exit::Code(writ_gate::CLOSED_STDOUT))
             }
             // Part of the bundle may be out: nothing more goes to stdout.
             Err(e) => {
@@ -565,11 +553,9 @@ async fn export(g: &Global, a: ExportArgs) -> Result<Exit> {
             }
         };
     }
-    crate::datadir::write_atomic(&a.out, &bytes, 0o644)?;
+    write_atomic(&a.out, &bytes, 0o644)?;
     if g.json {
-        crate::cmd::print_json(
-            &json!({"out": a.out, "from": ev.from, "to": ev.to, "bytes": bytes.len()}),
-        )?;
+        print_json(&json!({"out": a.out, "from": ev.from, "to": ev.to, "bytes": bytes.len()}))?;
     } else {
         println!(
             "wrote {} ({} entries {}..{}, {} bytes); check it with `writ log verify --bundle {}`",
@@ -685,7 +671,7 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
     .await?;
     let r = writ_assess::assess(&evidence);
     if g.json {
-        crate::cmd::print_json(
+        print_json(
             &json!({"level": r.level, "name": r.name, "criteria": r.criteria, "evidence": evidence}),
         )?;
     } else {
@@ -707,4 +693,9 @@ pub async fn assess(g: &Global, a: AssessArgs) -> Result<Exit> {
         }
         _ => Ok(Exit::Ok),
     }
+}
+
+/// `writ log verify` of `store`, in process (`writ bench log` times it).
+pub fn verify_store(store: Arc<dyn Store>, opts: &Options) -> Result<Report> {
+    writ_audit::verify_log(&StoreSource(store), opts).map_err(anyhow::Error::msg)
 }

@@ -13,8 +13,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use writ_authority::{Authority, AuthorizeResponse, Principal};
 
-use crate::client::Client;
-use crate::{DataDir, Exit, Global};
+use writ_gate::client::Client;
+
+use crate::stats::median;
+use writ_cli::{DataDir, Exit, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct ReadersBench {
@@ -63,12 +65,12 @@ pub async fn bench_readers(g: &Global, a: ReadersBench) -> Result<Exit> {
     let tmp = std::env::temp_dir().join(format!("writ-bench-readers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let dir = DataDir::new(&tmp);
-    let admin = crate::demo::init_quiet(&Global {
+    let admin = writ_cli::init_quiet(&Global {
         dir: tmp.clone(),
         ..g.clone()
     })
     .await?;
-    let running = crate::server::start(&dir, &crate::server::ServeArgs::unlimited()).await?;
+    let running = writ_cli::server::start(&dir, &writ_cli::server::ServeArgs::unlimited()).await?;
     let outcome = measure(g, &a, &running, admin).await;
     let _ = running.shutdown.send(());
     let _ = running.task.await;
@@ -80,7 +82,7 @@ pub async fn bench_readers(g: &Global, a: ReadersBench) -> Result<Exit> {
 /// tree of `children` under one running root; the root's jti.
 async fn seed(authority: &Arc<Authority>, n: u64, children: u64) -> Result<String> {
     let who = Principal::new("User::\"admin\"", true);
-    let mut root = crate::bench::request();
+    let mut root = crate::load::request();
     root.lifetime_secs = Some(3600);
     root.start = true;
     let AuthorizeResponse::Allow { jti: root_jti, .. } = authority.authorize(&who, root).await?
@@ -102,7 +104,7 @@ async fn seed(authority: &Arc<Authority>, n: u64, children: u64) -> Result<Strin
                 if k >= n {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let mut req = crate::bench::request();
+                let mut req = crate::load::request();
                 if k < children {
                     req.parent = Some(root_jti.clone());
                 } else if k % 50 == 0 {
@@ -191,15 +193,10 @@ fn start_readers(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 async fn measure(
     g: &Global,
     a: &ReadersBench,
-    running: &crate::server::Running,
+    running: &writ_cli::server::Running,
     admin: String,
 ) -> Result<()> {
     let url = running.url();
@@ -220,7 +217,7 @@ async fn measure(
     let mut bytes_per_sec = vec![];
     for run in 0..a.runs {
         let o =
-            crate::bench::open_loop_at(running.addr, &token, a.clients, a.rate, a.seconds).await?;
+            crate::load::open_loop_at(running.addr, &token, a.clients, a.rate, a.seconds).await?;
         alone.push(o.p99_ms);
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(ReadTally::default());
@@ -234,8 +231,7 @@ async fn measure(
         );
         // Let the readers get going before the load starts.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let r =
-            crate::bench::open_loop_at(running.addr, &token, a.clients, a.rate, a.seconds).await;
+        let r = crate::load::open_loop_at(running.addr, &token, a.clients, a.rate, a.seconds).await;
         stop.store(true, Ordering::Relaxed);
         let _ = tokio::task::spawn_blocking(move || readers.join()).await;
         let r = r?;
@@ -267,7 +263,7 @@ async fn measure(
     let (p_alone, p_with) = (median(alone), median(with));
     let ratio = p_with / p_alone;
     if g.json {
-        crate::cmd::print_json(&json!({
+        writ_cli::print_json(&json!({
             "offered_per_sec": a.rate,
             "readers": a.readers,
             "entries": running.authority.log_size(),

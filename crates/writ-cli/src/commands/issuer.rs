@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use writ_authority::{IssuerList, IssuerRequest, IssuerResponse};
+use writ_gate::{Exit, Global};
 
-use crate::cmd::{need_token, refused};
-use crate::{print_json, Exit, Global};
+use crate::output::{print_json, refused};
+use crate::remote::need_token;
 
 /// Largest key set or CA file read (bytes).
 const FILE_BYTES_MAX: u64 = 256 * 1024;

@@ -20,12 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::stats::pct;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use crate::benchlog::ServeChild;
-use crate::client::Client;
-use crate::{Exit, Global};
+use crate::child::ServeChild;
+use writ_cli::{Exit, Global};
+use writ_gate::client::Client;
 
 #[derive(clap::Args, Debug)]
 pub struct SoakBench {
@@ -44,15 +45,6 @@ pub struct SoakBench {
 const SOAK_DURATION_SECS_MAX: u64 = 86_400;
 /// Highest offered rate accepted.
 const SOAK_RATE_MAX: u64 = 100_000;
-
-/// Percentile `p` (0..=100) of sorted `v`, nearest rank.
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v.get(rank.clamp(1, v.len()) - 1).copied().unwrap_or(0.0)
-}
 
 fn median_u64(v: &[u64]) -> u64 {
     let mut s = v.to_vec();
@@ -134,14 +126,32 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
     let tmp = std::env::temp_dir().join(format!("writ-bench-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    let data = tmp.join("data");
-    let admin = crate::demo::init_quiet(&Global {
-        dir: data.clone(),
+    let (server, client) = soak_server(g, &tmp.join("data")).await?;
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    eprintln!(
+        "writ bench soak: {} ops/s (authorize + verify each) for {} s against writ serve on loopback, {cores} cores",
+        a.rate, a.duration_secs
+    );
+    let run = offer(&a, &client, server.pid()).await?;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let errors = run.errors;
+    let out = soak_report(&a, cores, run);
+    if g.json {
+        writ_cli::print_json(&out)?;
+    }
+    Ok(if errors == 0 { Exit::Ok } else { Exit::Failed })
+}
+
+/// `writ serve` on a new data dir at `data`, and a client of a principal
+/// of its own.
+async fn soak_server(g: &Global, data: &std::path::Path) -> Result<(ServeChild, Client)> {
+    let admin = writ_cli::init_quiet(&Global {
+        dir: data.to_owned(),
         ..g.clone()
     })
     .await?;
-    let server = ServeChild::start(&data).await?;
-    let pid = server.pid();
+    let server = ServeChild::start(data).await?;
     let reply = Client::new(&server.url, Some(admin.trim().to_owned()))
         .post("/v1/principals", &json!({"uid": "Agent::\"soak\""}))
         .await?;
@@ -150,12 +160,23 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
         .with_context(|| format!("no token: {}", reply.message()))?
         .to_owned();
     let client = Client::new(&server.url, Some(token));
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    eprintln!(
-        "writ bench soak: {} ops/s (authorize + verify each) for {} s against writ serve on loopback, {cores} cores",
-        a.rate, a.duration_secs
-    );
+    Ok((server, client))
+}
 
+/// What the run saw.
+struct Run {
+    total: u64,
+    errors: u64,
+    elapsed: f64,
+    tally: Tally,
+    rss_start_kib: u64,
+    /// (seconds into the run, RSS in KiB), one a second.
+    rss_samples: Vec<(f64, u64)>,
+}
+
+/// Offer `a.rate` operations a second for `a.duration_secs` (open loop),
+/// sampling the server's RSS every second.
+async fn offer(a: &SoakBench, client: &Client, pid: u32) -> Result<Run> {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let errors = Arc::new(AtomicU64::new(0));
     let in_flight = Arc::new(AtomicU64::new(0));
@@ -208,15 +229,31 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
     while tasks.join_next().await.is_some() {}
     let elapsed = start.elapsed().as_secs_f64();
     rss_samples.push((elapsed, rss_kib(pid)?));
-    drop(server);
-    let _ = std::fs::remove_dir_all(&tmp);
+    let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Run {
+        total,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        tally,
+        rss_start_kib,
+        rss_samples,
+    })
+}
 
-    let t = std::mem::take(&mut *tally.lock().unwrap_or_else(|p| p.into_inner()));
+/// The run's figures on standard error, and as the report `--json` prints.
+fn soak_report(a: &SoakBench, cores: usize, run: Run) -> Value {
+    let Run {
+        total,
+        errors,
+        elapsed,
+        tally: t,
+        rss_start_kib,
+        rss_samples,
+    } = run;
     let mut auth = t.authorize_ms;
     let mut ops = t.op_ms;
     auth.sort_by(|x, y| x.total_cmp(y));
     ops.sort_by(|x, y| x.total_cmp(y));
-    let errors = errors.load(Ordering::Relaxed);
     let completed = ops.len() as u64;
 
     // Memory: after the warm-up, the first fifth against the last fifth.
@@ -241,22 +278,21 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
         "  offered {total} ops ({} ops/s), completed {completed}, errors {errors}, in {elapsed:.1} s",
         a.rate
     );
+    let percentiles = |v: &[f64]| {
+        format!(
+            "p50 {:.2} ms  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            pct(v, 50.0),
+            pct(v, 90.0),
+            pct(v, 99.0),
+            pct(v, 99.9),
+            pct(v, 100.0)
+        )
+    };
     eprintln!(
-        "  authorize latency (from due time): p50 {:.2} ms  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-        pct(&auth, 50.0),
-        pct(&auth, 90.0),
-        pct(&auth, 99.0),
-        pct(&auth, 99.9),
-        pct(&auth, 100.0)
+        "  authorize latency (from due time): {}",
+        percentiles(&auth)
     );
-    eprintln!(
-        "  authorize + verify:                p50 {:.2} ms  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-        pct(&ops, 50.0),
-        pct(&ops, 90.0),
-        pct(&ops, 99.0),
-        pct(&ops, 99.9),
-        pct(&ops, 100.0)
-    );
+    eprintln!("  authorize + verify:                {}", percentiles(&ops));
     eprintln!(
         "  serve RSS: {:.1} MiB at start, {:.1} MiB early median, {:.1} MiB late median (growth {growth_mib:+.1} MiB), {:.1} MiB max, {} samples",
         mib(rss_start_kib),
@@ -272,7 +308,7 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
         json!({"p50": pct(v, 50.0), "p90": pct(v, 90.0), "p99": pct(v, 99.0),
                "p999": pct(v, 99.9), "max": pct(v, 100.0)})
     };
-    let out = json!({
+    json!({
         "duration_secs": a.duration_secs,
         "rate": a.rate,
         "cores": cores,
@@ -291,9 +327,5 @@ pub async fn bench_soak(g: &Global, a: SoakBench) -> Result<Exit> {
             "samples": rss_samples.iter().map(|(s, r)| json!([s, mib(*r)])).collect::<Vec<_>>(),
         },
         "error_samples": t.error_samples,
-    });
-    if g.json {
-        crate::cmd::print_json(&out)?;
-    }
-    Ok(if errors == 0 { Exit::Ok } else { Exit::Failed })
+    })
 }

@@ -16,12 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::stats::pct;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::benchlog::ServeChild;
-use crate::client::Client;
-use crate::{Exit, Global};
+use crate::child::ServeChild;
+use writ_cli::{Exit, Global};
+use writ_gate::client::Client;
 
 #[derive(clap::Args, Debug)]
 pub struct ExecBench {
@@ -34,15 +35,6 @@ pub struct ExecBench {
     /// The program timed bare and under `writ exec`.
     #[arg(long, default_value = "/bin/true")]
     pub program: String,
-}
-
-/// Percentile `p` (0..=100) of sorted `v`, nearest rank.
-fn pct(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -128,13 +120,12 @@ fn bare(program: &str, cwd: &Path) -> Command {
     c
 }
 
-pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
-    anyhow::ensure!(a.runs >= 10, "--runs must be at least 10");
-    let tmp = std::env::temp_dir().join(format!("writ-bench-exec-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
+/// `writ serve` on a new data dir under `tmp` (also on its Unix socket,
+/// where this user is the admin principal), and how to run `writ exec`
+/// against it.
+async fn exec_target(g: &Global, tmp: &Path) -> Result<(ServeChild, Target)> {
     let data = tmp.join("data");
-    let token = crate::demo::init_quiet(&Global {
+    let token = writ_cli::init_quiet(&Global {
         dir: data.clone(),
         ..g.clone()
     })
@@ -151,12 +142,57 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         writ: gate_binary()?,
         url: server.url.clone(),
         token: token.trim().to_owned(),
-        cwd: tmp.clone(),
+        cwd: tmp.to_owned(),
         unix: format!(
             "unix:{}",
             data.join(writ_gate::client::LOCAL_SOCKET).display()
         ),
     };
+    Ok((server, t))
+}
+
+/// Run times (ms) of the bare program, `writ exec` of it and `writ exec`
+/// over the Unix socket, `runs` of each after 10 to warm up, interleaved
+/// so drift hits all alike.
+fn added_latency(t: &Target, program: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let cwd = &t.cwd;
+    tokio::task::block_in_place(move || {
+        for _ in 0..10 {
+            time_run(bare(program, cwd))?;
+            time_run(t.exec(&["--", program]))?;
+            time_run(t.exec_local(&["--", program]))?;
+        }
+        let mut b = Vec::with_capacity(runs);
+        let mut w = Vec::with_capacity(runs);
+        let mut l = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            b.push(ms(time_run(bare(program, cwd))?));
+            w.push(ms(time_run(t.exec(&["--", program]))?));
+            l.push(ms(time_run(t.exec_local(&["--", program]))?));
+        }
+        Ok((b, w, l))
+    })
+}
+
+/// `revocations` times: the ms from `writ revoke` to a governed
+/// process's death.
+async fn revoke_to_death(t: &Target, revocations: usize) -> Result<Vec<f64>> {
+    let admin = Client::new(&t.url, Some(t.token.clone()));
+    let mut deaths = Vec::with_capacity(revocations);
+    for i in 0..revocations {
+        deaths.push(ms(revoke_once(t, &admin).await.with_context(|| {
+            format!("revocation {} of {}", i + 1, revocations)
+        })?));
+    }
+    Ok(deaths)
+}
+
+pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
+    anyhow::ensure!(a.runs >= 10, "--runs must be at least 10");
+    let tmp = std::env::temp_dir().join(format!("writ-bench-exec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let (server, t) = exec_target(g, &tmp).await?;
     let program = a.program.clone();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     eprintln!(
@@ -166,29 +202,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     );
 
     // 1. Added latency, interleaved so drift hits both alike.
-    let (bare_ms, governed_ms, local_ms) = {
-        let t = &t;
-        let program = program.clone();
-        let runs = a.runs;
-        let cwd = tmp.clone();
-        let task = move || -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-            for _ in 0..10 {
-                time_run(bare(&program, &cwd))?;
-                time_run(t.exec(&["--", &program]))?;
-                time_run(t.exec_local(&["--", &program]))?;
-            }
-            let mut b = Vec::with_capacity(runs);
-            let mut w = Vec::with_capacity(runs);
-            let mut l = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                b.push(ms(time_run(bare(&program, &cwd))?));
-                w.push(ms(time_run(t.exec(&["--", &program]))?));
-                l.push(ms(time_run(t.exec_local(&["--", &program]))?));
-            }
-            Ok((b, w, l))
-        };
-        tokio::task::block_in_place(task)?
-    };
+    let (bare_ms, governed_ms, local_ms) = added_latency(&t, &program, a.runs)?;
     let local = sorted(local_ms);
     let paired = sorted(
         bare_ms
@@ -199,26 +213,17 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     );
     let (b, w) = (sorted(bare_ms), sorted(governed_ms));
     let added = pct(&w, 50.0) - pct(&b, 50.0);
-    eprintln!(
-        "  {program:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        pct(&b, 50.0),
-        pct(&b, 90.0),
-        pct(&b, 99.0)
-    );
-    eprintln!(
-        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        format!("writ exec -- {program}"),
-        pct(&w, 50.0),
-        pct(&w, 90.0),
-        pct(&w, 99.0)
-    );
-    eprintln!(
-        "  {:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
-        "writ exec (Unix socket)",
-        pct(&local, 50.0),
-        pct(&local, 90.0),
-        pct(&local, 99.0)
-    );
+    let row = |label: &str, v: &[f64]| {
+        eprintln!(
+            "  {label:<28} median {:>7.3} ms  p90 {:>7.3}  p99 {:>7.3}",
+            pct(v, 50.0),
+            pct(v, 90.0),
+            pct(v, 99.0)
+        );
+    };
+    row(&program, &b);
+    row(&format!("writ exec -- {program}"), &w);
+    row("writ exec (Unix socket)", &local);
     eprintln!(
         "  added by writ exec: {added:.3} ms (difference of medians); median of paired differences {:.3} ms; target <= 5 ms",
         pct(&paired, 50.0)
@@ -234,13 +239,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
     }
 
     // 2. Revocation to death.
-    let admin = Client::new(&t.url, Some(t.token.clone()));
-    let mut deaths = Vec::with_capacity(a.revocations);
-    for i in 0..a.revocations {
-        deaths.push(ms(revoke_once(&t, &admin).await.with_context(|| {
-            format!("revocation {} of {}", i + 1, a.revocations)
-        })?));
-    }
+    let deaths = revoke_to_death(&t, a.revocations).await?;
     let d = sorted(deaths);
     eprintln!(
         "  writ revoke -> governed process dead, {} runs: p50 {:.1} ms  p90 {:.1}  p99 {:.1}  max {:.1}; target p99 <= 500 ms",
@@ -267,7 +266,7 @@ pub async fn bench_exec(g: &Global, a: ExecBench) -> Result<Exit> {
         "revoke_to_death_ms": {"p50": pct(&d, 50.0), "p90": pct(&d, 90.0), "p99": pct(&d, 99.0), "max": pct(&d, 100.0)},
     });
     if g.json {
-        crate::cmd::print_json(&out)?;
+        writ_cli::print_json(&out)?;
     }
     Ok(Exit::Ok)
 }

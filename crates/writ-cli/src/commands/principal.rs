@@ -6,9 +6,10 @@ use writ_authority::{
     PrincipalChangeResponse, PrincipalList, PrincipalRequest, PrincipalResponse,
     PrincipalUidRequest,
 };
+use writ_gate::{Exit, Global};
 
-use crate::cmd::{need_token, refused};
-use crate::{print_json, Exit, Global};
+use crate::output::{print_json, refused};
+use crate::remote::need_token;
 
 #[derive(Subcommand, Debug)]
 #[command(after_long_help = "\
@@ -149,7 +150,7 @@ pub async fn principal(g: &Global, c: PrincipalCmd) -> Result<Exit> {
 
 async fn change(
     g: &Global,
-    client: &crate::client::Client,
+    client: &writ_gate::client::Client,
     verb: &str,
     uid: String,
 ) -> Result<Exit> {
