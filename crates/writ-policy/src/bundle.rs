@@ -1,3 +1,26 @@
+//! # Tuning (Deciding)
+//!
+//! - `@enforcement` annotations are read once per bundle when it is compiled
+//!   (`Bundle::enforcement`): Cedar's `Policy::annotation` parses its key on
+//!   every call, which was a fifth of a decision.
+//! - A decision's leaf is written field by field in RFC 8785 key order
+//!   (`DecisionEntry::write_leaf`: 7.6 to 1.7 us) instead of through a JSON
+//!   value; a context holding a number only the generic path can write takes
+//!   the generic path. A test checks both give the same bytes.
+//! - `Claims::canonical_bytes` (`crates/writ-artifact/src/claims.rs`) takes the
+//!   compact serde form when the environment facts are plain: every struct
+//!   lists its fields in lexicographic order. A test checks both paths agree.
+//! - Digests and jtis are hex-encoded by the `hex` crate (2.6% fewer
+//!   instructions per governed decision under callgrind).
+//!
+//! Where a governed decision's CPU went before the writer's pacing (perf, 256
+//! callers, 2026-12-04 and 05): tokio workers 81% of the samples (signing and
+//! Cedar about 41% each of theirs), the SQLite writer 17%, the checkpointer
+//! 2%. The ratio to the ceiling at full CPU is then
+//! the ceiling's 37 us over the governed path's 60-64 us: the faster Cedar
+//! and signing get, the lower the ratio, because the log's share does not
+//! shrink with them.
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 

@@ -1,5 +1,16 @@
 //! Deciding: one authorization request, from the caller's question to the
 //! signed writ (docs/spec/writ.md).
+//!
+//! # Tuning (The nonce layout)
+//!
+//! A jti is 48 bits of issue time in milliseconds, then 80 random bits (the
+//! layout of a UUIDv7), not 128 random bits. The `writs` and `executions`
+//! tables are keyed by jti; a random key dirtied one index page per writ in
+//! every group commit (a WAL frame each), which cost a fifth of the governed
+//! rate (+25%, 11.7k to 14.7k/s, four pairs, when it changed). 80 random bits
+//! per millisecond keep the nonce unique and unguessable; the time in it is
+//! the writ's `iat` anyway. Old writs (random jtis) verify as before: the
+//! shape is still 32 lowercase hex digits.
 
 use super::*;
 

@@ -1,6 +1,21 @@
 //! The shared store's writer: group commit against PostgreSQL. One batch
 //! is one database transaction holding the row lock on `writ_head`; each
 //! of its transactions runs in its own savepoint, pipelined.
+//!
+//! # Tuning (PostgreSQL group commit)
+//!
+//! `PgStore` runs on a small tokio runtime of its own; its reads are
+//! synchronous for callers (they wait on a channel). The writer's group
+//! commit per batch: `BEGIN`; `SELECT ... FROM writ_head FOR UPDATE` (the one
+//! row holding the log size and the state sequence: this lock orders appends
+//! from every node); every transaction's statements pipelined inside its own
+//! savepoint (`query_typed`: one round trip per statement, no prepare); leaves
+//! and subtree hashes inserted with `UNNEST`; the head moved; `NOTIFY
+//! writ_state` when cached state changed; `COMMIT`. A conflicting transaction
+//! is rolled back to its savepoint and the ones after it are sent again.
+//! Proofs read their nodes in one query (a first pass over a recording
+//! `NodeReader` learns which). The row lock bounds a mesh at one group commit
+//! at a time; that is what keeps one total order (BENCHMARKS.md, the mesh).
 
 use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
