@@ -1,5 +1,5 @@
 //! What an enforcement point may do, as a proof: a [`Grant`] is made only
-//! from a [`crate::VerifiedWrit`], so code that runs or forwards an action
+//! from a [`VerifiedWrit`](super::VerifiedWrit), so code that runs or forwards an action
 //! and demands a `Grant` cannot run without verification (docs/spec/writ.md).
 
 use crate::claims::{Claims, Lineage, Scope};
@@ -10,7 +10,7 @@ use crate::claims::{Claims, Lineage, Scope};
 ///
 /// Its fields are private and it has no constructor outside this crate (no
 /// `Default`, no `Deserialize`): the one way to get one is
-/// [`VerifiedWrit::grant`](crate::VerifiedWrit::grant), after [`crate::verify`]
+/// [`VerifiedWrit::grant`](super::VerifiedWrit::grant), once verification
 /// passed. A grant cannot be built by hand:
 ///
 /// ```compile_fail,E0451
@@ -39,7 +39,7 @@ pub struct Grant {
 
 impl Grant {
     /// The grant of a claim set that passed verification; only
-    /// [`crate::VerifiedWrit`] calls this.
+    /// [`VerifiedWrit`](super::VerifiedWrit) calls this.
     pub(crate) fn of(claims: &Claims) -> Grant {
         Grant {
             jti: claims.jti.clone(),
