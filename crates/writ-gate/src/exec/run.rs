@@ -74,6 +74,8 @@ struct Obtained {
     credential: Option<String>,
 }
 
+/// `writ exec`: the run's steps, in order; a denial on the way ends it with
+/// the reason's exit.
 pub async fn exec(g: &Global, a: ExecArgs) -> Result<Exit> {
     let g = &g.local_default();
     JSON_DENIALS.store(g.json, Ordering::Relaxed);
