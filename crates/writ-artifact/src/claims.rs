@@ -4,8 +4,8 @@ use serde_json::{Map, Value};
 use crate::canonical;
 
 /// The claim set of a writ, in its one accepted shape. Unknown fields are
-/// refused, and [`crate::verify`] additionally demands that the payload bytes
-/// are exactly the RFC 8785 form of this struct.
+/// refused, and verification additionally demands that the payload bytes
+/// are exactly the RFC 8785 form of this struct (docs/spec/writ.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Claims {

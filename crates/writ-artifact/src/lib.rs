@@ -11,7 +11,9 @@
 //! * [`keys`]: Ed25519 keys, PKCS#8 PEM, JWK thumbprints and JWKS;
 //! * [`pop`]: holder-bound writs and their proofs of possession;
 //! * [`sign`] and [`verify`]: issuing a writ and checking one, where success is
-//!   a [`VerifiedWrit`] that only this crate can construct.
+//!   a [`VerifiedWrit`] that only this crate can construct;
+//! * [`Grant`]: what a verified writ lets an enforcement point do, made only
+//!   by [`VerifiedWrit::grant`] and demanded by whatever runs or forwards.
 //!
 //! The crate does no IO: time and randomness come in through [`Clock`] and
 //! [`Entropy`], key material through [`KeyRing`], and online state (spent
@@ -21,6 +23,7 @@
 pub mod canonical;
 mod claims;
 mod env;
+mod grant;
 pub mod keys;
 pub mod pop;
 mod reason;
@@ -28,6 +31,7 @@ mod verify;
 
 pub use claims::{Claims, Confirmation, EnvironmentBinding, Lineage, LogPointer, Scope, WritBody};
 pub use env::{Clock, Entropy, EntropyError, FixedClock, OsEntropy, SystemClock};
+pub use grant::Grant;
 pub use keys::{Jwk, Jwks, KeyRing, WritKey};
 pub use reason::{Denial, ReasonCode};
 pub use verify::{

@@ -31,7 +31,7 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
-    /// Every code, in SPEC order.
+    /// Every code, in the order of docs/spec/reason-codes.md.
     pub const ALL: [ReasonCode; 18] = [
         ReasonCode::MissingArtifact,
         ReasonCode::MalformedArtifact,

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::canonical;
 use crate::claims::Claims;
+use crate::grant::Grant;
 use crate::keys::{KeyRing, WritKey};
 use crate::pop::{self, Bound, PopUse, ProvenHolder};
 use crate::reason::{Denial, ReasonCode};
@@ -155,6 +156,11 @@ impl VerifiedWrit {
     }
     pub fn token(&self) -> &str {
         &self.token
+    }
+    /// What this writ lets its enforcement point do: the only way to get
+    /// the [`Grant`] a launcher or forwarder demands.
+    pub fn grant(&self) -> Grant {
+        Grant::of(&self.claims)
     }
 }
 

@@ -9,7 +9,9 @@
 //! starts `/proc/self/fd/N`: the kernel opens the file behind the
 //! descriptor, not a path, so replacing the file at its path after the
 //! measurement cannot change what runs (no time-of-check to time-of-use
-//! window), and the program inherits the thread's confinement.
+//! window), and the program inherits the thread's confinement. It runs
+//! nothing without a [`Grant`], which only a verified writ gives, and
+//! confines the program to the grant's scope whatever was asked for.
 //!
 //! **API boundary:** no network, no policy; the runner (writ-cli) asks the
 //! authority and verifies the writ.
@@ -32,6 +34,7 @@ use landlock::{
 };
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use writ_artifact::Grant;
 
 /// Environment variables a governed program gets (and the writ binds) by
 /// default; `--env-allow` adds more. Everything else is dropped, so an
@@ -363,6 +366,20 @@ fn landlock_err(e: impl std::fmt::Display) -> ExecError {
 }
 
 impl Confinement {
+    /// This confinement with the scope `grant` grants in place of the one
+    /// asked for: read, write and network are the verified writ's, whatever
+    /// flags the run was given; the system trees stay.
+    pub fn granted(&self, grant: &Grant) -> Confinement {
+        let scope = grant.scope();
+        Confinement {
+            read: scope.read.iter().map(PathBuf::from).collect(),
+            write: scope.write.iter().map(PathBuf::from).collect(),
+            net: scope.net,
+            system_read: self.system_read.clone(),
+            system_write: self.system_write.clone(),
+        }
+    }
+
     /// The level this kernel can give (probed, nothing restricted).
     pub fn available(&self) -> Enforcement {
         let full = Ruleset::default()
@@ -554,17 +571,20 @@ impl Launcher {
     }
 
     /// Run the measured file as `argv` with exactly `env`, in a new process
-    /// group, confined to `confinement` (the one prepared, or, if the writ
-    /// granted another, a ruleset built now for that one; at least
-    /// `required`, else [`ExecError::Confinement`] and nothing runs). With
-    /// `piped`, its standard input and output are pipes returned in
-    /// [`Launched`]; otherwise it shares the runner's. Hands its exit status
-    /// to `on_exit` when it ends, from the thread that waited for it.
+    /// group, under `grant`: with `base`, confined to
+    /// [`base.granted(grant)`](Confinement::granted) (the one prepared, or,
+    /// if the writ granted another scope, a ruleset built now for that one;
+    /// at least `required`, else [`ExecError::Confinement`] and nothing
+    /// runs); without, no Landlock ruleset. With `piped`, its standard input
+    /// and output are pipes returned in [`Launched`]; otherwise it shares the
+    /// runner's. Hands its exit status to `on_exit` when it ends, from the
+    /// thread that waited for it.
     #[allow(clippy::too_many_arguments)]
     pub fn launch(
         self,
         exe: &Executable,
-        confinement: Option<&Confinement>,
+        grant: &Grant,
+        base: Option<&Confinement>,
         required: Enforcement,
         argv: &[String],
         env: &[(String, String)],
@@ -594,7 +614,7 @@ impl Launcher {
             .map_err(|e| ExecError::Io(format!("cannot keep the measured file: {e}")))?;
         let launch = Launch {
             cmd,
-            confinement: confinement.cloned(),
+            confinement: base.map(|c| c.granted(grant)),
             exe: exe.path.clone(),
             measured: (measured, exe.stamp.clone()),
             program_fd: exe.file.as_raw_fd(),

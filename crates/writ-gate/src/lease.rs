@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use writ_api::RenewRequest;
 use writ_artifact::pop::PopUse;
-use writ_artifact::ReasonCode;
+use writ_artifact::{Grant, ReasonCode};
 
 use crate::client::Client;
 use crate::holder::Holder;
@@ -103,23 +103,18 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Watch and renew until the execution must stop. `lease_exp` is the writ's
-/// `exp` (unix seconds); `grace` is how long the authority may be
+/// Watch and renew the execution of `grant` until it must stop. The lease
+/// first ends at the writ's `exp`; `grace` is how long the authority may be
 /// unreachable (past the lease's end, for renewals) before the run is ended.
-pub async fn govern(
-    client: Client,
-    holder: Holder,
-    jti: String,
-    lease_exp: u64,
-    grace: Duration,
-) -> Stop {
+pub async fn govern(client: Client, holder: Holder, grant: Grant, grace: Duration) -> Stop {
+    let (jti, lease_exp) = (grant.jti(), grant.exp());
     // The stream asks for an early renewal when something may concern this
     // run without naming it (a principal revoked, events lost).
     let (kick, kicked) = mpsc::channel(1);
     tokio::time::sleep(WATCH_AFTER).await;
     tokio::select! {
-        s = watch_revocations(&client, &jti, grace, kick) => s,
-        s = keep_lease(&client, &holder, &jti, lease_exp, grace, kicked) => s,
+        s = watch_revocations(&client, jti, grace, kick) => s,
+        s = keep_lease(&client, &holder, jti, lease_exp, grace, kicked) => s,
     }
 }
 

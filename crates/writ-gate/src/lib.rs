@@ -18,6 +18,7 @@ pub mod holder;
 pub mod lease;
 pub mod mcp;
 pub mod signals;
+mod step;
 
 use std::ffi::OsString;
 use std::future::Future;

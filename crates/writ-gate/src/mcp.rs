@@ -1,43 +1,47 @@
 //! `writ mcp-proxy` and `writ policy mcp-schema`: the stdio, process and HTTP
 //! wiring around `writ-mcp`, which holds the protocol and the decisions.
 
+mod schema;
+mod server;
+mod stdio;
+
+pub use schema::{mcp_schema, McpSchemaArgs};
+
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
+use serde_json::json;
+use tokio::io::BufReader;
 use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_artifact::pop::PopUse;
 use writ_artifact::{
-    canonical, Clock, Denial, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock, VerifyOptions,
+    canonical, Clock, Denial, Grant, Jwks, KeyRing, NoStatus, ReasonCode, SystemClock,
+    VerifyOptions,
 };
 use writ_exec::{Confinement, Enforcement};
-use writ_mcp::framing::{read_message, write_message, MESSAGE_BYTES_MAX};
 use writ_mcp::govern::{
     server_resource, Authority, Governor, Session, Unavailable, SESSION_ACTION,
 };
 use writ_mcp::proxy::End;
 
+use self::server::{
+    scope_of, server_confinement, server_env, session_facts, spawn_server, Asked, ServerProcess,
+};
+use self::stdio::{client_input, client_output, StdioFlags, UntilStopped, PIPE_BUFFER_BYTES};
 use crate::client::Client;
 use crate::holder::Holder;
+use crate::step::{proceed, Step};
 use crate::{print_denial, Exit, Global};
 
-/// Read buffer of each pipe.
-const PIPE_BUFFER_BYTES: usize = 256 * 1024;
-/// How long `writ policy mcp-schema` waits for the server's answers.
-const SCHEMA_TIMEOUT: Duration = Duration::from_secs(60);
 /// Lifetime of a session's writ when not given: it is a lease, renewed
 /// before it ends, so this bounds how long a session outlives a proxy that
 /// died without finishing it.
 const SESSION_LIFETIME_SECS_DEFAULT: u64 = 300;
 /// After a signal, how long the server has to exit before it is killed.
 const SIGNAL_GRACE: Duration = Duration::from_secs(1);
-/// Pages of `tools/list` read at most.
-const TOOL_PAGES_MAX: usize = 100;
 
 #[derive(Args, Debug)]
 #[command(after_long_help = "\
@@ -213,184 +217,326 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         Ok(k) => k,
         Err(e) => return denied(Denial::new(ReasonCode::AuthorityUnavailable, e)),
     };
-    let http = Http(client.clone());
-
-    // The session: a root execution (or a child of WRIT_PARENT), started.
-    let session_request = json!({"server": a.name, "argv": a.argv});
     // The server's executable, opened once: what runs is what was found
     // now (a file replaced at its path later does not change it).
     let path_var = std::env::var_os("PATH");
     let exe = writ_exec::Executable::open(&a.argv[0], path_var.as_deref())
         .with_context(|| format!("the MCP server {}", a.argv[0]))?;
-    let confined = server_confinement(&a)?;
-    let required = match &confined {
-        None => Enforcement::None,
-        Some(c) => {
-            let available = c.available();
-            if !a.allow_partial_enforcement && available != Enforcement::Full {
-                return denied(Denial::new(
-                    ReasonCode::IntegrityFailure,
-                    format!(
-                        "full enforcement of the server's scope is required but this kernel gives {}; \
-                         --allow-partial-enforcement runs with what it gives",
-                        available.as_str()
-                    ),
-                ));
-            }
-            if a.allow_partial_enforcement {
-                available
-            } else {
-                Enforcement::Full
-            }
-        }
-    };
-    let parent = crate::parent_from_env();
-    let lifetime = match (&parent, a.lifetime) {
-        (_, Some(l)) => Some(l),
-        (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
-        (Some(_), None) => None,
-    };
+    let asked = server_confinement(Asked {
+        confine: a.confine,
+        read: &a.read,
+        write: &a.write,
+        net: a.net,
+    })?;
+    let required = proceed!(required_enforcement(&a, asked.as_ref()));
     // The session's holder key: the session's writ and every call's are
     // bound to it (docs/spec/holder.md).
     let holder = Holder::generate(&audience)?;
-    let req = AuthorizeRequest {
-        action: SESSION_ACTION.into(),
-        resource: server_resource(&a.name),
-        context: Default::default(),
-        request: session_request.clone(),
-        environment: session_facts(confined.is_some(), required, a.allow_partial_enforcement),
-        scope: confined.as_ref().map(scope_of).unwrap_or_default(),
-        audience: audience.clone(),
-        parent,
-        lifetime_secs: lifetime,
-        start: true,
-        // The server's own credential: what it asks the authority is a
-        // child of the session.
-        credential: true,
-        delegates: Vec::new(),
-        cnf: holder.cnf(),
+    let proxy = Proxy {
+        a,
+        http: Http(client.clone()),
+        client,
+        audience,
+        holder,
+        asked,
+        required,
+        started: Instant::now(),
     };
-    let started = Instant::now();
-    let (writ, jti, credential) = match http.authorize(req).await {
-        Err(Unavailable(m)) => return denied(Denial::new(ReasonCode::AuthorityUnavailable, m)),
-        Ok(AuthorizeResponse::Deny {
-            reason, message, ..
-        }) => return denied(Denial::new(reason, message)),
-        Ok(AuthorizeResponse::Allow {
-            writ,
-            jti,
-            credential,
-            ..
-        }) => (writ, jti, credential),
-    };
-    let opts = VerifyOptions {
-        now_unix_secs: SystemClock.now_unix_secs(),
-        skew_secs: writ_mcp::govern::SKEW_SECS,
-        audience: Some(audience.clone()),
-        request_digest: Some(
-            canonical::digest_value(&session_request).map_err(anyhow::Error::msg)?,
-        ),
-        environment_digest: None,
-        accepted_policies: None,
-        check_spent: false,
-        holder: holder.check(&jti),
-    };
-    let session = match writ_artifact::verify(&writ, &keys, &opts, &NoStatus) {
-        Ok(v) if v.jti() == jti => v,
-        Ok(_) | Err(_) => {
-            let d = writ_artifact::verify(&writ, &keys, &opts, &NoStatus)
-                .err()
-                .unwrap_or_else(|| Denial::new(ReasonCode::MalformedArtifact, "jti mismatch"));
-            let _ = http
-                .finish(
-                    &jti,
-                    FinishRequest {
-                        terminated: Some(format!("not started: {}: {}", d.reason, d.message)),
-                        pop: holder.proof(&jti, PopUse::Finish),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            return denied(d);
-        }
-    };
-    eprintln!("writ mcp-proxy: session {jti} (audience {audience})");
-
+    let session = proceed!(proxy.open_session(&keys).await);
+    let jti = session.grant.jti();
+    eprintln!(
+        "writ mcp-proxy: session {jti} (audience {})",
+        proxy.audience
+    );
     // From here SIGTERM, SIGINT and SIGHUP end the session in order (an MCP
     // client stops a stdio server with SIGTERM after closing its input)
     // rather than killing the proxy with the session still open.
     let mut signals = crate::signals::Forwarder::new()?;
-    let env = server_env(&a, g, &writ, credential);
-    // The kernel confines the server to what the session's writ grants.
-    let granted = confined.map(|mut c| {
-        let scope = &session.claims().writ.scope;
-        c.read = scope.read.iter().map(PathBuf::from).collect();
-        c.write = scope.write.iter().map(PathBuf::from).collect();
-        c.net = scope.net;
-        c
-    });
-    let mut child = match spawn_server(&exe, granted.as_ref(), required, &a.argv, &env) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = http
-                .finish(
-                    &jti,
-                    FinishRequest {
-                        duration_ms: started.elapsed().as_millis() as u64,
-                        terminated: Some(format!("not started: cannot run {}: {e}", a.argv[0])),
-                        pop: holder.proof(&jti, PopUse::Finish),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            if matches!(e, writ_exec::ExecError::Confinement(_)) {
-                return denied(Denial::new(ReasonCode::IntegrityFailure, e.to_string()));
-            }
-            bail!("cannot run the MCP server {}: {e}", a.argv[0]);
-        }
-    };
-    drop(exe);
+    let env = server_env(
+        &proxy.a.env_allow,
+        &g.server,
+        &session.writ,
+        session.credential,
+    );
+    let mut child = proceed!(proxy.start_server(exe, &session.grant, &env).await);
     let (Some(server_in), Some(server_out)) = (child.stdin.take(), child.stdout.take()) else {
         bail!("the MCP server's pipes were not set up");
     };
-
     let gov = Arc::new(Governor::new(
-        http,
+        Http(proxy.client.clone()),
         Session {
-            server: a.name.clone(),
-            audience,
-            parent: Some(jti.clone()),
+            server: proxy.a.name.clone(),
+            audience: proxy.audience.clone(),
+            parent: Some(jti.to_owned()),
             keys,
-            holder: holder.key(),
+            holder: proxy.holder.key(),
         },
         Box::new(SystemClock),
     ));
-    // The session's lease: renewed, and watched for revocation.
-    let lease = {
-        let (gov, client, jti, exp) = (
-            Arc::clone(&gov),
-            client.clone(),
-            jti.clone(),
-            session.claims().exp,
+    let lease = proxy.keep_lease(&gov, &session.grant);
+    // Reading a pipe through the reactor makes it non-blocking, and that
+    // flag belongs to the pipe, not to this process: put it back on exit.
+    let _stdio_flags = StdioFlags::save();
+    let (end, received) = serve(&gov, server_in, server_out, &mut signals, &child).await;
+    lease.abort();
+    proxy.finish(&gov, jti, &mut child, end, received).await
+}
+
+/// Whether the kernel must confine the server, and how far: not at all for
+/// an unconfined server; else fully, or what this kernel gives with
+/// `--allow-partial-enforcement`.
+fn required_enforcement(a: &McpProxyArgs, asked: Option<&Confinement>) -> Step<Enforcement> {
+    let Some(c) = asked else {
+        return Ok(Ok(Enforcement::None));
+    };
+    let available = c.available();
+    if !a.allow_partial_enforcement && available != Enforcement::Full {
+        return denied(Denial::new(
+            ReasonCode::IntegrityFailure,
+            format!(
+                "full enforcement of the server's scope is required but this kernel gives {}; \
+                 --allow-partial-enforcement runs with what it gives",
+                available.as_str()
+            ),
+        ))
+        .map(Err);
+    }
+    Ok(Ok(if a.allow_partial_enforcement {
+        available
+    } else {
+        Enforcement::Full
+    }))
+}
+
+/// One proxy session's fixed parts, shared by its steps.
+struct Proxy {
+    a: McpProxyArgs,
+    http: Http,
+    client: Client,
+    /// `mcp:NAME`.
+    audience: String,
+    holder: Holder,
+    /// The confinement asked for the server, if any.
+    asked: Option<Confinement>,
+    required: Enforcement,
+    started: Instant,
+}
+
+/// The session's writ, verified.
+struct Opened {
+    writ: String,
+    grant: Grant,
+    /// The server's own credential, for what it asks the authority.
+    credential: Option<String>,
+}
+
+impl Proxy {
+    /// Ask for the session's writ (a root execution, or a child of
+    /// WRIT_PARENT, started on issue) and verify it offline.
+    async fn open_session(&self, keys: &KeyRing) -> Step<Opened> {
+        let a = &self.a;
+        let session_request = json!({"server": a.name, "argv": a.argv});
+        let parent = crate::parent_from_env();
+        let lifetime = match (&parent, a.lifetime) {
+            (_, Some(l)) => Some(l),
+            (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
+            (Some(_), None) => None,
+        };
+        let req = AuthorizeRequest {
+            action: SESSION_ACTION.into(),
+            resource: server_resource(&a.name),
+            context: Default::default(),
+            request: session_request.clone(),
+            environment: session_facts(
+                self.asked.is_some(),
+                self.required,
+                a.allow_partial_enforcement,
+            ),
+            scope: self.asked.as_ref().map(scope_of).unwrap_or_default(),
+            audience: self.audience.clone(),
+            parent,
+            lifetime_secs: lifetime,
+            start: true,
+            // The server's own credential: what it asks the authority is a
+            // child of the session.
+            credential: true,
+            delegates: Vec::new(),
+            cnf: self.holder.cnf(),
+        };
+        let (writ, jti, credential) = match self.http.authorize(req).await {
+            Err(Unavailable(m)) => {
+                return denied(Denial::new(ReasonCode::AuthorityUnavailable, m)).map(Err)
+            }
+            Ok(AuthorizeResponse::Deny {
+                reason, message, ..
+            }) => return denied(Denial::new(reason, message)).map(Err),
+            Ok(AuthorizeResponse::Allow {
+                writ,
+                jti,
+                credential,
+                ..
+            }) => (writ, jti, credential),
+        };
+        let opts = VerifyOptions::enforcing(
+            SystemClock.now_unix_secs(),
+            self.audience.clone(),
+            canonical::digest_value(&session_request).map_err(anyhow::Error::msg)?,
+            self.holder.check(&jti),
         );
-        let grace = Duration::from_secs(a.unreachable_grace);
-        let lease_holder = holder.clone();
+        let grant = match writ_artifact::verify(&writ, keys, &opts, &NoStatus) {
+            Ok(v) if v.jti() == jti => v.grant(),
+            Ok(_) | Err(_) => {
+                let d = writ_artifact::verify(&writ, keys, &opts, &NoStatus)
+                    .err()
+                    .unwrap_or_else(|| Denial::new(ReasonCode::MalformedArtifact, "jti mismatch"));
+                self.not_started(&jti, None, format!("{}: {}", d.reason, d.message))
+                    .await;
+                return denied(d).map(Err);
+            }
+        };
+        Ok(Ok(Opened {
+            writ,
+            grant,
+            credential,
+        }))
+    }
+
+    /// Record, as the session's finish, that its server never started.
+    async fn not_started(&self, jti: &str, duration_ms: Option<u64>, why: String) {
+        let _ = self
+            .http
+            .finish(
+                jti,
+                FinishRequest {
+                    duration_ms: duration_ms.unwrap_or_default(),
+                    terminated: Some(format!("not started: {why}")),
+                    pop: self.holder.proof(jti, PopUse::Finish),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+
+    /// Start the server, confined to what the session's `grant` grants.
+    async fn start_server(
+        &self,
+        exe: writ_exec::Executable,
+        grant: &Grant,
+        env: &[(String, String)],
+    ) -> Step<ServerProcess> {
+        let argv = &self.a.argv;
+        match spawn_server(&exe, grant, self.asked.as_ref(), self.required, argv, env) {
+            Ok(c) => Ok(Ok(c)),
+            Err(e) => {
+                let ms = self.started.elapsed().as_millis() as u64;
+                self.not_started(
+                    grant.jti(),
+                    Some(ms),
+                    format!("cannot run {}: {e}", argv[0]),
+                )
+                .await;
+                if matches!(e, writ_exec::ExecError::Confinement(_)) {
+                    return denied(Denial::new(ReasonCode::IntegrityFailure, e.to_string()))
+                        .map(Err);
+                }
+                bail!("cannot run the MCP server {}: {e}", argv[0]);
+            }
+        }
+    }
+
+    /// The session's lease: renewed, and watched for revocation; when it
+    /// ends, every later call is denied.
+    fn keep_lease(&self, gov: &Arc<Governor<Http>>, grant: &Grant) -> tokio::task::JoinHandle<()> {
+        let (gov, client, grant) = (Arc::clone(gov), self.client.clone(), grant.clone());
+        let grace = Duration::from_secs(self.a.unreachable_grace);
+        let lease_holder = self.holder.clone();
         tokio::spawn(async move {
-            let stop = crate::lease::govern(client, lease_holder, jti, exp, grace).await;
+            let stop = crate::lease::govern(client, lease_holder, grant, grace).await;
             eprintln!(
                 "writ mcp-proxy: the session's writ ended: {}",
                 stop.describe()
             );
             gov.end(Denial::new(stop.reason(), stop.record()));
         })
-    };
+    }
 
-    // Reading a pipe through the reactor makes it non-blocking, and that
-    // flag belongs to the pipe, not to this process: put it back on exit.
-    let _stdio_flags = StdioFlags::save();
+    /// Wait for the server to exit, record the session's finish, and exit
+    /// as the session ended.
+    async fn finish(
+        &self,
+        gov: &Governor<Http>,
+        jti: &str,
+        child: &mut ServerProcess,
+        end: End,
+        received: Option<(i32, Instant)>,
+    ) -> Result<Exit> {
+        let drain = match received {
+            Some((_, at)) => SIGNAL_GRACE.saturating_sub(at.elapsed()),
+            None => writ_mcp::proxy::DRAIN_GRACE,
+        };
+        let status = match tokio::time::timeout(drain, &mut child.exited).await {
+            Ok(s) => s.ok().and_then(Result::ok),
+            Err(_) => {
+                child.kill();
+                (&mut child.exited).await.ok().and_then(Result::ok)
+            }
+        };
+        let code = status.and_then(|s| s.code());
+        let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
+        let outcome = FinishRequest {
+            exit_status: code.map(i64::from).or(signal.map(|s| 128 + i64::from(s))),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            terminated: match (&end, received) {
+                (_, Some((sig, _))) => Some(format!(
+                    "writ mcp-proxy received {}",
+                    crate::signals::name(sig)
+                )),
+                (End::ClientClosed, None) => None,
+                (End::ServerExited { pending }, None) => Some(format!(
+                    "the MCP server exited with {pending} requests pending"
+                )),
+            },
+            ..Default::default()
+        };
+        if let Err(e) = gov.finish(jti, outcome).await {
+            eprintln!("writ: warning: the finish of session {jti} was not recorded: {e}");
+        }
+        if let Some((sig, _)) = received {
+            return Ok(Exit::Code(128u8.saturating_add(sig as u8)));
+        }
+        match end {
+            End::ClientClosed => Ok(Exit::Ok),
+            End::ServerExited { pending } => {
+                eprintln!(
+                    "writ mcp-proxy: the MCP server exited ({}) before the client closed; {pending} pending requests were answered with errors",
+                    match (code, signal) {
+                        (Some(c), _) => format!("status {c}"),
+                        (None, Some(s)) => format!("signal {s}"),
+                        _ => "status unknown".into(),
+                    }
+                );
+                Ok(Exit::Failed)
+            }
+        }
+    }
+}
+
+/// Run the proxy between this process's standard input and output and the
+/// server's pipes until the session ends. A signal reads as the client
+/// closing its side (calls in flight are answered, by the server or with
+/// an error, and recorded; the server's input is closed), is passed on to
+/// the server, and the server is killed if it outlives [`SIGNAL_GRACE`].
+/// How the session ended, and the signal received with when, if one was.
+async fn serve(
+    gov: &Arc<Governor<Http>>,
+    server_in: tokio::process::ChildStdin,
+    server_out: tokio::process::ChildStdout,
+    signals: &mut crate::signals::Forwarder,
+    child: &ServerProcess,
+) -> (End, Option<(i32, Instant)>) {
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let run = writ_mcp::proxy::run(
-        Arc::clone(&gov),
+        Arc::clone(gov),
         UntilStopped::new(
             BufReader::with_capacity(PIPE_BUFFER_BYTES, client_input()),
             stopped,
@@ -400,10 +546,6 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         BufReader::with_capacity(PIPE_BUFFER_BYTES, server_out),
     );
     tokio::pin!(run);
-    // A signal reads as the client closing its side (calls in flight are
-    // answered, by the server or with an error, and recorded; the server's
-    // input is closed), is passed on to the server, and the server is killed
-    // if it outlives SIGNAL_GRACE.
     let mut stop = Some(stop);
     let mut received: Option<(i32, Instant)> = None;
     let mut killed = false;
@@ -419,7 +561,7 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
                 if let Some(stop) = stop.take() {
                     let _ = stop.send(());
                 }
-                pass_on(&child, sig);
+                child.pass_on(sig);
             }
             _ = tokio::time::sleep(SIGNAL_GRACE), if received.is_some() && !killed => {
                 killed = true;
@@ -427,453 +569,5 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
             }
         }
     };
-    lease.abort();
-    let drain = match received {
-        Some((_, at)) => SIGNAL_GRACE.saturating_sub(at.elapsed()),
-        None => writ_mcp::proxy::DRAIN_GRACE,
-    };
-    let status = match tokio::time::timeout(drain, &mut child.exited).await {
-        Ok(s) => s.ok().and_then(Result::ok),
-        Err(_) => {
-            child.kill();
-            (&mut child.exited).await.ok().and_then(Result::ok)
-        }
-    };
-    let code = status.and_then(|s| s.code());
-    let signal = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s));
-    let outcome = FinishRequest {
-        exit_status: code.map(i64::from).or(signal.map(|s| 128 + i64::from(s))),
-        duration_ms: started.elapsed().as_millis() as u64,
-        terminated: match (&end, received) {
-            (_, Some((sig, _))) => Some(format!(
-                "writ mcp-proxy received {}",
-                crate::signals::name(sig)
-            )),
-            (End::ClientClosed, None) => None,
-            (End::ServerExited { pending }, None) => Some(format!(
-                "the MCP server exited with {pending} requests pending"
-            )),
-        },
-        ..Default::default()
-    };
-    if let Err(e) = gov.finish(&jti, outcome).await {
-        eprintln!("writ: warning: the finish of session {jti} was not recorded: {e}");
-    }
-    if let Some((sig, _)) = received {
-        return Ok(Exit::Code(128u8.saturating_add(sig as u8)));
-    }
-    match end {
-        End::ClientClosed => Ok(Exit::Ok),
-        End::ServerExited { pending } => {
-            eprintln!(
-                "writ mcp-proxy: the MCP server exited ({}) before the client closed; {pending} pending requests were answered with errors",
-                match (code, signal) {
-                    (Some(c), _) => format!("status {c}"),
-                    (None, Some(s)) => format!("signal {s}"),
-                    _ => "status unknown".into(),
-                }
-            );
-            Ok(Exit::Failed)
-        }
-    }
-}
-
-// ------------------------------------------------------------ mcp-schema
-
-#[derive(Args, Debug)]
-pub struct McpSchemaArgs {
-    /// The server's name (as given to `writ mcp-proxy --name`).
-    #[arg(long)]
-    pub name: String,
-    /// Write the fragment here instead of standard output.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Another environment variable the server gets (repeatable; as for
-    /// `writ mcp-proxy`, the server gets HOME, LANG, LC_ALL, PATH, TERM, TZ
-    /// and USER, and nothing else of this command's environment).
-    #[arg(long = "env-allow", value_name = "NAME", value_parser = crate::exec::env_allow_name)]
-    pub env_allow: Vec<String>,
-    /// The server's command and arguments.
-    #[arg(last = true, required = true, value_name = "SERVER_CMD")]
-    pub argv: Vec<String>,
-}
-
-async fn request<W: AsyncWrite + Unpin, R: AsyncBufRead + Unpin>(
-    w: &mut W,
-    r: &mut R,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> Result<Value> {
-    let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    write_message(w, writ_mcp::message::to_line(&msg)).await?;
-    loop {
-        let Some(raw) = read_message(r, MESSAGE_BYTES_MAX).await? else {
-            bail!("the MCP server closed its output before answering {method}");
-        };
-        let m = writ_mcp::message::Message::parse(raw);
-        match m.kind {
-            writ_mcp::message::Kind::Response { id: rid } if rid == json!(id) => {
-                if let Some(e) = m.value.get("error") {
-                    bail!("the MCP server answered {method} with an error: {e}");
-                }
-                return Ok(m.value.get("result").cloned().unwrap_or(Value::Null));
-            }
-            writ_mcp::message::Kind::Request { id: rid, .. } => {
-                // We offer no client capabilities.
-                let e = writ_mcp::message::error_response(&rid, -32601, "method not found");
-                write_message(w, writ_mcp::message::to_line(&e)).await?;
-            }
-            _ => {}
-        }
-    }
-}
-
-async fn list_tools(argv: &[String], env_allow: &[String]) -> Result<Vec<Value>> {
-    let mut allow: Vec<&str> = writ_exec::DEFAULT_ENV_ALLOW.to_vec();
-    allow.extend(env_allow.iter().map(String::as_str));
-    let env = allow
-        .into_iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k, v)));
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot run the MCP server {}", argv[0]))?;
-    let (Some(mut w), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
-        bail!("the MCP server's pipes were not set up");
-    };
-    let mut r = BufReader::with_capacity(PIPE_BUFFER_BYTES, out);
-    let init = request(
-        &mut w,
-        &mut r,
-        1,
-        "initialize",
-        json!({"protocolVersion": "2025-06-18", "capabilities": {},
-               "clientInfo": {"name": "writ", "version": env!("CARGO_PKG_VERSION")}}),
-    )
-    .await?;
-    if init
-        .get("capabilities")
-        .and_then(|c| c.get("tools"))
-        .is_none()
-    {
-        bail!("the MCP server does not offer tools (no `tools` capability)");
-    }
-    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    write_message(&mut w, writ_mcp::message::to_line(&note)).await?;
-    let mut tools = Vec::new();
-    let mut cursor: Option<Value> = None;
-    for page in 0..TOOL_PAGES_MAX {
-        let params = match &cursor {
-            Some(c) => json!({"cursor": c}),
-            None => json!({}),
-        };
-        let res = request(&mut w, &mut r, 2 + page as u64, "tools/list", params).await?;
-        if let Some(t) = res.get("tools").and_then(Value::as_array) {
-            tools.extend(t.iter().cloned());
-        }
-        cursor = res.get("nextCursor").filter(|c| !c.is_null()).cloned();
-        if cursor.is_none() {
-            break;
-        }
-    }
-    drop(w);
-    if tokio::time::timeout(Duration::from_secs(2), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-    Ok(tools)
-}
-
-pub async fn mcp_schema(g: &Global, a: McpSchemaArgs) -> Result<Exit> {
-    let tools = tokio::time::timeout(SCHEMA_TIMEOUT, list_tools(&a.argv, &a.env_allow))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the MCP server did not answer initialize and tools/list within {SCHEMA_TIMEOUT:?}"
-            )
-        })??;
-    let f = writ_mcp::schema::fragment(&a.name, &tools);
-    for w in &f.warnings {
-        eprintln!("warning: {w}");
-    }
-    match &a.out {
-        Some(p) => {
-            std::fs::write(p, &f.text).with_context(|| format!("cannot write {}", p.display()))?
-        }
-        None if g.json => crate::print_json(
-            &json!({"schema": f.text, "tools": tools.len(), "warnings": f.warnings}),
-        )?,
-        None => print!("{}", f.text),
-    }
-    Ok(Exit::Ok)
-}
-
-/// The file status flags of standard input and output as they were, put
-/// back when dropped. `O_NONBLOCK` is a flag of the open file, shared with
-/// every process that holds it (the shell that started the proxy, a command
-/// that reads the same pipe after it).
-struct StdioFlags([Option<rustix::fs::OFlags>; 2]);
-
-impl StdioFlags {
-    fn save() -> StdioFlags {
-        StdioFlags([
-            rustix::fs::fcntl_getfl(std::io::stdin()).ok(),
-            rustix::fs::fcntl_getfl(std::io::stdout()).ok(),
-        ])
-    }
-}
-
-impl Drop for StdioFlags {
-    fn drop(&mut self) {
-        if let Some(f) = self.0[0] {
-            let _ = rustix::fs::fcntl_setfl(std::io::stdin(), f);
-        }
-        if let Some(f) = self.0[1] {
-            let _ = rustix::fs::fcntl_setfl(std::io::stdout(), f);
-        }
-    }
-}
-
-/// Pass `sig` on to the server (it runs in a process group of its own, and
-/// a supervisor's SIGTERM is sent to the proxy alone).
-fn pass_on(child: &ServerProcess, sig: i32) {
-    let _ = writ_exec::signal_group(child.pid, sig);
-}
-
-/// The MCP server, started by [`spawn_server`].
-struct ServerProcess {
-    pid: u32,
-    stdin: Option<tokio::process::ChildStdin>,
-    stdout: Option<tokio::process::ChildStdout>,
-    exited: tokio::sync::oneshot::Receiver<std::io::Result<std::process::ExitStatus>>,
-}
-
-impl ServerProcess {
-    /// SIGKILL to the server's process group.
-    fn kill(&self) {
-        let _ = writ_exec::signal_group(self.pid, 9);
-    }
-}
-
-/// The confinement asked for the server, if any (`--confine`, `--read`,
-/// `--write`): the paths as `writ exec` takes them, the default read-only
-/// system trees.
-fn server_confinement(a: &McpProxyArgs) -> Result<Option<Confinement>> {
-    if !(a.confine || !a.read.is_empty() || !a.write.is_empty()) {
-        if a.net {
-            bail!("--net applies to a confined server: give --confine (or --read/--write) too");
-        }
-        return Ok(None);
-    }
-    let abs = |v: &[PathBuf]| -> Result<Vec<PathBuf>> {
-        v.iter()
-            .map(|p| {
-                crate::exec::scope_path(p)
-                    .with_context(|| format!("--read/--write {}", p.display()))
-            })
-            .collect()
-    };
-    let c = Confinement {
-        read: abs(&a.read)?,
-        write: abs(&a.write)?,
-        net: a.net,
-        system_read: writ_exec::DEFAULT_SYSTEM_READ
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
-        system_write: writ_exec::DEFAULT_SYSTEM_WRITE
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
-    };
-    c.check_paths().map_err(anyhow::Error::msg)?;
-    Ok(Some(c))
-}
-
-/// What the session's writ binds of the server's confinement: nothing for
-/// an unconfined server; else the level the kernel enforces, and whether
-/// less than full was accepted (a policy can refuse either).
-fn session_facts(
-    confined: bool,
-    level: Enforcement,
-    partial: bool,
-) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    if confined {
-        m.insert("enforcement".into(), json!(level.as_str()));
-        if partial {
-            m.insert("allow_partial_enforcement".into(), json!(true));
-        }
-    }
-    m
-}
-
-fn scope_of(c: &Confinement) -> writ_artifact::Scope {
-    let strings = |v: &[PathBuf]| v.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    writ_artifact::Scope {
-        read: strings(&c.read),
-        write: strings(&c.write),
-        net: c.net,
-    }
-}
-
-/// The server's environment: the allow-listed variables of the proxy's,
-/// and the session's writ, the authority's address and the session's
-/// credential, never the agent's token.
-fn server_env(
-    a: &McpProxyArgs,
-    g: &Global,
-    writ: &str,
-    credential: Option<String>,
-) -> Vec<(String, String)> {
-    let mut allow: Vec<&str> = writ_exec::DEFAULT_ENV_ALLOW.to_vec();
-    allow.extend(a.env_allow.iter().map(String::as_str));
-    allow.sort_unstable();
-    allow.dedup();
-    let mut env: Vec<(String, String)> = allow
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
-    env.push(("WRIT_PARENT".into(), writ.to_owned()));
-    env.push(("WRIT_SERVER".into(), g.server.clone()));
-    if let Some(c) = credential {
-        env.push(("WRIT_TOKEN".into(), c));
-    }
-    env
-}
-
-/// Start the server: the measured executable, with `env` only, in its own
-/// process group, with pipes for its standard input and output, under the
-/// terminal-injection filter and the parent-death signal, and confined to
-/// `confinement` when given.
-fn spawn_server(
-    exe: &writ_exec::Executable,
-    confinement: Option<&Confinement>,
-    required: Enforcement,
-    argv: &[String],
-    env: &[(String, String)],
-) -> Result<ServerProcess, writ_exec::ExecError> {
-    let launcher = writ_exec::Launcher::prepare(exe, confinement, required)?;
-    let (tell, exited) = tokio::sync::oneshot::channel();
-    let launched = launcher.launch(exe, confinement, required, argv, env, true, move |s| {
-        let _ = tell.send(s);
-    })?;
-    let io = |e: std::io::Error| writ_exec::ExecError::Io(e.to_string());
-    Ok(ServerProcess {
-        pid: launched.pid,
-        stdin: launched
-            .stdin
-            .map(tokio::process::ChildStdin::from_std)
-            .transpose()
-            .map_err(io)?,
-        stdout: launched
-            .stdout
-            .map(tokio::process::ChildStdout::from_std)
-            .transpose()
-            .map_err(io)?,
-        exited,
-    })
-}
-
-/// The client's input, ended early once `stopped` fires: to the proxy
-/// loop, a stop reads as the client closing its side. A stop sender that is
-/// dropped unsent never ends it.
-struct UntilStopped<R> {
-    inner: R,
-    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
-    ended: bool,
-}
-
-impl<R> UntilStopped<R> {
-    fn new(inner: R, stopped: tokio::sync::oneshot::Receiver<()>) -> UntilStopped<R> {
-        UntilStopped {
-            inner,
-            stopped: Some(stopped),
-            ended: false,
-        }
-    }
-
-    fn ended(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        use std::future::Future as _;
-        if let Some(rx) = self.stopped.as_mut() {
-            if let std::task::Poll::Ready(r) = std::pin::Pin::new(rx).poll(cx) {
-                self.stopped = None;
-                self.ended = r.is_ok();
-            }
-        }
-        self.ended
-    }
-}
-
-impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for UntilStopped<R> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if this.ended(cx) {
-            return std::task::Poll::Ready(Ok(()));
-        }
-        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<R: AsyncBufRead + Unpin> AsyncBufRead for UntilStopped<R> {
-    fn poll_fill_buf(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<&[u8]>> {
-        let this = self.get_mut();
-        if this.ended(cx) {
-            return std::task::Poll::Ready(Ok(&[]));
-        }
-        std::pin::Pin::new(&mut this.inner).poll_fill_buf(cx)
-    }
-
-    fn consume(self: std::pin::Pin<&mut Self>, amt: usize) {
-        let this = self.get_mut();
-        if !this.ended {
-            std::pin::Pin::new(&mut this.inner).consume(amt);
-        }
-    }
-}
-
-/// The proxy's standard input. A pipe (what MCP clients give a server) is
-/// read through the reactor; anything else through tokio's `stdin`, whose
-/// every read is handed over from a blocking thread (that hand-over cost
-/// each message tens of microseconds here).
-fn client_input() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
-    use std::os::fd::AsFd;
-    let piped = std::io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(|fd| tokio::net::unix::pipe::Receiver::from_file(std::fs::File::from(fd)));
-    match piped {
-        Ok(p) => Box::new(p),
-        Err(_) => Box::new(tokio::io::stdin()),
-    }
-}
-
-/// The proxy's standard output, written through the reactor when it is a
-/// pipe (see [`client_input`]).
-fn client_output() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
-    use std::os::fd::AsFd;
-    let piped = std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .and_then(|fd| tokio::net::unix::pipe::Sender::from_file(std::fs::File::from(fd)));
-    match piped {
-        Ok(p) => Box::new(p),
-        Err(_) => Box::new(tokio::io::stdout()),
-    }
+    (end, received)
 }

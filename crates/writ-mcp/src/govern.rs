@@ -1,8 +1,8 @@
 //! The governance decisions of the proxy, as functions over [`Authority`] so
 //! they can be tested without a network: the authorize request of a
 //! `tools/call`, offline verification of the writ the authority returns
-//! (into a [`VerifiedWrit`]), the finish record of a call, and the filtering
-//! of `tools/list`.
+//! (into the [`Permit`] a request is forwarded with), the finish record of a
+//! call, and the filtering of `tools/list`.
 //!
 //! Fail closed: an authority that cannot be reached, an answer that is not a
 //! writ, a writ that does not verify: each is a denial with a reason code,
@@ -17,9 +17,11 @@ use writ_api::HolderCnf;
 use writ_api::{AuthorizeRequest, AuthorizeResponse, FinishRequest};
 use writ_artifact::pop::{HolderKey, PopUse};
 use writ_artifact::{
-    canonical, Clock, Denial, HolderCheck, KeyRing, NoStatus, ReasonCode, VerifiedWrit,
-    VerifyOptions,
+    canonical, Clock, Denial, Grant, HolderCheck, KeyRing, NoStatus, ReasonCode, VerifyOptions,
 };
+
+pub use crate::methods::{call_of, BadCall};
+use crate::methods::{resource_read, tool_call, Ask};
 
 /// The action every governed tool call asks for.
 pub const CALL_TOOL_ACTION: &str = crate::methods::CALL_TOOL;
@@ -29,8 +31,6 @@ pub const SESSION_ACTION: &str = "Action::\"mcp_session\"";
 pub const PROBE_LIFETIME_SECS: u64 = 1;
 /// How many `tools/list` probes are in flight at once.
 pub const PROBES_IN_FLIGHT_MAX: usize = 16;
-/// Clock skew tolerated when verifying a writ, as `writ exec` does.
-pub const SKEW_SECS: u64 = 5;
 
 /// The authority could not be reached or gave no usable answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,18 +68,31 @@ pub fn server_resource(server: &str) -> String {
     )
 }
 
-/// A `tools/call` whose params are not a call at all (no tool name,
-/// arguments that are not an object): answered with JSON-RPC "invalid
-/// params", never forwarded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadCall(pub String);
-
-/// A governed call that may go to the server: its verified writ.
+/// A governed request that may be forwarded: the [`Grant`] of its verified
+/// writ, which only [`Governor::authorize`] gets (by verifying the writ the
+/// authority issued), and when it was asked for. The proxy forwards a
+/// decided request only with its permit, and records its finish with it.
 #[derive(Debug)]
 pub struct Permit {
-    pub writ: VerifiedWrit,
-    pub started: Instant,
+    grant: Grant,
+    started: Instant,
+}
+
+impl Permit {
+    /// What the verified writ grants.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// The writ's nonce, which names the request's execution.
+    pub fn jti(&self) -> &str {
+        self.grant.jti()
+    }
+
+    /// When the request was asked for.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
 }
 
 /// The session's fixed facts.
@@ -107,9 +120,6 @@ pub struct Governor<A> {
     /// denied with this.
     ended: Mutex<Option<Denial>>,
 }
-
-pub use crate::methods::call_of;
-use crate::methods::{resource_read, tool_call, Ask};
 
 impl<A: Authority> Governor<A> {
     pub fn new(authority: A, session: Session, clock: Box<dyn Clock>) -> Governor<A> {
@@ -238,18 +248,17 @@ impl<A: Authority> Governor<A> {
                 return Err(d);
             }
         };
-        let opts = VerifyOptions {
-            now_unix_secs: self.clock.now_unix_secs(),
-            skew_secs: SKEW_SECS,
-            audience: Some(self.session.audience.clone()),
-            request_digest: Some(digest),
-            environment_digest: None,
-            accepted_policies: None,
-            check_spent: false,
+        let opts = VerifyOptions::enforcing(
+            self.clock.now_unix_secs(),
+            self.session.audience.clone(),
+            digest,
             holder,
-        };
+        );
         match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
-            Ok(v) if v.jti() == writ.1 => Ok(Permit { writ: v, started }),
+            Ok(v) if v.jti() == writ.1 => Ok(Permit {
+                grant: v.grant(),
+                started,
+            }),
             Ok(v) => {
                 let d = Denial::new(
                     ReasonCode::MalformedArtifact,
@@ -288,26 +297,26 @@ impl<A: Authority> Governor<A> {
 
     /// Record how a forwarded call ended: the server's JSON-RPC response.
     pub async fn record_finish(&self, permit: &Permit, response: &Value) {
-        let outcome = finish_of(response, elapsed_ms(permit.started));
-        if let Err(e) = self.finish(permit.writ.jti(), outcome).await {
-            tracing::warn!("the finish of {} was not recorded: {e}", permit.writ.jti());
+        let outcome = finish_of(response, elapsed_ms(permit.started()));
+        if let Err(e) = self.finish(permit.jti(), outcome).await {
+            tracing::warn!("the finish of {} was not recorded: {e}", permit.jti());
         }
     }
 
     /// Record that an allowed call was not forwarded after all, and why.
     pub async fn record_unforwarded(&self, permit: &Permit, why: &str) {
-        self.record_not_forwarded(permit.writ.jti(), permit.started, why)
+        self.record_not_forwarded(permit.jti(), permit.started(), why)
             .await;
     }
 
     /// Record that the server went away before answering a forwarded call.
     pub async fn record_lost(&self, permit: &Permit) {
         let outcome = FinishRequest {
-            duration_ms: elapsed_ms(permit.started),
+            duration_ms: elapsed_ms(permit.started()),
             terminated: Some("the MCP server exited before answering".into()),
             ..Default::default()
         };
-        let _ = self.finish(permit.writ.jti(), outcome).await;
+        let _ = self.finish(permit.jti(), outcome).await;
     }
 
     /// May the principal call `tool` at all? A probe (see [`Governor::may`])

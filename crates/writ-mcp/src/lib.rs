@@ -11,7 +11,8 @@
 //!   becomes.
 //! - [`govern`]: the decisions, as functions over the [`govern::Authority`]
 //!   trait: the authorize request of a call, offline verification into a
-//!   `VerifiedWrit`, the finish record, `tools/list` filtering.
+//!   [`govern::Permit`] (the writ's `Grant`, without which nothing is
+//!   forwarded), the finish record, `tools/list` filtering.
 //! - [`proxy`]: the message router between a client and a server over any
 //!   byte streams (the CLI hands it stdio and a child process's pipes).
 //! - [`schema`]: a Cedar schema fragment from a server's tool list.

@@ -27,7 +27,12 @@ use serde_json::{json, Map, Value};
 use writ_api::NAME_BYTES_MAX;
 use writ_artifact::canonical;
 
-use crate::govern::BadCall;
+/// A request whose params are not what its method needs (a `tools/call`
+/// without a tool name, arguments that are not an object, ...): answered
+/// with JSON-RPC "invalid params", never forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadCall(pub String);
 
 pub const CALL_TOOL: &str = "Action::\"call_tool\"";
 pub const READ_RESOURCE: &str = "Action::\"read_resource\"";
@@ -198,54 +203,8 @@ pub fn ask_of(
             method,
             string_param(params_obj(params)?, "uri")?,
         ),
-        "prompts/get" => {
-            let p = params_obj(params)?;
-            let name = string_param(p, "name")?;
-            let arguments = match p.get("arguments") {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m.clone(),
-                Some(_) => return Err(BadCall("prompts/get `arguments` must be an object".into())),
-            };
-            context.insert("prompt".into(), json!(name));
-            context.insert("arguments".into(), Value::Object(arguments.clone()));
-            Ask {
-                action: GET_PROMPT,
-                resource: uid("Prompt", server, name),
-                context,
-                request: json!({"method": method, "name": name, "arguments": arguments}),
-                tool_call: false,
-            }
-        }
-        "completion/complete" => {
-            let p = params_obj(params)?;
-            let r = p
-                .get("ref")
-                .and_then(Value::as_object)
-                .ok_or_else(|| BadCall("completion/complete needs a `ref` object".into()))?;
-            let resource = match r.get("type").and_then(Value::as_str) {
-                Some("ref/prompt") => uid("Prompt", server, string_param(r, "name")?),
-                Some("ref/resource") => uid("Resource", server, string_param(r, "uri")?),
-                _ => {
-                    return Err(BadCall(
-                        "`ref.type` must be ref/prompt or ref/resource".into(),
-                    ))
-                }
-            };
-            if let Some(name) = p
-                .get("argument")
-                .and_then(|a| a.get("name"))
-                .and_then(Value::as_str)
-            {
-                context.insert("argument".into(), json!(name));
-            }
-            Ask {
-                action: COMPLETE,
-                resource,
-                context,
-                request: digested(method, params)?,
-                tool_call: false,
-            }
-        }
+        "prompts/get" => prompt_get(server, params_obj(params)?, context)?,
+        "completion/complete" => completion(server, params, context)?,
         "logging/setLevel" => {
             let level = string_param(params_obj(params)?, "level")?;
             context.insert("level".into(), json!(level));
@@ -272,6 +231,67 @@ pub fn ask_of(
         }
     };
     Ok(Some(ask))
+}
+
+/// The decision a `prompts/get` with params `p` asks for: the prompt, its
+/// arguments.
+fn prompt_get(
+    server: &str,
+    p: &Map<String, Value>,
+    mut context: Map<String, Value>,
+) -> Result<Ask, BadCall> {
+    let name = string_param(p, "name")?;
+    let arguments = match p.get("arguments") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err(BadCall("prompts/get `arguments` must be an object".into())),
+    };
+    context.insert("prompt".into(), json!(name));
+    context.insert("arguments".into(), Value::Object(arguments.clone()));
+    Ok(Ask {
+        action: GET_PROMPT,
+        resource: uid("Prompt", server, name),
+        context,
+        request: json!({"method": "prompts/get", "name": name, "arguments": arguments}),
+        tool_call: false,
+    })
+}
+
+/// The decision a `completion/complete` asks for: on the prompt or
+/// resource it refers to, the argument it completes in the context.
+fn completion(
+    server: &str,
+    params: Option<&Value>,
+    mut context: Map<String, Value>,
+) -> Result<Ask, BadCall> {
+    let p = params_obj(params)?;
+    let r = p
+        .get("ref")
+        .and_then(Value::as_object)
+        .ok_or_else(|| BadCall("completion/complete needs a `ref` object".into()))?;
+    let resource = match r.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => uid("Prompt", server, string_param(r, "name")?),
+        Some("ref/resource") => uid("Resource", server, string_param(r, "uri")?),
+        _ => {
+            return Err(BadCall(
+                "`ref.type` must be ref/prompt or ref/resource".into(),
+            ))
+        }
+    };
+    if let Some(name) = p
+        .get("argument")
+        .and_then(|a| a.get("name"))
+        .and_then(Value::as_str)
+    {
+        context.insert("argument".into(), json!(name));
+    }
+    Ok(Ask {
+        action: COMPLETE,
+        resource,
+        context,
+        request: digested("completion/complete", params)?,
+        tool_call: false,
+    })
 }
 
 #[cfg(test)]

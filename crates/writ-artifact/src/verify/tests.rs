@@ -88,6 +88,31 @@ fn a_signed_writ_verifies_and_yields_its_claims() {
     assert_eq!(v.token(), t);
 }
 
+/// A grant comes from a verified writ and carries exactly what it granted;
+/// a writ that fails verification yields none (there is no other way to
+/// make one: see the compile_fail examples on `Grant`).
+#[test]
+fn only_a_verified_writ_yields_a_grant() {
+    let k = WritKey::generate(&Seeded(1)).unwrap();
+    let mut c = claims();
+    c.writ.scope = Scope {
+        net: true,
+        read: vec!["/data".into()],
+        write: vec!["/tmp/out".into()],
+    };
+    let t = sign(&k, &c).unwrap();
+    let g = verify(&t, &ring(&k), &opts(), &NoStatus).unwrap().grant();
+    assert_eq!(g.scope(), &c.writ.scope);
+    assert_eq!(g.jti(), c.jti);
+    assert_eq!(g.audience(), c.aud);
+    assert_eq!(g.exp(), c.exp);
+    assert_eq!(g.lineage(), &c.writ.lineage);
+    let other = WritKey::generate(&Seeded(2)).unwrap();
+    let denied: Result<crate::Grant, Denial> =
+        verify(&t, &ring(&other), &opts(), &NoStatus).map(|v| v.grant());
+    assert_eq!(denied.unwrap_err().reason, ReasonCode::InvalidSignature);
+}
+
 #[test]
 fn missing_and_malformed_shapes() {
     let k = WritKey::generate(&Seeded(1)).unwrap();
