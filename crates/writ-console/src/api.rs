@@ -186,12 +186,14 @@ pub fn policy_listing(authority: &Authority, latest: Option<usize>) -> Result<Va
         "policy_ids": bundle.policy_ids(),
         "source": bundle.source(),
     });
+    let total = activations.len();
     if let Some(latest) = latest {
-        let total = activations.len();
         activations.drain(..total.saturating_sub(latest));
-        v["activations_total"] = json!(total);
     }
     v["activations"] = json!(activations);
+    if latest.is_some() {
+        v["activations_total"] = json!(total);
+    }
     Ok(v)
 }
 

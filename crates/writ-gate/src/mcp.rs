@@ -1,5 +1,11 @@
 //! `writ mcp-proxy` and `writ policy mcp-schema`: the stdio, process and HTTP
 //! wiring around `writ-mcp`, which holds the protocol and the decisions.
+//!
+//! # Tuning (The MCP proxy's pipes)
+//!
+//! The proxy reads and writes its client's pipes through the reactor on one
+//! thread: tokio's `stdin`/`stdout` hand every read and write over from a
+//! blocking thread. Each message and its newline go out in one write.
 
 mod schema;
 mod server;

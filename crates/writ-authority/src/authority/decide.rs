@@ -504,8 +504,7 @@ pub(super) fn deny_unlogged(d: Denial) -> AuthorizeResponse {
 /// random bits per millisecond are by far; the time in front makes every
 /// index keyed by jti (`writs`, `executions`) grow at its right edge
 /// instead of dirtying one random page per writ in each group commit,
-/// which cost a fifth of the governed rate (docs/tuning.md, "The nonce
-/// layout").
+/// which cost a fifth of the governed rate (this module's tuning notes).
 pub(super) fn new_jti(
     entropy: &dyn Entropy,
     now_ms: u64,

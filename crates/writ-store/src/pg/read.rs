@@ -259,16 +259,25 @@ impl StateRead for PgStore {
             vec![],
         )?
         .iter()
-        .map(|r| {
-            Ok(KeyRecord {
-                kid: get(r, 0)?,
-                role: get::<String>(r, 1)?.parse()?,
-                public_jwk: get(r, 2)?,
-                status: get::<String>(r, 3)?.parse()?,
-                created_ms: get_u64(r, 4)?,
-                verify_until_ms: get::<Option<i64>>(r, 5)?.map(u64_of).transpose()?,
-            })
-        })
+        .filter_map(|r| key_of(r).transpose())
         .collect()
     }
+}
+
+/// A `keys` row, or `None` for a key of a role or status this writ does
+/// not know: left out, as in `SqliteStore::keys`.
+fn key_of(r: &Row) -> Result<Option<KeyRecord>, StoreError> {
+    let role = get::<String>(r, 1)?.parse::<KeyRole>();
+    let status = get::<String>(r, 3)?.parse::<KeyStatus>();
+    let (Ok(role), Ok(status)) = (role, status) else {
+        return Ok(None);
+    };
+    Ok(Some(KeyRecord {
+        kid: get(r, 0)?,
+        role,
+        public_jwk: get(r, 2)?,
+        status,
+        created_ms: get_u64(r, 4)?,
+        verify_until_ms: get::<Option<i64>>(r, 5)?.map(u64_of).transpose()?,
+    }))
 }

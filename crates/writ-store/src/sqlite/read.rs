@@ -258,8 +258,9 @@ impl StateRead for SqliteStore {
     }
 
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        // A role or status this writ does not know fails the store's
-        // integrity, not its availability (which a failed read is).
+        // A key of a role or status this writ does not know (one a newer
+        // writ recorded) signs and verifies nothing here: it is left out,
+        // as every reader of keys ignored it when they were strings.
         let rows = self.read(|c| {
             let mut s = c.prepare_cached(
                 "SELECT kid, role, public_jwk, status, created_ms, verify_until_ms FROM keys ORDER BY created_ms, kid",
@@ -267,11 +268,10 @@ impl StateRead for SqliteStore {
             let rows = s.query_map([], |r| {
                 let role = r.get::<_, String>(1)?.parse::<KeyRole>();
                 let status = r.get::<_, String>(3)?.parse::<KeyStatus>();
-                let (role, status) = match (role, status) {
-                    (Ok(role), Ok(status)) => (role, status),
-                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+                let (Ok(role), Ok(status)) = (role, status) else {
+                    return Ok(None);
                 };
-                Ok(Ok(KeyRecord {
+                Ok(Some(KeyRecord {
                     kid: r.get(0)?,
                     role,
                     public_jwk: r.get(2)?,
@@ -282,8 +282,6 @@ impl StateRead for SqliteStore {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        rows.into_iter()
-            .map(|r| r.map_err(StoreError::from))
-            .collect()
+        Ok(rows.into_iter().flatten().collect())
     }
 }
