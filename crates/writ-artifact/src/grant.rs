@@ -11,7 +11,8 @@ use crate::claims::{Claims, Lineage, Scope};
 /// Its fields are private and it has no constructor outside this crate (no
 /// `Default`, no `Deserialize`): the one way to get one is
 /// [`VerifiedWrit::grant`](super::VerifiedWrit::grant), once verification
-/// passed. A grant cannot be built by hand:
+/// passed as an enforcement point verifies (its audience, request and
+/// holder checked; not an inspection). A grant cannot be built by hand:
 ///
 /// ```compile_fail,E0451
 /// let grant = writ_artifact::Grant {

@@ -145,6 +145,9 @@ pub enum HolderCheck {
 pub struct VerifiedWrit {
     claims: Claims,
     token: String,
+    /// Verified as an enforcement point verifies: its audience, its
+    /// request and its holder were checked ([`VerifyOptions::enforcing`]).
+    enforced: bool,
 }
 
 impl VerifiedWrit {
@@ -158,9 +161,18 @@ impl VerifiedWrit {
         &self.token
     }
     /// What this writ lets its enforcement point do: the only way to get
-    /// the [`Grant`] a launcher or forwarder demands.
-    pub fn grant(&self) -> Grant {
-        Grant::of(&self.claims)
+    /// the [`Grant`] a launcher or forwarder demands. Refused
+    /// (`integrity_failure`) for a writ verified without its audience, its
+    /// request or its holder's proof (an inspection, as the console's):
+    /// nothing may run on that.
+    pub fn grant(&self) -> Result<Grant, Denial> {
+        if !self.enforced {
+            return Err(Denial::new(
+                ReasonCode::IntegrityFailure,
+                "this writ was verified for inspection only (no audience, request or holder check): nothing may run on it",
+            ));
+        }
+        Ok(Grant::of(&self.claims))
     }
 }
 
@@ -349,6 +361,9 @@ pub fn verify(
     Ok(VerifiedWrit {
         claims: c,
         token: token.to_owned(),
+        enforced: opts.audience.is_some()
+            && opts.request_digest.is_some()
+            && !matches!(opts.holder, HolderCheck::Inspect),
     })
 }
 

@@ -391,10 +391,12 @@ impl Proxy {
         );
         let grant = match writ_artifact::verify(&writ, keys, &opts, &NoStatus) {
             Ok(v) if v.jti() == jti => v.grant(),
-            Ok(_) | Err(_) => {
-                let d = writ_artifact::verify(&writ, keys, &opts, &NoStatus)
-                    .err()
-                    .unwrap_or_else(|| Denial::new(ReasonCode::MalformedArtifact, "jti mismatch"));
+            Ok(_) => Err(Denial::new(ReasonCode::MalformedArtifact, "jti mismatch")),
+            Err(d) => Err(d),
+        };
+        let grant = match grant {
+            Ok(g) => g,
+            Err(d) => {
                 self.not_started(&jti, None, format!("{}: {}", d.reason, d.message))
                     .await;
                 return denied(d).map(Err);

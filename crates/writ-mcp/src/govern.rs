@@ -255,10 +255,13 @@ impl<A: Authority> Governor<A> {
             holder,
         );
         match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
-            Ok(v) if v.jti() == writ.1 => Ok(Permit {
-                grant: v.grant(),
-                started,
-            }),
+            Ok(v) if v.jti() == writ.1 => match v.grant() {
+                Ok(grant) => Ok(Permit { grant, started }),
+                Err(d) => {
+                    self.record_not_started(&writ.1, started, &d).await;
+                    Err(d)
+                }
+            },
             Ok(v) => {
                 let d = Denial::new(
                     ReasonCode::MalformedArtifact,

@@ -101,7 +101,16 @@ fn only_a_verified_writ_yields_a_grant() {
         write: vec!["/tmp/out".into()],
     };
     let t = sign(&k, &c).unwrap();
-    let g = verify(&t, &ring(&k), &opts(), &NoStatus).unwrap().grant();
+    let enforcing = VerifyOptions::enforcing(
+        NOW + 1,
+        c.aud.clone(),
+        c.writ.request.clone(),
+        HolderCheck::None,
+    );
+    let g = verify(&t, &ring(&k), &enforcing, &NoStatus)
+        .unwrap()
+        .grant()
+        .unwrap();
     assert_eq!(g.scope(), &c.writ.scope);
     assert_eq!(g.jti(), c.jti);
     assert_eq!(g.audience(), c.aud);
@@ -109,8 +118,29 @@ fn only_a_verified_writ_yields_a_grant() {
     assert_eq!(g.lineage(), &c.writ.lineage);
     let other = WritKey::generate(&Seeded(2)).unwrap();
     let denied: Result<crate::Grant, Denial> =
-        verify(&t, &ring(&other), &opts(), &NoStatus).map(|v| v.grant());
+        verify(&t, &ring(&other), &enforcing, &NoStatus).and_then(|v| v.grant());
     assert_eq!(denied.unwrap_err().reason, ReasonCode::InvalidSignature);
+    // Verified for inspection (no audience or request, or the holder left
+    // unchecked): a good writ, but nothing may run on it.
+    let inspected = [
+        opts(),
+        VerifyOptions {
+            audience: None,
+            ..enforcing.clone()
+        },
+        VerifyOptions {
+            request_digest: None,
+            ..enforcing.clone()
+        },
+        VerifyOptions {
+            holder: HolderCheck::Inspect,
+            ..enforcing.clone()
+        },
+    ];
+    for o in inspected {
+        let v = verify(&t, &ring(&k), &o, &NoStatus).unwrap();
+        assert_eq!(v.grant().unwrap_err().reason, ReasonCode::IntegrityFailure);
+    }
 }
 
 #[test]

@@ -346,8 +346,10 @@ impl Run {
         let mut opts =
             VerifyOptions::enforcing(now, self.audience.clone(), request_digest, holder_check);
         opts.environment_digest = Some(env_digest);
-        let grant = match writ_artifact::verify(&got.writ, ring, &opts, &NoStatus) {
-            Ok(v) => v.grant(),
+        let grant = match writ_artifact::verify(&got.writ, ring, &opts, &NoStatus)
+            .and_then(|v| v.grant())
+        {
+            Ok(g) => g,
             Err(d) => {
                 if let Some(jti) = &got.issued {
                     record_not_started(client, holder, jti, started, &d.message).await;
