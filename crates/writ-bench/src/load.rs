@@ -12,6 +12,18 @@ use writ_artifact::Scope;
 use writ_authority::AuthorizeRequest;
 use writ_gate::client::Client;
 
+/// The body of a `POST /v1/authorize` for an echo of `request` on `host`
+/// (its audience `exec@host`), as the log and soak loads send it.
+pub(crate) fn echo_body(request: &serde_json::Value, host: &str) -> serde_json::Value {
+    json!({
+        "action": "Action::\"exec\"",
+        "resource": "Command::\"/usr/bin/echo\"",
+        "request": request,
+        "environment": {"host": host, "cwd": "/tmp"},
+        "audience": format!("exec@{host}"),
+    })
+}
+
 /// The `exec` request every benchmark's principal asks for.
 pub(crate) fn request() -> AuthorizeRequest {
     AuthorizeRequest {

@@ -259,17 +259,9 @@ async fn serve_rss(dir: &Path, admin: &str, seconds: u64) -> Result<ServeFigures
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let r = if k % 2 == 0 {
+                    let request = json!({"argv": ["/usr/bin/echo", "rss"]});
                     let r = c
-                        .post(
-                            "/v1/authorize",
-                            &json!({
-                                "action": "Action::\"exec\"",
-                                "resource": "Command::\"/usr/bin/echo\"",
-                                "request": {"argv": ["/usr/bin/echo", "rss"]},
-                                "environment": {"host": "bench", "cwd": "/tmp"},
-                                "audience": "exec@bench",
-                            }),
-                        )
+                        .post("/v1/authorize", &crate::load::echo_body(&request, "bench"))
                         .await?;
                     decisions += 1;
                     r

@@ -75,16 +75,7 @@ struct Tally {
 async fn operation(c: &Client, k: u64, due: Instant, tally: &Mutex<Tally>) -> Result<()> {
     let request = json!({"argv": ["/usr/bin/echo", "soak", k.to_string()]});
     let r = c
-        .post(
-            "/v1/authorize",
-            &json!({
-                "action": "Action::\"exec\"",
-                "resource": "Command::\"/usr/bin/echo\"",
-                "request": request,
-                "environment": {"host": "soak", "cwd": "/tmp"},
-                "audience": "exec@soak",
-            }),
-        )
+        .post("/v1/authorize", &crate::load::echo_body(&request, "soak"))
         .await?;
     let authorized = due.elapsed();
     anyhow::ensure!(

@@ -30,11 +30,7 @@ fn a_fresh_proof_by_the_holder_passes_once_made() {
     let k = key();
     let jkt = k.jkt();
     assert_eq!(k.jwk().thumbprint().unwrap(), jkt);
-    let bound = Bound {
-        jti: JTI,
-        aud: AUD,
-        jkt: &jkt,
-    };
+    let bound = bound(&jkt);
     let p = k.prove(JTI, AUD, PopUse::Start, NOW).unwrap();
     let proven = check(&p, bound, PopUse::Start, NOW + 3, 5).unwrap();
     assert_eq!(proven.proof_jti().len(), 32);
@@ -49,11 +45,7 @@ fn a_fresh_proof_by_the_holder_passes_once_made() {
 fn every_wrong_proof_is_holder_mismatch() {
     let k = key();
     let jkt = k.jkt();
-    let bound = Bound {
-        jti: JTI,
-        aud: AUD,
-        jkt: &jkt,
-    };
+    let bound = bound(&jkt);
     let good = k.prove(JTI, AUD, PopUse::Renew, NOW).unwrap();
     let at = |p: &str, use_: PopUse, now: u64| reason(check(p, bound, use_, now, 5));
     // Missing, oversized, not three parts.
@@ -99,11 +91,7 @@ fn every_wrong_proof_is_holder_mismatch() {
 fn only_the_one_canonical_shape_is_accepted() {
     let k = key();
     let jkt = k.jkt();
-    let bound = Bound {
-        jti: JTI,
-        aud: AUD,
-        jkt: &jkt,
-    };
+    let bound = bound(&jkt);
     let x = k.jwk().x;
     let payload = format!(
         "{{\"aud\":\"{AUD}\",\"iat\":{NOW},\"jti\":\"00000000000000000000000000000001\",\"use\":\"verify\",\"writ\":\"{JTI}\"}}"
@@ -165,4 +153,13 @@ fn holder_keys_must_be_ed25519_points() {
     // Unknown members are refused when parsed.
     let extra = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": "AA", "d": "AA"});
     assert!(serde_json::from_value::<HolderJwk>(extra).is_err());
+}
+
+/// The writ every proof here is for, held by the key of thumbprint `jkt`.
+fn bound(jkt: &str) -> Bound<'_> {
+    Bound {
+        jti: JTI,
+        aud: AUD,
+        jkt,
+    }
 }
