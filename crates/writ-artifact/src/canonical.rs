@@ -3,12 +3,37 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+/// Why a value has no canonical form, or JSON text is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    /// RFC 8785 cannot write it (a number out of range, a key not a string).
+    #[error("cannot canonicalize JSON: {0}")]
+    Unrepresentable(String),
+    /// serde_json could not write it.
+    #[error("{0}")]
+    Json(String),
+    /// JSON text that names a key twice in one object.
+    #[error("{0}")]
+    DuplicateKey(String),
+    /// Text that is not JSON.
+    #[error("{0}")]
+    NotJson(String),
+}
+
+impl From<CanonicalError> for String {
+    fn from(e: CanonicalError) -> String {
+        e.to_string()
+    }
+}
+
 /// Prefix of every digest writ prints or binds.
 pub const DIGEST_PREFIX: &str = "sha256:";
 
 /// The RFC 8785 canonical bytes of a JSON value.
-pub fn to_canonical_bytes<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    serde_jcs::to_vec(value).map_err(|e| format!("cannot canonicalize JSON: {e}"))
+pub fn to_canonical_bytes<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<Vec<u8>, CanonicalError> {
+    serde_jcs::to_vec(value).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))
 }
 
 /// Whether serde_json's compact output of `v` is already its RFC 8785 form:
@@ -40,7 +65,7 @@ pub fn plain_map(map: &Map<String, Value>) -> bool {
 /// The RFC 8785 bytes of a JSON value, taking the fast path of
 /// [`write_value`] when the value holds no float. Same bytes as
 /// [`to_canonical_bytes`], which a test checks.
-pub fn value_to_canonical_bytes(v: &Value) -> Result<Vec<u8>, String> {
+pub fn value_to_canonical_bytes(v: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     if write_value(v, &mut out) {
         Ok(out)
@@ -155,18 +180,18 @@ pub fn sort_keys_deep(v: &mut Value) {
 }
 
 /// `sha256:` of the RFC 8785 form of an object.
-pub fn digest_map(map: &Map<String, Value>) -> Result<String, String> {
+pub fn digest_map(map: &Map<String, Value>) -> Result<String, CanonicalError> {
     if plain_map(map) {
         serde_json::to_vec(map)
             .map(|b| digest_bytes(&b))
-            .map_err(|e| e.to_string())
+            .map_err(|e| CanonicalError::Json(e.to_string()))
     } else {
         digest_json(map)
     }
 }
 
 /// `sha256:` of the RFC 8785 form of a value.
-pub fn digest_value(v: &Value) -> Result<String, String> {
+pub fn digest_value(v: &Value) -> Result<String, CanonicalError> {
     Ok(digest_bytes(&value_to_canonical_bytes(v)?))
 }
 
@@ -183,7 +208,7 @@ pub fn digest_bytes(bytes: &[u8]) -> String {
 
 /// `sha256:<hex>` of the RFC 8785 canonical form of a JSON value. This is how a
 /// writ binds its request and its environment.
-pub fn digest_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
+pub fn digest_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, CanonicalError> {
     Ok(digest_bytes(&to_canonical_bytes(value)?))
 }
 
@@ -203,11 +228,22 @@ pub fn is_digest(s: &str) -> bool {
 /// so a body with duplicates can mean one thing to the policy and another to a
 /// gateway in another language. Nesting is bounded by serde_json's recursion
 /// limit (128).
-pub fn check_no_duplicate_keys(json: &[u8]) -> Result<(), String> {
+pub fn check_no_duplicate_keys(json: &[u8]) -> Result<(), CanonicalError> {
     serde_json::from_slice::<NoDuplicates>(json)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            let m = e.to_string();
+            // NoDuplicates's own error (below) is the only one saying so.
+            if m.starts_with(DUPLICATE_KEY) {
+                CanonicalError::DuplicateKey(m)
+            } else {
+                CanonicalError::NotJson(m)
+            }
+        })
 }
+
+/// How [`check_no_duplicate_keys`]'s refusal of a duplicate key begins.
+const DUPLICATE_KEY: &str = "duplicate key";
 
 /// Deserializes any JSON value, keeping nothing, failing on a duplicate key.
 struct NoDuplicates;
@@ -258,7 +294,7 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
         let mut seen = std::collections::BTreeSet::new();
         while let Some(k) = m.next_key::<String>()? {
             if seen.contains(&k) {
-                return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                return Err(serde::de::Error::custom(format!("{DUPLICATE_KEY} {k:?}")));
             }
             m.next_value::<NoDuplicates>()?;
             seen.insert(k);
@@ -406,7 +442,7 @@ mod tests {
             br#"{"x":{"y":{"k":true,"k":false}}}"#,
             br#"{"a":1,"\u0061":2}"#,
         ] {
-            let e = check_no_duplicate_keys(bad).unwrap_err();
+            let e = check_no_duplicate_keys(bad).unwrap_err().to_string();
             assert!(e.contains("duplicate key"), "{e}");
         }
         assert!(check_no_duplicate_keys(b"{").is_err());

@@ -177,11 +177,11 @@ impl Claims {
     /// compact serde_json form is canonical, because every struct above lists
     /// its fields in lexicographic order and every other value is a string,
     /// integer, bool or null. A test checks both paths agree.
-    pub fn canonical_bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, canonical::CanonicalError> {
         // serde_json and RFC 8785 escape strings identically, so only the
         // facts (floats, key order) can differ.
         if canonical::plain_map(&self.writ.environment.facts) {
-            serde_json::to_vec(self).map_err(|e| e.to_string())
+            serde_json::to_vec(self).map_err(|e| canonical::CanonicalError::Json(e.to_string()))
         } else {
             canonical::to_canonical_bytes(self)
         }

@@ -257,7 +257,8 @@ async fn tampered<S: Stage>(s: &mut S, writ: &str, hello: &[&str; 2]) -> Result<
     let forged = format!(
         "{}.{}.{}",
         parts.first().copied().unwrap_or(""),
-        URL_SAFE_NO_PAD.encode(writ_artifact::canonical::to_canonical_bytes(&claims)?),
+        URL_SAFE_NO_PAD
+            .encode(writ_artifact::canonical::to_canonical_bytes(&claims).map_err(String::from)?),
         parts.get(2).copied().unwrap_or("")
     );
     let (v, m) = s.verify(&forged, hello).await?;

@@ -65,7 +65,7 @@ impl DecisionEntry {
             "message": self.message,
             "request": self.request,
         }))
-        .map_err(ContentError::Malformed)?;
+        .map_err(|e| ContentError::Malformed(e.to_string()))?;
         self.content = Some(commitment(&salt, &bytes));
         Ok(Content { salt, bytes })
     }

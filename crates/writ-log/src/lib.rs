@@ -392,7 +392,7 @@ impl Entry {
             m.insert("v".into(), Value::from(version));
         }
         canonical::sort_keys_deep(&mut v);
-        canonical::value_to_canonical_bytes(&v).map_err(EncodeError::Json)
+        canonical::value_to_canonical_bytes(&v).map_err(|e| EncodeError::Json(e.to_string()))
     }
 
     /// Parse leaf bytes strictly: canonical form, known version, known shape.
@@ -402,7 +402,7 @@ impl Entry {
         }
         let mut v: Value =
             serde_json::from_slice(leaf).map_err(|e| LeafError::Parse(e.to_string()))?;
-        if canonical::to_canonical_bytes(&v).map_err(LeafError::Parse)? != leaf {
+        if canonical::to_canonical_bytes(&v).map_err(|e| LeafError::Parse(e.to_string()))? != leaf {
             return Err(LeafError::NotCanonical);
         }
         let version = v.as_object_mut().and_then(|m| m.remove("v"));

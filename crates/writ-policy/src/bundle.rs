@@ -84,7 +84,7 @@ impl BundleSource {
             "schema": self.schema,
             "entities": self.entities,
         });
-        canonical::to_canonical_bytes(&v).map_err(BundleError::Canonical)
+        canonical::to_canonical_bytes(&v).map_err(|e| BundleError::Canonical(e.to_string()))
     }
 
     /// `sha256:` of the canonical form.

@@ -183,6 +183,7 @@ pub(crate) fn optional_body<T: DeserializeOwned + Default>(
         return Ok(T::default());
     }
     writ_artifact::canonical::check_no_duplicate_keys(body)
+        .map_err(|e| e.to_string())
         .and_then(|()| {
             axum::Json::from_bytes(body)
                 .map(|axum::Json(r)| r)

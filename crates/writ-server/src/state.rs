@@ -217,7 +217,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
         if let Err(e) = writ_artifact::canonical::check_no_duplicate_keys(&bytes) {
             // Malformed JSON is reported by the typed parse below (it names
             // the field); only a duplicate key is reported here.
-            if e.starts_with("duplicate key") {
+            if matches!(e, writ_artifact::canonical::CanonicalError::DuplicateKey(_)) {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
                     "bad_request",

@@ -533,7 +533,8 @@ impl<'a> Question<'a> {
         req: &'a AuthorizeRequest,
         now_ms: u64,
     ) -> Result<Question<'a>, BadRequest> {
-        let request_digest = canonical::digest_value(&req.request).map_err(BadRequest)?;
+        let request_digest =
+            canonical::digest_value(&req.request).map_err(|e| BadRequest(e.to_string()))?;
         let environment = EnvironmentBinding::bind(req.environment.clone()).map_err(BadRequest)?;
         let holder = req
             .cnf

@@ -68,11 +68,11 @@ impl Authority {
             request_digest: request
                 .map(canonical::digest_json)
                 .transpose()
-                .map_err(malformed)?,
+                .map_err(|e| malformed(e.to_string()))?,
             environment_digest: environment
                 .map(canonical::digest_json)
                 .transpose()
-                .map_err(malformed)?,
+                .map_err(|e| malformed(e.to_string()))?,
             accepted_policies: Some(accepted),
             check_spent,
             holder: HolderCheck::None,
