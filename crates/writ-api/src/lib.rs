@@ -10,7 +10,7 @@ use writ_artifact::{Claims, ReasonCode, Scope};
 
 /// `POST /v1/authorize`. The principal is the authenticated caller, never a
 /// field of the body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthorizeRequest {
     /// Cedar UID of the action, e.g. `Action::"exec"`.
@@ -60,7 +60,22 @@ pub struct AuthorizeRequest {
     /// the key (docs/spec/holder.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<HolderCnf>,
+    /// What the enforcement point was told the resource is (for an MCP
+    /// tool: `{name, description, inputSchema}`). Its digest is pinned by
+    /// the first allowed decision that carries one; a decision carrying
+    /// another is denied `definition_changed` until an administrator
+    /// approves it (docs/spec/api.md, "Pinned definitions").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<Value>,
+    /// Only ask whether the request would be allowed (an MCP proxy
+    /// filtering `tools/list`): logged as a probe, never started, its writ
+    /// lives at most [`PROBE_LIFETIME_SECS`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
+
+/// Longest life of a probe's writ.
+pub const PROBE_LIFETIME_SECS: u64 = 1;
 
 /// A request's confirmation key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +106,7 @@ impl AuthorizeRequest {
             credential: false,
             delegates: Vec::new(),
             cnf: None,
+            ..Default::default()
         }
     }
 }
@@ -332,6 +348,28 @@ pub struct RevokeRequest {
     pub principal: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// `POST /v1/pins`: an administrator approves a new definition of a
+/// resource (docs/spec/api.md, "Pinned definitions").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinRequest {
+    /// The resource, a Cedar UID (`Tool::"SERVER/TOOL"`).
+    pub resource: String,
+    /// `sha256:` of the definition approved, as a `definition_changed`
+    /// denial names it.
+    pub digest: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinResponse {
+    pub resource: String,
+    pub digest: String,
+    /// The `pin` entry of the approval.
+    pub log_index: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -28,11 +28,12 @@ pub enum ReasonCode {
     AuthorityUnavailable,
     IntegrityFailure,
     HolderMismatch,
+    DefinitionChanged,
 }
 
 impl ReasonCode {
     /// Every code, in the order of docs/spec/reason-codes.md.
-    pub const ALL: [ReasonCode; 18] = [
+    pub const ALL: [ReasonCode; 19] = [
         ReasonCode::MissingArtifact,
         ReasonCode::MalformedArtifact,
         ReasonCode::InvalidSignature,
@@ -51,6 +52,7 @@ impl ReasonCode {
         ReasonCode::AuthorityUnavailable,
         ReasonCode::IntegrityFailure,
         ReasonCode::HolderMismatch,
+        ReasonCode::DefinitionChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +75,7 @@ impl ReasonCode {
             ReasonCode::AuthorityUnavailable => "authority_unavailable",
             ReasonCode::IntegrityFailure => "integrity_failure",
             ReasonCode::HolderMismatch => "holder_mismatch",
+            ReasonCode::DefinitionChanged => "definition_changed",
         }
     }
 
@@ -103,6 +106,7 @@ impl ReasonCode {
             ReasonCode::AuthorityUnavailable => 25,
             ReasonCode::IntegrityFailure => 26,
             ReasonCode::HolderMismatch => 27,
+            ReasonCode::DefinitionChanged => 28,
         }
     }
 }

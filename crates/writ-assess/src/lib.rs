@@ -134,7 +134,8 @@ impl Tally {
             | Entry::PrincipalAdded { .. }
             | Entry::PrincipalChange { .. }
             | Entry::ContentErased { .. }
-            | Entry::IssuerChange { .. } => {}
+            | Entry::IssuerChange { .. }
+            | Entry::Pin { .. } => {}
         }
     }
 

@@ -27,6 +27,7 @@ fn decision(
         jti: jti.map(str::to_owned),
         parent: parent.map(str::to_owned),
         exp: None,
+        probe: false,
         content: None,
     }))
 }

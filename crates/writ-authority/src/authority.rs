@@ -32,6 +32,7 @@ mod holder;
 mod identity;
 mod keys;
 mod lineage;
+mod pins;
 mod principals;
 mod state;
 mod validate;

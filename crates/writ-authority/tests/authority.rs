@@ -69,6 +69,7 @@ fn exec(argv: &[&str]) -> AuthorizeRequest {
         credential: false,
         delegates: Vec::new(),
         cnf: None,
+        ..Default::default()
     }
 }
 

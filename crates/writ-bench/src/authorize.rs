@@ -209,6 +209,7 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
         jti: Some("0123456789abcdef0123456789abcdef".into()),
         parent: None,
         exp: Some(1_700_000_060),
+        probe: false,
         content: None,
     }));
     let leaf = entry.to_leaf().map_err(anyhow::Error::msg)?;

@@ -47,6 +47,7 @@ pub(crate) fn request() -> AuthorizeRequest {
         credential: false,
         delegates: Vec::new(),
         cnf: None,
+        ..Default::default()
     }
 }
 

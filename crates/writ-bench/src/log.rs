@@ -87,6 +87,7 @@ fn entry(i: u64, time_ms: u64) -> Result<Vec<u8>> {
         jti: Some(format!("{:032x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15)),
         parent: None,
         exp: Some(time_ms / 1000 + 300),
+        probe: false,
         content: None,
     };
     Entry::Decision(Box::new(d))

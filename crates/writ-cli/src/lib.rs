@@ -17,7 +17,8 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use commands::{
-    authorize, demo, execution, init, issuer, key, log, policy, principal, revoke, verify, witness,
+    authorize, demo, execution, init, issuer, key, log, pins, policy, principal, revoke, verify,
+    witness,
 };
 // What `writ bench` (crates/writ-bench) sets up its measurements with.
 pub use commands::init::init_quiet;
@@ -39,7 +40,8 @@ pub use writ_gate::{print_denial, print_json, Exit, Global, CLOSED_STDOUT};
 /// 16 replayed, 17 request_mismatch, 18 environment_mismatch,
 /// 19 audience_mismatch, 20 policy_mismatch, 21 revoked, 22 lineage_broken,
 /// 23 scope_escalation, 24 unauthenticated, 25 authority_unavailable,
-/// 26 integrity_failure, 27 holder_mismatch (docs/spec/reason-codes.md).
+/// 26 integrity_failure, 27 holder_mismatch, 28 definition_changed
+/// (docs/spec/reason-codes.md).
 #[derive(Parser, Debug)]
 #[command(name = "writ", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli<X: Extension = NoExtension> {
@@ -72,6 +74,9 @@ pub enum Command<X: Extension = NoExtension> {
     /// request that makes the server act or disclose (tools/call,
     /// resources/read, prompts/get, ...) is authorized and logged first.
     McpProxy(mcp::McpProxyArgs),
+    /// MCP tools' pinned definitions: list them, approve a changed one.
+    #[command(subcommand)]
+    Mcp(pins::McpCmd),
     /// Revoke a writ (and so its whole subtree) or a principal, for good.
     Revoke(revoke::RevokeArgs),
     /// Policy bundles: check, test, bundle, activate; an MCP server's schema (mcp-schema).
@@ -220,6 +225,7 @@ async fn run<X: Extension>(cli: Cli<X>) -> anyhow::Result<Exit> {
         Command::Exec(a) => exec::exec(&g, a).await,
         Command::McpProxy(a) => mcp::mcp_proxy(&g, a).await,
         Command::Revoke(a) => revoke::revoke(&g, a).await,
+        Command::Mcp(c) => pins::mcp(&g, c).await,
         Command::Policy(c) => policy::policy(&g, c).await,
         Command::Principal(c) => principal::principal(&g, c).await,
         Command::Issuer(c) => issuer::issuer(&g, c).await,

@@ -118,11 +118,11 @@ function proofLink(index) {
 function entryRow(e) {
   const outcome = e.outcome || '';
   const kind = outcome === 'allow' ? 'allow' : (outcome === 'deny' ? 'deny' : 'other');
-  const tr = el('tr', { 'data-type': e.type, 'data-outcome': outcome, 'data-principal': e.principal || '', 'data-reason': e.reason || '' },
+  const tr = el('tr', { 'data-type': e.type, 'data-outcome': outcome, 'data-principal': e.principal || '', 'data-reason': e.reason || '', 'data-probe': e.probe ? 'probe' : '' },
     el('td', { text: e.index }),
     el('td', { text: time(e.time_ms) }),
     el('td', { class: 'mono', text: e.principal || '' }),
-    el('td', { class: 'mono', text: e.action || e.type }),
+    el('td', { class: 'mono', text: (e.action || e.type) + (e.probe ? ' (probe)' : '') }),
     el('td', { class: 'mono', text: e.resource || '' }),
     el('td', {}, pill(outcome || e.type, kind)),
     el('td', {}, e.reason ? el('code', { text: e.reason }) : ''),
@@ -139,6 +139,7 @@ function matches(tr) {
   if (type === 'execution' && !t.startsWith('execution')) return false;
   if (type === 'revocation' && t !== 'revocation') return false;
   if (outcome && tr.dataset.outcome !== outcome) return false;
+  if (tr.dataset.probe && !$('f-probes').checked) return false;
   if (principal && !tr.dataset.principal.includes(principal)) return false;
   if (reason && !tr.dataset.reason.includes(reason)) return false;
   return true;
@@ -179,6 +180,7 @@ async function loadRevocations() {
 async function governance() {
   needToken();
   for (const id of ['f-type', 'f-outcome', 'f-principal', 'f-reason']) $(id).addEventListener('input', applyFilters);
+  $('f-probes').addEventListener('change', applyFilters);
   $('filters').addEventListener('submit', (e) => e.preventDefault());
   const tb = $('decisions').tBodies[0];
   const first = await api('/console/api/entries?limit=500');

@@ -37,7 +37,8 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
         Entry::Revocation { .. }
         | Entry::PolicyActivation { .. }
         | Entry::KeyChange { .. }
-        | Entry::ContentErased { .. } => authority_change(index, e),
+        | Entry::ContentErased { .. }
+        | Entry::Pin { .. } => authority_change(index, e),
         Entry::PrincipalAdded { .. }
         | Entry::PrincipalChange { .. }
         | Entry::IssuerChange { .. } => identity_change(index, e),
@@ -47,7 +48,7 @@ pub fn summarize(index: u64, e: &Entry) -> Value {
 fn decision(index: u64, d: &DecisionEntry) -> Value {
     row!(index, "decision", d.time_ms, d.principal, d.action, d.resource, outcome(d.decision),
         "reason": d.reason, "message": d.message, "jti": d.jti, "parent": d.parent,
-        "policy": d.policy, "audience": d.audience)
+        "policy": d.policy, "audience": d.audience, "probe": d.probe)
 }
 
 /// An execution's start, renewal or finish.
@@ -141,6 +142,15 @@ fn authority_change(index: u64, e: &Entry) -> Value {
             reason,
         } => row!(index, "content_erased", time_ms, by, "erase content", format!("entry {erased}"),
             "erased", "message": reason),
+        Entry::Pin {
+            time_ms,
+            by,
+            resource,
+            digest,
+            change,
+            reason,
+        } => row!(index, "pin", time_ms, by, "pin definition", resource, change.as_str(),
+            "message": if reason.is_empty() { digest.clone() } else { format!("{digest}: {reason}") }),
         // `summarize` sends only the kinds above here.
         _ => Value::Null,
     }

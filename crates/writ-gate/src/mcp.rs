@@ -368,6 +368,7 @@ impl Proxy {
             credential: true,
             delegates: Vec::new(),
             cnf: self.holder.cnf(),
+            ..Default::default()
         };
         let (writ, jti, credential) = match self.http.authorize(req).await {
             Err(Unavailable(m)) => {

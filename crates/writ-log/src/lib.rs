@@ -158,6 +158,38 @@ pub enum Entry {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         maps_to: String,
     },
+    /// A resource's definition was pinned: what an enforcement point said
+    /// the resource is (an MCP tool's name, description and input schema),
+    /// by its `sha256:` digest. `first_use`: the first allowed decision
+    /// that carried a definition pinned it (`by` is its principal);
+    /// `approved`: an administrator approved a new definition. A decision
+    /// carrying another definition is denied (`definition_changed`)
+    /// (docs/spec/log.md).
+    Pin {
+        time_ms: u64,
+        by: String,
+        resource: String,
+        digest: String,
+        change: PinChangeKind,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinChangeKind {
+    FirstUse,
+    Approved,
+}
+
+impl PinChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PinChangeKind::FirstUse => "first_use",
+            PinChangeKind::Approved => "approved",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,6 +280,11 @@ pub struct DecisionEntry {
     pub parent: Option<String>,
     #[serde(default)]
     pub exp: Option<u64>,
+    /// A probe: asked only whether the request would be allowed (an MCP
+    /// proxy filtering `tools/list`); its writ is never started (left out
+    /// when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
 }
 
 impl DecisionEntry {
@@ -306,6 +343,9 @@ impl DecisionEntry {
         opt_text(&mut out, "parent", self.parent.as_deref());
         text(&mut out, "policy", &self.policy);
         text(&mut out, "principal", &self.principal);
+        if self.probe {
+            json(&mut out, "probe", &true)?;
+        }
         json(&mut out, "reason", &self.reason)?;
         if self.content.is_none() {
             text(&mut out, "request", &self.request);
@@ -452,6 +492,7 @@ impl Entry {
             Entry::PrincipalChange { .. } => "principal_change",
             Entry::ContentErased { .. } => "content_erased",
             Entry::IssuerChange { .. } => "issuer_change",
+            Entry::Pin { .. } => "pin",
         }
     }
 }
@@ -480,6 +521,7 @@ mod tests {
             jti: None,
             parent: None,
             exp: None,
+            probe: false,
             content: None,
         }))
     }
@@ -526,6 +568,7 @@ mod tests {
                 d.jti = Some("0123456789abcdef0123456789abcdef".into());
                 d.parent = Some("fedcba9876543210fedcba9876543210".into());
                 d.exp = Some(1_800_000_060);
+                d.probe = i == 1;
                 d.delegates = vec!["Agent::\"b\"".into(), "Agent::\"\u{e9}\"".into()];
                 d.scope = Scope {
                     net: true,
@@ -547,6 +590,26 @@ mod tests {
             assert_eq!(leaf, generic);
             assert_eq!(Entry::from_leaf(&leaf).unwrap().kind(), "decision");
         }
+    }
+
+    #[test]
+    fn a_pin_entry_round_trips_and_leaves_out_an_empty_reason() {
+        let pin = Entry::Pin {
+            time_ms: 7,
+            by: "Agent::\"a\"".into(),
+            resource: "Tool::\"fs/write\"".into(),
+            digest: format!("sha256:{}", "0".repeat(64)),
+            change: PinChangeKind::FirstUse,
+            reason: String::new(),
+        };
+        let leaf = pin.to_leaf().unwrap();
+        let text = String::from_utf8(leaf.clone()).unwrap();
+        assert!(
+            text.contains("\"change\":\"first_use\"") && !text.contains("reason"),
+            "{text}"
+        );
+        assert_eq!(Entry::from_leaf(&leaf).unwrap(), pin);
+        assert_eq!(pin.kind(), "pin");
     }
 
     #[test]

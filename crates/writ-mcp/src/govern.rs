@@ -8,6 +8,7 @@
 //! writ, a writ that does not verify: each is a denial with a reason code,
 //! and the call is not forwarded.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -28,7 +29,10 @@ pub const CALL_TOOL_ACTION: &str = crate::methods::CALL_TOOL;
 /// The action of the session writ (the root of a session's lineage).
 pub const SESSION_ACTION: &str = "Action::\"mcp_session\"";
 /// Lifetime of a `tools/list` probe's writ, which is never started.
-pub const PROBE_LIFETIME_SECS: u64 = 1;
+pub const PROBE_LIFETIME_SECS: u64 = writ_api::PROBE_LIFETIME_SECS;
+/// Most tool definitions a session remembers (a server listing more has
+/// the rest called without one, which a pinned tool denies).
+pub const DEFINITIONS_MAX: usize = 10_000;
 /// How many `tools/list` probes are in flight at once.
 pub const PROBES_IN_FLIGHT_MAX: usize = 16;
 
@@ -119,6 +123,34 @@ pub struct Governor<A> {
     /// denied, authority unreachable past the grace): every later call is
     /// denied with this.
     ended: Mutex<Option<Denial>>,
+    /// Each tool's definition as the server last listed it (name →
+    /// `{name, description, inputSchema}`): sent with its calls and probes,
+    /// whose digest the authority pins (docs/spec/api.md, "Pinned
+    /// definitions").
+    definitions: Mutex<HashMap<String, Value>>,
+}
+
+/// The tool a `tools/call` ask names.
+fn called_tool(ask: &Ask) -> Option<&str> {
+    if ask.action != CALL_TOOL_ACTION {
+        return None;
+    }
+    ask.request.get("name")?.as_str()
+}
+
+/// What a tool's definition is, for pinning: its name, description and
+/// input schema, as the server listed them (what the model reads and
+/// what the call's arguments are checked against).
+pub fn tool_definition(tool: &Value) -> Option<(String, Value)> {
+    let name = tool.get("name")?.as_str()?.to_owned();
+    let mut d = Map::new();
+    d.insert("name".into(), Value::String(name.clone()));
+    for key in ["description", "inputSchema"] {
+        if let Some(v) = tool.get(key) {
+            d.insert(key.into(), v.clone());
+        }
+    }
+    Some((name, Value::Object(d)))
 }
 
 impl<A: Authority> Governor<A> {
@@ -128,6 +160,7 @@ impl<A: Authority> Governor<A> {
             session,
             clock,
             ended: Mutex::new(None),
+            definitions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -149,13 +182,48 @@ impl<A: Authority> Governor<A> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether the session knows the definition of the tool `ask` calls.
+    pub fn knows_definition(&self, ask: &Ask) -> bool {
+        self.definition_of(ask).is_some()
+    }
+
+    /// Remember the definitions of the tools a `tools/list` answer holds.
+    pub fn learn_tools(&self, tools: &[Value]) {
+        let mut defs = self.definitions.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, d) in tools.iter().filter_map(tool_definition) {
+            if defs.len() < DEFINITIONS_MAX || defs.contains_key(&name) {
+                defs.insert(name, d);
+            }
+        }
+    }
+
+    /// The definition of the tool a `tools/call` ask names, if it was listed.
+    fn definition_of(&self, ask: &Ask) -> Option<Value> {
+        let name = called_tool(ask)?;
+        let defs = self.definitions.lock().unwrap_or_else(|p| p.into_inner());
+        defs.get(name).cloned()
+    }
+
     /// The authorize request of `ask`: a child of the session, started on
-    /// issue unless it is a probe (`start` false).
+    /// issue unless it is a probe (`start` false). A tool call carries the
+    /// tool's definition (and the policy sees its `description`).
     pub fn request_for(&self, ask: &Ask, start: bool) -> AuthorizeRequest {
+        // A tool the server did not list (or whose listing never came) is
+        // sent as its bare name: held to its pin like any other definition,
+        // so a server cannot skip the check by not answering a list.
+        let definition = self
+            .definition_of(ask)
+            .or_else(|| called_tool(ask).map(|name| serde_json::json!({ "name": name })));
+        let mut context = ask.context.clone();
+        if let Some(d) = definition.as_ref().and_then(|d| d.get("description")) {
+            if d.is_string() {
+                context.insert("description".into(), d.clone());
+            }
+        }
         AuthorizeRequest {
             action: ask.action.into(),
             resource: ask.resource.clone(),
-            context: ask.context.clone(),
+            context,
             request: ask.request.clone(),
             environment: Map::new(),
             scope: Default::default(),
@@ -170,6 +238,8 @@ impl<A: Authority> Governor<A> {
                 .holder
                 .as_ref()
                 .map(|h| HolderCnf { jwk: h.jwk() }),
+            definition,
+            probe: !start,
         }
     }
 
@@ -364,6 +434,9 @@ impl<A: Authority> Governor<A> {
             return response;
         };
         let items = std::mem::take(items);
+        if listed == Listed::Tools {
+            self.learn_tools(&items);
+        }
         let mut keep = vec![false; items.len()];
         let mut set = tokio::task::JoinSet::new();
         for (i, item) in items.iter().enumerate() {

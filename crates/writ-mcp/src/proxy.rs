@@ -10,7 +10,10 @@
 //!   decided and recorded the same way, and a denied one answered with an
 //!   error to the server;
 //! - `tools/list` and `resources/list` responses are filtered
-//!   ([`Governor::filter_list`]);
+//!   ([`Governor::filter_list`]), and the tools' definitions remembered: a
+//!   call carries its tool's, which the authority pins; a call of a tool
+//!   the session has not seen listed makes the proxy list the server's
+//!   tools itself first ([`learn_tools`]);
 //! - a message whose keys another JSON parser would read differently is
 //!   refused in either direction (`keys`);
 //! - if the server goes away, every request still waiting gets a JSON-RPC
@@ -57,7 +60,14 @@ enum Pending {
     Plain,
     List(Listed),
     Call(Box<Permit>),
+    /// The proxy's own request (its `tools/list`): the answer goes here.
+    Own(tokio::sync::oneshot::Sender<Value>),
 }
+
+/// How long the proxy waits for the server to answer its own `tools/list`.
+pub const OWN_LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pages of its own `tools/list` the proxy reads at most.
+pub const OWN_LIST_PAGES_MAX: usize = 20;
 
 /// Requests forwarded to the server and not answered yet, by the JSON text
 /// of their id; `closed` once the server is gone. `from_server`: the
@@ -217,6 +227,11 @@ where
         gov.record_unforwarded(&permit, "the MCP server exited before the client answered")
             .await;
     }
+    // The proxy's own requests are not the client's to hear of.
+    let lost: Vec<(Value, Pending)> = lost
+        .into_iter()
+        .filter(|(_, p)| !matches!(p, Pending::Own(_)))
+        .collect();
     let n = lost.len();
     for (id, p) in lost {
         let _ = to_client
@@ -464,6 +479,10 @@ async fn from_server<A: Authority>(
             let id = msg.value.get("id").filter(|i| crate::message::valid_id(i));
             let waiting = id.and_then(|id| lock(table).waiting.remove(&key(id)));
             if let (Some(id), Some((_, p))) = (id, waiting) {
+                if let Pending::Own(_) = p {
+                    // The proxy's own list: dropped, the call goes on without it.
+                    return;
+                }
                 if let Pending::Call(permit) = p {
                     gov.record_unforwarded(
                         &permit,
@@ -502,6 +521,9 @@ async fn decide<A: Authority>(
     from: From,
 ) {
     let tool_call = ask.tool_call;
+    if tool_call && from == From::Client && !gov.knows_definition(&ask) {
+        learn_tools(&gov, &table, &to.to_server).await;
+    }
     match gov.authorize(ask).await {
         Err(d) => {
             let (answer, side) = match from {
@@ -512,6 +534,57 @@ async fn decide<A: Authority>(
             let _ = side.send(to_line(&answer)).await;
         }
         Ok(permit) => forward(&gov, &table, &to, &id, permit, raw, from).await,
+    }
+}
+
+/// List the server's tools as the proxy itself (ids the client cannot
+/// have: they are taken in the table while waiting, and a client request
+/// with one is refused as in use), following `nextCursor` for at most
+/// [`OWN_LIST_PAGES_MAX`] pages, and remember their definitions. A server
+/// that does not answer in [`OWN_LIST_TIMEOUT`], or does not list the tool,
+/// leaves the call with the tool's bare name as its definition, which a
+/// tool pinned with a listed definition is denied for.
+async fn learn_tools<A: Authority>(
+    gov: &Arc<Governor<A>>,
+    table: &Shared,
+    to_server: &mpsc::Sender<Vec<u8>>,
+) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut cursor: Option<Value> = None;
+    for _ in 0..OWN_LIST_PAGES_MAX {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = Value::String(format!("writ-mcp-proxy/tools/{n}"));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if wait_for(table, &id, Pending::Own(tx)).is_err() {
+            return;
+        }
+        let mut req = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/list"});
+        if let Some(c) = cursor.take() {
+            req["params"] = serde_json::json!({ "cursor": c });
+        }
+        if to_server.send(to_line(&req)).await.is_err() {
+            lock(table).waiting.remove(&key(&id));
+            return;
+        }
+        let answer = match tokio::time::timeout(OWN_LIST_TIMEOUT, rx).await {
+            Ok(Ok(v)) => v,
+            _ => {
+                lock(table).waiting.remove(&key(&id));
+                tracing::warn!("the MCP server did not answer writ mcp-proxy's tools/list");
+                return;
+            }
+        };
+        let result = answer.get("result");
+        if let Some(tools) = result
+            .and_then(|r| r.get("tools"))
+            .and_then(Value::as_array)
+        {
+            gov.learn_tools(tools);
+        }
+        match result.and_then(|r| r.get("nextCursor")) {
+            Some(c) if c.is_string() => cursor = Some(c.clone()),
+            _ => return,
+        }
     }
 }
 
@@ -587,6 +660,9 @@ async fn answer_client<A: Authority>(
     match waiting {
         None | Some((_, Pending::Plain)) => {
             let _ = to_client.send(msg.raw).await;
+        }
+        Some((_, Pending::Own(tx))) => {
+            let _ = tx.send(msg.value);
         }
         Some((_, Pending::List(listed))) => {
             let (gov, to_client) = (Arc::clone(gov), to_client.clone());

@@ -13,7 +13,10 @@
 //! attribute optional (policies test `context.arguments has path` first, as
 //! Cedar's strict validation demands). The fragment also declares the
 //! context attributes writ itself adds (`request`, `environment`, `scope`,
-//! `audience`, `lineage`) and the session action `mcp_session`.
+//! `audience`, `lineage`) and the session action `mcp_session`. A call's
+//! `description` is the tool's, as the server last listed it (absent when
+//! it gave none), so that a policy can refuse tools whose descriptions
+//! carry instructions.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -194,7 +197,7 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     text.push_str(WRIT_CONTEXT_TYPES);
     let _ = writeln!(
         text,
-        "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{ \"enforcement\"?: String, \"allow_partial_enforcement\"?: Bool }},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
+        "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"description\"?: String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{ \"enforcement\"?: String, \"allow_partial_enforcement\"?: Bool }},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
     );
     text.push_str(OTHER_METHODS);
     Fragment { text, warnings }

@@ -89,6 +89,8 @@ pub const TABLE: &[(&str, &str, Class)] = &[
     ("POST", "/v1/issuers", Class::Admin),
     ("GET", "/v1/issuers", Class::Admin),
     ("POST", "/v1/issuers/remove", Class::Admin),
+    ("POST", "/v1/pins", Class::Admin),
+    ("GET", "/v1/pins", Class::Auditor),
     ("POST", "/v1/policies", Class::Admin),
     ("POST", "/v1/keys/rotate", Class::Admin),
     ("POST", "/v1/keys/retire", Class::Admin),

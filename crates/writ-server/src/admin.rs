@@ -133,3 +133,22 @@ pub(crate) async fn retire_key(
         Err(e) => CallErrorResponse(e).into_response(),
     }
 }
+
+/// `POST /v1/pins`: approve a new definition of a resource (admin).
+pub(crate) async fn approve_definition(
+    State(s): State<Shared>,
+    Caller(who): Caller,
+    Json(req): Json<PinRequest>,
+) -> Response {
+    json_or_error(s.authority.approve_definition(&who, &req).await)
+}
+
+/// `GET /v1/pins`: every pinned definition (auditor).
+pub(crate) async fn list_pins(State(s): State<Shared>, Caller(_): Caller) -> Response {
+    let store = s.reads_owned();
+    match s.readers.run(move || store.pins()).await {
+        Ok(Ok(pins)) => axum::Json(json!({ "pins": pins })).into_response(),
+        Ok(Err(e)) => CallErrorResponse(e.into()).into_response(),
+        Err(b) => crate::state::busy(b),
+    }
+}

@@ -127,6 +127,7 @@ pub(crate) async fn authzen_evaluation(
         credential: false,
         delegates: Vec::new(),
         cnf: None,
+        ..Default::default()
     };
     match s.authority.authorize(&who, areq).await {
         Ok(AuthorizeResponse::Allow {

@@ -42,6 +42,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/principals/enable", post(admin::enable_principal))
         .route("/v1/issuers", post(issuers::add).get(issuers::list))
         .route("/v1/issuers/remove", post(issuers::remove))
+        .route(
+            "/v1/pins",
+            post(admin::approve_definition).get(admin::list_pins),
+        )
         .layer(DefaultBodyLimit::max(DECISION_BODY_BYTES_MAX));
     Router::new()
         .merge(decisions)

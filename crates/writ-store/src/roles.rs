@@ -55,6 +55,10 @@ pub trait StateRead: Send + Sync {
     /// Activations, oldest first; the last is the active bundle.
     fn activations(&self) -> Result<Vec<ActivationRecord>, StoreError>;
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// The pinned definition of `resource`, if it has one.
+    fn pin(&self, resource: &str) -> Result<Option<PinRecord>, StoreError>;
+    /// Every pinned definition, by resource.
+    fn pins(&self) -> Result<Vec<PinRecord>, StoreError>;
 }
 
 /// Writing: transactions, committed in group commits.

@@ -112,6 +112,17 @@ pub enum Op {
         size: u64,
         note: String,
     },
+    /// Pin the definition of `resource` to `digest`; its `log_index` is
+    /// that of the last `Append` before it in the same transaction. On
+    /// first use (`approved` false) a pin of the same digest is kept as it
+    /// is and one of another digest is a conflict; an approval replaces
+    /// any pin.
+    Pin {
+        resource: String,
+        digest: String,
+        time_ms: u64,
+        approved: bool,
+    },
 }
 
 /// Ops applied atomically.
@@ -263,6 +274,19 @@ pub struct IssuerRecord {
     /// Its JSON (`writ_identity::IssuerSpec`), as registered.
     pub spec: String,
     pub created_ms: u64,
+}
+
+/// The pinned definition of a resource (`Op::Pin`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PinRecord {
+    pub resource: String,
+    /// `sha256:` of the definition's RFC 8785 bytes.
+    pub digest: String,
+    pub time_ms: u64,
+    /// The `pin` entry that set it.
+    pub log_index: u64,
+    /// Approved by an administrator (not pinned on first use).
+    pub approved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -67,6 +67,10 @@ const CASES: &[Case] = &[
         "content_is_kept_beside_its_entry_and_erased_leaving_the_tree",
         content_is_kept_beside_its_entry_and_erased_leaving_the_tree,
     ),
+    (
+        "a_pin_is_kept_on_first_use_and_replaced_only_by_approval",
+        a_pin_is_kept_on_first_use_and_replaced_only_by_approval,
+    ),
 ];
 
 fn run_all(open_fresh: &dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>) {
@@ -517,4 +521,54 @@ fn content_is_kept_beside_its_entry_and_erased_leaving_the_tree(open: Open) {
     assert_eq!(s.tree_root(3).unwrap(), root);
     assert_eq!(s.inclusion_proof(2, 3).unwrap(), proof);
     assert_eq!(s.log_size().unwrap(), 4);
+}
+
+fn a_pin_is_kept_on_first_use_and_replaced_only_by_approval(open: Open) {
+    let s = open();
+    let pin = |digest: &str, approved: bool| Op::Pin {
+        resource: "Tool::\"fs/write\"".into(),
+        digest: digest.into(),
+        time_ms: 5,
+        approved,
+    };
+    assert_eq!(s.pin("Tool::\"fs/write\"").unwrap(), None);
+    // A pin with no entry before it in its transaction is refused.
+    assert!(s
+        .submit(Tx::new(vec![pin("sha256:a", false)]))
+        .wait()
+        .is_err());
+    assert_eq!(
+        s.submit(Tx::new(vec![leaf(0), pin("sha256:a", false)]))
+            .wait()
+            .unwrap(),
+        vec![0]
+    );
+    // The same digest again on first use: kept as it was.
+    s.submit(Tx::new(vec![leaf(1), pin("sha256:a", false)]))
+        .wait()
+        .unwrap();
+    let p = s.pin("Tool::\"fs/write\"").unwrap().unwrap();
+    assert_eq!(
+        (p.digest.as_str(), p.log_index, p.approved),
+        ("sha256:a", 0, false)
+    );
+    // Another digest on first use: a conflict, and nothing of its transaction stays.
+    let err = s
+        .submit(Tx::new(vec![leaf(2), pin("sha256:b", false)]))
+        .wait()
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.log_size().unwrap(), 2);
+    // An approval replaces it.
+    s.submit(Tx::new(vec![leaf(2), pin("sha256:b", true)]))
+        .wait()
+        .unwrap();
+    drop(s);
+    let s = open();
+    let p = s.pin("Tool::\"fs/write\"").unwrap().unwrap();
+    assert_eq!(
+        (p.digest.as_str(), p.log_index, p.approved),
+        ("sha256:b", 2, true)
+    );
+    assert_eq!(s.pins().unwrap(), vec![p]);
 }

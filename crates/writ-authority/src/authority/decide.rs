@@ -65,6 +65,9 @@ impl Authority {
         if let (Some(e), None) = (&who.execution, &req.parent) {
             req.parent = Some(e.clone());
         }
+        if req.probe {
+            req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
+        }
         for _ in 0..STATE_CHANGES_MAX {
             if let Some(d) = self.stale() {
                 return Ok(deny_unlogged(d));
@@ -103,6 +106,10 @@ impl Authority {
             Ok(message) => message,
             Err(d) => return Ok(self.deny(entry, d).await),
         };
+        let first_use = match self.pin_check(&req.resource, q.definition.as_deref()) {
+            Ok(f) => f,
+            Err(d) => return Ok(self.deny(entry, d).await),
+        };
         let jti = match new_jti(self.entropy.as_ref(), q.now_ms) {
             Ok(j) => j,
             Err(e) => return Ok(self.deny(entry, unavailable(e)).await),
@@ -128,7 +135,14 @@ impl Authority {
         entry.jti = Some(grant.jti.clone());
         entry.exp = Some(grant.exp);
         let announced = DecisionEvent::of(&entry);
-        let Commit { ops, credential } = self.allow_ops(&state, &q, entry, &grant)?;
+        let Commit {
+            mut ops,
+            credential,
+        } = self.allow_ops(&state, &q, entry, &grant)?;
+        let pinning = first_use.is_some();
+        if let Some(first) = first_use {
+            ops.extend(self.first_use_ops(who, &req.resource, first, q.now_ms)?);
+        }
         // INVARIANT: the writ is signed only after this commit returned Ok.
         let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
             return Err(Attempt::StateChanged);
@@ -140,6 +154,10 @@ impl Authority {
                     Some(i) => *i,
                     None => return Ok(deny_unlogged(unavailable("store returned no log index"))),
                 }
+            }
+            // Another definition was pinned for the resource since it was read.
+            Err(writ_store::StoreError::Conflict(m)) if pinning => {
+                return Ok(deny_unlogged(Denial::new(ReasonCode::DefinitionChanged, m)))
             }
             Err(e) => return Ok(deny_unlogged(unavailable(e))),
         };
@@ -205,8 +223,16 @@ impl Authority {
                 salt: content.salt,
                 content: content.bytes,
             },
-            Op::RecordWrit(record),
         ];
+        // A probe's writ is not kept: it can never be started, renewed or
+        // named as a parent.
+        if req.probe {
+            return Ok(Commit {
+                ops,
+                credential: None,
+            });
+        }
+        ops.push(Op::RecordWrit(record));
         ops.extend(req.delegates.iter().map(|d| Op::Delegate {
             jti: jti.clone(),
             principal: d.clone(),
@@ -525,6 +551,8 @@ pub(super) struct Question<'a> {
     environment: EnvironmentBinding,
     /// The RFC 7638 thumbprint of `cnf.jwk` (docs/spec/holder.md).
     holder: Option<String>,
+    /// `sha256:` of the resource's definition, when the request carries one.
+    definition: Option<String>,
 }
 
 impl<'a> Question<'a> {
@@ -542,6 +570,12 @@ impl<'a> Question<'a> {
             .map(|c| c.jwk.thumbprint())
             .transpose()
             .map_err(|e| BadRequest(format!("field `cnf.jwk`: {e}")))?;
+        let definition = req
+            .definition
+            .as_ref()
+            .map(canonical::digest_value)
+            .transpose()
+            .map_err(|e| BadRequest(format!("field `definition`: {e}")))?;
         Ok(Question {
             who,
             req,
@@ -549,6 +583,7 @@ impl<'a> Question<'a> {
             request_digest,
             environment,
             holder,
+            definition,
         })
     }
 
@@ -578,6 +613,7 @@ impl<'a> Question<'a> {
             jti: None,
             parent: req.parent.clone(),
             exp: None,
+            probe: req.probe,
             content: None,
         }
     }

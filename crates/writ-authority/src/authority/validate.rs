@@ -70,6 +70,14 @@ pub fn validate_authorize_request(req: &AuthorizeRequest) -> Result<(), BadReque
             ));
         }
     }
+    if req.probe && req.start {
+        return Err(BadRequest(
+            "field `probe` cannot go with `start`: a probe's writ is never started".into(),
+        ));
+    }
+    if req.definition.as_ref().is_some_and(|d| !d.is_object()) {
+        return Err(BadRequest("field `definition` must be an object".into()));
+    }
     if req.credential && !req.start {
         return Err(BadRequest(
             "field `credential` needs `start`: a credential belongs to a running execution".into(),

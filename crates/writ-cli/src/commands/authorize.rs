@@ -102,6 +102,7 @@ pub async fn authorize(g: &Global, a: AuthorizeArgs) -> Result<Exit> {
                     .context("--holder-jwk is not an Ed25519 JWK {kty, crv, x}")
             })
             .transpose()?,
+        ..Default::default()
     };
     let reply = need_token(g)?.post("/v1/authorize", &req).await?;
     if reply.status == 400 || reply.status == 413 || reply.status == 401 && reply.reason().is_none()

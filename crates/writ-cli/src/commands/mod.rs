@@ -9,6 +9,7 @@ pub mod init;
 pub mod issuer;
 pub mod key;
 pub mod log;
+pub mod pins;
 pub mod policy;
 pub mod principal;
 pub mod revoke;

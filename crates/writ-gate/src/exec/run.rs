@@ -317,6 +317,7 @@ impl Run {
             credential: !a.authorize_only,
             delegates: Vec::new(),
             cnf: holder.cnf(),
+            ..Default::default()
         })
     }
 

@@ -148,10 +148,29 @@ async fn a_request_id_in_use_is_refused_and_the_waiting_one_keeps_its_answer() {
 async fn a_denied_call_is_answered_by_the_proxy_and_never_reaches_the_server() {
     let mut r = rig(true);
     send(&mut r.client_w, r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_file","arguments":{"path":"/x"}}}"#).await;
-    // A ping sent after the call passes it while the authority thinks: byte for byte.
+    // A ping sent after the call passes it while the authority thinks: byte
+    // for byte. The call named a tool the session has not seen listed: the
+    // proxy lists the tools itself (its own id), and the server answers.
     let ping = r#"{"jsonrpc":"2.0","id":"p", "method":"ping"}"#;
     send(&mut r.client_w, ping).await;
-    assert_eq!(next(&mut r.server_r).await, ping);
+    let mut got_ping = false;
+    for _ in 0..2 {
+        let line = next(&mut r.server_r).await;
+        if line == ping {
+            got_ping = true;
+            continue;
+        }
+        let own: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(own["method"], "tools/list", "{own}");
+        assert!(
+            own["id"].as_str().unwrap().starts_with("writ-mcp-proxy/"),
+            "{own}"
+        );
+        let tools = json!({"jsonrpc": "2.0", "id": own["id"], "result": {"tools": [
+            {"name": "write_file", "description": "writes", "inputSchema": {"type": "object"}}]}});
+        send(&mut r.server_w, &tools.to_string()).await;
+    }
+    assert!(got_ping);
     send(&mut r.server_w, r#"{"jsonrpc":"2.0","id":"p","result":{}}"#).await;
     assert_eq!(
         next(&mut r.client_r).await,

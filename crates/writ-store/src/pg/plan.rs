@@ -170,6 +170,12 @@ fn statements(op: &Op, last: Option<u64>, out: &mut Vec<Stmt>) -> Result<(), Sto
         Op::PutKey(k) => put_key(k)?,
         Op::PutCheckpoint(c) => put_checkpoint(c)?,
         Op::Cosign { size, note } => cosign(*size, note)?,
+        Op::Pin {
+            resource,
+            digest,
+            time_ms,
+            approved,
+        } => pin(resource, digest, *time_ms, *approved, last)?,
     };
     out.push(stmt);
     Ok(())
@@ -320,6 +326,46 @@ fn put_content(last: Option<u64>, salt: &[u8; 32], content: &[u8]) -> Result<Stm
             Param::Bytes(salt.to_vec()),
             Param::Bytes(content.to_vec()),
         ],
+    ))
+}
+
+/// Pin `resource` to `digest` (see [`Op::Pin`]). On first use the insert
+/// is skipped when a pin exists, and the statement then expects that pin to
+/// be of the same digest (the CTE's snapshot does not see the insert, so
+/// exactly one of the two counts is 1 when all is well).
+fn pin(
+    resource: &str,
+    digest: &str,
+    time_ms: u64,
+    approved: bool,
+    last: Option<u64>,
+) -> Result<Stmt, StoreError> {
+    let Some(index) = last else {
+        return Err(StoreError::Integrity(
+            "a pin without an entry in its transaction".into(),
+        ));
+    };
+    let params = vec![
+        Param::Text(resource.to_owned()),
+        Param::Text(digest.to_owned()),
+        Param::Int(i64_of(time_ms)?),
+        Param::Int(i64_of(index)?),
+    ];
+    if approved {
+        return Ok(Stmt::new(
+            "INSERT INTO pins (resource, digest, time_ms, log_index, approved) VALUES ($1, $2, $3, $4, true)
+             ON CONFLICT (resource) DO UPDATE SET digest = excluded.digest, time_ms = excluded.time_ms,
+             log_index = excluded.log_index, approved = true",
+            params,
+        ));
+    }
+    Ok(Stmt::expect_one(
+        "WITH ins AS (INSERT INTO pins (resource, digest, time_ms, log_index, approved)
+                      VALUES ($1, $2, $3, $4, false) ON CONFLICT (resource) DO NOTHING RETURNING 1)
+         SELECT writ_expect_one((SELECT count(*) FROM ins)
+             + (SELECT count(*) FROM pins WHERE resource = $1 AND digest = $2), $5)",
+        params,
+        format!("the definition of {resource} is pinned to another digest than {digest}"),
     ))
 }
 

@@ -208,6 +208,26 @@ impl StateRead for PgStore {
             .is_empty())
     }
 
+    fn pin(&self, resource: &str) -> Result<Option<PinRecord>, StoreError> {
+        self.rows(
+            "SELECT resource, digest, time_ms, log_index, approved FROM pins WHERE resource = $1",
+            vec![Param::Text(resource.into())],
+        )?
+        .first()
+        .map(pin_row)
+        .transpose()
+    }
+
+    fn pins(&self) -> Result<Vec<PinRecord>, StoreError> {
+        self.rows(
+            "SELECT resource, digest, time_ms, log_index, approved FROM pins ORDER BY resource",
+            vec![],
+        )?
+        .iter()
+        .map(pin_row)
+        .collect()
+    }
+
     fn revocations(&self) -> Result<Vec<RevocationRecord>, StoreError> {
         self.rows(
             "SELECT target, kind, time_ms, by, reason FROM revocations ORDER BY time_ms, target",
@@ -280,4 +300,14 @@ fn key_of(r: &Row) -> Result<Option<KeyRecord>, StoreError> {
         created_ms: get_u64(r, 4)?,
         verify_until_ms: get::<Option<i64>>(r, 5)?.map(u64_of).transpose()?,
     }))
+}
+
+fn pin_row(r: &Row) -> Result<PinRecord, StoreError> {
+    Ok(PinRecord {
+        resource: get(r, 0)?,
+        digest: get(r, 1)?,
+        time_ms: get_u64(r, 2)?,
+        log_index: get_u64(r, 3)?,
+        approved: get(r, 4)?,
+    })
 }

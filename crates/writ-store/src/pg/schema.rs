@@ -133,6 +133,15 @@ CREATE TABLE issuers (
     r#"
 ALTER TABLE writs ADD COLUMN holder TEXT;
 "#,
+    r#"
+CREATE TABLE pins (
+    resource TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    time_ms BIGINT NOT NULL,
+    log_index BIGINT NOT NULL,
+    approved BOOLEAN NOT NULL
+);
+"#,
 ];
 
 pub(super) async fn migrate(c: &mut Client) -> Result<(), StoreError> {

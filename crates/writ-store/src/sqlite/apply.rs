@@ -51,6 +51,12 @@ impl Writer {
                 Op::PutKey(k) => self.put_key(k)?,
                 Op::PutCheckpoint(c) => self.put_checkpoint(c)?,
                 Op::Cosign { size, note } => self.cosign(*size, note)?,
+                Op::Pin {
+                    resource,
+                    digest,
+                    time_ms,
+                    approved,
+                } => self.pin(resource, digest, *time_ms, *approved, last)?,
             }
         }
         Ok(indices)
@@ -243,6 +249,44 @@ impl Writer {
             params![jti, principal],
         )
         .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Pin `resource` to `digest` (see [`Op::Pin`]).
+    fn pin(
+        &self,
+        resource: &str,
+        digest: &str,
+        time_ms: u64,
+        approved: bool,
+        last: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let log_index = last.ok_or_else(|| unavailable("a pin must follow its log entry"))?;
+        if approved {
+            self.exec(
+                "INSERT INTO pins (resource, digest, time_ms, log_index, approved) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (resource) DO UPDATE SET digest = excluded.digest, time_ms = excluded.time_ms,
+                 log_index = excluded.log_index, approved = 1",
+                params![resource, digest, time_ms, log_index],
+            )
+            .map_err(unavailable)?;
+            return Ok(());
+        }
+        self.exec(
+            "INSERT OR IGNORE INTO pins (resource, digest, time_ms, log_index, approved) VALUES (?1, ?2, ?3, ?4, 0)",
+            params![resource, digest, time_ms, log_index],
+        )
+        .map_err(unavailable)?;
+        let pinned: String = self
+            .conn
+            .prepare_cached("SELECT digest FROM pins WHERE resource = ?1")
+            .and_then(|mut s| s.query_row(params![resource], |r| r.get(0)))
+            .map_err(unavailable)?;
+        if pinned != digest {
+            return Err(StoreError::Conflict(format!(
+                "the definition of {resource} is pinned to {pinned}, not {digest}"
+            )));
+        }
         Ok(())
     }
 

@@ -257,6 +257,26 @@ impl StateRead for SqliteStore {
         })
     }
 
+    fn pin(&self, resource: &str) -> Result<Option<PinRecord>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT resource, digest, time_ms, log_index, approved FROM pins WHERE resource = ?1",
+            )?
+            .query_row([resource], pin_row)
+            .optional()
+        })
+    }
+
+    fn pins(&self) -> Result<Vec<PinRecord>, StoreError> {
+        self.read(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT resource, digest, time_ms, log_index, approved FROM pins ORDER BY resource",
+            )?;
+            let rows = s.query_map([], pin_row)?;
+            rows.collect()
+        })
+    }
+
     fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
         // A key of a role or status this writ does not know (one a newer
         // writ recorded) signs and verifies nothing here: it is left out,
@@ -284,4 +304,14 @@ impl StateRead for SqliteStore {
         })?;
         Ok(rows.into_iter().flatten().collect())
     }
+}
+
+fn pin_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PinRecord> {
+    Ok(PinRecord {
+        resource: r.get(0)?,
+        digest: r.get(1)?,
+        time_ms: r.get(2)?,
+        log_index: r.get(3)?,
+        approved: r.get(4)?,
+    })
 }

@@ -12,8 +12,9 @@ use crate::types::StoreError;
 /// (`principals.disabled`, `principals.auditor`), execution credentials
 /// (`executions.cred_hash`), delegations, `writs.via`, and the content of
 /// sealed decisions (`entry_content`). 5: external identity issuers
-/// (`issuers`). 6: holder-bound writs (`writs.holder`).
-const SCHEMA_VERSION: i64 = 6;
+/// (`issuers`). 6: holder-bound writs (`writs.holder`). 7: pinned
+/// definitions (`pins`).
+const SCHEMA_VERSION: i64 = 7;
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS entries (
     idx INTEGER PRIMARY KEY,
@@ -96,6 +97,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY,
     note TEXT NOT NULL,
     time_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    resource TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    log_index INTEGER NOT NULL,
+    approved INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS keys (
     kid TEXT PRIMARY KEY,

@@ -59,6 +59,7 @@ fn need(path: &str) -> Need {
         | "/v1/log/erase"
         | "/v1/issuers"
         | "/v1/issuers/remove"
+        | "/v1/pins"
         | "/console/api/demo" => Need::Admin,
         other => panic!("POST {other} is not classified in api_security.rs: who may call it?"),
     }
@@ -142,6 +143,10 @@ fn no_state_changing_route_works_without_the_right_token() {
                                           "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}}),
             ),
             "/v1/issuers/remove" => (path.to_owned(), json!({"name": "evil"})),
+            "/v1/pins" => (
+                path.to_owned(),
+                json!({"resource": "Tool::\"fs/write\"", "digest": format!("sha256:{}", "ab".repeat(32))}),
+            ),
             "/v1/log/erase" => (
                 path.to_owned(),
                 json!({"index": first_index, "reason": "x"}),
@@ -472,7 +477,9 @@ fn every_route_lets_through_exactly_its_class() {
             | ("POST", "/v1/log/checkpoint")
             | ("POST", "/v1/log/erase")
             | ("POST", "/console/api/demo")
-            | ("GET", "/v1/principals") => "admin",
+            | ("GET", "/v1/principals")
+            | ("POST", "/v1/pins") => "admin",
+            ("GET", "/v1/pins") => "auditor",
             (_, p) if p.starts_with("/v1/principals") || p.starts_with("/v1/issuers") => "admin",
             _ => "principal",
         }
@@ -494,6 +501,7 @@ fn every_route_lets_through_exactly_its_class() {
             }
             "/v1/keys/retire" => json!({"kid": "none"}),
             "/v1/issuers/remove" => json!({"name": "none"}),
+            "/v1/pins" => json!({"resource": "Tool::\"fs/write\"", "digest": "sha256:x"}),
             // Entry 0 is not a decision: refused after the permission check.
             "/v1/log/erase" => json!({"index": 0, "reason": "x"}),
             "/v1/executions/{jti}/finish" => json!({"exit_status": 0}),

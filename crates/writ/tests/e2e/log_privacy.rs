@@ -317,6 +317,7 @@ fn an_older_decision_leaf_is_withheld_and_erased_by_its_bytes() {
         jti: None,
         parent: None,
         exp: None,
+        probe: false,
     }))
     .to_leaf()
     .unwrap();

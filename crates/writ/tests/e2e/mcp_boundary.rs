@@ -343,7 +343,9 @@ fn every_mcp_request_that_acts_or_discloses_is_decided_and_logged() {
             "ping",
             "resources/list",
             "resources/read",
-            "tools/call"
+            "tools/call",
+            // The proxy's own: the call named a tool it had not seen listed.
+            "tools/list"
         ],
         "{seen:#?}"
     );

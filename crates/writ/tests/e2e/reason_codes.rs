@@ -1729,3 +1729,56 @@ fn a_holders_proof_is_spent_once_however_often_its_call_is_decided() {
         assert!(refused.is_empty(), "{refused:#?}");
     });
 }
+
+/// A resource whose definition changed since it was pinned:
+/// `definition_changed` (exit status 28), logged; the first definition was
+/// pinned by the first allow, in its commit.
+#[test]
+fn definition_changed() {
+    let srv = Server::start();
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let ask = |definition: Option<Value>| {
+        let mut r = exec_req(&["/usr/bin/true"], AUD);
+        if let Some(d) = definition {
+            r["definition"] = d;
+        }
+        srv.authorize(&agent, &r)
+    };
+    let first = ask(Some(json!({"name": "true", "description": "does nothing"})));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let pin_index = first.json()["log_index"].as_u64().unwrap() as usize + 1;
+    let pin = &srv.log_entries()[pin_index]["entry"];
+    assert_eq!(
+        (pin["type"].as_str(), pin["change"].as_str()),
+        (Some("pin"), Some("first_use")),
+        "{pin}"
+    );
+    // The same definition again (keys in another order): allowed.
+    let again = ask(Some(json!({"description": "does nothing", "name": "true"})));
+    assert_eq!(again.status, 200, "{}", again.text());
+    let r = ask(Some(
+        json!({"name": "true", "description": "now it does something"}),
+    ));
+    let v = r.json();
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (403, Some("definition_changed")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("is now sha256:"),
+        "{v}"
+    );
+    let idx = v["log_index"].as_u64().expect("logged") as usize;
+    assert_eq!(
+        srv.log_entries()[idx]["entry"]["reason"],
+        "definition_changed"
+    );
+    // A caller that sends no definition (a `writ exec`) is not held to the
+    // pin another caller set: it could otherwise be stopped by anyone.
+    assert_eq!(ask(None).status, 200);
+    assert_eq!(
+        writ_artifact::ReasonCode::DefinitionChanged.exit_status(),
+        28
+    );
+}
