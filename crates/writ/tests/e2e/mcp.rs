@@ -562,20 +562,7 @@ fn a_call_after_the_authority_is_cut_off(signal: i32) {
         "signal": signal,
         "path": root_path.join("x.txt"),
     });
-    let mut child = Command::new(python())
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_script(&python(), script, &job);
     srv.kill_hard();
     assert!(
         out.status.success(),

@@ -4,9 +4,7 @@
 //! Python `mcp` client, `writ mcp-proxy` and a real `writ serve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -35,20 +33,7 @@ fn session(srv: &Server, token: &str, dir: &Path, steps: &[Value]) -> Vec<Value>
                 "HOME": std::env::var("HOME").unwrap_or_default()},
         "steps": steps,
     });
-    let mut child = Command::new(&py)
-        .args(["-c", CLIENT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_script(&py, CLIENT, &job);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

@@ -6,9 +6,7 @@
 //! test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -30,21 +28,8 @@ const SCRIPT: &str = include_str!("fixtures/pyjwt_decode.py");
 
 /// Run `script` with `job` as JSON on its standard input; its standard
 /// output, parsed as JSON.
-fn run_py(py: &PathBuf, script: &str, job: &Value) -> Value {
-    let mut child = Command::new(py)
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+fn run_py(py: &Path, script: &str, job: &Value) -> Value {
+    let out = run_script(py, script, job);
     assert!(
         out.status.success(),
         "python failed: {}",
@@ -53,7 +38,7 @@ fn run_py(py: &PathBuf, script: &str, job: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn pyjwt_decode(py: &PathBuf, jwk: &Value, tokens: &[String]) -> Vec<Value> {
+fn pyjwt_decode(py: &Path, jwk: &Value, tokens: &[String]) -> Vec<Value> {
     let job = json!({"jwk": jwk, "audience": AUD, "tokens": tokens});
     let v: Vec<Value> = serde_json::from_value(run_py(py, SCRIPT, &job)).unwrap();
     assert_eq!(v.len(), tokens.len());

@@ -61,3 +61,23 @@ pub fn python_venv(venv: &str, requirement: &str, ready: &str) -> PathBuf {
     );
     py
 }
+
+/// Run `py -c script` with `job` as JSON on its standard input, to the end.
+pub fn run_script(py: &Path, script: &str, job: &serde_json::Value) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(py)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(job.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("writing the job to {}: {e}", py.display()));
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("waiting for {}: {e}", py.display()))
+}
