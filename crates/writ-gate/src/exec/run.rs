@@ -143,7 +143,7 @@ async fn keyring(
         Ok(r) if r.ok() => r
             .parse::<Jwks>()
             .map_err(|e| e.to_string())
-            .and_then(|j| KeyRing::from_jwks(&j))
+            .and_then(|j| KeyRing::from_jwks(&j).map_err(|e| e.to_string()))
             .map_err(|e| format!("the authority's keys: {e}")),
         Ok(r) => Err(r.message()),
         Err(e) => Err(e.to_string()),
