@@ -281,9 +281,7 @@ fn configure(state: &mut ServerState, dir: &DataDir, a: &ServeArgs, bound: &Boun
         a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),
     );
     if a.unix.is_some() {
-        state.peercred = Some(Arc::new(
-            writ_identity::peercred::Rules::load(&dir.root).map_err(|e| anyhow::anyhow!(e))?,
-        ));
+        state.peercred = Some(Arc::new(writ_identity::peercred::Rules::load(&dir.root)?));
     }
     let cfg = dir.config()?;
     state.log = Some(Arc::new(
