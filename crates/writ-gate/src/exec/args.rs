@@ -126,18 +126,41 @@ pub struct ExecArgs {
 /// Variables writ exec sets for the program itself.
 pub const RUNNER_VARS: [&str; 3] = ["WRIT_TOKEN", "WRIT_SERVER", "WRIT_PARENT"];
 
+/// Why an `--env-allow` name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvAllowError {
+    /// One of [`RUNNER_VARS`].
+    RunnerVar(String),
+    /// Empty, or holding `=` or NUL.
+    NotAName(String),
+}
+
+impl std::fmt::Display for EnvAllowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvAllowError::RunnerVar(name) => write!(
+                f,
+                "{name} is set by writ exec itself: the program gets WRIT_PARENT, WRIT_SERVER and, in \
+                 WRIT_TOKEN, a credential of its own run, never the caller's token"
+            ),
+            EnvAllowError::NotAName(name) => {
+                write!(f, "{name:?} is not an environment variable name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EnvAllowError {}
+
 /// An `--env-allow` name: not one of [`RUNNER_VARS`] (the program would
 /// otherwise get the caller's own token, with which it could ask for writs
 /// that are not children of its run).
-pub fn env_allow_name(name: &str) -> Result<String, String> {
+pub fn env_allow_name(name: &str) -> Result<String, EnvAllowError> {
     if RUNNER_VARS.contains(&name) {
-        return Err(format!(
-            "{name} is set by writ exec itself: the program gets WRIT_PARENT, WRIT_SERVER and, in \
-             WRIT_TOKEN, a credential of its own run, never the caller's token"
-        ));
+        return Err(EnvAllowError::RunnerVar(name.to_owned()));
     }
     if name.is_empty() || name.contains('=') || name.contains('\0') {
-        return Err(format!("{name:?} is not an environment variable name"));
+        return Err(EnvAllowError::NotAName(name.to_owned()));
     }
     Ok(name.to_owned())
 }
