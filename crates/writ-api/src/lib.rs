@@ -155,38 +155,51 @@ impl AuthorizeResponse {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
-/// `POST /v1/verify`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    #[serde(default)]
-    pub writ: String,
-    /// The request being executed; compared by digest. Left out, it is not
-    /// checked; `null` is refused (a gateway that meant to send one must not
-    /// have the check skipped).
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub request: Option<Value>,
-    /// The re-measured environment facts; compared by digest.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub environment: Option<Map<String, Value>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub audience: Option<String>,
-    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
-    /// required when the writ is holder-bound (`cnf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pop: Option<String>,
+/// Declares a request struct that may ask for the checks of a writ a
+/// gateway makes before it runs one: the fields given before `..checks`,
+/// then `request`, `environment` and `audience`, then the fields after it,
+/// in that (wire) order. Each check, when present, is compared with what
+/// the writ binds; left out, it is not checked; `null` is refused (a
+/// gateway that meant to send one must not have the check skipped).
+macro_rules! checked_request {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$before_meta:meta])* pub $before:ident: $before_ty:ty,)*
+            ..checks,
+            $($(#[$after_meta:meta])* pub $after:ident: $after_ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$before_meta])* pub $before: $before_ty,)*
+            /// The request being executed; compared by its RFC 8785 digest.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub request: Option<Value>,
+            /// The re-measured environment facts; compared by digest.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub environment: Option<Map<String, Value>>,
+            /// The enforcement point it runs at; compared with the writ's `aud`.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub audience: Option<String>,
+            $($(#[$after_meta])* pub $after: $after_ty,)*
+        }
+    };
+}
+
+checked_request! {
+    /// `POST /v1/verify`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VerifyRequest {
+        #[serde(default)]
+        pub writ: String,
+        ..checks,
+        /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+        /// required when the writ is holder-bound (`cnf`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pop: Option<String>,
+    }
 }
 
 /// A field that, when present, must not be `null` (absent is `None`).
@@ -219,45 +232,26 @@ pub struct VerifyResponse {
     pub unverified_claims: Option<Claims>,
 }
 
-/// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartRequest {
-    /// Left out: the writ the authority issued under this jti is started.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub writ: Option<String>,
-    /// Each of these, when present (never `null`), is checked against the
-    /// writ before its nonce is spent, as `POST /v1/verify` does.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub request: Option<Value>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub environment: Option<Map<String, Value>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub audience: Option<String>,
-    /// Give the execution a credential for its program (see
-    /// [`AuthorizeRequest::credential`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub credential: bool,
-    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
-    /// required when the writ is holder-bound (`cnf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pop: Option<String>,
+checked_request! {
+    /// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
+    /// Each check, when present (never `null`), is checked against the writ
+    /// before its nonce is spent, as `POST /v1/verify` does.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct StartRequest {
+        /// Left out: the writ the authority issued under this jti is started.
+        #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+        pub writ: Option<String>,
+        ..checks,
+        /// Give the execution a credential for its program (see
+        /// [`AuthorizeRequest::credential`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub credential: bool,
+        /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+        /// required when the writ is holder-bound (`cnf`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pop: Option<String>,
+    }
 }
 
 /// `POST /v1/executions/{jti}/finish`.
