@@ -70,27 +70,50 @@ pub struct HolderCnf {
 }
 
 impl AuthorizeRequest {
+    /// A request for `action` on `resource`, binding `request`, for the
+    /// enforcement point `audience`, and nothing else: no context,
+    /// environment or scope, a root writ of the default lifetime, not
+    /// started, with no credential, delegates or holder key. Callers set
+    /// the rest with struct update syntax
+    /// (`AuthorizeRequest { scope, ..AuthorizeRequest::new(..) }`).
+    pub fn new(
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        request: Value,
+        audience: impl Into<String>,
+    ) -> AuthorizeRequest {
+        AuthorizeRequest {
+            action: action.into(),
+            resource: resource.into(),
+            context: Map::new(),
+            request,
+            environment: Map::new(),
+            scope: Scope::default(),
+            audience: audience.into(),
+            parent: None,
+            lifetime_secs: None,
+            start: false,
+            credential: false,
+            delegates: Vec::new(),
+            cnf: None,
+        }
+    }
+
     /// The plainest request to run a command: action `exec`, resource
     /// `Command::"<argv[0]>"`, the argv as the request, no environment, no
     /// scope (what the demos ask for; `writ exec` binds much more).
     pub fn command(argv: &[&str], audience: &str, lifetime_secs: Option<u64>) -> AuthorizeRequest {
         AuthorizeRequest {
-            action: "Action::\"exec\"".into(),
-            resource: format!(
-                "Command::{}",
-                serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
-            ),
-            context: Map::new(),
-            request: serde_json::json!({ "argv": argv }),
-            environment: Map::new(),
-            scope: Scope::default(),
-            audience: audience.into(),
-            parent: None,
             lifetime_secs,
-            start: false,
-            credential: false,
-            delegates: Vec::new(),
-            cnf: None,
+            ..AuthorizeRequest::new(
+                "Action::\"exec\"",
+                format!(
+                    "Command::{}",
+                    serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
+                ),
+                serde_json::json!({ "argv": argv }),
+                audience,
+            )
         }
     }
 }
@@ -482,3 +505,28 @@ pub struct LineageResponse {
 
 /// Nodes one lineage answer holds at most.
 pub const LINEAGE_NODES_MAX: usize = 10_000;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_request_holds_only_what_it_names() {
+        let r = AuthorizeRequest::command(&["/bin/echo", "hi"], "exec@h", Some(5));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "action": "Action::\"exec\"",
+                "resource": "Command::\"/bin/echo\"",
+                "context": {},
+                "request": {"argv": ["/bin/echo", "hi"]},
+                "environment": {},
+                "scope": {"net": false, "read": [], "write": []},
+                "audience": "exec@h",
+                "parent": null,
+                "lifetime_secs": 5
+            })
+        );
+    }
+}

@@ -27,10 +27,6 @@ pub(crate) fn echo_body(request: &serde_json::Value, host: &str) -> serde_json::
 /// The `exec` request every benchmark's principal asks for.
 pub(crate) fn request() -> AuthorizeRequest {
     AuthorizeRequest {
-        action: "Action::\"exec\"".into(),
-        resource: "Command::\"/usr/bin/echo\"".into(),
-        context: Default::default(),
-        request: json!({"argv": ["/usr/bin/echo", "benchmark"]}),
         environment: json!({"host": "bench", "cwd": "/tmp"})
             .as_object()
             .cloned()
@@ -40,13 +36,12 @@ pub(crate) fn request() -> AuthorizeRequest {
             write: vec![],
             net: false,
         },
-        audience: "exec@bench".into(),
-        parent: None,
-        lifetime_secs: None,
-        start: false,
-        credential: false,
-        delegates: Vec::new(),
-        cnf: None,
+        ..AuthorizeRequest::new(
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/echo\"",
+            json!({"argv": ["/usr/bin/echo", "benchmark"]}),
+            "exec@bench",
+        )
     }
 }
 

@@ -349,25 +349,25 @@ impl Proxy {
             (Some(_), None) => None,
         };
         let req = AuthorizeRequest {
-            action: SESSION_ACTION.into(),
-            resource: server_resource(&a.name),
-            context: Default::default(),
-            request: session_request.clone(),
             environment: session_facts(
                 self.asked.is_some(),
                 self.required,
                 a.allow_partial_enforcement,
             ),
             scope: self.asked.as_ref().map(scope_of).unwrap_or_default(),
-            audience: self.audience.clone(),
             parent,
             lifetime_secs: lifetime,
             start: true,
             // The server's own credential: what it asks the authority is a
             // child of the session.
             credential: true,
-            delegates: Vec::new(),
             cnf: self.holder.cnf(),
+            ..AuthorizeRequest::new(
+                SESSION_ACTION,
+                server_resource(&a.name),
+                session_request.clone(),
+                self.audience.clone(),
+            )
         };
         let (writ, jti, credential) = match self.http.authorize(req).await {
             Err(Unavailable(m)) => {

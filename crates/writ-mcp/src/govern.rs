@@ -153,23 +153,20 @@ impl<A: Authority> Governor<A> {
     /// issue unless it is a probe (`start` false).
     pub fn request_for(&self, ask: &Ask, start: bool) -> AuthorizeRequest {
         AuthorizeRequest {
-            action: ask.action.into(),
-            resource: ask.resource.clone(),
             context: ask.context.clone(),
-            request: ask.request.clone(),
-            environment: Map::new(),
-            scope: Default::default(),
-            audience: self.session.audience.clone(),
             parent: self.session.parent.clone(),
-            lifetime_secs: None,
             start,
-            credential: false,
-            delegates: Vec::new(),
             cnf: self
                 .session
                 .holder
                 .as_ref()
                 .map(|h| HolderCnf { jwk: h.jwk() }),
+            ..AuthorizeRequest::new(
+                ask.action,
+                ask.resource.clone(),
+                ask.request.clone(),
+                self.session.audience.clone(),
+            )
         }
     }
 

@@ -295,28 +295,29 @@ impl Run {
     /// the scope of the flags, bound to the run's holder key.
     fn authorize_request(&self, holder: &Holder, exe: &Executable) -> Result<AuthorizeRequest> {
         let a = &self.a;
+        let resource = format!(
+            "Command::{}",
+            serde_json::to_string(&exe.path.to_string_lossy())?
+        );
         Ok(AuthorizeRequest {
-            action: "Action::\"exec\"".into(),
-            resource: format!(
-                "Command::{}",
-                serde_json::to_string(&exe.path.to_string_lossy())?
-            ),
-            context: Default::default(),
-            request: self.request.clone(),
             environment: self.facts.clone(),
             scope: Scope {
                 read: path_strings(&a.read),
                 write: path_strings(&a.write),
                 net: a.net,
             },
-            audience: self.audience.clone(),
             parent: crate::parent_from_env(),
             lifetime_secs: a.lifetime,
             start: !a.authorize_only,
             // The program's own credential, for what it asks in turn.
             credential: !a.authorize_only,
-            delegates: Vec::new(),
             cnf: holder.cnf(),
+            ..AuthorizeRequest::new(
+                "Action::\"exec\"",
+                resource,
+                self.request.clone(),
+                self.audience.clone(),
+            )
         })
     }
 
