@@ -52,20 +52,8 @@ Examples:
   writ exec --authorize-only -- deploy.sh prod > writ.jws   # obtain, run later
   writ exec --writ writ.jws -- deploy.sh prod")]
 pub struct ExecArgs {
-    /// A path the program may read (repeatable); must exist. A relative
-    /// path is taken from the current directory, and `..` is resolved as the
-    /// kernel would.
-    #[arg(long)]
-    pub read: Vec<PathBuf>,
-    /// A path the program may write (repeatable); must exist. A relative
-    /// path is taken from the current directory, and `..` is resolved as the
-    /// kernel would.
-    #[arg(long)]
-    pub write: Vec<PathBuf>,
-    /// The program may use the network (otherwise TCP bind and connect are
-    /// refused by the kernel).
-    #[arg(long)]
-    pub net: bool,
+    #[command(flatten)]
+    pub scope: ScopeFlags,
     /// Lifetime of the writ in seconds (default 60, at most 3600).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
     pub lifetime: Option<u64>,
@@ -121,6 +109,26 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub argv: Vec<String>,
+}
+
+/// The scope flags of both enforcement points: what the program they
+/// confine (`writ exec`'s command, `writ mcp-proxy`'s server) may touch.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScopeFlags {
+    /// A path the confined program may read (repeatable); must exist. A
+    /// relative path is taken from the current directory, and `..` is
+    /// resolved as the kernel would.
+    #[arg(long)]
+    pub read: Vec<PathBuf>,
+    /// A path the confined program may write (repeatable); must exist. A
+    /// relative path is taken from the current directory, and `..` is
+    /// resolved as the kernel would.
+    #[arg(long)]
+    pub write: Vec<PathBuf>,
+    /// The confined program may use the network (otherwise TCP bind and
+    /// connect are refused by the kernel).
+    #[arg(long)]
+    pub net: bool,
 }
 
 /// Variables writ exec sets for the program itself.

@@ -157,7 +157,7 @@ impl Run {
         // The scope the writ binds is absolute and normal: `--read .` means
         // this directory, `--read src/` and `--read ../data` what the shell
         // means.
-        for p in a.read.iter_mut().chain(a.write.iter_mut()) {
+        for p in a.scope.read.iter_mut().chain(a.scope.write.iter_mut()) {
             *p = scope_path(p).with_context(|| format!("--read/--write {}", p.display()))?;
         }
         let path_var = std::env::var_os("PATH");
@@ -302,9 +302,9 @@ impl Run {
         Ok(AuthorizeRequest {
             environment: self.facts.clone(),
             scope: Scope {
-                read: path_strings(&a.read),
-                write: path_strings(&a.write),
-                net: a.net,
+                read: path_strings(&a.scope.read),
+                write: path_strings(&a.scope.write),
+                net: a.scope.net,
             },
             parent: crate::parent_from_env(),
             lifetime_secs: a.lifetime,
@@ -559,9 +559,9 @@ impl Run {
 /// device files.
 fn asked_confinement(a: &ExecArgs) -> Confinement {
     Confinement {
-        read: a.read.clone(),
-        write: a.write.clone(),
-        net: a.net,
+        read: a.scope.read.clone(),
+        write: a.scope.write.clone(),
+        net: a.scope.net,
         system_read: if a.system_read.is_empty() {
             writ_exec::DEFAULT_SYSTEM_READ
                 .iter()
