@@ -85,28 +85,52 @@ pub struct HolderCnf {
 }
 
 impl AuthorizeRequest {
+    /// A request for `action` on `resource`, binding `request`, for the
+    /// enforcement point `audience`, and nothing else: no context,
+    /// environment or scope, a root writ of the default lifetime, not
+    /// started, with no credential, delegates or holder key. Callers set
+    /// the rest with struct update syntax
+    /// (`AuthorizeRequest { scope, ..AuthorizeRequest::new(..) }`).
+    pub fn new(
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        request: Value,
+        audience: impl Into<String>,
+    ) -> AuthorizeRequest {
+        AuthorizeRequest {
+            action: action.into(),
+            resource: resource.into(),
+            context: Map::new(),
+            request,
+            environment: Map::new(),
+            scope: Scope::default(),
+            audience: audience.into(),
+            parent: None,
+            lifetime_secs: None,
+            start: false,
+            credential: false,
+            delegates: Vec::new(),
+            cnf: None,
+            definition: None,
+            probe: false,
+        }
+    }
+
     /// The plainest request to run a command: action `exec`, resource
     /// `Command::"<argv[0]>"`, the argv as the request, no environment, no
     /// scope (what the demos ask for; `writ exec` binds much more).
     pub fn command(argv: &[&str], audience: &str, lifetime_secs: Option<u64>) -> AuthorizeRequest {
         AuthorizeRequest {
-            action: "Action::\"exec\"".into(),
-            resource: format!(
-                "Command::{}",
-                serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
-            ),
-            context: Map::new(),
-            request: serde_json::json!({ "argv": argv }),
-            environment: Map::new(),
-            scope: Scope::default(),
-            audience: audience.into(),
-            parent: None,
             lifetime_secs,
-            start: false,
-            credential: false,
-            delegates: Vec::new(),
-            cnf: None,
-            ..Default::default()
+            ..AuthorizeRequest::new(
+                "Action::\"exec\"",
+                format!(
+                    "Command::{}",
+                    serde_json::to_string(argv.first().copied().unwrap_or("")).unwrap_or_default()
+                ),
+                serde_json::json!({ "argv": argv }),
+                audience,
+            )
         }
     }
 }
@@ -171,38 +195,51 @@ impl AuthorizeResponse {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
-/// `POST /v1/verify`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    #[serde(default)]
-    pub writ: String,
-    /// The request being executed; compared by digest. Left out, it is not
-    /// checked; `null` is refused (a gateway that meant to send one must not
-    /// have the check skipped).
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub request: Option<Value>,
-    /// The re-measured environment facts; compared by digest.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub environment: Option<Map<String, Value>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub audience: Option<String>,
-    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
-    /// required when the writ is holder-bound (`cnf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pop: Option<String>,
+/// Declares a request struct that may ask for the checks of a writ a
+/// gateway makes before it runs one: the fields given before `..checks`,
+/// then `request`, `environment` and `audience`, then the fields after it,
+/// in that (wire) order. Each check, when present, is compared with what
+/// the writ binds; left out, it is not checked; `null` is refused (a
+/// gateway that meant to send one must not have the check skipped).
+macro_rules! checked_request {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$before_meta:meta])* pub $before:ident: $before_ty:ty,)*
+            ..checks,
+            $($(#[$after_meta:meta])* pub $after:ident: $after_ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$before_meta])* pub $before: $before_ty,)*
+            /// The request being executed; compared by its RFC 8785 digest.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub request: Option<Value>,
+            /// The re-measured environment facts; compared by digest.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub environment: Option<Map<String, Value>>,
+            /// The enforcement point it runs at; compared with the writ's `aud`.
+            #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+            pub audience: Option<String>,
+            $($(#[$after_meta])* pub $after: $after_ty,)*
+        }
+    };
+}
+
+checked_request! {
+    /// `POST /v1/verify`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VerifyRequest {
+        #[serde(default)]
+        pub writ: String,
+        ..checks,
+        /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+        /// required when the writ is holder-bound (`cnf`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pop: Option<String>,
+    }
 }
 
 /// A field that, when present, must not be `null` (absent is `None`).
@@ -235,45 +272,26 @@ pub struct VerifyResponse {
     pub unverified_claims: Option<Claims>,
 }
 
-/// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StartRequest {
-    /// Left out: the writ the authority issued under this jti is started.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub writ: Option<String>,
-    /// Each of these, when present (never `null`), is checked against the
-    /// writ before its nonce is spent, as `POST /v1/verify` does.
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub request: Option<Value>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub environment: Option<Map<String, Value>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub audience: Option<String>,
-    /// Give the execution a credential for its program (see
-    /// [`AuthorizeRequest::credential`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub credential: bool,
-    /// A proof of possession of the writ's holder key (docs/spec/holder.md),
-    /// required when the writ is holder-bound (`cnf`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pop: Option<String>,
+checked_request! {
+    /// `POST /v1/executions/{jti}/start`: optional re-check of what is run.
+    /// Each check, when present (never `null`), is checked against the writ
+    /// before its nonce is spent, as `POST /v1/verify` does.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct StartRequest {
+        /// Left out: the writ the authority issued under this jti is started.
+        #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+        pub writ: Option<String>,
+        ..checks,
+        /// Give the execution a credential for its program (see
+        /// [`AuthorizeRequest::credential`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pub credential: bool,
+        /// A proof of possession of the writ's holder key (docs/spec/holder.md),
+        /// required when the writ is holder-bound (`cnf`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub pop: Option<String>,
+    }
 }
 
 /// `POST /v1/executions/{jti}/finish`.
@@ -526,3 +544,28 @@ pub struct LineageResponse {
 
 /// Nodes one lineage answer holds at most.
 pub const LINEAGE_NODES_MAX: usize = 10_000;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_request_holds_only_what_it_names() {
+        let r = AuthorizeRequest::command(&["/bin/echo", "hi"], "exec@h", Some(5));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "action": "Action::\"exec\"",
+                "resource": "Command::\"/bin/echo\"",
+                "context": {},
+                "request": {"argv": ["/bin/echo", "hi"]},
+                "environment": {},
+                "scope": {"net": false, "read": [], "write": []},
+                "audience": "exec@h",
+                "parent": null,
+                "lifetime_secs": 5
+            })
+        );
+    }
+}

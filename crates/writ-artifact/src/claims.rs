@@ -68,7 +68,9 @@ pub struct EnvironmentBinding {
 
 impl EnvironmentBinding {
     /// Bind a set of facts: the digest is the RFC 8785 `sha256:` of the facts.
-    pub fn bind(mut facts: Map<String, Value>) -> Result<EnvironmentBinding, String> {
+    pub fn bind(
+        mut facts: Map<String, Value>,
+    ) -> Result<EnvironmentBinding, canonical::CanonicalError> {
         // Stored in canonical key order, so the claim set's canonical bytes can
         // take the fast path.
         facts.sort_keys();
@@ -90,6 +92,19 @@ pub struct Scope {
     pub write: Vec<String>,
 }
 
+/// Why a scope is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    /// A list (`read` or `write`) naming more than [`SCOPE_PATHS_MAX`] paths.
+    #[error("scope.{list} holds {count} paths; at most {SCOPE_PATHS_MAX} are allowed")]
+    TooManyPaths { list: &'static str, count: usize },
+    /// A path that is not absolute and lexically normal.
+    #[error(
+        "scope.{list} path {path:?} is not a normal absolute path (no '.', '..', '//' or trailing '/')"
+    )]
+    NotNormal { list: &'static str, path: String },
+}
+
 /// Longest path a scope may name.
 pub const SCOPE_PATH_BYTES_MAX: usize = 4096;
 /// Most paths one scope list may hold.
@@ -98,20 +113,19 @@ pub const SCOPE_PATHS_MAX: usize = 64;
 impl Scope {
     /// Check every path is absolute and lexically normal (no `.`/`..`
     /// components, no empty components, no trailing slash except `/`).
-    pub fn validate(&self) -> Result<(), String> {
-        for (list, name) in [(&self.read, "read"), (&self.write, "write")] {
-            if list.len() > SCOPE_PATHS_MAX {
-                return Err(format!(
-                    "scope.{name} holds {} paths; at most {SCOPE_PATHS_MAX} are allowed",
-                    list.len()
-                ));
+    pub fn validate(&self) -> Result<(), ScopeError> {
+        for (paths, list) in [(&self.read, "read"), (&self.write, "write")] {
+            if paths.len() > SCOPE_PATHS_MAX {
+                return Err(ScopeError::TooManyPaths {
+                    list,
+                    count: paths.len(),
+                });
             }
-            for p in list {
-                if !is_normal_absolute(p) {
-                    return Err(format!(
-                        "scope.{name} path {p:?} is not a normal absolute path (no '.', '..', '//' or trailing '/')"
-                    ));
-                }
+            if let Some(p) = paths.iter().find(|p| !is_normal_absolute(p)) {
+                return Err(ScopeError::NotNormal {
+                    list,
+                    path: p.clone(),
+                });
             }
         }
         Ok(())

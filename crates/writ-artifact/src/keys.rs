@@ -12,6 +12,33 @@ use crate::env::{Entropy, EntropyError};
 
 pub use ed25519_dalek::{Signature, VerifyingKey};
 
+/// Why key material is refused: a PEM that is not an Ed25519 key, a key that
+/// cannot be encoded, or a JWK that is not the Ed25519 key its `kid` names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Text that is not an Ed25519 PKCS#8 PEM private key.
+    #[error("not an Ed25519 PKCS#8 PEM private key: {0}")]
+    NotPem(String),
+    /// The key could not be written as PKCS#8 PEM.
+    #[error("cannot encode key: {0}")]
+    Encode(String),
+    /// A JWK whose `kty`/`crv` is not `OKP`/`Ed25519`.
+    #[error("key {kid:?} is not an Ed25519 OKP key")]
+    NotEd25519 { kid: String },
+    /// A JWK whose `x` is not unpadded base64url.
+    #[error("key {kid:?}: bad x: {reason}")]
+    BadX { kid: String, reason: String },
+    /// A JWK whose `x` does not decode to 32 bytes.
+    #[error("key {kid:?}: x is not 32 bytes")]
+    XLength { kid: String },
+    /// A JWK whose `x` is not an Ed25519 curve point.
+    #[error("key {kid:?}: not a curve point: {reason}")]
+    NotCurvePoint { kid: String, reason: String },
+    /// A JWK whose `kid` is not its key's RFC 7638 thumbprint.
+    #[error("key {kid:?}: kid is not the RFC 7638 thumbprint")]
+    KidMismatch { kid: String },
+}
+
 /// A signing key and its key id.
 pub struct WritKey {
     signing: SigningKey,
@@ -40,18 +67,18 @@ impl WritKey {
     }
 
     /// Read a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
-    pub fn from_pkcs8_pem(pem: &str) -> Result<WritKey, String> {
+    pub fn from_pkcs8_pem(pem: &str) -> Result<WritKey, KeyError> {
         SigningKey::from_pkcs8_pem(pem)
             .map(WritKey::from_signing_key)
-            .map_err(|e| format!("not an Ed25519 PKCS#8 PEM private key: {e}"))
+            .map_err(|e| KeyError::NotPem(e.to_string()))
     }
 
     /// The PKCS#8 PEM form; the caller stores it with mode 0600.
-    pub fn to_pkcs8_pem(&self) -> Result<String, String> {
+    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
         self.signing
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map(|z| z.to_string())
-            .map_err(|e| format!("cannot encode key: {e}"))
+            .map_err(|e| KeyError::Encode(e.to_string()))
     }
 
     /// RFC 7638 thumbprint of the public key.
@@ -108,23 +135,26 @@ impl Jwk {
 
     /// The key, after checking it is an Ed25519 OKP key whose `kid` is its
     /// thumbprint (so a JWKS cannot alias one key under another's id).
-    pub fn verifying_key(&self) -> Result<VerifyingKey, String> {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, KeyError> {
+        let kid = || self.kid.clone();
         if self.kty != "OKP" || self.crv != "Ed25519" {
-            return Err(format!("key {:?} is not an Ed25519 OKP key", self.kid));
+            return Err(KeyError::NotEd25519 { kid: kid() });
         }
         let raw = URL_SAFE_NO_PAD
             .decode(&self.x)
-            .map_err(|e| format!("key {:?}: bad x: {e}", self.kid))?;
+            .map_err(|e| KeyError::BadX {
+                kid: kid(),
+                reason: e.to_string(),
+            })?;
         let bytes: [u8; 32] = raw
             .try_into()
-            .map_err(|_| format!("key {:?}: x is not 32 bytes", self.kid))?;
-        let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| format!("key {:?}: not a curve point: {e}", self.kid))?;
+            .map_err(|_| KeyError::XLength { kid: kid() })?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError::NotCurvePoint {
+            kid: kid(),
+            reason: e.to_string(),
+        })?;
         if thumbprint(&key) != self.kid {
-            return Err(format!(
-                "key {:?}: kid is not the RFC 7638 thumbprint",
-                self.kid
-            ));
+            return Err(KeyError::KidMismatch { kid: kid() });
         }
         Ok(key)
     }
@@ -152,7 +182,7 @@ impl KeyRing {
         self.keys.insert(thumbprint(&key), key);
     }
 
-    pub fn from_jwks(jwks: &Jwks) -> Result<KeyRing, String> {
+    pub fn from_jwks(jwks: &Jwks) -> Result<KeyRing, KeyError> {
         let mut ring = KeyRing::new();
         for jwk in &jwks.keys {
             ring.insert(jwk.verifying_key()?);
@@ -221,5 +251,43 @@ mod tests {
         assert!(jwk.verifying_key().is_ok());
         jwk.kid = "other".into();
         assert!(jwk.verifying_key().is_err());
+    }
+
+    #[test]
+    fn key_errors_keep_their_words() {
+        let good = WritKey::generate(&Zeros).unwrap().jwk();
+        let kid = good.kid.clone();
+        let refusal = |jwk: Jwk| jwk.verifying_key().unwrap_err().to_string();
+        let rsa = Jwk {
+            kty: "RSA".into(),
+            ..good.clone()
+        };
+        assert_eq!(
+            refusal(rsa),
+            format!("key {kid:?} is not an Ed25519 OKP key")
+        );
+        let padded = Jwk {
+            x: format!("{}=", good.x),
+            ..good.clone()
+        };
+        assert!(refusal(padded).starts_with(&format!("key {kid:?}: bad x: ")));
+        let short = Jwk {
+            x: "AAAA".into(),
+            ..good.clone()
+        };
+        assert_eq!(refusal(short), format!("key {kid:?}: x is not 32 bytes"));
+        let other = Jwk {
+            kid: "other".into(),
+            ..good
+        };
+        assert_eq!(
+            refusal(other),
+            "key \"other\": kid is not the RFC 7638 thumbprint"
+        );
+        let pem = WritKey::from_pkcs8_pem("x").unwrap_err().to_string();
+        assert!(
+            pem.starts_with("not an Ed25519 PKCS#8 PEM private key: "),
+            "{pem}"
+        );
     }
 }

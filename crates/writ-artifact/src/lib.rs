@@ -29,10 +29,12 @@ pub mod pop;
 mod reason;
 mod verify;
 
-pub use claims::{Claims, Confirmation, EnvironmentBinding, Lineage, LogPointer, Scope, WritBody};
+pub use claims::{
+    Claims, Confirmation, EnvironmentBinding, Lineage, LogPointer, Scope, ScopeError, WritBody,
+};
 pub use env::{Clock, Entropy, EntropyError, FixedClock, OsEntropy, SystemClock};
 pub use grant::Grant;
-pub use keys::{Jwk, Jwks, KeyRing, WritKey};
+pub use keys::{Jwk, Jwks, KeyError, KeyRing, WritKey};
 pub use reason::{Denial, ReasonCode};
 pub use verify::{
     decode_unverified, sign, verify, HolderCheck, NoStatus, StatusOracle, VerifiedWrit,

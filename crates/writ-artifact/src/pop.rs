@@ -66,32 +66,50 @@ pub struct HolderJwk {
     pub x: String,
 }
 
+/// Why a holder's key (`cnf.jwk`, a proof's `jwk`) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HolderKeyError {
+    /// A key whose `kty`/`crv` is not `OKP`/`Ed25519`.
+    #[error("the holder key is {kty}/{crv}; only OKP/Ed25519 keys are accepted")]
+    NotEd25519 { kty: String, crv: String },
+    /// An `x` that is not unpadded base64url.
+    #[error("the holder key's x is not unpadded base64url: {0}")]
+    BadX(String),
+    /// An `x` that does not decode to 32 bytes.
+    #[error("the holder key's x is not 32 bytes")]
+    XLength,
+    /// An `x` that is not an Ed25519 curve point.
+    #[error("the holder key is not a curve point: {0}")]
+    NotCurvePoint(String),
+    /// A small-order point, which a signature cannot bind.
+    #[error("the holder key is a small-order point")]
+    SmallOrder,
+}
+
 impl HolderJwk {
     /// The key, after checking it is an Ed25519 public key that is a valid,
     /// not small-order, curve point.
-    pub fn verifying_key(&self) -> Result<VerifyingKey, String> {
+    pub fn verifying_key(&self) -> Result<VerifyingKey, HolderKeyError> {
         if self.kty != "OKP" || self.crv != "Ed25519" {
-            return Err(format!(
-                "the holder key is {}/{}; only OKP/Ed25519 keys are accepted",
-                self.kty, self.crv
-            ));
+            return Err(HolderKeyError::NotEd25519 {
+                kty: self.kty.clone(),
+                crv: self.crv.clone(),
+            });
         }
         let raw = URL_SAFE_NO_PAD
             .decode(&self.x)
-            .map_err(|e| format!("the holder key's x is not unpadded base64url: {e}"))?;
-        let bytes: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| "the holder key's x is not 32 bytes".to_owned())?;
+            .map_err(|e| HolderKeyError::BadX(e.to_string()))?;
+        let bytes: [u8; 32] = raw.try_into().map_err(|_| HolderKeyError::XLength)?;
         let key = VerifyingKey::from_bytes(&bytes)
-            .map_err(|e| format!("the holder key is not a curve point: {e}"))?;
+            .map_err(|e| HolderKeyError::NotCurvePoint(e.to_string()))?;
         if key.is_weak() {
-            return Err("the holder key is a small-order point".into());
+            return Err(HolderKeyError::SmallOrder);
         }
         Ok(key)
     }
 
     /// Its RFC 7638 thumbprint, the writ's `cnf.jkt`.
-    pub fn thumbprint(&self) -> Result<String, String> {
+    pub fn thumbprint(&self) -> Result<String, HolderKeyError> {
         self.verifying_key().map(|k| thumbprint(&k))
     }
 }
@@ -281,7 +299,10 @@ pub fn check(
             "the proof's header is not the canonical {{\"alg\":\"EdDSA\",\"jwk\":..,\"typ\":\"{POP_TYP}\"}}"
         )));
     }
-    let key = header.jwk.verifying_key().map_err(mismatch)?;
+    let key = header
+        .jwk
+        .verifying_key()
+        .map_err(|e| mismatch(e.to_string()))?;
     let jkt = thumbprint(&key);
     if jkt != bound.jkt {
         return Err(mismatch(format!(

@@ -36,7 +36,7 @@ fn header_bytes(kid: &str) -> Vec<u8> {
 
 /// Sign `claims` with `key`: header and payload are the RFC 8785 bytes, so the
 /// writ has exactly one encoding.
-pub fn sign(key: &WritKey, claims: &Claims) -> Result<String, String> {
+pub fn sign(key: &WritKey, claims: &Claims) -> Result<String, canonical::CanonicalError> {
     let h = URL_SAFE_NO_PAD.encode(header_bytes(key.kid()));
     let p = URL_SAFE_NO_PAD.encode(claims.canonical_bytes()?);
     let mut token = String::with_capacity(h.len() + p.len() + 90);
@@ -422,7 +422,10 @@ fn check_integrity(c: &Claims) -> Result<(), Denial> {
     if env_digest != c.writ.environment.digest {
         return Err(malformed("environment digest does not match its facts"));
     }
-    c.writ.scope.validate().map_err(malformed)?;
+    c.writ
+        .scope
+        .validate()
+        .map_err(|e| malformed(e.to_string()))?;
     if let Some(cnf) = &c.cnf {
         // An RFC 7638 SHA-256 thumbprint: 43 unpadded base64url characters.
         let b64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';

@@ -138,6 +138,9 @@ pub enum StateError {
     Store(#[from] writ_store::StoreError),
     #[error(transparent)]
     Encode(#[from] writ_log::EncodeError),
+    /// A stored public key that is not the Ed25519 key its kid names.
+    #[error(transparent)]
+    Key(#[from] writ_artifact::KeyError),
     /// The store holds what this authority cannot use, or lacks what it
     /// needs (which, in words).
     #[error("{0}")]

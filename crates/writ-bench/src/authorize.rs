@@ -390,15 +390,10 @@ async fn open_loop_runs(
             }))?;
             continue;
         }
+        let (by, log) = (by_second(&o.p99_ms_by_second), authority.log_size());
         println!(
-            "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms (by second {}; {} sent late; log {} entries)",
-            o.rate,
-            o.offered,
-            o.p50_ms,
-            o.p99_ms,
-            by_second(&o.p99_ms_by_second),
-            o.late,
-            authority.log_size()
+            "open loop {:.0}/s offered {:.0}/s: p50 {:.2} ms, p99 {:.2} ms (by second {by}; {} sent late; log {log} entries)",
+            o.rate, o.offered, o.p50_ms, o.p99_ms, o.late
         );
     }
     Ok(())
@@ -450,19 +445,16 @@ async fn measure_runs(
                 .await??
         };
         let o = open_loop_at(running.addr, token, a.clients, a.rate, a.seconds).await?;
+        let (governed, by) = (gvs.join(", "), by_second(&o.p99_ms_by_second));
+        let wrk = w.as_ref().map_or(String::new(), |w| {
+            format!(
+                ", http (wrk) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)",
+                w.rate, w.p50_ms, w.p99_ms
+            )
+        });
         eprintln!(
-            "  run {run}: ceiling {c:.0}/s, governed {}, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){}, http open loop {:.0}/s offered {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, by second {}, {} sent late)",
-            gvs.join(", "),
-            h.rate,
-            h.p50_ms,
-            h.p99_ms,
-            w.as_ref().map_or(String::new(), |w| format!(", http (wrk) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms)", w.rate, w.p50_ms, w.p99_ms)),
-            o.rate,
-            o.offered,
-            o.p50_ms,
-            o.p99_ms,
-            by_second(&o.p99_ms_by_second),
-            o.late,
+            "  run {run}: ceiling {c:.0}/s, governed {governed}, http (in-process client) {:.0}/s (p50 {:.2} ms, p99 {:.2} ms){wrk}, http open loop {:.0}/s offered {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, by second {by}, {} sent late)",
+            h.rate, h.p50_ms, h.p99_ms, o.rate, o.offered, o.p50_ms, o.p99_ms, o.late,
         );
         if let Some(w) = w {
             r.wrks.push(w);

@@ -27,10 +27,6 @@ pub(crate) fn echo_body(request: &serde_json::Value, host: &str) -> serde_json::
 /// The `exec` request every benchmark's principal asks for.
 pub(crate) fn request() -> AuthorizeRequest {
     AuthorizeRequest {
-        action: "Action::\"exec\"".into(),
-        resource: "Command::\"/usr/bin/echo\"".into(),
-        context: Default::default(),
-        request: json!({"argv": ["/usr/bin/echo", "benchmark"]}),
         environment: json!({"host": "bench", "cwd": "/tmp"})
             .as_object()
             .cloned()
@@ -40,14 +36,12 @@ pub(crate) fn request() -> AuthorizeRequest {
             write: vec![],
             net: false,
         },
-        audience: "exec@bench".into(),
-        parent: None,
-        lifetime_secs: None,
-        start: false,
-        credential: false,
-        delegates: Vec::new(),
-        cnf: None,
-        ..Default::default()
+        ..AuthorizeRequest::new(
+            "Action::\"exec\"",
+            "Command::\"/usr/bin/echo\"",
+            json!({"argv": ["/usr/bin/echo", "benchmark"]}),
+            "exec@bench",
+        )
     }
 }
 
@@ -113,6 +107,15 @@ pub(crate) struct OpenLoopResult {
     pub(crate) late: u64,
 }
 
+/// An open-loop HTTP load of the authority at `addr`, asking with `token`.
+struct OpenLoop {
+    addr: std::net::SocketAddr,
+    token: String,
+    clients: usize,
+    rate: u64,
+    secs: u64,
+}
+
 /// Open-loop HTTP load: `rate` authorize requests per second over `clients`
 /// keep-alive connections, for `secs`. Request `k` of connection `i` is due
 /// at `start + (k * clients + i) / rate`. When its connection is still
@@ -123,13 +126,14 @@ pub(crate) struct OpenLoopResult {
 /// a deadline, and that is not the server's. The load runs on a thread and
 /// runtime of its own, with the HTTP exchange written and read as bytes, so
 /// it takes little of the cores the server uses.
-fn http_open_loop(
-    addr: std::net::SocketAddr,
-    token: &str,
-    clients: usize,
-    rate: u64,
-    secs: u64,
-) -> Result<OpenLoopResult> {
+fn http_open_loop(load: &OpenLoop) -> Result<OpenLoopResult> {
+    let OpenLoop {
+        addr,
+        ref token,
+        clients,
+        rate,
+        secs,
+    } = *load;
     anyhow::ensure!(
         clients > 0 && rate > 0,
         "--clients and --rate must be positive"
@@ -220,7 +224,8 @@ fn http_open_loop(
     })
 }
 
-/// [`http_open_loop`] on a thread of its own.
+/// [`http_open_loop`] of `rate` requests per second over `clients`
+/// connections for `secs`, on a thread of its own.
 pub(crate) async fn open_loop_at(
     addr: std::net::SocketAddr,
     token: &str,
@@ -228,8 +233,14 @@ pub(crate) async fn open_loop_at(
     rate: u64,
     secs: u64,
 ) -> Result<OpenLoopResult> {
-    let token = token.to_owned();
-    tokio::task::spawn_blocking(move || http_open_loop(addr, &token, clients, rate, secs)).await?
+    let load = OpenLoop {
+        addr,
+        token: token.to_owned(),
+        clients,
+        rate,
+        secs,
+    };
+    tokio::task::spawn_blocking(move || http_open_loop(&load)).await?
 }
 
 /// Per-second p99s as `1.9/2.4/...` (milliseconds).

@@ -281,9 +281,7 @@ fn configure(state: &mut ServerState, dir: &DataDir, a: &ServeArgs, bound: &Boun
         a.rate_burst.unwrap_or(a.rate_limit.saturating_mul(2)),
     );
     if a.unix.is_some() {
-        state.peercred = Some(Arc::new(
-            writ_identity::peercred::Rules::load(&dir.root).map_err(|e| anyhow::anyhow!(e))?,
-        ));
+        state.peercred = Some(Arc::new(writ_identity::peercred::Rules::load(&dir.root)?));
     }
     let cfg = dir.config()?;
     state.log = Some(Arc::new(
@@ -303,13 +301,15 @@ fn configure(state: &mut ServerState, dir: &DataDir, a: &ServeArgs, bound: &Boun
 fn save_keys_in(state: &mut ServerState, dir: &DataDir) {
     let keys_dir = DataDir::new(dir.root.clone());
     state.key_saver = Some(Box::new(move |k| {
-        keys_dir.save_writ_key(k).map_err(|e| format!("{e:#}"))
+        keys_dir
+            .save_writ_key(k)
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
     }));
     let keys_dir = DataDir::new(dir.root.clone());
     state.key_activated = Some(Box::new(move |kid| {
         keys_dir
             .mark_current_writ_key(kid)
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
     }));
 }
 

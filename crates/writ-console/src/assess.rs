@@ -22,7 +22,7 @@ pub(crate) fn policy_keys(store: &dyn StoreRead) -> Result<writ_artifact::KeyRin
         .map(|k| serde_json::from_str::<writ_artifact::Jwk>(&k.public_jwk))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    writ_artifact::KeyRing::from_jwks(&writ_artifact::Jwks { keys })
+    writ_artifact::KeyRing::from_jwks(&writ_artifact::Jwks { keys }).map_err(|e| e.to_string())
 }
 
 /// An assessment replays the whole log: it is kept, and made again only

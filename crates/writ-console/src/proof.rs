@@ -63,7 +63,7 @@ fn writ_checks(c: &Console, token: &str, claims: &Claims) -> Vec<Value> {
         Err(e) => {
             return vec![check(
                 "signature",
-                Err(Denial::new(ReasonCode::AuthorityUnavailable, e)),
+                Err(Denial::new(ReasonCode::AuthorityUnavailable, e.to_string())),
             )]
         }
     };

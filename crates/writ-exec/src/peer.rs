@@ -14,6 +14,35 @@
 
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 
+/// Why the process behind a socket could not be identified.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// `SO_PEERCRED` failed.
+    #[error("SO_PEERCRED: {0}")]
+    Credentials(std::io::Error),
+    /// The peer lives in another pid namespace.
+    #[error("the kernel names no process for the peer (another pid namespace)")]
+    NoProcess,
+    /// `SO_PEERPIDFD` failed (a kernel before Linux 6.5).
+    #[error("SO_PEERPIDFD (Linux 6.5 or later): {0}")]
+    Pidfd(std::io::Error),
+    /// `SO_PEERPIDFD` succeeded with no descriptor.
+    #[error("SO_PEERPIDFD returned no descriptor")]
+    NoPidfd,
+    /// The peer exited before its pid could be read.
+    #[error("the peer exited before it could be identified")]
+    ExitedBefore,
+    /// The peer exited while `/proc` was read.
+    #[error("the peer exited while it was being identified")]
+    ExitedDuring,
+    /// `/proc/<pid>/status` could not be read.
+    #[error("cannot read the status of process {pid}: {error}")]
+    Status { pid: i32, error: std::io::Error },
+    /// `/proc/<pid>/status` does not say whether the process is sandboxed.
+    #[error("the status of process {pid} has no NoNewPrivs or Seccomp field")]
+    StatusFields { pid: i32 },
+}
+
 /// What the kernel says of the process that connected (or listened).
 #[derive(Debug)]
 pub struct PeerProcess {
@@ -29,16 +58,15 @@ impl PeerProcess {
     /// The peer of `sock`: its credentials (`SO_PEERCRED`), a pidfd of that
     /// very process (`SO_PEERPIDFD`, Linux 6.5), and whether it is
     /// sandboxed, read through `/proc` while the pidfd shows it running.
-    pub fn of(sock: BorrowedFd<'_>) -> Result<PeerProcess, String> {
+    pub fn of(sock: BorrowedFd<'_>) -> Result<PeerProcess, PeerError> {
         let cred: libc::ucred =
-            getsockopt(sock, libc::SO_PEERCRED).map_err(|e| format!("SO_PEERCRED: {e}"))?;
+            getsockopt(sock, libc::SO_PEERCRED).map_err(PeerError::Credentials)?;
         if cred.pid <= 0 {
-            return Err("the kernel names no process for the peer (another pid namespace)".into());
+            return Err(PeerError::NoProcess);
         }
-        let fd: libc::c_int = getsockopt(sock, libc::SO_PEERPIDFD)
-            .map_err(|e| format!("SO_PEERPIDFD (Linux 6.5 or later): {e}"))?;
+        let fd: libc::c_int = getsockopt(sock, libc::SO_PEERPIDFD).map_err(PeerError::Pidfd)?;
         if fd < 0 {
-            return Err("SO_PEERPIDFD returned no descriptor".into());
+            return Err(PeerError::NoPidfd);
         }
         // SAFETY: on success the kernel made `fd` a new descriptor of this
         // process, owned by nothing else.
@@ -52,11 +80,11 @@ impl PeerProcess {
             pidfd,
         };
         if !peer.still_running() {
-            return Err("the peer exited before it could be identified".into());
+            return Err(PeerError::ExitedBefore);
         }
         let sandboxed = sandboxed(peer.pid)?;
         if !peer.still_running() {
-            return Err("the peer exited while it was being identified".into());
+            return Err(PeerError::ExitedDuring);
         }
         Ok(PeerProcess { sandboxed, ..peer })
     }
@@ -104,9 +132,9 @@ fn getsockopt<T: Copy>(sock: BorrowedFd<'_>, opt: libc::c_int) -> std::io::Resul
 }
 
 /// Whether process `pid` runs with `no_new_privs` or a seccomp filter.
-pub fn sandboxed(pid: i32) -> Result<bool, String> {
+pub fn sandboxed(pid: i32) -> Result<bool, PeerError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("cannot read the status of process {pid}: {e}"))?;
+        .map_err(|error| PeerError::Status { pid, error })?;
     let field = |name: &str| {
         status
             .lines()
@@ -116,9 +144,7 @@ pub fn sandboxed(pid: i32) -> Result<bool, String> {
     match (field("NoNewPrivs:"), field("Seccomp:")) {
         (Some(nnp), Some(seccomp)) => Ok(nnp != "0" || seccomp != "0"),
         // A kernel that does not say is not trusted to have nothing to say.
-        _ => Err(format!(
-            "the status of process {pid} has no NoNewPrivs or Seccomp field"
-        )),
+        _ => Err(PeerError::StatusFields { pid }),
     }
 }
 

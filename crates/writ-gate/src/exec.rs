@@ -21,5 +21,7 @@ mod ending;
 mod run;
 
 pub(crate) use args::scope_path;
-pub use args::{env_allow_name, ExecArgs, RUNNER_VARS, UNREACHABLE_GRACE_MAX};
+pub use args::{
+    env_allow_name, EnvAllowError, ExecArgs, ScopeFlags, RUNNER_VARS, UNREACHABLE_GRACE_MAX,
+};
 pub use run::exec;

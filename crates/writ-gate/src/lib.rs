@@ -173,12 +173,34 @@ fn default_log_filter() -> tracing_subscriber::filter::Targets {
         .with_default(LevelFilter::WARN)
 }
 
+/// Why a `WRIT_LOG` value names no filter.
+#[derive(Debug)]
+pub enum LogFilterError {
+    /// An item `=level` with no target before the `=`.
+    NoTarget(String),
+    /// tracing-subscriber refused it (a level it does not know).
+    Parse(tracing_subscriber::filter::ParseError),
+}
+
+impl std::fmt::Display for LogFilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogFilterError::NoTarget(item) => write!(f, "`{item}` names no target"),
+            LogFilterError::Parse(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LogFilterError {}
+
 /// The filter a `WRIT_LOG` value names: comma-separated `target=level`
 /// (a target is a module path prefix, e.g. `writ_server`) and at most one
 /// bare level for everything else. Blanks around items and empty items are
 /// ignored (an empty item would otherwise be the target `""`, a prefix of
 /// every target, at TRACE); unset or blank means [`LOG_DEFAULT`].
-pub fn log_filter(spec: Option<&str>) -> Result<tracing_subscriber::filter::Targets, String> {
+pub fn log_filter(
+    spec: Option<&str>,
+) -> Result<tracing_subscriber::filter::Targets, LogFilterError> {
     let items: Vec<String> = spec
         .unwrap_or_default()
         .split(',')
@@ -192,9 +214,9 @@ pub fn log_filter(spec: Option<&str>) -> Result<tracing_subscriber::filter::Targ
         return Ok(default_log_filter());
     }
     if let Some(bad) = items.iter().find(|i| i.starts_with('=')) {
-        return Err(format!("`{bad}` names no target"));
+        return Err(LogFilterError::NoTarget(bad.clone()));
     }
-    items.join(",").parse().map_err(|e| format!("{e}"))
+    items.join(",").parse().map_err(LogFilterError::Parse)
 }
 
 /// Run a command to its status. `one_thread`: the enforcement points do

@@ -13,7 +13,6 @@ mod stdio;
 
 pub use schema::{mcp_schema, McpSchemaArgs};
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,15 +129,8 @@ pub struct McpProxyArgs {
     /// by --read and --write. The session's writ binds the scope.
     #[arg(long)]
     pub confine: bool,
-    /// A path the confined server may read (repeatable; must exist).
-    #[arg(long)]
-    pub read: Vec<PathBuf>,
-    /// A path the confined server may write (repeatable; must exist).
-    #[arg(long)]
-    pub write: Vec<PathBuf>,
-    /// The confined server may use the network.
-    #[arg(long)]
-    pub net: bool,
+    #[command(flatten)]
+    pub scope: crate::exec::ScopeFlags,
     /// Run a confined server even where the kernel enforces only part of
     /// the scope (see `writ exec --allow-partial-enforcement`).
     #[arg(long)]
@@ -230,9 +222,9 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         .with_context(|| format!("the MCP server {}", a.argv[0]))?;
     let asked = server_confinement(Asked {
         confine: a.confine,
-        read: &a.read,
-        write: &a.write,
-        net: a.net,
+        read: &a.scope.read,
+        write: &a.scope.write,
+        net: a.scope.net,
     })?;
     let required = proceed!(required_enforcement(&a, asked.as_ref()));
     // The session's holder key: the session's writ and every call's are
@@ -349,26 +341,25 @@ impl Proxy {
             (Some(_), None) => None,
         };
         let req = AuthorizeRequest {
-            action: SESSION_ACTION.into(),
-            resource: server_resource(&a.name),
-            context: Default::default(),
-            request: session_request.clone(),
             environment: session_facts(
                 self.asked.is_some(),
                 self.required,
                 a.allow_partial_enforcement,
             ),
             scope: self.asked.as_ref().map(scope_of).unwrap_or_default(),
-            audience: self.audience.clone(),
             parent,
             lifetime_secs: lifetime,
             start: true,
             // The server's own credential: what it asks the authority is a
             // child of the session.
             credential: true,
-            delegates: Vec::new(),
             cnf: self.holder.cnf(),
-            ..Default::default()
+            ..AuthorizeRequest::new(
+                SESSION_ACTION,
+                server_resource(&a.name),
+                session_request.clone(),
+                self.audience.clone(),
+            )
         };
         let (writ, jti, credential) = match self.http.authorize(req).await {
             Err(Unavailable(m)) => {

@@ -24,6 +24,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{entity_uid, spiffe_trust_domain, Identity, Method};
 
+mod error;
+pub use error::{KeysError, SpecError, TokenError};
+
 /// Longest JWT accepted (bytes).
 pub const JWT_BYTES_MAX: usize = 8 * 1024;
 /// Largest JWKS document fetched or registered (bytes).
@@ -83,14 +86,10 @@ pub struct IssuerSpec {
     pub trust_domain: Option<String>,
 }
 
-fn bad(m: impl Into<String>) -> String {
-    m.into()
-}
-
 impl IssuerSpec {
     /// Check a spec before it is registered: names, the URL's scheme, the
     /// key set (at least one usable key), the CA's PEM.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -98,13 +97,11 @@ impl IssuerSpec {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            return Err(bad(
-                "an issuer's name is 1 to 64 letters, digits, `-`, `_` or `.`",
-            ));
+            return Err(SpecError::Name);
         }
-        for (what, v) in [("issuer", &self.issuer), ("audience", &self.audience)] {
+        for (field, v) in [("issuer", &self.issuer), ("audience", &self.audience)] {
             if v.is_empty() || v.len() > 1024 || v.chars().any(char::is_control) {
-                return Err(format!("`{what}` must be 1 to 1024 printable characters"));
+                return Err(SpecError::Text { field });
             }
         }
         let type_ok = !self.principal_type.is_empty()
@@ -116,10 +113,7 @@ impl IssuerSpec {
                     && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             });
         if !type_ok {
-            return Err(format!(
-                "principal type `{}` is not a Cedar entity type (e.g. `Agent`, `Ns::Workload`)",
-                self.principal_type
-            ));
+            return Err(SpecError::PrincipalType(self.principal_type.clone()));
         }
         if let Some(td) = &self.trust_domain {
             // SPIFFE ID spec, section 2.1: lowercase letters, digits, `.`,
@@ -130,47 +124,44 @@ impl IssuerSpec {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
             if !td_ok {
-                return Err(format!(
-                    "trust domain `{td}` is not a SPIFFE trust domain (lowercase letters, digits, `.`, `-`, `_`)"
-                ));
+                return Err(SpecError::TrustDomain(td.clone()));
             }
         }
         let claim_ok = !self.claim.is_empty()
             && self.claim.len() <= 128
             && !self.claim.chars().any(char::is_control);
         if !claim_ok {
-            return Err(bad("`claim` must be 1 to 128 printable characters"));
+            return Err(SpecError::Claim);
         }
         match &self.jwks {
             JwksSource::Url(u) => {
                 if u.len() > 2048 {
-                    return Err(bad("the JWKS URL is longer than 2048 bytes"));
+                    return Err(SpecError::UrlTooLong);
                 }
-                let url = reqwest::Url::parse(u).map_err(|e| format!("JWKS URL `{u}`: {e}"))?;
+                let url = reqwest::Url::parse(u).map_err(|e| SpecError::Url {
+                    url: u.clone(),
+                    reason: e.to_string(),
+                })?;
                 if url.scheme() != "https" {
-                    return Err(format!(
-                        "JWKS URL `{u}` is not https: keys that prove identities must not cross a network in clear"
-                    ));
+                    return Err(SpecError::NotHttps(u.clone()));
                 }
                 if !url.username().is_empty() || url.password().is_some() {
-                    return Err(bad("the JWKS URL must not hold credentials"));
+                    return Err(SpecError::UrlCredentials);
                 }
             }
             JwksSource::Keys(v) => {
-                let keys = parse_jwks(v)?;
+                let keys = parse_jwks(v).ok_or(SpecError::NotJwks)?;
                 if keys.is_empty() {
-                    return Err(bad(
-                        "the key set holds no usable signing key (OKP Ed25519, EC P-256 or RSA)",
-                    ));
+                    return Err(SpecError::NoUsableKey);
                 }
             }
         }
         if let Some(pem) = &self.jwks_ca {
             if !matches!(self.jwks, JwksSource::Url(_)) {
-                return Err(bad("a JWKS CA is for a JWKS URL"));
+                return Err(SpecError::CaWithoutUrl);
             }
             if pem.len() > JWKS_BYTES_MAX || !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(bad("the JWKS CA is not a PEM certificate file"));
+                return Err(SpecError::CaNotPem);
             }
         }
         Ok(())
@@ -208,12 +199,11 @@ struct Key {
 
 /// The usable signing keys of a JWKS document: `OKP`/Ed25519 (EdDSA),
 /// `EC`/P-256 (ES256) and `RSA` (RS256); symmetric keys, other curves,
-/// encryption keys, and keys whose `alg` is another are left out.
-fn parse_jwks(v: &Value) -> Result<Vec<Key>, String> {
-    let keys = v
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("a JWKS is a JSON object with a `keys` array (RFC 7517 section 5)")?;
+/// encryption keys, and keys whose `alg` is another are left out. `None`
+/// when `v` is not a JWKS (a JSON object with a `keys` array, RFC 7517
+/// section 5).
+fn parse_jwks(v: &Value) -> Option<Vec<Key>> {
+    let keys = v.get("keys").and_then(Value::as_array)?;
     let mut out = Vec::new();
     for k in keys.iter().take(JWKS_KEYS_MAX * 4) {
         let Ok(jwk) = serde_json::from_value::<Jwk>(k.clone()) else {
@@ -250,7 +240,7 @@ fn parse_jwks(v: &Value) -> Result<Vec<Key>, String> {
             break;
         }
     }
-    Ok(out)
+    Some(out)
 }
 
 fn alg_name(a: Algorithm) -> &'static str {
@@ -293,20 +283,20 @@ pub struct Verifier {
 type Object = Map<String, Value>;
 
 /// The parts of a compact JWS, unverified: header and claims as JSON.
-fn unverified(token: &str) -> Result<(Object, Object), String> {
+fn unverified(token: &str) -> Result<(Object, Object), TokenError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad("not a JWT (three base64url parts joined by `.`)"));
+        return Err(TokenError::NotJwt);
     };
-    let json = |part: &str, what: &str| -> Result<Object, String> {
+    let json = |text: &str, part: &'static str| -> Result<Object, TokenError> {
         let bytes = URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| format!("the JWT's {what} is not base64url"))?;
+            .decode(text)
+            .map_err(|_| TokenError::NotBase64 { part })?;
         match serde_json::from_slice(&bytes) {
             Ok(Value::Object(m)) => Ok(m),
-            _ => Err(format!("the JWT's {what} is not a JSON object")),
+            _ => Err(TokenError::NotObject { part }),
         }
     };
     Ok((json(h, "header")?, json(p, "claims")?))
@@ -330,9 +320,9 @@ impl Verifier {
         token: &str,
         now: u64,
         skew: u64,
-    ) -> Result<Verified, String> {
+    ) -> Result<Verified, TokenError> {
         if token.len() > JWT_BYTES_MAX {
-            return Err(format!("the JWT is longer than {JWT_BYTES_MAX} bytes"));
+            return Err(TokenError::TooLong);
         }
         let (header, claims) = unverified(token)?;
         let alg = match header.get("alg").and_then(Value::as_str) {
@@ -340,27 +330,24 @@ impl Verifier {
             Some("ES256") => Algorithm::ES256,
             Some("RS256") => Algorithm::RS256,
             Some(other) => {
-                return Err(format!(
-                    "algorithm `{}` is not allowed (EdDSA, ES256 or RS256)",
-                    other.chars().take(32).collect::<String>()
+                return Err(TokenError::AlgNotAllowed(
+                    other.chars().take(32).collect::<String>(),
                 ))
             }
-            None => return Err(bad("the JWT's header names no algorithm")),
+            None => return Err(TokenError::NoAlg),
         };
         if header.contains_key("crit") {
             // RFC 7515 section 4.1.11: extensions we do not understand.
-            return Err(bad(
-                "the JWT's header has `crit` extensions writ does not know",
-            ));
+            return Err(TokenError::Crit);
         }
         let iss = claims
             .get("iss")
             .and_then(Value::as_str)
-            .ok_or("the JWT has no `iss` claim (a string)")?;
+            .ok_or(TokenError::NoIss)?;
         let spec = issuers
             .iter()
             .find(|s| s.issuer == iss)
-            .ok_or_else(|| format!("no registered issuer has `iss` {}", quote(iss)))?;
+            .ok_or_else(|| TokenError::UnknownIssuer(iss.to_owned()))?;
         let kid = header.get("kid").and_then(Value::as_str);
         let key = self.key(spec, kid, alg, now).await?;
         let mut validation = Validation::new(alg);
@@ -371,30 +358,26 @@ impl Verifier {
         jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
-                K::InvalidSignature => format!(
-                    "the signature does not verify against issuer {}'s key{}",
-                    spec.name,
-                    kid.map(|k| format!(" {}", quote(k))).unwrap_or_default()
-                ),
-                K::InvalidAlgorithm => format!(
-                    "algorithm {} does not fit issuer {}'s key",
-                    alg_name(alg),
-                    spec.name
-                ),
-                other => format!("the JWT is malformed: {other:?}"),
+                K::InvalidSignature => TokenError::BadSignature {
+                    issuer: spec.name.clone(),
+                    kid: kid.map(str::to_owned),
+                },
+                K::InvalidAlgorithm => TokenError::AlgMismatch {
+                    alg: alg_name(alg),
+                    issuer: spec.name.clone(),
+                },
+                other => TokenError::Malformed(format!("{other:?}")),
             }
         })?;
         check_claims(spec, &claims, now, skew)?;
         let subject = match claims.get(&spec.claim) {
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 1024 => s.clone(),
-            Some(Value::String(_)) => {
-                return Err(format!("claim `{}` must be 1 to 1024 bytes", spec.claim))
-            }
-            Some(_) => return Err(format!("claim `{}` is not a string", spec.claim)),
-            None => return Err(format!("the JWT has no `{}` claim", spec.claim)),
+            Some(Value::String(_)) => return Err(TokenError::ClaimLength(spec.claim.clone())),
+            Some(_) => return Err(TokenError::ClaimNotString(spec.claim.clone())),
+            None => return Err(TokenError::NoClaim(spec.claim.clone())),
         };
         if subject.chars().any(char::is_control) {
-            return Err(format!("claim `{}` holds control characters", spec.claim));
+            return Err(TokenError::ClaimControl(spec.claim.clone()));
         }
         let mut facts = Map::new();
         facts.insert("issuer".into(), Value::String(iss.to_owned()));
@@ -408,10 +391,11 @@ impl Verifier {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             if spiffe_trust_domain(sub) != Some(bound.as_str()) {
-                return Err(format!(
-                    "issuer {} speaks for trust domain {bound}; `sub` {sub:?} is not a SPIFFE ID in it",
-                    spec.name
-                ));
+                return Err(TokenError::TrustDomain {
+                    issuer: spec.name.clone(),
+                    bound: bound.clone(),
+                    sub: sub.to_owned(),
+                });
             }
             facts.insert("spiffe_id".into(), Value::String(sub.to_owned()));
             facts.insert("trust_domain".into(), Value::String(bound.clone()));
@@ -435,10 +419,10 @@ impl Verifier {
         kid: Option<&str>,
         alg: Algorithm,
         now: u64,
-    ) -> Result<Arc<DecodingKey>, String> {
+    ) -> Result<Arc<DecodingKey>, KeysError> {
         let url = match &spec.jwks {
             JwksSource::Keys(v) => {
-                let keys = parse_jwks(v)?;
+                let keys = parse_jwks(v).ok_or(KeysError::NotJwks)?;
                 return pick(&keys, spec, kid, alg);
             }
             JwksSource::Url(u) => u,
@@ -450,7 +434,7 @@ impl Verifier {
         }
         let lock = match self.fetching.lock() {
             Ok(mut m) => m.entry(spec.name.clone()).or_default().clone(),
-            Err(_) => return Err("the key cache is unusable".into()),
+            Err(_) => return Err(KeysError::CacheUnusable),
         };
         let _one = lock.lock().await;
         // Another request may have fetched them while this one waited.
@@ -462,10 +446,9 @@ impl Verifier {
         if now.saturating_sub(attempted) < REFRESH_MIN_SECS {
             // Tried a moment ago: use what there is, if it is not too old.
             if !self.fetched_within(spec, now, STALE_SECS_MAX) {
-                return Err(format!(
-                    "issuer {} has no keys fetched within {STALE_SECS_MAX} s; fetching again in at most {REFRESH_MIN_SECS} s",
-                    spec.name
-                ));
+                return Err(KeysError::Stale {
+                    issuer: spec.name.clone(),
+                });
             }
             return match found {
                 Some(k) => Ok(k),
@@ -475,8 +458,9 @@ impl Verifier {
         self.note_attempt(spec, now);
         match fetch(url, spec.jwks_ca.as_deref()).await {
             Ok(v) => {
-                let keys =
-                    parse_jwks(&v).map_err(|e| format!("issuer {}'s JWKS: {e}", spec.name))?;
+                let keys = parse_jwks(&v).ok_or_else(|| KeysError::FetchedNotJwks {
+                    issuer: spec.name.clone(),
+                })?;
                 let picked = pick(&keys, spec, kid, alg);
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(
@@ -497,10 +481,10 @@ impl Verifier {
                     // Keys fetched within the stale bound still prove what
                     // they proved; past it, nobody of this issuer is let in.
                     Some(k) if self.fetched_within(spec, now, STALE_SECS_MAX) => Ok(k),
-                    _ => Err(format!(
-                        "issuer {}'s keys cannot be fetched: {e}",
-                        spec.name
-                    )),
+                    _ => Err(KeysError::Fetch {
+                        issuer: spec.name.clone(),
+                        reason: e,
+                    }),
                 }
             }
         }
@@ -590,39 +574,34 @@ fn pick(
     spec: &IssuerSpec,
     kid: Option<&str>,
     alg: Algorithm,
-) -> Result<Arc<DecodingKey>, String> {
+) -> Result<Arc<DecodingKey>, KeysError> {
     let key = match kid {
         Some(kid) => keys
             .iter()
             .find(|k| k.kid.as_deref() == Some(kid))
-            .ok_or_else(|| {
-                format!(
-                    "key id {} is not in issuer {}'s key set",
-                    quote(kid),
-                    spec.name
-                )
+            .ok_or_else(|| KeysError::UnknownKid {
+                kid: kid.to_owned(),
+                issuer: spec.name.clone(),
             })?,
         None => {
             let mut fit = keys.iter().filter(|k| k.alg == alg);
             match (fit.next(), fit.next()) {
                 (Some(k), None) => k,
                 _ => {
-                    return Err(format!(
-                        "the JWT names no key id, and issuer {}'s key set does not hold exactly one {} key",
-                        spec.name,
-                        alg_name(alg)
-                    ))
+                    return Err(KeysError::NoSingleKey {
+                        issuer: spec.name.clone(),
+                        alg: alg_name(alg),
+                    })
                 }
             }
         }
     };
     if key.alg != alg {
-        return Err(format!(
-            "algorithm {} does not fit issuer {}'s key (a {} key)",
-            alg_name(alg),
-            spec.name,
-            alg_name(key.alg)
-        ));
+        return Err(KeysError::KeyAlg {
+            alg: alg_name(alg),
+            issuer: spec.name.clone(),
+            key_alg: alg_name(key.alg),
+        });
     }
     Ok(key.key.clone())
 }
@@ -633,39 +612,38 @@ fn check_claims(
     claims: &Map<String, Value>,
     now: u64,
     skew: u64,
-) -> Result<(), String> {
+) -> Result<(), TokenError> {
     if claims.get("iss").and_then(Value::as_str) != Some(spec.issuer.as_str()) {
-        return Err(format!("`iss` is not {}", quote(&spec.issuer)));
+        return Err(TokenError::Iss(spec.issuer.clone()));
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => *a == spec.audience,
         Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(spec.audience.as_str())),
-        _ => return Err(bad("the JWT has no `aud` claim")),
+        _ => return Err(TokenError::NoAud),
     };
     if !aud_ok {
-        return Err(format!(
-            "`aud` does not hold {} (issuer {}'s audience for writ)",
-            quote(&spec.audience),
-            spec.name
-        ));
+        return Err(TokenError::Aud {
+            audience: spec.audience.clone(),
+            issuer: spec.name.clone(),
+        });
     }
-    let time = |name: &str| -> Result<Option<u64>, String> {
+    let time = |name: &'static str| -> Result<Option<u64>, TokenError> {
         match claims.get(name) {
             None => Ok(None),
             Some(v) => v
                 .as_u64()
                 .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
                 .map(Some)
-                .ok_or_else(|| format!("`{name}` is not a NumericDate")),
+                .ok_or(TokenError::NotNumericDate(name)),
         }
     };
-    let exp = time("exp")?.ok_or("the JWT has no `exp` claim")?;
+    let exp = time("exp")?.ok_or(TokenError::NoExp)?;
     if now >= exp.saturating_add(skew) {
-        return Err(format!("the JWT expired at {exp} (now {now})"));
+        return Err(TokenError::Expired { exp, now });
     }
     if let Some(nbf) = time("nbf")? {
         if now.saturating_add(skew) < nbf {
-            return Err(format!("the JWT is not valid before {nbf} (now {now})"));
+            return Err(TokenError::NotYetValid { nbf, now });
         }
     }
     Ok(())

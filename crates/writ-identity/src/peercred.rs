@@ -28,11 +28,12 @@
 //! to [`EXE_HASH_BYTES_MAX`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::Read as _;
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt as _;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -136,7 +137,92 @@ impl ExeCache {
 /// What a connection on the Unix socket proved of its caller: the peer,
 /// or why it could not be identified (the caller is then no one).
 #[derive(Debug, Clone)]
-pub struct Peer(pub Result<LocalPeer, String>);
+pub struct Peer(pub Result<LocalPeer, PeerError>);
+
+/// Why a local caller is no one.
+#[derive(Debug, Clone)]
+pub enum PeerError {
+    /// The kernel could not name the process that connected.
+    Process(Arc<writ_exec::peer::PeerError>),
+    /// It exited while it was being identified.
+    Exited,
+    /// The connection could not be handed over to be identified (why).
+    Identifying(String),
+    /// No rule maps it; `sandboxed`, it runs as a governed program does,
+    /// which only a rule saying `"sandboxed": true` maps.
+    Unmapped {
+        uid: u32,
+        gid: u32,
+        exe: Option<String>,
+        sandboxed: bool,
+    },
+}
+
+impl fmt::Display for PeerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerError::Process(e) => write!(f, "the local caller: {e}"),
+            PeerError::Exited => {
+                f.write_str("the local caller exited while it was being identified")
+            }
+            PeerError::Identifying(e) => write!(f, "identifying the local caller: {e}"),
+            PeerError::Unmapped {
+                uid,
+                gid,
+                exe,
+                sandboxed,
+            } => {
+                let exe = exe.as_ref().map(|e| format!(", {e}")).unwrap_or_default();
+                write!(f, "the local caller (uid {uid}, gid {gid}{exe})")?;
+                if *sandboxed {
+                    f.write_str(
+                        " runs sandboxed (no_new_privs or a seccomp filter), as a program writ \
+                         governs does: it is not its user; it calls with its run's credential \
+                         (WRIT_TOKEN), or a rule with \"sandboxed\": true maps it",
+                    )
+                } else {
+                    write!(
+                        f,
+                        " is mapped to no principal ({RULES_FILE} in the data dir)"
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for PeerError {}
+
+/// Why the rules cannot be read: the file's path and what is wrong.
+#[derive(Debug)]
+pub enum RulesError {
+    /// The file exists but cannot be read.
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// It is not the rules' JSON.
+    Parse {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+    /// It holds more than [`RULES_MAX`] rules.
+    TooMany { path: PathBuf },
+}
+
+impl fmt::Display for RulesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RulesError::Read { path, error } => write!(f, "{}: {error}", path.display()),
+            RulesError::Parse { path, error } => write!(f, "{}: {error}", path.display()),
+            RulesError::TooMany { path } => {
+                write!(f, "{}: more than {RULES_MAX} rules", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RulesError {}
 
 impl LocalPeer {
     /// The peer of a connected Unix socket: its credentials, whether it is
@@ -146,8 +232,8 @@ impl LocalPeer {
         sock: BorrowedFd<'_>,
         cache: &ExeCache,
         hash: bool,
-    ) -> Result<LocalPeer, String> {
-        let p = PeerProcess::of(sock).map_err(|e| format!("the local caller: {e}"))?;
+    ) -> Result<LocalPeer, PeerError> {
+        let p = PeerProcess::of(sock).map_err(|e| PeerError::Process(Arc::new(e)))?;
         let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid))
             .ok()
             .map(|e| e.to_string_lossy().into_owned());
@@ -155,7 +241,7 @@ impl LocalPeer {
         // Still the process that connected: nothing above was read of
         // another one that took its pid.
         if !p.still_running() {
-            return Err("the local caller exited while it was being identified".into());
+            return Err(PeerError::Exited);
         }
         Ok(LocalPeer {
             uid: p.uid,
@@ -203,17 +289,19 @@ pub struct Rules {
 impl Rules {
     /// Read `dir/peercred.json`; no file is no rule (every local caller
     /// then needs a token).
-    pub fn load(dir: &Path) -> Result<Rules, String> {
+    pub fn load(dir: &Path) -> Result<Rules, RulesError> {
         let path = dir.join(RULES_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Rules::default()),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(error) => return Err(RulesError::Read { path, error }),
         };
-        let rules: Rules =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let rules: Rules = match serde_json::from_str(&text) {
+            Ok(r) => r,
+            Err(error) => return Err(RulesError::Parse { path, error }),
+        };
         if rules.rules.len() > RULES_MAX {
-            return Err(format!("{}: more than {RULES_MAX} rules", path.display()));
+            return Err(RulesError::TooMany { path });
         }
         Ok(rules)
     }
@@ -225,7 +313,7 @@ impl Rules {
     }
 
     /// The principal `peer` is, and its identity; or why it is no one.
-    pub fn map(&self, peer: &Peer) -> Result<(String, Identity), String> {
+    pub fn map(&self, peer: &Peer) -> Result<(String, Identity), PeerError> {
         let peer = peer.0.as_ref().map_err(Clone::clone)?;
         let rule = self
             .rules
@@ -239,25 +327,11 @@ impl Rules {
                         .as_ref()
                         .is_none_or(|d| peer.exe_sha256.as_ref() == Some(d))
             })
-            .ok_or_else(|| {
-                let who = format!(
-                    "the local caller (uid {}, gid {}{})",
-                    peer.uid,
-                    peer.gid,
-                    peer.exe
-                        .as_ref()
-                        .map(|e| format!(", {e}"))
-                        .unwrap_or_default()
-                );
-                if peer.sandboxed {
-                    format!(
-                        "{who} runs sandboxed (no_new_privs or a seccomp filter), as a program writ \
-                         governs does: it is not its user; it calls with its run's credential \
-                         (WRIT_TOKEN), or a rule with \"sandboxed\": true maps it"
-                    )
-                } else {
-                    format!("{who} is mapped to no principal ({RULES_FILE} in the data dir)")
-                }
+            .ok_or_else(|| PeerError::Unmapped {
+                uid: peer.uid,
+                gid: peer.gid,
+                exe: peer.exe.clone(),
+                sandboxed: peer.sandboxed,
             })?;
         let mut facts = Map::new();
         facts.insert("uid".into(), Value::from(peer.uid));
@@ -312,14 +386,18 @@ mod tests {
             uid: uid + 1,
             ..me.clone()
         };
-        let e = rules.map(&Peer(Ok(other))).unwrap_err();
+        let e = rules.map(&Peer(Ok(other))).unwrap_err().to_string();
         assert!(e.contains(&format!("uid {}", uid + 1)), "{e}");
         // Sandboxed: mapped only by a rule that says so.
         let boxed = Peer(Ok(LocalPeer {
             sandboxed: true,
             ..me
         }));
-        assert!(rules.map(&boxed).unwrap_err().contains("runs sandboxed"));
+        assert!(rules
+            .map(&boxed)
+            .unwrap_err()
+            .to_string()
+            .contains("runs sandboxed"));
         let opted: Rules = serde_json::from_value(serde_json::json!({"rules": [
             {"uid": uid, "sandboxed": true, "principal": "Agent::\"boxed\""}
         ]}))
@@ -327,8 +405,9 @@ mod tests {
         assert_eq!(opted.map(&boxed).unwrap().0, "Agent::\"boxed\"");
         // A peer that could not be identified is no one.
         assert!(rules
-            .map(&Peer(Err("gone".into())))
+            .map(&Peer(Err(PeerError::Identifying("gone".into()))))
             .unwrap_err()
+            .to_string()
             .contains("gone"));
     }
 }

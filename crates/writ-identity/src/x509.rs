@@ -14,6 +14,8 @@
 //! A certificate with more than one URI SAN, a malformed SPIFFE ID, or an
 //! empty subject and no SPIFFE ID maps to no one.
 
+use std::fmt;
+
 use serde_json::{Map, Value};
 use x509_cert::der::Decode as _;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -29,8 +31,47 @@ pub const PRINCIPAL_TYPE: &str = "Workload";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCertificate {
     /// The principal it maps to, or why it maps to none.
-    pub mapped: Result<(String, Identity), String>,
+    pub mapped: Result<(String, Identity), CertError>,
 }
+
+/// Why a verified client certificate maps to no one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertError {
+    /// Its DER cannot be read (why).
+    Unreadable(String),
+    /// Its subjectAltName extension cannot be read (why).
+    SubjectAltName(String),
+    /// Its one URI SAN is a malformed SPIFFE ID.
+    SpiffeId(String),
+    /// It has neither a SPIFFE ID nor a subject.
+    Anonymous,
+    /// It has more than one URI SAN.
+    ManyUris,
+}
+
+impl fmt::Display for CertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertError::Unreadable(e) => write!(f, "the client certificate cannot be read: {e}"),
+            CertError::SubjectAltName(e) => write!(
+                f,
+                "the client certificate's subjectAltName cannot be read: {e}"
+            ),
+            CertError::SpiffeId(id) => write!(
+                f,
+                "the client certificate's SPIFFE ID {id} is not well formed"
+            ),
+            CertError::Anonymous => {
+                f.write_str("the client certificate has neither a SPIFFE ID nor a subject")
+            }
+            CertError::ManyUris => f.write_str(
+                "the client certificate has more than one URI SAN (an X.509-SVID has exactly one)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CertError {}
 
 impl PeerCertificate {
     /// Read the leaf certificate (DER) of a verified chain.
@@ -39,15 +80,14 @@ impl PeerCertificate {
     }
 }
 
-fn map(der: &[u8]) -> Result<(String, Identity), String> {
-    let cert = Certificate::from_der(der)
-        .map_err(|e| format!("the client certificate cannot be read: {e}"))?;
+fn map(der: &[u8]) -> Result<(String, Identity), CertError> {
+    let cert = Certificate::from_der(der).map_err(|e| CertError::Unreadable(e.to_string()))?;
     let tbs = &cert.tbs_certificate;
     let subject = tbs.subject.to_string();
     let mut uris = Vec::new();
     if let Some((_, san)) = tbs
         .get::<SubjectAltName>()
-        .map_err(|e| format!("the client certificate's subjectAltName cannot be read: {e}"))?
+        .map_err(|e| CertError::SubjectAltName(e.to_string()))?
     {
         for n in san.0 {
             if let GeneralName::UniformResourceIdentifier(u) = n {
@@ -60,25 +100,17 @@ fn map(der: &[u8]) -> Result<(String, Identity), String> {
         facts.insert("subject".into(), Value::String(subject.clone()));
     }
     let spiffe: Vec<&String> = uris.iter().filter(|u| u.starts_with("spiffe://")).collect();
-    let uid =
-        match (spiffe.as_slice(), uris.len()) {
-            ([id], 1) => {
-                let td = spiffe_trust_domain(id).ok_or_else(|| {
-                    format!("the client certificate's SPIFFE ID {id} is not well formed")
-                })?;
-                facts.insert("spiffe_id".into(), Value::String((*id).clone()));
-                facts.insert("trust_domain".into(), Value::String(td.to_owned()));
-                entity_uid(PRINCIPAL_TYPE, id)
-            }
-            ([], _) if !subject.is_empty() => entity_uid(PRINCIPAL_TYPE, &subject),
-            ([], _) => {
-                return Err("the client certificate has neither a SPIFFE ID nor a subject".into())
-            }
-            _ => return Err(
-                "the client certificate has more than one URI SAN (an X.509-SVID has exactly one)"
-                    .into(),
-            ),
-        };
+    let uid = match (spiffe.as_slice(), uris.len()) {
+        ([id], 1) => {
+            let td = spiffe_trust_domain(id).ok_or_else(|| CertError::SpiffeId((*id).clone()))?;
+            facts.insert("spiffe_id".into(), Value::String((*id).clone()));
+            facts.insert("trust_domain".into(), Value::String(td.to_owned()));
+            entity_uid(PRINCIPAL_TYPE, id)
+        }
+        ([], _) if !subject.is_empty() => entity_uid(PRINCIPAL_TYPE, &subject),
+        ([], _) => return Err(CertError::Anonymous),
+        _ => return Err(CertError::ManyUris),
+    };
     Ok((
         uid,
         Identity {

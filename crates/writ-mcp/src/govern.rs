@@ -221,18 +221,9 @@ impl<A: Authority> Governor<A> {
             }
         }
         AuthorizeRequest {
-            action: ask.action.into(),
-            resource: ask.resource.clone(),
             context,
-            request: ask.request.clone(),
-            environment: Map::new(),
-            scope: Default::default(),
-            audience: self.session.audience.clone(),
             parent: self.session.parent.clone(),
-            lifetime_secs: None,
             start,
-            credential: false,
-            delegates: Vec::new(),
             cnf: self
                 .session
                 .holder
@@ -240,6 +231,12 @@ impl<A: Authority> Governor<A> {
                 .map(|h| HolderCnf { jwk: h.jwk() }),
             definition,
             probe: !start,
+            ..AuthorizeRequest::new(
+                ask.action,
+                ask.resource.clone(),
+                ask.request.clone(),
+                self.session.audience.clone(),
+            )
         }
     }
 

@@ -22,11 +22,29 @@ use std::collections::HashSet;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use unicase::UniCase;
 
+/// Why a message has no one meaning, in serde_json's words (with the line
+/// and column).
+#[derive(Debug, thiserror::Error)]
+pub enum MeaningError {
+    /// Two keys of one object are one key to some parser: the first such
+    /// pair.
+    #[error("{0}")]
+    SameKey(serde_json::Error),
+    /// The message is not JSON.
+    #[error("{0}")]
+    NotJson(serde_json::Error),
+}
+
 /// `Err` naming the first pair of keys that fold to one, or the JSON error.
-pub fn check_one_meaning(json: &[u8]) -> Result<(), String> {
+pub fn check_one_meaning(json: &[u8]) -> Result<(), MeaningError> {
     serde_json::from_slice::<Checked>(json)
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e.classify() {
+            // The visitor below accepts every JSON value: its only data
+            // error is its own refusal of a key.
+            serde_json::error::Category::Data => MeaningError::SameKey(e),
+            _ => MeaningError::NotJson(e),
+        })
 }
 
 struct Checked;
@@ -105,7 +123,7 @@ mod tests {
             r#"{"name":1,"n\u0061me":2}"#,
             r#"{"id":1,"ID":2}"#,
         ] {
-            let e = check_one_meaning(bad.as_bytes()).unwrap_err();
+            let e = check_one_meaning(bad.as_bytes()).unwrap_err().to_string();
             assert!(e.contains("key"), "{bad}: {e}");
         }
         for good in [
@@ -117,5 +135,13 @@ mod tests {
         ] {
             check_one_meaning(good.as_bytes()).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_key_named_twice_is_told_from_text_that_is_not_json() {
+        let twice = check_one_meaning(br#"{"id":1,"ID":2}"#).unwrap_err();
+        assert!(matches!(twice, MeaningError::SameKey(_)), "{twice}");
+        let cut = check_one_meaning(br#"{"id":1"#).unwrap_err();
+        assert!(matches!(cut, MeaningError::NotJson(_)), "{cut}");
     }
 }

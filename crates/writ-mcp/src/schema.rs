@@ -195,75 +195,113 @@ pub fn fragment(server: &str, tools: &[Value]) -> Fragment {
     render_record(&union, &mut text, 0);
     text.push_str(";\n\n");
     text.push_str(WRIT_CONTEXT_TYPES);
-    let _ = writeln!(
-        text,
-        "\naction \"call_tool\" appliesTo {{\n  principal: [User, Agent],\n  resource: [Tool],\n  context: {{\n    \"server\": String,\n    \"tool\": String,\n    \"description\"?: String,\n    \"arguments\": ToolArguments,\n    \"request\": {{ \"name\": String, \"arguments\": ToolArguments }},\n    \"environment\": {{}},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};\n\naction \"mcp_session\" appliesTo {{\n  principal: [User, Agent],\n  resource: [McpServer],\n  context: {{\n    \"request\": {{ \"server\": String, \"argv\": Set<String> }},\n    \"environment\": {{ \"enforcement\"?: String, \"allow_partial_enforcement\"?: Bool }},\n    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n  }}\n}};"
-    );
-    text.push_str(OTHER_METHODS);
+    for action in &ACTIONS {
+        action.declare(&mut text);
+    }
     Fragment { text, warnings }
 }
 
-/// The other requests `writ mcp-proxy` decides (`methods`), whose shapes do
-/// not depend on the server. `get_prompt` is not declared: a prompt's
+/// An action the fragment declares, for every principal type.
+struct Action {
+    /// Its names, quoted and joined by `, `.
+    names: &'static str,
+    /// Its resource types, joined by `, `.
+    resources: &'static str,
+    /// Its own context attributes (`request` among them), each `"name": Type`.
+    own: &'static [&'static str],
+    /// The type of its `environment`.
+    environment: &'static str,
+}
+
+impl Action {
+    /// The declaration, after a blank line: its own context attributes,
+    /// then `environment` and the attributes writ adds to every context.
+    fn declare(&self, text: &mut String) {
+        let _ = write!(
+            text,
+            "\naction {} appliesTo {{\n  principal: [User, Agent],\n  resource: [{}],\n  context: {{\n",
+            self.names, self.resources
+        );
+        for attr in self.own {
+            let _ = writeln!(text, "    {attr},");
+        }
+        let _ = write!(
+            text,
+            "    \"environment\": {},\n{WRIT_CONTEXT}  }}\n}};\n",
+            self.environment
+        );
+    }
+}
+
+/// What writ adds to every context besides `request` and `environment`.
+const WRIT_CONTEXT: &str =
+    "    \"scope\": WritScope,\n    \"audience\": String,\n    \"lineage\": WritLineage,\n";
+
+/// The actions of the fragment: a tool call, the session, and the other
+/// requests `writ mcp-proxy` decides (`methods`), whose shapes do not
+/// depend on the server. `get_prompt` is not declared: a prompt's
 /// arguments are the server's to name, so under a bundle with this schema
 /// a prompt request does not validate and is denied.
-const OTHER_METHODS: &str = r#"
-action "read_resource", "subscribe_resource" appliesTo {
-  principal: [User, Agent],
-  resource: [Resource],
-  context: {
-    "server": String,
-    "uri": String,
-    "request": { "method": String, "uri": String },
-    "environment": {},
-    "scope": WritScope,
-    "audience": String,
-    "lineage": WritLineage,
-  }
-};
-
-action "complete" appliesTo {
-  principal: [User, Agent],
-  resource: [Prompt, Resource],
-  context: {
-    "server": String,
-    "argument"?: String,
-    "request": { "method": String, "params": String },
-    "environment": {},
-    "scope": WritScope,
-    "audience": String,
-    "lineage": WritLineage,
-  }
-};
-
-action "set_log_level" appliesTo {
-  principal: [User, Agent],
-  resource: [McpServer],
-  context: {
-    "server": String,
-    "level": String,
-    "request": { "method": String, "level": String },
-    "environment": {},
-    "scope": WritScope,
-    "audience": String,
-    "lineage": WritLineage,
-  }
-};
-
-action "mcp_request", "server_request" appliesTo {
-  principal: [User, Agent],
-  resource: [McpMethod],
-  context: {
-    "server": String,
-    "method": String,
-    "request": { "method": String, "params": String },
-    "environment": {},
-    "scope": WritScope,
-    "audience": String,
-    "lineage": WritLineage,
-  }
-};
-"#;
+const ACTIONS: [Action; 6] = [
+    Action {
+        names: "\"call_tool\"",
+        resources: "Tool",
+        own: &[
+            "\"server\": String",
+            "\"tool\": String",
+            "\"description\"?: String",
+            "\"arguments\": ToolArguments",
+            "\"request\": { \"name\": String, \"arguments\": ToolArguments }",
+        ],
+        environment: "{}",
+    },
+    Action {
+        names: "\"mcp_session\"",
+        resources: "McpServer",
+        own: &["\"request\": { \"server\": String, \"argv\": Set<String> }"],
+        environment: "{ \"enforcement\"?: String, \"allow_partial_enforcement\"?: Bool }",
+    },
+    Action {
+        names: "\"read_resource\", \"subscribe_resource\"",
+        resources: "Resource",
+        own: &[
+            "\"server\": String",
+            "\"uri\": String",
+            "\"request\": { \"method\": String, \"uri\": String }",
+        ],
+        environment: "{}",
+    },
+    Action {
+        names: "\"complete\"",
+        resources: "Prompt, Resource",
+        own: &[
+            "\"server\": String",
+            "\"argument\"?: String",
+            "\"request\": { \"method\": String, \"params\": String }",
+        ],
+        environment: "{}",
+    },
+    Action {
+        names: "\"set_log_level\"",
+        resources: "McpServer",
+        own: &[
+            "\"server\": String",
+            "\"level\": String",
+            "\"request\": { \"method\": String, \"level\": String }",
+        ],
+        environment: "{}",
+    },
+    Action {
+        names: "\"mcp_request\", \"server_request\"",
+        resources: "McpMethod",
+        own: &[
+            "\"server\": String",
+            "\"method\": String",
+            "\"request\": { \"method\": String, \"params\": String }",
+        ],
+        environment: "{}",
+    },
+];
 
 const WRIT_CONTEXT_TYPES: &str = "// What writ adds to every context.
 type WritScope = { \"read\": Set<String>, \"write\": Set<String>, \"net\": Bool };

@@ -241,7 +241,7 @@ async fn authenticate(
         s.authority.authenticate_certificate(peer)
     } else if let (true, Some(local)) = (token.is_empty(), &local) {
         let mapped = match &s.peercred {
-            Some(rules) => rules.map(local),
+            Some(rules) => rules.map(local).map_err(|e| e.to_string()),
             None => Err(format!(
                 "a local caller needs a token: no {} in the data dir maps local callers",
                 writ_identity::peercred::RULES_FILE

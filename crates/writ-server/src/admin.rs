@@ -104,7 +104,7 @@ pub(crate) async fn rotate_key(State(s): State<Shared>, Caller(who): Caller) -> 
         Err(e) => return CallErrorResponse(CallError::Unavailable(e.to_string())).into_response(),
     };
     if let Err(e) = save(&key) {
-        return CallErrorResponse(CallError::Unavailable(e)).into_response();
+        return CallErrorResponse(CallError::Unavailable(e.to_string())).into_response();
     }
     let kid = key.kid().to_owned();
     match s.authority.rotate_key(&who, key).await {

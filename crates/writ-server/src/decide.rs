@@ -114,20 +114,13 @@ pub(crate) async fn authzen_evaluation(
     // authority, as on /v1/authorize: writ fills those attributes itself, and
     // dropping the caller's silently would hide that from them.
     let areq = AuthorizeRequest {
-        action: cedar_uid("Action", &req.action.name),
-        resource: cedar_uid(&req.resource.type_, &req.resource.id),
         context: req.context.clone(),
-        request,
-        environment: Default::default(),
-        scope: Default::default(),
-        audience: "authzen".into(),
-        parent: None,
-        lifetime_secs: None,
-        start: false,
-        credential: false,
-        delegates: Vec::new(),
-        cnf: None,
-        ..Default::default()
+        ..AuthorizeRequest::new(
+            cedar_uid("Action", &req.action.name),
+            cedar_uid(&req.resource.type_, &req.resource.id),
+            request,
+            "authzen",
+        )
     };
     match s.authority.authorize(&who, areq).await {
         Ok(AuthorizeResponse::Allow {

@@ -173,15 +173,15 @@ pub async fn run_unix(
             // Hashing the caller's executable reads a file: off the workers
             // (cached by file identity, so once per binary).
             use std::os::fd::AsFd as _;
-            use writ_identity::peercred::{LocalPeer, Peer};
+            use writ_identity::peercred::{LocalPeer, Peer, PeerError};
             let turn = identifying.acquire_owned().await;
             let peer = match stream.as_fd().try_clone_to_owned() {
                 Ok(fd) => tokio::task::spawn_blocking(move || {
                     Peer(LocalPeer::of_socket(fd.as_fd(), &cache, hash))
                 })
                 .await
-                .unwrap_or_else(|e| Peer(Err(format!("identifying the local caller: {e}")))),
-                Err(e) => Peer(Err(format!("identifying the local caller: {e}"))),
+                .unwrap_or_else(|e| Peer(Err(PeerError::Identifying(e.to_string())))),
+                Err(e) => Peer(Err(PeerError::Identifying(e.to_string()))),
             };
             drop(turn);
             let peer = Some(Arc::new(peer));

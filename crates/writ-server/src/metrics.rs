@@ -65,27 +65,31 @@ impl Metrics {
             "Client connections open now",
             connections.open.clone(),
         );
-        registry.register(
-            "connections_refused",
-            "Connections closed at once because the server had its maximum open",
-            connections.refused.clone(),
-        );
-        registry.register(
-            "connections_timed_out",
-            "Connections closed because a request head or TLS handshake did not arrive in time",
-            connections.timed_out.clone(),
-        );
-        registry.register(
-            "tls_handshakes_failed",
-            "TLS handshakes that failed (a certificate that does not verify, not TLS at all)",
-            connections.tls_failed.clone(),
-        );
         let rate_limited = Counter::default();
-        registry.register(
-            "rate_limited",
-            "Decision requests refused (429) by their principal's rate limit",
-            rate_limited.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "connections_refused",
+                "Connections closed at once because the server had its maximum open",
+                &connections.refused,
+            ),
+            (
+                "connections_timed_out",
+                "Connections closed because a request head or TLS handshake did not arrive in time",
+                &connections.timed_out,
+            ),
+            (
+                "tls_handshakes_failed",
+                "TLS handshakes that failed (a certificate that does not verify, not TLS at all)",
+                &connections.tls_failed,
+            ),
+            (
+                "rate_limited",
+                "Decision requests refused (429) by their principal's rate limit",
+                &rate_limited,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         Metrics {
             registry,
             decisions,

@@ -18,7 +18,7 @@ use writ_store::StoreRead;
 use crate::metrics::Metrics;
 
 /// Persists a freshly generated signing key before it is used.
-pub type KeySaver = dyn Fn(&WritKey) -> Result<(), String> + Send + Sync;
+pub type KeySaver = dyn Fn(&WritKey) -> std::io::Result<()> + Send + Sync;
 
 /// A witness the log asks for cosignatures.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub struct ServerState {
 }
 
 /// Notes a committed rotation (e.g. the data dir's `keys/current`).
-pub type KeyActivated = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+pub type KeyActivated = dyn Fn(&str) -> std::io::Result<()> + Send + Sync;
 
 impl ServerState {
     pub fn new(authority: Arc<Authority>) -> ServerState {

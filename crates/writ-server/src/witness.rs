@@ -13,7 +13,7 @@ use writ_log::note::{NoteSigner, NoteVerifier};
 use writ_log::witness::{add_checkpoint, WitnessState};
 
 /// Persists the witness state; must be durable when it returns `Ok`.
-pub type StateSaver = dyn Fn(&WitnessState) -> Result<(), String> + Send + Sync;
+pub type StateSaver = dyn Fn(&WitnessState) -> std::io::Result<()> + Send + Sync;
 
 pub struct Witness {
     pub logs: Vec<NoteVerifier>,

@@ -89,10 +89,12 @@ impl ClientTls {
             Verify::Full => builder.with_root_certificates(roots),
             Verify::CaOnly => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyName(full_verifier(roots)?))),
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    chain: Some(full_verifier(roots)?),
+                })),
             Verify::EncryptOnly => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unchecked)),
+                .with_custom_certificate_verifier(Arc::new(Lenient { chain: None })),
         };
         match (&self.cert, &self.key) {
             (None, None) => Ok(builder.with_no_client_auth()),
@@ -184,11 +186,16 @@ fn full_verifier(roots: RootCertStore) -> Result<Arc<WebPkiServerVerifier>, TlsE
         .map_err(|e| TlsError::Config(e.to_string()))
 }
 
-/// `verify-ca`: the chain must verify; the name it is for is not checked.
+/// `verify-ca` (`chain` holds the roots' verifier: the chain must verify,
+/// whatever name it is for) and `require` (no `chain`: the certificate is
+/// not checked). The handshake's signatures are checked either way, with
+/// the provider's algorithms, as the chain verifier itself checks them.
 #[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -197,52 +204,15 @@ impl ServerCertVerifier for AnyName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `require`: encrypted, the certificate unchecked (the handshake's
-/// signatures still are).
-#[derive(Debug)]
-struct Unchecked;
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,

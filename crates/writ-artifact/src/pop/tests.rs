@@ -149,7 +149,11 @@ fn holder_keys_must_be_ed25519_points() {
     id[0] = 1;
     let mut weak = good;
     weak.x = URL_SAFE_NO_PAD.encode(id);
-    assert!(weak.thumbprint().unwrap_err().contains("small-order"));
+    assert!(weak
+        .thumbprint()
+        .unwrap_err()
+        .to_string()
+        .contains("small-order"));
     // Unknown members are refused when parsed.
     let extra = serde_json::json!({"crv": "Ed25519", "kty": "OKP", "x": "AA", "d": "AA"});
     assert!(serde_json::from_value::<HolderJwk>(extra).is_err());

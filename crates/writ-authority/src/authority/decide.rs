@@ -563,7 +563,8 @@ impl<'a> Question<'a> {
     ) -> Result<Question<'a>, BadRequest> {
         let request_digest =
             canonical::digest_value(&req.request).map_err(|e| BadRequest(e.to_string()))?;
-        let environment = EnvironmentBinding::bind(req.environment.clone()).map_err(BadRequest)?;
+        let environment = EnvironmentBinding::bind(req.environment.clone())
+            .map_err(|e| BadRequest(e.to_string()))?;
         let holder = req
             .cnf
             .as_ref()

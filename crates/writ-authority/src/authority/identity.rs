@@ -68,7 +68,11 @@ impl Authority {
     /// Authenticate the caller of a mutual-TLS connection by its client
     /// certificate (already verified against `--client-ca`).
     pub fn authenticate_certificate(&self, cert: &PeerCertificate) -> Result<Principal, Denial> {
-        self.authenticate_proven(cert.mapped.clone().map_err(unauthenticated))
+        self.authenticate_proven(
+            cert.mapped
+                .clone()
+                .map_err(|e| unauthenticated(e.to_string())),
+        )
     }
 
     /// Authenticate a caller its connection proved (a client certificate,
@@ -133,7 +137,8 @@ impl Authority {
             jwks_ca: req.jwks_ca.clone(),
             trust_domain: req.trust_domain.clone(),
         };
-        spec.validate().map_err(CallError::BadRequest)?;
+        spec.validate()
+            .map_err(|e| CallError::BadRequest(e.to_string()))?;
         // The type must make valid principals (checked with a sample id).
         cedar_uid_check(&writ_identity::entity_uid(&spec.principal_type, "x"))
             .map_err(CallError::BadRequest)?;

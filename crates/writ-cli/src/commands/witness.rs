@@ -88,8 +88,9 @@ pub async fn witness(g: &Global, a: WitnessArgs) -> Result<Exit> {
         signer,
         state: tokio::sync::Mutex::new(state),
         save: Box::new(move |s| {
-            let bytes = serde_json::to_vec_pretty(s).map_err(|e| e.to_string())?;
-            write_atomic(&state_path, &bytes, 0o644).map_err(|e| format!("{e:#}"))
+            let bytes = serde_json::to_vec_pretty(s).map_err(std::io::Error::other)?;
+            write_atomic(&state_path, &bytes, 0o644)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))
         }),
         clock: Arc::new(SystemClock),
     });

@@ -52,20 +52,8 @@ Examples:
   writ exec --authorize-only -- deploy.sh prod > writ.jws   # obtain, run later
   writ exec --writ writ.jws -- deploy.sh prod")]
 pub struct ExecArgs {
-    /// A path the program may read (repeatable); must exist. A relative
-    /// path is taken from the current directory, and `..` is resolved as the
-    /// kernel would.
-    #[arg(long)]
-    pub read: Vec<PathBuf>,
-    /// A path the program may write (repeatable); must exist. A relative
-    /// path is taken from the current directory, and `..` is resolved as the
-    /// kernel would.
-    #[arg(long)]
-    pub write: Vec<PathBuf>,
-    /// The program may use the network (otherwise TCP bind and connect are
-    /// refused by the kernel).
-    #[arg(long)]
-    pub net: bool,
+    #[command(flatten)]
+    pub scope: ScopeFlags,
     /// Lifetime of the writ in seconds (default 60, at most 3600).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=writ_artifact::WRIT_LIFETIME_SECS_MAX))]
     pub lifetime: Option<u64>,
@@ -123,21 +111,64 @@ pub struct ExecArgs {
     pub argv: Vec<String>,
 }
 
+/// The scope flags of both enforcement points: what the program they
+/// confine (`writ exec`'s command, `writ mcp-proxy`'s server) may touch.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScopeFlags {
+    /// A path the confined program may read (repeatable); must exist. A
+    /// relative path is taken from the current directory, and `..` is
+    /// resolved as the kernel would.
+    #[arg(long)]
+    pub read: Vec<PathBuf>,
+    /// A path the confined program may write (repeatable); must exist. A
+    /// relative path is taken from the current directory, and `..` is
+    /// resolved as the kernel would.
+    #[arg(long)]
+    pub write: Vec<PathBuf>,
+    /// The confined program may use the network (otherwise TCP bind and
+    /// connect are refused by the kernel).
+    #[arg(long)]
+    pub net: bool,
+}
+
 /// Variables writ exec sets for the program itself.
 pub const RUNNER_VARS: [&str; 3] = ["WRIT_TOKEN", "WRIT_SERVER", "WRIT_PARENT"];
+
+/// Why an `--env-allow` name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvAllowError {
+    /// One of [`RUNNER_VARS`].
+    RunnerVar(String),
+    /// Empty, or holding `=` or NUL.
+    NotAName(String),
+}
+
+impl std::fmt::Display for EnvAllowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EnvAllowError::RunnerVar(name) => write!(
+                f,
+                "{name} is set by writ exec itself: the program gets WRIT_PARENT, WRIT_SERVER and, in \
+                 WRIT_TOKEN, a credential of its own run, never the caller's token"
+            ),
+            EnvAllowError::NotAName(name) => {
+                write!(f, "{name:?} is not an environment variable name")
+            }
+        }
+    }
+}
+
+impl std::error::Error for EnvAllowError {}
 
 /// An `--env-allow` name: not one of [`RUNNER_VARS`] (the program would
 /// otherwise get the caller's own token, with which it could ask for writs
 /// that are not children of its run).
-pub fn env_allow_name(name: &str) -> Result<String, String> {
+pub fn env_allow_name(name: &str) -> Result<String, EnvAllowError> {
     if RUNNER_VARS.contains(&name) {
-        return Err(format!(
-            "{name} is set by writ exec itself: the program gets WRIT_PARENT, WRIT_SERVER and, in \
-             WRIT_TOKEN, a credential of its own run, never the caller's token"
-        ));
+        return Err(EnvAllowError::RunnerVar(name.to_owned()));
     }
     if name.is_empty() || name.contains('=') || name.contains('\0') {
-        return Err(format!("{name:?} is not an environment variable name"));
+        return Err(EnvAllowError::NotAName(name.to_owned()));
     }
     Ok(name.to_owned())
 }

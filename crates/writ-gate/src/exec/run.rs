@@ -143,7 +143,7 @@ async fn keyring(
         Ok(r) if r.ok() => r
             .parse::<Jwks>()
             .map_err(|e| e.to_string())
-            .and_then(|j| KeyRing::from_jwks(&j))
+            .and_then(|j| KeyRing::from_jwks(&j).map_err(|e| e.to_string()))
             .map_err(|e| format!("the authority's keys: {e}")),
         Ok(r) => Err(r.message()),
         Err(e) => Err(e.to_string()),
@@ -157,7 +157,7 @@ impl Run {
         // The scope the writ binds is absolute and normal: `--read .` means
         // this directory, `--read src/` and `--read ../data` what the shell
         // means.
-        for p in a.read.iter_mut().chain(a.write.iter_mut()) {
+        for p in a.scope.read.iter_mut().chain(a.scope.write.iter_mut()) {
             *p = scope_path(p).with_context(|| format!("--read/--write {}", p.display()))?;
         }
         let path_var = std::env::var_os("PATH");
@@ -295,29 +295,29 @@ impl Run {
     /// the scope of the flags, bound to the run's holder key.
     fn authorize_request(&self, holder: &Holder, exe: &Executable) -> Result<AuthorizeRequest> {
         let a = &self.a;
+        let resource = format!(
+            "Command::{}",
+            serde_json::to_string(&exe.path.to_string_lossy())?
+        );
         Ok(AuthorizeRequest {
-            action: "Action::\"exec\"".into(),
-            resource: format!(
-                "Command::{}",
-                serde_json::to_string(&exe.path.to_string_lossy())?
-            ),
-            context: Default::default(),
-            request: self.request.clone(),
             environment: self.facts.clone(),
             scope: Scope {
-                read: path_strings(&a.read),
-                write: path_strings(&a.write),
-                net: a.net,
+                read: path_strings(&a.scope.read),
+                write: path_strings(&a.scope.write),
+                net: a.scope.net,
             },
-            audience: self.audience.clone(),
             parent: crate::parent_from_env(),
             lifetime_secs: a.lifetime,
             start: !a.authorize_only,
             // The program's own credential, for what it asks in turn.
             credential: !a.authorize_only,
-            delegates: Vec::new(),
             cnf: holder.cnf(),
-            ..Default::default()
+            ..AuthorizeRequest::new(
+                "Action::\"exec\"",
+                resource,
+                self.request.clone(),
+                self.audience.clone(),
+            )
         })
     }
 
@@ -559,9 +559,9 @@ impl Run {
 /// device files.
 fn asked_confinement(a: &ExecArgs) -> Confinement {
     Confinement {
-        read: a.read.clone(),
-        write: a.write.clone(),
-        net: a.net,
+        read: a.scope.read.clone(),
+        write: a.scope.write.clone(),
+        net: a.scope.net,
         system_read: if a.system_read.is_empty() {
             writ_exec::DEFAULT_SYSTEM_READ
                 .iter()
