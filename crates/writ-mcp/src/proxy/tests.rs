@@ -103,6 +103,12 @@ async fn send(w: &mut WriteHalf<DuplexStream>, line: &str) {
     w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
 }
 
+/// Send `line` into one side and see it come out of the other, byte for byte.
+async fn passes(w: &mut WriteHalf<DuplexStream>, r: &mut LinesOf, line: &str) {
+    send(w, line).await;
+    assert_eq!(next(r).await, line);
+}
+
 async fn next(r: &mut LinesOf) -> String {
     tokio::time::timeout(Duration::from_secs(5), r.next_line())
         .await
@@ -118,8 +124,7 @@ async fn next(r: &mut LinesOf) -> String {
 async fn a_request_id_in_use_is_refused_and_the_waiting_one_keeps_its_answer() {
     let mut r = rig(false);
     let list = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
-    send(&mut r.client_w, list).await;
-    assert_eq!(next(&mut r.server_r).await, list);
+    passes(&mut r.client_w, &mut r.server_r, list).await;
     send(
         &mut r.client_w,
         r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
@@ -140,8 +145,7 @@ async fn a_request_id_in_use_is_refused_and_the_waiting_one_keeps_its_answer() {
     assert_eq!(v["result"], json!({"tools": [{"name": "ok_read"}]}), "{v}");
     // The ping never reached the server: the next line it sees is this one.
     let ping = r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#;
-    send(&mut r.client_w, ping).await;
-    assert_eq!(next(&mut r.server_r).await, ping);
+    passes(&mut r.client_w, &mut r.server_r, ping).await;
 }
 
 #[tokio::test]
@@ -206,11 +210,9 @@ async fn a_denied_call_is_answered_by_the_proxy_and_never_reaches_the_server() {
         "{v}"
     );
     let note = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
-    send(&mut r.server_w, note).await;
-    assert_eq!(next(&mut r.client_r).await, note);
+    passes(&mut r.server_w, &mut r.client_r, note).await;
     let ping = r#"{"jsonrpc":"2.0","id":10,"method":"ping"}"#;
-    send(&mut r.server_w, ping).await;
-    assert_eq!(next(&mut r.client_r).await, ping);
+    passes(&mut r.server_w, &mut r.client_r, ping).await;
     // The client's answer to the denied sampling request (or to any
     // request the server did not send it) never reaches the server; its
     // answer to the ping does.
