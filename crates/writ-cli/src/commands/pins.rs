@@ -19,7 +19,8 @@ describes the tool otherwise (a changed description can carry instructions \
 to the model), calls of it are denied `definition_changed` and it is left \
 out of `tools/list`, until an administrator reads the new definition and \
 approves it. The denial names the new digest; the decision's log entry \
-holds the description the proxy saw (`writ log entries` as an auditor).
+holds the description the proxy saw in its sealed context (an auditor \
+reads it from `GET /v1/log/contents`).
 
 Examples:
   writ mcp pins
