@@ -139,7 +139,8 @@ function matches(tr) {
   if (type === 'execution' && !t.startsWith('execution')) return false;
   if (type === 'revocation' && t !== 'revocation') return false;
   if (outcome && tr.dataset.outcome !== outcome) return false;
-  if (tr.dataset.probe && !$('f-probes').checked) return false;
+  // Allowed probes are hidden unless asked for; a denied one always shows.
+  if (tr.dataset.probe && tr.dataset.outcome === 'allow' && !$('f-probes').checked) return false;
   if (principal && !tr.dataset.principal.includes(principal)) return false;
   if (reason && !tr.dataset.reason.includes(reason)) return false;
   return true;

@@ -138,18 +138,14 @@ fn called_tool(ask: &Ask) -> Option<&str> {
     ask.request.get("name")?.as_str()
 }
 
-/// What a tool's definition is, for pinning: its name, description and
-/// input schema, as the server listed them (what the model reads and
-/// what the call's arguments are checked against).
+/// What a tool's definition is, for pinning: the tool as the server listed
+/// it (name, title, description, input and output schemas, annotations
+/// such as `destructiveHint`, ...), all but `_meta`, which the
+/// specification leaves to implementations.
 pub fn tool_definition(tool: &Value) -> Option<(String, Value)> {
     let name = tool.get("name")?.as_str()?.to_owned();
-    let mut d = Map::new();
-    d.insert("name".into(), Value::String(name.clone()));
-    for key in ["description", "inputSchema"] {
-        if let Some(v) = tool.get(key) {
-            d.insert(key.into(), v.clone());
-        }
-    }
+    let mut d = tool.as_object()?.clone();
+    d.remove("_meta");
     Some((name, Value::Object(d)))
 }
 
@@ -209,11 +205,17 @@ impl<A: Authority> Governor<A> {
     /// tool's definition (and the policy sees its `description`).
     pub fn request_for(&self, ask: &Ask, start: bool) -> AuthorizeRequest {
         // A tool the server did not list (or whose listing never came) is
-        // sent as its bare name: held to its pin like any other definition,
-        // so a server cannot skip the check by not answering a list.
+        // sent as its bare name: held to its pin like any other definition
+        // (never pinned: only a probe pins), so a server cannot skip the
+        // check by not answering a list.
         let definition = self
             .definition_of(ask)
             .or_else(|| called_tool(ask).map(|name| serde_json::json!({ "name": name })));
+        self.request_with(ask, start, definition)
+    }
+
+    /// [`Governor::request_for`] with this `definition`.
+    fn request_with(&self, ask: &Ask, start: bool, definition: Option<Value>) -> AuthorizeRequest {
         let mut context = ask.context.clone();
         if let Some(d) = definition.as_ref().and_then(|d| d.get("description")) {
             if d.is_string() {
@@ -400,10 +402,18 @@ impl<A: Authority> Governor<A> {
     /// lifetime 1 s; its writ is dropped here. Any failure is a no (fail
     /// closed).
     pub async fn may(&self, ask: Ask) -> bool {
+        let definition = self.definition_of(&ask);
+        self.may_with(ask, definition).await
+    }
+
+    /// [`Governor::may`] of a listed item, with the definition it was
+    /// listed with (not the session's, which another list may have changed
+    /// meanwhile).
+    async fn may_with(&self, ask: Ask, definition: Option<Value>) -> bool {
         if self.ended().is_some() {
             return false;
         }
-        let mut req = self.request_for(&ask, false);
+        let mut req = self.request_with(&ask, false, definition);
         req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
         matches!(
             self.authority.authorize(req).await,
@@ -431,22 +441,32 @@ impl<A: Authority> Governor<A> {
             return response;
         };
         let items = std::mem::take(items);
+        // A tool listed twice in one answer (two definitions under one
+        // name) is left out: which one the client keeps is its own choice.
+        let mut named: HashMap<&str, usize> = HashMap::new();
         if listed == Listed::Tools {
             self.learn_tools(&items);
+            for n in items.iter().filter_map(|t| t.get("name")?.as_str()) {
+                *named.entry(n).or_default() += 1;
+            }
         }
         let mut keep = vec![false; items.len()];
         let mut set = tokio::task::JoinSet::new();
         for (i, item) in items.iter().enumerate() {
             let server = &self.session.server;
-            let ask = match listed {
-                Listed::Tools => item
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .map(|n| tool_call(server, n, Map::new())),
-                Listed::Resources => item
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .map(|u| resource_read(server, u)),
+            let (ask, definition) = match listed {
+                Listed::Tools => match tool_definition(item) {
+                    Some((n, d)) if named.get(n.as_str()) == Some(&1) => {
+                        (Some(tool_call(server, &n, Map::new())), Some(d))
+                    }
+                    _ => (None, None),
+                },
+                Listed::Resources => (
+                    item.get("uri")
+                        .and_then(Value::as_str)
+                        .map(|u| resource_read(server, u)),
+                    None,
+                ),
             };
             let Some(ask) = ask else { continue };
             if set.len() >= PROBES_IN_FLIGHT_MAX {
@@ -455,7 +475,7 @@ impl<A: Authority> Governor<A> {
                 }
             }
             let g = Arc::clone(self);
-            set.spawn(async move { (i, g.may(ask).await) });
+            set.spawn(async move { (i, g.may_with(ask, definition).await) });
         }
         while let Some(r) = set.join_next().await {
             if let Ok((j, ok)) = r {

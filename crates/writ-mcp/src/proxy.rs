@@ -658,7 +658,17 @@ async fn answer_client<A: Authority>(
     msg: Message,
 ) {
     match waiting {
-        None | Some((_, Pending::Plain)) => {
+        // An answer to nothing waiting: a second answer to one request (the
+        // first may still be in the filter), an id of another type than the
+        // request's (`"3"` for `3`, which some clients match), or a late
+        // answer to the proxy's own list. Passed on, it could carry a tool
+        // list no probe filtered: dropped.
+        None => {
+            tracing::warn!(
+                "the MCP server answered a request that is not waiting for an answer; dropped"
+            );
+        }
+        Some((_, Pending::Plain)) => {
             let _ = to_client.send(msg.raw).await;
         }
         Some((_, Pending::Own(tx))) => {

@@ -106,7 +106,7 @@ impl Authority {
             Ok(message) => message,
             Err(d) => return Ok(self.deny(entry, d).await),
         };
-        let first_use = match self.pin_check(&req.resource, q.definition.as_deref()) {
+        let first_use = match self.pin_check(&req.resource, q.definition.as_deref(), req.probe) {
             Ok(f) => f,
             Err(d) => return Ok(self.deny(entry, d).await),
         };

@@ -20,23 +20,32 @@ fn is_digest(s: &str) -> bool {
 }
 
 impl Authority {
-    /// The pin check of a request about to be allowed: `Ok(Some)` when its
-    /// definition is the first seen for its resource (the allow pins it),
-    /// `Ok(None)` when it matches the pin or carries none, and
+    /// The pin check of a request about to be allowed: `Ok(Some)` when it is
+    /// a probe carrying the first definition seen for its resource (the
+    /// allow pins it), `Ok(None)` when its definition matches the pin, or
+    /// it carries none, or nothing is pinned and it is not a probe; and
     /// `definition_changed` when the resource is pinned to another
-    /// definition. A request without a definition is not held to a pin:
+    /// definition.
+    ///
+    /// Only a probe pins: that is what an enforcement point asks when it
+    /// shows a listing (what the model reads), and it sends each listed
+    /// item's own definition. A call may carry what the enforcement point
+    /// could learn of an unlisted tool (its bare name): compared, never
+    /// pinned. A request without a definition is not held to a pin:
     /// otherwise any principal could stop every caller that sends none (a
     /// `writ exec` of the same command) by pinning a definition first.
     pub(super) fn pin_check(
         &self,
         resource: &str,
         definition: Option<&str>,
+        probe: bool,
     ) -> Result<Option<FirstUse>, Denial> {
         let Some(d) = definition else {
             return Ok(None);
         };
         match self.store.pin(resource).map_err(unavailable)? {
-            None => Ok(Some(FirstUse { digest: d.to_owned() })),
+            None if probe => Ok(Some(FirstUse { digest: d.to_owned() })),
+            None => Ok(None),
             Some(p) if p.digest == d => Ok(None),
             Some(p) => Err(Denial::new(
                 ReasonCode::DefinitionChanged,

@@ -75,8 +75,18 @@ pub fn validate_authorize_request(req: &AuthorizeRequest) -> Result<(), BadReque
             "field `probe` cannot go with `start`: a probe's writ is never started".into(),
         ));
     }
-    if req.definition.as_ref().is_some_and(|d| !d.is_object()) {
-        return Err(BadRequest("field `definition` must be an object".into()));
+    if let Some(d) = &req.definition {
+        if !d.is_object() {
+            return Err(BadRequest("field `definition` must be an object".into()));
+        }
+        // The policy reads the description the pin covers, not another.
+        if let Some(c) = req.context.get("description") {
+            if d.get("description") != Some(c) {
+                return Err(BadRequest(
+                    "field `context.description` must be the `definition`'s description".into(),
+                ));
+            }
+        }
     }
     if req.credential && !req.start {
         return Err(BadRequest(

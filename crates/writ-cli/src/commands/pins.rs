@@ -12,15 +12,17 @@ use crate::remote::need_token;
 
 #[derive(Subcommand, Debug)]
 #[command(after_long_help = "\
-`writ mcp-proxy` tells the authority what each tool is (its name, \
-description and input schema). The first allowed decision about a tool \
-pins that definition's digest, in a `pin` log entry. If the server later \
+`writ mcp-proxy` tells the authority what each tool is (the tool as the \
+server lists it: name, title, description, schemas, annotations). The \
+first allowed probe of a listed tool pins that definition's digest, in a \
+`pin` log entry. If the server later \
 describes the tool otherwise (a changed description can carry instructions \
 to the model), calls of it are denied `definition_changed` and it is left \
 out of `tools/list`, until an administrator reads the new definition and \
-approves it. The denial names the new digest; the decision's log entry \
-holds the description the proxy saw in its sealed context (an auditor \
-reads it from `GET /v1/log/contents`).
+approves it. The denial names the new digest, and the decision's sealed \
+context holds the new description (an auditor reads it from \
+`GET /v1/log/contents`); the rest of the definition (schemas, \
+annotations) is read from the server itself before approving.
 
 Examples:
   writ mcp pins

@@ -313,3 +313,46 @@ async fn when_the_server_dies_pending_requests_get_errors() {
     );
     assert_eq!(r.run.await.unwrap(), End::ServerExited { pending: 1 });
 }
+
+/// A server that answers a list twice, or with an id of another type, gets
+/// nothing past the filter: only the filtered answer reaches the client.
+#[tokio::test]
+async fn a_second_or_mistyped_answer_of_the_server_never_reaches_the_client() {
+    let mut r = rig(false);
+    let list = r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#;
+    passes(&mut r.client_w, &mut r.server_r, list).await;
+    let tools =
+        r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"ok_read"},{"name":"write_file"}]}}"#;
+    let raw_again = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"write_file","description":"raw"}]}}"#;
+    let mistyped = r#"{"jsonrpc":"2.0","id":"3","result":{"tools":[{"name":"write_file","description":"raw"}]}}"#;
+    send(&mut r.server_w, tools).await;
+    send(&mut r.server_w, raw_again).await;
+    send(&mut r.server_w, mistyped).await;
+    let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+    assert_eq!(v["result"]["tools"], json!([{"name": "ok_read"}]), "{v}");
+    // Nothing else comes: the next line the client reads is the ping's answer.
+    let ping = r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#;
+    passes(&mut r.client_w, &mut r.server_r, ping).await;
+    passes(
+        &mut r.server_w,
+        &mut r.client_r,
+        r#"{"jsonrpc":"2.0","id":"p","result":{}}"#,
+    )
+    .await;
+}
+
+/// A tool listed twice in one answer (two definitions under one name) is
+/// left out: the client would keep one of them, the probe saw the other.
+#[tokio::test]
+async fn a_tool_listed_twice_is_left_out_of_the_list() {
+    let mut r = rig(false);
+    let list = r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#;
+    passes(&mut r.client_w, &mut r.server_r, list).await;
+    send(
+        &mut r.server_w,
+        r#"{"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"ok_a","description":"changed"},{"name":"ok_b"},{"name":"ok_a","description":"pinned"}]}}"#,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&next(&mut r.client_r).await).unwrap();
+    assert_eq!(v["result"]["tools"], json!([{"name": "ok_b"}]), "{v}");
+}

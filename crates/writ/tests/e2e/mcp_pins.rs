@@ -82,7 +82,8 @@ fn a_changed_tool_definition_is_denied_until_an_admin_approves_it() {
     describe("Echo the text back.");
 
     // First session: a call before any listing makes the proxy list the
-    // tools itself; the first allowed decision pins the definition.
+    // tools itself (the call is allowed, pinning nothing); the listing's
+    // probe pins the definition.
     let out = session(&srv, &agent, dir.path(), &[echo(), list()]);
     assert_eq!(out[0]["isError"], false, "{out:?}");
     assert_eq!(out[0]["text"], "echo: hi");
@@ -178,7 +179,6 @@ fn a_changed_tool_definition_is_denied_until_an_admin_approves_it() {
             && text.contains("no-instructions-in-descriptions"),
         "{text}"
     );
-    // Nothing the server said was pinned by a denial.
     assert_eq!(pins(&srv).len(), 2);
 }
 

@@ -1732,19 +1732,34 @@ fn a_holders_proof_is_spent_once_however_often_its_call_is_decided() {
 
 /// A resource whose definition changed since it was pinned:
 /// `definition_changed` (exit status 28), logged; the first definition was
-/// pinned by the first allow, in its commit.
+/// pinned by the first allowed probe that carried one, in its commit.
 #[test]
 fn definition_changed() {
     let srv = Server::start();
     let agent = srv.add_principal("Agent::\"planner\"");
-    let ask = |definition: Option<Value>| {
+    let ask_as = |definition: Option<Value>, probe: bool| {
         let mut r = exec_req(&["/usr/bin/true"], AUD);
         if let Some(d) = definition {
             r["definition"] = d;
         }
+        r["probe"] = json!(probe);
         srv.authorize(&agent, &r)
     };
-    let first = ask(Some(json!({"name": "true", "description": "does nothing"})));
+    let ask = |definition: Option<Value>| ask_as(definition, false);
+    // A call carrying a definition of an unpinned resource pins nothing;
+    // a denied probe pins nothing.
+    let other = json!({"name": "true", "description": "something else"});
+    assert_eq!(ask(Some(other.clone())).status, 200);
+    let mut rm = exec_req(&["/usr/bin/rm", "-rf", "/"], AUD);
+    rm["definition"] = json!({"name": "rm"});
+    rm["probe"] = json!(true);
+    assert_eq!(srv.authorize(&agent, &rm).status, 403);
+    let pins = srv.get("/v1/pins", Some(&srv.admin_token)).json();
+    assert_eq!(pins["pins"], json!([]), "{pins}");
+    let first = ask_as(
+        Some(json!({"name": "true", "description": "does nothing"})),
+        true,
+    );
     assert_eq!(first.status, 200, "{}", first.text());
     let pin_index = first.json()["log_index"].as_u64().unwrap() as usize + 1;
     let pin = &srv.log_entries()[pin_index]["entry"];
@@ -1753,6 +1768,8 @@ fn definition_changed() {
         (Some("pin"), Some("first_use")),
         "{pin}"
     );
+    // What the call carried before the pin is no exemption now.
+    assert_eq!(ask(Some(other)).status, 403);
     // The same definition again (keys in another order): allowed.
     let again = ask(Some(json!({"description": "does nothing", "name": "true"})));
     assert_eq!(again.status, 200, "{}", again.text());
