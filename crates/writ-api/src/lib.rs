@@ -61,8 +61,8 @@ pub struct AuthorizeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<HolderCnf>,
     /// What the enforcement point was told the resource is (for an MCP
-    /// tool: `{name, description, inputSchema}`). Its digest is pinned by
-    /// the first allowed decision that carries one; a decision carrying
+    /// tool: the tool as listed, all but `_meta`). Its digest is pinned by
+    /// the first allowed probe that carries one; a decision carrying
     /// another is denied `definition_changed` until an administrator
     /// approves it (docs/spec/api.md, "Pinned definitions").
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -159,8 +159,8 @@ pub enum Entry {
         maps_to: String,
     },
     /// A resource's definition was pinned: what an enforcement point said
-    /// the resource is (an MCP tool's name, description and input schema),
-    /// by its `sha256:` digest. `first_use`: the first allowed decision
+    /// the resource is (an MCP tool as listed, all but `_meta`), by its
+    /// `sha256:` digest. `first_use`: the first allowed probe
     /// that carried a definition pinned it (`by` is its principal);
     /// `approved`: an administrator approved a new definition. A decision
     /// carrying another definition is denied (`definition_changed`)

@@ -31,7 +31,7 @@ pub const SESSION_ACTION: &str = "Action::\"mcp_session\"";
 /// Lifetime of a `tools/list` probe's writ, which is never started.
 pub const PROBE_LIFETIME_SECS: u64 = writ_api::PROBE_LIFETIME_SECS;
 /// Most tool definitions a session remembers (a server listing more has
-/// the rest called without one, which a pinned tool denies).
+/// the rest called with their bare names, which a pinned tool denies).
 pub const DEFINITIONS_MAX: usize = 10_000;
 /// How many `tools/list` probes are in flight at once.
 pub const PROBES_IN_FLIGHT_MAX: usize = 16;
@@ -124,8 +124,8 @@ pub struct Governor<A> {
     /// denied with this.
     ended: Mutex<Option<Denial>>,
     /// Each tool's definition as the server last listed it (name →
-    /// `{name, description, inputSchema}`): sent with its calls and probes,
-    /// whose digest the authority pins (docs/spec/api.md, "Pinned
+    /// [`tool_definition`]): sent with its calls, which the authority
+    /// compares with the tool's pin (docs/spec/api.md, "Pinned
     /// definitions").
     definitions: Mutex<HashMap<String, Value>>,
 }

@@ -10,8 +10,9 @@
 //!   decided and recorded the same way, and a denied one answered with an
 //!   error to the server;
 //! - `tools/list` and `resources/list` responses are filtered
-//!   ([`Governor::filter_list`]), and the tools' definitions remembered: a
-//!   call carries its tool's, which the authority pins; a call of a tool
+//!   ([`Governor::filter_list`]: each tool's probe carries its definition,
+//!   which the authority pins), and the definitions remembered: a call
+//!   carries its tool's, compared with the pin; a call of a tool
 //!   the session has not seen listed makes the proxy list the server's
 //!   tools itself first ([`learn_tools`]);
 //! - a message whose keys another JSON parser would read differently is

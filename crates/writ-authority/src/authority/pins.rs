@@ -1,6 +1,6 @@
 //! Pinned definitions: what an enforcement point said a resource is (an
-//! MCP tool's name, description and input schema), pinned by digest on
-//! first use and changed only by an administrator's approval, so that a
+//! MCP tool as listed, all but `_meta`), pinned by digest by the first
+//! allowed probe and changed only by an administrator's approval, so that a
 //! server that changes a tool after it was trusted (a "rug pull") is
 //! denied `definition_changed` (docs/spec/api.md, "Pinned definitions").
 
