@@ -7,9 +7,12 @@
 //! thread: tokio's `stdin`/`stdout` hand every read and write over from a
 //! blocking thread. Each message and its newline go out in one write.
 
+mod front;
+mod remote;
 mod schema;
 mod server;
 mod stdio;
+mod upstream;
 
 pub use schema::{mcp_schema, McpSchemaArgs};
 
@@ -95,9 +98,24 @@ exited first (pending requests got JSON-RPC errors) or on an operating \
 error; 128 + N after signal N (143 for SIGTERM); a reason code's status \
 when the session was denied.
 
+A remote server (the Streamable HTTP transport): --upstream URL in place \
+of the command. Without --listen the client speaks stdio to the proxy (a \
+bridge, with the agent's token as above); with --listen ADDR the proxy \
+serves MCP clients over Streamable HTTP at http(s)://ADDR/mcp, and each \
+client session is a session writ of its own, asked for with the client's \
+bearer token (the caller is the principal; a session is a root \
+execution). The client's token goes to the authority only; the upstream \
+gets --upstream-token-file's, or none. Sessions, event streams and their \
+resumption (Last-Event-ID) are the proxy's on each side.
+
 Example (Claude Desktop, Cursor, ... configuration):
   \"command\": \"writ\", \"args\": [\"mcp-proxy\", \"--name\", \"filesystem\", \"--\",
-    \"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \"/data\"]")]
+    \"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \"/data\"]
+
+Example (a remote server, served to HTTP clients over TLS):
+  writ mcp-proxy --name docs --upstream https://mcp.example.com/mcp \\
+    --upstream-token-file /etc/writ/docs.token --listen 127.0.0.1:8443 \\
+    --tls-cert front.pem --tls-key front.key")]
 pub struct McpProxyArgs {
     /// The server's name in resources (`Tool::"NAME/TOOL"`) and the audience
     /// (`mcp:NAME`).
@@ -135,9 +153,60 @@ pub struct McpProxyArgs {
     /// the scope (see `writ exec --allow-partial-enforcement`).
     #[arg(long)]
     pub allow_partial_enforcement: bool,
-    /// The server's command and arguments.
-    #[arg(last = true, required = true, value_name = "SERVER_CMD")]
+    /// The server's command and arguments (a stdio server), unless
+    /// --upstream names a remote one.
+    #[arg(
+        last = true,
+        required_unless_present = "upstream",
+        value_name = "SERVER_CMD"
+    )]
     pub argv: Vec<String>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// A remote MCP server over Streamable HTTP, and the proxy's own HTTP side.
+#[derive(Args, Debug, Clone)]
+pub struct RemoteArgs {
+    /// The URL of a remote MCP server (the Streamable HTTP transport), in
+    /// place of a command: `https://...` (or `http://` on this machine).
+    /// Without --listen the client speaks stdio to the proxy (a bridge).
+    #[arg(long, value_name = "URL",
+          conflicts_with_all = ["argv", "confine", "read", "write", "net", "allow_partial_enforcement", "env_allow"])]
+    pub upstream: Option<String>,
+    /// Certificate authorities (PEM) to trust for --upstream besides the
+    /// system's.
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_ca: Option<std::path::PathBuf>,
+    /// A file holding the bearer token the proxy presents to --upstream
+    /// (its own credential there; the MCP client's token is never passed
+    /// on).
+    #[arg(long, value_name = "FILE", requires = "upstream")]
+    pub upstream_token_file: Option<std::path::PathBuf>,
+    /// Serve MCP clients over Streamable HTTP at ADDR (`127.0.0.1:8080`),
+    /// endpoint /mcp, in front of --upstream. Each client session is a
+    /// session of its own, authorized with the client's bearer token.
+    #[arg(long, value_name = "ADDR", requires = "upstream")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The certificate chain (PEM) --listen serves HTTPS with.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["listen", "tls_cert"])]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// An Origin a browser-based client may call --listen from
+    /// (repeatable). A request with any other Origin header is refused
+    /// (DNS rebinding); one without is taken.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "listen")]
+    pub allow_origin: Vec<String>,
+    /// Client sessions --listen holds at once; more are refused (503).
+    #[arg(long, value_name = "N", default_value_t = 64, requires = "listen",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub sessions_max: u64,
+    /// A client session with no request for this long is ended, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600, requires = "listen",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub session_idle: u64,
 }
 
 /// The authority over HTTP.
@@ -197,6 +266,9 @@ async fn keyring(client: &Client) -> Result<KeyRing, String> {
 }
 
 pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
+    if a.remote.upstream.is_some() {
+        return remote::mcp_remote(g, a).await;
+    }
     let g = &g.local_default();
     // The agent's token is in this process: the server it starts (same
     // user) must not read it from /proc.
@@ -231,7 +303,10 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
     // bound to it (docs/spec/holder.md).
     let holder = Holder::generate(&audience)?;
     let proxy = Proxy {
-        a,
+        request: json!({"server": a.name, "argv": a.argv}),
+        parent: crate::parent_from_env(),
+        credential: true,
+        a: Arc::new(a),
         http: Http(client.clone()),
         client,
         audience,
@@ -240,7 +315,10 @@ pub async fn mcp_proxy(g: &Global, a: McpProxyArgs) -> Result<Exit> {
         required,
         started: Instant::now(),
     };
-    let session = proceed!(proxy.open_session(&keys).await);
+    let session = match proxy.open_session(&keys).await? {
+        Ok(s) => s,
+        Err(d) => return denied(d),
+    };
     let jti = session.grant.jti();
     eprintln!(
         "writ mcp-proxy: session {jti} (audience {})",
@@ -308,7 +386,13 @@ fn required_enforcement(a: &McpProxyArgs, asked: Option<&Confinement>) -> Step<E
 
 /// One proxy session's fixed parts, shared by its steps.
 struct Proxy {
-    a: McpProxyArgs,
+    a: Arc<McpProxyArgs>,
+    /// What the session's writ binds as its request.
+    request: serde_json::Value,
+    /// The session's parent execution (none: a root).
+    parent: Option<String>,
+    /// Whether the session's writ comes with a credential for the server.
+    credential: bool,
     http: Http,
     client: Client,
     /// `mcp:NAME`.
@@ -331,10 +415,10 @@ struct Opened {
 impl Proxy {
     /// Ask for the session's writ (a root execution, or a child of
     /// WRIT_PARENT, started on issue) and verify it offline.
-    async fn open_session(&self, keys: &KeyRing) -> Step<Opened> {
+    async fn open_session(&self, keys: &KeyRing) -> Result<Result<Opened, Denial>> {
         let a = &self.a;
-        let session_request = json!({"server": a.name, "argv": a.argv});
-        let parent = crate::parent_from_env();
+        let session_request = &self.request;
+        let parent = self.parent.clone();
         let lifetime = match (&parent, a.lifetime) {
             (_, Some(l)) => Some(l),
             (None, None) => Some(SESSION_LIFETIME_SECS_DEFAULT),
@@ -352,7 +436,7 @@ impl Proxy {
             start: true,
             // The server's own credential: what it asks the authority is a
             // child of the session.
-            credential: true,
+            credential: self.credential,
             cnf: self.holder.cnf(),
             ..AuthorizeRequest::new(
                 SESSION_ACTION,
@@ -363,11 +447,11 @@ impl Proxy {
         };
         let (writ, jti, credential) = match self.http.authorize(req).await {
             Err(Unavailable(m)) => {
-                return denied(Denial::new(ReasonCode::AuthorityUnavailable, m)).map(Err)
+                return Ok(Err(Denial::new(ReasonCode::AuthorityUnavailable, m)))
             }
             Ok(AuthorizeResponse::Deny {
                 reason, message, ..
-            }) => return denied(Denial::new(reason, message)).map(Err),
+            }) => return Ok(Err(Denial::new(reason, message))),
             Ok(AuthorizeResponse::Allow {
                 writ,
                 jti,
@@ -378,7 +462,7 @@ impl Proxy {
         let opts = VerifyOptions::enforcing(
             SystemClock.now_unix_secs(),
             self.audience.clone(),
-            canonical::digest_value(&session_request).map_err(anyhow::Error::msg)?,
+            canonical::digest_value(session_request).map_err(anyhow::Error::msg)?,
             self.holder.check(&jti),
         );
         let grant = match writ_artifact::verify(&writ, keys, &opts, &NoStatus) {
@@ -391,7 +475,7 @@ impl Proxy {
             Err(d) => {
                 self.not_started(&jti, None, format!("{}: {}", d.reason, d.message))
                     .await;
-                return denied(d).map(Err);
+                return Ok(Err(d));
             }
         };
         Ok(Ok(Opened {

@@ -16,6 +16,9 @@
 //! - [`proxy`]: the message router between a client and a server over any
 //!   byte streams (the CLI hands it stdio and a child process's pipes).
 //! - [`schema`]: a Cedar schema fragment from a server's tool list.
+//! - [`sse`] and [`streamable`]: the Streamable HTTP transport's event
+//!   streams, and what of it needs no socket (messages as lines, a
+//!   session's numbered streams for resumption).
 //!
 //! This crate opens no file, socket or process: streams and the authority
 //! come in from the caller.
@@ -28,3 +31,5 @@ pub mod message;
 pub mod methods;
 pub mod proxy;
 pub mod schema;
+pub mod sse;
+pub mod streamable;

@@ -887,9 +887,9 @@ fn security_md_attack_table_matches_the_tests() {
         let code = cols[2].trim_matches('`');
         assert!(
             writ_artifact::ReasonCode::parse(code).is_some()
-                || ["400", "403", "413", "usage", "EPERM", "EACCES", "EBADF", "SIGKILL", "withheld", "error", "closed", "paged", "429"]
+                || ["400", "403", "413", "usage", "EPERM", "EACCES", "EBADF", "SIGKILL", "withheld", "error", "closed", "paged", "429", "404", "resumed"]
                     .contains(&code),
-            "row {row:?}: {code} is neither a reason code nor 400, 403, 413, usage, EPERM, EACCES, EBADF, SIGKILL, withheld, error, closed, paged or 429"
+            "row {row:?}: {code} is neither a reason code nor 400, 403, 404, 413, usage, EPERM, EACCES, EBADF, SIGKILL, withheld, error, closed, paged, resumed or 429"
         );
         let test = cols[3].trim_matches('`');
         let (file, func) = test

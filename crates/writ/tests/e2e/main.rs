@@ -34,6 +34,7 @@ mod log_interop;
 mod log_privacy;
 mod mcp;
 mod mcp_boundary;
+mod mcp_http;
 mod mcp_pins;
 mod mesh;
 mod net_limits;

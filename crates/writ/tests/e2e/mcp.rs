@@ -21,7 +21,7 @@ const NPM_PACKAGES: [&str; 2] = [
 ];
 
 /// `target/mcp-e2e`, with the server and the SDK installed.
-fn node_prefix() -> PathBuf {
+pub(crate) fn node_prefix() -> PathBuf {
     let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
     let prefix = target_dir().join("mcp-e2e");
     let ready = |p: &Path| {
