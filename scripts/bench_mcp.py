@@ -4,6 +4,7 @@ proxy`, with the same client (the Python `mcp` SDK), the same server
 (@modelcontextprotocol/server-filesystem) and the same call, in one run.
 Called by scripts/bench-mcp, which sets the environment up."""
 
+from mcp_floor import fdatasync_p50, p50
 import asyncio, json, os, socket, statistics, sys, time, urllib.parse
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -50,32 +51,7 @@ def floor():
     authority on loopback (a raw keep-alive socket, the request bytes built
     once), next to the round trip of the authorize request the proxy sends
     for a call (a child of a session, started on issue)."""
-    def p50(f, n=1000, warm=50):
-        lat = []
-        for i in range(warm + n):
-            t0 = time.perf_counter()
-            f()
-            if i >= warm:
-                lat.append((time.perf_counter() - t0) * 1000)
-        return statistics.median(lat)
-
-    span = 4 << 20
-    path = os.path.join(job["data_dir"], "floor.probe")
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    try:
-        os.pwrite(fd, bytes(span), 0)
-        os.fsync(fd)
-        block, at = os.urandom(4096), [0]
-
-        def sync():
-            os.pwrite(fd, block, at[0])
-            at[0] = (at[0] + 4096) % span
-            os.fdatasync(fd)
-
-        fsync_ms = p50(sync)
-    finally:
-        os.close(fd)
-        os.unlink(path)
+    fsync_ms = fdatasync_p50(job["data_dir"])
 
     url = urllib.parse.urlsplit(job["server"])
     s = socket.create_connection((url.hostname, url.port or 80), timeout=10)

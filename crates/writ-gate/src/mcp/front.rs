@@ -246,6 +246,20 @@ impl HttpBody for Body {
             Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
         }
     }
+
+    // A whole body's length goes out as its Content-Length.
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Body::Full(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::Stream(_) => http_body::SizeHint::default(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
 }
 
 fn respond(status: StatusCode, headers: &[(&str, &str)], body: Body) -> Response<Body> {

@@ -42,6 +42,8 @@ pub(crate) const RESUME_ATTEMPTS_MAX: u32 = 5;
 const RESUME_WAIT_DEFAULT: Duration = Duration::from_millis(100);
 /// The longest wait before a resume a server can ask for.
 const RESUME_WAIT_MAX: Duration = Duration::from_secs(5);
+/// How long the end of a stream is waited for after its response.
+const DRAIN_AFTER_RESPONSE: Duration = Duration::from_secs(1);
 /// How long the closing DELETE may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The protocol version assumed until the server's `initialize` answer
@@ -384,6 +386,14 @@ impl Link {
                 }
                 self.emit(ev.data.as_bytes()).await;
                 if answered {
+                    // The rest of the stream (its end) is read, so that the
+                    // connection goes back to the pool: a response dropped
+                    // unread closes it, and the next message would pay for a
+                    // new connection.
+                    let _ = tokio::time::timeout(DRAIN_AFTER_RESPONSE, async {
+                        while let Ok(Some(_)) = resp.chunk().await {}
+                    })
+                    .await;
                     return Ok(true);
                 }
             }
