@@ -286,6 +286,6 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
     })
 }
 
-fn insecure_allowed() -> bool {
+pub(crate) fn insecure_allowed() -> bool {
     std::env::var(INSECURE_PLAIN_HTTP_ENV).is_ok_and(|v| v == "1")
 }

@@ -62,6 +62,17 @@ impl Parser {
         self.last_id.as_deref()
     }
 
+    /// Forget a line or event not finished when a connection broke (the
+    /// last event id and the reconnection time stay): a resumed stream
+    /// starts afresh.
+    pub fn reset_partial(&mut self) {
+        self.line.clear();
+        self.after_cr = false;
+        self.data.clear();
+        self.has_data = false;
+        self.kind.clear();
+    }
+
     /// The reconnection time the stream asked for, if any.
     pub fn retry_ms(&self) -> Option<u64> {
         self.retry_ms
@@ -226,6 +237,17 @@ mod tests {
         assert!(p.push(b"id: 7-0\nretry: 250\n\n").unwrap().is_empty());
         assert_eq!(p.last_id(), Some("7-0"));
         assert_eq!(p.retry_ms(), Some(250));
+    }
+
+    #[test]
+    fn a_resumed_stream_forgets_what_the_broken_one_left_unfinished() {
+        let mut p = Parser::new(1024);
+        assert!(p.push(b"id: 1-1\ndata: {\"half\":").unwrap().is_empty());
+        p.reset_partial();
+        let ev = p.push(b"id: 1-2\ndata: {}\n\n").unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].data, "{}");
+        assert_eq!(p.last_id(), Some("1-2"));
     }
 
     #[test]

@@ -71,6 +71,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const SESSION_EVENT_BYTES_MAX: usize = 2 * MESSAGE_BYTES_MAX;
 /// Between two writes on an idle event stream, a comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The longest body of a request without a session (an `initialize`):
+/// nothing larger is read before a session and its token matched.
+const SESSIONLESS_BODY_BYTES_MAX: usize = 64 * 1024;
 /// The longest bearer token taken.
 const TOKEN_BYTES_MAX: usize = 16 * 1024;
 /// Sessions one token may hold at once (so one caller cannot take every
@@ -86,6 +89,8 @@ struct Front {
     a: Arc<McpProxyArgs>,
     upstream: Upstream,
     sessions: Mutex<HashMap<String, Arc<Sess>>>,
+    /// Sessions being opened, by token digest (for the per-token bound).
+    opening: Mutex<HashMap<String, usize>>,
     /// Sessions open or being opened (bounded by --sessions-max).
     slots: Arc<Semaphore>,
 }
@@ -138,6 +143,13 @@ pub(super) async fn serve(
         )),
         _ => None,
     };
+    if tls.is_none() && !addr.ip().is_loopback() && !crate::client::insecure_allowed() {
+        anyhow::bail!(
+            "--listen {addr} without --tls-cert would take bearer tokens in cleartext off this machine: \
+             give --tls-cert and --tls-key, or set {}=1",
+            crate::client::INSECURE_PLAIN_HTTP_ENV
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--listen {addr}"))?;
@@ -153,6 +165,7 @@ pub(super) async fn serve(
         a,
         upstream,
         sessions: Mutex::new(HashMap::new()),
+        opening: Mutex::new(HashMap::new()),
     });
     let conns = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut signals = crate::signals::Forwarder::new()?;
@@ -386,7 +399,7 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The request's body, bounded in size and time.
-async fn read_body(body: Incoming) -> Result<Vec<u8>, Box<Response<Body>>> {
+async fn read_body(body: Incoming, limit: usize) -> Result<Vec<u8>, Box<Response<Body>>> {
     let read = async {
         let mut body = body;
         let mut out = Vec::new();
@@ -396,10 +409,10 @@ async fn read_body(body: Incoming) -> Result<Vec<u8>, Box<Response<Body>>> {
                 Box::new(refused(StatusCode::BAD_REQUEST, &format!("the body: {e}")))
             })?;
             if let Ok(data) = frame.into_data() {
-                if out.len() + data.len() > MESSAGE_BYTES_MAX {
+                if out.len() + data.len() > limit {
                     return Err(Box::new(refused(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("a message of more than {MESSAGE_BYTES_MAX} bytes"),
+                        &format!("a message of more than {limit} bytes (here)"),
                     )));
                 }
                 out.extend_from_slice(&data);
@@ -444,7 +457,11 @@ async fn post(
             "Accept must name application/json or text/event-stream",
         );
     }
-    let body = match read_body(req.into_body()).await {
+    let limit = match session {
+        Some(_) => MESSAGE_BYTES_MAX,
+        None => SESSIONLESS_BODY_BYTES_MAX,
+    };
+    let body = match read_body(req.into_body(), limit).await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -605,6 +622,17 @@ async fn json_response(sess: Arc<Sess>, n: u64, sid: &str) -> Response<Body> {
         match next {
             Next::Events(evs) => {
                 let data = evs.into_iter().next().map(|(_, d)| d).unwrap_or_default();
+                // Taken: the stream is sent whole (and released in time).
+                let mut streams = lock(&sess.streams);
+                streams.mark_sent(n, 1);
+                let _ = streams.next(
+                    Cursor {
+                        stream: n,
+                        after: 1,
+                    },
+                    reader,
+                );
+                drop(streams);
                 return respond(
                     StatusCode::OK,
                     &[
@@ -659,10 +687,12 @@ async fn start(
     token: String,
     digest: String,
 ) -> Result<(String, Arc<Sess>), Box<Response<Body>>> {
+    let opening = Opening::claim(front, &digest);
     let mine = lock(&front.sessions)
         .values()
         .filter(|s| s.token == digest)
-        .count();
+        .count()
+        + opening.others();
     if mine >= SESSIONS_PER_TOKEN_MAX {
         return Err(Box::new(refused(
             StatusCode::TOO_MANY_REQUESTS,
@@ -749,7 +779,7 @@ async fn run_session(
     front: Arc<Front>,
     sid: String,
     sess: Arc<Sess>,
-    live: Live,
+    mut live: Live,
     mut input_rx: mpsc::Receiver<Vec<u8>>,
     stopped: oneshot::Receiver<()>,
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -766,17 +796,26 @@ async fn run_session(
     });
     let router = tokio::spawn(route(Arc::clone(&sess), from_loop));
     let (server_in, server_out, link) = front.upstream.connect();
-    let end = writ_mcp::proxy::run(
+    let run = writ_mcp::proxy::run(
         Arc::clone(&live.gov),
         UntilStopped::new(BufReader::with_capacity(PIPE_BYTES, client_in), stopped),
         client_out,
         server_in,
         server_out,
-    )
-    .await;
+    );
+    tokio::pin!(run);
+    let end = tokio::select! {
+        end = &mut run => end,
+        _ = &mut live.lease => {
+            // The session's writ ended (revoked, renewal refused): so does
+            // the session, whatever the client still sends.
+            sess.stop();
+            run.await
+        }
+    };
     feed.abort();
     let _ = router.await;
-    let _ = tokio::time::timeout(writ_mcp::proxy::DRAIN_GRACE, link).await;
+    super::upstream::settle(link).await;
     lock(&front.sessions).remove(&sid);
     lock(&sess.streams).end_all();
     sess.ended.send_replace(true);
@@ -807,6 +846,42 @@ async fn route(sess: Arc<Sess>, from_loop: tokio::io::DuplexStream) {
         if !within {
             eprintln!("writ mcp-proxy: a client holds too many unsent events: ending its session");
             sess.stop();
+        }
+    }
+}
+
+/// A session being opened for a token, counted until dropped (so that
+/// concurrent `initialize`s of one token cannot all pass the bound).
+struct Opening<'f> {
+    front: &'f Front,
+    digest: String,
+}
+
+impl<'f> Opening<'f> {
+    fn claim(front: &'f Front, digest: &str) -> Opening<'f> {
+        *lock(&front.opening).entry(digest.to_owned()).or_default() += 1;
+        Opening {
+            front,
+            digest: digest.to_owned(),
+        }
+    }
+
+    /// The token's other sessions being opened.
+    fn others(&self) -> usize {
+        lock(&self.front.opening)
+            .get(&self.digest)
+            .map_or(0, |n| n.saturating_sub(1))
+    }
+}
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        let mut o = lock(&self.front.opening);
+        if let Some(n) = o.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                o.remove(&self.digest);
+            }
         }
     }
 }

@@ -85,7 +85,7 @@ pub(super) async fn mcp_remote(g: &Global, a: McpProxyArgs) -> Result<Exit> {
             }
         }
     };
-    let _ = tokio::time::timeout(writ_mcp::proxy::DRAIN_GRACE, link).await;
+    super::upstream::settle(link).await;
     live.finish(&end, received).await;
     Ok(match (received, end) {
         (Some(sig), _) => Exit::Code(128u8.saturating_add(sig as u8)),
@@ -132,7 +132,8 @@ pub(super) struct Live {
     pub proxy: Proxy,
     pub gov: Arc<Governor<Http>>,
     pub jti: String,
-    lease: tokio::task::JoinHandle<()>,
+    /// Ends when the session's writ does (a revocation, a refused renewal).
+    pub lease: tokio::task::JoinHandle<()>,
 }
 
 /// Open a session for the caller whose `token` is given (none: the Unix

@@ -44,6 +44,12 @@ const RESUME_WAIT_DEFAULT: Duration = Duration::from_millis(100);
 const RESUME_WAIT_MAX: Duration = Duration::from_secs(5);
 /// How long the end of a stream is waited for after its response.
 const DRAIN_AFTER_RESPONSE: Duration = Duration::from_secs(1);
+/// Messages posted to the upstream at once; more wait (and the proxy loop
+/// with them), so a client cannot pile up requests a slow upstream holds.
+pub(crate) const POSTS_IN_FLIGHT_MAX: usize = 32;
+/// How long `initialize` and the first `notifications/initialized`, posted
+/// in order, may take before the session is given up.
+const IN_ORDER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the closing DELETE may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The protocol version assumed until the server's `initialize` answer
@@ -69,6 +75,7 @@ impl Upstream {
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(15));
         let http = match parsed.scheme() {
             "https" => {
@@ -211,6 +218,7 @@ impl Link {
     async fn run(self, mut from_proxy: BufReader<DuplexStream>) {
         let mut posts: JoinSet<()> = JoinSet::new();
         let mut standalone: Option<tokio::task::JoinHandle<()>> = None;
+        let slots = Arc::new(tokio::sync::Semaphore::new(POSTS_IN_FLIGHT_MAX));
         loop {
             let line = match read_message(&mut from_proxy, MESSAGE_BYTES_MAX).await {
                 Ok(Some(l)) => l,
@@ -218,17 +226,33 @@ impl Link {
             };
             let posted = Posted::of(&line);
             let initialize = posted.method.as_deref() == Some("initialize");
-            let initialized = posted.method.as_deref() == Some("notifications/initialized");
+            let initialized = standalone.is_none()
+                && posted.method.as_deref() == Some("notifications/initialized");
             if initialize || initialized {
                 // In order: the session id comes with the answer to
                 // `initialize`, and every later message carries it.
-                self.post(line, posted).await;
+                if tokio::time::timeout(IN_ORDER_TIMEOUT, self.post(line, posted))
+                    .await
+                    .is_err()
+                {
+                    eprintln!(
+                        "writ mcp-proxy: upstream: no answer to the session's set-up within 30 s"
+                    );
+                    self.gone.notify_one();
+                    break;
+                }
                 if initialized && standalone.is_none() && self.lock().session.is_some() {
                     standalone = Some(tokio::spawn(self.clone().standalone()));
                 }
             } else {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
                 let link = self.clone();
-                posts.spawn(async move { link.post(line, posted).await });
+                posts.spawn(async move {
+                    link.post(line, posted).await;
+                    drop(slot);
+                });
             }
             // Reap what is done, so a long session holds no finished tasks.
             while posts.try_join_next().is_some() {}
@@ -293,6 +317,13 @@ impl Link {
             }
         }
         if status == reqwest::StatusCode::ACCEPTED {
+            if posted.id.is_some() {
+                self.fail(
+                    &posted,
+                    "it answered a request with 202 (no response)".into(),
+                )
+                .await;
+            }
             return;
         }
         if status == reqwest::StatusCode::NOT_FOUND && self.lock().session.is_some() {
@@ -324,7 +355,18 @@ impl Link {
             match read_bounded(resp, MESSAGE_BYTES_MAX).await {
                 Ok(body) => {
                     self.learn_version(&posted, &body);
-                    self.emit(&body).await;
+                    let text = String::from_utf8_lossy(&body);
+                    let answered = posted
+                        .id
+                        .as_ref()
+                        .is_some_and(|id| is_response_to(&text, id));
+                    if !body.is_empty() {
+                        self.emit(&body).await;
+                    }
+                    if posted.id.is_some() && !answered {
+                        self.fail(&posted, "its answer was not the response".into())
+                            .await;
+                    }
                 }
                 Err(e) => self.fail(&posted, e.to_string()).await,
             }
@@ -350,6 +392,7 @@ impl Link {
                     .fail(&posted, format!("its event stream broke {attempts} times"))
                     .await;
             }
+            parser.reset_partial();
             resp = match self.resume(&last, parser.retry_ms()).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -443,6 +486,7 @@ impl Link {
             let mut r = self
                 .request(reqwest::Method::GET)
                 .header("accept", "text/event-stream");
+            parser.reset_partial();
             if let Some(last) = parser.last_id() {
                 r = r.header("last-event-id", last.to_owned());
             }
@@ -502,4 +546,15 @@ async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// Wait for the link of a session that ended to close the upstream's
+/// session, for at most the proxy's drain grace; then stop it.
+pub(crate) async fn settle(mut link: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(writ_mcp::proxy::DRAIN_GRACE, &mut link)
+        .await
+        .is_err()
+    {
+        link.abort();
+    }
 }

@@ -439,6 +439,66 @@ fn the_http_front_refuses_strangers_other_callers_and_two_meanings() {
         &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}),
     );
     assert_eq!(r.status, 404, "{}", r.text());
+
+    // A revoked session writ ends the session: its finish, then 404, even
+    // for a client that keeps pinging.
+    let r = post(&addr, &[("authorization", &a)], &initialize());
+    let sid2 = r.header("mcp-session-id").unwrap().to_owned();
+    let jti2 = sessions(&srv)
+        .iter()
+        .map(|s| s["jti"].as_str().unwrap().to_owned())
+        .find(|j| *j != sjti)
+        .unwrap();
+    srv.cli(Some(&srv.admin_token), &["revoke", "--jti", &jti2])
+        .expect_code(0, "revoking the session");
+    wait_for(
+        "the revoked session's finish",
+        Duration::from_secs(15),
+        || {
+            let _ = try_http(
+                &addr,
+                "POST",
+                "/mcp",
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("authorization", &a),
+                    ("mcp-session-id", &sid2),
+                ],
+                br#"{"jsonrpc":"2.0","method":"notifications/x"}"#,
+            );
+            finished(&srv, &jti2)
+        },
+    );
+    let r = post(
+        &addr,
+        &[("authorization", &a), ("mcp-session-id", &sid2)],
+        &json!({"jsonrpc": "2.0", "id": 6, "method": "ping"}),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+
+    // Before a session, no large body is read: 413.
+    let big = json!({"jsonrpc": "2.0", "id": 7, "method": "initialize",
+                     "params": {"pad": "x".repeat(100_000)}});
+    let r = post(&addr, &[("authorization", &a)], &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    // A cleartext front off this machine is refused at start-up.
+    let up_url = up.url();
+    let out = run_writ(
+        &[
+            "mcp-proxy",
+            "--name",
+            "remote",
+            "--listen",
+            "0.0.0.0:0",
+            "--upstream",
+            &up_url,
+        ],
+        &[("WRIT_SERVER", srv.url.as_str())],
+        None,
+    );
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("cleartext"), "{}", out.stderr);
 }
 
 /// A TCP relay to `to` whose connections can be cut at once.
