@@ -137,7 +137,11 @@ where
         tokio::select! {
             r = &mut server_reader => break End::ServerExited { pending: r.unwrap_or(0) },
             m = read_message(&mut client_in, MESSAGE_BYTES_MAX) => match m {
-                Ok(Some(raw)) => from_client(&gov, &table, &to_client, &to_server, &mut tasks, raw).await,
+                Ok(Some(raw)) => {
+                    from_client(&gov, &table, &to_client, &to_server, &mut tasks, raw).await;
+                    // Reap what is done: a long session holds no finished tasks.
+                    while tasks.try_join_next().is_some() {}
+                }
                 Ok(None) => {
                     // The client is done: let calls in flight finish, close the
                     // server's input, give it a moment to answer and exit.
