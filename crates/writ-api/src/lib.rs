@@ -315,6 +315,25 @@ pub struct FinishRequest {
     /// required when the writ is holder-bound (`cnf`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pop: Option<String>,
+    /// `false`: answer as soon as the finish is queued for the log, before
+    /// its commit (a [`FinishQueued`]), so that the caller's exit waits for
+    /// no disk; the loss window is in docs/spec/api.md, "Finishing before
+    /// the commit". Absent or `true`: answer once it is durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable: Option<bool>,
+}
+
+/// The answer to a finish sent with `"durable": false`: queued for the
+/// log, not yet committed, so it has no log index yet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishQueued {
+    pub jti: String,
+    /// As in [`ExecutionResponse::revoked`]: decided when the finish was
+    /// queued, which fixes its place in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    /// Always `false`: the commit had not returned when this was sent.
+    pub durable: bool,
 }
 
 /// `POST /v1/executions/{jti}/renew`: extend the lease of a running execution.

@@ -28,6 +28,7 @@ mod admin;
 mod decide;
 mod erase;
 mod executions;
+mod finishing;
 mod holder;
 mod identity;
 mod keys;
@@ -39,6 +40,7 @@ mod validate;
 
 use decide::*;
 use executions::*;
+pub use finishing::PendingFinish;
 use state::*;
 pub use validate::validate_authorize_request;
 use validate::*;
@@ -238,6 +240,8 @@ pub struct Authority {
     /// Proofs of starts, renewals and finishes spent in their window (each
     /// is good once).
     proofs: holder::ProofLedger,
+    /// Finishes answered before their commit (`"durable": false`).
+    finishing: Arc<finishing::Finishing>,
 }
 
 /// Events buffered for slow subscribers before they lag.
@@ -415,6 +419,7 @@ impl Authority {
             lifecycle: tokio::sync::Mutex::new(()),
             verifier: writ_identity::issuer::Verifier::new(),
             proofs: holder::ProofLedger::default(),
+            finishing: Arc::default(),
         })
     }
 

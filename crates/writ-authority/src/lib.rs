@@ -23,7 +23,7 @@ mod status;
 pub use api::*;
 pub use authority::{
     validate_authorize_request, Authority, AuthorityConfig, BootstrapOutput, DecisionEvent, Event,
-    Principal, StateError, FRESHNESS_MS_DEFAULT,
+    PendingFinish, Principal, StateError, FRESHNESS_MS_DEFAULT,
 };
 pub use checkpoint::{stored_log_verifiers, LogPublisher, PublishError, Published};
 pub use writ_api::*;

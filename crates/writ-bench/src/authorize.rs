@@ -56,8 +56,10 @@ pub struct AuthorizeBench {
     #[arg(long, conflicts_with = "parts")]
     pub open_loop_only: bool,
     /// Print the one-thread cost of each part of a governed decision (an
-    /// `exec` request with no parent, not started), and the mean time of one
-    /// governed decision at a time; nothing else.
+    /// `exec` request with no parent, not started), and the median time of
+    /// one governed decision at a time beside its floor measured in turn
+    /// with it (decide + sign + one fdatasync of 4 KiB on the log's disk);
+    /// nothing else.
     #[arg(long)]
     pub parts: bool,
 }
@@ -188,7 +190,12 @@ fn ceiling(bundle: &Arc<Bundle>, key: &Arc<WritKey>, secs: u64) -> Result<f64> {
 }
 
 /// One thread: what each part of a governed decision costs.
-async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritKey>) -> Result<()> {
+async fn parts(
+    authority: &Arc<Authority>,
+    bundle: &Arc<Bundle>,
+    key: &Arc<WritKey>,
+    dir: &std::path::Path,
+) -> Result<()> {
     use writ_log::{DecisionEntry, Entry, Outcome};
     let (req, ctx, claims) = inputs(bundle)?;
     let entry = Entry::Decision(Box::new(DecisionEntry {
@@ -234,19 +241,61 @@ async fn parts(authority: &Arc<Authority>, bundle: &Arc<Bundle>, key: &Arc<WritK
                 std::hint::black_box(<cedar_policy::EntityUid as std::str::FromStr>::from_str(u));
         }
     });
-    let who = Principal::new("Agent::\"bench\"", false);
-    let t0 = Instant::now();
-    let mut n = 0u32;
-    while t0.elapsed() < Duration::from_secs(2) {
-        let _ = authority.authorize(&who, request()).await;
-        n += 1;
-    }
-    let one = t0.elapsed().as_nanos() as f64 / f64::from(n);
+    let (one, sync) = one_at_a_time(authority, dir).await?;
     let ns = |x: f64| format!("{:.1} us", x / 1000.0);
     println!("decide {} (of which parsing three entity UIDs {})  sign {}  to_leaf {} ({} bytes)  leaf_hash {}  digests {}  authorize one at a time {}",
         ns(decide), ns(uids), ns(sign), ns(to_leaf), leaf.len(), ns(hash), ns(digests), ns(one));
+    let floor = decide + sign + sync;
+    println!(
+        "floor: decide {} + sign {} + one fdatasync of 4 KiB in the data dir {} = {}; authorize one at a time (median) {} = {:.2}x the floor",
+        ns(decide), ns(sign), ns(sync), ns(floor), ns(one), one / floor
+    );
     Ok(())
 }
+
+/// Rounds of [`ONE_AT_A_TIME_ROUND`] governed decisions, one at a time, in
+/// turn with as many fdatasyncs of a 4 KiB write to a file in the data dir
+/// `dir` (the disk the log is on), so drift hits both alike: the median ns
+/// of one decision and of one fdatasync.
+async fn one_at_a_time(authority: &Arc<Authority>, dir: &std::path::Path) -> Result<(f64, f64)> {
+    use std::os::unix::fs::FileExt as _;
+    let who = Principal::new("Agent::\"bench\"", false);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.join("fdatasync-floor"))
+        .context("the fdatasync floor's file")?;
+    let page = [7u8; 4096];
+    file.write_all_at(&page, 0)?;
+    file.sync_all()?;
+    let (mut decisions, mut syncs) = (Vec::new(), Vec::new());
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        for _ in 0..ONE_AT_A_TIME_ROUND {
+            let t = Instant::now();
+            let r = authority.authorize(&who, request()).await;
+            decisions.push(t.elapsed().as_nanos() as f64);
+            anyhow::ensure!(
+                r.as_ref().is_ok_and(|r| r.is_allow()),
+                "a governed decision failed"
+            );
+        }
+        for _ in 0..ONE_AT_A_TIME_ROUND {
+            let t = Instant::now();
+            file.write_all_at(&page, 0)?;
+            file.sync_data()?;
+            syncs.push(t.elapsed().as_nanos() as f64);
+        }
+    }
+    drop(file);
+    let _ = std::fs::remove_file(dir.join("fdatasync-floor"));
+    Ok((median(decisions), median(syncs)))
+}
+
+/// Decisions (and fdatasyncs) per round of [`one_at_a_time`].
+const ONE_AT_A_TIME_ROUND: usize = 100;
 
 /// The governed decision in-process: decide, durable log with group commit, sign.
 async fn governed(authority: &Arc<Authority>, tasks: usize, secs: u64) -> Result<f64> {
@@ -349,7 +398,7 @@ async fn measure(
         a.runs
     );
     if a.parts {
-        return parts(&authority, &bundle, &key).await;
+        return parts(&authority, &bundle, &key, tmp).await;
     }
     if a.governed_only {
         return governed_runs(g, &authority, &a.tasks, a.seconds, a.runs).await;

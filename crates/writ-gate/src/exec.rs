@@ -13,8 +13,11 @@
 //!   for the wait.
 //! - The executable is hashed through a buffer sized to the file, not a
 //!   zeroed 256 KiB one (48 fewer page faults per run).
-//! - A run is two durable commits (the start with its decision, the finish):
-//!   about 1-1.5 ms of every run is the disk's flush latency.
+//! - A run waits for one durable commit (the start with its decision). The
+//!   finish is sent with `"durable": false` and answered once queued
+//!   (docs/spec/api.md, "Finishing before the commit"): 13.3 / 14.1 ms
+//!   added against 16.5 / 16.6 ms for the build before, alternated on
+//!   2026-12-07 on a loaded machine (BENCHMARKS.md, `writ bench exec`).
 
 mod args;
 mod ending;

@@ -122,12 +122,16 @@ fn holds(who: &Principal, class: Class) -> bool {
     }
 }
 
+/// The longest a read waits for finishes answered before their commit.
+const SETTLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The guard: the route's class from [`TABLE`]; for anything above
 /// [`Class::Public`], the bearer token authenticated (before any body is
 /// read; the finish record takes `authenticate_for_finish`) and the
 /// caller's class checked; then the decision routes' rate limit and the
 /// event streams' count. The principal goes into the request's
-/// extensions.
+/// extensions. A read (GET, HEAD) first waits, at most
+/// [`SETTLE_WAIT_MAX`], for the finishes answered before their commit.
 pub async fn guard(
     State(s): State<Arc<ServerState>>,
     matched: Option<MatchedPath>,
@@ -150,6 +154,12 @@ pub async fn guard(
             "this route has no access class; refused",
         );
     };
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        // A read sees every finish answered before it arrived, also one
+        // answered before its commit (docs/spec/api.md, "Finishing before
+        // the commit"); past the bound it reads what is committed.
+        let _ = tokio::time::timeout(SETTLE_WAIT_MAX, s.authority.settled()).await;
+    }
     if class == Class::Public {
         return next.run(req).await;
     }

@@ -227,5 +227,17 @@ pub(crate) async fn finish(
     Path(jti): Path<String>,
     Json(req): Json<FinishRequest>,
 ) -> Response {
-    json_or_error(s.authority.finish(&who, &jti, &req).await)
+    if req.durable != Some(false) {
+        return json_or_error(s.authority.finish(&who, &jti, &req).await);
+    }
+    // Answered once queued; the commit is waited for on a task of its own
+    // (docs/spec/api.md, "Finishing before the commit").
+    match s.authority.finish_queued(&who, &jti, &req).await {
+        Ok((answer, pending)) => {
+            let authority = s.authority.clone();
+            tokio::spawn(async move { pending.settle(&authority).await });
+            axum::Json(answer).into_response()
+        }
+        Err(e) => json_or_error::<FinishQueued>(Err(e)),
+    }
 }

@@ -433,7 +433,7 @@ impl Authority {
         Ok((until, decision.message()))
     }
 
-    /// Record how an execution ended.
+    /// Record how an execution ended; answered once it is durable.
     pub async fn finish(
         &self,
         who: &Principal,
@@ -441,16 +441,72 @@ impl Authority {
         req: &FinishRequest,
     ) -> Result<ExecutionResponse, CallError> {
         self.holder_first(who, jti, req.pop.as_deref(), PopUse::Finish)?;
-        until_queued(|| self.finish_once(who, jti, req)).await
+        if self.finishing.contains(jti) {
+            return Err(already_finished(jti));
+        }
+        let (revoked, ticket) = until_queued(|| self.queue_finish(who, jti, req)).await?;
+        let indices = ticket.await?;
+        self.note_indices(&indices);
+        Ok(ExecutionResponse {
+            jti: jti.into(),
+            log_index: indices.first().copied().unwrap_or_default(),
+            revoked,
+            credential: None,
+        })
     }
 
-    /// One attempt; `None` if the state changed before the finish was queued.
-    pub(super) async fn finish_once(
+    /// Record how an execution ended, answering once the record is queued
+    /// for the log (`"durable": false`, docs/spec/api.md): the answer says
+    /// whether the writ was revoked by then, exactly as a durable finish
+    /// would, and [`PendingFinish::settle`] waits for the commit. Until it
+    /// returns the execution counts as finished on this node: its
+    /// credential is refused and a second finish is a conflict.
+    pub async fn finish_queued(
         &self,
         who: &Principal,
         jti: &str,
         req: &FinishRequest,
-    ) -> Result<Option<ExecutionResponse>, CallError> {
+    ) -> Result<(FinishQueued, PendingFinish), CallError> {
+        self.holder_first(who, jti, req.pop.as_deref(), PopUse::Finish)?;
+        // A finish that would conflict at its commit is refused now: its
+        // caller would otherwise be told it was recorded.
+        let reservation = self
+            .finishing
+            .reserve(jti)
+            .ok_or_else(|| already_finished(jti))?;
+        match self.store.execution(jti)? {
+            Some(e) if e.finished_ms.is_none() => {}
+            Some(_) => return Err(already_finished(jti)),
+            None => {
+                return Err(CallError::Conflict(format!(
+                    "execution {jti} was never started"
+                )))
+            }
+        }
+        let (revoked, ticket) = until_queued(|| self.queue_finish(who, jti, req)).await?;
+        Ok((
+            FinishQueued {
+                jti: jti.into(),
+                revoked,
+                durable: false,
+            },
+            PendingFinish {
+                jti: jti.into(),
+                ticket,
+                reservation,
+            },
+        ))
+    }
+
+    /// One attempt at queueing a finish: whether the writ was revoked by
+    /// then, and the ticket of its commit; `None` if the state changed
+    /// before it was queued.
+    pub(super) async fn queue_finish(
+        &self,
+        who: &Principal,
+        jti: &str,
+        req: &FinishRequest,
+    ) -> Result<Option<(Option<String>, writ_store::Ticket)>, CallError> {
         let rec = self.owned_writ(who, jti, Unknown::NotFound)?;
         for (field, d) in [
             ("stdout_digest", &req.stdout_digest),
@@ -524,18 +580,15 @@ impl Authority {
             },
             Op::Append { leaf },
         ];
-        let Some(ticket) = self.submit_if_current(&state, Tx::new(ops)) else {
-            return Ok(None);
-        };
-        let indices = ticket.await?;
-        self.note_indices(&indices);
-        Ok(Some(ExecutionResponse {
-            jti: jti.into(),
-            log_index: indices.first().copied().unwrap_or_default(),
-            revoked,
-            credential: None,
-        }))
+        Ok(self
+            .submit_if_current(&state, Tx::new(ops))
+            .map(|ticket| (revoked, ticket)))
     }
+}
+
+/// A finish of an execution that has finished (or whose finish is pending).
+fn already_finished(jti: &str) -> CallError {
+    CallError::Conflict(format!("execution {jti} has already finished"))
 }
 
 /// A renewal the bundle could not evaluate (its error follows in what the

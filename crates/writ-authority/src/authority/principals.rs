@@ -128,7 +128,7 @@ impl Authority {
         let matches = exec
             .credential_hash
             .is_some_and(|stored| bool::from(stored.ct_eq(&token_hash(secret))));
-        if !matches || exec.finished_ms.is_some() {
+        if !matches || exec.finished_ms.is_some() || self.finishing.contains(jti) {
             return Ok(None);
         }
         Ok(self
@@ -156,7 +156,8 @@ impl Authority {
         if !bool::from(stored.ct_eq(&token_hash(secret))) {
             return Err(bad());
         }
-        if exec.finished_ms.is_some() {
+        // A finish answered before its commit counts already.
+        if exec.finished_ms.is_some() || self.finishing.contains(jti) {
             return Err(unauthenticated(format!(
                 "execution {jti} has finished: its credential no longer works"
             )));

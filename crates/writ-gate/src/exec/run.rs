@@ -512,11 +512,17 @@ impl Run {
             "terminated": terminated,
             "enforcement": self.available.as_str(),
             "pop": holder.proof(jti, PopUse::Finish),
+            // Answered once queued for the log, not once durable: the exit
+            // waits for no disk (docs/spec/api.md, "Finishing before the
+            // commit", says what a crash of the authority then loses).
+            "durable": false,
         });
         // The finish answers whether the writ was revoked by then: a script
         // whose nested runner heard a subtree revocation first can exit 0
         // before this runner's governor has read the same event. The log
-        // records the revocation then, and so does this exit.
+        // records the revocation then, and so does this exit. The answer is
+        // decided when the finish is queued, which fixes its place in the
+        // log, so it is the same whether or not the commit was waited for.
         let recorded = client
             .post(&format!("/v1/executions/{jti}/finish"), &outcome)
             .await
