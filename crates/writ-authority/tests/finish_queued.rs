@@ -2,6 +2,7 @@
 //! docs/spec/api.md, "Finishing before the commit"), against a store whose
 //! commits the test holds back: what holds while the commit is pending,
 //! and what a commit that fails after the answer loses (the loss window).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
