@@ -77,6 +77,13 @@ pub struct AuthorizeRequest {
 /// Longest life of a probe's writ.
 pub const PROBE_LIFETIME_SECS: u64 = 1;
 
+/// The action of an MCP tool call.
+pub const CALL_TOOL_ACTION: &str = "Action::\"call_tool\"";
+/// The action an MCP enforcement point asks for on a tool's result before
+/// passing it on, when a policy names it (docs/spec/api.md, "Screened tool
+/// results").
+pub const TOOL_RESULT_ACTION: &str = "Action::\"tool_result\"";
+
 /// A request's confirmation key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +174,12 @@ pub enum AuthorizeResponse {
         /// asked for: shown once, only its hash is stored.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<String>,
+        /// A `tools/call` whose result the enforcement point must have
+        /// decided (`Action::"tool_result"`) before the client sees it: some
+        /// policy of the active bundle names that action (docs/spec/api.md,
+        /// "Screened tool results").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        screen_result: bool,
     },
     Deny {
         reason: ReasonCode,

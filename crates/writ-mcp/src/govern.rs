@@ -80,6 +80,9 @@ pub fn server_resource(server: &str) -> String {
 pub struct Permit {
     grant: Grant,
     started: Instant,
+    /// The tool whose result must be decided before the client sees it,
+    /// when the authority asked for that ([`Governor::screen`]).
+    screen: Option<String>,
 }
 
 impl Permit {
@@ -96,6 +99,11 @@ impl Permit {
     /// When the request was asked for.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Whether the answer to this call is decided before it is passed on.
+    pub fn screens(&self) -> bool {
+        self.screen.is_some()
     }
 }
 
@@ -297,6 +305,7 @@ impl<A: Authority> Governor<A> {
         }
         let started = Instant::now();
         let req = self.request_for(&ask, true);
+        let screen;
         let digest = canonical::digest_value(&req.request)
             .map_err(|e| Denial::new(ReasonCode::MalformedArtifact, e))?;
         let writ = match self.authority.authorize(req).await {
@@ -304,7 +313,19 @@ impl<A: Authority> Governor<A> {
             Ok(AuthorizeResponse::Deny {
                 reason, message, ..
             }) => return Err(Denial::new(reason, message)),
-            Ok(AuthorizeResponse::Allow { writ, jti, .. }) => (writ, jti),
+            Ok(AuthorizeResponse::Allow {
+                writ,
+                jti,
+                screen_result,
+                ..
+            }) => {
+                screen = screen_result
+                    .then(|| ask.context.get("tool").and_then(Value::as_str))
+                    .flatten()
+                    .filter(|_| ask.action == crate::methods::CALL_TOOL)
+                    .map(str::to_owned);
+                (writ, jti)
+            }
         };
         let holder = match self.proof(&writ.1, PopUse::Verify) {
             Ok(Some(proof)) => HolderCheck::Proof {
@@ -325,7 +346,11 @@ impl<A: Authority> Governor<A> {
         );
         match writ_artifact::verify(&writ.0, &self.session.keys, &opts, &NoStatus) {
             Ok(v) if v.jti() == writ.1 => match v.grant() {
-                Ok(grant) => Ok(Permit { grant, started }),
+                Ok(grant) => Ok(Permit {
+                    grant,
+                    started,
+                    screen,
+                }),
                 Err(d) => {
                     self.record_not_started(&writ.1, started, &d).await;
                     Err(d)
@@ -367,9 +392,88 @@ impl<A: Authority> Governor<A> {
         }
     }
 
+    /// Decide the server's answer to a call whose permit screens its result
+    /// (`Action::"tool_result"`, a probe: logged, never started). `Err`: the
+    /// result must be withheld, for the denial's reason; an authority that
+    /// cannot be asked withholds it too (fail closed).
+    pub async fn screen(&self, permit: &Permit, response: &Value) -> Result<(), Denial> {
+        let Some(tool) = &permit.screen else {
+            return Ok(());
+        };
+        if let Some(d) = self.ended() {
+            return Err(d);
+        }
+        let ask = crate::screen::result_ask(&self.session.server, tool, permit.jti(), response)?;
+        let mut req = self.request_with(&ask, false, None);
+        req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
+        let digest = canonical::digest_value(&req.request)
+            .map_err(|e| Denial::new(ReasonCode::MalformedArtifact, e))?;
+        match self.authority.authorize(req).await {
+            // Only a writ of this decision lets the result through, as only
+            // a writ lets a call through.
+            Ok(AuthorizeResponse::Allow { writ, jti, .. }) => {
+                self.verify_probe(&writ, &jti, digest).map_err(|d| {
+                    Denial::new(
+                        d.reason,
+                        format!("the tool's result was withheld: {}", d.message),
+                    )
+                })
+            }
+            Ok(AuthorizeResponse::Deny {
+                reason, message, ..
+            }) => Err(Denial::new(
+                reason,
+                format!("the tool's result was withheld: {message}"),
+            )),
+            Err(Unavailable(m)) => Err(Denial::new(
+                ReasonCode::AuthorityUnavailable,
+                format!("the tool's result was withheld: it could not be decided: {m}"),
+            )),
+        }
+    }
+
+    /// Verify a probe's writ offline: this session's keys, audience and
+    /// holder, and the request `digest`.
+    fn verify_probe(&self, writ: &str, jti: &str, digest: String) -> Result<(), Denial> {
+        let holder = match self.proof(jti, PopUse::Verify)? {
+            Some(proof) => HolderCheck::Proof {
+                proof,
+                purpose: PopUse::Verify,
+            },
+            None => HolderCheck::None,
+        };
+        let opts = VerifyOptions::enforcing(
+            self.clock.now_unix_secs(),
+            self.session.audience.clone(),
+            digest,
+            holder,
+        );
+        let v = writ_artifact::verify(writ, &self.session.keys, &opts, &NoStatus)?;
+        if v.jti() != jti {
+            return Err(Denial::new(
+                ReasonCode::MalformedArtifact,
+                format!(
+                    "the writ's jti {} is not the one the authority named",
+                    v.jti()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Record how a forwarded call ended: the server's JSON-RPC response.
     pub async fn record_finish(&self, permit: &Permit, response: &Value) {
         let outcome = finish_of(response, elapsed_ms(permit.started()));
+        if let Err(e) = self.finish(permit.jti(), outcome).await {
+            tracing::warn!("the finish of {} was not recorded: {e}", permit.jti());
+        }
+    }
+
+    /// Record how a forwarded call ended whose result was withheld: the
+    /// server's answer (its digest) and why the client did not get it.
+    pub async fn record_withheld(&self, permit: &Permit, response: &Value, d: &Denial) {
+        let mut outcome = finish_of(response, elapsed_ms(permit.started()));
+        outcome.terminated = Some(format!("result withheld: {}: {}", d.reason, d.message));
         if let Err(e) = self.finish(permit.jti(), outcome).await {
             tracing::warn!("the finish of {} was not recorded: {e}", permit.jti());
         }

@@ -31,5 +31,6 @@ pub mod message;
 pub mod methods;
 pub mod proxy;
 pub mod schema;
+pub mod screen;
 pub mod sse;
 pub mod streamable;

@@ -34,7 +34,7 @@ use writ_artifact::canonical;
 #[error("{0}")]
 pub struct BadCall(pub String);
 
-pub const CALL_TOOL: &str = "Action::\"call_tool\"";
+pub const CALL_TOOL: &str = writ_api::CALL_TOOL_ACTION;
 pub const READ_RESOURCE: &str = "Action::\"read_resource\"";
 pub const SUBSCRIBE_RESOURCE: &str = "Action::\"subscribe_resource\"";
 pub const GET_PROMPT: &str = "Action::\"get_prompt\"";

@@ -686,6 +686,25 @@ async fn answer_client<A: Authority>(
                 let _ = to_client.send(to_line(&filtered)).await;
             });
         }
+        Some((id, Pending::Call(permit))) if permit.screens() => {
+            // The answer is decided before the client sees it; a denied one
+            // is withheld, and the client gets the denial as a tool error.
+            let (gov, to_client) = (Arc::clone(gov), to_client.clone());
+            tasks.spawn(async move {
+                match gov.screen(&permit, &msg.value).await {
+                    Ok(()) => {
+                        let _ = to_client.send(msg.raw).await;
+                        gov.record_finish(&permit, &msg.value).await;
+                    }
+                    Err(d) => {
+                        let _ = to_client
+                            .send(to_line(&crate::message::tool_denial_response(&id, &d)))
+                            .await;
+                        gov.record_withheld(&permit, &msg.value, &d).await;
+                    }
+                }
+            });
+        }
         Some((_, Pending::Call(permit))) => {
             // The answer first; the log entry of its finish right after.
             let _ = to_client.send(msg.raw).await;

@@ -26,7 +26,9 @@ use std::fmt::Write as _;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use cedar_policy::{Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator};
+use cedar_policy::{
+    ActionConstraint, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use writ_artifact::canonical;
@@ -181,6 +183,9 @@ pub struct Bundle {
     /// a fifth of a decision).
     pub(crate) enforcement: HashMap<PolicyId, (u8, String)>,
     pub(crate) schema: Option<Schema>,
+    /// The actions some policy's scope names (`action == A`, or `A` in the
+    /// list of `action in [...]`), as Cedar prints their UIDs.
+    named_actions: std::collections::HashSet<String>,
     /// What the schema declares of each action's context.
     shapes: crate::shape::ContextShapes,
     pub(crate) entities: Entities,
@@ -294,9 +299,11 @@ impl Bundle {
             .as_deref()
             .map(crate::shape::ContextShapes::of_schema)
             .unwrap_or_default();
+        let named_actions = named_actions(&policies);
         Ok(Bundle {
             hash,
             policies,
+            named_actions,
             enforcement,
             schema,
             shapes,
@@ -323,6 +330,15 @@ impl Bundle {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// Whether some policy's scope names `action` (`Action::"tool_result"`)
+    /// itself: `action == A` or `action in [..., A, ...]`. A policy whose
+    /// scope leaves the action open, or names a group, does not count (an
+    /// enforcement point asks for such an action only when a policy names
+    /// it; docs/spec/api.md, "Screened tool results").
+    pub fn names_action(&self, action: &str) -> bool {
+        self.named_actions.contains(action)
     }
 
     pub fn has_schema(&self) -> bool {
@@ -454,4 +470,19 @@ pub(crate) mod miette_like {
             + 1;
         format!("line {line}, column {column}")
     }
+}
+
+/// Every action UID a policy's scope names, as Cedar prints it.
+fn named_actions(policies: &PolicySet) -> std::collections::HashSet<String> {
+    let mut named = std::collections::HashSet::new();
+    for p in policies.policies() {
+        match p.action_constraint() {
+            ActionConstraint::Any => {}
+            ActionConstraint::Eq(a) => {
+                named.insert(a.to_string());
+            }
+            ActionConstraint::In(list) => named.extend(list.iter().map(ToString::to_string)),
+        }
+    }
+    named
 }

@@ -662,6 +662,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_knows_the_actions_its_policies_name() {
+        let text = r#"
+            @id("eq") forbid(principal, action == Action::"tool_result", resource)
+                when { context.result.text like "*SECRET*" };
+            @id("in") permit(principal, action in [Action::"a", Action::"b"], resource);
+            @id("any") permit(principal, action, resource);
+        "#;
+        let b = bundle(&[("n.cedar", text)], None).unwrap();
+        for named in ["Action::\"tool_result\"", "Action::\"a\"", "Action::\"b\""] {
+            assert!(b.names_action(named), "{named}");
+        }
+        // An open scope names nothing; the default bundle names no result rule.
+        assert!(!b.names_action("Action::\"c\""));
+        let d = Bundle::compile(crate::default_bundle()).unwrap();
+        assert!(!d.names_action("Action::\"tool_result\""));
+        assert!(d.names_action("Action::\"call_tool\""));
+    }
+
+    #[test]
     fn hash_is_content_addressed() {
         let a = crate::default_bundle();
         let mut b = crate::default_bundle();

@@ -176,6 +176,8 @@ impl Authority {
             jti: grant.jti,
             exp: grant.exp,
             credential,
+            screen_result: req.action == writ_api::CALL_TOOL_ACTION
+                && state.bundle.names_action(writ_api::TOOL_RESULT_ACTION),
         })
     }
 

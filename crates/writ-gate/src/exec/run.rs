@@ -266,6 +266,7 @@ impl Run {
                 log_index,
                 exp,
                 credential,
+                ..
             }) => {
                 let answer = AuthorizeResponse::Allow {
                     writ: writ.clone(),
@@ -273,6 +274,7 @@ impl Run {
                     log_index,
                     exp,
                     credential: None,
+                    screen_result: false,
                 };
                 Ok(Ok(Obtained {
                     writ,

@@ -31,6 +31,7 @@ impl Authority for Stub {
                 jti: "j".into(),
                 exp: 0,
                 credential: None,
+                screen_result: false,
             });
         }
         Ok(AuthorizeResponse::Deny {

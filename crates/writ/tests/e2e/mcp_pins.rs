@@ -1,7 +1,8 @@
-//! Pinned tool definitions (docs/spec/api.md, "Pinned definitions"): a
-//! real MCP server made with the Python SDK (`MCPServer`) that describes
-//! its tool otherwise from one session to the next (a "rug pull"), the real
-//! Python `mcp` client, `writ mcp-proxy` and a real `writ serve`.
+//! Pinned tool definitions (docs/spec/api.md, "Pinned definitions") and
+//! screened tool results ("Screened tool results"): a real MCP server made
+//! with the Python SDK (`MCPServer`) that describes its tool otherwise from
+//! one session to the next (a "rug pull") and echoes what it is given, the
+//! real Python `mcp` client, `writ mcp-proxy` and a real `writ serve`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -227,4 +228,128 @@ fn a_probe_is_never_started_and_a_definition_must_be_an_object() {
     assert_eq!(srv.get("/v1/pins", None).status, 401);
     let listed = srv.get("/v1/pins", Some(&srv.admin_token)).json();
     assert_eq!(listed["pins"][0]["approved"], true, "{listed}");
+}
+
+fn echo_of(text: &str) -> Value {
+    json!({"op": "call", "name": "echo", "arguments": {"text": text}})
+}
+
+/// The decision entries (with their sealed contents) of `action`.
+fn decisions_of(srv: &Server, action: &str) -> Vec<Value> {
+    srv.log_entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .filter(|e| e["type"] == "decision" && e["action"] == action)
+        .collect()
+}
+
+const RESULTS_POLICY: &str = r#"@id("sessions")
+permit (principal, action == Action::"mcp_session", resource);
+
+@id("echo")
+permit (principal, action == Action::"call_tool", resource == Tool::"rug/echo");
+
+@id("results")
+permit (principal, action == Action::"tool_result", resource);
+
+@id("no-secrets-in-results")
+forbid (principal, action == Action::"tool_result", resource == Tool::"rug/echo")
+when { context.result.text like "*SECRET*" };
+"#;
+
+#[test]
+fn a_result_a_policy_forbids_is_withheld_and_logged() {
+    let srv = Server::start();
+    activate_policy(&srv, "results", RESULTS_POLICY);
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.py"), SERVER).unwrap();
+    std::fs::write(dir.path().join("description.txt"), "Echo the text back.").unwrap();
+
+    let out = session(
+        &srv,
+        &agent,
+        dir.path(),
+        &[
+            echo_of("hi"),
+            echo_of("the key is SECRET-42"),
+            echo_of("hi again"),
+        ],
+    );
+    assert_eq!(
+        (&out[0]["isError"], &out[0]["text"]),
+        (&json!(false), &json!("echo: hi"))
+    );
+    let withheld = out[1]["text"].as_str().unwrap();
+    assert_eq!(out[1]["isError"], true, "{out:?}");
+    assert!(
+        withheld.starts_with("denied: policy_denied: the tool's result was withheld")
+            && withheld.contains("no-secrets-in-results")
+            && !withheld.contains("SECRET-42"),
+        "{withheld}"
+    );
+    assert_eq!(out[2]["text"], "echo: hi again", "{out:?}");
+    // A text padded past what a policy is given is withheld unscreened.
+    let padded = format!("{}SECRET", "x".repeat(70_000));
+    let out = session(&srv, &agent, dir.path(), &[echo_of(&padded)]);
+    let text = out[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("denied: policy_denied: the tool's result was withheld: its text")
+            && text.contains("longer than the 65536 bytes")
+            && !text.contains("SECRET"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+
+    // Each result was decided, as a probe bound to its call, with its text
+    // in the sealed context; the withheld one is denied by the forbid.
+    let calls = decisions_of(&srv, "Action::\"call_tool\"");
+    let calls: Vec<&Value> = calls.iter().filter(|d| d.get("probe").is_none()).collect();
+    let results = decisions_of(&srv, "Action::\"tool_result\"");
+    // (The padded answer was withheld before any decision was asked.)
+    assert_eq!((calls.len(), results.len()), (4, 3), "{results:?}");
+    for (call, result) in calls.iter().zip(&results) {
+        assert_eq!(result["probe"], true, "{result}");
+        assert_eq!(result["resource"], TOOL);
+        assert_eq!(
+            result["parent"], call["parent"],
+            "a result is decided beside its call"
+        );
+    }
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["decision"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["allow", "deny", "allow"]
+    );
+    assert_eq!(results[1]["reason"], "policy_denied");
+    // The SDK answers with the text and with `structuredContent`: both are
+    // in the screened text.
+    assert_eq!(
+        results[1]["context"]["result"]["text"],
+        "echo: the key is SECRET-42\n{\"result\":\"echo: the key is SECRET-42\"}"
+    );
+    assert_eq!(results[1]["context"]["result"]["is_error"], false);
+    // The withheld call's finish says so.
+    let jti = calls[1]["jti"].as_str().unwrap();
+    let finish = srv
+        .log_entries()
+        .into_iter()
+        .map(|e| e["entry"].clone())
+        .find(|e| e["type"] == "execution_finish" && e["jti"] == jti)
+        .expect("the withheld call's finish is logged");
+    assert!(
+        finish
+            .to_string()
+            .contains("result withheld: policy_denied"),
+        "{finish}"
+    );
+
+    // Without a policy naming `tool_result`, results are not decided: no
+    // decision is asked for, and the secret passes.
+    activate_policy(&srv, "plain", POLICY);
+    let out = session(&srv, &agent, dir.path(), &[echo_of("SECRET-43")]);
+    assert_eq!(out[0]["text"], "echo: SECRET-43", "{out:?}");
+    assert_eq!(decisions_of(&srv, "Action::\"tool_result\"").len(), 3);
 }
