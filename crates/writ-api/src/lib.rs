@@ -72,6 +72,12 @@ pub struct AuthorizeRequest {
     /// lives at most [`PROBE_LIFETIME_SECS`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub probe: bool,
+    /// The enforcement point decides a tool's answer before passing it on
+    /// when told to (`screen_result`). A `call_tool` of one that does not say
+    /// so is denied `integrity_failure` while a policy names
+    /// [`TOOL_RESULT_ACTION`] (docs/spec/api.md, "Screened tool results").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screens_results: bool,
 }
 
 /// Longest life of a probe's writ.
@@ -120,6 +126,7 @@ impl AuthorizeRequest {
             cnf: None,
             definition: None,
             probe: false,
+            screens_results: false,
         }
     }
 

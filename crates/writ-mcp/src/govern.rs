@@ -80,9 +80,10 @@ pub fn server_resource(server: &str) -> String {
 pub struct Permit {
     grant: Grant,
     started: Instant,
-    /// The tool whose result must be decided before the client sees it,
-    /// when the authority asked for that ([`Governor::screen`]).
-    screen: Option<String>,
+    /// The tool (and the call's arguments) whose result must be decided
+    /// before the client sees it, when the authority asked for that
+    /// ([`Governor::screen`]).
+    screen: Option<(String, Value)>,
 }
 
 impl Permit {
@@ -241,6 +242,8 @@ impl<A: Authority> Governor<A> {
                 .map(|h| HolderCnf { jwk: h.jwk() }),
             definition,
             probe: !start,
+            // This proxy decides a call's answer when told to (`screen`).
+            screens_results: ask.action == crate::methods::CALL_TOOL,
             ..AuthorizeRequest::new(
                 ask.action,
                 ask.resource.clone(),
@@ -323,7 +326,13 @@ impl<A: Authority> Governor<A> {
                     .then(|| ask.context.get("tool").and_then(Value::as_str))
                     .flatten()
                     .filter(|_| ask.action == crate::methods::CALL_TOOL)
-                    .map(str::to_owned);
+                    .map(|tool| {
+                        let arguments = ask.context.get("arguments").cloned();
+                        (
+                            tool.to_owned(),
+                            arguments.unwrap_or_else(|| Value::Object(Map::new())),
+                        )
+                    });
                 (writ, jti)
             }
         };
@@ -397,13 +406,19 @@ impl<A: Authority> Governor<A> {
     /// result must be withheld, for the denial's reason; an authority that
     /// cannot be asked withholds it too (fail closed).
     pub async fn screen(&self, permit: &Permit, response: &Value) -> Result<(), Denial> {
-        let Some(tool) = &permit.screen else {
+        let Some((tool, arguments)) = &permit.screen else {
             return Ok(());
         };
         if let Some(d) = self.ended() {
             return Err(d);
         }
-        let ask = crate::screen::result_ask(&self.session.server, tool, permit.jti(), response)?;
+        let ask = crate::screen::result_ask(
+            &self.session.server,
+            tool,
+            arguments,
+            permit.jti(),
+            response,
+        )?;
         let mut req = self.request_with(&ask, false, None);
         req.lifetime_secs = Some(PROBE_LIFETIME_SECS);
         let digest = canonical::digest_value(&req.request)

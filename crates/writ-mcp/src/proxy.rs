@@ -32,6 +32,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use writ_artifact::{Denial, ReasonCode};
 
 use crate::framing::{read_message, write_message, FrameError, MESSAGE_BYTES_MAX};
 use crate::govern::{Authority, Governor, Listed, Permit};
@@ -593,6 +594,17 @@ async fn learn_tools<A: Authority>(
     }
 }
 
+/// Whether a request's params name a task (`params.task`, under any case
+/// folding a server's parser may apply: see `keys`).
+fn task_augmented(raw: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(raw).is_ok_and(|v| {
+        v.get("params").and_then(Value::as_object).is_some_and(|p| {
+            p.keys()
+                .any(|k| unicase::UniCase::new(k.as_str()) == unicase::UniCase::new("task"))
+        })
+    })
+}
+
 /// Forward a decided request `from` one side to the other. Only a
 /// [`Permit`], which carries the grant of the request's verified writ, lets
 /// a decided request through: it is kept with the request until the answer
@@ -608,6 +620,21 @@ async fn forward<A: Authority>(
     raw: Vec<u8>,
     from: From,
 ) {
+    if from == From::Client && permit.screens() && task_augmented(&raw) {
+        // Its result would come later, by `tasks/result`, which is not the
+        // call's answer and is not screened.
+        let d = Denial::new(
+            ReasonCode::PolicyDenied,
+            "a task-augmented call (params.task) is refused while a policy decides tool results: \
+             its result would come by tasks/result, unscreened",
+        );
+        gov.record_unforwarded(&permit, &d.message).await;
+        let _ = to
+            .to_client
+            .send(to_line(&crate::message::tool_denial_response(id, &d)))
+            .await;
+        return;
+    }
     if from == From::Client {
         match wait_for(table, id, Pending::Call(Box::new(permit))) {
             Ok(()) => {

@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use cedar_policy::{
-    ActionConstraint, Entities, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+    ActionConstraint, Entities, EntityUid, PolicyId, PolicySet, Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -300,6 +300,7 @@ impl Bundle {
             .map(crate::shape::ContextShapes::of_schema)
             .unwrap_or_default();
         let named_actions = named_actions(&policies);
+        scope_named_only(&policies, &entities, &named_actions, &file_of)?;
         Ok(Bundle {
             hash,
             policies,
@@ -332,13 +333,15 @@ impl Bundle {
         ids
     }
 
-    /// Whether some policy's scope names `action` (`Action::"tool_result"`)
-    /// itself: `action == A` or `action in [..., A, ...]`. A policy whose
-    /// scope leaves the action open, or names a group, does not count (an
-    /// enforcement point asks for such an action only when a policy names
-    /// it; docs/spec/api.md, "Screened tool results").
+    /// Whether some policy's scope names `action` (`Action::"tool_result"`):
+    /// `action == A`, `action in [..., A, ...]`, or `action in G` for a group
+    /// `G` that `A` is in. A policy whose scope leaves the action open does
+    /// not count (an enforcement point asks for such an action only when a
+    /// policy names it; docs/spec/api.md, "Screened tool results").
     pub fn names_action(&self, action: &str) -> bool {
-        self.named_actions.contains(action)
+        action
+            .parse::<EntityUid>()
+            .is_ok_and(|uid| names(&self.named_actions, &self.entities, &uid))
     }
 
     pub fn has_schema(&self) -> bool {
@@ -485,4 +488,75 @@ fn named_actions(policies: &PolicySet) -> std::collections::HashSet<String> {
         }
     }
     named
+}
+
+/// Whether `uid`, or a group it is in, is among `named`.
+fn names(named: &std::collections::HashSet<String>, entities: &Entities, uid: &EntityUid) -> bool {
+    named.contains(&uid.to_string())
+        || entities
+            .ancestors(uid)
+            .is_some_and(|mut a| a.any(|g| named.contains(&g.to_string())))
+}
+
+/// Whether the policy's JSON form holds the entity `(type, id)` anywhere.
+fn mentions(v: &serde_json::Value, (ty, id): (&str, &str)) -> bool {
+    match v {
+        serde_json::Value::Object(m) => {
+            (m.get("type").and_then(|t| t.as_str()) == Some(ty)
+                && m.get("id").and_then(|i| i.as_str()) == Some(id))
+                || m.values().any(|x| mentions(x, (ty, id)))
+        }
+        serde_json::Value::Array(a) => a.iter().any(|x| mentions(x, (ty, id))),
+        _ => false,
+    }
+}
+
+/// Refuse a policy that mentions one of [`crate::SCOPE_NAMED_ACTIONS`]
+/// without its scope naming it (say `forbid (principal, action, resource)
+/// when { action == Action::"tool_result" && ... }`): no enforcement point
+/// would ever ask for it, and the policy would silently never apply.
+fn scope_named_only(
+    policies: &PolicySet,
+    entities: &Entities,
+    named: &std::collections::HashSet<String>,
+    file_of: &HashMap<String, (&str, &str)>,
+) -> Result<(), BundleError> {
+    for (ty, id) in crate::SCOPE_NAMED_ACTIONS {
+        let uid_text = format!("{ty}::{}", serde_json::Value::from(id));
+        let Ok(uid) = uid_text.parse::<EntityUid>() else {
+            continue;
+        };
+        let scoped = names(named, entities, &uid);
+        for p in policies.policies() {
+            let in_scope = match p.action_constraint() {
+                ActionConstraint::Eq(a) => names(&[a.to_string()].into(), entities, &uid),
+                ActionConstraint::In(list) => names(
+                    &list.iter().map(ToString::to_string).collect(),
+                    entities,
+                    &uid,
+                ),
+                ActionConstraint::Any => false,
+            };
+            if in_scope || !p.to_json().is_ok_and(|j| mentions(&j, (ty, id))) {
+                continue;
+            }
+            let pid = p.id().to_string();
+            return Err(BundleError::Parse {
+                file: file_of
+                    .get(&pid)
+                    .map_or_else(String::new, |(f, _)| (*f).to_owned()),
+                diagnostics: format!(
+                    "policy {pid:?} mentions {uid_text} outside its scope: name it there \
+                     (`action == {uid_text}` or in `action in [...]`), since an enforcement point \
+                     asks for it only when a policy's scope names it{}",
+                    if scoped {
+                        ""
+                    } else {
+                        " (no policy's scope does)"
+                    }
+                ),
+            });
+        }
+    }
+    Ok(())
 }

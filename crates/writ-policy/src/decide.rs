@@ -678,6 +678,45 @@ mod tests {
         let d = Bundle::compile(crate::default_bundle()).unwrap();
         assert!(!d.names_action("Action::\"tool_result\""));
         assert!(d.names_action("Action::\"call_tool\""));
+
+        // A group the action is in counts.
+        let mut src = BundleSource::default();
+        src.policies.insert(
+            "g.cedar".into(),
+            r#"forbid(principal, action in Action::"outputs", resource)
+               when { context.result.text like "*x*" };"#
+                .into(),
+        );
+        src.entities = Some(json!([
+            {"uid": {"type": "Action", "id": "tool_result"}, "attrs": {},
+             "parents": [{"type": "Action", "id": "outputs"}]},
+            {"uid": {"type": "Action", "id": "outputs"}, "attrs": {}, "parents": []}
+        ]));
+        let g = Bundle::compile(src).unwrap();
+        assert!(g.names_action("Action::\"tool_result\""));
+        assert!(!g.names_action("Action::\"call_tool\""));
+    }
+
+    #[test]
+    fn a_result_rule_outside_its_scope_is_refused() {
+        // It would never be asked: enforcement points screen results only
+        // when a policy's scope names the action.
+        for text in [
+            r#"@id("hidden") forbid(principal, action, resource)
+               when { action == Action::"tool_result" && context.result.text like "*x*" };"#,
+            r#"@id("hidden") forbid(principal, action == Action::"call_tool", resource)
+               unless { action in [Action::"tool_result"] };"#,
+        ] {
+            let e = bundle(&[("h.cedar", text)], None).unwrap_err().to_string();
+            assert!(
+                e.contains("policy \"hidden\" mentions Action::\"tool_result\" outside its scope"),
+                "{e}"
+            );
+        }
+        // Named in the scope, the same condition is fine.
+        let ok = r#"forbid(principal, action in [Action::"tool_result"], resource)
+                    when { action == Action::"tool_result" };"#;
+        assert!(bundle(&[("ok.cedar", ok)], None).is_ok());
     }
 
     #[test]

@@ -37,6 +37,13 @@ const DEFAULT_POLICY: &str = include_str!("default.cedar");
 /// that level; otherwise the authority denies with `integrity_failure`.
 pub const ENFORCEMENT_ANNOTATION: &str = "enforcement";
 
+/// Actions an enforcement point asks for only when some policy's scope
+/// names them (`Bundle::names_action`): a policy that mentions one in its
+/// conditions alone would never be asked, so a bundle with one is refused.
+/// (`writ_api::TOOL_RESULT_ACTION`; docs/spec/api.md, "Screened tool
+/// results".)
+pub const SCOPE_NAMED_ACTIONS: [(&str, &str); 1] = [("Action", "tool_result")];
+
 /// Order of enforcement levels: `none` < `partial` < `full`; `None` for any
 /// other word.
 pub fn enforcement_rank(level: &str) -> Option<u8> {

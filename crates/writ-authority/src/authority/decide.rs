@@ -683,6 +683,18 @@ fn decide(
     if let Some(d) = enforcement_shortfall(&decision, context.get("environment")) {
         return Err(d);
     }
+    // A policy on tool results binds only an enforcement point that decides
+    // them: one that cannot would pass every answer unseen.
+    if req.action == writ_api::CALL_TOOL_ACTION
+        && !req.screens_results
+        && state.bundle.names_action(writ_api::TOOL_RESULT_ACTION)
+    {
+        return Err(Denial::new(
+            ReasonCode::IntegrityFailure,
+            "a policy decides tool results (Action::\"tool_result\") but this enforcement point \
+             does not say it screens them (screens_results)",
+        ));
+    }
     Ok(decision.message())
 }
 

@@ -516,3 +516,100 @@ fn the_mcp_server_gets_no_agent_token_and_runs_confined_where_asked() {
     let last = sessions.last().unwrap();
     assert_eq!(last["scope"]["read"], json!([dir_of(&inside)]), "{last}");
 }
+
+/// While a policy decides tool results (docs/spec/api.md, "Screened tool
+/// results"), a call whose answer would come another way is refused: a
+/// task-augmented call (`params.task`, in any case another parser folds
+/// to it) would have its result fetched by `tasks/result`, never screened.
+/// And an enforcement point that does not say it screens results gets no
+/// allow of a call at all.
+#[test]
+fn results_are_screened_or_the_call_is_refused() {
+    let srv = Server::start();
+    activate_policy(
+        &srv,
+        "screened",
+        r#"
+@id("sessions") permit (principal, action == Action::"mcp_session", resource);
+@id("ask") permit (principal, action == Action::"call_tool", resource == Tool::"rec/ask_client");
+@id("results") permit (principal, action == Action::"tool_result", resource);
+"#,
+    );
+    let agent = srv.add_principal("Agent::\"planner\"");
+    let mut p = Proxy::start(&srv, &agent, &[], &[], &[]);
+    p.send(INIT);
+    p.answers(&[json!("init")]);
+    p.send(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ask_client","arguments":{},"task":{"ttl":60000}}}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ask_client","arguments":{},"Taſk":{"ttl":60000}}}"#);
+    p.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"ask_client","arguments":{}}}"#);
+    let got = p.answers(&[json!(1), json!(2), json!(3)]);
+    for id in ["1", "2"] {
+        let text = got[id]["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(
+            got[id]["result"]["isError"] == true
+                && text.starts_with("denied: policy_denied: a task-augmented call"),
+            "{id}: {}",
+            got[id]
+        );
+    }
+    assert_eq!(
+        got["3"]["result"]["content"][0]["text"], "called",
+        "{}",
+        got["3"]
+    );
+    let (_, dir) = p.close();
+    let calls: Vec<Value> = Proxy::seen(&dir)
+        .into_iter()
+        .filter(|m| m["method"] == "tools/call")
+        .collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "only the plain call reached the server: {calls:?}"
+    );
+    // Each result was decided; the refused calls have their finish.
+    assert_eq!(decisions_about(&srv, "Action::\"tool_result\"").len(), 1);
+
+    // Without `screens_results`, a call is denied while results are screened.
+    let mut req = json!({
+        "action": "Action::\"call_tool\"", "resource": "Tool::\"rec/ask_client\"",
+        "request": {"name": "ask_client", "arguments": {}}, "audience": "mcp:rec"});
+    let r = srv.authorize(&agent, &req);
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (403, Some("integrity_failure")),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("screens_results"));
+    req["screens_results"] = json!(true);
+    let r = srv.authorize(&agent, &req);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["screen_result"], true);
+
+    // A result rule only in a policy's conditions would never be asked:
+    // such a bundle is refused, and the active one stays.
+    let dir = srv.tmp.path().join("policy-hidden");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policy.cedar"),
+        r#"@id("sessions") permit (principal, action == Action::"mcp_session", resource);
+@id("hidden") forbid (principal, action, resource)
+when { action == Action::"tool_result" && context.result.text like "*SECRET*" };"#,
+    )
+    .unwrap();
+    let out = srv.cli(
+        Some(&srv.admin_token),
+        &["policy", "activate", dir.to_str().unwrap()],
+    );
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("policy \"hidden\" mentions Action::\"tool_result\" outside its scope"),
+        "{out:#?}"
+    );
+    assert_eq!(srv.authorize(&agent, &req).status, 200);
+}
