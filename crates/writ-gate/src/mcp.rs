@@ -199,6 +199,21 @@ pub struct RemoteArgs {
     /// (DNS rebinding); one without is taken.
     #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "listen")]
     pub allow_origin: Vec<String>,
+    /// The URL MCP clients reach --listen at (`https://mcp.example.com/mcp`):
+    /// the front then serves its OAuth protected-resource metadata (RFC
+    /// 9728) and names it in every 401, so clients find where to get a
+    /// token. Register the token issuer with `writ issuer add --audience URL`.
+    #[arg(long, value_name = "URL", requires = "listen")]
+    pub resource_url: Option<String>,
+    /// An OAuth authorization server (its issuer URL) whose tokens the
+    /// authority takes for --resource-url (repeatable), named in the
+    /// metadata.
+    #[arg(
+        long = "authorization-server",
+        value_name = "URL",
+        requires = "resource_url"
+    )]
+    pub authorization_servers: Vec<String>,
     /// Client sessions --listen holds at once; more are refused (503).
     #[arg(long, value_name = "N", default_value_t = 64, requires = "listen",
           value_parser = clap::value_parser!(u64).range(1..=10_000))]

@@ -49,6 +49,7 @@ use writ_mcp::message::{classify, Kind, INVALID_REQUEST, PARSE_ERROR};
 use writ_mcp::sse;
 use writ_mcp::streamable::{to_line, Cursor, Next, Streams, STANDALONE};
 
+mod oauth;
 mod wire;
 
 use self::wire::{
@@ -90,6 +91,8 @@ struct Front {
     g: Global,
     a: Arc<McpProxyArgs>,
     upstream: Upstream,
+    /// The protected-resource metadata of --resource-url.
+    oauth: Option<oauth::ResourceMetadata>,
     sessions: Mutex<HashMap<String, Arc<Sess>>>,
     /// Sessions being opened, by token digest (for the per-token bound).
     opening: Mutex<HashMap<String, usize>>,
@@ -145,6 +148,11 @@ pub(super) async fn serve(
         )),
         _ => None,
     };
+    let oauth = oauth::ResourceMetadata::new(
+        &a.name,
+        a.remote.resource_url.as_deref(),
+        &a.remote.authorization_servers,
+    )?;
     if tls.is_none() && !addr.ip().is_loopback() && !crate::client::insecure_allowed() {
         anyhow::bail!(
             "--listen {addr} without --tls-cert would take bearer tokens in cleartext off this machine: \
@@ -166,6 +174,7 @@ pub(super) async fn serve(
         g,
         a,
         upstream,
+        oauth,
         sessions: Mutex::new(HashMap::new()),
         opening: Mutex::new(HashMap::new()),
     });
@@ -243,6 +252,13 @@ async fn reap_idle(front: Arc<Front>) {
 }
 
 async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(m) = front
+        .oauth
+        .as_ref()
+        .filter(|m| req.method() == Method::GET && m.serves(req.uri().path()))
+    {
+        return m.response();
+    }
     if req.uri().path() != PATH {
         return refused(StatusCode::NOT_FOUND, "the MCP endpoint is /mcp");
     }
@@ -263,7 +279,7 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Response<Body> {
         }
     }
     let Some(token) = bearer(req.headers()).map(str::to_owned) else {
-        return unauthenticated();
+        return unauthenticated(front.oauth.as_ref().map(|m| m.challenge(false)));
     };
     let digest = writ_artifact::canonical::digest_bytes(token.as_bytes());
     let session = match header(req.headers(), "mcp-session-id") {
@@ -575,7 +591,12 @@ async fn start(
     };
     let live = match open(&front.g, &front.a, Some(token), None).await {
         Ok(Ok(l)) => l,
-        Ok(Err(d)) => return Err(Box::new(denial(&d))),
+        Ok(Err(d)) => {
+            return Err(Box::new(denial(
+                &d,
+                front.oauth.as_ref().map(|m| m.challenge(true)),
+            )))
+        }
         Err(e) => {
             return Err(Box::new(refused(
                 StatusCode::INTERNAL_SERVER_ERROR,

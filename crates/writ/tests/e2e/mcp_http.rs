@@ -44,7 +44,7 @@ fn python() -> PathBuf {
 }
 
 /// A child killed on drop.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -54,7 +54,7 @@ impl Drop for Proc {
 }
 
 /// The remote MCP server; `tls`: its certificate and key.
-struct Upstream {
+pub(crate) struct Upstream {
     _proc: Proc,
     port: u16,
     auth_log: PathBuf,
@@ -63,7 +63,7 @@ struct Upstream {
 }
 
 impl Upstream {
-    fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Upstream {
+    pub(crate) fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Upstream {
         let prefix = crate::mcp::node_prefix();
         let script = prefix.join("writ-e2e-http-server.mjs");
         std::fs::write(&script, SERVER).unwrap();
@@ -105,7 +105,7 @@ impl Upstream {
         format!("{scheme}://{host}:{port}/mcp")
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.url_via(self.port)
     }
 
@@ -119,7 +119,7 @@ impl Upstream {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -137,7 +137,17 @@ fn token_file(dir: &Path) -> PathBuf {
 
 /// `writ mcp-proxy --listen` in front of `upstream_url`; its address.
 fn front(srv: &Server, dir: &Path, upstream_url: &str, extra: &[&str]) -> (Proc, String) {
-    let port = free_port();
+    front_on(srv, dir, upstream_url, free_port(), extra)
+}
+
+/// [`front`] on `port`.
+pub(crate) fn front_on(
+    srv: &Server,
+    dir: &Path,
+    upstream_url: &str,
+    port: u16,
+    extra: &[&str],
+) -> (Proc, String) {
     let addr = format!("127.0.0.1:{port}");
     let tokens = token_file(dir);
     let mut args = vec![
@@ -168,7 +178,13 @@ fn front(srv: &Server, dir: &Path, upstream_url: &str, extra: &[&str]) -> (Proc,
 }
 
 /// Run an HTTP client (`ts` or `py`) against `url` with `token`.
-fn client(lang: &str, url: &str, token: &str, ca: Option<&Path>, steps: &[Value]) -> Vec<Value> {
+pub(crate) fn client(
+    lang: &str,
+    url: &str,
+    token: &str,
+    ca: Option<&Path>,
+    steps: &[Value],
+) -> Vec<Value> {
     let job = json!({"url": url, "token": token, "steps": steps, "ca": ca});
     let out = if lang == "ts" {
         let script = crate::mcp::node_prefix().join("writ-e2e-http-client.mjs");
@@ -199,11 +215,11 @@ fn client(lang: &str, url: &str, token: &str, ca: Option<&Path>, steps: &[Value]
     })
 }
 
-fn list() -> Value {
+pub(crate) fn list() -> Value {
     json!({"op": "list_tools"})
 }
 
-fn echo(text: &str) -> Value {
+pub(crate) fn echo(text: &str) -> Value {
     json!({"op": "call", "name": "echo", "arguments": {"text": text}})
 }
 
@@ -215,7 +231,7 @@ fn entries(srv: &Server) -> Vec<Value> {
 }
 
 /// The allowed session decisions of the log.
-fn sessions(srv: &Server) -> Vec<Value> {
+pub(crate) fn sessions(srv: &Server) -> Vec<Value> {
     entries(srv)
         .into_iter()
         .filter(|e| {
@@ -232,7 +248,7 @@ fn finished(srv: &Server, jti: &str) -> bool {
         .any(|e| e["type"] == "execution_finish" && e["jti"] == jti)
 }
 
-fn setup() -> (Server, String, tempfile::TempDir) {
+pub(crate) fn setup() -> (Server, String, tempfile::TempDir) {
     let srv = Server::start();
     activate_policy(&srv, "remote", POLICY);
     let agent = srv.add_principal("Agent::\"planner\"");
@@ -314,7 +330,7 @@ fn python_client_over_streamable_http_is_governed() {
     governed_session("py");
 }
 
-fn post(addr: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
+pub(crate) fn post(addr: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
     let mut h = vec![
         ("content-type", "application/json"),
         ("accept", "application/json, text/event-stream"),
@@ -323,7 +339,7 @@ fn post(addr: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
     http(addr, "POST", "/mcp", &h, body.to_string().as_bytes())
 }
 
-fn initialize() -> Value {
+pub(crate) fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
         "clientInfo": {"name": "raw", "version": "0"}}})

@@ -101,14 +101,21 @@ pub(super) fn bearer(h: &HeaderMap) -> Option<&str> {
     .then_some(token)
 }
 
-pub(super) fn unauthenticated() -> Response<Body> {
+/// `WWW-Authenticate` of a 401 without protected-resource metadata.
+const CHALLENGE: &str = "Bearer realm=\"writ mcp-proxy\"";
+
+/// 401 for a request without a bearer token; `challenge` names the
+/// protected-resource metadata when there is some.
+pub(super) fn unauthenticated(challenge: Option<&HeaderValue>) -> Response<Body> {
     let mut r = refused(
         StatusCode::UNAUTHORIZED,
         "a bearer token is required (Authorization: Bearer ...): the principal's token writ authorizes the session with",
     );
     r.headers_mut().insert(
         "www-authenticate",
-        HeaderValue::from_static("Bearer realm=\"writ mcp-proxy\""),
+        challenge
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(CHALLENGE)),
     );
     r
 }
@@ -159,9 +166,9 @@ pub(super) async fn read_body(
         })
 }
 
-/// A denied session: 403 (401 for a caller not authenticated) with the
-/// reason code.
-pub(super) fn denial(d: &Denial) -> Response<Body> {
+/// A denied session, with the reason code: `unauthenticated` is 401 with `challenge`
+/// (or the plain one), anything else 403.
+pub(super) fn denial(d: &Denial, challenge: Option<&HeaderValue>) -> Response<Body> {
     let status = if d.reason == writ_artifact::ReasonCode::Unauthenticated {
         StatusCode::UNAUTHORIZED
     } else {
@@ -173,9 +180,18 @@ pub(super) fn denial(d: &Denial) -> Response<Body> {
                   "message": format!("denied: {}: {}", d.reason, d.message),
                   "data": {"writ/reason": d.reason.as_str()}},
     });
-    respond(
+    let mut r = respond(
         status,
         &[("content-type", "application/json")],
         Body::Full(Some(Bytes::from(body.to_string()))),
-    )
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            "www-authenticate",
+            challenge
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(CHALLENGE)),
+        );
+    }
+    r
 }
