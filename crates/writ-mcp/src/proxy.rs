@@ -208,7 +208,10 @@ where
     loop {
         match read_message(&mut server_out, MESSAGE_BYTES_MAX).await {
             Ok(Some(raw)) => {
-                from_server(&gov, &table, &to_client, &to_server, &mut tasks, raw).await
+                from_server(&gov, &table, &to_client, &to_server, &mut tasks, raw).await;
+                // Reap what is done (finish records, screenings): a long
+                // session holds no finished tasks.
+                while tasks.try_join_next().is_some() {}
             }
             Ok(None) => break,
             Err(FrameError::TooLarge { limit }) => {

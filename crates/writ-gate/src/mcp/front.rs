@@ -84,6 +84,8 @@ const TOKEN_BYTES_MAX: usize = 16 * 1024;
 const SESSIONS_PER_TOKEN_MAX: usize = 16;
 /// Protocol versions a client may name in `MCP-Protocol-Version`.
 const VERSIONS: [&str; 4] = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// How long a shutdown waits for sessions being opened.
+const OPENING_WAIT: Duration = Duration::from_secs(30);
 /// Bytes buffered between the HTTP side and the proxy loop.
 const PIPE_BYTES: usize = 256 * 1024;
 
@@ -98,6 +100,8 @@ struct Front {
     opening: Mutex<HashMap<String, usize>>,
     /// Sessions open or being opened (bounded by --sessions-max).
     slots: Arc<Semaphore>,
+    /// Set on a signal: no session opens after it.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// One client session.
@@ -177,6 +181,7 @@ pub(super) async fn serve(
         oauth,
         sessions: Mutex::new(HashMap::new()),
         opening: Mutex::new(HashMap::new()),
+        closing: std::sync::atomic::AtomicBool::new(false),
     });
     let conns = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let mut signals = crate::signals::Forwarder::new()?;
@@ -208,6 +213,16 @@ pub(super) async fn serve(
         crate::signals::name(sig)
     );
     reaper.abort();
+    // A session still being opened may already be a started writ: let its
+    // opening end (no other begins now), so that it is ended, and finished,
+    // with the rest.
+    front
+        .closing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let waited = Instant::now();
+    while !lock(&front.opening).is_empty() && waited.elapsed() < OPENING_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let sessions: Vec<Arc<Sess>> = lock(&front.sessions).values().cloned().collect();
     for s in &sessions {
         s.stop();
@@ -572,6 +587,14 @@ async fn start(
     digest: String,
 ) -> Result<(String, Arc<Sess>), Box<Response<Body>>> {
     let opening = Opening::claim(front, &digest);
+    // Claimed first, then checked: a shutdown either sees this opening and
+    // waits for it, or this sees the shutdown.
+    if front.closing.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Box::new(refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "writ mcp-proxy is shutting down",
+        )));
+    }
     let mine = lock(&front.sessions)
         .values()
         .filter(|s| s.token == digest)
@@ -686,8 +709,9 @@ async fn run_session(
     super::upstream::settle(link).await;
     lock(&front.sessions).remove(&sid);
     lock(&sess.streams).end_all();
-    sess.ended.send_replace(true);
+    // Ended once its finish is recorded: a shutdown waits for `ended`.
     live.finish(&end, None).await;
+    sess.ended.send_replace(true);
 }
 
 /// The proxy loop's messages to the client: a response on its request's

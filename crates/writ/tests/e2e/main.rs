@@ -35,6 +35,7 @@ mod log_privacy;
 mod mcp;
 mod mcp_boundary;
 mod mcp_http;
+mod mcp_http_shutdown;
 mod mcp_oauth;
 mod mcp_pins;
 mod mesh;

@@ -44,7 +44,7 @@ fn python() -> PathBuf {
 }
 
 /// A child killed on drop.
-pub(crate) struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -127,7 +127,7 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
-fn token_file(dir: &Path) -> PathBuf {
+pub(crate) fn token_file(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;
     let p = dir.join("upstream-token");
     std::fs::write(&p, format!("{UPSTREAM_TOKEN}\n")).unwrap();
@@ -242,7 +242,7 @@ pub(crate) fn sessions(srv: &Server) -> Vec<Value> {
         .collect()
 }
 
-fn finished(srv: &Server, jti: &str) -> bool {
+pub(crate) fn finished(srv: &Server, jti: &str) -> bool {
     entries(srv)
         .iter()
         .any(|e| e["type"] == "execution_finish" && e["jti"] == jti)
