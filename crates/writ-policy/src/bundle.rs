@@ -183,8 +183,9 @@ pub struct Bundle {
     /// a fifth of a decision).
     pub(crate) enforcement: HashMap<PolicyId, (u8, String)>,
     pub(crate) schema: Option<Schema>,
-    /// The actions some policy's scope names (`action == A`, or `A` in the
-    /// list of `action in [...]`), as Cedar prints their UIDs.
+    /// The actions some policy's scope names (`action == A`, `A` in the
+    /// list of `action in [...]`, or a group `A` is in), as Cedar prints
+    /// their UIDs: read per decision, so found once here.
     named_actions: std::collections::HashSet<String>,
     /// What the schema declares of each action's context.
     shapes: crate::shape::ContextShapes,
@@ -301,6 +302,7 @@ impl Bundle {
             .unwrap_or_default();
         let named_actions = named_actions(&policies);
         scope_named_only(&policies, &entities, &named_actions, &file_of)?;
+        let named_actions = with_group_members(named_actions, &entities);
         Ok(Bundle {
             hash,
             policies,
@@ -339,9 +341,7 @@ impl Bundle {
     /// not count (an enforcement point asks for such an action only when a
     /// policy names it; docs/spec/api.md, "Screened tool results").
     pub fn names_action(&self, action: &str) -> bool {
-        action
-            .parse::<EntityUid>()
-            .is_ok_and(|uid| names(&self.named_actions, &self.entities, &uid))
+        self.named_actions.contains(action)
     }
 
     pub fn has_schema(&self) -> bool {
@@ -488,6 +488,22 @@ fn named_actions(policies: &PolicySet) -> std::collections::HashSet<String> {
         }
     }
     named
+}
+
+/// `named` and every action entity in a group among `named`.
+fn with_group_members(
+    named: std::collections::HashSet<String>,
+    entities: &Entities,
+) -> std::collections::HashSet<String> {
+    let members: Vec<String> = entities
+        .iter()
+        .map(|e| e.uid())
+        .filter(|uid| uid.type_name().basename() == "Action" && names(&named, entities, uid))
+        .map(|uid| uid.to_string())
+        .collect();
+    let mut all = named;
+    all.extend(members);
+    all
 }
 
 /// Whether `uid`, or a group it is in, is among `named`.

@@ -137,12 +137,12 @@ pub(crate) fn token_file(dir: &Path) -> PathBuf {
 
 /// `writ mcp-proxy --listen` in front of `upstream_url`; its address.
 fn front(srv: &Server, dir: &Path, upstream_url: &str, extra: &[&str]) -> (Proc, String) {
-    front_on(srv, dir, upstream_url, free_port(), extra)
+    front_on(&srv.url, dir, upstream_url, free_port(), extra)
 }
 
-/// [`front`] on `port`.
+/// [`front`] on `port`, asking the authority at `authority` (a URL).
 pub(crate) fn front_on(
-    srv: &Server,
+    authority: &str,
     dir: &Path,
     upstream_url: &str,
     port: u16,
@@ -164,7 +164,7 @@ pub(crate) fn front_on(
     args.extend_from_slice(extra);
     let child = Command::new(writ_bin())
         .args(&args)
-        .env("WRIT_SERVER", &srv.url)
+        .env("WRIT_SERVER", authority)
         .env_remove("WRIT_TOKEN")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -177,6 +177,26 @@ pub(crate) fn front_on(
     (p, addr)
 }
 
+/// Run the Node script `source` (as `name`, where the MCP SDK resolves)
+/// with `job` on its standard input.
+pub(crate) fn node_json(name: &str, source: &str, job: &Value) -> std::process::Output {
+    let script = crate::mcp::node_prefix().join(name);
+    std::fs::write(&script, source).unwrap();
+    let mut c = Command::new("node")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    c.wait_with_output().unwrap()
+}
+
 /// Run an HTTP client (`ts` or `py`) against `url` with `token`.
 pub(crate) fn client(
     lang: &str,
@@ -187,21 +207,7 @@ pub(crate) fn client(
 ) -> Vec<Value> {
     let job = json!({"url": url, "token": token, "steps": steps, "ca": ca});
     let out = if lang == "ts" {
-        let script = crate::mcp::node_prefix().join("writ-e2e-http-client.mjs");
-        std::fs::write(&script, TS_CLIENT).unwrap();
-        let mut c = Command::new("node")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin
-            .take()
-            .unwrap()
-            .write_all(job.to_string().as_bytes())
-            .unwrap();
-        c.wait_with_output().unwrap()
+        node_json("writ-e2e-http-client.mjs", TS_CLIENT, &job)
     } else {
         run_script(&python(), PY_CLIENT, &job)
     };

@@ -5,14 +5,12 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::*;
-use crate::mcp_http::{
-    finished, free_port, initialize, sessions, setup, token_file, Proc, Upstream,
-};
+use crate::mcp_http::{finished, free_port, front_on, initialize, sessions, setup, Upstream};
 
 /// A relay to `to` that holds each chunk it is sent for `hold` once it has
 /// seen `POST /v1/authorize`, and keeps its side to `to` open a while after
@@ -61,29 +59,13 @@ fn a_session_being_opened_at_sigterm_is_finished() {
     let seen = Arc::new(Mutex::new(false));
     let authority = srv.url.rsplit(':').next().unwrap().parse().unwrap();
     let relay = holding_relay(authority, Duration::from_millis(1500), Arc::clone(&seen));
-    let addr = format!("127.0.0.1:{}", free_port());
-    let tokens = token_file(dir.path());
-    let child = Command::new(writ_bin())
-        .args([
-            "mcp-proxy",
-            "--name",
-            "remote",
-            "--listen",
-            &addr,
-            "--upstream",
-            &up.url(),
-        ])
-        .args(["--upstream-token-file", tokens.to_str().unwrap()])
-        .env("WRIT_SERVER", format!("http://127.0.0.1:{relay}"))
-        .env_remove("WRIT_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut p = Proc(child);
-    wait_for("the proxy listening", Duration::from_secs(15), || {
-        TcpStream::connect(&addr).is_ok()
-    });
+    let (mut p, addr) = front_on(
+        &format!("http://127.0.0.1:{relay}"),
+        dir.path(),
+        &up.url(),
+        free_port(),
+        &[],
+    );
     let (a, bearer) = (addr.clone(), format!("Bearer {agent}"));
     let opener = std::thread::spawn(move || {
         try_http(

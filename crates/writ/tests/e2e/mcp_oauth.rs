@@ -6,12 +6,9 @@
 //! TypeScript SDK's Streamable HTTP client.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use crate::common::*;
 use crate::mcp_http::{
-    client, echo, free_port, front_on, initialize, list, post, sessions, setup, Upstream,
+    client, echo, free_port, front_on, initialize, list, node_json, post, sessions, setup, Upstream,
 };
 use serde_json::{json, Value};
 
@@ -58,7 +55,7 @@ fn an_oauth_client_finds_the_authorization_server_and_its_token_opens_a_session(
     let port = free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let (_proxy, addr) = front_on(
-        &srv,
+        &srv.url,
         dir.path(),
         &up.url(),
         port,
@@ -73,21 +70,11 @@ fn an_oauth_client_finds_the_authorization_server_and_its_token_opens_a_session(
 
     // A client without a token learns where the metadata is, and from it
     // the authorization server (the TypeScript SDK's discovery).
-    let script = crate::mcp::node_prefix().join("writ-e2e-oauth-discover.mjs");
-    std::fs::write(&script, DISCOVER).unwrap();
-    let mut c = Command::new("node")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(json!({"url": resource}).to_string().as_bytes())
-        .unwrap();
-    let out = c.wait_with_output().unwrap();
+    let out = node_json(
+        "writ-e2e-oauth-discover.mjs",
+        DISCOVER,
+        &json!({"url": resource}),
+    );
     assert!(
         out.status.success(),
         "{}",
